@@ -1,0 +1,224 @@
+/**
+ * One service's lifecycle: wait for a connection, start the app with the listeners, watch its activity
+ * against the Clock, stop it when idle, and again. Built only from SocketService, ProcessService and Clock,
+ * so tests run it against fake layers under TestClock.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import type * as Config from "./Config.js"
+import * as Backoff from "./internal/backoff.js"
+import * as Format from "./internal/format.js"
+import type { App, ExitStatus, SpawnRequest } from "./ProcessService.js"
+import { ProcessService } from "./ProcessService.js"
+import type { Arrivals, ListenError, Listener } from "./SocketService.js"
+import { SocketService } from "./SocketService.js"
+
+/** Clock time in whole milliseconds (from the monotonic nanosecond clock), so deadlines compare exactly. */
+const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
+/** Clock time in fractional milliseconds, for measuring short intervals. */
+const preciseNow = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
+
+/** How a run of the app ended. */
+type Outcome =
+  | { readonly _tag: "Exited"; readonly status: ExitStatus }
+  | { readonly _tag: "Idle"; readonly idleFor: number }
+
+/**
+ * Opens the service's listeners in the current scope, in order, and logs each.
+ */
+export const listen = Effect.fn("Activator.listen")(function*(config: Config.ServiceConfig) {
+  const sockets = yield* SocketService
+  const listeners: Array<Listener> = []
+  for (const listenerConfig of config.listeners) {
+    const listener = yield* sockets.open(listenerConfig, config.socket)
+    listeners.push(listener)
+    yield* Effect.logInfo(`listening on ${listener.description}` + (listener.name === "soad" ? "" : ` (${listener.name})`))
+  }
+  if (!sockets.exactCounting) {
+    yield* Effect.logWarning(
+      "exact connection counting is not available on this platform: activity is seen through readability, " +
+        "so a connection the app accepts at once may not reset the idle timer"
+    )
+  }
+  return listeners as ReadonlyArray<Listener>
+})
+
+/** Waits until the app has been idle for `idleTimeout`; returns how long it was idle. */
+const awaitIdle = (
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  arrivals: Arrivals,
+  lastActivity: Ref.Ref<number>
+) =>
+  Effect.gen(function*() {
+    const sockets = yield* SocketService
+    const idleMillis = Duration.toMillis(config.idleTimeout)
+    for (;;) {
+      const t = yield* now
+      const last = yield* Ref.get(lastActivity)
+      const deadline = last + idleMillis
+      if (t < deadline) {
+        yield* Effect.sleep(Duration.millis(deadline - t))
+        continue
+      }
+      if (yield* arrivals.rearm) {
+        yield* Effect.logWarning("the app cleared O_ASYNC on a listener; counting is restored, idle time starts again")
+        yield* Ref.set(lastActivity, t)
+        continue
+      }
+      // A connection waiting to be accepted is activity, even if it was not seen yet.
+      if (yield* sockets.isPending(listeners)) {
+        yield* Ref.set(lastActivity, t)
+        continue
+      }
+      return t - last
+    }
+  })
+
+/** One run of the app: start it, watch it, stop it when idle. */
+const runApp = (
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  backoff: Backoff.Backoff,
+  trigger: Listener,
+  pendingSince: number
+) =>
+  Effect.gen(function*() {
+    const sockets = yield* SocketService
+    const processes = yield* ProcessService
+    const request: SpawnRequest = {
+      command: config.command,
+      env: config.env,
+      inheritEnv: config.inheritEnv,
+      cwd: config.cwd,
+      fds: listeners.map((listener) => listener.fd),
+      fdNames: listeners.map((listener) => listener.name)
+    }
+    // Watch arrivals before the app starts, so connections during its start count too.
+    const arrivals = yield* sockets.arrivals(listeners)
+    yield* Effect.logDebug(`connection pending on ${trigger.description}: starting ${config.command.join(" ")}`)
+    const spawned = yield* Effect.either(
+      processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout })
+    )
+    if (Either.isLeft(spawned)) {
+      const state = yield* backoff.failed
+      yield* Effect.logError(`cannot start the app: ${spawned.left.message}`)
+      yield* logFailing(state, yield* now)
+      return
+    }
+    const app: App = spawned.right
+    const startedAt = yield* now
+    yield* Effect.logInfo(
+      `app started (pid ${app.pid}, ${Format.millis((yield* preciseNow) - pendingSince)} after the connection on ${trigger.description})`
+    )
+    const lastActivity = yield* Ref.make(startedAt)
+    yield* arrivals.take.pipe(
+      Effect.zipRight(now),
+      Effect.flatMap((t) => Ref.set(lastActivity, t)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    const outcome = yield* Effect.raceFirst(
+      Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
+      Effect.map(awaitIdle(config, listeners, arrivals, lastActivity), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
+    ).pipe(
+      Effect.onInterrupt(() =>
+        Effect.logInfo(`soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`).pipe(
+          Effect.zipRight(app.stop),
+          Effect.flatMap((status) =>
+            Effect.flatMap(now, (t) =>
+              Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(t - startedAt)})`)
+            )
+          )
+        )
+      )
+    )
+    if (outcome._tag === "Idle") {
+      yield* Effect.logInfo(
+        `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`
+      )
+      const status = yield* app.stop
+      const exitedAt = yield* now
+      yield* Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(exitedAt - startedAt)})`)
+      yield* backoff.reset
+      return
+    }
+    const exitedAt = yield* now
+    const uptime = exitedAt - startedAt
+    const message = `app exited by itself (${Format.exit(outcome.status)}, uptime ${Format.seconds(uptime)})`
+    if (uptime < Duration.toMillis(config.minUptime)) {
+      const state = yield* backoff.failed
+      yield* Effect.logWarning(message)
+      yield* logFailing(state, exitedAt)
+    } else {
+      yield* backoff.reset
+      yield* outcome.status.code === 0 ? Effect.logInfo(message) : Effect.logWarning(message)
+    }
+  }).pipe(Effect.scoped)
+
+const logFailing = (state: Backoff.BackoffState, at: number) =>
+  Effect.logWarning(
+    `failing: next try in ${Format.seconds(Math.max(0, state.notBefore - at))}, ` +
+      `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`
+  )
+
+/**
+ * Serves the service on listeners already open: waits for a connection, runs the app, forever.
+ * Interrupting it stops a running app gracefully first.
+ */
+export const serve = Effect.fn("Activator.serve")(function*(
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>
+) {
+  const sockets = yield* SocketService
+  const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
+  return yield* Effect.forever(Effect.gen(function*() {
+    const trigger = yield* sockets.awaitReadable(listeners)
+    let pendingSince = yield* preciseNow
+    const { failures, notBefore } = yield* backoff.state
+    const t = yield* now
+    if (notBefore > t) {
+      yield* Effect.logWarning(
+        `failing: next try in ${Format.seconds(notBefore - t)}, ${failures} failure${
+          failures === 1 ? "" : "s"
+        } in a row`
+      )
+      yield* Effect.sleep(Duration.millis(notBefore - t))
+      // The connection may have given up meanwhile: start only for one still waiting.
+      if (!(yield* sockets.isPending(listeners))) return
+      pendingSince = yield* preciseNow
+    }
+    yield* runApp(config, listeners, backoff, trigger, pendingSince)
+  }))
+}, (effect, config) => Effect.annotateLogs(effect, "service", config.name))
+
+/**
+ * Runs one service until interrupted: opens its listeners, serves, and on interruption stops the app and
+ * closes the listeners (removing the socket files soad created).
+ */
+export const run = (
+  config: Config.ServiceConfig
+): Effect.Effect<never, ListenError, SocketService | ProcessService> =>
+  Effect.scoped(Effect.flatMap(listen(config), (listeners) => serve(config, listeners))).pipe(
+    Effect.annotateLogs("service", config.name)
+  )
+
+/**
+ * Starts one service in the current scope: returns once its listeners are open, with the serving fiber;
+ * closing the scope stops the app and closes the listeners.
+ */
+export const start = (
+  config: Config.ServiceConfig
+): Effect.Effect<Fiber.RuntimeFiber<never>, ListenError, SocketService | ProcessService | Scope.Scope> =>
+  Effect.flatMap(
+    listen(config).pipe(Effect.annotateLogs("service", config.name)),
+    (listeners) => Effect.forkScoped(serve(config, listeners))
+  )

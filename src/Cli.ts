@@ -1,0 +1,275 @@
+/**
+ * The command line: `soad -s /run/app.sock -t 240 -S TERM -- gunicorn app:app`, parsed with @effect/cli into
+ * a typed ServiceConfig, then run by the Activator.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as CliConfig from "@effect/cli/CliConfig"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Activator from "./Activator.js"
+import * as Address from "./Address.js"
+import * as Config from "./Config.js"
+import * as Logging from "./Logging.js"
+import { ProcessService } from "./ProcessService.js"
+import * as Signal from "./Signal.js"
+import type { SocketService } from "./SocketService.js"
+
+/** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/** soad's version, as `--version` prints it. */
+export const version = "0.1.0"
+
+const socket = Options.text("socket").pipe(
+  Options.withAlias("s"),
+  Options.withPseudoName("PATH"),
+  Options.withDescription("A UNIX socket to listen on (repeatable): the app gets it at fd 3."),
+  Options.repeated
+)
+const listen = Options.text("listen").pipe(
+  Options.withAlias("l"),
+  Options.withPseudoName("[NAME=]ADDR"),
+  Options.withDescription(
+    "A listener [NAME=]ADDR (repeatable, in order): /path, unix:PATH, @abstract, HOST:PORT, [IPV6]:PORT, :PORT, fd:N, fd:NAME."
+  ),
+  Options.repeated
+)
+const timeUntilStop = Options.text("time-until-stop").pipe(
+  Options.withAlias("t"),
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription("Seconds without activity before the app is stopped; decimals allowed. Default: 60."),
+  Options.withDefault("60")
+)
+const shutdownSignal = Options.text("shutdown-signal").pipe(
+  Options.withAlias("S"),
+  Options.withPseudoName("SIGNAL"),
+  Options.withDescription("The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: TERM."),
+  Options.withDefault("TERM")
+)
+const stopTimeout = Options.text("stop-timeout").pipe(
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription("Seconds the app may take to exit after the shutdown signal before it gets SIGKILL. Default: 30."),
+  Options.withDefault("30")
+)
+const minUptime = Options.text("min-uptime").pipe(
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription("A run shorter than this many seconds counts as a crash, and the next start backs off. Default: 5."),
+  Options.withDefault("5")
+)
+const maxBackoff = Options.text("max-backoff").pipe(
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription("The longest wait in seconds between starts of a crashing app (from 0.5 s, doubling). Default: 60."),
+  Options.withDefault("60")
+)
+const backlog = Options.integer("backlog").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription("The listen(2) backlog of every listener: connections that wait while the app starts. Default: 1024."),
+  Options.withDefault(Config.defaults.backlog)
+)
+const logLevel = Options.choice("log-level", Logging.levels).pipe(
+  Options.withDescription("How much soad logs on stderr. Default: info."),
+  Options.withDefault("info" as Logging.Level)
+)
+const command = Args.text({ name: "command" }).pipe(
+  Args.withDescription("The app's command and arguments, after --; run without a shell."),
+  Args.repeated
+)
+
+const options = {
+  socket,
+  listen,
+  timeUntilStop,
+  shutdownSignal,
+  stopTimeout,
+  minUptime,
+  maxBackoff,
+  backlog,
+  logLevel,
+  command
+}
+
+/** What @effect/cli parsed, before validation. */
+export type Parsed = Command.Command.ParseConfig<typeof options>
+
+const usage = (message: string) => new UsageError({ message })
+
+const seconds = (flag: string, text: string, allowZero: boolean): Either.Either<Duration.Duration, UsageError> => {
+  const value = Number(text)
+  if (text.trim() === "" || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    return Either.left(usage(`${flag}: '${text}' is not a ${allowZero ? "non-negative" : "positive"} number of seconds`))
+  }
+  return Either.right(Duration.millis(Math.round(value * 1000)))
+}
+
+/**
+ * Turns parsed flags into a ServiceConfig; `commandAfterDashes` is the command given after `--`, if any.
+ */
+export const toConfig = (
+  parsed: Parsed,
+  commandAfterDashes: ReadonlyArray<string> | undefined,
+  cwd: string = process.cwd()
+): Either.Either<Config.ServiceConfig, UsageError> =>
+  Either.gen(function*() {
+    const positional = parsed.command
+    let argv: ReadonlyArray<string>
+    if (commandAfterDashes !== undefined) {
+      const before = positional.slice(0, positional.length - commandAfterDashes.length)
+      if (before.length > 0) {
+        return yield* Either.left(
+          usage(
+            before[0]!.startsWith("-")
+              ? `unknown option '${before[0]}'`
+              : `unexpected argument '${before[0]}' before --: the app's command goes after --`
+          )
+        )
+      }
+      argv = commandAfterDashes
+    } else {
+      if (positional.length > 0 && positional[0]!.startsWith("-")) {
+        return yield* Either.left(usage(`unknown option '${positional[0]}'`))
+      }
+      argv = positional
+    }
+    if (argv.length === 0 || argv[0] === "") {
+      return yield* Either.left(usage("no command: give the app to run after --, e.g. soad -s /run/app.sock -- ./server"))
+    }
+    const listeners: Array<Address.ListenerConfig> = []
+    for (const path of parsed.socket) {
+      const address = yield* Either.mapLeft(
+        path.startsWith("unix:") ? Address.parseAddress(path, cwd) : Address.parseAddress(`unix:${path}`, cwd),
+        (message) => usage(`-s: ${message}`)
+      )
+      listeners.push({ name: Address.defaultName, address })
+    }
+    for (const spec of parsed.listen) {
+      listeners.push(yield* Either.mapLeft(Address.parseListener(spec, cwd), (message) => usage(`-l: ${message}`)))
+    }
+    if (listeners.length === 0) {
+      return yield* Either.left(usage("no socket: give one with -s PATH or -l ADDR"))
+    }
+    const signal = yield* Either.mapLeft(Signal.parse(parsed.shutdownSignal), (message) => usage(`-S: ${message}`))
+    if (parsed.backlog < 1) return yield* Either.left(usage(`--backlog: must be at least 1`))
+    return Config.make({
+      listeners,
+      command: [argv[0]!, ...argv.slice(1)],
+      socket: { backlog: parsed.backlog, mode: undefined, uid: undefined, gid: undefined },
+      idleTimeout: yield* seconds("-t", parsed.timeUntilStop, false),
+      shutdownSignal: signal,
+      stopTimeout: yield* seconds("--stop-timeout", parsed.stopTimeout, true),
+      minUptime: yield* seconds("--min-uptime", parsed.minUptime, true),
+      maxBackoff: yield* seconds("--max-backoff", parsed.maxBackoff, false)
+    })
+  })
+
+/** Options whose value may be attached (`-t5`, `--socket=PATH`): @effect/cli wants them apart. */
+const valueFlags = new Set(["s", "l", "t", "S"])
+
+/**
+ * Splits argv at the first `--` (the app's command is never parsed as soad's flags) and separates attached
+ * values: `--socket=PATH` → `--socket PATH`, `-t5` → `-t 5`.
+ */
+export const splitArgv = (args: ReadonlyArray<string>): {
+  readonly own: ReadonlyArray<string>
+  readonly command: ReadonlyArray<string> | undefined
+} => {
+  const dashes = args.indexOf("--")
+  const ownPart = dashes >= 0 ? args.slice(0, dashes) : args
+  const own: Array<string> = []
+  for (const arg of ownPart) {
+    const long = /^(--[a-z][a-z-]*)=(.*)$/s.exec(arg)
+    const short = /^-([a-zA-Z])(.+)$/s.exec(arg)
+    if (long !== null) own.push(long[1]!, long[2]!)
+    else if (short !== null && valueFlags.has(short[1]!)) own.push(`-${short[1]}`, short[2]!)
+    else own.push(arg)
+  }
+  return { own, command: dashes >= 0 ? args.slice(dashes + 1) : undefined }
+}
+
+/** Runs soad on parsed flags: the Activator until interrupted. */
+const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undefined) =>
+  Effect.gen(function*() {
+    const config = yield* toConfig(parsed, commandAfterDashes)
+    return yield* Activator.run(config).pipe(
+      Effect.provide(Logging.layer(parsed.logLevel))
+    )
+  })
+
+/** `soad` as an @effect/cli command; `commandAfterDashes` as split off by splitArgv. */
+export const make = (commandAfterDashes: ReadonlyArray<string> | undefined) =>
+  Command.make("soad", options, (parsed) => serve(parsed, commandAfterDashes)).pipe(
+    Command.withDescription(
+      "Socket activator/deactivator: holds the listening sockets, starts the app on the first connection with the " +
+        "sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity."
+    )
+  )
+
+/** @effect/cli prints its parse errors as documents; soad prints them as one line. */
+const oneLineErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Console.consoleWith((console) =>
+    Effect.withConsole(effect, {
+      ...console,
+      error: (...args: ReadonlyArray<unknown>) => {
+        // eslint-disable-next-line no-control-regex
+        const text = args.map(String).join(" ").replace(/\x1b\[[0-9;]*m/g, "").replace(/\s+/g, " ").trim()
+        return text === "" ? Effect.void : console.error(`soad: ${text} (see soad --help)`)
+      }
+    })
+  )
+
+/**
+ * Parses `args` (without node and the script) and runs soad. Fails with UsageError or a ValidationError
+ * (exit 2), ListenError (exit 1); the message has been printed.
+ */
+export const run = (args: ReadonlyArray<string>) => {
+  const { command: commandAfterDashes, own } = splitArgv(args)
+  const argv = ["node", "soad", ...own, ...(commandAfterDashes !== undefined ? ["--", ...commandAfterDashes] : [])]
+  const cli = Command.run(make(commandAfterDashes), { name: "soad", version })
+  return cli(argv).pipe(
+    oneLineErrors,
+    Effect.tapError((error) =>
+      ValidationError.isValidationError(error)
+        ? Effect.void
+        : Console.error(error._tag === "UsageError" ? `soad: ${error.message} (see soad --help)` : `soad: ${error.message}`)
+    ),
+    Effect.provide(CliConfig.layer({ isCaseSensitive: true, showBuiltIns: false, showTypes: false }))
+  )
+}
+
+/** The exit code for a failure of `run`. */
+export const exitCode = (error: unknown): number =>
+  ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ? 2 : 1
+
+/** Second SIGINT/SIGTERM while stopping: SIGKILL to every app group now (the first is runMain's). */
+export const killOnSecondSignal: Layer.Layer<never, never, ProcessService> = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const processes = yield* ProcessService
+    let received = 0
+    const onSignal = () => {
+      received += 1
+      if (received >= 2) Effect.runFork(processes.killAll)
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        process.on("SIGINT", onSignal)
+        process.on("SIGTERM", onSignal)
+      }),
+      () =>
+        Effect.sync(() => {
+          process.off("SIGINT", onSignal)
+          process.off("SIGTERM", onSignal)
+        })
+    )
+  })
+)
+
+/** The services the command needs. */
+export type Services = SocketService | ProcessService

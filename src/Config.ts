@@ -1,0 +1,78 @@
+/**
+ * The typed configuration of a service: what soad listens on, what it runs, and when it stops it.
+ * The CLI and (later) the config file produce it; the Activator consumes it and never sees raw strings.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import type * as Address from "./Address.js"
+import * as Signal from "./Signal.js"
+
+/** How the listeners are created. */
+export interface SocketOptions {
+  /** listen(2) backlog for every listener. */
+  readonly backlog: number
+  /** Mode of a UNIX socket file; undefined: 0666 less the umask. */
+  readonly mode: number | undefined
+  /** Owner and group of a UNIX socket file; undefined: soad's own. */
+  readonly uid: number | undefined
+  readonly gid: number | undefined
+}
+
+/** One app soad activates. */
+export interface ServiceConfig {
+  /** Shown in logs; the command's base name when not given. */
+  readonly name: string
+  readonly listeners: ReadonlyArray<Address.ListenerConfig>
+  readonly socket: SocketOptions
+  /** The app's program and arguments, run without a shell. */
+  readonly command: readonly [string, ...Array<string>]
+  /** Extra environment for the app. */
+  readonly env: Readonly<Record<string, string>>
+  /** Start from soad's own environment (true) or from `env` alone. */
+  readonly inheritEnv: boolean
+  readonly cwd: string | undefined
+  /** Idle time before the app is stopped (`-t`). */
+  readonly idleTimeout: Duration.Duration
+  /** The signal that asks the app to stop (`-S`). */
+  readonly shutdownSignal: Signal.Signal
+  /** How long the app may take to exit before SIGKILL (`--stop-timeout`). */
+  readonly stopTimeout: Duration.Duration
+  /** A run shorter than this counts as a failure for the backoff (`--min-uptime`). */
+  readonly minUptime: Duration.Duration
+  /** The first backoff delay after a failure; it doubles up to `maxBackoff`. */
+  readonly initialBackoff: Duration.Duration
+  readonly maxBackoff: Duration.Duration
+}
+
+/** The defaults, as the original soad where it has them. */
+export const defaults = {
+  idleTimeout: Duration.seconds(60),
+  shutdownSignal: Signal.SIGTERM,
+  stopTimeout: Duration.seconds(30),
+  minUptime: Duration.seconds(5),
+  initialBackoff: Duration.millis(500),
+  maxBackoff: Duration.seconds(60),
+  backlog: 1024
+} as const
+
+/** Builds a ServiceConfig from the required fields, the rest from the defaults. */
+export const make = (
+  fields: Pick<ServiceConfig, "listeners" | "command"> & Partial<Omit<ServiceConfig, "listeners" | "command">>
+): ServiceConfig => ({
+  name: fields.name ?? baseName(fields.command[0]),
+  listeners: fields.listeners,
+  socket: fields.socket ?? { backlog: defaults.backlog, mode: undefined, uid: undefined, gid: undefined },
+  command: fields.command,
+  env: fields.env ?? {},
+  inheritEnv: fields.inheritEnv ?? true,
+  cwd: fields.cwd,
+  idleTimeout: fields.idleTimeout ?? defaults.idleTimeout,
+  shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
+  stopTimeout: fields.stopTimeout ?? defaults.stopTimeout,
+  minUptime: fields.minUptime ?? defaults.minUptime,
+  initialBackoff: fields.initialBackoff ?? defaults.initialBackoff,
+  maxBackoff: fields.maxBackoff ?? defaults.maxBackoff
+})
+
+const baseName = (program: string): string => program.slice(program.lastIndexOf("/") + 1) || program

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+/**
+ * The `soad` command: argv → the CLI, run by NodeRuntime.runMain.
+ */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Cli from "./Cli.js"
+import * as ProcessService from "./ProcessService.js"
+import * as SocketService from "./SocketService.js"
+
+const MainLive = Layer.mergeAll(
+  Layer.provideMerge(Cli.killOnSecondSignal, ProcessService.layer),
+  SocketService.layer,
+  NodeFileSystem.layer,
+  NodePath.layer,
+  NodeTerminal.layer
+)
+
+NodeRuntime.runMain(Cli.run(process.argv.slice(2)).pipe(Effect.provide(MainLive)), {
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => {
+    if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) return onExit(Cli.exitCode(failure.value)) // already printed
+    process.stderr.write(`soad: internal error: ${Cause.pretty(exit.cause)}\n`)
+    onExit(70)
+  }
+})

@@ -1,0 +1,215 @@
+/**
+ * Creating, adopting and releasing listening sockets, with errors a user can act on.
+ *
+ * @internal
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Util from "node:util"
+import * as Address from "../Address.js"
+import type * as Config from "../Config.js"
+import type { Native, NativeError } from "./native.js"
+
+/** Opening a listener failed; `message` says what is wrong and what to do. */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly address: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** Sockets soad received from its own parent (`LISTEN_FDS`), by fd, with their names. */
+export interface Inherited {
+  readonly fds: ReadonlyArray<{ readonly fd: number; readonly name: string }>
+  /** Why LISTEN_FDS was ignored, if it was. */
+  readonly ignored: string | undefined
+}
+
+/**
+ * Reads and removes `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` from soad's environment (so they never
+ * reach an app by inheritance), as sd_listen_fds(unset_environment = 1) does.
+ */
+export const takeInherited = (env: NodeJS.ProcessEnv, pid: number): Inherited => {
+  const count = env.LISTEN_FDS
+  const listenPid = env.LISTEN_PID
+  const names = env.LISTEN_FDNAMES
+  delete env.LISTEN_FDS
+  delete env.LISTEN_PID
+  delete env.LISTEN_FDNAMES
+  if (count === undefined) return { fds: [], ignored: undefined }
+  if (listenPid !== undefined && listenPid !== String(pid)) {
+    return { fds: [], ignored: `LISTEN_PID is ${listenPid}, not soad's pid ${pid}` }
+  }
+  if (!/^\d+$/.test(count)) return { fds: [], ignored: `LISTEN_FDS is '${count}', not a number` }
+  const nameList = names?.split(":") ?? []
+  const fds = Array.from({ length: Number(count) }, (_, i) => ({ fd: 3 + i, name: nameList[i] ?? "unknown" }))
+  return { fds, ignored: undefined }
+}
+
+const errnoName = (error: unknown): string => {
+  const errno = (error as NativeError).errno
+  return typeof errno === "number" ? Util.getSystemErrorName(-errno) : "UNKNOWN"
+}
+
+const fail = (address: string, message: string, cause?: unknown) =>
+  Effect.fail(new ListenError({ address, message, cause }))
+
+const umask = (): number => {
+  // process.umask() without an argument reads it (a documentation-only deprecation)
+  return process.umask()
+}
+
+/** Releases a UNIX socket file: only if it is still the file soad created (same device and inode). */
+const removeOwnFile = (path: string, created: Fs.Stats) =>
+  Effect.sync(() => {
+    try {
+      const now = Fs.lstatSync(path)
+      if (now.isSocket() && now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
+    } catch {
+      // already gone, or replaced by something that is not ours: leave it
+    }
+  })
+
+const closeFd = (n: Native, fd: number) => Effect.sync(() => n.close(fd))
+
+const openUnix = (n: Native, path: string, options: Config.SocketOptions) =>
+  Effect.gen(function*() {
+    let existing: Fs.Stats | undefined
+    try {
+      existing = Fs.lstatSync(path)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === "ENOTDIR") return yield* fail(path, `${path}: a parent of it is not a directory`)
+      if (code === "EACCES") return yield* fail(path, `${path}: permission denied: run soad as a user who may write there`)
+      if (code !== "ENOENT") return yield* fail(path, `${path}: ${(error as Error).message}`, error)
+    }
+    if (existing !== undefined) {
+      if (!existing.isSocket()) {
+        return yield* fail(path, `${path} exists and is not a socket; soad will not replace it: remove it or choose another path`)
+      }
+      let live: boolean
+      try {
+        live = n.probeUnix(path, false)
+      } catch (error) {
+        return yield* fail(path, `${path}: cannot check the existing socket (${errnoName(error)}): remove it or choose another path`, error)
+      }
+      if (live) {
+        return yield* fail(path, `${path}: another process is listening on it: stop it or choose another path`)
+      }
+      try {
+        Fs.unlinkSync(path) // stale: nobody listens
+      } catch (error) {
+        return yield* fail(path, `${path}: cannot replace the stale socket: ${(error as Error).message}`, error)
+      }
+      yield* Effect.logDebug(`replaced the stale socket ${path}`)
+    }
+    const mode = options.mode ?? (0o666 & ~umask())
+    const fd = yield* Effect.try({
+      try: () => n.listenUnix(path, false, options.backlog, mode, options.uid ?? -1, options.gid ?? -1),
+      catch: (error) => {
+        const code = errnoName(error)
+        const dir = Path.dirname(path)
+        const message = code === "ENOENT"
+          ? `${path}: the directory ${dir} does not exist: create it first`
+          : code === "EACCES" || code === "EPERM"
+          ? `${path}: permission denied: soad cannot create a socket in ${dir}`
+          : code === "EADDRINUSE"
+          ? `${path}: something else was created there just now: try again`
+          : code === "ENAMETOOLONG"
+          ? `${path}: the path is too long for a UNIX socket: use a shorter one`
+          : code === "EROFS"
+          ? `${path}: ${dir} is on a read-only file system`
+          : `${path}: ${(error as Error).message}`
+        return new ListenError({ address: path, message, cause: error })
+      }
+    })
+    const created = Fs.lstatSync(path)
+    yield* Effect.addFinalizer(() => closeFd(n, fd).pipe(Effect.zipRight(removeOwnFile(path, created))))
+    return fd
+  })
+
+const openAbstract = (n: Native, name: string, options: Config.SocketOptions) =>
+  Effect.try({
+    try: () => n.listenUnix(name, true, options.backlog, -1, -1, -1),
+    catch: (error) =>
+      new ListenError({
+        address: `@${name}`,
+        message: errnoName(error) === "EADDRINUSE"
+          ? `@${name}: another process is listening on this abstract socket: stop it or choose another name`
+          : `@${name}: ${(error as Error).message}`,
+        cause: error
+      })
+  }).pipe(Effect.tap((fd) => Effect.addFinalizer(() => closeFd(n, fd))))
+
+const openTcp = (n: Native, address: Address.TcpAddress, options: Config.SocketOptions) => {
+  const text = Address.format(address)
+  const attempt = (host: string) =>
+    Effect.try({
+      try: () => n.listenTcp(host, address.port, options.backlog, false),
+      catch: (error) => error
+    })
+  const listen = address.host === "::"
+    // every interface: IPv6 and IPv4 on one socket, as systemd; IPv4 alone where IPv6 is missing
+    ? attempt("::").pipe(Effect.catchIf((error) => errnoName(error) === "EAFNOSUPPORT", () => attempt("0.0.0.0")))
+    : attempt(address.host)
+  return listen.pipe(
+    Effect.mapError((error) => {
+      const code = errnoName(error)
+      const message = code === "EADDRINUSE"
+        ? `${text}: port ${address.port} is already in use: stop what uses it or choose another port`
+        : code === "EACCES"
+        ? `${text}: permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE`
+        : code === "EADDRNOTAVAIL"
+        ? `${text}: ${address.host} is not an address of this machine`
+        : `${text}: ${(error as Error).message}`
+      return new ListenError({ address: text, message, cause: error })
+    }),
+    Effect.tap((fd) => Effect.addFinalizer(() => closeFd(n, fd)))
+  )
+}
+
+const adopt = (n: Native, inherited: Inherited, address: Address.InheritedAddress) =>
+  Effect.gen(function*() {
+    const text = Address.format(address)
+    const found = inherited.fds.find((entry) =>
+      address.fd !== undefined ? entry.fd === address.fd : entry.name === address.fdName
+    )
+    if (found === undefined) {
+      const have = inherited.fds.length === 0
+        ? inherited.ignored ?? "soad received no sockets (LISTEN_FDS is not set)"
+        : `soad received ${inherited.fds.map((e) => `fd:${e.fd} (${e.name})`).join(", ")}`
+      return yield* fail(text, `${text}: no such inherited socket; ${have}`)
+    }
+    const info = yield* Effect.try({
+      try: () => n.socketInfo(found.fd),
+      catch: (error) => new ListenError({ address: text, message: `${text}: not a socket (${errnoName(error)})`, cause: error })
+    })
+    if (!info.stream || !info.listening) {
+      return yield* fail(text, `${text}: the inherited socket is not a listening stream socket`)
+    }
+    n.setCloexec(found.fd)
+    yield* Effect.addFinalizer(() => closeFd(n, found.fd))
+    return found.fd
+  })
+
+/** Opens the listener in the scope and returns soad's fd for it. */
+export const open = (
+  n: Native,
+  inherited: Inherited,
+  config: Address.ListenerConfig,
+  options: Config.SocketOptions
+): Effect.Effect<number, ListenError, Scope.Scope> => {
+  const address = config.address
+  switch (address._tag) {
+    case "Unix":
+      return openUnix(n, address.path, options)
+    case "Abstract":
+      return openAbstract(n, address.name, options)
+    case "Tcp":
+      return openTcp(n, address, options)
+    case "Inherited":
+      return adopt(n, inherited, address)
+  }
+}

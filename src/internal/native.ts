@@ -1,0 +1,99 @@
+/**
+ * Loads soad's native binding (src/native) and gives it types. Only the live layers import this module,
+ * so a program that provides its own layers never loads the addon.
+ *
+ * @internal
+ */
+import * as Fs from "node:fs"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** An Error thrown by the binding: the failing syscall and its errno. */
+export interface NativeError extends Error {
+  readonly errno?: number
+  readonly syscall?: string
+}
+
+/** The functions of src/native/soad.c. */
+export interface Native {
+  readonly listenUnix: (
+    path: string,
+    abstract: boolean,
+    backlog: number,
+    mode: number,
+    uid: number,
+    gid: number
+  ) => number
+  readonly listenTcp: (ip: string, port: number, backlog: number, v6only: boolean) => number
+  readonly probeUnix: (path: string, abstract: boolean) => boolean
+  readonly localPort: (fd: number) => number
+  readonly socketInfo: (fd: number) => {
+    readonly listening: boolean
+    readonly stream: boolean
+    readonly family: "unix" | "ipv4" | "ipv6" | "other"
+  }
+  readonly setCloexec: (fd: number) => void
+  readonly close: (fd: number) => void
+  readonly pending: (fd: number) => boolean
+  readonly watch: (fd: number, callback: (error: string | null) => void) => number
+  readonly unwatch: (id: number) => void
+  readonly countWatch: (fd: number, callback: (count: number) => void) => boolean
+  readonly countArm: (fd: number) => boolean
+  readonly countUnwatch: (fd: number) => void
+  readonly spawn: (
+    file: string,
+    argv: ReadonlyArray<string>,
+    env: ReadonlyArray<string>,
+    fds: ReadonlyArray<number>,
+    options: {
+      readonly cwd?: string | undefined
+      readonly uid?: number | undefined
+      readonly gid?: number | undefined
+      readonly groups?: ReadonlyArray<number> | undefined
+      readonly listenPid: boolean
+      readonly pdeathsig: boolean
+    },
+    onExit: (code: number | null, signal: number | null) => void
+  ) => number
+  readonly lookupUser: (nameOrUid: string | number) => {
+    readonly uid: number
+    readonly gid: number
+    readonly name: string
+    readonly home: string
+    readonly groups: ReadonlyArray<number>
+  } | null
+  readonly lookupGroup: (name: string) => number | null
+}
+
+/** The directory holding binding.gyp, found upwards from this file (src/internal, dist/internal or dist). */
+const nativeDir = (): string => {
+  let dir = Path.dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    const candidate = Path.join(dir, "src", "native")
+    if (Fs.existsSync(Path.join(candidate, "binding.gyp"))) return candidate
+    const parent = Path.dirname(dir)
+    if (parent === dir) throw new Error("soad: cannot find src/native/binding.gyp above " + fileURLToPath(import.meta.url))
+    dir = parent
+  }
+}
+
+let loaded: Native | undefined
+
+/** The binding, loaded once: a prebuild for this platform first, else a local build. */
+export const native = (): Native => {
+  if (loaded !== undefined) return loaded
+  const dir = nativeDir()
+  const require = createRequire(import.meta.url)
+  const load = require("node-gyp-build") as (dir: string) => Native
+  try {
+    loaded = load(dir)
+  } catch (cause) {
+    throw new Error(
+      `soad: no native binding for ${process.platform}-${process.arch} (node ${process.versions.node}): ` +
+        `build it with \`npx node-gyp rebuild --directory=${dir}\` (needs python3, make and a C compiler)`,
+      { cause }
+    )
+  }
+  return loaded
+}

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "soad",
+      "sources": ["soad.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"] }
+    }
+  ]
+}

@@ -1,0 +1,1160 @@
+/*
+ * soad's native binding: only what Node cannot do itself.
+ *
+ *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on
+ *   probeUnix                is somebody listening on this UNIX socket path?
+ *   localPort, close         getsockname's port; close(2)
+ *   pending                  is a connection waiting in the backlog right now? (poll, no wait)
+ *   watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
+ *   countWatch / countUnwatch / countArm
+ *                            count every connection the kernel queues on a listener (Linux: O_ASYNC
+ *                            with F_SETSIG, one real-time signal per connection, si_fd says which)
+ *   spawn                    fork/exec with the listeners at fds 3.., LISTEN_PID = the child's pid, a
+ *                            new session, the parent-death signal, uid/gid; reports the exit
+ *   lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
+ *
+ * Every syscall is checked; a failure throws an Error carrying `errno` and `syscall`.
+ * Node's own loop runs everything; no thread is created.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <uv.h>
+
+extern char **environ;
+
+/* ---------------------------------------------------------------- errors */
+
+/* Throws Error(message) with .errno and .syscall; returns NULL for the caller to return. */
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s", syscall, strerror(err));
+  napi_value msg, error, num, sys;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return NULL;
+  if (napi_create_error(env, NULL, msg, &error) != napi_ok) return NULL;
+  if (napi_create_int32(env, err, &num) == napi_ok) napi_set_named_property(env, error, "errno", num);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys) == napi_ok)
+    napi_set_named_property(env, error, "syscall", sys);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *message) {
+  napi_throw_type_error(env, NULL, message);
+  return NULL;
+}
+
+#define NAPI_CALL(env, call)                                                          \
+  do {                                                                                \
+    if ((call) != napi_ok) {                                                          \
+      bool pending_;                                                                  \
+      napi_is_exception_pending((env), &pending_);                                    \
+      if (!pending_) napi_throw_error((env), NULL, "soad native: N-API call failed"); \
+      return NULL;                                                                    \
+    }                                                                                 \
+  } while (0)
+
+#define ARGS(n)                                                         \
+  size_t argc = (n);                                                    \
+  napi_value argv[(n) > 0 ? (n) : 1];                                   \
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL)); \
+  if (argc < (n)) return throw_type(env, "soad native: missing arguments")
+
+static bool get_int(napi_env env, napi_value v, int32_t *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+static bool get_bool(napi_env env, napi_value v, bool *out) {
+  return napi_get_value_bool(env, v, out) == napi_ok;
+}
+
+/* Copies a JS string into a fresh malloc'd buffer; NULL if it is not a string or on OOM. */
+static char *get_string(napi_env env, napi_value v, size_t *length) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *buf = malloc(len + 1);
+  if (buf == NULL) return NULL;
+  if (napi_get_value_string_utf8(env, v, buf, len + 1, &len) != napi_ok) {
+    free(buf);
+    return NULL;
+  }
+  if (length != NULL) *length = len;
+  return buf;
+}
+
+static napi_value make_int(napi_env env, int64_t n) {
+  napi_value v;
+  if (napi_create_int64(env, n, &v) != napi_ok) return NULL;
+  return v;
+}
+
+static napi_value make_undefined(napi_env env) {
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+
+static int close_keep_errno(int fd) {
+  int saved = errno;
+  int r = close(fd);
+  errno = saved;
+  return r;
+}
+
+/* Runs a JS callback from a libuv callback, with the microtask queue drained afterwards. */
+static void call_js(napi_env env, napi_ref fn_ref, napi_async_context ctx, size_t argc, napi_value *argv) {
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv;
+  if (napi_get_reference_value(env, fn_ref, &fn) == napi_ok && fn != NULL &&
+      napi_get_global(env, &recv) == napi_ok) {
+    napi_value result;
+    if (napi_make_callback(env, ctx, recv, fn, argc, argv, &result) != napi_ok) {
+      /* An exception thrown by the callback: hand it to Node as uncaught. */
+      napi_value exception;
+      if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+typedef struct {
+  napi_ref fn;
+  napi_async_context ctx;
+} js_callback;
+
+static bool callback_init(napi_env env, napi_value fn, const char *name, js_callback *cb) {
+  napi_valuetype type;
+  if (napi_typeof(env, fn, &type) != napi_ok || type != napi_function) return false;
+  napi_value resource, resource_name;
+  if (napi_create_object(env, &resource) != napi_ok) return false;
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok) return false;
+  if (napi_create_reference(env, fn, 1, &cb->fn) != napi_ok) return false;
+  if (napi_async_init(env, resource, resource_name, &cb->ctx) != napi_ok) {
+    napi_delete_reference(env, cb->fn);
+    return false;
+  }
+  return true;
+}
+
+static void callback_free(napi_env env, js_callback *cb) {
+  napi_async_destroy(env, cb->ctx);
+  napi_delete_reference(env, cb->fn);
+}
+
+/* ---------------------------------------------------------------- listeners */
+
+static int listen_fd(int fd, int backlog) {
+  return listen(fd, backlog > 0 ? backlog : SOMAXCONN);
+}
+
+/* listenUnix(path, abstract, backlog, mode, uid, gid) -> fd. mode/uid/gid < 0: leave as bound. */
+static napi_value listen_unix(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  bool abstract;
+  int32_t backlog, mode, uid, gid;
+  if (!get_bool(env, argv[1], &abstract) || !get_int(env, argv[2], &backlog) || !get_int(env, argv[3], &mode) ||
+      !get_int(env, argv[4], &uid) || !get_int(env, argv[5], &gid))
+    return throw_type(env, "listenUnix(path, abstract, backlog, mode, uid, gid)");
+  size_t len;
+  char *path = get_string(env, argv[0], &len);
+  if (path == NULL) return throw_type(env, "listenUnix: path must be a string");
+
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  /* A path needs its NUL inside sun_path; an abstract name does not. */
+  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr.sun_path) {
+    free(path);
+    return throw_errno(env, "bind", ENAMETOOLONG);
+  }
+  memcpy(addr.sun_path + offset, path, len);
+  socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
+
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    free(path);
+    return throw_errno(env, "socket", errno);
+  }
+  const char *failed = NULL;
+  if (bind(fd, (struct sockaddr *)&addr, addrlen) < 0) failed = "bind";
+  /* Permissions are set before listen(), so nobody can connect while they are still the defaults. */
+  else if (!abstract && mode >= 0 && chmod(path, (mode_t)mode) < 0) failed = "chmod";
+  else if (!abstract && (uid >= 0 || gid >= 0) && chown(path, (uid_t)uid, (gid_t)gid) < 0) failed = "chown";
+  else if (listen_fd(fd, backlog) < 0) failed = "listen";
+  if (failed != NULL) {
+    int err = errno;
+    if (!abstract && strcmp(failed, "bind") != 0) unlink(path); /* we created it: take it back */
+    close_keep_errno(fd);
+    free(path);
+    return throw_errno(env, failed, err);
+  }
+  free(path);
+  return make_int(env, fd);
+}
+
+/* listenTcp(ip, port, backlog, v6only) -> fd, with SO_REUSEADDR. */
+static napi_value listen_tcp(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int32_t port, backlog;
+  bool v6only;
+  if (!get_int(env, argv[1], &port) || !get_int(env, argv[2], &backlog) || !get_bool(env, argv[3], &v6only) ||
+      port < 0 || port > 65535)
+    return throw_type(env, "listenTcp(ip, port, backlog, v6only)");
+  char *ip = get_string(env, argv[0], NULL);
+  if (ip == NULL) return throw_type(env, "listenTcp: ip must be a string");
+
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t sslen;
+  int family;
+  struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
+    family = AF_INET;
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    sslen = sizeof *in4;
+  } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+    family = AF_INET6;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    sslen = sizeof *in6;
+  } else {
+    free(ip);
+    return throw_errno(env, "inet_pton", EINVAL);
+  }
+  free(ip);
+
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  int one = 1, v6 = v6only ? 1 : 0;
+  const char *failed = NULL;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) failed = "setsockopt(SO_REUSEADDR)";
+  else if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6) < 0)
+    failed = "setsockopt(IPV6_V6ONLY)";
+  else if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) failed = "bind";
+  else if (listen_fd(fd, backlog) < 0) failed = "listen";
+  if (failed != NULL) {
+    int err = errno;
+    close_keep_errno(fd);
+    return throw_errno(env, failed, err);
+  }
+  return make_int(env, fd);
+}
+
+/* probeUnix(path, abstract) -> true if a process listens there, false if the socket is stale. */
+static napi_value probe_unix(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  bool abstract;
+  if (!get_bool(env, argv[1], &abstract)) return throw_type(env, "probeUnix(path, abstract)");
+  size_t len;
+  char *path = get_string(env, argv[0], &len);
+  if (path == NULL) return throw_type(env, "probeUnix: path must be a string");
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr.sun_path) {
+    free(path);
+    return throw_errno(env, "connect", ENAMETOOLONG);
+  }
+  memcpy(addr.sun_path + offset, path, len);
+  free(path);
+  socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  int r = connect(fd, (struct sockaddr *)&addr, addrlen);
+  int err = r < 0 ? errno : 0;
+  if (close(fd) < 0 && err == 0) err = errno;
+  napi_value result;
+  if (r == 0 || err == EAGAIN || err == EINPROGRESS) {
+    NAPI_CALL(env, napi_get_boolean(env, true, &result));
+  } else if (err == ECONNREFUSED) {
+    NAPI_CALL(env, napi_get_boolean(env, false, &result));
+  } else {
+    return throw_errno(env, "connect", err);
+  }
+  return result;
+}
+
+/* localPort(fd) -> the port a TCP socket is bound to. */
+static napi_value local_port(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "localPort(fd)");
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, "getsockname", errno);
+  if (ss.ss_family == AF_INET) return make_int(env, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  if (ss.ss_family == AF_INET6) return make_int(env, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  return throw_errno(env, "getsockname", EAFNOSUPPORT);
+}
+
+/* socketInfo(fd) -> { listening, family, type } for a socket soad inherited; throws ENOTSOCK. */
+static napi_value socket_info(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "socketInfo(fd)");
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, "getsockopt(SO_TYPE)", errno);
+#ifdef SO_ACCEPTCONN
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+    return throw_errno(env, "getsockopt(SO_ACCEPTCONN)", errno);
+#else
+  listening = 1;
+#endif
+  struct sockaddr_storage ss;
+  len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, "getsockname", errno);
+  napi_value result;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  napi_value v;
+  NAPI_CALL(env, napi_get_boolean(env, listening != 0, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "listening", v));
+  NAPI_CALL(env, napi_get_boolean(env, type == SOCK_STREAM, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "stream", v));
+  const char *family = ss.ss_family == AF_UNIX ? "unix" : ss.ss_family == AF_INET ? "ipv4"
+                     : ss.ss_family == AF_INET6 ? "ipv6" : "other";
+  NAPI_CALL(env, napi_create_string_utf8(env, family, NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "family", v));
+  return result;
+}
+
+/* setCloexec(fd): an inherited fd must not leak into the app under its old number. */
+static napi_value set_cloexec(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "setCloexec(fd)");
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return throw_errno(env, "fcntl(F_GETFD)", errno);
+  if (fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return throw_errno(env, "fcntl(F_SETFD)", errno);
+  return make_undefined(env);
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "close(fd)");
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, "close", errno);
+  return make_undefined(env);
+}
+
+/* pending(fd) -> true if a connection waits to be accepted (poll with no timeout). */
+static napi_value pending(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "pending(fd)");
+  struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+  int r;
+  do r = poll(&p, 1, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, "poll", errno);
+  if (r > 0 && (p.revents & POLLNVAL)) return throw_errno(env, "poll", EBADF);
+  napi_value result;
+  NAPI_CALL(env, napi_get_boolean(env, r > 0 && (p.revents & POLLIN), &result));
+  return result;
+}
+
+/* ---------------------------------------------------------------- one-shot readability watch */
+
+typedef struct watcher {
+  uv_poll_t poll;
+  napi_env env;
+  js_callback cb;
+  uint32_t id;
+  bool closing;
+  struct watcher *next;
+} watcher;
+
+static watcher *watchers = NULL;
+static uint32_t next_watch_id = 1;
+
+static void watcher_unlink(watcher *w) {
+  for (watcher **p = &watchers; *p != NULL; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      return;
+    }
+}
+
+static void watcher_closed(uv_handle_t *handle) {
+  watcher *w = (watcher *)handle->data;
+  callback_free(w->env, &w->cb);
+  free(w);
+}
+
+static void watcher_close(watcher *w) {
+  if (w->closing) return;
+  w->closing = true;
+  watcher_unlink(w);
+  uv_close((uv_handle_t *)&w->poll, watcher_closed);
+}
+
+static void watcher_fired(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  watcher *w = (watcher *)handle->data;
+  if (w->closing) return;
+  /* One-shot: level-triggered polls would fire on every loop turn while a connection waits. */
+  uv_poll_stop(handle);
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value arg;
+    if (status < 0) napi_create_string_utf8(env, uv_err_name(status), NAPI_AUTO_LENGTH, &arg);
+    else napi_get_null(env, &arg);
+    watcher_close(w); /* unlinked now; memory freed in the close callback, after this call */
+    call_js(env, w->cb.fn, w->cb.ctx, 1, &arg);
+    napi_close_handle_scope(env, scope);
+  } else {
+    watcher_close(w);
+  }
+}
+
+/* watch(fd, callback(error | null)) -> id. The callback runs once, when the fd is readable. */
+static napi_value watch(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "watch(fd, callback)");
+  uv_loop_t *loop;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  watcher *w = calloc(1, sizeof *w);
+  if (w == NULL) return throw_errno(env, "calloc", ENOMEM);
+  if (!callback_init(env, argv[1], "soad:watch", &w->cb)) {
+    free(w);
+    return throw_type(env, "watch: callback must be a function");
+  }
+  w->env = env;
+  w->poll.data = w;
+  int r = uv_poll_init(loop, &w->poll, fd);
+  if (r < 0) {
+    callback_free(env, &w->cb);
+    free(w);
+    return throw_errno(env, "uv_poll_init", -r);
+  }
+  r = uv_poll_start(&w->poll, UV_READABLE, watcher_fired);
+  if (r < 0) {
+    w->closing = true;
+    uv_close((uv_handle_t *)&w->poll, watcher_closed);
+    return throw_errno(env, "uv_poll_start", -r);
+  }
+  w->id = next_watch_id++;
+  if (next_watch_id == 0) next_watch_id = 1;
+  w->next = watchers;
+  watchers = w;
+  return make_int(env, w->id);
+}
+
+/* unwatch(id): stops a watch that has not fired; does nothing for one that has. */
+static napi_value unwatch(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "unwatch(id)");
+  for (watcher *w = watchers; w != NULL; w = w->next)
+    if (w->id == id) {
+      watcher_close(w);
+      break;
+    }
+  return make_undefined(env);
+}
+
+/* ---------------------------------------------------------------- exact connection counting */
+
+#define COUNT_MAX_FD 4096
+
+typedef struct counted {
+  int fd;
+  napi_env env;
+  js_callback cb;
+  struct counted *next;
+} counted;
+
+static atomic_uint counts[COUNT_MAX_FD];
+static atomic_int count_overflow = 0;
+static counted *counted_fds = NULL;
+static uv_async_t count_async;
+static bool count_ready = false;
+
+#ifdef F_SETSIG
+static int count_signal(void) { return SIGRTMIN + 6; }
+
+static void on_count_signal(int sig, siginfo_t *si, void *context) {
+  (void)context;
+  int saved = errno;
+  if (sig == SIGIO) {
+    /* The real-time queue overflowed: the kernel fell back to SIGIO, which does not say which fd. */
+    atomic_store(&count_overflow, 1);
+  } else if (si->si_code > 0 && si->si_fd >= 0 && si->si_fd < COUNT_MAX_FD) {
+    atomic_fetch_add(&counts[si->si_fd], 1);
+  } else {
+    errno = saved;
+    return;
+  }
+  uv_async_send(&count_async);
+  errno = saved;
+}
+
+static void on_counts(uv_async_t *handle) {
+  (void)handle;
+  bool overflow = atomic_exchange(&count_overflow, 0) != 0;
+  /* Collect first: a callback may unlink entries. */
+  int fds[64];
+  uint32_t ns[64];
+  size_t n = 0;
+  for (counted *c = counted_fds; c != NULL && n < 64; c = c->next) {
+    uint32_t k = atomic_exchange(&counts[c->fd], 0);
+    if (overflow && k == 0) k = 1;
+    if (k > 0) {
+      fds[n] = c->fd;
+      ns[n] = k;
+      n++;
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    for (counted *c = counted_fds; c != NULL; c = c->next)
+      if (c->fd == fds[i]) {
+        napi_handle_scope scope;
+        if (napi_open_handle_scope(c->env, &scope) != napi_ok) break;
+        napi_value arg;
+        if (napi_create_uint32(c->env, ns[i], &arg) == napi_ok) call_js(c->env, c->cb.fn, c->cb.ctx, 1, &arg);
+        napi_close_handle_scope(c->env, scope);
+        break;
+      }
+}
+
+static int count_setup(napi_env env) {
+  if (count_ready) return 0;
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return EINVAL;
+  int r = uv_async_init(loop, &count_async, on_counts);
+  if (r < 0) return -r;
+  uv_unref((uv_handle_t *)&count_async); /* counting never keeps the process alive by itself */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_count_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(count_signal(), &sa, NULL) < 0 || sigaction(SIGIO, &sa, NULL) < 0) return errno;
+  count_ready = true;
+  return 0;
+}
+
+/* Makes the kernel signal soad for each connection queued on fd. */
+static int count_arm_fd(int fd, bool *was_armed) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return errno;
+  int sig = fcntl(fd, F_GETSIG);
+  if (sig < 0) return errno;
+  pid_t owner = fcntl(fd, F_GETOWN);
+  *was_armed = (flags & O_ASYNC) && sig == count_signal() && owner == getpid();
+  if (*was_armed) return 0;
+  if (fcntl(fd, F_SETOWN, getpid()) < 0) return errno;
+  if (fcntl(fd, F_SETSIG, count_signal()) < 0) return errno;
+  if (fcntl(fd, F_SETFL, flags | O_ASYNC) < 0) return errno;
+  return 0;
+}
+#endif
+
+/* countWatch(fd, callback(n)) -> true if counting works here, false where only readability can be used. */
+static napi_value count_watch(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countWatch(fd, callback)");
+  napi_value result;
+#ifdef F_SETSIG
+  if (fd < 0 || fd >= COUNT_MAX_FD) {
+    NAPI_CALL(env, napi_get_boolean(env, false, &result));
+    return result;
+  }
+  int err = count_setup(env);
+  if (err != 0) return throw_errno(env, "sigaction", err);
+  for (counted *c = counted_fds; c != NULL; c = c->next)
+    if (c->fd == fd) return throw_errno(env, "countWatch", EBUSY);
+  counted *c = calloc(1, sizeof *c);
+  if (c == NULL) return throw_errno(env, "calloc", ENOMEM);
+  if (!callback_init(env, argv[1], "soad:count", &c->cb)) {
+    free(c);
+    return throw_type(env, "countWatch: callback must be a function");
+  }
+  c->fd = fd;
+  c->env = env;
+  atomic_store(&counts[fd], 0);
+  bool was;
+  err = count_arm_fd(fd, &was);
+  if (err != 0) {
+    callback_free(env, &c->cb);
+    free(c);
+    return throw_errno(env, "fcntl", err);
+  }
+  c->next = counted_fds;
+  counted_fds = c;
+  NAPI_CALL(env, napi_get_boolean(env, true, &result));
+#else
+  (void)fd;
+  NAPI_CALL(env, napi_get_boolean(env, false, &result));
+#endif
+  return result;
+}
+
+/* countArm(fd) -> true if O_ASYNC was still set; sets it again if the app cleared it. */
+static napi_value count_arm(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countArm(fd)");
+  napi_value result;
+#ifdef F_SETSIG
+  bool was = false;
+  int err = count_arm_fd(fd, &was);
+  if (err != 0) return throw_errno(env, "fcntl", err);
+  NAPI_CALL(env, napi_get_boolean(env, was, &result));
+#else
+  (void)fd;
+  NAPI_CALL(env, napi_get_boolean(env, false, &result));
+#endif
+  return result;
+}
+
+/* countUnwatch(fd): stops counting; clears O_ASYNC so no signal comes for it any more. */
+static napi_value count_unwatch(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countUnwatch(fd)");
+#ifdef F_SETSIG
+  for (counted **p = &counted_fds; *p != NULL; p = &(*p)->next)
+    if ((*p)->fd == fd) {
+      counted *c = *p;
+      *p = c->next;
+      callback_free(env, &c->cb);
+      free(c);
+      int flags = fcntl(fd, F_GETFL);
+      if (flags < 0) return throw_errno(env, "fcntl(F_GETFL)", errno);
+      if (fcntl(fd, F_SETFL, flags & ~O_ASYNC) < 0) return throw_errno(env, "fcntl(F_SETFL)", errno);
+      break;
+    }
+#else
+  (void)fd;
+#endif
+  return make_undefined(env);
+}
+
+/* ---------------------------------------------------------------- processes */
+
+typedef struct child {
+  pid_t pid;
+  napi_env env;
+  js_callback cb;
+  struct child *next;
+} child;
+
+static child *children = NULL;
+static uv_signal_t sigchld;
+static bool sigchld_ready = false;
+
+static void sigchld_update_ref(void) {
+  if (children != NULL) uv_ref((uv_handle_t *)&sigchld);
+  else uv_unref((uv_handle_t *)&sigchld);
+}
+
+static void on_sigchld(uv_signal_t *handle, int signum) {
+  (void)handle;
+  (void)signum;
+  for (child **p = &children; *p != NULL;) {
+    child *c = *p;
+    int status = 0;
+    pid_t r;
+    do r = waitpid(c->pid, &status, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) {
+      p = &c->next;
+      continue;
+    }
+    *p = c->next;
+    napi_env env = c->env;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value args[2];
+      if (r > 0 && WIFEXITED(status)) {
+        napi_create_int32(env, WEXITSTATUS(status), &args[0]);
+        napi_get_null(env, &args[1]);
+      } else if (r > 0 && WIFSIGNALED(status)) {
+        napi_get_null(env, &args[0]);
+        napi_create_int32(env, WTERMSIG(status), &args[1]);
+      } else { /* reaped by somebody else: the exit status is lost */
+        napi_get_null(env, &args[0]);
+        napi_get_null(env, &args[1]);
+      }
+      call_js(env, c->cb.fn, c->cb.ctx, 2, args);
+      napi_close_handle_scope(env, scope);
+    }
+    callback_free(env, &c->cb);
+    free(c);
+  }
+  sigchld_update_ref();
+}
+
+/* Formats n into buf (async-signal-safe); returns the end. */
+static char *format_uint(char *buf, unsigned long n) {
+  char tmp[24];
+  int i = 0;
+  do tmp[i++] = (char)('0' + n % 10);
+  while ((n /= 10) > 0);
+  while (i > 0) *buf++ = tmp[--i];
+  *buf = '\0';
+  return buf;
+}
+
+/* Finds file on PATH as execvp would, before fork (the child must not allocate). */
+static int resolve_executable(const char *file, char *const *envp, char *out, size_t outlen) {
+  if (strchr(file, '/') != NULL) {
+    if (strlen(file) >= outlen) return ENAMETOOLONG;
+    strcpy(out, file);
+    return 0;
+  }
+  const char *path = "/usr/local/bin:/usr/bin:/bin";
+  for (char *const *e = envp; *e != NULL; e++)
+    if (strncmp(*e, "PATH=", 5) == 0) {
+      path = *e + 5;
+      break;
+    }
+  int found_err = ENOENT;
+  for (const char *p = path;;) {
+    const char *end = strchr(p, ':');
+    size_t dirlen = end != NULL ? (size_t)(end - p) : strlen(p);
+    int n = dirlen == 0 ? snprintf(out, outlen, "%s", file) : snprintf(out, outlen, "%.*s/%s", (int)dirlen, p, file);
+    if (n > 0 && (size_t)n < outlen) {
+      struct stat st;
+      if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
+        if (access(out, X_OK) == 0) return 0;
+        found_err = EACCES;
+      }
+    }
+    if (end == NULL) break;
+    p = end + 1;
+  }
+  return found_err;
+}
+
+typedef struct {
+  char *file;
+  char **argv;
+  char **envp;
+  size_t envc;
+  int32_t *fds;
+  uint32_t nfds;
+  char *cwd;
+  int32_t uid, gid;
+  gid_t *groups;
+  int ngroups;
+  bool listen_pid, pdeathsig;
+} spawn_spec;
+
+static void spawn_spec_free(spawn_spec *s) {
+  free(s->file);
+  if (s->argv != NULL)
+    for (char **a = s->argv; *a != NULL; a++) free(*a);
+  free(s->argv);
+  if (s->envp != NULL)
+    for (size_t i = 0; i < s->envc; i++) free(s->envp[i]);
+  free(s->envp);
+  free(s->fds);
+  free(s->cwd);
+  free(s->groups);
+}
+
+/* Reads a JS array of strings into a NULL-terminated array with `extra` free slots before the NULL. */
+static char **get_string_array(napi_env env, napi_value array, size_t extra, size_t *count) {
+  uint32_t n;
+  if (napi_get_array_length(env, array, &n) != napi_ok) return NULL;
+  char **out = calloc(n + extra + 1, sizeof *out);
+  if (out == NULL) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    if (napi_get_element(env, array, i, &v) != napi_ok || (out[i] = get_string(env, v, NULL)) == NULL) {
+      for (uint32_t j = 0; j < i; j++) free(out[j]);
+      free(out);
+      return NULL;
+    }
+  }
+  *count = n;
+  return out;
+}
+
+static bool get_optional(napi_env env, napi_value obj, const char *key, napi_value *out) {
+  bool has;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return false;
+  if (napi_get_named_property(env, obj, key, out) != napi_ok) return false;
+  napi_valuetype t;
+  return napi_typeof(env, *out, &t) == napi_ok && t != napi_undefined && t != napi_null;
+}
+
+/* Closes every fd >= from except keep (async-signal-safe). */
+static void close_from(int from, int keep) {
+#if defined(__linux__) && defined(SYS_close_range)
+  bool ok = true;
+  if (keep > from) ok = syscall(SYS_close_range, (unsigned)from, (unsigned)keep - 1, 0) == 0;
+  if (ok && syscall(SYS_close_range, (unsigned)(keep >= from ? keep + 1 : from), ~0U, 0) == 0) return;
+#endif
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = from; fd < max; fd++)
+    if (fd != keep) close(fd);
+}
+
+/* Runs in the child between fork and exec: async-signal-safe calls only. Never returns. */
+static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t parent, char *listen_pid_slot) {
+  int err;
+  const char *step;
+  /* Signals: Node ignores SIGPIPE and blocks others; an ignored signal survives exec. */
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) { step = "sigprocmask"; goto fail; }
+  if (setsid() < 0) { step = "setsid"; goto fail; }
+#ifdef __linux__
+  if (s->pdeathsig) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) { step = "prctl"; goto fail; }
+    if (getppid() != parent) _exit(127); /* soad died before the line above: do not run orphaned */
+  }
+#else
+  (void)parent;
+#endif
+  /* The app inherits soad's stdio. Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both
+   * (libuv does the same for `stdio: "inherit"`). A closed fd is left closed. */
+  for (int fd = 0; fd <= 2; fd++) {
+    int fdflags = fcntl(fd, F_GETFD);
+    if (fdflags >= 0 && (fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags & ~FD_CLOEXEC);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
+  if (s->cwd != NULL && chdir(s->cwd) < 0) { step = "chdir"; goto fail; }
+  if (s->gid >= 0) {
+    if (setgroups((size_t)s->ngroups, s->groups) < 0) { step = "setgroups"; goto fail; }
+    if (setgid((gid_t)s->gid) < 0) { step = "setgid"; goto fail; }
+  }
+  if (s->uid >= 0 && setuid((uid_t)s->uid) < 0) { step = "setuid"; goto fail; }
+  /* Listeners to fds 3..: first above the target range, so no dup2 overwrites a source. */
+  int high[64];
+  for (uint32_t i = 0; i < s->nfds; i++)
+    if ((high[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 3 + (int)s->nfds)) < 0) { step = "fcntl(F_DUPFD)"; goto fail; }
+  for (uint32_t i = 0; i < s->nfds; i++)
+    if (dup2(high[i], 3 + (int)i) < 0) { step = "dup2"; goto fail; } /* dup2 clears CLOEXEC on the target */
+  /* Nothing else of soad's reaches the app, not even fds soad inherited without close-on-exec. */
+  close_from(3 + (int)s->nfds, errfd);
+  if (listen_pid_slot != NULL) format_uint(listen_pid_slot, (unsigned long)getpid());
+  execve(path, s->argv, s->envp);
+  step = "execve";
+fail:
+  err = errno;
+  /* The parent reads the failing step and errno; CLOEXEC closes this pipe on a successful exec. */
+  char msg[40];
+  memset(msg, 0, sizeof msg);
+  memcpy(msg, &err, sizeof err);
+  strncpy(msg + sizeof err, step, sizeof msg - sizeof err - 1);
+  ssize_t w;
+  do w = write(errfd, msg, sizeof msg);
+  while (w < 0 && errno == EINTR);
+  _exit(127);
+}
+
+/*
+ * spawn(file, argv, env, fds, options, onExit(code | null, signal | null)) -> pid
+ * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
+ */
+static napi_value spawn(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  spawn_spec s;
+  memset(&s, 0, sizeof s);
+  s.uid = -1;
+  s.gid = -1;
+  size_t count = 0;
+  napi_value v;
+  bool ok = (s.file = get_string(env, argv[0], NULL)) != NULL &&
+            (s.argv = get_string_array(env, argv[1], 0, &count)) != NULL &&
+            (s.envp = get_string_array(env, argv[2], 1, &s.envc)) != NULL;
+  uint32_t nfds = 0;
+  ok = ok && napi_get_array_length(env, argv[3], &nfds) == napi_ok && nfds <= 64;
+  if (ok) {
+    s.nfds = nfds;
+    s.fds = calloc(nfds + 1, sizeof *s.fds);
+    ok = s.fds != NULL;
+    for (uint32_t i = 0; ok && i < nfds; i++)
+      ok = napi_get_element(env, argv[3], i, &v) == napi_ok && get_int(env, v, &s.fds[i]);
+  }
+  napi_value opts = argv[4];
+  if (ok && get_optional(env, opts, "cwd", &v)) ok = (s.cwd = get_string(env, v, NULL)) != NULL;
+  if (ok && get_optional(env, opts, "uid", &v)) ok = get_int(env, v, &s.uid);
+  if (ok && get_optional(env, opts, "gid", &v)) ok = get_int(env, v, &s.gid);
+  if (ok && get_optional(env, opts, "groups", &v)) {
+    uint32_t n;
+    ok = napi_get_array_length(env, v, &n) == napi_ok && (s.groups = calloc(n + 1, sizeof *s.groups)) != NULL;
+    for (uint32_t i = 0; ok && i < n; i++) {
+      napi_value g;
+      int32_t gid;
+      ok = napi_get_element(env, v, i, &g) == napi_ok && get_int(env, g, &gid);
+      s.groups[i] = (gid_t)gid;
+    }
+    s.ngroups = ok ? (int)n : 0;
+  }
+  if (ok && get_optional(env, opts, "listenPid", &v)) ok = get_bool(env, v, &s.listen_pid);
+  if (ok && get_optional(env, opts, "pdeathsig", &v)) ok = get_bool(env, v, &s.pdeathsig);
+  if (!ok || count == 0) {
+    spawn_spec_free(&s);
+    return throw_type(env, "spawn(file, argv, env, fds, options, onExit): bad arguments");
+  }
+
+  /* LISTEN_PID=<the child's own pid>, filled in by the child after fork. */
+  char *listen_pid_slot = NULL;
+  if (s.listen_pid) {
+    char *entry = malloc(sizeof "LISTEN_PID=" + 24);
+    if (entry == NULL) {
+      spawn_spec_free(&s);
+      return throw_errno(env, "malloc", ENOMEM);
+    }
+    strcpy(entry, "LISTEN_PID=");
+    listen_pid_slot = entry + strlen("LISTEN_PID=");
+    format_uint(listen_pid_slot, 0);
+    s.envp[s.envc++] = entry;
+  }
+
+  char path[PATH_MAX];
+  int err = resolve_executable(s.file, s.envp, path, sizeof path);
+  if (err != 0) {
+    spawn_spec_free(&s);
+    return throw_errno(env, "execve", err);
+  }
+
+  js_callback cb;
+  if (!callback_init(env, argv[5], "soad:child", &cb)) {
+    spawn_spec_free(&s);
+    return throw_type(env, "spawn: onExit must be a function");
+  }
+  if (!sigchld_ready) {
+    uv_loop_t *loop;
+    int r;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || (r = uv_signal_init(loop, &sigchld)) < 0 ||
+        (r = uv_signal_start(&sigchld, on_sigchld, SIGCHLD)) < 0) {
+      callback_free(env, &cb);
+      spawn_spec_free(&s);
+      return throw_errno(env, "uv_signal_start", EINVAL);
+    }
+    uv_unref((uv_handle_t *)&sigchld);
+    sigchld_ready = true;
+  }
+
+  int pipefd[2];
+#ifdef __linux__
+  if (pipe2(pipefd, O_CLOEXEC) < 0) err = errno;
+#else
+  if (pipe(pipefd) < 0 || fcntl(pipefd[0], F_SETFD, FD_CLOEXEC) < 0 || fcntl(pipefd[1], F_SETFD, FD_CLOEXEC) < 0)
+    err = errno;
+#endif
+  if (err != 0) {
+    callback_free(env, &cb);
+    spawn_spec_free(&s);
+    return throw_errno(env, "pipe", err);
+  }
+
+  /* No handler of ours may run in the child before it resets them. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    child_exec(&s, path, pipefd[1], parent, listen_pid_slot);
+  }
+  int fork_err = pid < 0 ? errno : 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(pipefd[1]);
+  if (fork_err != 0) {
+    close(pipefd[0]);
+    callback_free(env, &cb);
+    spawn_spec_free(&s);
+    return throw_errno(env, "fork", fork_err);
+  }
+
+  /* Wait for exec: EOF means it succeeded; a message means the child failed before it. */
+  char msg[40];
+  ssize_t n;
+  do n = read(pipefd[0], msg, sizeof msg);
+  while (n < 0 && errno == EINTR);
+  close(pipefd[0]);
+  if (n > 0) {
+    int child_err;
+    memcpy(&child_err, msg, sizeof child_err);
+    char step[40];
+    memcpy(step, msg + sizeof child_err, sizeof msg - sizeof child_err);
+    step[sizeof msg - sizeof child_err - 1] = '\0';
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    callback_free(env, &cb);
+    spawn_spec_free(&s);
+    return throw_errno(env, step, child_err);
+  }
+  spawn_spec_free(&s);
+
+  child *c = calloc(1, sizeof *c);
+  if (c == NULL) { /* the app runs; we cannot track it, so do not leave it running */
+    kill(-pid, SIGKILL);
+    callback_free(env, &cb);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  c->pid = pid;
+  c->env = env;
+  c->cb = cb;
+  c->next = children;
+  children = c;
+  sigchld_update_ref();
+  /* An exit that happened before the handler saw the child is caught on the next SIGCHLD; the kernel
+   * sends one for it anyway, so nothing is lost. */
+  return make_int(env, pid);
+}
+
+/* ---------------------------------------------------------------- users and groups */
+
+/* lookupUser(name | uid) -> { uid, gid, name, home, groups } or null if unknown. */
+static napi_value lookup_user(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_valuetype t;
+  NAPI_CALL(env, napi_typeof(env, argv[0], &t));
+  struct passwd *pw;
+  errno = 0;
+  if (t == napi_number) {
+    int32_t uid;
+    if (!get_int(env, argv[0], &uid)) return throw_type(env, "lookupUser(name | uid)");
+    pw = getpwuid((uid_t)uid);
+  } else {
+    char *name = get_string(env, argv[0], NULL);
+    if (name == NULL) return throw_type(env, "lookupUser(name | uid)");
+    pw = getpwnam(name);
+    free(name);
+  }
+  napi_value result;
+  if (pw == NULL) {
+    if (errno != 0 && errno != ENOENT && errno != ESRCH && errno != EBADF && errno != EPERM)
+      return throw_errno(env, "getpwnam", errno);
+    NAPI_CALL(env, napi_get_null(env, &result));
+    return result;
+  }
+  NAPI_CALL(env, napi_create_object(env, &result));
+  napi_value v;
+  NAPI_CALL(env, napi_create_uint32(env, pw->pw_uid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "uid", v));
+  NAPI_CALL(env, napi_create_uint32(env, pw->pw_gid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "gid", v));
+  NAPI_CALL(env, napi_create_string_utf8(env, pw->pw_name, NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "name", v));
+  NAPI_CALL(env, napi_create_string_utf8(env, pw->pw_dir, NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "home", v));
+  int ngroups = 64;
+  gid_t *groups = NULL;
+  for (int tries = 0; tries < 4; tries++) {
+    gid_t *grown = realloc(groups, (size_t)ngroups * sizeof *groups);
+    if (grown == NULL) {
+      free(groups);
+      return throw_errno(env, "realloc", ENOMEM);
+    }
+    groups = grown;
+    int n = ngroups;
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) >= 0) {
+      ngroups = n;
+      break;
+    }
+    ngroups = n > ngroups ? n : ngroups * 4;
+    if (tries == 3) ngroups = 0;
+  }
+  napi_value array;
+  if (napi_create_array_with_length(env, (size_t)ngroups, &array) != napi_ok) {
+    free(groups);
+    return NULL;
+  }
+  for (int i = 0; i < ngroups; i++)
+    if (napi_create_uint32(env, groups[i], &v) != napi_ok || napi_set_element(env, array, (uint32_t)i, v) != napi_ok) {
+      free(groups);
+      return NULL;
+    }
+  free(groups);
+  NAPI_CALL(env, napi_set_named_property(env, result, "groups", array));
+  return result;
+}
+
+/* lookupGroup(name) -> gid or null if unknown. */
+static napi_value lookup_group(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char *name = get_string(env, argv[0], NULL);
+  if (name == NULL) return throw_type(env, "lookupGroup(name)");
+  errno = 0;
+  struct group *gr = getgrnam(name);
+  free(name);
+  napi_value result;
+  if (gr == NULL) {
+    if (errno != 0 && errno != ENOENT && errno != ESRCH && errno != EBADF && errno != EPERM)
+      return throw_errno(env, "getgrnam", errno);
+    NAPI_CALL(env, napi_get_null(env, &result));
+    return result;
+  }
+  return make_int(env, gr->gr_gid);
+}
+
+/* ---------------------------------------------------------------- module */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"probeUnix", NULL, probe_unix, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"localPort", NULL, local_port, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"socketInfo", NULL, socket_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setCloexec", NULL, set_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pending", NULL, pending, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watch", NULL, watch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countWatch", NULL, count_watch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countArm", NULL, count_arm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countUnwatch", NULL, count_unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lookupUser", NULL, lookup_user, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

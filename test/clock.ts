@@ -1,0 +1,65 @@
+/**
+ * Deterministic time for the Activator's unit tests.
+ *
+ * TestClock.adjust moves time to each pending sleep in turn, but between two sleeps it cannot reliably tell
+ * whether a woken fiber has already registered its next one (in Effect 3 it only sees fibers listed in a test
+ * annotation, and a woken fiber still shows as suspended until the scheduler runs it). So the code under test
+ * runs `supervised`, and `settle` runs real event-loop turns (no test time passes) until every one of its
+ * fibers has been waiting on the same thing for several turns. `advance` then moves the clock one sleep at a
+ * time, settling after each.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberStatus from "effect/FiberStatus"
+import * as MutableRef from "effect/MutableRef"
+import * as SortedSet from "effect/SortedSet"
+import * as Supervisor from "effect/Supervisor"
+import * as TestClock from "effect/TestClock"
+
+const fibers = MutableRef.make(SortedSet.empty<Fiber.RuntimeFiber<unknown, unknown>>(Fiber.Order))
+
+/** Runs `effect` with its fibers (and their children) watched by `settle`. */
+export const supervised = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Supervisor.fibersIn(fibers), (supervisor) => Effect.supervised(effect, supervisor))
+
+/** One real turn of the event loop: timers (Effect's scheduler uses setTimeout(0)) and immediates. */
+const turn = Effect.promise(() => new Promise<void>((resolve) => setTimeout(() => setImmediate(resolve), 0)))
+
+const snapshot = Effect.gen(function*() {
+  const parts: Array<string> = []
+  for (const fiber of MutableRef.get(fibers)) {
+    const status = yield* Fiber.status(fiber)
+    if (FiberStatus.isRunning(status)) return undefined
+    parts.push(`${fiber.id().id}:${status._tag}:${FiberStatus.isSuspended(status) ? String(status.blockingOn) : ""}`)
+  }
+  return parts.join(",")
+})
+
+/** Lets every supervised fiber run until it waits on something. */
+export const settle: Effect.Effect<void> = Effect.gen(function*() {
+  let stable = 0
+  let last: string | undefined
+  for (let i = 0; i < 200 && stable < 3; i++) {
+    yield* turn
+    const now = yield* snapshot
+    stable = now !== undefined && now === last ? stable + 1 : 0
+    last = now
+  }
+})
+
+/** Moves the clock forward by `duration`, waking each sleep in order and settling after each. */
+export const advance = (duration: Duration.DurationInput): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    yield* settle
+    const target = (yield* TestClock.currentTimeMillis) + Duration.toMillis(duration)
+    for (;;) {
+      const now = yield* TestClock.currentTimeMillis
+      const next = Chunk.reduce(yield* TestClock.sleeps(), Infinity, (min, at) => Math.min(min, at))
+      const to = Math.min(target, Math.max(next, now))
+      yield* TestClock.adjust(Duration.millis(to - now))
+      yield* settle
+      if (to >= target) return
+    }
+  })

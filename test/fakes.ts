@@ -1,0 +1,137 @@
+/**
+ * Fake layers for the Activator's unit tests: the same SocketService and ProcessService tags, with sockets
+ * and processes that a test drives by hand. The ProcessService is the real one (`ProcessService.make`) over
+ * a fake driver, so its stop logic is under test too.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import type * as Address from "../src/Address.js"
+import * as ProcessService from "../src/ProcessService.js"
+import type * as Signal from "../src/Signal.js"
+import { type Listener, SocketService } from "../src/SocketService.js"
+
+/** What a fake app does when it gets a signal. */
+export type OnSignal = "exit" | "ignore"
+
+export interface FakeApp {
+  readonly pid: number
+  readonly request: ProcessService.SpawnRequest
+  readonly signals: Array<string>
+  running: boolean
+  exit: (code: number | null, signal?: NodeJS.Signals | null) => void
+}
+
+/** The world the fakes share: listeners with backlogs, and apps. */
+export class World {
+  /** Connections waiting in each listener's backlog, by fd. */
+  readonly backlog = new Map<number, number>()
+  readonly apps: Array<FakeApp> = []
+  readonly groupSignals: Array<{ readonly pid: number; readonly signal: string }> = []
+  /** Thrown by the next spawns, if set (an Error with errno, as the native binding throws). */
+  spawnError: Error | undefined = undefined
+  /** How the next apps answer the shutdown signal. */
+  onTerm: OnSignal = "exit"
+  /** Does the running app accept connections at once? */
+  accepting = true
+  spawnAttempts = 0
+  private nextFd = 10
+  private nextPid = 1000
+  private readableWaiters = new Set<() => void>()
+  private arrivalQueues = new Set<{ readonly fds: ReadonlySet<number>; readonly queue: Queue.Queue<number> }>()
+
+  get running(): FakeApp | undefined {
+    return this.apps.find((app) => app.running)
+  }
+
+  /** A client connects to the listener with this fd. */
+  connect(fd: number): void {
+    for (const entry of this.arrivalQueues) if (entry.fds.has(fd)) Queue.unsafeOffer(entry.queue, 1)
+    if (this.running !== undefined && this.accepting) return // accepted by the app at once
+    this.backlog.set(fd, (this.backlog.get(fd) ?? 0) + 1)
+    for (const wake of [...this.readableWaiters]) wake()
+  }
+
+  /** The running app accepts everything that waits. */
+  acceptAll(): void {
+    for (const fd of this.backlog.keys()) this.backlog.set(fd, 0)
+  }
+
+  pending(fds: ReadonlyArray<number>): boolean {
+    return fds.some((fd) => (this.backlog.get(fd) ?? 0) > 0)
+  }
+
+  readonly sockets: SocketService["Type"] = {
+    exactCounting: true,
+    open: (config: Address.ListenerConfig) =>
+      Effect.sync((): Listener => {
+        const fd = this.nextFd++
+        this.backlog.set(fd, 0)
+        return { name: config.name, address: config.address, fd, description: `fake:${fd}` }
+      }),
+    awaitReadable: (listeners) =>
+      Effect.async<Listener>((resume) => {
+        const check = () => {
+          const ready = listeners.find((listener) => (this.backlog.get(listener.fd) ?? 0) > 0)
+          if (ready === undefined) return false
+          this.readableWaiters.delete(check)
+          resume(Effect.succeed(ready))
+          return true
+        }
+        if (check()) return
+        this.readableWaiters.add(check)
+        return Effect.sync(() => this.readableWaiters.delete(check))
+      }),
+    isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
+    arrivals: (listeners) =>
+      Effect.gen(this, function*() {
+        const queue = yield* Queue.unbounded<number>()
+        const entry = { fds: new Set(listeners.map((listener) => listener.fd)), queue }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => this.arrivalQueues.add(entry)),
+          () => Effect.sync(() => this.arrivalQueues.delete(entry))
+        )
+        return { exact: true, take: Queue.take(queue), rearm: Effect.succeed(false) }
+      })
+  }
+
+  readonly driver: ProcessService.Driver = {
+    spawn: (request, onExit) => {
+      this.spawnAttempts++
+      if (this.spawnError !== undefined) throw this.spawnError
+      const pid = this.nextPid++
+      const app: FakeApp = {
+        pid,
+        request,
+        signals: [],
+        running: true,
+        exit: (code, signal = null) => {
+          if (!app.running) return
+          app.running = false
+          onExit({ code, signal })
+        }
+      }
+      this.apps.push(app)
+      if (this.accepting) this.acceptAll()
+      return pid
+    },
+    killGroup: (pid: number, signal: Signal.Signal) => {
+      this.groupSignals.push({ pid, signal: signal.name })
+      const app = this.apps.find((candidate) => candidate.pid === pid)
+      if (app === undefined || !app.running) return
+      app.signals.push(signal.name)
+      if (signal.name === "SIGKILL") app.exit(null, "SIGKILL")
+      else if (this.onTerm === "exit") app.exit(0)
+    }
+  }
+
+  /** Layers with this world's sockets and processes. */
+  readonly layer: Layer.Layer<SocketService | ProcessService.ProcessService> = Layer.merge(
+    Layer.succeed(SocketService, this.sockets),
+    Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver))
+  )
+}
+
+/** An Error as the native binding throws it. */
+export const nativeError = (syscall: string, errno: number, message: string): Error =>
+  Object.assign(new Error(`${syscall}: ${message}`), { errno, syscall })

@@ -1,0 +1,221 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Activator from "../../src/Activator.js"
+import * as Config from "../../src/Config.js"
+import * as Signal from "../../src/Signal.js"
+import { advance, settle, supervised } from "../clock.js"
+import { nativeError, World } from "../fakes.js"
+
+
+const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}) =>
+  Effect.gen(function*() {
+    const world = new World()
+    const logs: Array<string> = []
+    const logger = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ logLevel, message }) => {
+        logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+      })
+    )
+    const context = yield* Layer.build(Layer.merge(world.layer, logger))
+    const config = Config.make({
+      listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
+      command: ["app", "--port", "fd"],
+      ...fields
+    })
+    const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+    const fiber = yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+    yield* settle
+    return { world, logs, listeners, fiber, fd: listeners[0]!.fd }
+  })
+
+describe("Activator", () => {
+  it.scoped("starts the app on the first connection with the listeners and their names", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({
+        listeners: [
+          { name: "http", address: { _tag: "Unix", path: "/run/a.sock" } },
+          { name: "admin", address: { _tag: "Tcp", host: "127.0.0.1", port: 9000 } }
+        ]
+      })
+      expect(world.apps).toHaveLength(0)
+      world.connect(fd + 1) // the second listener
+      yield* settle
+      expect(world.apps).toHaveLength(1)
+      expect(world.apps[0]!.request.command).toEqual(["app", "--port", "fd"])
+      expect(world.apps[0]!.request.fds).toEqual([fd, fd + 1])
+      expect(world.apps[0]!.request.fdNames).toEqual(["http", "admin"])
+    }))
+
+  it.scoped("stops the app exactly -t after the start when nothing else arrives", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      world.connect(fd)
+      yield* settle
+      yield* advance("59999 millis")
+      expect(world.apps[0]!.signals).toEqual([])
+      expect(world.apps[0]!.running).toBe(true)
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+      expect(world.apps[0]!.running).toBe(false)
+    }))
+
+  it.scoped("each connection resets the idle time", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      world.connect(fd)
+      yield* settle
+      for (let i = 0; i < 5; i++) {
+        yield* advance("50 seconds")
+        world.connect(fd) // accepted by the app at once: only the count shows it
+        yield* settle
+      }
+      expect(world.apps[0]!.running).toBe(true)
+      yield* advance("59999 millis")
+      expect(world.apps[0]!.signals).toEqual([])
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+      expect(world.apps).toHaveLength(1)
+    }))
+
+  it.scoped("uses the configured shutdown signal and escalates to SIGKILL exactly at the stop timeout", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({
+        idleTimeout: Duration.seconds(10),
+        stopTimeout: Duration.seconds(30),
+        shutdownSignal: Signal.fromNumber(3)! // SIGQUIT
+      })
+      world.onTerm = "ignore"
+      world.connect(fd)
+      yield* settle
+      yield* advance("10 seconds")
+      expect(world.apps[0]!.signals).toEqual(["SIGQUIT"])
+      yield* advance("29999 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGQUIT"])
+      expect(world.apps[0]!.running).toBe(true)
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGQUIT", "SIGKILL"])
+      expect(world.apps[0]!.running).toBe(false)
+    }))
+
+  it.scoped("kills what the app left in its process group after it exits", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(10) })
+      world.connect(fd)
+      yield* settle
+      yield* advance("10 seconds")
+      const pid = world.apps[0]!.pid
+      expect(world.groupSignals).toEqual([{ pid, signal: "SIGTERM" }, { pid, signal: "SIGKILL" }])
+    }))
+
+  it.scoped("an app that exits by itself re-arms the wait for the next connection", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      world.connect(fd)
+      yield* settle
+      yield* advance("20 seconds")
+      world.apps[0]!.exit(1)
+      yield* settle
+      expect(logs.some((line) => line.includes("app exited by itself (code 1, uptime 20 s)"))).toBe(true)
+      yield* advance("10 minutes")
+      expect(world.apps).toHaveLength(1) // nothing starts without a connection
+      world.connect(fd)
+      yield* settle
+      expect(world.apps).toHaveLength(2)
+      expect(world.apps[1]!.running).toBe(true)
+    }))
+
+  it.scoped("a connection still pending when the app exits starts it again at once", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup()
+      world.connect(fd)
+      yield* settle
+      yield* advance("10 seconds")
+      world.accepting = false
+      world.connect(fd) // waits in the backlog
+      world.apps[0]!.exit(0)
+      yield* settle
+      expect(world.apps).toHaveLength(2)
+    }))
+
+  it.scoped("does not stop the app while a connection waits in the backlog at the deadline", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      world.connect(fd)
+      yield* settle
+      yield* advance("30 seconds")
+      world.accepting = false
+      world.connect(fd)
+      world.acceptAll() // counted and then still pending: simulate a pending one that the count missed
+      world.backlog.set(fd, 1)
+      yield* advance("60 seconds")
+      expect(world.apps[0]!.signals).toEqual([])
+      world.acceptAll()
+      yield* advance("60 seconds")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
+
+  it.scoped("interrupting the Activator stops the app gracefully and waits for it", () =>
+    Effect.gen(function*() {
+      const { fd, fiber, world } = yield* setup({ stopTimeout: Duration.seconds(30) })
+      world.onTerm = "ignore"
+      world.connect(fd)
+      yield* settle
+      const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+      expect(interrupting.unsafePoll()).toBeNull() // still waiting for the app
+      yield* advance("30 seconds")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM", "SIGKILL"])
+      yield* Fiber.join(interrupting)
+      expect(world.apps[0]!.running).toBe(false)
+    }))
+
+  it.scoped("a command that cannot start is retried with backoff, never in a loop", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup()
+      world.spawnError = nativeError("execve", 2, "No such file or directory")
+      world.connect(fd) // stays pending: no app accepts it
+      yield* settle
+      expect(world.spawnAttempts).toBe(1)
+      expect(logs.some((line) => line.includes("command not found: 'app'"))).toBe(true)
+      yield* advance("399 millis") // the first delay is 0.5 s ± 20 %
+      expect(world.spawnAttempts).toBe(1)
+      yield* advance("9601 millis")
+      // delays 0.5, 1, 2, 4 s (±20 %): retries near 0.5, 1.5, 3.5, 7.5 s; the next near 15.5 s
+      expect(world.spawnAttempts).toBe(5)
+      expect(logs.some((line) => /failing: next try in [\d.]+ s, 5 failures in a row/.test(line))).toBe(true)
+      world.spawnError = undefined
+      yield* advance("20 seconds")
+      expect(world.spawnAttempts).toBe(6)
+      expect(world.apps).toHaveLength(1)
+      expect(world.apps[0]!.running).toBe(true)
+    }))
+
+  it.scoped("an app that crashes at start is restarted only after the backoff, and a good run resets it", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ minUptime: Duration.seconds(5), maxBackoff: Duration.seconds(2) })
+      world.accepting = false
+      world.connect(fd)
+      yield* settle
+      const starts: Array<number> = []
+      for (let i = 0; i < 6; i++) {
+        const app = world.running!
+        starts.push(world.apps.length)
+        app.exit(1) // crashes at once; the connection stays pending
+        yield* advance("100 millis")
+        expect(world.apps).toHaveLength(starts.at(-1)!) // not restarted within the backoff
+        yield* advance("2500 millis") // the delay is capped at 2 s (± jitter, capped after)
+        expect(world.apps).toHaveLength(starts.at(-1)! + 1)
+      }
+      // A run past min-uptime resets the backoff: the next crash waits only the first delay again.
+      yield* advance("10 seconds")
+      world.running!.exit(0)
+      yield* advance("1 millis")
+      expect(world.apps).toHaveLength(8)
+    }))
+})
