@@ -75,9 +75,10 @@ const backlog = Options.integer("backlog").pipe(
   Options.withDescription("The listen(2) backlog of every listener: connections that wait while the app starts. Default: 1024."),
   Options.withDefault(Config.defaults.backlog)
 )
-const logLevel = Options.choice("log-level", Logging.levels).pipe(
+const logLevel = Options.text("log-level").pipe(
+  Options.withPseudoName(Logging.levels.join("|")),
   Options.withDescription("How much soad logs on stderr. Default: info."),
-  Options.withDefault("info" as Logging.Level)
+  Options.withDefault("info")
 )
 const command = Args.text({ name: "command" }).pipe(
   Args.withDescription("The app's command and arguments, after --; run without a shell."),
@@ -173,6 +174,29 @@ export const toConfig = (
 /** Options whose value may be attached (`-t5`, `--socket=PATH`): @effect/cli wants them apart. */
 const valueFlags = new Set(["s", "l", "t", "S"])
 
+/** Every option that takes a value. */
+const takesValue = new Set([
+  "-s",
+  "-l",
+  "-t",
+  "-S",
+  "--socket",
+  "--listen",
+  "--time-until-stop",
+  "--shutdown-signal",
+  "--stop-timeout",
+  "--min-uptime",
+  "--max-backoff",
+  "--backlog",
+  "--log-level"
+])
+
+/** An option that takes a value but ends soad's part of the command line has none: a usage error. */
+export const missingValue = (own: ReadonlyArray<string>): string | undefined => {
+  const last = own.at(-1)
+  return last !== undefined && takesValue.has(last) ? `option ${last} needs a value` : undefined
+}
+
 /**
  * Splits argv at the first `--` (the app's command is never parsed as soad's flags) and separates attached
  * values: `--socket=PATH` → `--socket PATH`, `-t5` → `-t 5`.
@@ -194,13 +218,18 @@ export const splitArgv = (args: ReadonlyArray<string>): {
   return { own, command: dashes >= 0 ? args.slice(dashes + 1) : undefined }
 }
 
+/** Parses `--log-level`. */
+export const logLevelOf = (text: string): Either.Either<Logging.Level, UsageError> =>
+  (Logging.levels as ReadonlyArray<string>).includes(text)
+    ? Either.right(text as Logging.Level)
+    : Either.left(usage(`--log-level: '${text}' is not one of ${Logging.levels.join(", ")}`))
+
 /** Runs soad on parsed flags: the Activator until interrupted. */
 const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undefined) =>
   Effect.gen(function*() {
+    const level = yield* logLevelOf(parsed.logLevel)
     const config = yield* toConfig(parsed, commandAfterDashes)
-    return yield* Activator.run(config).pipe(
-      Effect.provide(Logging.layer(parsed.logLevel))
-    )
+    return yield* Activator.run(config).pipe(Effect.provide(Logging.layer(level)))
   })
 
 /** `soad` as an @effect/cli command; `commandAfterDashes` as split off by splitArgv. */
@@ -233,7 +262,8 @@ export const run = (args: ReadonlyArray<string>) => {
   const { command: commandAfterDashes, own } = splitArgv(args)
   const argv = ["node", "soad", ...own, ...(commandAfterDashes !== undefined ? ["--", ...commandAfterDashes] : [])]
   const cli = Command.run(make(commandAfterDashes), { name: "soad", version })
-  return cli(argv).pipe(
+  const missing = missingValue(own)
+  return (missing !== undefined ? Effect.fail(usage(missing)) : cli(argv)).pipe(
     oneLineErrors,
     Effect.tapError((error) =>
       ValidationError.isValidationError(error)

@@ -56,10 +56,16 @@ export const defaults = {
   backlog: 1024
 } as const
 
+type DurationField = "idleTimeout" | "stopTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
+
+/** What `make` takes: the listeners and the command; durations as any DurationInput (`"5 minutes"`, millis). */
+export type Fields =
+  & Pick<ServiceConfig, "listeners" | "command">
+  & Partial<Omit<ServiceConfig, "listeners" | "command" | DurationField>>
+  & { readonly [K in DurationField]?: Duration.DurationInput }
+
 /** Builds a ServiceConfig from the required fields, the rest from the defaults. */
-export const make = (
-  fields: Pick<ServiceConfig, "listeners" | "command"> & Partial<Omit<ServiceConfig, "listeners" | "command">>
-): ServiceConfig => ({
+export const make = (fields: Fields): ServiceConfig => ({
   name: fields.name ?? baseName(fields.command[0]),
   listeners: fields.listeners,
   socket: fields.socket ?? { backlog: defaults.backlog, mode: undefined, uid: undefined, gid: undefined },
@@ -67,12 +73,12 @@ export const make = (
   env: fields.env ?? {},
   inheritEnv: fields.inheritEnv ?? true,
   cwd: fields.cwd,
-  idleTimeout: fields.idleTimeout ?? defaults.idleTimeout,
+  idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
-  stopTimeout: fields.stopTimeout ?? defaults.stopTimeout,
-  minUptime: fields.minUptime ?? defaults.minUptime,
-  initialBackoff: fields.initialBackoff ?? defaults.initialBackoff,
-  maxBackoff: fields.maxBackoff ?? defaults.maxBackoff
+  stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
+  minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
+  initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),
+  maxBackoff: Duration.decode(fields.maxBackoff ?? defaults.maxBackoff)
 })
 
 const baseName = (program: string): string => program.slice(program.lastIndexOf("/") + 1) || program

@@ -1,0 +1,41 @@
+/**
+ * soad as a library: the README's example, an Effect program that runs an activator in its own scope with the
+ * live layers, imported from the package entry point.
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterEach, expect, it } from "vitest"
+import { Activator, Config, ProcessService, SocketService } from "../../src/index.js"
+import { alive, appFixture, get, tempDir } from "../harness.js"
+
+const dirs: Array<string> = []
+afterEach(() => {
+  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
+})
+
+it("runs an activator inside another program's scope; closing the scope stops the app and removes the socket", async () => {
+  const d = tempDir()
+  dirs.push(d)
+  const socketPath = Path.join(d, "lib.sock")
+  const config = Config.make({
+    listeners: [{ name: "http", address: { _tag: "Unix", path: socketPath } }],
+    command: [process.execPath, appFixture],
+    idleTimeout: "1 minute"
+  })
+  const scope = Effect.runSync(Scope.make())
+  const live = Layer.merge(SocketService.layer, ProcessService.layer)
+  await Effect.runPromise(Activator.start(config).pipe(Scope.extend(scope), Effect.provide(live)))
+  expect(Fs.statSync(socketPath).isSocket()).toBe(true)
+
+  const reply = await get({ socketPath })
+  expect(reply.name).toBe("http")
+  expect(alive(reply.pid as number)).toBe(true)
+
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+  expect(alive(reply.pid as number)).toBe(false)
+  expect(Fs.existsSync(socketPath)).toBe(false)
+})
