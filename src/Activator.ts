@@ -51,7 +51,11 @@ export const listen = Effect.fn("Activator.listen")(function*(config: Config.Ser
   return listeners as ReadonlyArray<Listener>
 })
 
-/** Waits until the app has been idle for `idleTimeout`; returns how long it was idle. */
+/**
+ * Waits until the app has been idle for `idleTimeout`: no connection arrived for that long and none waits in
+ * the backlog. Sleeps until the deadline, then reads what arrived meanwhile (nothing runs per connection);
+ * returns how long the app was idle.
+ */
 const awaitIdle = (
   config: Config.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
@@ -69,9 +73,14 @@ const awaitIdle = (
         yield* Effect.sleep(Duration.millis(deadline - t))
         continue
       }
-      if (yield* arrivals.rearm) {
+      const seen = yield* arrivals.latest
+      if (seen.rearmed) {
         yield* Effect.logWarning("the app cleared O_ASYNC on a listener; counting is restored, idle time starts again")
         yield* Ref.set(lastActivity, t)
+        continue
+      }
+      if (seen.at !== undefined && seen.at > last) {
+        yield* Ref.set(lastActivity, seen.at)
         continue
       }
       // A connection waiting to be accepted is activity, even if it was not seen yet.
@@ -120,12 +129,6 @@ const runApp = (
       `app started (pid ${app.pid}, ${Format.millis((yield* preciseNow) - pendingSince)} after the connection on ${trigger.description})`
     )
     const lastActivity = yield* Ref.make(startedAt)
-    yield* arrivals.take.pipe(
-      Effect.zipRight(now),
-      Effect.flatMap((t) => Ref.set(lastActivity, t)),
-      Effect.forever,
-      Effect.forkScoped
-    )
     const outcome = yield* Effect.raceFirst(
       Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
       Effect.map(awaitIdle(config, listeners, arrivals, lastActivity), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))

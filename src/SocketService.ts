@@ -4,11 +4,12 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Address from "./Address.js"
 import type * as Config from "./Config.js"
@@ -27,14 +28,22 @@ export interface Listener {
   readonly description: string
 }
 
-/** Connections arriving on a set of listeners while they are watched. */
+/** What has arrived on a set of listeners while they are watched. */
 export interface Arrivals {
   /** Each connection is counted (true), or only readability is seen (false: some may be missed). */
   readonly exact: boolean
-  /** Waits for the next connections; returns how many arrived since the last take. */
-  readonly take: Effect.Effect<number>
-  /** Makes sure counting still works (an app may clear O_ASYNC); true if it had stopped and was restored. */
-  readonly rearm: Effect.Effect<boolean>
+  /** The latest arrival so far, read when needed (soad does not wake per connection). */
+  readonly latest: Effect.Effect<LatestArrival>
+}
+
+/** The latest arrival on watched listeners. */
+export interface LatestArrival {
+  /** Clock time (milliseconds) of the latest connection since watching began; undefined if none yet. */
+  readonly at: number | undefined
+  /** Connections since the previous read. */
+  readonly count: number
+  /** Counting had stopped (an app cleared O_ASYNC) and was set again: arrivals meanwhile may be missing. */
+  readonly rearmed: boolean
 }
 
 /** Opening a listener failed; `message` says what is wrong and what to do. */
@@ -94,47 +103,52 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
   const isPending = (listeners: ReadonlyArray<Listener>) =>
     Effect.sync(() => listeners.some((listener) => n.pending(listener.fd)))
 
-  const countedArrivals = (listeners: ReadonlyArray<Listener>) =>
-    Effect.gen(function*() {
-      const queue = yield* Queue.unbounded<number>()
-      const counted: Array<Listener> = []
-      yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          for (const listener of listeners) {
-            if (!n.countWatch(listener.fd, (k) => Queue.unsafeOffer(queue, k))) return false
-            counted.push(listener)
-          }
-          return true
-        }),
-        () => Effect.sync(() => counted.forEach((listener) => n.countUnwatch(listener.fd)))
+  const counted = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
+    Effect.acquireRelease(
+      Effect.sync(() => listeners.map((listener) => n.countStart(listener.fd))),
+      () => Effect.sync(() => listeners.forEach((listener) => n.countStop(listener.fd)))
+    ).pipe(
+      Effect.flatMap((started) =>
+        started.every(Boolean)
+          ? Effect.succeed<Arrivals>({
+            exact: true,
+            latest: Effect.map(Clock.currentTimeNanos, (nanos) => {
+              const now = Number(nanos / 1_000_000n)
+              let at: number | undefined
+              let count = 0
+              let rearmed = false
+              for (const listener of listeners) {
+                const read = n.countRead(listener.fd)
+                count += read.count
+                rearmed ||= read.rearmed
+                if (read.ago >= 0) at = Math.max(at ?? -Infinity, Math.floor(now - read.ago))
+              }
+              return { at, count, rearmed }
+            })
+          })
+          : readability(listeners)
       )
-      return counted.length === listeners.length ? queue : undefined
-    })
+    )
 
-  const arrivals = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
+  // Fallback: readability, looked at no more often than every readabilityInterval while the app runs.
+  const readability = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
     Effect.gen(function*() {
-      const queue = exactCounting ? yield* countedArrivals(listeners) : undefined
-      if (queue !== undefined) {
-        return {
-          exact: true,
-          take: Effect.zipWith(Queue.take(queue), Queue.takeAll(queue), (first, rest) => {
-            let sum = first
-            for (const k of rest) sum += k
-            return sum
-          }),
-          rearm: Effect.sync(() => listeners.map((l) => n.countArm(l.fd)).some((wasArmed) => !wasArmed))
-        }
-      }
-      // Fallback: readability, looked at no more often than every readabilityInterval.
-      const seen = yield* Queue.sliding<number>(1)
+      const seen = yield* Ref.make<{ at: number | undefined; count: number }>({ at: undefined, count: 0 })
       yield* awaitReadable(listeners).pipe(
-        Effect.zipRight(Queue.offer(seen, 1)),
+        Effect.zipRight(Clock.currentTimeMillis),
+        Effect.flatMap((at) => Ref.update(seen, ({ count }) => ({ at, count: count + 1 }))),
         Effect.zipRight(Effect.sleep(readabilityInterval)),
         Effect.forever,
         Effect.forkScoped
       )
-      return { exact: false, take: Queue.take(seen), rearm: Effect.succeed(false) }
+      return {
+        exact: false,
+        latest: Ref.modify(seen, ({ at, count }) => [{ at, count, rearmed: false }, { at, count: 0 }])
+      }
     })
+
+  const arrivals = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
+    exactCounting ? counted(listeners) : readability(listeners)
 
   const open = (config: Address.ListenerConfig, options: Config.SocketOptions) =>
     Listeners.open(n, inherited, config, options).pipe(

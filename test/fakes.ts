@@ -3,9 +3,9 @@
  * and processes that a test drives by hand. The ProcessService is the real one (`ProcessService.make`) over
  * a fake driver, so its stop logic is under test too.
  */
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import type * as Address from "../src/Address.js"
 import * as ProcessService from "../src/ProcessService.js"
 import type * as Signal from "../src/Signal.js"
@@ -34,22 +34,31 @@ export class World {
   onTerm: OnSignal = "exit"
   /** Does the running app accept connections at once? */
   accepting = true
+  /** The next read of arrivals finds that the app had cleared O_ASYNC. */
+  clearedAsync = false
   spawnAttempts = 0
   private nextFd = 10
   private nextPid = 1000
   private readableWaiters = new Set<() => void>()
-  private arrivalQueues = new Set<{ readonly fds: ReadonlySet<number>; readonly queue: Queue.Queue<number> }>()
+  private watched = new Set<{ readonly fds: ReadonlySet<number>; at: number | undefined; count: number }>()
 
   get running(): FakeApp | undefined {
     return this.apps.find((app) => app.running)
   }
 
-  /** A client connects to the listener with this fd. */
-  connect(fd: number): void {
-    for (const entry of this.arrivalQueues) if (entry.fds.has(fd)) Queue.unsafeOffer(entry.queue, 1)
-    if (this.running !== undefined && this.accepting) return // accepted by the app at once
-    this.backlog.set(fd, (this.backlog.get(fd) ?? 0) + 1)
-    for (const wake of [...this.readableWaiters]) wake()
+  /** A client connects to the listener with this fd, now (Clock time). */
+  connect(fd: number): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      for (const entry of this.watched) {
+        if (entry.fds.has(fd)) {
+          entry.at = now
+          entry.count++
+        }
+      }
+      if (this.running !== undefined && this.accepting) return // accepted by the app at once
+      this.backlog.set(fd, (this.backlog.get(fd) ?? 0) + 1)
+      for (const wake of [...this.readableWaiters]) wake()
+    })
   }
 
   /** The running app accepts everything that waits. */
@@ -61,8 +70,13 @@ export class World {
     return fds.some((fd) => (this.backlog.get(fd) ?? 0) > 0)
   }
 
-  readonly sockets: SocketService["Type"] = {
-    exactCounting: true,
+  constructor(public exactCounting = true) {}
+
+  readonly sockets: SocketService["Type"] = ((world: World) => ({
+    // read when used: field initializers run before the constructor sets exactCounting
+    get exactCounting(): boolean {
+      return world.exactCounting
+    },
     open: (config: Address.ListenerConfig) =>
       Effect.sync((): Listener => {
         const fd = this.nextFd++
@@ -85,15 +99,22 @@ export class World {
     isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
     arrivals: (listeners) =>
       Effect.gen(this, function*() {
-        const queue = yield* Queue.unbounded<number>()
-        const entry = { fds: new Set(listeners.map((listener) => listener.fd)), queue }
+        const entry = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined, count: 0 }
         yield* Effect.acquireRelease(
-          Effect.sync(() => this.arrivalQueues.add(entry)),
-          () => Effect.sync(() => this.arrivalQueues.delete(entry))
+          Effect.sync(() => this.watched.add(entry)),
+          () => Effect.sync(() => this.watched.delete(entry))
         )
-        return { exact: true, take: Queue.take(queue), rearm: Effect.succeed(false) }
+        return {
+          exact: true,
+          latest: Effect.sync(() => {
+            const read = { at: entry.at, count: entry.count, rearmed: this.clearedAsync }
+            entry.count = 0
+            this.clearedAsync = false
+            return read
+          })
+        }
       })
-  }
+  }))(this)
 
   readonly driver: ProcessService.Driver = {
     spawn: (request, onExit) => {

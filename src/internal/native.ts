@@ -38,9 +38,9 @@ export interface Native {
   readonly pending: (fd: number) => boolean
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void
-  readonly countWatch: (fd: number, callback: (count: number) => void) => boolean
-  readonly countArm: (fd: number) => boolean
-  readonly countUnwatch: (fd: number) => void
+  readonly countStart: (fd: number) => boolean
+  readonly countRead: (fd: number) => { readonly count: number; readonly ago: number; readonly rearmed: boolean }
+  readonly countStop: (fd: number) => void
   readonly spawn: (
     file: string,
     argv: ReadonlyArray<string>,

@@ -6,9 +6,9 @@
  *   localPort, close         getsockname's port; close(2)
  *   pending                  is a connection waiting in the backlog right now? (poll, no wait)
  *   watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
- *   countWatch / countUnwatch / countArm
- *                            count every connection the kernel queues on a listener (Linux: O_ASYNC
- *                            with F_SETSIG, one real-time signal per connection, si_fd says which)
+ *   countStart / countRead / countStop
+ *                            count every connection the kernel queues on a listener, with the time of the
+ *                            latest (Linux: O_ASYNC with F_SETSIG, one real-time signal per connection)
  *   spawn                    fork/exec with the listeners at fds 3.., LISTEN_PID = the child's pid, a
  *                            new session, the parent-death signal, uid/gid; reports the exit
  *   lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
@@ -39,6 +39,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -490,20 +491,23 @@ static napi_value unwatch(napi_env env, napi_callback_info info) {
 
 /* ---------------------------------------------------------------- exact connection counting */
 
+/*
+ * The kernel queues one real-time signal per connection on a listener with O_ASYNC and F_SETSIG; si_fd says
+ * which. The handler only counts and stamps the time (both async-signal-safe); nothing runs in JS per
+ * connection. soad reads the figures when it needs them (at the idle deadline).
+ */
 #define COUNT_MAX_FD 4096
 
-typedef struct counted {
-  int fd;
-  napi_env env;
-  js_callback cb;
-  struct counted *next;
-} counted;
-
 static atomic_uint counts[COUNT_MAX_FD];
-static atomic_int count_overflow = 0;
-static counted *counted_fds = NULL;
-static uv_async_t count_async;
+static atomic_llong last_arrival[COUNT_MAX_FD]; /* CLOCK_MONOTONIC ns of the latest arrival, 0: none */
+static atomic_llong last_overflow = 0;          /* the queue overflowed (SIGIO): every fd had activity then */
 static bool count_ready = false;
+
+static long long monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 #ifdef F_SETSIG
 static int count_signal(void) { return SIGRTMIN + 6; }
@@ -512,53 +516,16 @@ static void on_count_signal(int sig, siginfo_t *si, void *context) {
   (void)context;
   int saved = errno;
   if (sig == SIGIO) {
-    /* The real-time queue overflowed: the kernel fell back to SIGIO, which does not say which fd. */
-    atomic_store(&count_overflow, 1);
+    atomic_store(&last_overflow, monotonic_ns());
   } else if (si->si_code > 0 && si->si_fd >= 0 && si->si_fd < COUNT_MAX_FD) {
     atomic_fetch_add(&counts[si->si_fd], 1);
-  } else {
-    errno = saved;
-    return;
+    atomic_store(&last_arrival[si->si_fd], monotonic_ns());
   }
-  uv_async_send(&count_async);
   errno = saved;
 }
 
-static void on_counts(uv_async_t *handle) {
-  (void)handle;
-  bool overflow = atomic_exchange(&count_overflow, 0) != 0;
-  /* Collect first: a callback may unlink entries. */
-  int fds[64];
-  uint32_t ns[64];
-  size_t n = 0;
-  for (counted *c = counted_fds; c != NULL && n < 64; c = c->next) {
-    uint32_t k = atomic_exchange(&counts[c->fd], 0);
-    if (overflow && k == 0) k = 1;
-    if (k > 0) {
-      fds[n] = c->fd;
-      ns[n] = k;
-      n++;
-    }
-  }
-  for (size_t i = 0; i < n; i++)
-    for (counted *c = counted_fds; c != NULL; c = c->next)
-      if (c->fd == fds[i]) {
-        napi_handle_scope scope;
-        if (napi_open_handle_scope(c->env, &scope) != napi_ok) break;
-        napi_value arg;
-        if (napi_create_uint32(c->env, ns[i], &arg) == napi_ok) call_js(c->env, c->cb.fn, c->cb.ctx, 1, &arg);
-        napi_close_handle_scope(c->env, scope);
-        break;
-      }
-}
-
-static int count_setup(napi_env env) {
+static int count_setup(void) {
   if (count_ready) return 0;
-  uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return EINVAL;
-  int r = uv_async_init(loop, &count_async, on_counts);
-  if (r < 0) return -r;
-  uv_unref((uv_handle_t *)&count_async); /* counting never keeps the process alive by itself */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_count_signal;
@@ -569,7 +536,7 @@ static int count_setup(napi_env env) {
   return 0;
 }
 
-/* Makes the kernel signal soad for each connection queued on fd. */
+/* Makes the kernel signal soad for each connection queued on fd; *was_armed: it already did. */
 static int count_arm_fd(int fd, bool *was_armed) {
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return errno;
@@ -585,39 +552,24 @@ static int count_arm_fd(int fd, bool *was_armed) {
 }
 #endif
 
-/* countWatch(fd, callback(n)) -> true if counting works here, false where only readability can be used. */
-static napi_value count_watch(napi_env env, napi_callback_info info) {
-  ARGS(2);
+/* countStart(fd) -> true if every connection on fd is counted from now on; false where this cannot be done. */
+static napi_value count_start(napi_env env, napi_callback_info info) {
+  ARGS(1);
   int32_t fd;
-  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countWatch(fd, callback)");
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countStart(fd)");
   napi_value result;
 #ifdef F_SETSIG
   if (fd < 0 || fd >= COUNT_MAX_FD) {
     NAPI_CALL(env, napi_get_boolean(env, false, &result));
     return result;
   }
-  int err = count_setup(env);
+  int err = count_setup();
   if (err != 0) return throw_errno(env, "sigaction", err);
-  for (counted *c = counted_fds; c != NULL; c = c->next)
-    if (c->fd == fd) return throw_errno(env, "countWatch", EBUSY);
-  counted *c = calloc(1, sizeof *c);
-  if (c == NULL) return throw_errno(env, "calloc", ENOMEM);
-  if (!callback_init(env, argv[1], "soad:count", &c->cb)) {
-    free(c);
-    return throw_type(env, "countWatch: callback must be a function");
-  }
-  c->fd = fd;
-  c->env = env;
   atomic_store(&counts[fd], 0);
+  atomic_store(&last_arrival[fd], 0);
   bool was;
   err = count_arm_fd(fd, &was);
-  if (err != 0) {
-    callback_free(env, &c->cb);
-    free(c);
-    return throw_errno(env, "fcntl", err);
-  }
-  c->next = counted_fds;
-  counted_fds = c;
+  if (err != 0) return throw_errno(env, "fcntl", err);
   NAPI_CALL(env, napi_get_boolean(env, true, &result));
 #else
   (void)fd;
@@ -626,41 +578,44 @@ static napi_value count_watch(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* countArm(fd) -> true if O_ASYNC was still set; sets it again if the app cleared it. */
-static napi_value count_arm(napi_env env, napi_callback_info info) {
+/*
+ * countRead(fd) -> { count, ago, rearmed }: connections since the last read, milliseconds since the latest
+ * arrival (-1: none yet), and whether counting had stopped (the app cleared O_ASYNC) and was set again.
+ */
+static napi_value count_read(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
-  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countArm(fd)");
-  napi_value result;
+  if (!get_int(env, argv[0], &fd) || fd < 0 || fd >= COUNT_MAX_FD) return throw_type(env, "countRead(fd)");
+  bool was = true;
 #ifdef F_SETSIG
-  bool was = false;
   int err = count_arm_fd(fd, &was);
   if (err != 0) return throw_errno(env, "fcntl", err);
-  NAPI_CALL(env, napi_get_boolean(env, was, &result));
-#else
-  (void)fd;
-  NAPI_CALL(env, napi_get_boolean(env, false, &result));
 #endif
+  uint32_t n = atomic_exchange(&counts[fd], 0);
+  long long last = atomic_load(&last_arrival[fd]);
+  long long overflow = atomic_load(&last_overflow);
+  if (overflow > last) last = overflow;
+  double ago = last == 0 ? -1 : (double)(monotonic_ns() - last) / 1e6;
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_uint32(env, n, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "count", v));
+  NAPI_CALL(env, napi_create_double(env, ago, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "ago", v));
+  NAPI_CALL(env, napi_get_boolean(env, !was, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "rearmed", v));
   return result;
 }
 
-/* countUnwatch(fd): stops counting; clears O_ASYNC so no signal comes for it any more. */
-static napi_value count_unwatch(napi_env env, napi_callback_info info) {
+/* countStop(fd): clears O_ASYNC so no signal comes for fd any more. */
+static napi_value count_stop(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
-  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countUnwatch(fd)");
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countStop(fd)");
 #ifdef F_SETSIG
-  for (counted **p = &counted_fds; *p != NULL; p = &(*p)->next)
-    if ((*p)->fd == fd) {
-      counted *c = *p;
-      *p = c->next;
-      callback_free(env, &c->cb);
-      free(c);
-      int flags = fcntl(fd, F_GETFL);
-      if (flags < 0) return throw_errno(env, "fcntl(F_GETFL)", errno);
-      if (fcntl(fd, F_SETFL, flags & ~O_ASYNC) < 0) return throw_errno(env, "fcntl(F_SETFL)", errno);
-      break;
-    }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return throw_errno(env, "fcntl(F_GETFL)", errno);
+  if ((flags & O_ASYNC) && fcntl(fd, F_SETFL, flags & ~O_ASYNC) < 0) return throw_errno(env, "fcntl(F_SETFL)", errno);
 #else
   (void)fd;
 #endif
@@ -1146,9 +1101,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pending", NULL, pending, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watch", NULL, watch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"countWatch", NULL, count_watch, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"countArm", NULL, count_arm, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"countUnwatch", NULL, count_unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countStart", NULL, count_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countRead", NULL, count_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countStop", NULL, count_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupUser", NULL, lookup_user, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -11,9 +11,9 @@ import { advance, settle, supervised } from "../clock.js"
 import { nativeError, World } from "../fakes.js"
 
 
-const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}) =>
+const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}, exactCounting = true) =>
   Effect.gen(function*() {
-    const world = new World()
+    const world = new World(exactCounting)
     const logs: Array<string> = []
     const logger = Logger.replace(
       Logger.defaultLogger,
@@ -43,7 +43,7 @@ describe("Activator", () => {
         ]
       })
       expect(world.apps).toHaveLength(0)
-      world.connect(fd + 1) // the second listener
+      yield* world.connect(fd + 1) // the second listener
       yield* settle
       expect(world.apps).toHaveLength(1)
       expect(world.apps[0]!.request.command).toEqual(["app", "--port", "fd"])
@@ -54,7 +54,7 @@ describe("Activator", () => {
   it.scoped("stops the app exactly -t after the start when nothing else arrives", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       yield* advance("59999 millis")
       expect(world.apps[0]!.signals).toEqual([])
@@ -67,11 +67,11 @@ describe("Activator", () => {
   it.scoped("each connection resets the idle time", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       for (let i = 0; i < 5; i++) {
         yield* advance("50 seconds")
-        world.connect(fd) // accepted by the app at once: only the count shows it
+        yield* world.connect(fd) // accepted by the app at once: only the count shows it
         yield* settle
       }
       expect(world.apps[0]!.running).toBe(true)
@@ -90,7 +90,7 @@ describe("Activator", () => {
         shutdownSignal: Signal.fromNumber(3)! // SIGQUIT
       })
       world.onTerm = "ignore"
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       yield* advance("10 seconds")
       expect(world.apps[0]!.signals).toEqual(["SIGQUIT"])
@@ -105,7 +105,7 @@ describe("Activator", () => {
   it.scoped("kills what the app left in its process group after it exits", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(10) })
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       yield* advance("10 seconds")
       const pid = world.apps[0]!.pid
@@ -115,7 +115,7 @@ describe("Activator", () => {
   it.scoped("an app that exits by itself re-arms the wait for the next connection", () =>
     Effect.gen(function*() {
       const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       yield* advance("20 seconds")
       world.apps[0]!.exit(1)
@@ -123,7 +123,7 @@ describe("Activator", () => {
       expect(logs.some((line) => line.includes("app exited by itself (code 1, uptime 20 s)"))).toBe(true)
       yield* advance("10 minutes")
       expect(world.apps).toHaveLength(1) // nothing starts without a connection
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       expect(world.apps).toHaveLength(2)
       expect(world.apps[1]!.running).toBe(true)
@@ -132,11 +132,11 @@ describe("Activator", () => {
   it.scoped("a connection still pending when the app exits starts it again at once", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup()
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       yield* advance("10 seconds")
       world.accepting = false
-      world.connect(fd) // waits in the backlog
+      yield* world.connect(fd) // waits in the backlog
       world.apps[0]!.exit(0)
       yield* settle
       expect(world.apps).toHaveLength(2)
@@ -145,11 +145,11 @@ describe("Activator", () => {
   it.scoped("does not stop the app while a connection waits in the backlog at the deadline", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       yield* advance("30 seconds")
       world.accepting = false
-      world.connect(fd)
+      yield* world.connect(fd)
       world.acceptAll() // counted and then still pending: simulate a pending one that the count missed
       world.backlog.set(fd, 1)
       yield* advance("60 seconds")
@@ -163,7 +163,7 @@ describe("Activator", () => {
     Effect.gen(function*() {
       const { fd, fiber, world } = yield* setup({ stopTimeout: Duration.seconds(30) })
       world.onTerm = "ignore"
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
       yield* settle
@@ -179,7 +179,7 @@ describe("Activator", () => {
     Effect.gen(function*() {
       const { fd, logs, world } = yield* setup()
       world.spawnError = nativeError("execve", 2, "No such file or directory")
-      world.connect(fd) // stays pending: no app accepts it
+      yield* world.connect(fd) // stays pending: no app accepts it
       yield* settle
       expect(world.spawnAttempts).toBe(1)
       expect(logs.some((line) => line.includes("command not found: 'app'"))).toBe(true)
@@ -200,7 +200,7 @@ describe("Activator", () => {
     Effect.gen(function*() {
       const { fd, world } = yield* setup({ minUptime: Duration.seconds(5), maxBackoff: Duration.seconds(2) })
       world.accepting = false
-      world.connect(fd)
+      yield* world.connect(fd)
       yield* settle
       const starts: Array<number> = []
       for (let i = 0; i < 6; i++) {
@@ -217,5 +217,26 @@ describe("Activator", () => {
       world.running!.exit(0)
       yield* advance("1 millis")
       expect(world.apps).toHaveLength(8)
+    }))
+
+  it.scoped("if the app cleared O_ASYNC, counting is restored and the app gets another idle period", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      yield* world.connect(fd)
+      yield* settle
+      world.clearedAsync = true
+      yield* advance("60 seconds")
+      expect(world.apps[0]!.signals).toEqual([])
+      expect(logs.some((line) => line.includes("cleared O_ASYNC"))).toBe(true)
+      yield* advance("60 seconds")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
+
+  it.scoped("says at start when connections can only be seen through readability", () =>
+    Effect.gen(function*() {
+      const { logs } = yield* setup({}, false)
+      expect(logs.some((line) => line.includes("exact connection counting is not available"))).toBe(true)
+      const exact = yield* setup({}, true)
+      expect(exact.logs.some((line) => line.includes("exact connection counting"))).toBe(false)
     }))
 })

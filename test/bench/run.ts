@@ -1,0 +1,346 @@
+/**
+ * `npm run bench`: soad side by side with the reference tools, in one run, printed as a Markdown table.
+ *
+ * - cold activation (connect() to the full response): soad, systemd-socket-activate, the app already running;
+ * - with the app running: latency and requests/s through soad's socket vs. the app started directly;
+ * - soad's own memory while idle, its start-up time, and its CPU use (idle, and one request every 100 ms);
+ * - idle-stop precision: last request to the shutdown signal, against -t.
+ *
+ * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
+ * said so, when missing).
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Http from "node:http"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
+const bin = Path.join(root, "dist", "bin.js")
+const app = Path.join(root, "test", "bench", "app.mjs")
+const runs = Number(process.env.BENCH_RUNS ?? 7)
+const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
+const children = new Set<ChildProcess.ChildProcess>()
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+const percentile = (values: ReadonlyArray<number>, p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+const ms = (value: number, digits = 1) => `${value.toFixed(digits)} ms`
+const installed = (program: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${program}`]).status === 0
+
+interface Proc {
+  readonly child: ChildProcess.ChildProcess
+  readonly lines: Array<{ readonly at: number; readonly text: string }>
+  readonly waitFor: (pattern: RegExp, count?: number, timeoutMs?: number) => Promise<{ at: number; text: string }>
+}
+
+/**
+ * Every process gets the same small environment: systemd-socket-activate passes the app only a few variables,
+ * and some (NODE_EXTRA_CA_CERTS, say) make Node start tens of milliseconds slower.
+ */
+const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/" }
+
+const start = (command: string, args: ReadonlyArray<string>): Proc => {
+  const child = ChildProcess.spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env })
+  children.add(child)
+  child.on("exit", () => children.delete(child))
+  const lines: Array<{ at: number; text: string }> = []
+  let buffer = ""
+  const onData = (chunk: Buffer) => {
+    buffer += chunk.toString()
+    let newline: number
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      lines.push({ at: performance.now(), text: buffer.slice(0, newline) })
+      buffer = buffer.slice(newline + 1)
+    }
+  }
+  child.stdout!.on("data", onData)
+  child.stderr!.on("data", onData)
+  const waitFor = async (pattern: RegExp, count = 1, timeoutMs = 20_000) => {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const matches = lines.filter((line) => pattern.test(line.text))
+      if (matches.length >= count) return matches[count - 1]!
+      if (Date.now() > end || child.exitCode !== null) {
+        throw new Error(`${command}: no ${count}× ${pattern}:\n${lines.map((l) => l.text).join("\n")}`)
+      }
+      await sleep(2)
+    }
+  }
+  return { child, lines, waitFor }
+}
+
+const stop = async (proc: Proc) => {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return
+  proc.child.kill("SIGTERM")
+  await new Promise((resolve) => proc.child.once("exit", resolve))
+}
+
+type Target = { readonly socketPath: string } | { readonly host: string; readonly port: number }
+
+/** One GET on a new connection: milliseconds from connect() to the full response. */
+const timedGet = (target: Target): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    Http.get({ ...target, path: "/", agent: false }, (response) => {
+      response.resume()
+      response.on("end", () => resolve(performance.now() - t0))
+    }).on("error", reject)
+  })
+
+const waitForFile = async (path: string) => {
+  while (!Fs.existsSync(path)) await sleep(2)
+}
+
+const procStat = (pid: number) => {
+  const fields = Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return { ticks: Number(fields[11]) + Number(fields[12]) }
+}
+const contextSwitches = (pid: number): number => {
+  let total = 0
+  for (const task of Fs.readdirSync(`/proc/${pid}/task`)) {
+    const status = Fs.readFileSync(`/proc/${pid}/task/${task}/status`, "utf8")
+    total += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1])
+    total += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1])
+  }
+  return total
+}
+const memory = (pid: number) => ({
+  rss: Number(/VmRSS:\s+(\d+)/.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024,
+  pss: Number(/Pss:\s+(\d+)/.exec(Fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))![1]) / 1024
+})
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = Http.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+
+const rows: Array<[string, string, string]> = []
+const row = (what: string, value: string, note = "") => {
+  rows.push([what, value, note])
+  console.error(`  ${what}: ${value}${note === "" ? "" : ` (${note})`}`)
+}
+
+/** Cold activation through soad: connect() to the full response, with the app stopped before each run. */
+const coldSoad = async () => {
+  const socketPath = Path.join(work, "cold-soad.sock")
+  const soad = start(process.execPath, [bin, "-s", socketPath, "-t", "0.2", "--min-uptime", "0", "--", process.execPath, app])
+  await soad.waitFor(/listening on/)
+  const total: Array<number> = []
+  const spawn: Array<number> = []
+  for (let i = 1; i <= runs; i++) {
+    total.push(await timedGet({ socketPath }))
+    const started = await soad.waitFor(/app started/, i)
+    spawn.push(Number(/, ([\d.]+) ms after the connection/.exec(started.text)![1]))
+    await soad.waitFor(/app exited/, i)
+  }
+  await stop(soad)
+  return { total: median(total), spawn: median(spawn) }
+}
+
+/** Cold activation through systemd-socket-activate (it execs the app once, so a new launcher per run). */
+const coldSystemd = async () => {
+  const total: Array<number> = []
+  for (let i = 0; i < runs; i++) {
+    const socketPath = Path.join(work, `cold-systemd-${i}.sock`)
+    const launcher = start("systemd-socket-activate", ["-l", socketPath, process.execPath, app])
+    await waitForFile(socketPath)
+    await sleep(50)
+    total.push(await timedGet({ socketPath }))
+    await stop(launcher)
+    Fs.rmSync(socketPath, { force: true })
+  }
+  return median(total)
+}
+
+/** The app already running, bound by itself: the same request. */
+const warmDirect = async () => {
+  const socketPath = Path.join(work, "direct.sock")
+  const direct = start(process.execPath, [app, "--listen", socketPath])
+  await direct.waitFor(/ready/)
+  await timedGet({ socketPath })
+  const total: Array<number> = []
+  for (let i = 0; i < runs; i++) total.push(await timedGet({ socketPath }))
+  await stop(direct)
+  return median(total)
+}
+
+/** Latency over 500 sequential new connections, and wrk's requests/s, to a TCP port. */
+const loadOn = async (port: number) => {
+  const target = { host: "127.0.0.1", port }
+  for (let i = 0; i < 50; i++) await timedGet(target)
+  const latencies: Array<number> = []
+  for (let i = 0; i < 500; i++) latencies.push(await timedGet(target))
+  const wrk = (extra: ReadonlyArray<string>) => {
+    if (!installed("wrk")) return undefined
+    const out = ChildProcess.spawnSync("wrk", ["-t", "2", "-c", "32", "-d", "5s", ...extra, `http://127.0.0.1:${port}/`], {
+      encoding: "utf8",
+      env
+    }).stdout
+    return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
+  }
+  return {
+    p50: median(latencies),
+    p99: percentile(latencies, 99),
+    keepAlive: wrk([]),
+    close: wrk(["-H", "Connection: close"])
+  }
+}
+
+const runningComparison = async () => {
+  const soadPort = await freePort()
+  const soad = start(process.execPath, [bin, "-l", `127.0.0.1:${soadPort}`, "-t", "300", "--", process.execPath, app])
+  await soad.waitFor(/listening on/)
+  const viaSoad = await loadOn(soadPort)
+  const soadPid = soad.child.pid!
+  await stop(soad)
+  const directPort = await freePort()
+  const direct = start(process.execPath, [app, "--listen", String(directPort)])
+  await direct.waitFor(/ready/)
+  const viaDirect = await loadOn(directPort)
+  await stop(direct)
+  return { viaSoad, viaDirect, soadPid }
+}
+
+/**
+ * soad idle with no app: memory, start-up, and CPU and wake-ups over 10 s, from 15 s after its start (V8 tidies
+ * its heap in the first seconds after start-up; after that soad sleeps in epoll_wait until a connection comes).
+ */
+const idle = async () => {
+  const socketPath = Path.join(work, "idle.sock")
+  const soad = start(process.execPath, [bin, "-s", socketPath, "-t", "300", "--", process.execPath, app])
+  const launched = performance.now()
+  await soad.waitFor(/listening on/)
+  const startups: Array<number> = []
+  for (let i = 0; i < runs; i++) {
+    const path = Path.join(work, `startup-${i}.sock`)
+    const t0 = performance.now()
+    const other = start(process.execPath, [bin, "-s", path, "--", process.execPath, app])
+    const listening = await other.waitFor(/listening on/)
+    startups.push(listening.at - t0)
+    await stop(other)
+  }
+  await sleep(Math.max(0, 15_000 - (performance.now() - launched)))
+  const pid = soad.child.pid!
+  const mem = memory(pid)
+  const before = { ...procStat(pid), switches: contextSwitches(pid) }
+  await sleep(10_000)
+  const after = { ...procStat(pid), switches: contextSwitches(pid) }
+  // Then the app running, one request every 100 ms for 10 s.
+  await timedGet({ socketPath })
+  const busyBefore = procStat(pid)
+  for (let i = 0; i < 100; i++) {
+    await timedGet({ socketPath })
+    await sleep(100)
+  }
+  const busyAfter = procStat(pid)
+  await stop(soad)
+  return {
+    startup: median(startups),
+    mem,
+    idleCpu: (after.ticks - before.ticks) * 10,
+    idleSwitches: after.switches - before.switches,
+    busyCpu: (busyAfter.ticks - busyBefore.ticks) * 10
+  }
+}
+
+/** From the last request's connect() to soad's "stopping" line, against -t 2. */
+const stopPrecision = async () => {
+  const socketPath = Path.join(work, "precision.sock")
+  const soad = start(process.execPath, [bin, "-s", socketPath, "-t", "2", "--", process.execPath, app])
+  await soad.waitFor(/listening on/)
+  const late: Array<number> = []
+  for (let i = 1; i <= Math.min(runs, 5); i++) {
+    await timedGet({ socketPath }) // starts the app
+    await sleep(300)
+    const last = performance.now() // the connect() of the last request: the activity soad sees
+    await timedGet({ socketPath })
+    const stopping = await soad.waitFor(/stopping the app/, i)
+    late.push(stopping.at - last - 2000)
+    await soad.waitFor(/app exited/, i)
+  }
+  await stop(soad)
+  return { median: median(late), max: Math.max(...late) }
+}
+
+const main = async () => {
+  if (!Fs.existsSync(bin)) throw new Error("build first: npm run build")
+  console.error(`soad benchmark, ${runs} runs each; this takes about a minute and a half`)
+  console.error("cold activation")
+  const soad = await coldSoad()
+  const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
+  const warm = await warmDirect()
+  row("cold activation, soad (connect to full response)", ms(soad.total), `pending connection to app spawned: ${ms(soad.spawn)}`)
+  if (systemd !== undefined) {
+    row("cold activation, systemd-socket-activate", ms(systemd), `soad/systemd: ${(soad.total / systemd).toFixed(2)}`)
+  } else row("cold activation, systemd-socket-activate", "not installed")
+  row("the same request, app already running", ms(warm))
+
+  console.error("app running: soad's socket vs. the app started directly")
+  const running = await runningComparison()
+  row(
+    "latency, new connection per request (p50 / p99)",
+    `${ms(running.viaSoad.p50, 2)} / ${ms(running.viaSoad.p99, 2)} via soad`,
+    `${ms(running.viaDirect.p50, 2)} / ${ms(running.viaDirect.p99, 2)} direct`
+  )
+  if (running.viaSoad.keepAlive !== undefined) {
+    row(
+      "requests/s, keep-alive (wrk, 32 connections)",
+      `${running.viaSoad.keepAlive.toFixed(0)} via soad`,
+      `${running.viaDirect.keepAlive!.toFixed(0)} direct`
+    )
+    row(
+      "requests/s, new connection per request",
+      `${running.viaSoad.close!.toFixed(0)} via soad`,
+      `${running.viaDirect.close!.toFixed(0)} direct`
+    )
+  } else row("requests/s", "wrk not installed")
+
+  console.error("soad idle")
+  const idleFigures = await idle()
+  row("soad's memory while idle, 1 service (RSS / PSS)", `${idleFigures.mem.rss.toFixed(1)} MB / ${idleFigures.mem.pss.toFixed(1)} MB`)
+  row("soad's start-up to listening", ms(idleFigures.startup, 0))
+  row(
+    "soad's CPU over 10 s, no app running (from 15 s after start)",
+    `${idleFigures.idleCpu} ms`,
+    `${idleFigures.idleSwitches} context switches, all threads`
+  )
+  row("soad's CPU over 10 s, one request every 100 ms", `${idleFigures.busyCpu} ms`)
+
+  console.error("idle-stop precision")
+  const precision = await stopPrecision()
+  row(
+    "idle stop with -t 2: last connection to the stop, minus 2 s (median / max)",
+    `${ms(precision.median)} / ${ms(precision.max)}`,
+    "the original checks every 5 s"
+  )
+
+  const date = new Date().toISOString().slice(0, 10)
+  const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
+  console.log(`Measured ${date} on ${machine}; median of ${runs} runs (\`npm run bench\`).\n`)
+  console.log("| what | figure | note |")
+  console.log("|---|---|---|")
+  for (const [what, value, note] of rows) console.log(`| ${what} | ${value} | ${note} |`)
+}
+
+main()
+  .catch((error) => {
+    console.error(error)
+    process.exitCode = 1
+  })
+  .finally(() => {
+    for (const child of children) child.kill("SIGKILL")
+    Fs.rmSync(work, { recursive: true, force: true })
+  })
