@@ -134,7 +134,11 @@ export const parseListener = (input: string, cwd: string = process.cwd()): Eithe
       return Either.map(parseAddress(input.slice(eq + 1), cwd), (address) => ({ name, address }))
     }
   }
-  return Either.map(parseAddress(input, cwd), (address) => ({ name: defaultName, address }))
+  // An inherited socket passed on by name keeps that name.
+  return Either.map(parseAddress(input, cwd), (address) => ({
+    name: address._tag === "Inherited" && address.fdName !== undefined ? address.fdName : defaultName,
+    address
+  }))
 }
 
 /** The address as a user would write it, for logs and errors. */

@@ -15,9 +15,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
+import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
 import * as Signal from "./Signal.js"
@@ -75,6 +77,21 @@ const backlog = Options.integer("backlog").pipe(
   Options.withDescription("The listen(2) backlog of every listener: connections that wait while the app starts. Default: 1024."),
   Options.withDefault(Config.defaults.backlog)
 )
+const socketMode = Options.text("socket-mode").pipe(
+  Options.withPseudoName("OCTAL"),
+  Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666 less the umask."),
+  Options.optional
+)
+const socketUser = Options.text("socket-user").pipe(
+  Options.withPseudoName("USER"),
+  Options.withDescription("Owner of the UNIX socket files, a name or a uid (soad must be root). Default: soad's user."),
+  Options.optional
+)
+const socketGroup = Options.text("socket-group").pipe(
+  Options.withPseudoName("GROUP"),
+  Options.withDescription("Group of the UNIX socket files, a name or a gid. Default: soad's group."),
+  Options.optional
+)
 const logLevel = Options.text("log-level").pipe(
   Options.withPseudoName(Logging.levels.join("|")),
   Options.withDescription("How much soad logs on stderr. Default: info."),
@@ -94,6 +111,9 @@ const options = {
   minUptime,
   maxBackoff,
   backlog,
+  socketMode,
+  socketUser,
+  socketGroup,
   logLevel,
   command
 }
@@ -117,6 +137,7 @@ const seconds = (flag: string, text: string, allowZero: boolean): Either.Either<
 export const toConfig = (
   parsed: Parsed,
   commandAfterDashes: ReadonlyArray<string> | undefined,
+  resolver: Users.Resolver,
   cwd: string = process.cwd()
 ): Either.Either<Config.ServiceConfig, UsageError> =>
   Either.gen(function*() {
@@ -159,10 +180,28 @@ export const toConfig = (
     }
     const signal = yield* Either.mapLeft(Signal.parse(parsed.shutdownSignal), (message) => usage(`-S: ${message}`))
     if (parsed.backlog < 1) return yield* Either.left(usage(`--backlog: must be at least 1`))
+    let mode: number | undefined
+    if (Option.isSome(parsed.socketMode)) {
+      const text = parsed.socketMode.value
+      if (!/^0?[0-7]{3}$/.test(text)) {
+        return yield* Either.left(usage(`--socket-mode: '${text}' is not an octal mode such as 0660`))
+      }
+      mode = parseInt(text, 8)
+    }
+    let uid: number | undefined
+    if (Option.isSome(parsed.socketUser)) {
+      uid = resolver.uidOf(parsed.socketUser.value)
+      if (uid === undefined) return yield* Either.left(usage(`--socket-user: no user '${parsed.socketUser.value}'`))
+    }
+    let gid: number | undefined
+    if (Option.isSome(parsed.socketGroup)) {
+      gid = resolver.gidOf(parsed.socketGroup.value)
+      if (gid === undefined) return yield* Either.left(usage(`--socket-group: no group '${parsed.socketGroup.value}'`))
+    }
     return Config.make({
       listeners,
       command: [argv[0]!, ...argv.slice(1)],
-      socket: { backlog: parsed.backlog, mode: undefined, uid: undefined, gid: undefined },
+      socket: { backlog: parsed.backlog, mode, uid, gid },
       idleTimeout: yield* seconds("-t", parsed.timeUntilStop, false),
       shutdownSignal: signal,
       stopTimeout: yield* seconds("--stop-timeout", parsed.stopTimeout, true),
@@ -188,6 +227,9 @@ const takesValue = new Set([
   "--min-uptime",
   "--max-backoff",
   "--backlog",
+  "--socket-mode",
+  "--socket-user",
+  "--socket-group",
   "--log-level"
 ])
 
@@ -228,7 +270,7 @@ export const logLevelOf = (text: string): Either.Either<Logging.Level, UsageErro
 const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undefined) =>
   Effect.gen(function*() {
     const level = yield* logLevelOf(parsed.logLevel)
-    const config = yield* toConfig(parsed, commandAfterDashes)
+    const config = yield* toConfig(parsed, commandAfterDashes, Users.resolver)
     return yield* Activator.run(config).pipe(Effect.provide(Logging.layer(level)))
   })
 

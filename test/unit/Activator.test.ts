@@ -239,4 +239,25 @@ describe("Activator", () => {
       const exact = yield* setup({}, true)
       expect(exact.logs.some((line) => line.includes("exact connection counting"))).toBe(false)
     }))
+
+  it.scoped("activity on any of several listeners keeps the app running", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({
+        idleTimeout: Duration.seconds(60),
+        listeners: [
+          { name: "http", address: { _tag: "Unix", path: "/run/a.sock" } },
+          { name: "admin", address: { _tag: "Unix", path: "/run/b.sock" } }
+        ]
+      })
+      yield* world.connect(fd)
+      yield* settle
+      for (let i = 0; i < 3; i++) {
+        yield* advance("45 seconds")
+        yield* world.connect(fd + 1) // only the second listener is used from now on
+      }
+      yield* advance("59999 millis")
+      expect(world.apps[0]!.signals).toEqual([])
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
 })
