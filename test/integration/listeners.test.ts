@@ -102,6 +102,21 @@ describe("address forms", () => {
     }
   })
 
+  it("a TCP port can be bound again at once after soad exits (SO_REUSEADDR)", async () => {
+    const port = await freePort()
+    const first = soad(["-l", `127.0.0.1:${port}`, "--", "node", appFixture])
+    await first.waitFor(/listening on/)
+    // The app closes these connections first, which leaves them in TIME_WAIT on soad's port.
+    for (let i = 0; i < 5; i++) await get({ host: "127.0.0.1", port }, "/?close")
+    first.process.kill("SIGTERM")
+    expect(await first.exited).toBe(0)
+    const timeWait = ChildProcess.execFileSync("ss", ["-tnH", "state", "time-wait", `sport = :${port}`], { encoding: "utf8" })
+    expect(timeWait.trim().split("\n").filter((l) => l !== "").length).toBeGreaterThan(0)
+    const second = soad(["-l", `127.0.0.1:${port}`, "--", "node", appFixture])
+    await second.waitFor(/listening on/)
+    expect((await get({ host: "127.0.0.1", port })).fd).toBe(3)
+  })
+
   it("--backlog sets the listen backlog of every listener", async () => {
     const port = await freePort()
     const s = soad(["-l", `127.0.0.1:${port}`, "--backlog", "77", "--", "node", appFixture])
