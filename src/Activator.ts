@@ -10,7 +10,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Config from "./Config.js"
 import * as Backoff from "./internal/backoff.js"
@@ -30,6 +32,28 @@ const preciseNow = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) /
 type Outcome =
   | { readonly _tag: "Exited"; readonly status: ExitStatus }
   | { readonly _tag: "Idle"; readonly idleFor: number }
+  | { readonly _tag: "NotReady" }
+
+/** How often readiness is looked at while the app starts. */
+const readinessInterval = Duration.millis(20)
+
+/** How often open connections are looked at once the idle time has passed with some still open. */
+const openConnectionRecheck = Duration.seconds(1)
+
+/**
+ * Completes once the app accepts: nothing waits in the backlog any more, or a connection it accepted is open.
+ * Looked at every 20 ms, only while the app starts.
+ */
+const awaitAccepting = (listeners: ReadonlyArray<Listener>) =>
+  Effect.flatMap(SocketService, (sockets) =>
+    Effect.repeat(
+      Effect.zipWith(
+        sockets.isPending(listeners),
+        sockets.openConnections(listeners),
+        (pending, open) => !pending || open > 0
+      ),
+      { schedule: Schedule.spaced(readinessInterval), until: (ready) => ready }
+    ))
 
 /**
  * Opens the service's listeners in the current scope, in order, and logs each.
@@ -41,6 +65,12 @@ export const listen = Effect.fn("Activator.listen")(function*(config: Config.Ser
     const listener = yield* sockets.open(listenerConfig, config.socket)
     listeners.push(listener)
     yield* Effect.logInfo(`listening on ${listener.description}` + (listener.name === "soad" ? "" : ` (${listener.name})`))
+  }
+  if (!config.idleIgnoresOpenConnections && !sockets.connectionAware) {
+    yield* Effect.logWarning(
+      "open connections cannot be seen on this platform: the app counts as idle after -t without new connections, " +
+        "even while a connection it accepted is still open"
+    )
   }
   if (!sockets.exactCounting) {
     yield* Effect.logWarning(
@@ -65,6 +95,7 @@ const awaitIdle = (
   Effect.gen(function*() {
     const sockets = yield* SocketService
     const idleMillis = Duration.toMillis(config.idleTimeout)
+    let waitingForClose = false
     for (;;) {
       const t = yield* now
       const last = yield* Ref.get(lastActivity)
@@ -87,6 +118,22 @@ const awaitIdle = (
       if (yield* sockets.isPending(listeners)) {
         yield* Ref.set(lastActivity, t)
         continue
+      }
+      // An accepted connection still open (a long request, a WebSocket) keeps the app; look again shortly.
+      if (!config.idleIgnoresOpenConnections) {
+        const open = yield* sockets.openConnections(listeners)
+        if (open > 0) {
+          if (!waitingForClose) {
+            yield* Effect.logInfo(
+              `no new connection for ${Format.seconds(t - last)}, but ${open} still open: the app stays until ${
+                open === 1 ? "it closes" : "they close"
+              }`
+            )
+          }
+          waitingForClose = true
+          yield* Effect.sleep(Duration.min(config.idleTimeout, openConnectionRecheck))
+          continue
+        }
       }
       return t - last
     }
@@ -128,11 +175,26 @@ const runApp = (
     yield* Effect.logInfo(
       `app started (pid ${app.pid}, ${Format.millis((yield* preciseNow) - pendingSince)} after the connection on ${trigger.description})`
     )
-    const lastActivity = yield* Ref.make(startedAt)
-    const outcome = yield* Effect.raceFirst(
-      Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
-      Effect.map(awaitIdle(config, listeners, arrivals, lastActivity), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
-    ).pipe(
+    const watch = Effect.gen(function*() {
+      // Readiness: the app must take the waiting connection within the start timeout.
+      const start = yield* Effect.raceFirst(
+        Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
+        awaitAccepting(listeners).pipe(
+          Effect.timeoutOption(config.startTimeout),
+          Effect.map((ready): Outcome | undefined => Option.isSome(ready) ? undefined : { _tag: "NotReady" })
+        )
+      )
+      if (start !== undefined) return start
+      yield* Effect.logDebug(
+        `the app is accepting connections (${Format.millis((yield* preciseNow) - pendingSince)} after the connection)`
+      )
+      const lastActivity = yield* Ref.make(startedAt)
+      return yield* Effect.raceFirst(
+        Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
+        Effect.map(awaitIdle(config, listeners, arrivals, lastActivity), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
+      )
+    })
+    const outcome = yield* watch.pipe(
       Effect.onInterrupt(() =>
         Effect.logInfo(`soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`).pipe(
           Effect.zipRight(app.stop),
@@ -144,26 +206,39 @@ const runApp = (
         )
       )
     )
-    if (outcome._tag === "Idle") {
-      yield* Effect.logInfo(
-        `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`
-      )
-      const status = yield* app.stop
-      const exitedAt = yield* now
-      yield* Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(exitedAt - startedAt)})`)
-      yield* backoff.reset
-      return
-    }
-    const exitedAt = yield* now
-    const uptime = exitedAt - startedAt
-    const message = `app exited by itself (${Format.exit(outcome.status)}, uptime ${Format.seconds(uptime)})`
-    if (uptime < Duration.toMillis(config.minUptime)) {
-      const state = yield* backoff.failed
-      yield* Effect.logWarning(message)
-      yield* logFailing(state, exitedAt)
-    } else {
-      yield* backoff.reset
-      yield* outcome.status.code === 0 ? Effect.logInfo(message) : Effect.logWarning(message)
+    switch (outcome._tag) {
+      case "NotReady": {
+        yield* Effect.logWarning(
+          `the app (pid ${app.pid}) did not accept a connection within ${
+            Format.seconds(Duration.toMillis(config.startTimeout))
+          }: stopping it`
+        )
+        const status = yield* app.stop
+        const state = yield* backoff.failed
+        yield* Effect.logWarning(`app exited (${Format.exit(status)}, uptime ${Format.seconds((yield* now) - startedAt)})`)
+        return yield* logFailing(state, yield* now)
+      }
+      case "Idle": {
+        yield* Effect.logInfo(
+          `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`
+        )
+        const status = yield* app.stop
+        const exitedAt = yield* now
+        yield* Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(exitedAt - startedAt)})`)
+        return yield* backoff.reset
+      }
+      case "Exited": {
+        const exitedAt = yield* now
+        const uptime = exitedAt - startedAt
+        const message = `app exited by itself (${Format.exit(outcome.status)}, uptime ${Format.seconds(uptime)})`
+        if (uptime < Duration.toMillis(config.minUptime)) {
+          const state = yield* backoff.failed
+          yield* Effect.logWarning(message)
+          return yield* logFailing(state, exitedAt)
+        }
+        yield* backoff.reset
+        return yield* outcome.status.code === 0 ? Effect.logInfo(message) : Effect.logWarning(message)
+      }
     }
   }).pipe(Effect.scoped)
 

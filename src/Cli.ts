@@ -16,6 +16,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
@@ -61,6 +63,16 @@ const stopTimeout = Options.text("stop-timeout").pipe(
   Options.withPseudoName("SECONDS"),
   Options.withDescription("Seconds the app may take to exit after the shutdown signal before it gets SIGKILL. Default: 30."),
   Options.withDefault("30")
+)
+const startTimeout = Options.text("start-timeout").pipe(
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription("An app that has not accepted the waiting connection by then is stopped, a failed start. Default: 60."),
+  Options.withDefault("60")
+)
+const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connections").pipe(
+  Options.withDescription(
+    "Stop the app after -t without new connections even while accepted ones are still open (the original's rule)."
+  )
 )
 const minUptime = Options.text("min-uptime").pipe(
   Options.withPseudoName("SECONDS"),
@@ -108,6 +120,8 @@ const options = {
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
+  startTimeout,
+  idleIgnoresOpenConnections,
   minUptime,
   maxBackoff,
   backlog,
@@ -205,6 +219,8 @@ export const toConfig = (
       idleTimeout: yield* seconds("-t", parsed.timeUntilStop, false),
       shutdownSignal: signal,
       stopTimeout: yield* seconds("--stop-timeout", parsed.stopTimeout, true),
+      startTimeout: yield* seconds("--start-timeout", parsed.startTimeout, false),
+      idleIgnoresOpenConnections: parsed.idleIgnoresOpenConnections,
       minUptime: yield* seconds("--min-uptime", parsed.minUptime, true),
       maxBackoff: yield* seconds("--max-backoff", parsed.maxBackoff, false)
     })
@@ -224,6 +240,7 @@ const takesValue = new Set([
   "--time-until-stop",
   "--shutdown-signal",
   "--stop-timeout",
+  "--start-timeout",
   "--min-uptime",
   "--max-backoff",
   "--backlog",
@@ -271,7 +288,9 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
   Effect.gen(function*() {
     const level = yield* logLevelOf(parsed.logLevel)
     const config = yield* toConfig(parsed, commandAfterDashes, Users.resolver)
-    return yield* Activator.run(config).pipe(Effect.provide(Logging.layer(level)))
+    return yield* Effect.scoped(Effect.zipRight(forwardSignals, Activator.run(config))).pipe(
+      Effect.provide(Logging.layer(level))
+    )
   })
 
 /** `soad` as an @effect/cli command; `commandAfterDashes` as split off by splitArgv. */
@@ -342,6 +361,28 @@ export const killOnSecondSignal: Layer.Layer<never, never, ProcessService> = Lay
     )
   })
 )
+
+/** Signals soad passes on to the running apps' process groups (apps use them to reload or reopen logs). */
+export const forwardedSignals = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const
+
+/** Passes SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH on to every running app's process group, until the scope closes. */
+export const forwardSignals: Effect.Effect<void, never, ProcessService | Scope.Scope> = Effect.gen(function*() {
+  const processes = yield* ProcessService
+  const runtime = yield* Effect.runtime<never>()
+  const handlers = forwardedSignals.map((name) => {
+    const signal = Either.getOrThrow(Signal.parse(name))
+    const handler = () => {
+      Runtime.runFork(runtime)(
+        Effect.logInfo(`passing ${name} on to the app`).pipe(Effect.zipRight(processes.signalAll(signal)))
+      )
+    }
+    return [name, handler] as const
+  })
+  yield* Effect.acquireRelease(
+    Effect.sync(() => handlers.forEach(([name, handler]) => process.on(name, handler))),
+    () => Effect.sync(() => handlers.forEach(([name, handler]) => process.off(name, handler)))
+  )
+})
 
 /** The services the command needs. */
 export type Services = SocketService | ProcessService

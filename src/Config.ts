@@ -38,6 +38,10 @@ export interface ServiceConfig {
   readonly shutdownSignal: Signal.Signal
   /** How long the app may take to exit before SIGKILL (`--stop-timeout`). */
   readonly stopTimeout: Duration.Duration
+  /** An app that has not accepted the pending connection by then is stopped: a failed start (`--start-timeout`). */
+  readonly startTimeout: Duration.Duration
+  /** Idle = no arrivals only, even with accepted connections still open (`--idle-ignores-open-connections`). */
+  readonly idleIgnoresOpenConnections: boolean
   /** A run shorter than this counts as a failure for the backoff (`--min-uptime`). */
   readonly minUptime: Duration.Duration
   /** The first backoff delay after a failure; it doubles up to `maxBackoff`. */
@@ -50,13 +54,14 @@ export const defaults = {
   idleTimeout: Duration.seconds(60),
   shutdownSignal: Signal.SIGTERM,
   stopTimeout: Duration.seconds(30),
+  startTimeout: Duration.seconds(60),
   minUptime: Duration.seconds(5),
   initialBackoff: Duration.millis(500),
   maxBackoff: Duration.seconds(60),
   backlog: 1024
 } as const
 
-type DurationField = "idleTimeout" | "stopTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
+type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
 
 /** What `make` takes: the listeners and the command; durations as any DurationInput (`"5 minutes"`, millis). */
 export type Fields =
@@ -76,6 +81,8 @@ export const make = (fields: Fields): ServiceConfig => ({
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
+  startTimeout: Duration.decode(fields.startTimeout ?? defaults.startTimeout),
+  idleIgnoresOpenConnections: fields.idleIgnoresOpenConnections ?? false,
   minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
   initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),
   maxBackoff: Duration.decode(fields.maxBackoff ?? defaults.maxBackoff)

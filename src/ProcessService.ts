@@ -71,6 +71,8 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
   readonly spawn: (request: SpawnRequest, stop: StopPolicy) => Effect.Effect<App, SpawnError, Scope.Scope>
   /** Sends SIGKILL to every running app's process group now (a second Ctrl-C). */
   readonly killAll: Effect.Effect<void>
+  /** Sends a signal to every running app's process group (SIGHUP and others soad passes on). */
+  readonly signalAll: (signal: Signal.Signal) => Effect.Effect<void>
 }>() {}
 
 /** The operating-system calls under the service; tests give a fake one. */
@@ -126,11 +128,12 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         }
       })
 
-    const killAll = Effect.sync(() => {
-      for (const pid of running) driver.killGroup(pid, Signal.SIGKILL)
-    })
+    const signalAll = (signal: Signal.Signal) =>
+      Effect.sync(() => {
+        for (const pid of running) driver.killGroup(pid, signal)
+      })
 
-    return { spawn, killAll }
+    return { spawn, killAll: signalAll(Signal.SIGKILL), signalAll }
   })
 
 const spawnError = (program: string, cause: unknown): SpawnError => {

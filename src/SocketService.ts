@@ -13,6 +13,7 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Address from "./Address.js"
 import type * as Config from "./Config.js"
+import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
 import type { ListenError } from "./internal/listeners.js"
 import { native } from "./internal/native.js"
@@ -26,6 +27,8 @@ export interface Listener {
   readonly fd: number
   /** The address as a user writes it, for logs. */
   readonly description: string
+  /** What the socket is bound to (getsockname), to find its connections; undefined where unknown. */
+  readonly local?: Connections.Endpoint | undefined
 }
 
 /** What has arrived on a set of listeners while they are watched. */
@@ -64,6 +67,10 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
   readonly isPending: (listeners: ReadonlyArray<Listener>) => Effect.Effect<boolean>
   /** Watches connections arriving on the listeners until the scope closes. */
   readonly arrivals: (listeners: ReadonlyArray<Listener>) => Effect.Effect<Arrivals, never, Scope.Scope>
+  /** Open connections to the listeners can be seen on this platform (Linux: /proc/net). */
+  readonly connectionAware: boolean
+  /** How many accepted connections to the listeners are open now (0 where they cannot be seen). */
+  readonly openConnections: (listeners: ReadonlyArray<Listener>) => Effect.Effect<number>
 }>() {}
 
 /** Without exact counting, how often readability is looked at while the app runs. */
@@ -156,11 +163,20 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
         name: config.name,
         address: config.address,
         fd,
-        description: Address.format(config.address)
+        description: Address.format(config.address),
+        local: n.localAddress(fd)
       }))
     )
 
-  return { exactCounting, open, awaitReadable, isPending, arrivals }
+  const connectionAware = Connections.available()
+  const openConnections = (listeners: ReadonlyArray<Listener>) =>
+    Effect.sync(() =>
+      connectionAware
+        ? Connections.count(listeners.flatMap((listener) => listener.local === undefined ? [] : [listener.local]))
+        : 0
+    )
+
+  return { exactCounting, open, awaitReadable, isPending, arrivals, connectionAware, openConnections }
 })
 
 /** The live layer. */

@@ -36,6 +36,8 @@ export class World {
   accepting = true
   /** The next read of arrivals finds that the app had cleared O_ASYNC. */
   clearedAsync = false
+  /** Accepted connections still open (long requests, WebSockets). */
+  open = 0
   spawnAttempts = 0
   private nextFd = 10
   private nextPid = 1000
@@ -97,6 +99,8 @@ export class World {
         return Effect.sync(() => this.readableWaiters.delete(check))
       }),
     isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
+    connectionAware: true,
+    openConnections: () => Effect.sync(() => this.open),
     arrivals: (listeners) =>
       Effect.gen(this, function*() {
         const entry = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined, count: 0 }

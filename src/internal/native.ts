@@ -33,6 +33,9 @@ export interface Native {
     readonly stream: boolean
     readonly family: "unix" | "ipv4" | "ipv6" | "other"
   }
+  readonly localAddress: (fd: number) =>
+    | { readonly family: "unix"; readonly path: string }
+    | { readonly family: "ipv4" | "ipv6"; readonly ip: string; readonly port: number }
   readonly setCloexec: (fd: number) => void
   readonly close: (fd: number) => void
   readonly pending: (fd: number) => boolean

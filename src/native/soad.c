@@ -3,7 +3,8 @@
  *
  *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on
  *   probeUnix                is somebody listening on this UNIX socket path?
- *   localPort, close         getsockname's port; close(2)
+ *   localPort, localAddress  what a socket is bound to (getsockname)
+ *   close                    close(2)
  *   pending                  is a connection waiting in the backlog right now? (poll, no wait)
  *   watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
  *   countStart / countRead / countStop
@@ -349,6 +350,58 @@ static napi_value socket_info(napi_env env, napi_callback_info info) {
                      : ss.ss_family == AF_INET6 ? "ipv6" : "other";
   NAPI_CALL(env, napi_create_string_utf8(env, family, NAPI_AUTO_LENGTH, &v));
   NAPI_CALL(env, napi_set_named_property(env, result, "family", v));
+  return result;
+}
+
+/* localAddress(fd) -> { family: "unix", path } (abstract: "@name"; unnamed: "") | { family: "ipv4"|"ipv6", ip, port } */
+static napi_value local_address(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "localAddress(fd)");
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, "getsockname", errno);
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  if (ss.ss_family == AF_UNIX) {
+    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+    size_t n = len > offsetof(struct sockaddr_un, sun_path) ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+    char path[sizeof un->sun_path + 2];
+    if (n > 0 && un->sun_path[0] == '\0') { /* abstract: the name is the rest, its own length */
+      path[0] = '@';
+      memcpy(path + 1, un->sun_path + 1, n - 1);
+      path[n] = '\0';
+    } else {
+      size_t k = strnlen(un->sun_path, n);
+      memcpy(path, un->sun_path, k);
+      path[k] = '\0';
+    }
+    NAPI_CALL(env, napi_create_string_utf8(env, "unix", NAPI_AUTO_LENGTH, &v));
+    NAPI_CALL(env, napi_set_named_property(env, result, "family", v));
+    NAPI_CALL(env, napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v));
+    NAPI_CALL(env, napi_set_named_property(env, result, "path", v));
+    return result;
+  }
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    if (inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof ip) == NULL) return throw_errno(env, "inet_ntop", errno);
+    port = ntohs(in4->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip) == NULL) return throw_errno(env, "inet_ntop", errno);
+    port = ntohs(in6->sin6_port);
+  } else {
+    return throw_errno(env, "getsockname", EAFNOSUPPORT);
+  }
+  NAPI_CALL(env, napi_create_string_utf8(env, ss.ss_family == AF_INET ? "ipv4" : "ipv6", NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "family", v));
+  NAPI_CALL(env, napi_create_string_utf8(env, ip, NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "ip", v));
+  NAPI_CALL(env, napi_create_int32(env, port, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "port", v));
   return result;
 }
 
@@ -1096,6 +1149,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"probeUnix", NULL, probe_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"localPort", NULL, local_port, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketInfo", NULL, socket_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setCloexec", NULL, set_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pending", NULL, pending, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -260,4 +260,63 @@ describe("Activator", () => {
       yield* advance("1 millis")
       expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
     }))
+
+  it.scoped("an accepted connection still open at the deadline keeps the app until it closes", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      yield* world.connect(fd)
+      yield* settle
+      world.open = 1 // a long request, or a WebSocket
+      yield* advance("5 minutes")
+      expect(world.apps[0]!.signals).toEqual([])
+      expect(logs.filter((line) => line.includes("1 still open: the app stays until it closes"))).toHaveLength(1)
+      world.open = 0
+      yield* advance("999 millis")
+      expect(world.apps[0]!.signals).toEqual([])
+      yield* advance("1 millis") // looked at again every second once the idle time has passed
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
+
+  it.scoped("with --idle-ignores-open-connections, open connections do not keep the app", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60), idleIgnoresOpenConnections: true })
+      yield* world.connect(fd)
+      yield* settle
+      world.open = 3
+      yield* advance("60 seconds")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
+
+  it.scoped("an app that does not accept the connection within the start timeout is stopped, a failed start", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup({ startTimeout: Duration.seconds(10), idleTimeout: Duration.seconds(5) })
+      world.accepting = false // the app hangs before accepting
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("9999 millis")
+      expect(world.apps[0]!.signals).toEqual([]) // the idle time (5 s) does not apply before it accepts
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+      expect(logs.some((line) => line.includes("did not accept a connection within 10 s: stopping it"))).toBe(true)
+      expect(logs.some((line) => /failing: next try in [\d.]+ s, 1 failure in a row/.test(line))).toBe(true)
+      // the connection still waits: the next try comes after the backoff, not at once
+      expect(world.apps).toHaveLength(1)
+      world.accepting = true
+      yield* advance("1 second")
+      expect(world.apps).toHaveLength(2)
+      expect(world.apps[1]!.running).toBe(true)
+    }))
+
+  it.scoped("a connection that arrives in the last moment before the stop keeps the app (race check)", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("59999 millis")
+      yield* world.connect(fd) // 1 ms before the deadline
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual([])
+      yield* advance("59999 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
 })
