@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -15,6 +16,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Config from "./Config.js"
+import { Budget } from "./Budget.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
 import type { App, ExitStatus, SpawnRequest } from "./ProcessService.js"
@@ -33,6 +35,7 @@ type Outcome =
   | { readonly _tag: "Exited"; readonly status: ExitStatus }
   | { readonly _tag: "Idle"; readonly idleFor: number }
   | { readonly _tag: "NotReady" }
+  | { readonly _tag: "Evicted"; readonly reason: string }
 
 /** How often readiness is looked at while the app starts. */
 const readinessInterval = Duration.millis(20)
@@ -156,10 +159,25 @@ const runApp = (
       inheritEnv: config.inheritEnv,
       cwd: config.cwd,
       fds: listeners.map((listener) => listener.fd),
-      fdNames: listeners.map((listener) => listener.name)
+      fdNames: listeners.map((listener) => listener.name),
+      uid: config.user?.uid,
+      gid: config.user?.gid,
+      groups: config.user?.groups
     }
     // Watch arrivals before the app starts, so connections during its start count too.
     const arrivals = yield* sockets.arrivals(listeners)
+    const lastActivity = yield* Ref.make(yield* now)
+    // The budget may ask for the app to be stopped to make room for another; `evicted` completes once it has.
+    const evictRequest = yield* Deferred.make<string>()
+    const evicted = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(evicted, undefined))
+    const budget = yield* Effect.serviceOption(Budget)
+    if (Option.isSome(budget)) {
+      yield* budget.value.reserve(config.name, {
+        lastActivity: Effect.zipWith(Ref.get(lastActivity), arrivals.latest, (last, seen) => Math.max(last, seen.at ?? last)),
+        evict: (reason) => Deferred.succeed(evictRequest, reason).pipe(Effect.zipRight(Deferred.await(evicted)))
+      })
+    }
     yield* Effect.logDebug(`connection pending on ${trigger.description}: starting ${config.command.join(" ")}`)
     const spawned = yield* Effect.either(
       processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout })
@@ -175,6 +193,7 @@ const runApp = (
     yield* Effect.logInfo(
       `app started (pid ${app.pid}, ${Format.millis((yield* preciseNow) - pendingSince)} after the connection on ${trigger.description})`
     )
+    yield* Ref.set(lastActivity, startedAt)
     const watch = Effect.gen(function*() {
       // Readiness: the app must take the waiting connection within the start timeout.
       const start = yield* Effect.raceFirst(
@@ -188,13 +207,15 @@ const runApp = (
       yield* Effect.logDebug(
         `the app is accepting connections (${Format.millis((yield* preciseNow) - pendingSince)} after the connection)`
       )
-      const lastActivity = yield* Ref.make(startedAt)
       return yield* Effect.raceFirst(
         Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
         Effect.map(awaitIdle(config, listeners, arrivals, lastActivity), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
       )
     })
-    const outcome = yield* watch.pipe(
+    const outcome = yield* Effect.raceFirst(
+      watch,
+      Effect.map(Deferred.await(evictRequest), (reason): Outcome => ({ _tag: "Evicted", reason }))
+    ).pipe(
       Effect.onInterrupt(() =>
         Effect.logInfo(`soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`).pipe(
           Effect.zipRight(app.stop),
@@ -217,6 +238,13 @@ const runApp = (
         const state = yield* backoff.failed
         yield* Effect.logWarning(`app exited (${Format.exit(status)}, uptime ${Format.seconds((yield* now) - startedAt)})`)
         return yield* logFailing(state, yield* now)
+      }
+      case "Evicted": {
+        yield* Effect.logInfo(`stopping the app (pid ${app.pid}) ${outcome.reason}`)
+        const status = yield* app.stop
+        const exitedAt = yield* now
+        yield* Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(exitedAt - startedAt)})`)
+        return yield* backoff.reset
       }
       case "Idle": {
         yield* Effect.logInfo(

@@ -16,15 +16,18 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
+import * as ConfigFile from "./ConfigFile.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
 import * as Signal from "./Signal.js"
+import * as Supervisor from "./Supervisor.js"
 import type { SocketService } from "./SocketService.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
@@ -33,6 +36,12 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly messag
 /** soad's version, as `--version` prints it. */
 export const version = "0.1.0"
 
+const configFile = Options.text("config").pipe(
+  Options.withAlias("c"),
+  Options.withPseudoName("FILE"),
+  Options.withDescription("Run every service of a TOML config file (instead of -s/-l and a command); SIGHUP reloads it."),
+  Options.optional
+)
 const socket = Options.text("socket").pipe(
   Options.withAlias("s"),
   Options.withPseudoName("PATH"),
@@ -115,6 +124,7 @@ const command = Args.text({ name: "command" }).pipe(
 )
 
 const options = {
+  configFile,
   socket,
   listen,
   timeUntilStop,
@@ -227,7 +237,7 @@ export const toConfig = (
   })
 
 /** Options whose value may be attached (`-t5`, `--socket=PATH`): @effect/cli wants them apart. */
-const valueFlags = new Set(["s", "l", "t", "S"])
+const valueFlags = new Set(["s", "l", "t", "S", "c"])
 
 /** Every option that takes a value. */
 const takesValue = new Set([
@@ -235,6 +245,8 @@ const takesValue = new Set([
   "-l",
   "-t",
   "-S",
+  "-c",
+  "--config",
   "--socket",
   "--listen",
   "--time-until-stop",
@@ -283,15 +295,61 @@ export const logLevelOf = (text: string): Either.Either<Logging.Level, UsageErro
     ? Either.right(text as Logging.Level)
     : Either.left(usage(`--log-level: '${text}' is not one of ${Logging.levels.join(", ")}`))
 
-/** Runs soad on parsed flags: the Activator until interrupted. */
+/** Runs soad on parsed flags: one Activator, or the Supervisor of a config file, until interrupted. */
 const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undefined) =>
   Effect.gen(function*() {
     const level = yield* logLevelOf(parsed.logLevel)
+    if (Option.isSome(parsed.configFile)) {
+      const path = parsed.configFile.value
+      const extra = [
+        parsed.socket.length > 0 ? "-s" : undefined,
+        parsed.listen.length > 0 ? "-l" : undefined,
+        (commandAfterDashes ?? parsed.command).length > 0 ? "a command" : undefined
+      ].filter((flag) => flag !== undefined)
+      if (extra.length > 0) {
+        return yield* Effect.fail(usage(`-c takes the services from the file: give no ${extra.join(" or ")} with it`))
+      }
+      const file = yield* ConfigFile.load(path, Users.fileResolver)
+      return yield* Effect.scoped(
+        Effect.gen(function*() {
+          yield* forwardSignals(configSignals)
+          const reloads = yield* onSignal("SIGHUP")
+          const reload = Effect.gen(function*() {
+            yield* reloads
+            yield* Effect.logInfo(`SIGHUP: reloading ${path}`)
+            const next = yield* Effect.either(ConfigFile.load(path, Users.fileResolver))
+            if (Either.isRight(next)) return Option.some(next.right)
+            for (const error of next.left.errors) yield* Effect.logError(error)
+            yield* Effect.logError(`the reload failed: soad keeps running the config it had`)
+            return Option.none()
+          })
+          return yield* Supervisor.run(file, reload)
+        })
+      ).pipe(Effect.provide(Logging.layer(level)))
+    }
     const config = yield* toConfig(parsed, commandAfterDashes, Users.resolver)
-    return yield* Effect.scoped(Effect.zipRight(forwardSignals, Activator.run(config))).pipe(
+    return yield* Effect.scoped(Effect.zipRight(forwardSignals(forwardedSignals), Activator.run(config))).pipe(
       Effect.provide(Logging.layer(level))
     )
   })
+
+/** Waits for a signal, each time it comes, until the scope closes. */
+const onSignal = (name: NodeJS.Signals): Effect.Effect<Effect.Effect<void>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const queue = yield* Queue.sliding<void>(1)
+    const handler = () => Queue.unsafeOffer(queue, undefined)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on(name, handler)),
+      () => Effect.sync(() => process.off(name, handler))
+    )
+    return Queue.take(queue)
+  })
+
+/** `soad check FILE`: validates, prints what would run; exit 0 or 1. */
+export const check = (path: string) =>
+  ConfigFile.load(path, Users.fileResolver).pipe(
+    Effect.tap((file) => Console.log(`${ConfigFile.describe(file)}\n\n${path}: OK`))
+  )
 
 /** `soad` as an @effect/cli command; `commandAfterDashes` as split off by splitArgv. */
 export const make = (commandAfterDashes: ReadonlyArray<string> | undefined) =>
@@ -320,6 +378,17 @@ const oneLineErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  * (exit 2), ListenError (exit 1); the message has been printed.
  */
 export const run = (args: ReadonlyArray<string>) => {
+  if (args[0] === "check") {
+    const checked: Effect.Effect<unknown, ConfigFile.ConfigError | UsageError> =
+      args.length === 2 && !args[1]!.startsWith("-") ? check(args[1]!) : Effect.fail(usage("usage: soad check FILE"))
+    return checked.pipe(
+        Effect.tapError((error) =>
+          error._tag === "UsageError"
+            ? Console.error(`soad: ${error.message}`)
+            : Effect.forEach(error.errors, (line) => Console.error(`soad: ${line}`), { discard: true })
+        )
+      )
+  }
   const { command: commandAfterDashes, own } = splitArgv(args)
   const argv = ["node", "soad", ...own, ...(commandAfterDashes !== undefined ? ["--", ...commandAfterDashes] : [])]
   const cli = Command.run(make(commandAfterDashes), { name: "soad", version })
@@ -329,7 +398,11 @@ export const run = (args: ReadonlyArray<string>) => {
     Effect.tapError((error) =>
       ValidationError.isValidationError(error)
         ? Effect.void
-        : Console.error(error._tag === "UsageError" ? `soad: ${error.message} (see soad --help)` : `soad: ${error.message}`)
+        : error._tag === "UsageError"
+        ? Console.error(`soad: ${error.message} (see soad --help)`)
+        : error._tag === "ConfigError"
+        ? Effect.forEach(error.errors, (line) => Console.error(`soad: ${line}`), { discard: true })
+        : Console.error(`soad: ${error.message}`)
     ),
     Effect.provide(CliConfig.layer({ isCaseSensitive: true, showBuiltIns: false, showTypes: false }))
   )
@@ -365,11 +438,16 @@ export const killOnSecondSignal: Layer.Layer<never, never, ProcessService> = Lay
 /** Signals soad passes on to the running apps' process groups (apps use them to reload or reopen logs). */
 export const forwardedSignals = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const
 
-/** Passes SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH on to every running app's process group, until the scope closes. */
-export const forwardSignals: Effect.Effect<void, never, ProcessService | Scope.Scope> = Effect.gen(function*() {
+/** In config mode SIGHUP is soad's own (reload); the others are still passed on. */
+export const configSignals = ["SIGUSR1", "SIGUSR2", "SIGWINCH"] as const
+
+/** Passes these signals on to every running app's process group, until the scope closes. */
+export const forwardSignals = (
+  signals: ReadonlyArray<NodeJS.Signals>
+): Effect.Effect<void, never, ProcessService | Scope.Scope> => Effect.gen(function*() {
   const processes = yield* ProcessService
   const runtime = yield* Effect.runtime<never>()
-  const handlers = forwardedSignals.map((name) => {
+  const handlers = signals.map((name) => {
     const signal = Either.getOrThrow(Signal.parse(name))
     const handler = () => {
       Runtime.runFork(runtime)(

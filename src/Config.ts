@@ -19,6 +19,14 @@ export interface SocketOptions {
   readonly gid: number | undefined
 }
 
+/** The user and groups an app runs as (soad must be root). */
+export interface RunAs {
+  readonly uid: number
+  readonly gid: number
+  /** Supplementary groups. */
+  readonly groups: ReadonlyArray<number>
+}
+
 /** One app soad activates. */
 export interface ServiceConfig {
   /** Shown in logs; the command's base name when not given. */
@@ -32,6 +40,8 @@ export interface ServiceConfig {
   /** Start from soad's own environment (true) or from `env` alone. */
   readonly inheritEnv: boolean
   readonly cwd: string | undefined
+  /** Run the app as this user; undefined: as soad. */
+  readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
   readonly idleTimeout: Duration.Duration
   /** The signal that asks the app to stop (`-S`). */
@@ -78,6 +88,7 @@ export const make = (fields: Fields): ServiceConfig => ({
   env: fields.env ?? {},
   inheritEnv: fields.inheritEnv ?? true,
   cwd: fields.cwd,
+  user: fields.user,
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
@@ -89,3 +100,9 @@ export const make = (fields: Fields): ServiceConfig => ({
 })
 
 const baseName = (program: string): string => program.slice(program.lastIndexOf("/") + 1) || program
+
+/** Two configs run the same way (durations compared by value). */
+export const equivalent = (a: ServiceConfig, b: ServiceConfig): boolean => {
+  const plain = (_key: string, value: unknown) => Duration.isDuration(value) ? `${Duration.toMillis(value)}ms` : value
+  return JSON.stringify(a, plain) === JSON.stringify(b, plain)
+}

@@ -57,15 +57,18 @@ export class World {
           entry.count++
         }
       }
-      if (this.running !== undefined && this.accepting) return // accepted by the app at once
+      const serving = this.apps.some((app) => app.running && app.request.fds.includes(fd))
+      if (serving && this.accepting) return // accepted by the app at once
       this.backlog.set(fd, (this.backlog.get(fd) ?? 0) + 1)
       for (const wake of [...this.readableWaiters]) wake()
     })
   }
 
-  /** The running app accepts everything that waits. */
+  /** The running apps accept everything that waits on their listeners. */
   acceptAll(): void {
-    for (const fd of this.backlog.keys()) this.backlog.set(fd, 0)
+    for (const fd of this.backlog.keys()) {
+      if (this.apps.some((app) => app.running && app.request.fds.includes(fd))) this.backlog.set(fd, 0)
+    }
   }
 
   pending(fds: ReadonlyArray<number>): boolean {

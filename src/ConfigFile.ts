@@ -1,0 +1,395 @@
+/**
+ * The config file: TOML whose keys are the long flag names, parsed with smol-toml and validated with Effect
+ * Schema into typed ServiceConfigs. Every error names the file, the service, the field, what was expected and
+ * what was found, and all of them are reported at once.
+ *
+ *     max-running = 4
+ *     min-available-memory = "200MB"
+ *     [defaults]
+ *     time-until-stop = 300
+ *     [services.blog]
+ *     listen = ["/run/blog.sock"]
+ *     command = ["gunicorn", "blog:app"]
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { parse as parseToml, TomlError } from "smol-toml"
+import * as Address from "./Address.js"
+import * as Config from "./Config.js"
+import * as Signal from "./Signal.js"
+
+/** The config file cannot be used; `errors` lists every problem, one line each. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly path: string
+  readonly errors: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return this.errors.join("\n")
+  }
+}
+
+/** The RAM budget of a config file. */
+export interface BudgetConfig {
+  /** At most this many apps run at once. */
+  readonly maxRunning: number | undefined
+  /** Keep at least this many bytes of MemAvailable (/proc/meminfo) free when starting an app. */
+  readonly minAvailableMemory: number | undefined
+  /** An app is stopped to make room only after it has run this long. */
+  readonly minWarm: Duration.Duration
+}
+
+/** A whole config file, resolved. */
+export interface FileConfig {
+  readonly path: string
+  readonly services: ReadonlyArray<Config.ServiceConfig>
+  readonly budget: BudgetConfig
+}
+
+/** The default `min-warm`. */
+export const defaultMinWarm = Duration.seconds(30)
+
+/** A schema whose failure reads "expected WHAT, found VALUE". */
+const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Schema<A, I> =>
+  schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${show(issue.actual)}`, override: true }) })
+
+const Seconds = expecting(Schema.Number.pipe(Schema.finite(), Schema.nonNegative()), "a number of seconds, 0 or more")
+const Strings = expecting(Schema.Array(Schema.String), "a list of strings")
+const NameOrId = expecting(Schema.Union(Schema.String, Schema.Number), "a name or a number")
+const Flag = expecting(Schema.Boolean, "true or false")
+const Text = expecting(Schema.String, "a string")
+
+/** The per-service keys: the long flag names, plus cwd, env, inherit-env, user and group. */
+const serviceFields = {
+  listen: Schema.optional(Strings),
+  socket: Schema.optional(expecting(Schema.Union(Schema.String, Schema.Array(Schema.String)), "a path or a list of paths")),
+  command: Schema.optional(expecting(Schema.Array(Schema.String), `the program and its arguments as a list, e.g. ["gunicorn", "app:app"]`)),
+  cwd: Schema.optional(Text),
+  env: Schema.optional(expecting(Schema.Record({ key: Schema.String, value: Schema.String }), "a table of strings, e.g. { KEY = \"value\" }")),
+  "inherit-env": Schema.optional(Flag),
+  user: Schema.optional(NameOrId),
+  group: Schema.optional(NameOrId),
+  "time-until-stop": Schema.optional(Seconds),
+  "shutdown-signal": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), "a signal name or number")),
+  "stop-timeout": Schema.optional(Seconds),
+  "start-timeout": Schema.optional(Seconds),
+  "min-uptime": Schema.optional(Seconds),
+  "max-backoff": Schema.optional(Seconds),
+  "idle-ignores-open-connections": Schema.optional(Flag),
+  backlog: Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
+  "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `an octal mode such as "0660"`)),
+  "socket-user": Schema.optional(NameOrId),
+  "socket-group": Schema.optional(NameOrId)
+}
+
+/** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
+export const Service = Schema.Struct(serviceFields)
+type Service = typeof Service.Type
+
+/** The top level of the file. */
+export const File = Schema.Struct({
+  "max-running": Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
+  "min-available-memory": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `a size such as "200MB"`)),
+  "min-warm": Schema.optional(Seconds),
+  defaults: Schema.optional(expecting(Schema.Record({ key: Schema.String, value: Schema.Unknown }), "a table")),
+  services: expecting(Schema.Record({ key: Schema.String, value: Schema.Unknown }), "a table of services")
+})
+
+/** Name → id lookups (the live ones use getpwnam/getgrnam). */
+export interface Resolver {
+  readonly user: (nameOrId: string | number) =>
+    | { readonly uid: number; readonly gid: number; readonly groups: ReadonlyArray<number> }
+    | undefined
+  readonly gid: (nameOrId: string | number) => number | undefined
+  /** soad runs as root (may set users and groups). */
+  readonly root: boolean
+}
+
+const units: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gib: 1024 ** 3
+}
+
+/** Parses "200MB", "1.5GiB", "512M" or a number of bytes. */
+export const parseBytes = (input: string | number): number | undefined => {
+  if (typeof input === "number") return Number.isFinite(input) && input >= 0 ? input : undefined
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(input)
+  const unit = units[match?.[2]?.toLowerCase() ?? "x"]
+  return match === null || unit === undefined ? undefined : Number(match[1]) * unit
+}
+
+const show = (value: unknown): string => JSON.stringify(value) ?? String(value)
+
+const validName = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+/** The known key nearest to a misspelt one (edit distance at most 3), if any. */
+const closest = (key: string, known: ReadonlyArray<string>): string | undefined => {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+    for (let i = 1; i <= a.length; i++) {
+      let previous = row[0]!
+      row[0] = i
+      for (let j = 1; j <= b.length; j++) {
+        const current = row[j]!
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
+        previous = current
+      }
+    }
+    return row[b.length]!
+  }
+  let best: string | undefined
+  let bestDistance = 4
+  for (const candidate of known) {
+    const d = distance(key, candidate)
+    if (d < bestDistance) {
+      best = candidate
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+/** Turns one service's merged fields into a ServiceConfig, or the list of what is wrong with them. */
+const resolveService = (
+  name: string,
+  fields: Service,
+  resolver: Resolver,
+  baseDir: string
+): Either.Either<Config.ServiceConfig, ReadonlyArray<string>> => {
+  const errors: Array<string> = []
+  const at = (field: string, message: string) => errors.push(`services.${name}.${field}: ${message}`)
+  if (!validName.test(name)) {
+    errors.push(`services.${name}: a service name is letters, digits, '_', '.' and '-', up to 64, found ${show(name)}`)
+  }
+  const listeners: Array<Address.ListenerConfig> = []
+  const sockets = fields.socket === undefined ? [] : typeof fields.socket === "string" ? [fields.socket] : fields.socket
+  sockets.forEach((path, i) => {
+    const parsed = Address.parseAddress(path.startsWith("unix:") ? path : `unix:${path}`, baseDir)
+    if (Either.isLeft(parsed)) at(`socket[${i}]`, parsed.left)
+    else listeners.push({ name: Address.defaultName, address: parsed.right })
+  })
+  ;(fields.listen ?? []).forEach((spec, i) => {
+    const parsed = Address.parseListener(spec, baseDir)
+    if (Either.isLeft(parsed)) at(`listen[${i}]`, parsed.left)
+    else listeners.push(parsed.right)
+  })
+  if (fields.listen === undefined && fields.socket === undefined) {
+    at("listen", "expected at least one listener, e.g. listen = [\"/run/app.sock\"], found none")
+  }
+  const command = fields.command ?? []
+  if (command.length === 0 || command[0] === "") {
+    at("command", `expected the app's program and arguments, e.g. command = ["gunicorn", "app:app"], found ${show(fields.command ?? "nothing")}`)
+  }
+  let signal = Config.defaults.shutdownSignal
+  if (fields["shutdown-signal"] !== undefined) {
+    const parsed = Signal.parse(String(fields["shutdown-signal"]))
+    if (Either.isLeft(parsed)) at("shutdown-signal", parsed.left)
+    else signal = parsed.right
+  }
+  if (fields["time-until-stop"] === 0) at("time-until-stop", "expected a positive number of seconds, found 0")
+  let mode: number | undefined
+  const modeField = fields["socket-mode"]
+  if (modeField !== undefined) {
+    if (typeof modeField === "number" && modeField >= 0 && modeField <= 0o777) mode = modeField
+    else if (typeof modeField === "string" && /^0?[0-7]{3}$/.test(modeField)) mode = parseInt(modeField, 8)
+    else at("socket-mode", `expected an octal mode such as "0660" or 0o660, found ${show(modeField)}`)
+  }
+  let socketUid: number | undefined
+  if (fields["socket-user"] !== undefined) {
+    socketUid = resolver.user(fields["socket-user"])?.uid
+    if (socketUid === undefined) at("socket-user", `expected a user name or uid, found ${show(fields["socket-user"])}: no such user`)
+  }
+  let socketGid: number | undefined
+  if (fields["socket-group"] !== undefined) {
+    socketGid = resolver.gid(fields["socket-group"])
+    if (socketGid === undefined) at("socket-group", `expected a group name or gid, found ${show(fields["socket-group"])}: no such group`)
+  }
+  let user: Config.RunAs | undefined
+  if (fields.user !== undefined || fields.group !== undefined) {
+    if (!resolver.root) at(fields.user !== undefined ? "user" : "group", "running the app as another user needs soad to run as root")
+    const found = fields.user !== undefined ? resolver.user(fields.user) : undefined
+    if (fields.user !== undefined && found === undefined) at("user", `expected a user name or uid, found ${show(fields.user)}: no such user`)
+    const gid = fields.group !== undefined ? resolver.gid(fields.group) : found?.gid
+    if (fields.group !== undefined && gid === undefined) at("group", `expected a group name or gid, found ${show(fields.group)}: no such group`)
+    if (gid !== undefined) {
+      user = {
+        uid: found?.uid ?? process.getuid?.() ?? 0,
+        gid,
+        groups: found !== undefined ? found.groups : [gid]
+      }
+    }
+  }
+  if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
+    at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
+  }
+  if (errors.length > 0) return Either.left(errors)
+  const seconds = (value: number | undefined) => value === undefined ? undefined : Duration.millis(Math.round(value * 1000))
+  return Either.right(Config.make({
+    name,
+    listeners,
+    command: [command[0]!, ...command.slice(1)],
+    socket: { backlog: fields.backlog ?? Config.defaults.backlog, mode, uid: socketUid, gid: socketGid },
+    env: fields.env ?? {},
+    inheritEnv: fields["inherit-env"] ?? true,
+    cwd: fields.cwd,
+    user,
+    shutdownSignal: signal,
+    idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
+    ...definedOnly({
+      idleTimeout: seconds(fields["time-until-stop"]),
+      stopTimeout: seconds(fields["stop-timeout"]),
+      startTimeout: seconds(fields["start-timeout"]),
+      minUptime: seconds(fields["min-uptime"]),
+      maxBackoff: seconds(fields["max-backoff"])
+    })
+  }))
+}
+
+const definedOnly = <A extends Record<string, unknown>>(record: A): { [K in keyof A]?: Exclude<A[K], undefined> } =>
+  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as {
+    [K in keyof A]?: Exclude<A[K], undefined>
+  }
+
+/** Validates parsed TOML: the FileConfig, or every error, each prefixed with the file's path. */
+export const decode = (
+  path: string,
+  data: unknown,
+  resolver: Resolver
+): Either.Either<FileConfig, ConfigError> => {
+  const fail = (errors: ReadonlyArray<string>) =>
+    Either.left(new ConfigError({ path, errors: errors.map((error) => `${path}: ${error}`) }))
+  const errors: Array<string> = []
+  const strict = { errors: "all", onExcessProperty: "error" } as const
+  /** Decodes one part; its errors go to the list, prefixed with where it is. */
+  const part = <A, I>(schema: Schema.Schema<A, I>, value: unknown, prefix: ReadonlyArray<string>): A | undefined => {
+    const result = Schema.decodeUnknownEither(schema, strict)(value)
+    if (Either.isRight(result)) return result.right
+    const seen = new Set<string>()
+    for (const issue of ParseResult.ArrayFormatter.formatErrorSync(result.left)) {
+      const where = [...prefix, ...issue.path.map(String)].join(".")
+      const key = String(issue.path.at(-1) ?? "")
+      const message = issue.message.replace(/^is unexpected, expected: (.*)$/s, (_, keys: string) => {
+        const known = keys.split(" | ").map((k) => JSON.parse(k) as string)
+        const near = closest(key, known)
+        return near !== undefined ? `unknown key; did you mean ${near}?` : `unknown key; the keys here are ${known.join(", ")}`
+      })
+      // Optional fields also report "expected undefined": only the first line per field is useful.
+      if (seen.has(where)) continue
+      seen.add(where)
+      errors.push(`${where === "" ? "(top level)" : where}: ${message}`)
+    }
+    return undefined
+  }
+  const file = part(File, data, [])
+  // Even when the top level is wrong, the services are checked too, so every error shows at once.
+  const table = (value: unknown): Record<string, unknown> | undefined =>
+    typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined
+  const top = table(data) ?? {}
+  const rawDefaults = table(top.defaults)
+  const defaults = rawDefaults === undefined ? {} : part(Service, rawDefaults, ["defaults"]) ?? {}
+  const rawServices = table(top.services) ?? {}
+  const services: Array<Config.ServiceConfig> = []
+  const baseDir = Path.dirname(Path.resolve(path))
+  for (const [name, value] of Object.entries(rawServices)) {
+    const fields = part(Service, value, ["services", name])
+    if (fields === undefined) continue
+    const service = resolveService(name, { ...defaults, ...fields }, resolver, baseDir)
+    if (Either.isLeft(service)) errors.push(...service.left)
+    else services.push(service.right)
+  }
+  if (file !== undefined && Object.keys(rawServices).length === 0) {
+    errors.push("services: expected at least one [services.NAME] table, found none")
+  }
+  if (file === undefined) return fail(errors)
+  let minAvailableMemory: number | undefined
+  if (file["min-available-memory"] !== undefined) {
+    minAvailableMemory = parseBytes(file["min-available-memory"])
+    if (minAvailableMemory === undefined) {
+      errors.push(`min-available-memory: expected a size such as "200MB" or "1GiB", found ${show(file["min-available-memory"])}`)
+    }
+  }
+  // Two services cannot listen on one address.
+  const owners = new Map<string, string>()
+  for (const service of services) {
+    for (const listener of service.listeners) {
+      const key = Address.format(listener.address)
+      const owner = owners.get(key)
+      if (owner !== undefined && owner !== service.name) {
+        errors.push(`services.${service.name}.listen: ${key} is already a listener of service ${owner}`)
+      }
+      owners.set(key, service.name)
+    }
+  }
+  if (errors.length > 0) return fail(errors)
+  return Either.right({
+    path,
+    services,
+    budget: {
+      maxRunning: file["max-running"],
+      minAvailableMemory,
+      minWarm: file["min-warm"] !== undefined ? Duration.millis(Math.round(file["min-warm"] * 1000)) : defaultMinWarm
+    }
+  })
+}
+
+/** Reads, parses and validates a config file. */
+export const load = (path: string, resolver: Resolver): Effect.Effect<FileConfig, ConfigError> =>
+  Effect.suspend(() => {
+    let text: string
+    try {
+      text = Fs.readFileSync(path, "utf8")
+    } catch (error) {
+      return Effect.fail(new ConfigError({ path, errors: [`${path}: cannot read it: ${(error as Error).message}`] }))
+    }
+    let data: unknown
+    try {
+      data = parseToml(text)
+    } catch (error) {
+      const detail = error instanceof TomlError
+        ? `line ${error.line}, column ${error.column}: ${error.message.split("\n")[0]}`
+        : String(error)
+      return Effect.fail(new ConfigError({ path, errors: [`${path}: not valid TOML: ${detail}`] }))
+    }
+    return decode(path, data, resolver)
+  })
+
+/** What `soad check` prints: one block per service. */
+export const describe = (file: FileConfig): string => {
+  const lines: Array<string> = []
+  const budget = file.budget
+  const limits = [
+    budget.maxRunning !== undefined ? `at most ${budget.maxRunning} running` : undefined,
+    budget.minAvailableMemory !== undefined ? `keep ${Math.round(budget.minAvailableMemory / 1e6)} MB available` : undefined
+  ].filter((limit) => limit !== undefined)
+  lines.push(`${file.path}: ${file.services.length} service${file.services.length === 1 ? "" : "s"}` +
+    (limits.length > 0 ? `; ${limits.join(", ")}, stopping apps up at least ${Duration.format(budget.minWarm)}` : ""))
+  for (const service of file.services) {
+    lines.push(``)
+    lines.push(`[${service.name}]`)
+    lines.push(`  listen   ${service.listeners.map((l) => (l.name === Address.defaultName ? "" : `${l.name}=`) + Address.format(l.address)).join(", ")}`)
+    lines.push(`  command  ${service.command.map((arg) => (/^[\w./:=@%+-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`)
+    if (service.cwd !== undefined) lines.push(`  cwd      ${service.cwd}`)
+    if (service.user !== undefined) lines.push(`  user     uid ${service.user.uid}, gid ${service.user.gid}`)
+    lines.push(
+      `  stop     after ${Duration.format(service.idleTimeout)} idle with ${service.shutdownSignal.name}, ` +
+        `SIGKILL after ${Duration.format(service.stopTimeout)}`
+    )
+  }
+  return lines.join("\n")
+}

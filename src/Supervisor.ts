@@ -1,0 +1,222 @@
+/**
+ * Many services in one soad: each its own scoped fiber (an Activator), all under one RAM budget, reloaded from
+ * the config file on demand. A reload starts new services, stops removed ones, restarts changed ones and leaves
+ * the rest alone; a listener whose address stays in the config stays open, so no connection is lost.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Activator from "./Activator.js"
+import * as Address from "./Address.js"
+import * as Budget from "./Budget.js"
+import * as Config from "./Config.js"
+import type * as ConfigFile from "./ConfigFile.js"
+import { ListenError } from "./internal/listeners.js"
+import type { ProcessService } from "./ProcessService.js"
+import { type Listener, SocketService } from "./SocketService.js"
+
+/** An open listener shared by whichever services use its address. */
+interface Pooled {
+  readonly listener: Listener
+  readonly scope: Scope.CloseableScope
+}
+
+/** A running service. */
+interface Running {
+  readonly config: Config.ServiceConfig
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+}
+
+const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.address)
+
+/** The supervisor of one config file's services. */
+export interface Supervisor {
+  /** The services running now, with their configs. */
+  readonly services: Effect.Effect<ReadonlyArray<Config.ServiceConfig>>
+  /** Applies a new config: start, stop, restart what changed. */
+  readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<void>
+}
+
+/**
+ * Starts every service of `file` (failing with every listener error if any listener cannot be opened, and then
+ * starting none) and returns the supervisor; closing the scope stops every app, in parallel, and closes every
+ * listener.
+ */
+export const start = (
+  file: ConfigFile.FileConfig
+): Effect.Effect<Supervisor, ListenError, SocketService | ProcessService | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sockets = yield* SocketService
+    const outer = yield* Effect.scope
+    const context = yield* Effect.context<SocketService | ProcessService>()
+    const budget = yield* Budget.make(file.budget)
+    const pool = new Map<string, Pooled>()
+    const running = new Map<string, Running>()
+
+    /** Opens the listeners a config needs that are not open yet; a failure leaves the pool as it was. */
+    const openListeners = (configs: ReadonlyArray<Config.ServiceConfig>) =>
+      Effect.gen(function*() {
+        const opened: Array<[string, Pooled]> = []
+        const errors: Array<ListenError> = []
+        for (const config of configs) {
+          for (const listenerConfig of config.listeners) {
+            const key = keyOf(listenerConfig)
+            const pooled = pool.get(key)
+            if (pooled !== undefined) {
+              yield* applySocketOptions(pooled.listener, config.socket)
+              continue
+            }
+            if (opened.some(([k]) => k === key)) continue
+            const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+            const result = yield* sockets.open(listenerConfig, config.socket).pipe(Scope.extend(scope), Effect.either)
+            if (result._tag === "Left") {
+              errors.push(result.left)
+              yield* Scope.close(scope, Exit.void)
+            } else {
+              opened.push([key, { listener: result.right, scope }])
+            }
+          }
+        }
+        if (errors.length > 0) {
+          yield* Effect.forEach(opened, ([, pooled]) => Scope.close(pooled.scope, Exit.void), { discard: true })
+          return yield* Effect.fail(errors)
+        }
+        for (const [key, pooled] of opened) {
+          pool.set(key, pooled)
+          yield* Effect.logInfo(`listening on ${pooled.listener.description}`)
+        }
+      })
+
+    /** The service's view of its listeners: the pool's sockets under the service's names, in its order. */
+    const listenersOf = (config: Config.ServiceConfig): ReadonlyArray<Listener> =>
+      config.listeners.map((listenerConfig) => ({ ...pool.get(keyOf(listenerConfig))!.listener, name: listenerConfig.name }))
+
+    const launch = (config: Config.ServiceConfig) =>
+      Effect.gen(function*() {
+        const serve = Activator.serve(config, listenersOf(config)).pipe(
+          // One service's defect never takes the others down: log it, start that service again.
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.failCause(cause)
+              : Effect.logError(`internal error, restarting the service: ${Cause.pretty(cause)}`).pipe(
+                Effect.zipRight(Effect.fail(cause))
+              )
+          ),
+          Effect.retry(Schedule.spaced("1 second")),
+          Effect.annotateLogs("service", config.name),
+          Effect.provide(Layer.succeed(Budget.Budget, budget)),
+          Effect.provide(context)
+        )
+        const fiber = yield* Effect.forkIn(serve, outer)
+        running.set(config.name, { config, fiber })
+      })
+
+    const stop = (name: string) =>
+      Effect.gen(function*() {
+        const service = running.get(name)
+        if (service === undefined) return
+        running.delete(name)
+        yield* Fiber.interrupt(service.fiber)
+      })
+
+    /** Closes the listeners no running service uses. */
+    const closeUnused = Effect.gen(function*() {
+      const used = new Set([...running.values()].flatMap((service) => service.config.listeners.map(keyOf)))
+      for (const [key, pooled] of [...pool]) {
+        if (used.has(key)) continue
+        pool.delete(key)
+        yield* Scope.close(pooled.scope, Exit.void)
+        yield* Effect.logInfo(`closed ${pooled.listener.description}`)
+      }
+    })
+
+    yield* openListeners(file.services).pipe(Effect.mapError((errors) => combine(errors)))
+    for (const config of file.services) yield* launch(config)
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach([...running.keys()], stop, { concurrency: "unbounded", discard: true })
+    )
+
+    const apply = (next: ConfigFile.FileConfig) =>
+      Effect.gen(function*() {
+        yield* budget.configure(next.budget)
+        const wanted = new Map(next.services.map((config) => [config.name, config]))
+        const removed = [...running.keys()].filter((name) => !wanted.has(name))
+        const changed = next.services.filter((config) => {
+          const current = running.get(config.name)
+          return current !== undefined && !Config.equivalent(current.config, config)
+        })
+        const added = next.services.filter((config) => !running.has(config.name))
+        // Stop first (in parallel), so a listener can move between services; unchanged addresses stay open.
+        yield* Effect.forEach([...removed, ...changed.map((config) => config.name)], stop, {
+          concurrency: "unbounded",
+          discard: true
+        })
+        const starting = [...changed, ...added]
+        for (const config of starting) {
+          const opened = yield* Effect.either(openListeners([config]))
+          if (opened._tag === "Left") {
+            yield* Effect.logError(`cannot start ${config.name}: ${opened.left.map((error) => error.message).join("; ")}`)
+            continue
+          }
+          yield* launch(config)
+        }
+        yield* closeUnused
+        const unchanged = next.services.length - changed.length - added.length
+        yield* Effect.logInfo(
+          `reloaded ${next.path}: ${added.length} added, ${removed.length} removed, ${changed.length} restarted, ` +
+            `${unchanged} unchanged`
+        )
+      })
+
+    return {
+      services: Effect.sync(() => [...running.values()].map((service) => service.config)),
+      apply
+    }
+  })
+
+/** Several listener errors as one, every message on its own line. */
+const combine = (errors: ReadonlyArray<ListenError>): ListenError =>
+  errors.length === 1
+    ? errors[0]!
+    : new ListenError({
+      address: errors.map((error) => error.address).join(", "),
+      message: errors.map((error) => error.message).join("\nsoad: "),
+      cause: errors
+    })
+
+/** A reused UNIX socket file takes the reloaded mode and owner. */
+const applySocketOptions = (listener: Listener, options: Config.SocketOptions) =>
+  Effect.sync(() => {
+    if (listener.address._tag !== "Unix") return
+    try {
+      if (options.mode !== undefined) Fs.chmodSync(listener.address.path, options.mode)
+      if (options.uid !== undefined || options.gid !== undefined) {
+        Fs.chownSync(listener.address.path, options.uid ?? -1, options.gid ?? -1)
+      }
+    } catch {
+      // the file is soad's; if it was removed from under it, there is nothing to apply
+    }
+  })
+
+/** Runs until interrupted, reloading on each element of `reloads` (SIGHUP). */
+export const run = (
+  file: ConfigFile.FileConfig,
+  reload: Effect.Effect<Option.Option<ConfigFile.FileConfig>>
+): Effect.Effect<never, ListenError, SocketService | ProcessService> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const supervisor = yield* start(file)
+      return yield* Effect.forever(
+        Effect.flatMap(reload, (next) => Option.isSome(next) ? supervisor.apply(next.value) : Effect.void)
+      )
+    })
+  )
