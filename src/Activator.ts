@@ -280,31 +280,33 @@ const logFailing = (state: Backoff.BackoffState, at: number) =>
  * Serves the service on listeners already open: waits for a connection, runs the app, forever.
  * Interrupting it stops a running app gracefully first.
  */
-export const serve = Effect.fn("Activator.serve")(function*(
+export const serve = (
   config: Config.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-) {
-  const sockets = yield* SocketService
-  const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
-  return yield* Effect.forever(Effect.gen(function*() {
-    const trigger = yield* sockets.awaitReadable(listeners)
-    let pendingSince = yield* preciseNow
-    const { failures, notBefore } = yield* backoff.state
-    const t = yield* now
-    if (notBefore > t) {
-      yield* Effect.logWarning(
-        `failing: next try in ${Format.seconds(notBefore - t)}, ${failures} failure${
-          failures === 1 ? "" : "s"
-        } in a row`
-      )
-      yield* Effect.sleep(Duration.millis(notBefore - t))
-      // The connection may have given up meanwhile: start only for one still waiting.
-      if (!(yield* sockets.isPending(listeners))) return
-      pendingSince = yield* preciseNow
-    }
-    yield* runApp(config, listeners, backoff, trigger, pendingSince)
-  }))
-}, (effect, config) => Effect.annotateLogs(effect, "service", config.name))
+): Effect.Effect<never, never, SocketService | ProcessService> =>
+  // Not an Effect.fn: a span with its captured stack would stay with each service's fiber (7 KB each).
+  Effect.gen(function*() {
+    const sockets = yield* SocketService
+    const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
+    return yield* Effect.forever(Effect.gen(function*() {
+      const trigger = yield* sockets.awaitReadable(listeners)
+      let pendingSince = yield* preciseNow
+      const { failures, notBefore } = yield* backoff.state
+      const t = yield* now
+      if (notBefore > t) {
+        yield* Effect.logDebug(
+          `a connection waits on ${trigger.description}; next try in ${Format.seconds(notBefore - t)} (${failures} failure${
+            failures === 1 ? "" : "s"
+          } in a row)`
+        )
+        yield* Effect.sleep(Duration.millis(notBefore - t))
+        // The connection may have given up meanwhile: start only for one still waiting.
+        if (!(yield* sockets.isPending(listeners))) return
+        pendingSince = yield* preciseNow
+      }
+      yield* runApp(config, listeners, backoff, trigger, pendingSince)
+    }))
+  }).pipe(Effect.annotateLogs("service", config.name))
 
 /**
  * Runs one service until interrupted: opens its listeners, serves, and on interruption stops the app and

@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -113,7 +112,7 @@ export const start = (
           ),
           Effect.retry(Schedule.spaced("1 second")),
           Effect.annotateLogs("service", config.name),
-          Effect.provide(Layer.succeed(Budget.Budget, budget)),
+          Effect.provideService(Budget.Budget, budget),
           Effect.provide(context)
         )
         const fiber = yield* Effect.forkIn(serve, outer)
