@@ -256,6 +256,34 @@ const idle = async () => {
   }
 }
 
+/** 100 idle services in one soad (-c): memory, start-up, and cold activation of one of them. */
+const manyServices = async () => {
+  const count = 100
+  const lines: Array<string> = []
+  for (let i = 0; i < count; i++) {
+    lines.push(`[services.s${i}]`)
+    lines.push(`listen = [${JSON.stringify(Path.join(work, `many-${i}.sock`))}]`)
+    lines.push(`command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}]`)
+    lines.push(`time-until-stop = 0.2`)
+  }
+  const file = Path.join(work, "many.toml")
+  Fs.writeFileSync(file, lines.join("\n") + "\n")
+  const t0 = performance.now()
+  const soad = start(process.execPath, [bin, "-c", file])
+  const last = await soad.waitFor(/listening on/, count)
+  const startup = last.at - t0
+  await sleep(15_000 - (performance.now() - t0))
+  const mem = memory(soad.child.pid!)
+  const socketPath = Path.join(work, `many-${count / 2}.sock`)
+  const total: Array<number> = []
+  for (let i = 1; i <= runs; i++) {
+    total.push(await timedGet({ socketPath }))
+    await soad.waitFor(/app exited/, i)
+  }
+  await stop(soad)
+  return { count, startup, mem, cold: median(total) }
+}
+
 /** From the last request's connect() to soad's "stopping" line, against -t 2. */
 const stopPrecision = async () => {
   const socketPath = Path.join(work, "precision.sock")
@@ -318,6 +346,16 @@ const main = async () => {
     `${idleFigures.idleSwitches} context switches, all threads`
   )
   row("soad's CPU over 10 s, one request every 100 ms", `${idleFigures.busyCpu} ms`)
+
+  console.error(`many services`)
+  const many = await manyServices()
+  row(
+    `soad's memory while idle, ${many.count} services (RSS / PSS)`,
+    `${many.mem.rss.toFixed(1)} MB / ${many.mem.pss.toFixed(1)} MB`,
+    `${(((many.mem.rss - idleFigures.mem.rss) * 1024) / (many.count - 1)).toFixed(0)} KB RSS per extra service`
+  )
+  row(`soad's start-up to listening, ${many.count} services`, ms(many.startup, 0))
+  row(`cold activation with ${many.count} services`, ms(many.cold), `with 1 service: ${ms(soad.total)}`)
 
   console.error("idle-stop precision")
   const precision = await stopPrecision()
