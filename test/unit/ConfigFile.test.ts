@@ -1,0 +1,103 @@
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import { describe, expect, it } from "vitest"
+import * as ConfigFile from "../../src/ConfigFile.js"
+
+const resolver: ConfigFile.Resolver = {
+  user: (name) => (name === "blog" || name === 1000 ? { uid: 1000, gid: 1000, groups: [1000, 27] } : undefined),
+  gid: (name) => (name === "www-data" ? 33 : typeof name === "number" ? name : undefined),
+  root: true
+}
+
+const decode = (data: unknown) => ConfigFile.decode("/etc/soad/apps.toml", data, resolver)
+
+describe("the config file", () => {
+  it("maps every key to the service's config, defaults first, the service's own keys winning", () => {
+    const result = decode({
+      "max-running": 4,
+      "min-available-memory": "200MB",
+      "min-warm": 10,
+      defaults: { "time-until-stop": 300, "stop-timeout": 20, "shutdown-signal": "INT" },
+      services: {
+        blog: {
+          listen: ["http=127.0.0.1:8080", "./rel.sock"],
+          socket: "/run/blog.sock",
+          command: ["gunicorn", "blog:app"],
+          cwd: "/srv/blog",
+          env: { A: "1" },
+          "inherit-env": false,
+          user: "blog",
+          group: "www-data",
+          "time-until-stop": 60,
+          "start-timeout": 5,
+          "min-uptime": 2,
+          "max-backoff": 30,
+          "idle-ignores-open-connections": true,
+          backlog: 64,
+          "socket-mode": "0660",
+          "socket-user": 1000,
+          "socket-group": "www-data"
+        }
+      }
+    })
+    expect(Either.isLeft(result) ? result.left.errors : []).toEqual([])
+    const file = Either.getOrThrow(result)
+    expect(file.budget).toEqual({ maxRunning: 4, minAvailableMemory: 200e6, minWarm: Duration.seconds(10) })
+    const blog = file.services[0]!
+    expect(blog.name).toBe("blog")
+    expect(blog.listeners).toEqual([
+      { name: "soad", address: { _tag: "Unix", path: "/run/blog.sock" } },
+      { name: "http", address: { _tag: "Tcp", host: "127.0.0.1", port: 8080 } },
+      { name: "soad", address: { _tag: "Unix", path: "/etc/soad/rel.sock" } }
+    ])
+    expect(blog.command).toEqual(["gunicorn", "blog:app"])
+    expect(blog.cwd).toBe("/srv/blog")
+    expect(blog.env).toEqual({ A: "1" })
+    expect(blog.inheritEnv).toBe(false)
+    expect(blog.user).toEqual({ uid: 1000, gid: 33, groups: [1000, 27] })
+    expect(Duration.toMillis(blog.idleTimeout)).toBe(60_000)
+    expect(Duration.toMillis(blog.stopTimeout)).toBe(20_000) // from the defaults
+    expect(blog.shutdownSignal.name).toBe("SIGINT") // from the defaults
+    expect(Duration.toMillis(blog.startTimeout)).toBe(5000)
+    expect(Duration.toMillis(blog.minUptime)).toBe(2000)
+    expect(Duration.toMillis(blog.maxBackoff)).toBe(30_000)
+    expect(blog.idleIgnoresOpenConnections).toBe(true)
+    expect(blog.socket).toEqual({ backlog: 64, mode: 0o660, uid: 1000, gid: 33 })
+  })
+
+  it.each([
+    [{ services: {} }, "services: expected at least one [services.NAME] table, found none"],
+    [{ services: { a: { listen: "/x.sock", command: ["x"] } } }, "services.a.listen: expected a list of strings, found \"/x.sock\""],
+    [{ services: { a: { listen: ["/x.sock"], command: [] } } }, "services.a.command: expected the app's program and arguments"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], env: { A: 1 } } } }, "services.a.env: expected a table of strings"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], "inherit-env": "no" } } }, "services.a.inherit-env: expected true or false, found \"no\""],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], backlog: 0 } } }, "services.a.backlog: expected a whole number, 1 or more, found 0"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds, found 0"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], cwd: "relative" } } }, "services.a.cwd: expected an absolute path, found \"relative\""],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or gid, found \"nogroup-x\": no such group"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"] }, b: { listen: ["/x.sock"], command: ["y"] } } }, "services.b.listen: /x.sock is already a listener of service a"],
+    [{ "min-available-memory": "lots", services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "min-available-memory: expected a size such as \"200MB\" or \"1GiB\", found \"lots\""],
+    [{ "max-runing": 2, services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "max-runing: unknown key; did you mean max-running?"]
+  ])("%j", (data, message) => {
+    const result = decode(data)
+    expect(Either.isLeft(result)).toBe(true)
+    const errors = Either.isLeft(result) ? result.left.errors : []
+    expect(errors.some((error) => error.startsWith(`/etc/soad/apps.toml: ${message}`)), errors.join("\n")).toBe(true)
+  })
+
+  it("running as another user needs root", () => {
+    const result = ConfigFile.decode("/f.toml", { services: { a: { listen: ["/x.sock"], command: ["x"], user: "blog" } } }, {
+      ...resolver,
+      root: false
+    })
+    expect(Either.isLeft(result) && result.left.errors).toEqual(["/f.toml: services.a.user: running the app as another user needs soad to run as root"])
+  })
+
+  it("parses sizes", () => {
+    expect(ConfigFile.parseBytes("200MB")).toBe(200e6)
+    expect(ConfigFile.parseBytes("1.5GiB")).toBe(1.5 * 1024 ** 3)
+    expect(ConfigFile.parseBytes("512M")).toBe(512e6)
+    expect(ConfigFile.parseBytes(1024)).toBe(1024)
+    expect(ConfigFile.parseBytes("12 parsecs")).toBeUndefined()
+  })
+})
