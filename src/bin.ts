@@ -7,11 +7,13 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Cli from "./Cli.js"
+import { NativeBindingError } from "./internal/native.js"
 import * as ProcessService from "./ProcessService.js"
 import * as SocketService from "./SocketService.js"
 
@@ -29,6 +31,11 @@ NodeRuntime.runMain(Cli.run(process.argv.slice(2)).pipe(Effect.provide(MainLive)
     if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
     const failure = Cause.failureOption(exit.cause)
     if (Option.isSome(failure)) return onExit(Cli.exitCode(failure.value)) // already printed
+    const missing = Cause.defects(exit.cause).pipe(Chunk.findFirst((defect) => defect instanceof NativeBindingError))
+    if (Option.isSome(missing)) {
+      process.stderr.write(`soad: ${(missing.value as Error).message}\n`)
+      return onExit(1)
+    }
     process.stderr.write(`soad: internal error: ${Cause.pretty(exit.cause)}\n`)
     onExit(70)
   }

@@ -81,6 +81,11 @@ const nativeDir = (): string => {
   }
 }
 
+/** The binding cannot be loaded here: no prebuild for this platform and no local build. */
+export class NativeBindingError extends Error {
+  override readonly name = "NativeBindingError"
+}
+
 let loaded: Native | undefined
 
 /** The binding, loaded once: a prebuild for this platform first, else a local build. */
@@ -92,8 +97,8 @@ export const native = (): Native => {
   try {
     loaded = load(dir)
   } catch (cause) {
-    throw new Error(
-      `soad: no native binding for ${process.platform}-${process.arch} (node ${process.versions.node}): ` +
+    throw new NativeBindingError(
+      `no native binding for ${process.platform}-${process.arch} (Node ${process.versions.node}) in ${dir}: ` +
         `build it with \`npx node-gyp rebuild --directory=${dir}\` (needs python3, make and a C compiler)`,
       { cause }
     )

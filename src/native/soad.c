@@ -123,6 +123,23 @@ static napi_value make_undefined(napi_env env) {
   return v;
 }
 
+/* socket(2) with close-on-exec (and non-blocking if asked), also where SOCK_CLOEXEC does not exist (macOS). */
+static int socket_cloexec(int family, bool nonblocking) {
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+  return socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+#else
+  int fd = socket(family, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || (nonblocking && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+#endif
+}
+
 static int close_keep_errno(int fd) {
   int saved = errno;
   int r = close(fd);
@@ -201,7 +218,7 @@ static napi_value listen_unix(napi_env env, napi_callback_info info) {
   memcpy(addr.sun_path + offset, path, len);
   socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
 
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket_cloexec(AF_UNIX, false);
   if (fd < 0) {
     free(path);
     return throw_errno(env, "socket", errno);
@@ -256,7 +273,7 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   }
   free(ip);
 
-  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket_cloexec(family, false);
   if (fd < 0) return throw_errno(env, "socket", errno);
   int one = 1, v6 = v6only ? 1 : 0;
   const char *failed = NULL;
@@ -292,7 +309,7 @@ static napi_value probe_unix(napi_env env, napi_callback_info info) {
   memcpy(addr.sun_path + offset, path, len);
   free(path);
   socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket_cloexec(AF_UNIX, true);
   if (fd < 0) return throw_errno(env, "socket", errno);
   int r = connect(fd, (struct sockaddr *)&addr, addrlen);
   int err = r < 0 ? errno : 0;
@@ -1100,7 +1117,12 @@ static napi_value lookup_user(napi_env env, napi_callback_info info) {
     }
     groups = grown;
     int n = ngroups;
-    if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) >= 0) {
+#ifdef __APPLE__
+    int rc = getgrouplist(pw->pw_name, (int)pw->pw_gid, (int *)groups, &n); /* macOS takes int */
+#else
+    int rc = getgrouplist(pw->pw_name, pw->pw_gid, groups, &n);
+#endif
+    if (rc >= 0) {
       ngroups = n;
       break;
     }

@@ -1,0 +1,182 @@
+/**
+ * The published package: `npm pack`, then install the tarball into a fresh project with install scripts
+ * disabled, and use it as a command (`npx soad`) and as a library from a strict TypeScript program.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Http from "node:http"
+import * as Path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { root, tempDir } from "../harness.js"
+
+const ownPackage = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as {
+  readonly version: string
+  readonly devDependencies: Record<string, string>
+}
+const installed = (name: string) =>
+  (JSON.parse(Fs.readFileSync(Path.join(root, "node_modules", name, "package.json"), "utf8")) as { version: string }).version
+
+let work = ""
+let project = ""
+let tarball = ""
+
+/** The environment of a user's shell: none of the npm_config_* settings `npm test` passes down from this repo. */
+const userEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([key]) => !key.toLowerCase().startsWith("npm_"))
+)
+
+const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeout = 180_000) => {
+  const result = ChildProcess.spawnSync(command, args, { cwd, encoding: "utf8", timeout, env: userEnv })
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (${result.status}):\n${result.stdout}\n${result.stderr}`)
+  }
+  return result
+}
+
+beforeAll(() => {
+  work = tempDir()
+  project = Path.join(work, "project")
+  Fs.mkdirSync(project)
+  // The build is the one `npm test` just made; packing runs no script again.
+  const packed = run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", work], root)
+  const info = (JSON.parse(packed.stdout) as Array<{ filename: string; size: number; files: Array<{ path: string }> }>)[0]!
+  tarball = Path.join(work, info.filename)
+  Fs.writeFileSync(Path.join(work, "files.json"), JSON.stringify(info))
+  Fs.writeFileSync(
+    Path.join(project, "package.json"),
+    JSON.stringify({ name: "uses-soad", version: "1.0.0", private: true, type: "module" })
+  )
+  // What a user does; the peer dependency (effect) comes with it; no install script may run.
+  run("npm", [
+    "install",
+    "--ignore-scripts",
+    "--no-audit",
+    "--no-fund",
+    "--prefer-offline",
+    tarball,
+    `typescript@${installed("typescript")}`,
+    `@types/node@${installed("@types/node")}`
+  ], project)
+}, 240_000)
+
+afterAll(() => {
+  if (work !== "") Fs.rmSync(work, { recursive: true, force: true })
+})
+
+describe("the package", () => {
+  it("holds the compiled library with types, the native sources and a linux-x64 prebuild, and no install script", () => {
+    const info = JSON.parse(Fs.readFileSync(Path.join(work, "files.json"), "utf8")) as {
+      size: number
+      files: Array<{ path: string }>
+    }
+    const files = info.files.map((file) => file.path)
+    for (const file of ["dist/bin.js", "dist/index.js", "dist/index.d.ts", "src/native/soad.c", "src/native/binding.gyp", "src/native/prebuilds/linux-x64/node.node", "UNLICENSE", "README.md"]) {
+      expect(files).toContain(file)
+    }
+    expect(files.some((file) => file.startsWith("test/") || file.includes("/build/") || file === "dist/bench.js")).toBe(false)
+    const manifest = JSON.parse(Fs.readFileSync(Path.join(project, "node_modules", "soad", "package.json"), "utf8")) as {
+      scripts?: Record<string, string>
+      peerDependencies?: Record<string, string>
+    }
+    for (const hook of ["preinstall", "install", "postinstall"]) expect(manifest.scripts?.[hook]).toBeUndefined()
+    expect(manifest.peerDependencies?.effect).toBeDefined()
+    expect(Fs.existsSync(Path.join(project, "node_modules", "effect", "package.json"))).toBe(true)
+    const dependencies = run("npm", ["ls", "--all", "--parseable", "--omit=dev"], project).stdout.trim().split("\n").length - 1
+    console.log(`package: ${info.files.length} files, ${(info.size / 1024).toFixed(0)} kB packed; ${dependencies} packages installed in the project`)
+  })
+
+  it("npx soad --help and --version work", () => {
+    const help = run("npx", ["--no-install", "soad", "--help"], project)
+    expect(help.stdout).toContain("--time-until-stop")
+    const version = run("npx", ["--no-install", "soad", "--version"], project)
+    expect(version.stdout.trim()).toBe(ownPackage.version)
+  })
+
+  it("npx soad activates a real app", async () => {
+    Fs.writeFileSync(
+      Path.join(project, "app.mjs"),
+      `import http from "node:http"\nhttp.createServer((q, r) => r.end("hello " + process.pid)).listen({ fd: 3 })\n`
+    )
+    const socketPath = Path.join(project, "app.sock")
+    const soad = ChildProcess.spawn("npx", ["--no-install", "soad", "-s", socketPath, "-t", "30", "--", process.execPath, "app.mjs"], {
+      cwd: project,
+      env: userEnv,
+      stdio: ["ignore", "ignore", "pipe"]
+    })
+    try {
+      let log = ""
+      soad.stderr.on("data", (chunk) => (log += chunk))
+      for (let i = 0; i < 200 && !log.includes("listening on"); i++) await new Promise((r) => setTimeout(r, 50))
+      const body = await new Promise<string>((resolve, reject) => {
+        Http.get({ socketPath, path: "/" }, (response) => {
+          let text = ""
+          response.on("data", (chunk) => (text += chunk))
+          response.on("end", () => resolve(text))
+        }).on("error", reject)
+      })
+      expect(body).toMatch(/^hello \d+$/)
+    } finally {
+      soad.kill("SIGTERM")
+      await new Promise((resolve) => soad.on("exit", resolve))
+    }
+  })
+
+  it("a strict TypeScript program imports the library, type-checks and runs an activator in its own scope", () => {
+    Fs.writeFileSync(
+      Path.join(project, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          strict: true,
+          exactOptionalPropertyTypes: true,
+          types: ["node"],
+          outDir: "out"
+        },
+        include: ["main.ts"]
+      })
+    )
+    Fs.writeFileSync(
+      Path.join(project, "main.ts"),
+      `import { Activator, Config, ProcessService, SocketService } from "soad"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Http from "node:http"
+import * as Path from "node:path"
+
+const socketPath = Path.resolve("lib.sock")
+const config: Config.ServiceConfig = Config.make({
+  listeners: [{ name: "http", address: { _tag: "Unix", path: socketPath } }],
+  command: [process.execPath, "app.mjs"],
+  idleTimeout: "1 minute"
+})
+
+const get = Effect.async<string, Error>((resume) => {
+  Http.get({ socketPath, path: "/" }, (response) => {
+    let body = ""
+    response.on("data", (chunk) => (body += chunk))
+    response.on("end", () => resume(Effect.succeed(body)))
+  }).on("error", (error) => resume(Effect.fail(error)))
+})
+
+const program = Effect.scoped(
+  Effect.gen(function*() {
+    yield* Activator.start(config)
+    const body = yield* get
+    console.log("library: " + body)
+  })
+).pipe(Effect.provide(Layer.merge(SocketService.layer, ProcessService.layer)))
+
+Effect.runPromise(program).then(() => console.log("library: scope closed"))
+`
+    )
+    run("npx", ["--no-install", "tsc", "-p", "."], project)
+    const result = run(process.execPath, ["out/main.js"], project, 30_000)
+    // (Effect's default logger writes its lines to stdout as well)
+    expect(result.stdout).toMatch(/^library: hello \d+$/m)
+    expect(result.stdout).toMatch(/^library: scope closed$/m)
+    expect(result.stdout.indexOf("library: hello")).toBeLessThan(result.stdout.indexOf("library: scope closed"))
+    expect(Fs.existsSync(Path.join(project, "lib.sock"))).toBe(false)
+  })
+})
