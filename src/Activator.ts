@@ -11,7 +11,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -19,8 +21,11 @@ import type * as Config from "./Config.js"
 import { Budget } from "./Budget.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
+import { event } from "./Logging.js"
+import * as Metrics from "./Metrics.js"
 import type { App, ExitStatus, SpawnRequest } from "./ProcessService.js"
 import { ProcessService } from "./ProcessService.js"
+import { Registry, type State, type Status } from "./Registry.js"
 import type { Arrivals, ListenError, Listener } from "./SocketService.js"
 import { SocketService } from "./SocketService.js"
 
@@ -35,7 +40,7 @@ type Outcome =
   | { readonly _tag: "Exited"; readonly status: ExitStatus }
   | { readonly _tag: "Idle"; readonly idleFor: number }
   | { readonly _tag: "NotReady" }
-  | { readonly _tag: "Evicted"; readonly reason: string }
+  | { readonly _tag: "Stopped"; readonly reason: string }
 
 /** How often readiness is looked at while the app starts. */
 const readinessInterval = Duration.millis(20)
@@ -67,16 +72,25 @@ export const listen = Effect.fn("Activator.listen")(function*(config: Config.Ser
   for (const listenerConfig of config.listeners) {
     const listener = yield* sockets.open(listenerConfig, config.socket)
     listeners.push(listener)
-    yield* Effect.logInfo(`listening on ${listener.description}` + (listener.name === "soad" ? "" : ` (${listener.name})`))
+    yield* event(
+      "info",
+      "listening",
+      `listening on ${listener.description}` + (listener.name === "soad" ? "" : ` (${listener.name})`),
+      { listener: listener.description, listener_name: listener.name }
+    )
   }
   if (!config.idleIgnoresOpenConnections && !sockets.connectionAware) {
-    yield* Effect.logWarning(
+    yield* event(
+      "warn",
+      "fallback",
       "open connections cannot be seen on this platform: the app counts as idle after -t without new connections, " +
         "even while a connection it accepted is still open"
     )
   }
   if (!sockets.exactCounting) {
-    yield* Effect.logWarning(
+    yield* event(
+      "warn",
+      "fallback",
       "exact connection counting is not available on this platform: activity is seen through readability, " +
         "so a connection the app accepts at once may not reset the idle timer"
     )
@@ -109,7 +123,7 @@ const awaitIdle = (
       }
       const seen = yield* arrivals.latest
       if (seen.rearmed) {
-        yield* Effect.logWarning("the app cleared O_ASYNC on a listener; counting is restored, idle time starts again")
+        yield* event("warn", "counting_restored", "the app cleared O_ASYNC on a listener; counting is restored, idle time starts again")
         yield* Ref.set(lastActivity, t)
         continue
       }
@@ -127,10 +141,13 @@ const awaitIdle = (
         const open = yield* sockets.openConnections(listeners)
         if (open > 0) {
           if (!waitingForClose) {
-            yield* Effect.logInfo(
+            yield* event(
+              "info",
+              "open_connections",
               `no new connection for ${Format.seconds(t - last)}, but ${open} still open: the app stays until ${
                 open === 1 ? "it closes" : "they close"
-              }`
+              }`,
+              { open, idle_ms: t - last }
             )
           }
           waitingForClose = true
@@ -142,17 +159,48 @@ const awaitIdle = (
     }
   })
 
-/** One run of the app: start it, watch it, stop it when idle. */
+/** Where the app of a service is. */
+interface Phase {
+  readonly phase: "idle" | "starting" | "running" | "stopping"
+  readonly pid: number | undefined
+  readonly startedAt: number | undefined
+}
+
+/** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
+interface CurrentRun {
+  readonly stop: Deferred.Deferred<string>
+  readonly done: Deferred.Deferred<void>
+  readonly lastActivity: Effect.Effect<number>
+}
+
+/** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
+interface Tracker {
+  readonly phase: Ref.Ref<Phase>
+  readonly counts: Ref.Ref<{ activations: number; idleStops: number; crashes: number; failedStarts: number }>
+  readonly run: Ref.Ref<Option.Option<CurrentRun>>
+  /** `wake` requests. */
+  readonly wake: Queue.Queue<void>
+}
+
+const count = (tracker: Tracker, key: "activations" | "idleStops" | "crashes" | "failedStarts") =>
+  Ref.update(tracker.counts, (counts) => ({ ...counts, [key]: counts[key] + 1 }))
+
+/** How the run was started: a connection pending on a listener, or `soad wake`. */
+type Trigger = { readonly _tag: "Connection"; readonly listener: Listener } | { readonly _tag: "Wake" }
+
+/** One run of the app: start it, watch it, stop it when idle (or asked to). */
 const runApp = (
   config: Config.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   backoff: Backoff.Backoff,
-  trigger: Listener,
+  tracker: Tracker,
+  trigger: Trigger,
   pendingSince: number
 ) =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
     const processes = yield* ProcessService
+    const service = config.name
     const request: SpawnRequest = {
       command: config.command,
       env: config.env,
@@ -164,36 +212,69 @@ const runApp = (
       gid: config.user?.gid,
       groups: config.user?.groups
     }
+    const because = trigger._tag === "Wake" ? "on request (soad wake)" : `on a connection to ${trigger.listener.description}`
     // Watch arrivals before the app starts, so connections during its start count too.
     const arrivals = yield* sockets.arrivals(listeners)
     const lastActivity = yield* Ref.make(yield* now)
-    // The budget may ask for the app to be stopped to make room for another; `evicted` completes once it has.
-    const evictRequest = yield* Deferred.make<string>()
-    const evicted = yield* Deferred.make<void>()
-    yield* Effect.addFinalizer(() => Deferred.succeed(evicted, undefined))
+    const latestActivity = Effect.zipWith(Ref.get(lastActivity), arrivals.latest, (last, seen) => Math.max(last, seen.at ?? last))
+    // The budget or `soad sleep` may ask the app to stop; `done` completes once it has.
+    const stop = yield* Deferred.make<string>()
+    const done = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() =>
+      Deferred.succeed(done, undefined).pipe(
+        Effect.zipRight(Ref.set(tracker.run, Option.none())),
+        Effect.zipRight(Ref.set(tracker.phase, { phase: "idle", pid: undefined, startedAt: undefined }))
+      )
+    )
+    yield* Ref.set(tracker.run, Option.some({ stop, done, lastActivity: latestActivity }))
     const budget = yield* Effect.serviceOption(Budget)
     if (Option.isSome(budget)) {
-      yield* budget.value.reserve(config.name, {
-        lastActivity: Effect.zipWith(Ref.get(lastActivity), arrivals.latest, (last, seen) => Math.max(last, seen.at ?? last)),
-        evict: (reason) => Deferred.succeed(evictRequest, reason).pipe(Effect.zipRight(Deferred.await(evicted)))
+      yield* budget.value.reserve(service, {
+        lastActivity: latestActivity,
+        evict: (reason) => Deferred.succeed(stop, reason).pipe(Effect.zipRight(Deferred.await(done)))
       })
     }
-    yield* Effect.logDebug(`connection pending on ${trigger.description}: starting ${config.command.join(" ")}`)
+    yield* event("debug", "starting", `starting ${config.command.join(" ")} ${because}`)
     const spawned = yield* Effect.either(
       processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout })
     )
     if (Either.isLeft(spawned)) {
       const state = yield* backoff.failed
-      yield* Effect.logError(`cannot start the app: ${spawned.left.message}`)
+      yield* count(tracker, "failedStarts")
+      yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
+      yield* event("error", "start_failed", `cannot start the app: ${spawned.left.message}`, { code: spawned.left.code })
       yield* logFailing(state, yield* now)
       return
     }
     const app: App = spawned.right
     const startedAt = yield* now
-    yield* Effect.logInfo(
-      `app started (pid ${app.pid}, ${Format.millis((yield* preciseNow) - pendingSince)} after the connection on ${trigger.description})`
+    yield* Ref.set(tracker.phase, { phase: "starting", pid: app.pid, startedAt })
+    yield* count(tracker, "activations")
+    yield* Metric.increment(Metrics.forService(Metrics.activations, service))
+    const spawnMs = (yield* preciseNow) - pendingSince
+    yield* event(
+      "info",
+      "started",
+      trigger._tag === "Wake"
+        ? `app started (pid ${app.pid}, on request)`
+        : `app started (pid ${app.pid}, ${Format.millis(spawnMs)} after the connection on ${trigger.listener.description})`,
+      { pid: app.pid, spawn_ms: Number(spawnMs.toFixed(3)), trigger: trigger._tag === "Wake" ? "wake" : "connection" }
     )
     yield* Ref.set(lastActivity, startedAt)
+    /** Logs the exit; how it is counted is up to the caller. */
+    const exited = (status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
+      Effect.flatMap(now, (t) =>
+        event(
+          level,
+          "exited",
+          `app exited${byItself ? " by itself" : ""} (${Format.exit(status)}, uptime ${Format.seconds(t - startedAt)})`,
+          { pid: app.pid, code: status.code, signal: status.signal, uptime_ms: t - startedAt, by_itself: byItself }
+        ))
+    const stopping = (reason: string, message: string, fields: Record<string, number> = {}) =>
+      Ref.set(tracker.phase, { phase: "stopping", pid: app.pid, startedAt }).pipe(
+        Effect.zipRight(event("info", "stopping", message, { pid: app.pid, reason, ...fields })),
+        Effect.zipRight(app.stop)
+      )
     const watch = Effect.gen(function*() {
       // Readiness: the app must take the waiting connection within the start timeout.
       const start = yield* Effect.raceFirst(
@@ -204,9 +285,15 @@ const runApp = (
         )
       )
       if (start !== undefined) return start
-      yield* Effect.logDebug(
-        `the app is accepting connections (${Format.millis((yield* preciseNow) - pendingSince)} after the connection)`
-      )
+      yield* Ref.set(tracker.phase, { phase: "running", pid: app.pid, startedAt })
+      const coldStart = (yield* preciseNow) - pendingSince
+      if (trigger._tag === "Connection") {
+        yield* Metric.update(Metrics.forService(Metrics.coldStart, service), coldStart / 1000)
+      }
+      yield* event("debug", "ready", `the app accepts connections (${Format.millis(coldStart)} after ${because})`, {
+        pid: app.pid,
+        cold_start_ms: Number(coldStart.toFixed(3))
+      })
       return yield* Effect.raceFirst(
         Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
         Effect.map(awaitIdle(config, listeners, arrivals, lastActivity), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
@@ -214,71 +301,88 @@ const runApp = (
     })
     const outcome = yield* Effect.raceFirst(
       watch,
-      Effect.map(Deferred.await(evictRequest), (reason): Outcome => ({ _tag: "Evicted", reason }))
+      Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
     ).pipe(
       Effect.onInterrupt(() =>
-        Effect.logInfo(`soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`).pipe(
-          Effect.zipRight(app.stop),
-          Effect.flatMap((status) =>
-            Effect.flatMap(now, (t) =>
-              Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(t - startedAt)})`)
-            )
-          )
-        )
+        stopping(
+          "shutdown",
+          `soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`
+        ).pipe(Effect.flatMap((status) => exited(status, false)))
       )
     )
     switch (outcome._tag) {
       case "NotReady": {
-        yield* Effect.logWarning(
+        yield* event(
+          "warn",
+          "not_ready",
           `the app (pid ${app.pid}) did not accept a connection within ${
             Format.seconds(Duration.toMillis(config.startTimeout))
-          }: stopping it`
+          }: stopping it`,
+          { pid: app.pid, start_timeout_ms: Duration.toMillis(config.startTimeout) }
         )
+        yield* Ref.set(tracker.phase, { phase: "stopping", pid: app.pid, startedAt })
         const status = yield* app.stop
         const state = yield* backoff.failed
-        yield* Effect.logWarning(`app exited (${Format.exit(status)}, uptime ${Format.seconds((yield* now) - startedAt)})`)
+        yield* count(tracker, "failedStarts")
+        yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
+        yield* exited(status, false, "warn")
         return yield* logFailing(state, yield* now)
       }
-      case "Evicted": {
-        yield* Effect.logInfo(`stopping the app (pid ${app.pid}) ${outcome.reason}`)
-        const status = yield* app.stop
-        const exitedAt = yield* now
-        yield* Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(exitedAt - startedAt)})`)
+      case "Stopped": {
+        const status = yield* stopping("requested", `stopping the app (pid ${app.pid}) ${outcome.reason}`)
+        yield* exited(status, false)
         return yield* backoff.reset
       }
       case "Idle": {
-        yield* Effect.logInfo(
-          `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`
+        const status = yield* stopping(
+          "idle",
+          `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`,
+          { idle_ms: outcome.idleFor }
         )
-        const status = yield* app.stop
-        const exitedAt = yield* now
-        yield* Effect.logInfo(`app exited (${Format.exit(status)}, uptime ${Format.seconds(exitedAt - startedAt)})`)
+        yield* count(tracker, "idleStops")
+        yield* Metric.increment(Metrics.forService(Metrics.idleStops, service))
+        yield* exited(status, false)
         return yield* backoff.reset
       }
       case "Exited": {
-        const exitedAt = yield* now
-        const uptime = exitedAt - startedAt
-        const message = `app exited by itself (${Format.exit(outcome.status)}, uptime ${Format.seconds(uptime)})`
+        const uptime = (yield* now) - startedAt
         if (uptime < Duration.toMillis(config.minUptime)) {
           const state = yield* backoff.failed
-          yield* Effect.logWarning(message)
-          return yield* logFailing(state, exitedAt)
+          yield* count(tracker, "crashes")
+          yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
+          yield* exited(outcome.status, true, "warn")
+          return yield* logFailing(state, yield* now)
         }
         yield* backoff.reset
-        return yield* outcome.status.code === 0 ? Effect.logInfo(message) : Effect.logWarning(message)
+        return yield* exited(outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
       }
     }
   }).pipe(Effect.scoped)
 
 const logFailing = (state: Backoff.BackoffState, at: number) =>
-  Effect.logWarning(
+  event(
+    "warn",
+    "failing",
     `failing: next try in ${Format.seconds(Math.max(0, state.notBefore - at))}, ` +
-      `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`
+      `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`,
+    { failures: state.failures, next_try_ms: Math.max(0, state.notBefore - at) }
   )
 
+/** The service's status, as `soad status` and the metrics see it. */
+const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
+  Effect.gen(function*() {
+    const { phase, pid, startedAt } = yield* Ref.get(tracker.phase)
+    const counts = yield* Ref.get(tracker.counts)
+    const run = yield* Ref.get(tracker.run)
+    const failing = (yield* backoff.state).failures > 0
+    const state: State = phase === "idle" ? (failing ? "failing" : "stopped") : phase
+    const lastActivity = Option.isSome(run) && pid !== undefined ? yield* run.value.lastActivity : undefined
+    return { name: config.name, state, pid, startedAt, lastActivity, ...counts, listeners } satisfies Status
+  })
+
 /**
- * Serves the service on listeners already open: waits for a connection, runs the app, forever.
- * Interrupting it stops a running app gracefully first.
+ * Serves the service on listeners already open: waits for a connection (or a `wake`), runs the app, forever.
+ * Registers with the Registry if there is one. Interrupting it stops a running app gracefully first.
  */
 export const serve = (
   config: Config.ServiceConfig,
@@ -288,14 +392,45 @@ export const serve = (
   Effect.gen(function*() {
     const sockets = yield* SocketService
     const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
+    const tracker: Tracker = {
+      phase: yield* Ref.make<Phase>({ phase: "idle", pid: undefined, startedAt: undefined }),
+      counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
+      run: yield* Ref.make(Option.none<CurrentRun>()),
+      wake: yield* Queue.sliding<void>(1)
+    }
+    const registry = yield* Effect.serviceOption(Registry)
+    if (Option.isSome(registry)) {
+      yield* registry.value.register({
+        name: config.name,
+        status: statusOf(config, listeners, tracker, backoff),
+        wake: Effect.gen(function*() {
+          if ((yield* Ref.get(tracker.phase)).phase !== "idle") return "already running"
+          yield* Queue.offer(tracker.wake, undefined)
+          return "starting"
+        }),
+        sleep: Effect.gen(function*() {
+          const run = yield* Ref.get(tracker.run)
+          if (Option.isNone(run) || (yield* Ref.get(tracker.phase)).pid === undefined) return "not running"
+          yield* Deferred.succeed(run.value.stop, "on request (soad sleep)")
+          yield* Deferred.await(run.value.done)
+          return "stopped"
+        })
+      })
+    }
     return yield* Effect.forever(Effect.gen(function*() {
-      const trigger = yield* sockets.awaitReadable(listeners)
+      const trigger = yield* Effect.raceFirst(
+        Effect.map(sockets.awaitReadable(listeners), (listener): Trigger => ({ _tag: "Connection", listener })),
+        Effect.as(Queue.take(tracker.wake), { _tag: "Wake" } as Trigger)
+      )
       let pendingSince = yield* preciseNow
       const { failures, notBefore } = yield* backoff.state
       const t = yield* now
-      if (notBefore > t) {
-        yield* Effect.logDebug(
-          `a connection waits on ${trigger.description}; next try in ${Format.seconds(notBefore - t)} (${failures} failure${
+      // A wake by hand does not wait for the backoff.
+      if (trigger._tag === "Connection" && notBefore > t) {
+        yield* event(
+          "debug",
+          "waiting",
+          `a connection waits on ${trigger.listener.description}; next try in ${Format.seconds(notBefore - t)} (${failures} failure${
             failures === 1 ? "" : "s"
           } in a row)`
         )
@@ -304,9 +439,9 @@ export const serve = (
         if (!(yield* sockets.isPending(listeners))) return
         pendingSince = yield* preciseNow
       }
-      yield* runApp(config, listeners, backoff, trigger, pendingSince)
+      yield* runApp(config, listeners, backoff, tracker, trigger, pendingSince)
     }))
-  }).pipe(Effect.annotateLogs("service", config.name))
+  }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))
 
 /**
  * Runs one service until interrupted: opens its listeners, serves, and on interruption stops the app and

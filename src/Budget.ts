@@ -14,6 +14,7 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import type { BudgetConfig } from "./ConfigFile.js"
 import * as Format from "./internal/format.js"
+import { event } from "./Logging.js"
 
 /** A running app, as the budget sees it. */
 export interface Entry {
@@ -98,12 +99,14 @@ export const make = (
           )
           if (candidates.length === 0) {
             if (!why.strict) {
-              yield* Effect.logWarning(`starting ${service} although ${why.reason}: no running app may be stopped`)
+              yield* event("warn", "over_budget", `starting ${service} although ${why.reason}: no running app may be stopped`)
               return
             }
             const soonest = Math.min(...[...running.values()].map((entry) => entry.startedAt + minWarm))
             if (!waitingLogged) {
-              yield* Effect.logWarning(
+              yield* event(
+                "warn",
+                "waiting_for_room",
                 `${service} waits: ${why.reason} and no running app has been up ${Format.seconds(minWarm)} yet` +
                   (Number.isFinite(soonest) ? ` (the first will be in ${Format.seconds(Math.max(0, soonest - now))})` : "")
               )
@@ -127,7 +130,7 @@ export const make = (
           const reason = `to make room for ${service}: ${why.reason}; it was the least recently active, idle for ${
             Format.seconds(now - victimActivity)
           }`
-          yield* Effect.logDebug(`stopping ${victim.service} ${reason}`)
+          yield* event("debug", "evicting", `stopping ${victim.service} ${reason}`, { victim: victim.service })
           yield* victim.evict(reason)
         }
       })

@@ -14,7 +14,9 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Path from "node:path"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
@@ -22,9 +24,14 @@ import type * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
+import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
+import { notify } from "./internal/notify.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
+import * as Metrics from "./Metrics.js"
+import * as Registry from "./Registry.js"
+import { event } from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
 import * as Signal from "./Signal.js"
 import * as Supervisor from "./Supervisor.js"
@@ -113,6 +120,23 @@ const socketGroup = Options.text("socket-group").pipe(
   Options.withDescription("Group of the UNIX socket files, a name or a gid. Default: soad's group."),
   Options.optional
 )
+const logFormat = Options.text("log-format").pipe(
+  Options.withPseudoName(Logging.formats.join("|")),
+  Options.withDescription("Log lines for people (text) or one JSON object per line (json) for log collectors. Default: text."),
+  Options.withDefault("text")
+)
+const metrics = Options.text("metrics").pipe(
+  Options.withPseudoName("ADDR"),
+  Options.withDescription("Serve Prometheus metrics over HTTP at HOST:PORT or a UNIX socket path (GET /metrics)."),
+  Options.optional
+)
+const control = Options.text("control").pipe(
+  Options.withPseudoName("PATH"),
+  Options.withDescription(
+    "The control socket for soad status/wake/sleep. Default: $XDG_RUNTIME_DIR/soad.sock, else /run/soad/control.sock."
+  ),
+  Options.optional
+)
 const logLevel = Options.text("log-level").pipe(
   Options.withPseudoName(Logging.levels.join("|")),
   Options.withDescription("How much soad logs on stderr. Default: info."),
@@ -139,6 +163,9 @@ const options = {
   socketUser,
   socketGroup,
   logLevel,
+  logFormat,
+  metrics,
+  control,
   command
 }
 
@@ -259,7 +286,10 @@ const takesValue = new Set([
   "--socket-mode",
   "--socket-user",
   "--socket-group",
-  "--log-level"
+  "--log-level",
+  "--log-format",
+  "--metrics",
+  "--control"
 ])
 
 /** An option that takes a value but ends soad's part of the command line has none: a usage error. */
@@ -295,10 +325,38 @@ export const logLevelOf = (text: string): Either.Either<Logging.Level, UsageErro
     ? Either.right(text as Logging.Level)
     : Either.left(usage(`--log-level: '${text}' is not one of ${Logging.levels.join(", ")}`))
 
+/** Parses `--log-format`. */
+export const logFormatOf = (text: string): Either.Either<Logging.Format, UsageError> =>
+  (Logging.formats as ReadonlyArray<string>).includes(text)
+    ? Either.right(text as Logging.Format)
+    : Either.left(usage(`--log-format: '${text}' is not one of ${Logging.formats.join(", ")}`))
+
+/** The control socket and the metrics endpoint, as the flags ask, until the scope closes. */
+const observability = (parsed: Parsed) =>
+  Effect.gen(function*() {
+    const explicit = Option.isSome(parsed.control)
+    yield* Control.serve(explicit ? Path.resolve(parsed.control.value) : Control.defaultPath(), explicit)
+    if (Option.isSome(parsed.metrics)) {
+      const text = parsed.metrics.value
+      const address = yield* Either.mapLeft(Address.parseAddress(text), (message) => usage(`--metrics: ${message}`))
+      yield* Metrics.serve(address)
+    }
+  })
+
+/** READY=1 now (every listener is bound); STOPPING=1 first thing when the scope begins to close. */
+const ready = Effect.zipRight(
+  notify("READY=1"),
+  Effect.addFinalizer(() => notify("STOPPING=1"))
+)
+
 /** Runs soad on parsed flags: one Activator, or the Supervisor of a config file, until interrupted. */
 const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undefined) =>
   Effect.gen(function*() {
     const level = yield* logLevelOf(parsed.logLevel)
+    const format = yield* logFormatOf(parsed.logFormat)
+    const registry = yield* Registry.make
+    const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(Effect.provideService(Registry.Registry, registry), Effect.provide(Logging.layer(level, format)))
     if (Option.isSome(parsed.configFile)) {
       const path = parsed.configFile.value
       const extra = [
@@ -310,27 +368,35 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
         return yield* Effect.fail(usage(`-c takes the services from the file: give no ${extra.join(" or ")} with it`))
       }
       const file = yield* ConfigFile.load(path, Users.fileResolver)
-      return yield* Effect.scoped(
+      return yield* provide(Effect.scoped(
         Effect.gen(function*() {
           yield* forwardSignals(configSignals)
           const reloads = yield* onSignal("SIGHUP")
-          const reload = Effect.gen(function*() {
+          const supervisor = yield* Supervisor.start(file)
+          yield* observability(parsed)
+          yield* ready
+          return yield* Effect.forever(Effect.gen(function*() {
             yield* reloads
-            yield* Effect.logInfo(`SIGHUP: reloading ${path}`)
+            yield* event("info", "reloading", `SIGHUP: reloading ${path}`)
             const next = yield* Effect.either(ConfigFile.load(path, Users.fileResolver))
-            if (Either.isRight(next)) return Option.some(next.right)
-            for (const error of next.left.errors) yield* Effect.logError(error)
-            yield* Effect.logError(`the reload failed: soad keeps running the config it had`)
-            return Option.none()
-          })
-          return yield* Supervisor.run(file, reload)
+            if (Either.isRight(next)) return yield* supervisor.apply(next.right)
+            for (const error of next.left.errors) yield* event("error", "config_error", error)
+            yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)
+          }))
         })
-      ).pipe(Effect.provide(Logging.layer(level)))
+      ))
     }
     const config = yield* toConfig(parsed, commandAfterDashes, Users.resolver)
-    return yield* Effect.scoped(Effect.zipRight(forwardSignals(forwardedSignals), Activator.run(config))).pipe(
-      Effect.provide(Logging.layer(level))
-    )
+    return yield* provide(Effect.scoped(
+      Effect.gen(function*() {
+        yield* forwardSignals(forwardedSignals)
+        const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
+        const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
+        yield* observability(parsed)
+        yield* ready
+        return yield* Fiber.join(serving)
+      })
+    ))
   })
 
 /** Waits for a signal, each time it comes, until the scope closes. */
@@ -377,7 +443,40 @@ const oneLineErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  * Parses `args` (without node and the script) and runs soad. Fails with UsageError or a ValidationError
  * (exit 2), ListenError (exit 1); the message has been printed.
  */
+/** `soad status|wake|sleep …`: asks the running soad over its control socket. */
+export const controlCommand = (args: ReadonlyArray<string>): Effect.Effect<void, Control.ControlError | UsageError> => {
+  const [command, ...rest] = args
+  let path = Control.defaultPath()
+  let json = false
+  const positional: Array<string> = []
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!
+    if (arg === "--control" && i + 1 < rest.length) path = Path.resolve(rest[++i]!)
+    else if (arg.startsWith("--control=")) path = Path.resolve(arg.slice("--control=".length))
+    else if (arg === "--json" && command === "status") json = true
+    else positional.push(arg)
+  }
+  const expected = command === "status" ? 0 : 1
+  if (positional.length !== expected || positional.some((arg) => arg.startsWith("-"))) {
+    return Effect.fail(usage(command === "status" ? "usage: soad status [--json] [--control PATH]" : `usage: soad ${command} NAME [--control PATH]`))
+  }
+  const body: Control.Request = command === "status"
+    ? { command: "status" }
+    : { command: command as "wake" | "sleep", service: positional[0]! }
+  return Effect.flatMap(Control.request(path, body), (response) => {
+    if (!response.ok) return Effect.fail(new Control.ControlError({ message: response.error }))
+    if (command !== "status") return Console.log(response.message ?? "done")
+    const services = response.services ?? []
+    return Console.log(json ? JSON.stringify(services, null, 2) : Control.table(services))
+  })
+}
+
 export const run = (args: ReadonlyArray<string>) => {
+  if (args[0] === "status" || args[0] === "wake" || args[0] === "sleep") {
+    return controlCommand(args).pipe(
+      Effect.tapError((error) => Console.error(`soad: ${error.message}`))
+    )
+  }
   if (args[0] === "check") {
     const checked: Effect.Effect<unknown, ConfigFile.ConfigError | UsageError> =
       args.length === 2 && !args[1]!.startsWith("-") ? check(args[1]!) : Effect.fail(usage("usage: soad check FILE"))
@@ -451,7 +550,9 @@ export const forwardSignals = (
     const signal = Either.getOrThrow(Signal.parse(name))
     const handler = () => {
       Runtime.runFork(runtime)(
-        Effect.logInfo(`passing ${name} on to the app`).pipe(Effect.zipRight(processes.signalAll(signal)))
+        event("info", "signal", `passing ${name} on to the app`, { signal: name }).pipe(
+          Effect.zipRight(processes.signalAll(signal))
+        )
       )
     }
     return [name, handler] as const

@@ -1,5 +1,7 @@
 /**
- * soad's log lines: one line per event on stderr, `2026-11-23T20:15:30.123Z INFO [blog] app started (…)`.
+ * soad's log lines: one line per lifecycle event on stderr, for people
+ * (`2026-11-23T20:15:30.123Z INFO [blog] app started (…)`) or as JSON for journald and log collectors
+ * (`{"time":…,"level":"info","service":"blog","event":"started","pid":4242,"spawn_ms":2.1,"message":…}`).
  *
  * @since 0.1.0
  */
@@ -49,9 +51,57 @@ export const human: Logger.Logger<unknown, void> = Logger.make(({ annotations, c
   process.stderr.write(`${date.toISOString()} ${levelLabel(logLevel)} ${prefix}${text(message)}${detail}\n`)
 })
 
-/** Makes the human logger the only logger, at the given level. */
-export const layer = (level: Level): Layer.Layer<never> =>
+/** One JSON object per line on stderr: time, level, service, event, the event's fields, message. */
+export const json: Logger.Logger<unknown, void> = Logger.make(({ annotations, cause, date, logLevel, message }) => {
+  const line: Record<string, unknown> = {
+    time: date.toISOString(),
+    level: logLevel._tag === "Warning" ? "warn" : logLevel.label.toLowerCase()
+  }
+  for (const key of ["service", "event", "pid"]) {
+    const value = HashMap.get(annotations, key)
+    if (Option.isSome(value)) line[key] = value.value
+  }
+  for (const [key, value] of annotations) if (!(key in line)) line[key] = value
+  line.message = text(message)
+  if (!Cause.isEmpty(cause)) line.cause = Cause.pretty(cause)
+  process.stderr.write(JSON.stringify(line) + "\n")
+})
+
+/** The formats `--log-format` takes. */
+export const formats = ["text", "json"] as const
+
+/** A `--log-format` value. */
+export type Format = typeof formats[number]
+
+/** Makes the human (or JSON) logger the only logger, at the given level. */
+export const layer = (level: Level, format: Format = "text"): Layer.Layer<never> =>
   Layer.merge(
-    Layer.scopedDiscard(Effect.locallyScoped(FiberRef.currentLoggers, HashSet.make(human))),
+    Layer.scopedDiscard(
+      Effect.locallyScoped(FiberRef.currentLoggers, HashSet.make(format === "json" ? json : human))
+    ),
     Logger.minimumLogLevel(toLogLevel(level))
   )
+
+/** Field values of an event: numbers, strings, booleans, or nothing. */
+export type Fields = Readonly<Record<string, string | number | boolean | null | undefined>>
+
+/**
+ * Logs a lifecycle event: `message` for people; `name` and `fields` (snake_case, durations in ms) for machines.
+ */
+export const event = (
+  level: "debug" | "info" | "warn" | "error",
+  name: string,
+  message: string,
+  fields: Fields = {}
+): Effect.Effect<void> => {
+  const annotations: Record<string, unknown> = { event: name }
+  for (const [key, value] of Object.entries(fields)) if (value !== undefined) annotations[key] = value
+  const log = level === "debug"
+    ? Effect.logDebug(message)
+    : level === "info"
+    ? Effect.logInfo(message)
+    : level === "warn"
+    ? Effect.logWarning(message)
+    : Effect.logError(message)
+  return Effect.annotateLogs(log, annotations)
+}

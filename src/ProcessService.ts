@@ -15,6 +15,7 @@ import type * as Scope from "effect/Scope"
 import * as Util from "node:util"
 import { native, type NativeError } from "./internal/native.js"
 import * as Signal from "./Signal.js"
+import { event } from "./Logging.js"
 
 /** How a process ended: an exit code or a signal (both null if the status was lost). */
 export interface ExitStatus {
@@ -105,8 +106,11 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
             yield* killGroup(pid, policy.signal)
             const status = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(policy.timeout))
             if (Option.isNone(status)) {
-              yield* Effect.logWarning(
-                `app (pid ${pid}) did not exit within ${Duration.format(policy.timeout)} of ${policy.signal.name}: sending SIGKILL`
+              yield* event(
+                "warn",
+                "kill",
+                `app (pid ${pid}) did not exit within ${Duration.format(policy.timeout)} of ${policy.signal.name}: sending SIGKILL`,
+                { pid, stop_timeout_ms: Duration.toMillis(policy.timeout) }
               )
               yield* killGroup(pid, Signal.SIGKILL)
             }

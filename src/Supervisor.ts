@@ -18,6 +18,7 @@ import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Budget from "./Budget.js"
 import * as Config from "./Config.js"
+import { event } from "./Logging.js"
 import type * as ConfigFile from "./ConfigFile.js"
 import { ListenError } from "./internal/listeners.js"
 import type { ProcessService } from "./ProcessService.js"
@@ -91,7 +92,9 @@ export const start = (
         }
         for (const [key, pooled] of opened) {
           pool.set(key, pooled)
-          yield* Effect.logInfo(`listening on ${pooled.listener.description}`)
+          yield* event("info", "listening", `listening on ${pooled.listener.description}`, {
+            listener: pooled.listener.description
+          })
         }
       })
 
@@ -106,7 +109,7 @@ export const start = (
           Effect.catchAllCause((cause) =>
             Cause.isInterruptedOnly(cause)
               ? Effect.failCause(cause)
-              : Effect.logError(`internal error, restarting the service: ${Cause.pretty(cause)}`).pipe(
+              : event("error", "internal_error", `internal error, restarting the service: ${Cause.pretty(cause)}`).pipe(
                 Effect.zipRight(Effect.fail(cause))
               )
           ),
@@ -134,7 +137,7 @@ export const start = (
         if (used.has(key)) continue
         pool.delete(key)
         yield* Scope.close(pooled.scope, Exit.void)
-        yield* Effect.logInfo(`closed ${pooled.listener.description}`)
+        yield* event("info", "closed", `closed ${pooled.listener.description}`, { listener: pooled.listener.description })
       }
     })
 
@@ -163,16 +166,24 @@ export const start = (
         for (const config of starting) {
           const opened = yield* Effect.either(openListeners([config]))
           if (opened._tag === "Left") {
-            yield* Effect.logError(`cannot start ${config.name}: ${opened.left.map((error) => error.message).join("; ")}`)
+            yield* event(
+              "error",
+              "listen_failed",
+              `cannot start ${config.name}: ${opened.left.map((error) => error.message).join("; ")}`,
+              { service: config.name }
+            )
             continue
           }
           yield* launch(config)
         }
         yield* closeUnused
         const unchanged = next.services.length - changed.length - added.length
-        yield* Effect.logInfo(
+        yield* event(
+          "info",
+          "reloaded",
           `reloaded ${next.path}: ${added.length} added, ${removed.length} removed, ${changed.length} restarted, ` +
-            `${unchanged} unchanged`
+            `${unchanged} unchanged`,
+          { added: added.length, removed: removed.length, restarted: changed.length, unchanged }
         )
       })
 

@@ -103,7 +103,7 @@ const openUnix = (n: Native, path: string, options: Config.SocketOptions) =>
       } catch (error) {
         return yield* fail(path, `${path}: cannot replace the stale socket: ${(error as Error).message}`, error)
       }
-      yield* Effect.logDebug(`replaced the stale socket ${path}`)
+      yield* Effect.annotateLogs(Effect.logDebug(`replaced the stale socket ${path}`), "event", "stale_replaced")
     }
     const mode = options.mode ?? (0o666 & ~umask())
     const fd = yield* Effect.try({

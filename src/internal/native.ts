@@ -67,6 +67,8 @@ export interface Native {
     readonly groups: ReadonlyArray<number>
   } | null
   readonly lookupGroup: (name: string) => number | null
+  readonly notify: (path: string, message: string) => void
+  readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
 }
 
 /** The directory holding binding.gyp, found upwards from this file (src/internal, dist/internal or dist). */

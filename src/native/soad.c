@@ -13,6 +13,8 @@
  *   spawn                    fork/exec with the listeners at fds 3.., LISTEN_PID = the child's pid, a
  *                            new session, the parent-death signal, uid/gid; reports the exit
  *   lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
+ *   notify                   a datagram to systemd's NOTIFY_SOCKET (READY=1, STOPPING=1)
+ *   peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
  *
  * Every syscall is checked; a failure throws an Error carrying `errno` and `syscall`.
  * Node's own loop runs everything; no thread is created.
@@ -454,6 +456,75 @@ static napi_value pending(napi_env env, napi_callback_info info) {
   if (r > 0 && (p.revents & POLLNVAL)) return throw_errno(env, "poll", EBADF);
   napi_value result;
   NAPI_CALL(env, napi_get_boolean(env, r > 0 && (p.revents & POLLIN), &result));
+  return result;
+}
+
+/* notify(path, message): one datagram to systemd's NOTIFY_SOCKET ("@name": abstract). */
+static napi_value notify(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  size_t len, mlen;
+  char *path = get_string(env, argv[0], &len);
+  if (path == NULL) return throw_type(env, "notify(path, message)");
+  char *message = get_string(env, argv[1], &mlen);
+  if (message == NULL) {
+    free(path);
+    return throw_type(env, "notify(path, message)");
+  }
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  if (len == 0 || len >= sizeof addr.sun_path) {
+    free(path);
+    free(message);
+    return throw_errno(env, "connect", ENAMETOOLONG);
+  }
+  memcpy(addr.sun_path, path, len);
+  if (path[0] == '@') addr.sun_path[0] = '\0';
+  socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
+  free(path);
+  int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (fd < 0) {
+    free(message);
+    return throw_errno(env, "socket", errno);
+  }
+  ssize_t sent;
+  do sent = sendto(fd, message, mlen, 0, (struct sockaddr *)&addr, addrlen);
+  while (sent < 0 && errno == EINTR);
+  int err = sent < 0 ? errno : 0;
+  close(fd);
+  free(message);
+  if (err != 0) return throw_errno(env, "sendto", err);
+  return make_undefined(env);
+}
+
+/* peerCredentials(fd) -> { pid, uid, gid } of the process at the other end of a UNIX socket. */
+static napi_value peer_credentials(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "peerCredentials(fd)");
+  int64_t pid = -1, uid, gid;
+#if defined(SO_PEERCRED) && defined(__linux__)
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return throw_errno(env, "getsockopt(SO_PEERCRED)", errno);
+  pid = cred.pid;
+  uid = cred.uid;
+  gid = cred.gid;
+#else
+  uid_t u;
+  gid_t g;
+  if (getpeereid(fd, &u, &g) < 0) return throw_errno(env, "getpeereid", errno);
+  uid = u;
+  gid = g;
+#endif
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_int64(env, pid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "pid", v));
+  NAPI_CALL(env, napi_create_int64(env, uid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "uid", v));
+  NAPI_CALL(env, napi_create_int64(env, gid, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "gid", v));
   return result;
 }
 
@@ -1183,6 +1254,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupUser", NULL, lookup_user, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"notify", NULL, notify, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -1,0 +1,264 @@
+/**
+ * The control socket: `soad status`, `soad wake NAME` and `soad sleep NAME` talk to the running soad over a
+ * UNIX socket that only soad's own user (and root) may use: created 0600 before it listens, and each peer's
+ * credentials checked (SO_PEERCRED). One JSON request per connection, one JSON answer.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { native } from "./internal/native.js"
+import * as Procfs from "./internal/procfs.js"
+import { event } from "./Logging.js"
+import { Registry, type Status } from "./Registry.js"
+
+/** The control socket cannot be used; `message` says why. */
+export class ControlError extends Data.TaggedError("ControlError")<{ readonly message: string }> {}
+
+/** Where the control socket is when `--control` does not say: $XDG_RUNTIME_DIR/soad.sock, else /run/soad/control.sock. */
+export const defaultPath = (env: NodeJS.ProcessEnv = process.env): string =>
+  env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== ""
+    ? Path.join(env.XDG_RUNTIME_DIR, "soad.sock")
+    : "/run/soad/control.sock"
+
+/** A request. */
+export type Request =
+  | { readonly command: "status" }
+  | { readonly command: "wake"; readonly service: string }
+  | { readonly command: "sleep"; readonly service: string }
+
+/** A service in a status answer. */
+export interface ServiceReport {
+  readonly name: string
+  readonly state: string
+  readonly pid: number | null
+  readonly uptime_s: number | null
+  readonly idle_s: number | null
+  readonly memory_bytes: number | null
+  readonly activations: number
+  readonly idle_stops: number
+  readonly crashes: number
+  readonly failed_starts: number
+  readonly listeners: ReadonlyArray<string>
+}
+
+/** An answer. */
+export type Response =
+  | { readonly ok: true; readonly services?: ReadonlyArray<ServiceReport>; readonly message?: string }
+  | { readonly ok: false; readonly error: string }
+
+const report = (status: Status, now: number): ServiceReport => {
+  const running = status.pid !== undefined && status.startedAt !== undefined
+  return {
+    name: status.name,
+    state: status.state,
+    pid: status.pid ?? null,
+    uptime_s: running ? (now - status.startedAt!) / 1000 : null,
+    idle_s: running && status.lastActivity !== undefined ? Math.max(0, now - status.lastActivity) / 1000 : null,
+    memory_bytes: running ? Procfs.groupResidentBytes(status.pid!) : null,
+    activations: status.activations,
+    idle_stops: status.idleStops,
+    crashes: status.crashes,
+    failed_starts: status.failedStarts,
+    listeners: status.listeners.map((listener) => listener.description)
+  }
+}
+
+/** Carries out one request against the registry. */
+export const handle = (request: Request): Effect.Effect<Response, never, Registry> =>
+  Effect.gen(function*() {
+    const registry = yield* Registry
+    const services = yield* registry.services
+    if (request.command === "status") {
+      const now = yield* Clock.currentTimeMillis
+      const reports: Array<ServiceReport> = []
+      for (const service of services) reports.push(report(yield* service.status, now))
+      return { ok: true, services: reports }
+    }
+    const service = services.find((candidate) => candidate.name === request.service)
+    if (service === undefined) {
+      return {
+        ok: false,
+        error: `no service '${request.service}'; the services are ${services.map((s) => s.name).join(", ") || "none"}`
+      }
+    }
+    const outcome = yield* (request.command === "wake" ? service.wake : service.sleep)
+    yield* event("info", request.command, `${request.command} ${service.name}: ${outcome}`, { target: service.name })
+    return { ok: true, message: `${service.name}: ${outcome}` }
+  })
+
+const parseRequest = (line: string): Request | undefined => {
+  try {
+    const value = JSON.parse(line) as { command?: unknown; service?: unknown }
+    if (value.command === "status") return { command: "status" }
+    if ((value.command === "wake" || value.command === "sleep") && typeof value.service === "string") {
+      return { command: value.command, service: value.service }
+    }
+  } catch {
+    // not JSON
+  }
+  return undefined
+}
+
+const fdOf = (socket: Net.Socket): number | undefined =>
+  (socket as unknown as { readonly _handle?: { readonly fd?: number } })._handle?.fd
+
+/**
+ * Serves the control socket at `path` until the scope closes. If another soad owns the path, fails when the
+ * path was asked for (`explicit`), else logs it and serves nothing.
+ */
+export const serve = (path: string, explicit: boolean): Effect.Effect<void, ControlError, Registry | Scope.Scope> =>
+  Effect.gen(function*() {
+    const n = native()
+    const fail = (message: string) =>
+      explicit
+        ? Effect.fail(new ControlError({ message: `--control ${path}: ${message}` }))
+        : event("warn", "control_unavailable", `no control socket: ${path}: ${message} (choose one with --control PATH)`)
+    const dir = Path.dirname(path)
+    try {
+      if (!Fs.existsSync(dir)) Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    } catch (error) {
+      return yield* fail(`cannot create ${dir}: ${(error as Error).message}`)
+    }
+    let existing: Fs.Stats | undefined
+    try {
+      existing = Fs.lstatSync(path)
+    } catch {
+      existing = undefined
+    }
+    if (existing !== undefined) {
+      if (!existing.isSocket()) return yield* fail("it exists and is not a socket")
+      let live = false
+      try {
+        live = n.probeUnix(path, false)
+      } catch {
+        live = false
+      }
+      if (live) return yield* fail("another soad is using it")
+      Fs.rmSync(path, { force: true })
+    }
+    let fd: number
+    try {
+      fd = n.listenUnix(path, false, 16, 0o600, -1, -1) // 0600 before it listens: nobody else can connect
+    } catch (error) {
+      return yield* fail((error as Error).message)
+    }
+    const created = Fs.lstatSync(path)
+    const runtime = yield* Effect.runtime<Registry>()
+    const myUid = process.getuid?.() ?? 0
+    const server = Net.createServer((socket) => {
+      socket.on("error", () => {})
+      const peer = fdOf(socket)
+      let allowed = true
+      if (peer !== undefined) {
+        try {
+          const credentials = n.peerCredentials(peer)
+          allowed = credentials.uid === myUid || credentials.uid === 0
+        } catch {
+          allowed = false
+        }
+      }
+      if (!allowed) {
+        socket.end(JSON.stringify({ ok: false, error: "permission denied: not soad's user" }) + "\n")
+        return
+      }
+      let buffer = ""
+      socket.setEncoding("utf8")
+      socket.on("data", (chunk: string) => {
+        buffer += chunk
+        const newline = buffer.indexOf("\n")
+        if (newline < 0) return
+        const request = parseRequest(buffer.slice(0, newline))
+        if (request === undefined) {
+          socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n")
+          return
+        }
+        Runtime.runCallback(runtime)(handle(request), {
+          onExit: (exit) =>
+            socket.end(
+              JSON.stringify(Exit.isSuccess(exit) ? exit.value : { ok: false, error: "internal error" }) + "\n"
+            )
+        })
+      })
+    })
+    yield* Effect.acquireRelease(
+      Effect.async<void, ControlError>((resume) => {
+        server.once("error", (error) => resume(Effect.fail(new ControlError({ message: `${path}: ${error.message}` }))))
+        server.listen({ fd }, () => resume(Effect.void))
+      }),
+      () =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          try {
+            const now = Fs.lstatSync(path)
+            if (now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
+          } catch {
+            // gone already
+          }
+        })
+    )
+    yield* event("debug", "control", `control socket: ${path}`, { path })
+  })
+
+/** Sends one request to the soad whose control socket is at `path`. */
+export const request = (path: string, body: Request): Effect.Effect<Response, ControlError> =>
+  Effect.async<Response, ControlError>((resume) => {
+    const socket = Net.connect(path)
+    let answer = ""
+    socket.setEncoding("utf8")
+    socket.on("connect", () => socket.write(JSON.stringify(body) + "\n"))
+    socket.on("data", (chunk: string) => (answer += chunk))
+    socket.on("end", () => {
+      try {
+        resume(Effect.succeed(JSON.parse(answer) as Response))
+      } catch {
+        resume(Effect.fail(new ControlError({ message: `${path}: no answer from soad` })))
+      }
+    })
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      const why = error.code === "ENOENT" || error.code === "ECONNREFUSED"
+        ? `no soad is running with control socket ${path} (give its --control PATH)`
+        : error.code === "EACCES"
+        ? `${path}: permission denied: only soad's user may control it`
+        : `${path}: ${error.message}`
+      resume(Effect.fail(new ControlError({ message: why })))
+    })
+    return Effect.sync(() => socket.destroy())
+  })
+
+const seconds = (value: number | null): string => {
+  if (value === null) return "-"
+  if (value < 60) return `${Math.round(value)}s`
+  if (value < 3600) return `${Math.floor(value / 60)}m${String(Math.round(value % 60)).padStart(2, "0")}s`
+  return `${Math.floor(value / 3600)}h${String(Math.floor((value % 3600) / 60)).padStart(2, "0")}m`
+}
+
+const bytes = (value: number | null): string =>
+  value === null ? "-" : value >= 1e9 ? `${(value / 1e9).toFixed(1)}G` : `${Math.round(value / 1e6)}M`
+
+/** The status table `soad status` prints. */
+export const table = (services: ReadonlyArray<ServiceReport>): string => {
+  const rows = [
+    ["SERVICE", "STATE", "PID", "UPTIME", "IDLE", "MEMORY", "STARTS", "LISTEN"],
+    ...services.map((s) => [
+      s.name,
+      s.state,
+      s.pid === null ? "-" : String(s.pid),
+      seconds(s.uptime_s),
+      seconds(s.idle_s),
+      bytes(s.memory_bytes),
+      String(s.activations),
+      s.listeners.join(",")
+    ])
+  ]
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  return rows.map((row) => row.map((cell, column) => column === row.length - 1 ? cell : cell.padEnd(widths[column]!)).join("  "))
+    .join("\n")
+}

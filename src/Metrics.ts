@@ -1,0 +1,190 @@
+/**
+ * soad's metrics: counters and the cold-start histogram kept with Effect's Metric module, and the Prometheus
+ * text exposition of them plus what is read when scraped (state, uptime, open connections, memory).
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricState from "effect/MetricState"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Address from "./Address.js"
+import { native } from "./internal/native.js"
+import * as Procfs from "./internal/procfs.js"
+import { event } from "./Logging.js"
+import { Registry, states } from "./Registry.js"
+import { SocketService } from "./SocketService.js"
+
+/** Apps started. */
+export const activations = Metric.counter("soad_activations_total", {
+  description: "Apps started, on a connection or by hand.",
+  incremental: true
+})
+
+/** Apps stopped because they were idle. */
+export const idleStops = Metric.counter("soad_idle_stops_total", {
+  description: "Apps stopped after the idle time.",
+  incremental: true
+})
+
+/** Apps that exited by themselves before `--min-uptime`. */
+export const crashes = Metric.counter("soad_crashes_total", {
+  description: "Apps that exited by themselves within --min-uptime of their start.",
+  incremental: true
+})
+
+/** Apps that could not be started or did not accept in time. */
+export const failedStarts = Metric.counter("soad_failed_starts_total", {
+  description: "Apps that could not be started, or did not accept a connection within --start-timeout.",
+  incremental: true
+})
+
+/** From the pending connection to the app's first accept. */
+export const coldStart = Metric.histogram(
+  "soad_cold_start_seconds",
+  MetricBoundaries.fromIterable([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
+  "From a pending connection to the app's first accept."
+)
+
+/** A metric for one service. */
+export const forService = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, service: string) =>
+  Metric.tagged(metric, "service", service)
+
+const escape = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
+
+const labels = (tags: ReadonlyArray<readonly [string, string]>) =>
+  tags.length === 0 ? "" : `{${tags.map(([key, value]) => `${key}="${escape(value)}"`).join(",")}}`
+
+const number = (value: number | bigint) =>
+  typeof value === "bigint" ? value.toString() : Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : "-Inf"
+
+/** The Prometheus text exposition format (0.0.4) of soad's metrics, now. */
+export const exposition: Effect.Effect<string, never, Registry | SocketService> = Effect.gen(function*() {
+  const lines: Array<string> = []
+  const seen = new Set<string>()
+  const header = (name: string, type: string, help: string) => {
+    if (seen.has(name)) return
+    seen.add(name)
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+  }
+  // Only soad's own (the Effect runtime keeps some of its own too).
+  const pairs = [...(yield* Metric.snapshot)]
+    .filter((pair) => pair.metricKey.name.startsWith("soad_"))
+    .sort((a, b) => a.metricKey.name.localeCompare(b.metricKey.name))
+  for (const pair of pairs) {
+    const name = pair.metricKey.name
+    const help = Option.getOrElse(pair.metricKey.description, () => name)
+    const tags = pair.metricKey.tags.map((tag) => [tag.key, tag.value] as const)
+    const state = pair.metricState
+    if (MetricState.isCounterState(state)) {
+      header(name, "counter", help)
+      lines.push(`${name}${labels(tags)} ${number(state.count)}`)
+    } else if (MetricState.isHistogramState(state)) {
+      header(name, "histogram", help)
+      for (const [bound, count] of state.buckets) {
+        lines.push(`${name}_bucket${labels([...tags, ["le", number(bound)]])} ${count}`)
+      }
+      lines.push(`${name}_sum${labels(tags)} ${number(state.sum)}`, `${name}_count${labels(tags)} ${state.count}`)
+    } else if (MetricState.isGaugeState(state)) {
+      header(name, "gauge", help)
+      lines.push(`${name}${labels(tags)} ${number(state.value)}`)
+    }
+  }
+  // Read at scrape time: where each service stands.
+  const registry = yield* Registry
+  const sockets = yield* SocketService
+  const now = yield* Clock.currentTimeMillis
+  const services = yield* registry.services
+  header("soad_service_state", "gauge", "1 for the state each service is in (stopped, starting, running, stopping, failing).")
+  const uptime: Array<string> = []
+  const open: Array<string> = []
+  const memory: Array<string> = []
+  for (const handle of services) {
+    const status = yield* handle.status
+    for (const state of states) {
+      lines.push(`soad_service_state${labels([["service", status.name], ["state", state]])} ${status.state === state ? 1 : 0}`)
+    }
+    const service = labels([["service", status.name]])
+    const running = status.pid !== undefined && status.startedAt !== undefined
+    uptime.push(`soad_app_uptime_seconds${service} ${running ? (now - status.startedAt!) / 1000 : 0}`)
+    open.push(`soad_open_connections${service} ${yield* sockets.openConnections(status.listeners)}`)
+    if (running) memory.push(`soad_app_resident_memory_bytes${service} ${Procfs.groupResidentBytes(status.pid!)}`)
+  }
+  header("soad_app_uptime_seconds", "gauge", "How long the app of each service has been running (0: not running).")
+  lines.push(...uptime)
+  header("soad_open_connections", "gauge", "Accepted connections to each service's listeners still open.")
+  lines.push(...open)
+  header("soad_app_resident_memory_bytes", "gauge", "Resident memory of each running app, summed over its process group.")
+  lines.push(...memory)
+  header("soad_resident_memory_bytes", "gauge", "soad's own resident memory.")
+  lines.push(`soad_resident_memory_bytes ${process.memoryUsage.rss()}`)
+  return lines.join("\n") + "\n"
+})
+
+/** The metrics endpoint could not be opened. */
+export class MetricsError extends Data.TaggedError("MetricsError")<{ readonly message: string }> {}
+
+/**
+ * Serves the exposition over HTTP at `address` (host:port or a UNIX socket path) until the scope closes:
+ * GET /metrics (or /). node:http is loaded only when metrics are asked for.
+ */
+export const serve = (
+  address: Address.Address
+): Effect.Effect<void, MetricsError, Registry | SocketService | Scope.Scope> =>
+  Effect.gen(function*() {
+    const Http = yield* Effect.promise(() => import("node:http"))
+    const runtime = yield* Effect.runtime<Registry | SocketService>()
+    const server = Http.createServer((request, response) => {
+      if (request.method !== "GET" || (request.url !== "/metrics" && request.url !== "/")) {
+        response.writeHead(404).end("not found: GET /metrics\n")
+        return
+      }
+      Runtime.runCallback(runtime)(exposition, {
+        onExit: (exit) => {
+          if (Exit.isSuccess(exit)) {
+            response.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(exit.value)
+          } else response.writeHead(500).end("internal error\n")
+        }
+      })
+    })
+    const target = address._tag === "Unix"
+      ? { path: address.path }
+      : address._tag === "Tcp"
+      ? { host: address.host, port: address.port }
+      : undefined
+    if (target === undefined) {
+      return yield* Effect.fail(new MetricsError({ message: `--metrics: use HOST:PORT or a socket path` }))
+    }
+    if (address._tag === "Unix") {
+      // A socket file left by an earlier soad is replaced; anything else stays and is an error below.
+      const stale = yield* Effect.sync(() => {
+        try {
+          return Fs.lstatSync(address.path).isSocket() && !native().probeUnix(address.path, false)
+        } catch {
+          return false
+        }
+      })
+      if (stale) Fs.rmSync(address.path, { force: true })
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(address.path, { force: true })))
+    }
+    yield* Effect.acquireRelease(
+      Effect.async<void, MetricsError>((resume) => {
+        server.once("error", (error: NodeJS.ErrnoException) =>
+          resume(Effect.fail(new MetricsError({
+            message: `--metrics ${Address.format(address)}: ${
+              error.code === "EADDRINUSE" ? "already in use: choose another address" : error.message
+            }`
+          }))))
+        server.listen(target, () => resume(Effect.void))
+      }),
+      () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+    )
+    yield* event("info", "metrics", `metrics on http://${Address.format(address)}/metrics`, { address: Address.format(address) })
+  })

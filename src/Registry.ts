@@ -1,0 +1,69 @@
+/**
+ * Where each running service can be seen and steered: its state and figures for `soad status` and the metrics,
+ * and `wake`/`sleep` to start or stop its app by hand. Activators register themselves when a Registry is in
+ * their context.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type { Listener } from "./SocketService.js"
+
+/** Where a service's app stands. */
+export type State = "stopped" | "starting" | "running" | "stopping" | "failing"
+
+/** The states, in the order the metrics list them. */
+export const states: ReadonlyArray<State> = ["stopped", "starting", "running", "stopping", "failing"]
+
+/** A service as `soad status` shows it. */
+export interface Status {
+  readonly name: string
+  readonly state: State
+  /** The app's pid while it runs. */
+  readonly pid: number | undefined
+  /** Clock millis when the current run started. */
+  readonly startedAt: number | undefined
+  /** Clock millis of the latest connection seen (or of the start). */
+  readonly lastActivity: number | undefined
+  readonly activations: number
+  readonly idleStops: number
+  readonly crashes: number
+  readonly failedStarts: number
+  readonly listeners: ReadonlyArray<Listener>
+}
+
+/** What a registered service offers. */
+export interface Handle {
+  readonly name: string
+  readonly status: Effect.Effect<Status>
+  /** Starts the app now, if it is not running; says what happened. */
+  readonly wake: Effect.Effect<string>
+  /** Stops the app now, if it runs; the next connection starts it again. Says what happened. */
+  readonly sleep: Effect.Effect<string>
+}
+
+/** The services of this soad. */
+export class Registry extends Context.Tag("soad/Registry")<Registry, {
+  /** Adds a service for as long as the scope is open. */
+  readonly register: (handle: Handle) => Effect.Effect<void, never, Scope.Scope>
+  /** Every registered service, in registration order. */
+  readonly services: Effect.Effect<ReadonlyArray<Handle>>
+}>() {}
+
+/** An empty registry. */
+export const make: Effect.Effect<Registry["Type"]> = Effect.sync(() => {
+  const handles = new Map<string, Handle>()
+  return {
+    register: (handle) =>
+      Effect.acquireRelease(
+        Effect.sync(() => handles.set(handle.name, handle)),
+        () => Effect.sync(() => handles.get(handle.name) === handle && handles.delete(handle.name))
+      ),
+    services: Effect.sync(() => [...handles.values()])
+  }
+})
+
+/** The registry as a layer. */
+export const layer: Layer.Layer<Registry> = Layer.effect(Registry, make)

@@ -1,0 +1,245 @@
+/**
+ * Seeing and steering soad: JSON logs, Prometheus metrics, soad status/wake/sleep over the control socket,
+ * and systemd's notification protocol.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Http from "node:http"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import { alive, appFixture, bin, eventually, get, killAll, sleep, soad, soadRun, tempDir } from "../harness.js"
+
+const dirs: Array<string> = []
+const dir = () => {
+  const d = tempDir()
+  Fs.chmodSync(d, 0o755)
+  dirs.push(d)
+  return d
+}
+const children: Array<ChildProcess.ChildProcess> = []
+afterEach(() => {
+  killAll()
+  for (const child of children.splice(0)) child.kill("SIGKILL")
+  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
+})
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = Net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as Net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })
+
+const scrape = (port: number): Promise<string> =>
+  new Promise((resolve, reject) => {
+    Http.get({ host: "127.0.0.1", port, path: "/metrics" }, (response) => {
+      let body = ""
+      response.on("data", (chunk) => (body += chunk))
+      response.on("end", () => resolve(body))
+    }).on("error", reject)
+  })
+
+/** The value of a sample, or undefined if absent. */
+const sample = (text: string, name: string, labels: string): number | undefined => {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `) || (labels === "" && l.startsWith(`${name} `)))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1))
+}
+
+describe("--log-format json", () => {
+  it("writes one JSON object per line with time, level, service, event, pid and durations", async () => {
+    const socketPath = Path.join(dir(), "app.sock")
+    const s = soad(["-s", socketPath, "-t", "0.3", "--log-format", "json", "--", "node", appFixture])
+    await s.waitFor(/"event":"listening"/)
+    const reply = await get({ socketPath })
+    await s.waitFor(/"event":"exited"/, 5000)
+    s.process.kill("SIGTERM")
+    await s.exited
+    const events = s.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+    for (const entry of events) {
+      expect(typeof entry.time).toBe("string")
+      expect(Number.isNaN(Date.parse(entry.time as string))).toBe(false)
+      expect(["debug", "info", "warn", "error"]).toContain(entry.level)
+      expect(typeof entry.event).toBe("string")
+      expect(typeof entry.message).toBe("string")
+    }
+    const byEvent = (name: string) => events.find((entry) => entry.event === name)!
+    expect(byEvent("listening")).toMatchObject({ service: "node", listener: socketPath })
+    expect(byEvent("started")).toMatchObject({ service: "node", pid: reply.pid, trigger: "connection" })
+    expect(typeof byEvent("started").spawn_ms).toBe("number")
+    expect(byEvent("stopping")).toMatchObject({ pid: reply.pid, reason: "idle" })
+    expect(byEvent("stopping").idle_ms).toBeGreaterThanOrEqual(300)
+    expect(byEvent("exited")).toMatchObject({ pid: reply.pid, code: 0, signal: null, by_itself: false })
+    expect(typeof byEvent("exited").uptime_ms).toBe("number")
+  })
+
+  it("a bad --log-format is a usage error", () => {
+    const result = soadRun(["-s", Path.join(dir(), "a.sock"), "--log-format", "xml", "--", "app"])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/--log-format: 'xml' is not one of text, json/)
+  })
+})
+
+describe("--metrics", () => {
+  it("serves valid Prometheus text whose figures follow a real activation and idle stop", async () => {
+    const socketPath = Path.join(dir(), "app.sock")
+    const port = await freePort()
+    const s = soad(["-s", socketPath, "-t", "0.5", "--metrics", `127.0.0.1:${port}`, "--", "node", appFixture])
+    await s.waitFor(/metrics on http:\/\/127\.0\.0\.1:\d+\/metrics/)
+    const before = await scrape(port)
+    for (const line of before.trim().split("\n")) {
+      expect(line).toMatch(/^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? (\d+(\.\d+)?(e[-+]?\d+)?|\+Inf))$/)
+    }
+    expect(sample(before, "soad_service_state", `service="node",state="stopped"`)).toBe(1)
+    expect(sample(before, "soad_activations_total", `service="node"`) ?? 0).toBe(0)
+    expect(sample(before, "soad_resident_memory_bytes", "")).toBeGreaterThan(10e6)
+
+    const reply = await get({ socketPath })
+    let running = await scrape(port)
+    // "starting" until soad has seen the app accept (it looks every 20 ms while the app starts)
+    for (let i = 0; i < 50 && sample(running, "soad_service_state", `service="node",state="running"`) !== 1; i++) {
+      await sleep(20)
+      running = await scrape(port)
+    }
+    expect(sample(running, "soad_service_state", `service="node",state="running"`)).toBe(1)
+    expect(sample(running, "soad_activations_total", `service="node"`)).toBe(1)
+    expect(sample(running, "soad_cold_start_seconds_count", `service="node"`)).toBe(1)
+    expect(sample(running, "soad_app_resident_memory_bytes", `service="node"`)).toBeGreaterThan(10e6)
+    expect(sample(running, "soad_app_uptime_seconds", `service="node"`)).toBeGreaterThan(0)
+
+    await s.waitFor(/app exited/, 5000)
+    await eventually(() => !alive(reply.pid as number), 2000, "the app to stop")
+    const after = await scrape(port)
+    expect(sample(after, "soad_idle_stops_total", `service="node"`)).toBe(1)
+    expect(sample(after, "soad_service_state", `service="node",state="stopped"`)).toBe(1)
+    expect(sample(after, "soad_app_uptime_seconds", `service="node"`)).toBe(0)
+  })
+})
+
+describe("the control socket", () => {
+  it("soad status, wake and sleep steer the running soad", async () => {
+    const d = dir()
+    const socketPath = Path.join(d, "app.sock")
+    const control = Path.join(d, "control.sock")
+    const s = soad(["-s", socketPath, "-t", "60", "--control", control, "--", "node", appFixture])
+    await s.waitFor(/listening on/)
+    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    expect(Fs.statSync(control).mode & 0o777).toBe(0o600)
+
+    const idle = soadRun(["status", "--control", control])
+    expect(idle.code).toBe(0)
+    expect(idle.stdout).toMatch(/^SERVICE\s+STATE\s+PID\s+UPTIME\s+IDLE\s+MEMORY\s+STARTS\s+LISTEN$/m)
+    expect(idle.stdout).toMatch(/^node\s+stopped\s+-\s+-\s+-\s+-\s+0\s+/m)
+
+    const woken = soadRun(["wake", "node", "--control", control])
+    expect(woken.stdout.trim()).toBe("node: starting")
+    await s.waitFor(/app started \(pid \d+, on request\)/)
+    const json = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<{ state: string; pid: number }>
+    expect(json[0]).toMatchObject({ name: "node", activations: 1 })
+    await eventually(() => alive(json[0]!.pid), 1000, "the woken app")
+    expect(soadRun(["wake", "node", "--control", control]).stdout.trim()).toBe("node: already running")
+
+    const slept = soadRun(["sleep", "node", "--control", control])
+    expect(slept.stdout.trim()).toBe("node: stopped")
+    expect(alive(json[0]!.pid)).toBe(false)
+    expect(soadRun(["sleep", "node", "--control", control]).stdout.trim()).toBe("node: not running")
+
+    // The next connection starts it again.
+    const reply = await get({ socketPath })
+    expect(reply.pid).not.toBe(json[0]!.pid)
+
+    const unknown = soadRun(["wake", "blog", "--control", control])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr.trim()).toBe("soad: no service 'blog'; the services are node")
+  })
+
+  it("lists every service of a config file", async () => {
+    const d = dir()
+    const control = Path.join(d, "control.sock")
+    const config = Path.join(d, "apps.toml")
+    Fs.writeFileSync(config, ["a", "b"].map((name) =>
+      `[services.${name}]\nlisten = ["${d}/${name}.sock"]\ncommand = [${JSON.stringify(process.execPath)}, ${JSON.stringify(appFixture)}]\n`
+    ).join(""))
+    const s = soad(["-c", config, "--control", control])
+    await s.waitFor(/listening on .*b\.sock/)
+    await get({ socketPath: Path.join(d, "b.sock") })
+    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    const status = soadRun(["status", "--control", control]).stdout
+    expect(status).toMatch(/^a\s+stopped\s+/m)
+    expect(status).toMatch(/^b\s+running\s+\d+\s+/m)
+  })
+
+  it("refuses another user: the socket is 0600, and soad checks the peer's uid", async () => {
+    const d = dir()
+    const control = Path.join(d, "control.sock")
+    const s = soad(["-s", Path.join(d, "app.sock"), "--control", control, "--", "node", appFixture])
+    await s.waitFor(/listening on/)
+    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    const asNobody = (...args: Array<string>) =>
+      ChildProcess.spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, bin, ...args], {
+        encoding: "utf8",
+        cwd: "/"
+      })
+    const denied = asNobody("status", "--control", control)
+    expect(denied.status).toBe(1)
+    expect(denied.stderr.trim()).toBe(`soad: ${control}: permission denied: only soad's user may control it`)
+    // Even if the file's mode were opened up, soad itself refuses a peer that is not its user.
+    Fs.chmodSync(control, 0o666)
+    const refused = asNobody("sleep", "node", "--control", control)
+    expect(refused.status).toBe(1)
+    expect(refused.stderr.trim()).toBe("soad: permission denied: not soad's user")
+  })
+
+  it("a second soad on the same default control socket runs without one and says so", async () => {
+    const d = dir()
+    const env = { ...process.env, XDG_RUNTIME_DIR: d }
+    const first = soad(["-s", Path.join(d, "a.sock"), "--", "node", appFixture], { env })
+    await first.waitFor(/listening on/)
+    await eventually(() => Fs.existsSync(Path.join(d, "soad.sock")), 3000, "the control socket")
+    const second = soad(["-s", Path.join(d, "b.sock"), "--", "node", appFixture], { env })
+    await second.waitFor(/no control socket: .*soad\.sock: another soad is using it \(choose one with --control PATH\)/)
+    expect(soadRun(["status"], { env }).stdout).toMatch(/a\.sock/)
+    // asked for explicitly, the same path is an error
+    const third = soadRun(["-s", Path.join(d, "c.sock"), "--control", Path.join(d, "soad.sock"), "--", "app"], { env })
+    expect(third.code).toBe(1)
+    expect(third.stderr).toMatch(/--control .*soad\.sock: another soad is using it/)
+  })
+})
+
+describe("systemd notify", () => {
+  it("sends READY=1 once listening and STOPPING=1 when it shuts down", async () => {
+    const d = dir()
+    const notifySocket = Path.join(d, "notify.sock")
+    const received = Path.join(d, "received")
+    // Node cannot receive UNIX datagrams; python3 stands in for systemd.
+    const listener = ChildProcess.spawn("python3", [
+      "-c",
+      `import socket,sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+open(sys.argv[2], "w").close()
+while True:
+    data = s.recv(4096)
+    with open(sys.argv[2], "a") as f:
+        f.write(data.decode() + "\\n")`,
+      notifySocket,
+      received
+    ], { stdio: "ignore" })
+    children.push(listener)
+    await eventually(() => Fs.existsSync(received), 5000, "the notify listener")
+    const socketPath = Path.join(d, "app.sock")
+    const s = soad(["-s", socketPath, "--", "node", appFixture], { env: { ...process.env, NOTIFY_SOCKET: notifySocket } })
+    await s.waitFor(/listening on/)
+    await eventually(() => Fs.readFileSync(received, "utf8").includes("READY=1"), 3000, "READY=1")
+    const reply = await get({ socketPath })
+    expect((reply.env as Record<string, unknown>).NOTIFY_SOCKET).toBeUndefined() // the app never gets it
+    expect(Fs.readFileSync(received, "utf8")).not.toContain("STOPPING=1")
+    s.process.kill("SIGTERM")
+    expect(await s.exited).toBe(0)
+    await eventually(() => Fs.readFileSync(received, "utf8").includes("STOPPING=1"), 3000, "STOPPING=1")
+    expect(Fs.readFileSync(received, "utf8").trim().split("\n")).toEqual(["READY=1", "STOPPING=1"])
+    await sleep(10)
+  })
+})
