@@ -5,7 +5,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -21,19 +20,14 @@ import type * as Config from "./Config.js"
 import { Budget } from "./Budget.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
+import { count, logFailing, makeTracker, now, preciseNow, register, spawnRequest, type Tracker } from "./internal/lifecycle.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
-import type { App, ExitStatus, SpawnRequest } from "./ProcessService.js"
+import type { App, ExitStatus } from "./ProcessService.js"
 import { ProcessService } from "./ProcessService.js"
-import { Registry, type State, type Status } from "./Registry.js"
+import * as Proxy from "./Proxy.js"
 import type { Arrivals, ListenError, Listener } from "./SocketService.js"
 import { SocketService } from "./SocketService.js"
-
-/** Clock time in whole milliseconds (from the monotonic nanosecond clock), so deadlines compare exactly. */
-const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
-
-/** Clock time in fractional milliseconds, for measuring short intervals. */
-const preciseNow = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
 /** How a run of the app ended. */
 type Outcome =
@@ -159,32 +153,6 @@ const awaitIdle = (
     }
   })
 
-/** Where the app of a service is. */
-interface Phase {
-  readonly phase: "idle" | "starting" | "running" | "stopping"
-  readonly pid: number | undefined
-  readonly startedAt: number | undefined
-}
-
-/** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
-interface CurrentRun {
-  readonly stop: Deferred.Deferred<string>
-  readonly done: Deferred.Deferred<void>
-  readonly lastActivity: Effect.Effect<number>
-}
-
-/** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
-interface Tracker {
-  readonly phase: Ref.Ref<Phase>
-  readonly counts: Ref.Ref<{ activations: number; idleStops: number; crashes: number; failedStarts: number }>
-  readonly run: Ref.Ref<Option.Option<CurrentRun>>
-  /** `wake` requests. */
-  readonly wake: Queue.Queue<void>
-}
-
-const count = (tracker: Tracker, key: "activations" | "idleStops" | "crashes" | "failedStarts") =>
-  Ref.update(tracker.counts, (counts) => ({ ...counts, [key]: counts[key] + 1 }))
-
 /** How the run was started: a connection pending on a listener, or `soad wake`. */
 type Trigger = { readonly _tag: "Connection"; readonly listener: Listener } | { readonly _tag: "Wake" }
 
@@ -201,17 +169,7 @@ const runApp = (
     const sockets = yield* SocketService
     const processes = yield* ProcessService
     const service = config.name
-    const request: SpawnRequest = {
-      command: config.command,
-      env: config.env,
-      inheritEnv: config.inheritEnv,
-      cwd: config.cwd,
-      fds: listeners.map((listener) => listener.fd),
-      fdNames: listeners.map((listener) => listener.name),
-      uid: config.user?.uid,
-      gid: config.user?.gid,
-      groups: config.user?.groups
-    }
+    const request = spawnRequest(config, listeners)
     const because = trigger._tag === "Wake" ? "on request (soad wake)" : `on a connection to ${trigger.listener.description}`
     // Watch arrivals before the app starts, so connections during its start count too.
     const arrivals = yield* sockets.arrivals(listeners)
@@ -359,27 +317,6 @@ const runApp = (
     }
   }).pipe(Effect.scoped)
 
-const logFailing = (state: Backoff.BackoffState, at: number) =>
-  event(
-    "warn",
-    "failing",
-    `failing: next try in ${Format.seconds(Math.max(0, state.notBefore - at))}, ` +
-      `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`,
-    { failures: state.failures, next_try_ms: Math.max(0, state.notBefore - at) }
-  )
-
-/** The service's status, as `soad status` and the metrics see it. */
-const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
-  Effect.gen(function*() {
-    const { phase, pid, startedAt } = yield* Ref.get(tracker.phase)
-    const counts = yield* Ref.get(tracker.counts)
-    const run = yield* Ref.get(tracker.run)
-    const failing = (yield* backoff.state).failures > 0
-    const state: State = phase === "idle" ? (failing ? "failing" : "stopped") : phase
-    const lastActivity = Option.isSome(run) && pid !== undefined ? yield* run.value.lastActivity : undefined
-    return { name: config.name, state, pid, startedAt, lastActivity, ...counts, listeners } satisfies Status
-  })
-
 /**
  * Serves the service on listeners already open: waits for a connection (or a `wake`), runs the app, forever.
  * Registers with the Registry if there is one. Interrupting it stops a running app gracefully first.
@@ -389,34 +326,11 @@ export const serve = (
   listeners: ReadonlyArray<Listener>
 ): Effect.Effect<never, never, SocketService | ProcessService> =>
   // Not an Effect.fn: a span with its captured stack would stay with each service's fiber (7 KB each).
-  Effect.gen(function*() {
+  config.upstream !== undefined ? Proxy.serve(config, listeners, config.upstream) : Effect.gen(function*() {
     const sockets = yield* SocketService
     const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
-    const tracker: Tracker = {
-      phase: yield* Ref.make<Phase>({ phase: "idle", pid: undefined, startedAt: undefined }),
-      counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
-      run: yield* Ref.make(Option.none<CurrentRun>()),
-      wake: yield* Queue.sliding<void>(1)
-    }
-    const registry = yield* Effect.serviceOption(Registry)
-    if (Option.isSome(registry)) {
-      yield* registry.value.register({
-        name: config.name,
-        status: statusOf(config, listeners, tracker, backoff),
-        wake: Effect.gen(function*() {
-          if ((yield* Ref.get(tracker.phase)).phase !== "idle") return "already running"
-          yield* Queue.offer(tracker.wake, undefined)
-          return "starting"
-        }),
-        sleep: Effect.gen(function*() {
-          const run = yield* Ref.get(tracker.run)
-          if (Option.isNone(run) || (yield* Ref.get(tracker.phase)).pid === undefined) return "not running"
-          yield* Deferred.succeed(run.value.stop, "on request (soad sleep)")
-          yield* Deferred.await(run.value.done)
-          return "stopped"
-        })
-      })
-    }
+    const tracker = yield* makeTracker
+    yield* register(config, listeners, tracker, backoff)
     return yield* Effect.forever(Effect.gen(function*() {
       const trigger = yield* Effect.raceFirst(
         Effect.map(sockets.awaitReadable(listeners), (listener): Trigger => ({ _tag: "Connection", listener })),

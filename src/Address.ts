@@ -154,3 +154,22 @@ export const format = (address: Address): string => {
       return address.fd !== undefined ? `fd:${address.fd}` : `fd:${address.fdName}`
   }
 }
+
+/** Where a proxied app listens: an address of its own, or `auto`. */
+export type UpstreamAddress =
+  | { readonly _tag: "Tcp"; readonly host: string; readonly port: number }
+  | UnixAddress
+  | { readonly _tag: "Auto" }
+
+/** Parses `--upstream`: `HOST:PORT`, a UNIX socket path, or `auto`. */
+export const parseUpstream = (input: string, cwd: string = process.cwd()): Either.Either<UpstreamAddress, string> => {
+  if (input.trim() === "auto") return Either.right({ _tag: "Auto" })
+  return Either.flatMap(parseAddress(input, cwd), (address): Either.Either<UpstreamAddress, string> => {
+    if (address._tag === "Unix") return Either.right(address)
+    if (address._tag === "Tcp") {
+      if (address.port === 0) return Either.left(`'${input}': the upstream needs a port (or use auto)`)
+      return Either.right({ _tag: "Tcp", host: address.host === "::" ? "127.0.0.1" : address.host, port: address.port })
+    }
+    return Either.left(`'${input}': an upstream is HOST:PORT, a UNIX socket path, or auto`)
+  })
+}

@@ -63,6 +63,14 @@ const listen = Options.text("listen").pipe(
   ),
   Options.repeated
 )
+const upstream = Options.text("upstream").pipe(
+  Options.withPseudoName("ADDR"),
+  Options.withDescription(
+    "Proxy mode, for apps that bind their own port: soad accepts, starts the app and relays to ADDR (HOST:PORT, a UNIX " +
+      "socket path, or auto: a free 127.0.0.1 port given to the app as PORT)."
+  ),
+  Options.optional
+)
 const timeUntilStop = Options.text("time-until-stop").pipe(
   Options.withAlias("t"),
   Options.withPseudoName("SECONDS"),
@@ -151,6 +159,7 @@ const options = {
   configFile,
   socket,
   listen,
+  upstream,
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
@@ -249,8 +258,16 @@ export const toConfig = (
       gid = resolver.gidOf(parsed.socketGroup.value)
       if (gid === undefined) return yield* Either.left(usage(`--socket-group: no group '${parsed.socketGroup.value}'`))
     }
+    let upstreamAddress: Config.Upstream | undefined
+    if (Option.isSome(parsed.upstream)) {
+      upstreamAddress = yield* Either.mapLeft(
+        Address.parseUpstream(parsed.upstream.value, cwd),
+        (message) => usage(`--upstream: ${message}`)
+      )
+    }
     return Config.make({
       listeners,
+      upstream: upstreamAddress,
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode, uid, gid },
       idleTimeout: yield* seconds("-t", parsed.timeUntilStop, false),
@@ -289,7 +306,8 @@ const takesValue = new Set([
   "--log-level",
   "--log-format",
   "--metrics",
-  "--control"
+  "--control",
+  "--upstream"
 ])
 
 /** An option that takes a value but ends soad's part of the command line has none: a usage error. */

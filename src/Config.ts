@@ -19,6 +19,12 @@ export interface SocketOptions {
   readonly gid: number | undefined
 }
 
+/** Where a proxied app listens by itself: an address, or `auto` (a free 127.0.0.1 port given to it as PORT). */
+export type Upstream =
+  | { readonly _tag: "Tcp"; readonly host: string; readonly port: number }
+  | { readonly _tag: "Unix"; readonly path: string }
+  | { readonly _tag: "Auto" }
+
 /** The user and groups an app runs as (soad must be root). */
 export interface RunAs {
   readonly uid: number
@@ -40,6 +46,8 @@ export interface ServiceConfig {
   /** Start from soad's own environment (true) or from `env` alone. */
   readonly inheritEnv: boolean
   readonly cwd: string | undefined
+  /** Proxy mode: soad accepts and relays to the app listening here; undefined: the app gets the sockets. */
+  readonly upstream: Upstream | undefined
   /** Run the app as this user; undefined: as soad. */
   readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
@@ -89,6 +97,7 @@ export const make = (fields: Fields): ServiceConfig => ({
   inheritEnv: fields.inheritEnv ?? true,
   cwd: fields.cwd,
   user: fields.user,
+  upstream: fields.upstream,
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),

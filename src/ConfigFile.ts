@@ -86,7 +86,8 @@ const serviceFields = {
   backlog: Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
   "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `an octal mode such as "0660"`)),
   "socket-user": Schema.optional(NameOrId),
-  "socket-group": Schema.optional(NameOrId)
+  "socket-group": Schema.optional(NameOrId),
+  upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`))
 }
 
 /** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
@@ -235,6 +236,12 @@ const resolveService = (
       }
     }
   }
+  let upstream: Config.Upstream | undefined
+  if (fields.upstream !== undefined) {
+    const parsed = Address.parseUpstream(fields.upstream, baseDir)
+    if (Either.isLeft(parsed)) at("upstream", parsed.left)
+    else upstream = parsed.right
+  }
   if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
@@ -249,6 +256,7 @@ const resolveService = (
     inheritEnv: fields["inherit-env"] ?? true,
     cwd: fields.cwd,
     user,
+    upstream,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
     ...definedOnly({

@@ -47,6 +47,8 @@ export interface ServiceReport {
   readonly crashes: number
   readonly failed_starts: number
   readonly listeners: ReadonlyArray<string>
+  readonly open_connections?: number
+  readonly relayed_bytes?: { readonly in: number; readonly out: number }
 }
 
 /** An answer. */
@@ -67,7 +69,9 @@ const report = (status: Status, now: number): ServiceReport => {
     idle_stops: status.idleStops,
     crashes: status.crashes,
     failed_starts: status.failedStarts,
-    listeners: status.listeners.map((listener) => listener.description)
+    listeners: status.listeners.map((listener) => listener.description),
+    ...(status.openConnections !== undefined ? { open_connections: status.openConnections } : {}),
+    ...(status.relayedBytes !== undefined ? { relayed_bytes: status.relayedBytes } : {})
   }
 }
 

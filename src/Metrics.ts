@@ -106,6 +106,7 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   const uptime: Array<string> = []
   const open: Array<string> = []
   const memory: Array<string> = []
+  const relayed: Array<string> = []
   for (const handle of services) {
     const status = yield* handle.status
     for (const state of states) {
@@ -114,7 +115,11 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     const service = labels([["service", status.name]])
     const running = status.pid !== undefined && status.startedAt !== undefined
     uptime.push(`soad_app_uptime_seconds${service} ${running ? (now - status.startedAt!) / 1000 : 0}`)
-    open.push(`soad_open_connections${service} ${yield* sockets.openConnections(status.listeners)}`)
+    open.push(`soad_open_connections${service} ${status.openConnections ?? (yield* sockets.openConnections(status.listeners))}`)
+    if (status.relayedBytes !== undefined) {
+      relayed.push(`soad_relayed_bytes_total${labels([["service", status.name], ["direction", "in"]])} ${status.relayedBytes.in}`)
+      relayed.push(`soad_relayed_bytes_total${labels([["service", status.name], ["direction", "out"]])} ${status.relayedBytes.out}`)
+    }
     if (running) memory.push(`soad_app_resident_memory_bytes${service} ${Procfs.groupResidentBytes(status.pid!)}`)
   }
   header("soad_app_uptime_seconds", "gauge", "How long the app of each service has been running (0: not running).")
@@ -123,6 +128,10 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   lines.push(...open)
   header("soad_app_resident_memory_bytes", "gauge", "Resident memory of each running app, summed over its process group.")
   lines.push(...memory)
+  if (relayed.length > 0) {
+    header("soad_relayed_bytes_total", "counter", "Proxy mode: bytes relayed from clients to the app (in) and back (out).")
+    lines.push(...relayed)
+  }
   header("soad_resident_memory_bytes", "gauge", "soad's own resident memory.")
   lines.push(`soad_resident_memory_bytes ${process.memoryUsage.rss()}`)
   return lines.join("\n") + "\n"

@@ -32,6 +32,10 @@ export interface Status {
   readonly crashes: number
   readonly failedStarts: number
   readonly listeners: ReadonlyArray<Listener>
+  /** Proxy mode: the connections soad relays (or holds) now; elsewhere read from /proc/net. */
+  readonly openConnections?: number
+  /** Proxy mode: bytes relayed from clients to the app (in) and back (out). */
+  readonly relayedBytes?: { readonly in: number; readonly out: number }
 }
 
 /** What a registered service offers. */

@@ -38,6 +38,7 @@ export interface Native {
     | { readonly family: "ipv4" | "ipv6"; readonly ip: string; readonly port: number }
   readonly setCloexec: (fd: number) => void
   readonly close: (fd: number) => void
+  readonly dup: (fd: number) => number
   readonly pending: (fd: number) => boolean
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void

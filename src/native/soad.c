@@ -424,6 +424,16 @@ static napi_value local_address(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* dup(fd) -> a close-on-exec copy, for Node to own (and close) while soad keeps the original. */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "dup(fd)");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return throw_errno(env, "fcntl(F_DUPFD_CLOEXEC)", errno);
+  return make_int(env, copy);
+}
+
 /* setCloexec(fd): an inherited fd must not leak into the app under its old number. */
 static napi_value set_cloexec(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -1245,6 +1255,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setCloexec", NULL, set_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pending", NULL, pending, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watch", NULL, watch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_enumerable, NULL},

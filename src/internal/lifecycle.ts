@@ -1,0 +1,130 @@
+/**
+ * What both ways of running a service share (socket hand-off in Activator, relaying in Proxy): the clock in
+ * milliseconds, what a service knows of itself, its registration for status/wake/sleep, failure logging.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import type * as Config from "../Config.js"
+import { event } from "../Logging.js"
+import type { SpawnRequest } from "../ProcessService.js"
+import { Registry, type State, type Status } from "../Registry.js"
+import type { Listener } from "../SocketService.js"
+import type * as Backoff from "./backoff.js"
+import * as Format from "./format.js"
+
+/** Clock time in whole milliseconds (from the monotonic nanosecond clock), so deadlines compare exactly. */
+export const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
+/** Clock time in fractional milliseconds, for measuring short intervals. */
+export const preciseNow = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
+
+/** Where the app of a service is. */
+export interface Phase {
+  readonly phase: "idle" | "starting" | "running" | "stopping"
+  readonly pid: number | undefined
+  readonly startedAt: number | undefined
+}
+
+/** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
+export interface CurrentRun {
+  readonly stop: Deferred.Deferred<string>
+  readonly done: Deferred.Deferred<void>
+  readonly lastActivity: Effect.Effect<number>
+}
+
+/** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
+export interface Tracker {
+  readonly phase: Ref.Ref<Phase>
+  readonly counts: Ref.Ref<{ activations: number; idleStops: number; crashes: number; failedStarts: number }>
+  readonly run: Ref.Ref<Option.Option<CurrentRun>>
+  /** `wake` requests. */
+  readonly wake: Queue.Queue<void>
+}
+
+export const count = (tracker: Tracker, key: "activations" | "idleStops" | "crashes" | "failedStarts") =>
+  Ref.update(tracker.counts, (counts) => ({ ...counts, [key]: counts[key] + 1 }))
+
+/** Logs that the service is failing and when it tries again. */
+export const logFailing = (state: Backoff.BackoffState, at: number) =>
+  event(
+    "warn",
+    "failing",
+    `failing: next try in ${Format.seconds(Math.max(0, state.notBefore - at))}, ` +
+      `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`,
+    { failures: state.failures, next_try_ms: Math.max(0, state.notBefore - at) }
+  )
+
+/** The service's status, as `soad status` and the metrics see it. */
+export const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
+  Effect.gen(function*() {
+    const { phase, pid, startedAt } = yield* Ref.get(tracker.phase)
+    const counts = yield* Ref.get(tracker.counts)
+    const run = yield* Ref.get(tracker.run)
+    const failing = (yield* backoff.state).failures > 0
+    const state: State = phase === "idle" ? (failing ? "failing" : "stopped") : phase
+    const lastActivity = Option.isSome(run) && pid !== undefined ? yield* run.value.lastActivity : undefined
+    return { name: config.name, state, pid, startedAt, lastActivity, ...counts, listeners } satisfies Status
+  })
+
+/** A fresh tracker. */
+export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
+  return {
+    phase: yield* Ref.make<Phase>({ phase: "idle", pid: undefined, startedAt: undefined }),
+    counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
+    run: yield* Ref.make(Option.none<CurrentRun>()),
+    wake: yield* Queue.sliding<void>(1)
+  }
+})
+
+/** Registers the service for status, wake and sleep, if a Registry is there; `extra` adds proxy figures. */
+export const register = (
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  tracker: Tracker,
+  backoff: Backoff.Backoff,
+  extra: Effect.Effect<Partial<Status>> = Effect.succeed({})
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const registry = yield* Effect.serviceOption(Registry)
+    if (Option.isNone(registry)) return
+    yield* registry.value.register({
+      name: config.name,
+      status: Effect.zipWith(statusOf(config, listeners, tracker, backoff), extra, (status, more) => ({ ...status, ...more })),
+      wake: Effect.gen(function*() {
+        if ((yield* Ref.get(tracker.phase)).phase !== "idle") return "already running"
+        yield* Queue.offer(tracker.wake, undefined)
+        return "starting"
+      }),
+      sleep: Effect.gen(function*() {
+        const run = yield* Ref.get(tracker.run)
+        if (Option.isNone(run) || (yield* Ref.get(tracker.phase)).pid === undefined) return "not running"
+        yield* Deferred.succeed(run.value.stop, "on request (soad sleep)")
+        yield* Deferred.await(run.value.done)
+        return "stopped"
+      })
+    })
+  })
+
+/** What the app is started with. */
+export const spawnRequest = (
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  env: Readonly<Record<string, string>> = {}
+): SpawnRequest => ({
+  command: config.command,
+  env: { ...config.env, ...env },
+  inheritEnv: config.inheritEnv,
+  cwd: config.cwd,
+  fds: listeners.map((listener) => listener.fd),
+  fdNames: listeners.map((listener) => listener.name),
+  uid: config.user?.uid,
+  gid: config.user?.gid,
+  groups: config.user?.groups
+})
