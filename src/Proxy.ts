@@ -7,7 +7,6 @@
  *
  * @since 0.1.0
  */
-import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -22,19 +21,17 @@ import * as Address from "./Address.js"
 import { Budget } from "./Budget.js"
 import type * as Config from "./Config.js"
 import * as Backoff from "./internal/backoff.js"
+import * as Connections from "./internal/connections.js"
 import * as Format from "./internal/format.js"
 import { count, logFailing, makeTracker, now, preciseNow, register, spawnRequest, type Tracker } from "./internal/lifecycle.js"
-import { native } from "./internal/native.js"
+import * as Relay from "./internal/relay.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
 import type { App, ExitStatus } from "./ProcessService.js"
 import { ProcessService } from "./ProcessService.js"
 import type { Listener, SocketService } from "./SocketService.js"
 
-/** Where to connect to the app. */
-type Target = { readonly host: string; readonly port: number } | { readonly path: string }
-
-const describe = (target: Target) => "path" in target ? target.path : Address.format({ _tag: "Tcp", ...target })
+const describe = (target: Relay.Target) => "path" in target ? target.path : Address.format({ _tag: "Tcp", ...target })
 
 /** A free TCP port on 127.0.0.1 (for `--upstream auto`). */
 const freePort = Effect.async<number, Error>((resume) => {
@@ -46,58 +43,27 @@ const freePort = Effect.async<number, Error>((resume) => {
   })
 })
 
-/** One connection to the upstream, once it accepts. */
-const connect = (target: Target) =>
-  Effect.async<Net.Socket, Error>((resume) => {
-    const socket = Net.connect({ ...target, allowHalfOpen: true })
-    const onError = (error: Error) => resume(Effect.fail(error))
-    socket.once("error", onError)
-    socket.once("connect", () => {
-      socket.off("error", onError)
-      resume(Effect.succeed(socket))
+/**
+ * Completes once the app accepts on `target`. On Linux soad looks for its listening socket in /proc/net, so the
+ * app sees no connection of soad's own; elsewhere it connects and closes at once.
+ */
+const awaitListening = (target: Relay.Target): Effect.Effect<void> => {
+  const check: Effect.Effect<boolean> = Connections.available()
+    ? Effect.sync(() => Connections.listening(target))
+    : Effect.async<boolean>((resume) => {
+      const probe = Net.connect(target)
+      probe.once("connect", () => {
+        probe.destroy()
+        resume(Effect.succeed(true))
+      })
+      probe.once("error", () => resume(Effect.succeed(false)))
+      return Effect.sync(() => probe.destroy())
     })
-    return Effect.sync(() => socket.destroy())
-  })
+  return Effect.asVoid(Effect.repeat(check, { schedule: upstreamRetry, until: (up) => up }))
+}
 
-/** Retries to reach the upstream while the app starts: from 10 ms, growing, at most 250 ms apart. */
+/** Looks for the app while it starts: from 10 ms, growing, at most 250 ms apart. */
 const upstreamRetry = Schedule.exponential("10 millis", 1.5).pipe(Schedule.union(Schedule.spaced("250 millis")))
-
-/** The live state of a proxied service, touched by socket callbacks (which run no Effect). */
-interface Relays {
-  /** Connections waiting for the app, in arrival order. */
-  readonly held: Array<Net.Socket>
-  /** Where connections go now; undefined while no app accepts (they are held). */
-  target: Target | undefined
-  readonly open: Set<{ readonly client: Net.Socket; readonly upstream: Net.Socket }>
-  lastActivity: number
-  bytesIn: number
-  bytesOut: number
-}
-
-/** Relays `client` to `upstream` both ways: half-close, backpressure (pipe), an error on one side ends both. */
-const relay = (relays: Relays, clock: Clock.Clock, client: Net.Socket, upstream: Net.Socket) => {
-  const pair = { client, upstream }
-  relays.open.add(pair)
-  const end = () => {
-    relays.open.delete(pair)
-    client.destroy()
-    upstream.destroy()
-  }
-  client.on("error", end)
-  upstream.on("error", end)
-  client.on("close", end)
-  upstream.on("close", end)
-  client.on("data", (chunk: Buffer) => {
-    relays.lastActivity = clock.unsafeCurrentTimeMillis()
-    relays.bytesIn += chunk.length
-  })
-  upstream.on("data", (chunk: Buffer) => {
-    relays.lastActivity = clock.unsafeCurrentTimeMillis()
-    relays.bytesOut += chunk.length
-  })
-  client.pipe(upstream)
-  upstream.pipe(client)
-}
 
 /** How a run of the app ended. */
 type Outcome =
@@ -118,57 +84,41 @@ export const serve = (
   Effect.gen(function*() {
     const processes = yield* ProcessService
     const clock = yield* Effect.clock
-    const n = native()
     const service = config.name
     const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
     const tracker: Tracker = yield* makeTracker
-    const relays: Relays = { held: [], target: undefined, open: new Set(), lastActivity: 0, bytesIn: 0, bytesOut: 0 }
+    const relayer = Relay.make(clock)
+    /** Connections waiting for the app, in arrival order. */
+    const held: Array<Relay.Conn> = []
+    /** Where connections go now; undefined while no app accepts (they are held). */
+    let target: Relay.Target | undefined
+    /** Activity soad itself caused (a start): the relayer reports the rest. */
+    let started = 0
     const arrived = yield* Queue.sliding<void>(1)
-    yield* register(config, listeners, tracker, backoff, Effect.sync(() => ({
-      openConnections: relays.open.size + relays.held.length,
-      relayedBytes: { in: relays.bytesIn, out: relays.bytesOut }
+    const lastActivity = Effect.map(relayer.stats, (stats) => Math.max(started, stats.lastActivity ?? 0))
+    yield* register(config, listeners, tracker, backoff, Effect.map(relayer.stats, (stats) => ({
+      openConnections: stats.open + held.length,
+      relayedBytes: { in: stats.bytesIn, out: stats.bytesOut }
     })))
 
-    // soad accepts on its listeners itself (on copies of the fds, which Node owns and closes).
-    const onConnection = (client: Net.Socket) => {
-      client.on("error", () => client.destroy())
-      relays.lastActivity = clock.unsafeCurrentTimeMillis()
-      if (relays.target !== undefined) {
-        const upstreamSocket = Net.connect({ ...relays.target, allowHalfOpen: true })
-        relay(relays, clock, client, upstreamSocket)
-        return
-      }
-      relays.held.push(client)
-      client.once("close", () => {
-        const i = relays.held.indexOf(client)
-        if (i >= 0) relays.held.splice(i, 1)
-      })
+    // soad accepts on its listeners itself.
+    yield* relayer.listen(listeners.map((listener) => listener.fd), (conn) => {
+      if (target !== undefined) return relayer.connect(conn, target)
+      held.push(conn)
       Queue.unsafeOffer(arrived, undefined)
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => held.splice(0).forEach(relayer.close)))
+
+    /** Held connections whose client is still there. */
+    const waiting = () => {
+      for (let i = held.length - 1; i >= 0; i--) if (relayer.gone(held[i]!)) held.splice(i, 1)
+      return held.length
     }
-    for (const listener of listeners) {
-      const server = Net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, onConnection)
-      const fd = n.dup(listener.fd)
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => {
-          server.listen({ fd }, () => resume(Effect.void))
-        }),
-        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
-    }
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const client of relays.held.splice(0)) client.destroy()
-        for (const pair of relays.open) {
-          pair.client.destroy()
-          pair.upstream.destroy()
-        }
-      })
-    )
 
     const dropHeld = (why: string) =>
       Effect.suspend(() => {
-        const dropped = relays.held.splice(0)
-        for (const client of dropped) client.destroy()
+        const dropped = held.splice(0)
+        dropped.forEach(relayer.close)
         return dropped.length === 0
           ? Effect.void
           : event("warn", "dropped", `closed ${dropped.length} waiting connection${dropped.length === 1 ? "" : "s"}: ${why}`, {
@@ -178,14 +128,14 @@ export const serve = (
 
     const runApp = (wake: boolean, pendingSince: number) =>
       Effect.gen(function*() {
-        const target: Target = upstream._tag === "Auto"
+        const address: Relay.Target = upstream._tag === "Auto"
           ? { host: "127.0.0.1", port: yield* Effect.orDie(freePort) }
           : upstream._tag === "Unix"
           ? { path: upstream.path }
           : { host: upstream.host, port: upstream.port }
-        const env: Record<string, string> = upstream._tag === "Auto" && "port" in target
-          ? { PORT: String(target.port), SOAD_UPSTREAM: describe(target) }
-          : { SOAD_UPSTREAM: describe(target) }
+        const env: Record<string, string> = upstream._tag === "Auto" && "port" in address
+          ? { PORT: String(address.port), SOAD_UPSTREAM: describe(address) }
+          : { SOAD_UPSTREAM: describe(address) }
         const stop = yield* Deferred.make<string>()
         const done = yield* Deferred.make<void>()
         yield* Effect.addFinalizer(() =>
@@ -194,7 +144,6 @@ export const serve = (
             Effect.zipRight(Ref.set(tracker.phase, { phase: "idle", pid: undefined, startedAt: undefined }))
           )
         )
-        const lastActivity = Effect.sync(() => relays.lastActivity)
         yield* Ref.set(tracker.run, Option.some({ stop, done, lastActivity }))
         const budget = yield* Effect.serviceOption(Budget)
         if (Option.isSome(budget)) {
@@ -220,14 +169,17 @@ export const serve = (
         }
         const app: App = spawned.right
         const startedAt = yield* now
+        started = startedAt
         yield* Ref.set(tracker.phase, { phase: "starting", pid: app.pid, startedAt })
         yield* count(tracker, "activations")
         yield* Metric.increment(Metrics.forService(Metrics.activations, service))
         yield* event(
           "info",
           "started",
-          `app started (pid ${app.pid}, ${wake ? "on request" : `${Format.millis((yield* preciseNow) - pendingSince)} after the connection`}; upstream ${describe(target)})`,
-          { pid: app.pid, upstream: describe(target), trigger: wake ? "wake" : "connection" }
+          `app started (pid ${app.pid}, ${
+            wake ? "on request" : `${Format.millis((yield* preciseNow) - pendingSince)} after the connection`
+          }; upstream ${describe(address)})`,
+          { pid: app.pid, upstream: describe(address), trigger: wake ? "wake" : "connection" }
         )
         const exited = (status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
           Effect.flatMap(now, (t) =>
@@ -240,51 +192,42 @@ export const serve = (
         /** Stops the app; new connections are held meanwhile, and the relays left are closed once it has exited. */
         const stopping = (reason: string, message: string, fields: Record<string, number> = {}) =>
           Effect.gen(function*() {
-            relays.target = undefined
+            target = undefined
             yield* Ref.set(tracker.phase, { phase: "stopping", pid: app.pid, startedAt })
             yield* event("info", "stopping", message, { pid: app.pid, reason, ...fields })
             const status = yield* app.stop
-            for (const pair of relays.open) {
-              pair.client.destroy()
-              pair.upstream.destroy()
-            }
+            relayer.closeRelayed()
             return status
           })
         const watch = Effect.gen(function*() {
-          const reached = yield* Effect.raceFirst(
+          const up = yield* Effect.raceFirst(
             Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
-            connect(target).pipe(
-              Effect.retry(upstreamRetry),
-              Effect.orDie, // the schedule never ends: only the start timeout stops the retries
+            awaitListening(address).pipe(
               Effect.timeoutOption(config.startTimeout),
-              Effect.map((socket) => Option.isSome(socket) ? socket.value : ({ _tag: "NotReady" } as Outcome))
+              Effect.map((ready) => (Option.isSome(ready) ? undefined : ({ _tag: "NotReady" } as Outcome)))
             )
           )
-          if (!(reached instanceof Net.Socket)) return reached
-          // Up: the held connections go first, in arrival order (the probe connection serves the first).
+          if (up !== undefined) return up
+          // Up: the held connections go first, in arrival order.
           yield* Ref.set(tracker.phase, { phase: "running", pid: app.pid, startedAt })
           const coldStart = (yield* preciseNow) - pendingSince
           if (!wake) yield* Metric.update(Metrics.forService(Metrics.coldStart, service), coldStart / 1000)
-          yield* event("debug", "ready", `the upstream ${describe(target)} accepts (${Format.millis(coldStart)})`, {
+          yield* event("debug", "ready", `the app accepts on ${describe(address)} (${Format.millis(coldStart)})`, {
             pid: app.pid,
             cold_start_ms: Number(coldStart.toFixed(3))
           })
-          relays.lastActivity = yield* now
-          const held = relays.held.splice(0)
-          if (held.length === 0) reached.destroy()
-          held.forEach((client, i) =>
-            relay(relays, clock, client, i === 0 ? reached : Net.connect({ ...target, allowHalfOpen: true }))
-          )
-          relays.target = target
+          started = yield* now
+          for (const conn of held.splice(0)) relayer.connect(conn, address)
+          target = address
           return yield* Effect.raceFirst(
             Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
             Effect.gen(function*() {
               const idle = Duration.toMillis(config.idleTimeout)
               for (;;) {
                 const t = yield* now
-                const deadline = relays.lastActivity + idle
-                if (t >= deadline) return { _tag: "Idle", idleFor: t - relays.lastActivity } satisfies Outcome
-                yield* Effect.sleep(Duration.millis(deadline - t))
+                const last = yield* lastActivity
+                if (t >= last + idle) return { _tag: "Idle", idleFor: t - last } satisfies Outcome
+                yield* Effect.sleep(Duration.millis(last + idle - t))
               }
             })
           )
@@ -298,13 +241,13 @@ export const serve = (
               .pipe(Effect.flatMap((status) => exited(status, false)))
           )
         )
-        relays.target = undefined
+        target = undefined
         switch (outcome._tag) {
           case "NotReady": {
             yield* event(
               "warn",
               "not_ready",
-              `the app (pid ${app.pid}) did not accept on ${describe(target)} within ${
+              `the app (pid ${app.pid}) did not listen on ${describe(address)} within ${
                 Format.seconds(Duration.toMillis(config.startTimeout))
               }: stopping it`,
               { pid: app.pid, start_timeout_ms: Duration.toMillis(config.startTimeout) }
@@ -333,10 +276,7 @@ export const serve = (
             return yield* backoff.reset
           }
           case "Exited": {
-            for (const pair of relays.open) {
-              pair.client.destroy()
-              pair.upstream.destroy()
-            }
+            relayer.closeRelayed()
             const uptime = (yield* now) - startedAt
             if (uptime < Duration.toMillis(config.minUptime)) {
               const state = yield* backoff.failed
@@ -358,15 +298,15 @@ export const serve = (
         Effect.as(Queue.take(arrived), false),
         Effect.as(Queue.take(tracker.wake), true)
       )
-      if (!wake && relays.held.length === 0) return // it went away while it waited
+      if (!wake && waiting() === 0) return // it went away while it waited
       const pendingSince = yield* preciseNow
       const { notBefore } = yield* backoff.state
       const t = yield* now
       if (!wake && notBefore > t) {
         yield* Effect.sleep(Duration.millis(notBefore - t))
-        if (relays.held.length === 0) return
+        if (waiting() === 0) return
       }
       yield* runApp(wake, pendingSince)
-      if (relays.held.length > 0) yield* Queue.offer(arrived, undefined) // came while it stopped: start again
+      if (held.length > 0) yield* Queue.offer(arrived, undefined) // came while it stopped: start again
     }))
   }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))

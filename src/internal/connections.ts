@@ -98,3 +98,27 @@ export const count = (endpoints: ReadonlyArray<Endpoint>): number => {
   if (tcp.length > 0) total += countTcp(read("/proc/net/tcp"), tcp) + countTcp(read("/proc/net/tcp6"), tcp)
   return total
 }
+
+/**
+ * Is something listening at this address (Linux: a LISTEN entry in /proc/net/tcp{,6}, or a listening UNIX socket
+ * in /proc/net/unix)? Lets soad see an app come up without connecting to it.
+ */
+export const listening = (target: { readonly host: string; readonly port: number } | { readonly path: string }): boolean => {
+  if ("path" in target) {
+    return read("/proc/net/unix").split("\n").some((line) => {
+      const fields = line.trim().split(/\s+/)
+      return fields.length >= 8 && fields[3] === "00010000" && fields.slice(7).join(" ") === target.path
+    })
+  }
+  const wanted = normalizeIp(target.host)
+  const matches = (table: string) =>
+    table.split("\n").some((line) => {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 4 || fields[3] !== "0A") return false
+      const [hexIp, hexPort] = fields[1]!.split(":") as [string, string | undefined]
+      if (hexPort === undefined || parseInt(hexPort, 16) !== target.port) return false
+      const ip = decodeIp(hexIp)
+      return ip === wanted || anyAddress(ip)
+    })
+  return matches(read("/proc/net/tcp")) || matches(read("/proc/net/tcp6"))
+}

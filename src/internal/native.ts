@@ -70,6 +70,18 @@ export interface Native {
   readonly lookupGroup: (name: string) => number | null
   readonly notify: (path: string, message: string) => void
   readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
+  readonly relaySupported: () => boolean
+  readonly relayOnClose: (callback: (id: number) => void) => void
+  readonly relayListen: (fd: number, group: number, onAccept: (id: number) => void) => number
+  readonly relayUnlisten: (watch: number) => void
+  readonly relayConnect: (id: number, hostOrPath: string, port: number, onDone: (error: string | null) => void) => void
+  readonly relayClose: (id: number) => void
+  readonly relayStats: (group: number) => {
+    readonly open: number
+    readonly bytesIn: number
+    readonly bytesOut: number
+    readonly ago: number
+  }
 }
 
 /** The directory holding binding.gyp, found upwards from this file (src/internal, dist/internal or dist). */

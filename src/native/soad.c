@@ -15,6 +15,7 @@
  *   lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
  *   notify                   a datagram to systemd's NOTIFY_SOCKET (READY=1, STOPPING=1)
  *   peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
+ *   relay*                   proxy mode: accept, connect to the app, splice both ways (Linux)
  *
  * Every syscall is checked; a failure throws an Error carrying `errno` and `syscall`.
  * Node's own loop runs everything; no thread is created.
@@ -25,6 +26,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1152,6 +1154,494 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   return make_int(env, pid);
 }
 
+/* ---------------------------------------------------------------- relay (proxy mode, Linux: splice) */
+
+/*
+ * Proxy mode moves bytes without copying them through JavaScript: soad accepts on the listener itself,
+ * connects to the app, and splices each direction through a pipe (socket → pipe → socket), driven by one uv_poll
+ * per socket. A half-close is passed on (shutdown(SHUT_WR) once a direction ends and its pipe is drained), a slow
+ * reader stops the reading on the other side (the pipe is the only buffer), an error on either side closes both.
+ * Figures per group (a service): open connections, bytes each way, the time of the last byte or connection.
+ */
+#if defined(__linux__) && defined(SPLICE_F_NONBLOCK)
+#define RELAY_SPLICE 1
+#endif
+
+#define RELAY_PIPE_SIZE (256 * 1024)
+
+typedef struct relay_group {
+  int id;
+  long long open;
+  long long bytes_in, bytes_out;
+  long long last_ns;
+  struct relay_group *next;
+} relay_group;
+
+typedef struct relay_half {
+  int src, dst;
+  int pipe_r, pipe_w;
+  size_t in_pipe;
+  bool eof, shut;
+} relay_half;
+
+typedef struct relay_conn {
+  uint32_t id;
+  napi_env env;
+  relay_group *group;
+  int client, upstream;
+  uv_poll_t poll_client, poll_upstream;
+  bool client_polled, upstream_polled;
+  int handles_open;
+  relay_half c2u, u2c;
+  bool connecting, relaying, closing;
+  js_callback on_connect; /* set while connecting */
+  bool has_on_connect;
+  struct relay_conn *next;
+} relay_conn;
+
+typedef struct relay_listener {
+  uint32_t id;
+  napi_env env;
+  int fd;
+  relay_group *group;
+  uv_poll_t poll;
+  js_callback on_accept;
+  bool closing;
+  struct relay_listener *next;
+} relay_listener;
+
+static relay_group *relay_groups = NULL;
+static relay_conn *relay_conns = NULL;
+static relay_listener *relay_listeners = NULL;
+static uint32_t relay_next_id = 1;
+static js_callback relay_on_close;
+static bool relay_on_close_set = false;
+
+static relay_group *relay_group_get(int id) {
+  for (relay_group *g = relay_groups; g != NULL; g = g->next)
+    if (g->id == id) return g;
+  relay_group *g = calloc(1, sizeof *g);
+  if (g == NULL) return NULL;
+  g->id = id;
+  g->next = relay_groups;
+  relay_groups = g;
+  return g;
+}
+
+static relay_conn *relay_find(uint32_t id) {
+  for (relay_conn *c = relay_conns; c != NULL; c = c->next)
+    if (c->id == id) return c;
+  return NULL;
+}
+
+/* The fds are closed only once no watcher uses them any more. */
+static void relay_conn_free(relay_conn *c) {
+  int fds[] = {c->client, c->upstream, c->c2u.pipe_r, c->c2u.pipe_w, c->u2c.pipe_r, c->u2c.pipe_w};
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  free(c);
+}
+
+static void relay_conn_freed(uv_handle_t *handle) {
+  relay_conn *c = (relay_conn *)handle->data;
+  if (--c->handles_open == 0) relay_conn_free(c);
+}
+
+/* Closes a connection: both sockets, its pipes; tells JS (onClose(id)). */
+static void relay_close(relay_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  for (relay_conn **p = &relay_conns; *p != NULL; p = &(*p)->next)
+    if (*p == c) {
+      *p = c->next;
+      break;
+    }
+  if (c->relaying) c->group->open--;
+  napi_env env = c->env;
+  if (c->has_on_connect) {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value arg;
+      napi_create_string_utf8(env, "ECONNABORTED", NAPI_AUTO_LENGTH, &arg);
+      call_js(env, c->on_connect.fn, c->on_connect.ctx, 1, &arg);
+      napi_close_handle_scope(env, scope);
+    }
+    callback_free(env, &c->on_connect);
+    c->has_on_connect = false;
+  }
+  if (relay_on_close_set) {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value arg;
+      if (napi_create_uint32(env, c->id, &arg) == napi_ok) call_js(env, relay_on_close.fn, relay_on_close.ctx, 1, &arg);
+      napi_close_handle_scope(env, scope);
+    }
+  }
+  c->handles_open = (c->client_polled ? 1 : 0) + (c->upstream_polled ? 1 : 0);
+  if (c->handles_open == 0) {
+    relay_conn_free(c);
+    return;
+  }
+  if (c->client_polled) uv_close((uv_handle_t *)&c->poll_client, relay_conn_freed);
+  if (c->upstream_polled) uv_close((uv_handle_t *)&c->poll_upstream, relay_conn_freed);
+}
+
+#ifdef RELAY_SPLICE
+/* Moves what it can in one direction; returns false on an error that ends the connection. */
+static bool relay_pump(relay_conn *c, relay_half *h, long long *bytes) {
+  for (;;) {
+    bool progress = false;
+    if (!h->eof && h->in_pipe < RELAY_PIPE_SIZE) {
+      ssize_t n = splice(h->src, NULL, h->pipe_w, NULL, RELAY_PIPE_SIZE - h->in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (n > 0) {
+        h->in_pipe += (size_t)n;
+        *bytes += n;
+        c->group->last_ns = monotonic_ns();
+        progress = true;
+      } else if (n == 0) {
+        h->eof = true;
+        progress = true;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        return false;
+      }
+    }
+    if (h->in_pipe > 0) {
+      ssize_t m = splice(h->pipe_r, NULL, h->dst, NULL, h->in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (m > 0) {
+        h->in_pipe -= (size_t)m;
+        progress = true;
+      } else if (m < 0 && errno != EAGAIN && errno != EINTR) {
+        return false;
+      }
+    }
+    if (h->eof && h->in_pipe == 0 && !h->shut) {
+      shutdown(h->dst, SHUT_WR); /* pass the half-close on */
+      h->shut = true;
+    }
+    if (!progress) return true;
+  }
+}
+
+static void relay_on_event(uv_poll_t *handle, int status, int events);
+
+/* What each socket waits for: to read its own direction (room in the pipe), to write the other (bytes in it). */
+static void relay_rearm(relay_conn *c) {
+  int client_events = 0, upstream_events = 0;
+  if (!c->c2u.eof && c->c2u.in_pipe < RELAY_PIPE_SIZE) client_events |= UV_READABLE;
+  if (c->u2c.in_pipe > 0) client_events |= UV_WRITABLE;
+  if (!c->u2c.eof && c->u2c.in_pipe < RELAY_PIPE_SIZE) upstream_events |= UV_READABLE;
+  if (c->c2u.in_pipe > 0) upstream_events |= UV_WRITABLE;
+  if (client_events != 0) uv_poll_start(&c->poll_client, client_events, relay_on_event);
+  else uv_poll_stop(&c->poll_client);
+  if (upstream_events != 0) uv_poll_start(&c->poll_upstream, upstream_events, relay_on_event);
+  else uv_poll_stop(&c->poll_upstream);
+}
+
+static void relay_on_event(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  relay_conn *c = (relay_conn *)handle->data;
+  if (c->closing) return;
+  if (status < 0 || !relay_pump(c, &c->c2u, &c->group->bytes_in) || !relay_pump(c, &c->u2c, &c->group->bytes_out)) {
+    relay_close(c);
+    return;
+  }
+  if (c->c2u.shut && c->u2c.shut) {
+    relay_close(c);
+    return;
+  }
+  relay_rearm(c);
+}
+#endif
+
+/* The upstream connection completed (or failed): start relaying, or tell JS why not. */
+static void relay_connected(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  relay_conn *c = (relay_conn *)handle->data;
+  if (c->closing || !c->connecting) return;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (status < 0) err = -status == EBADF ? EBADF : ECONNREFUSED;
+  else if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  c->connecting = false;
+  uv_poll_stop(handle);
+  napi_env env = c->env;
+  js_callback cb = c->on_connect;
+  c->has_on_connect = false;
+  if (err == 0) {
+    c->relaying = true;
+    c->group->open++;
+    c->group->last_ns = monotonic_ns();
+    if (!c->client_polled) {
+      uv_loop_t *loop;
+      napi_get_uv_event_loop(env, &loop);
+      if (uv_poll_init(loop, &c->poll_client, c->client) == 0) {
+        c->poll_client.data = c;
+        c->client_polled = true;
+      } else {
+        err = EBADF;
+      }
+    }
+  }
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value arg;
+    if (err == 0) napi_get_null(env, &arg);
+    else napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &arg);
+    call_js(env, cb.fn, cb.ctx, 1, &arg);
+    napi_close_handle_scope(env, scope);
+  }
+  callback_free(env, &cb);
+  if (err != 0) {
+    relay_close(c); /* the app is up but refused: the client cannot be served */
+    return;
+  }
+#ifdef RELAY_SPLICE
+  relay_rearm(c);
+#endif
+}
+
+static void relay_accept(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  relay_listener *l = (relay_listener *)handle->data;
+  if (l->closing || status < 0) return;
+  napi_env env = l->env;
+  for (int i = 0; i < 64; i++) {
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return; /* EAGAIN: nothing more; other errors: try on the next event */
+    relay_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+      close(fd);
+      return;
+    }
+    c->id = relay_next_id++;
+    if (relay_next_id == 0) relay_next_id = 1;
+    c->env = env;
+    c->group = l->group;
+    c->client = fd;
+    c->upstream = -1;
+    c->c2u.pipe_r = c->c2u.pipe_w = c->u2c.pipe_r = c->u2c.pipe_w = -1;
+    c->next = relay_conns;
+    relay_conns = c;
+    c->group->last_ns = monotonic_ns();
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value arg;
+      if (napi_create_uint32(env, c->id, &arg) == napi_ok) call_js(env, l->on_accept.fn, l->on_accept.ctx, 1, &arg);
+      napi_close_handle_scope(env, scope);
+    }
+  }
+}
+
+/* relaySupported() -> true where soad relays with splice. */
+static napi_value relay_supported(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#ifdef RELAY_SPLICE
+  NAPI_CALL(env, napi_get_boolean(env, true, &result));
+#else
+  NAPI_CALL(env, napi_get_boolean(env, false, &result));
+#endif
+  return result;
+}
+
+/* relayOnClose(callback(connId)): called whenever a connection is closed. */
+static napi_value relay_set_on_close(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  if (relay_on_close_set) callback_free(env, &relay_on_close);
+  relay_on_close_set = callback_init(env, argv[0], "soad:relay-close", &relay_on_close);
+  if (!relay_on_close_set) return throw_type(env, "relayOnClose(callback)");
+  return make_undefined(env);
+}
+
+/* relayListen(fd, group, onAccept(connId)) -> id: accept on a listener (made non-blocking). */
+static napi_value relay_listen(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int32_t fd, group;
+  if (!get_int(env, argv[0], &fd) || !get_int(env, argv[1], &group)) return throw_type(env, "relayListen(fd, group, onAccept)");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return throw_errno(env, "fcntl", errno);
+  uv_loop_t *loop;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  relay_listener *l = calloc(1, sizeof *l);
+  if (l == NULL) return throw_errno(env, "calloc", ENOMEM);
+  l->group = relay_group_get(group);
+  if (l->group == NULL || !callback_init(env, argv[2], "soad:relay-accept", &l->on_accept)) {
+    free(l);
+    return throw_type(env, "relayListen: onAccept must be a function");
+  }
+  l->env = env;
+  l->fd = fd;
+  l->poll.data = l;
+  int r = uv_poll_init(loop, &l->poll, fd);
+  if (r == 0) r = uv_poll_start(&l->poll, UV_READABLE, relay_accept);
+  if (r < 0) {
+    callback_free(env, &l->on_accept);
+    free(l);
+    return throw_errno(env, "uv_poll", -r);
+  }
+  l->id = relay_next_id++;
+  l->next = relay_listeners;
+  relay_listeners = l;
+  return make_int(env, l->id);
+}
+
+static void relay_listener_closed(uv_handle_t *handle) {
+  relay_listener *l = (relay_listener *)handle->data;
+  callback_free(l->env, &l->on_accept);
+  free(l);
+}
+
+/* relayUnlisten(id): stops accepting (the listener fd stays soad's). */
+static napi_value relay_unlisten(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "relayUnlisten(id)");
+  for (relay_listener **p = &relay_listeners; *p != NULL; p = &(*p)->next)
+    if ((*p)->id == id) {
+      relay_listener *l = *p;
+      *p = l->next;
+      l->closing = true;
+      uv_close((uv_handle_t *)&l->poll, relay_listener_closed);
+      break;
+    }
+  return make_undefined(env);
+}
+
+/*
+ * relayConnect(connId, host | path, port, onDone(error | null)): connects the held connection to the app (port -1:
+ * a UNIX socket path) and, once connected, relays; on a failure the connection is closed.
+ */
+static napi_value relay_connect(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  uint32_t id;
+  int32_t port;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok || !get_int(env, argv[2], &port))
+    return throw_type(env, "relayConnect(connId, host | path, port, onDone)");
+  relay_conn *c = relay_find(id);
+  if (c == NULL || c->connecting || c->relaying) return throw_errno(env, "relayConnect", ENOENT);
+  char *target = get_string(env, argv[1], NULL);
+  if (target == NULL) return throw_type(env, "relayConnect: target must be a string");
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t sslen;
+  int family;
+  if (port < 0) {
+    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+    size_t len = strlen(target);
+    if (len >= sizeof un->sun_path) {
+      free(target);
+      return throw_errno(env, "connect", ENAMETOOLONG);
+    }
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, target, len);
+    sslen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+    family = AF_UNIX;
+  } else if (inet_pton(AF_INET, target, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+    ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    sslen = sizeof(struct sockaddr_in);
+    family = AF_INET;
+  } else if (inet_pton(AF_INET6, target, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+    ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+    ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    sslen = sizeof(struct sockaddr_in6);
+    family = AF_INET6;
+  } else {
+    free(target);
+    return throw_errno(env, "inet_pton", EINVAL);
+  }
+  free(target);
+  int fd = socket_cloexec(family, true);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (family != AF_UNIX) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  int r;
+  do r = connect(fd, (struct sockaddr *)&ss, sslen);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "connect", err);
+  }
+#ifdef RELAY_SPLICE
+  if (c->c2u.pipe_r < 0) {
+    int a[2], b[2];
+    if (pipe2(a, O_CLOEXEC | O_NONBLOCK) < 0) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, "pipe2", err);
+    }
+    if (pipe2(b, O_CLOEXEC | O_NONBLOCK) < 0) {
+      int err = errno;
+      close(fd);
+      close(a[0]);
+      close(a[1]);
+      return throw_errno(env, "pipe2", err);
+    }
+    fcntl(a[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE); /* best effort: the default is 64 KiB */
+    fcntl(b[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
+    c->c2u.pipe_r = a[0];
+    c->c2u.pipe_w = a[1];
+    c->u2c.pipe_r = b[0];
+    c->u2c.pipe_w = b[1];
+  }
+#endif
+  if (!callback_init(env, argv[3], "soad:relay-connect", &c->on_connect)) {
+    close(fd);
+    return throw_type(env, "relayConnect: onDone must be a function");
+  }
+  c->has_on_connect = true;
+  c->upstream = fd;
+  c->c2u = (relay_half){c->client, fd, c->c2u.pipe_r, c->c2u.pipe_w, 0, false, false};
+  c->u2c = (relay_half){fd, c->client, c->u2c.pipe_r, c->u2c.pipe_w, 0, false, false};
+  uv_loop_t *loop;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  r = uv_poll_init(loop, &c->poll_upstream, fd);
+  if (r == 0) {
+    c->poll_upstream.data = c;
+    c->upstream_polled = true;
+    r = uv_poll_start(&c->poll_upstream, UV_WRITABLE, relay_connected);
+  }
+  if (r < 0) {
+    relay_close(c);
+    return throw_errno(env, "uv_poll", -r);
+  }
+  c->connecting = true;
+  return make_undefined(env);
+}
+
+/* relayClose(connId): closes a connection (held or relaying). */
+static napi_value relay_close_js(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "relayClose(connId)");
+  relay_conn *c = relay_find(id);
+  if (c != NULL) relay_close(c);
+  return make_undefined(env);
+}
+
+/* relayStats(group) -> { open, bytesIn, bytesOut, ago }: ago = ms since the last byte or connection (-1: none). */
+static napi_value relay_stats(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t id;
+  if (!get_int(env, argv[0], &id)) return throw_type(env, "relayStats(group)");
+  relay_group *g = relay_group_get(id);
+  if (g == NULL) return throw_errno(env, "calloc", ENOMEM);
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_int64(env, g->open, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "open", v));
+  NAPI_CALL(env, napi_create_int64(env, g->bytes_in, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "bytesIn", v));
+  NAPI_CALL(env, napi_create_int64(env, g->bytes_out, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "bytesOut", v));
+  NAPI_CALL(env, napi_create_double(env, g->last_ns == 0 ? -1 : (double)(monotonic_ns() - g->last_ns) / 1e6, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "ago", v));
+  return result;
+}
+
 /* ---------------------------------------------------------------- users and groups */
 
 /* lookupUser(name | uid) -> { uid, gid, name, home, groups } or null if unknown. */
@@ -1267,6 +1757,13 @@ static napi_value init(napi_env env, napi_value exports) {
       {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notify", NULL, notify, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relaySupported", NULL, relay_supported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayOnClose", NULL, relay_set_on_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayListen", NULL, relay_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayUnlisten", NULL, relay_unlisten, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayConnect", NULL, relay_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayClose", NULL, relay_close_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayStats", NULL, relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -2,8 +2,22 @@
 // (LISTEN_FDS, fd 3) or, given --listen PATH|PORT, binds it itself (the app started directly).
 import * as Http from "node:http"
 
+const big = Buffer.alloc(1024 * 1024, 120)
 const server = Http.createServer((request, response) => {
   request.resume()
+  if (request.url.startsWith("/big")) {
+    // 16 MiB, for transfer throughput
+    let left = 16
+    response.writeHead(200, { "content-length": String(left * big.length) })
+    const write = () => {
+      while (left > 0) {
+        left--
+        if (!response.write(big)) return response.once("drain", write)
+      }
+      response.end()
+    }
+    return write()
+  }
   request.on("end", () => response.end("ok\n"))
 })
 const i = process.argv.indexOf("--listen")

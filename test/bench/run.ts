@@ -12,6 +12,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -284,6 +285,76 @@ const manyServices = async () => {
   return { count, startup, mem, cold: median(total) }
 }
 
+/** wrk against a URL: requests/s, latency p50/p99 (ms), transfer MB/s. */
+const wrk = (url: string, connections: number, extra: ReadonlyArray<string> = []) => {
+  const out = ChildProcess.spawnSync("wrk", ["-t", "2", "-c", String(connections), "-d", "5s", "--latency", ...extra, url], {
+    encoding: "utf8",
+    env
+  }).stdout
+  const latency = (label: string) => {
+    const match = new RegExp(`^\\s+${label}%\\s+([\\d.]+)(us|ms|s)`, "m").exec(out)
+    if (match === null) return NaN
+    const value = Number(match[1])
+    return match[2] === "us" ? value / 1000 : match[2] === "s" ? value * 1000 : value
+  }
+  const transfer = /Transfer\/sec:\s+([\d.]+)(KB|MB|GB)/.exec(out)
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+    p50: latency("50"),
+    p99: latency("99"),
+    mbps: transfer === null ? NaN : Number(transfer[1]) * (transfer[2] === "GB" ? 1024 : transfer[2] === "KB" ? 1 / 1024 : 1)
+  }
+}
+
+/** Proxy mode: soad's relay, systemd-socket-proxyd, and the app directly, under the same load. */
+const proxyComparison = async () => {
+  const proxyd = ["/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd"].find((p) => Fs.existsSync(p))
+  const measure = (port: number) => ({
+    small: wrk(`http://127.0.0.1:${port}/`, 32),
+    fresh: wrk(`http://127.0.0.1:${port}/`, 32, ["-H", "Connection: close"]),
+    large: wrk(`http://127.0.0.1:${port}/big`, 4)
+  })
+  const appPort = await freePort()
+  const direct = start(process.execPath, [app, "--listen", String(appPort)])
+  await direct.waitFor(/ready/)
+  await timedGet({ host: "127.0.0.1", port: appPort })
+  const viaDirect = measure(appPort)
+
+  const soadPort = await freePort()
+  const soad = start(process.execPath, [bin, "-l", `127.0.0.1:${soadPort}`, "--upstream", `127.0.0.1:${appPort}`, "-t", "300", "--", "sleep", "3600"])
+  await soad.waitFor(/listening on/)
+  await timedGet({ host: "127.0.0.1", port: soadPort }) // starts the (stand-in) app; the real one already listens
+  const viaSoad = measure(soadPort)
+
+  // Memory per relayed connection: 2000 idle connections held open through soad.
+  const pid = soad.child.pid!
+  const rssBefore = memory(pid).rss
+  const clients: Array<Net.Socket> = []
+  await Promise.all(Array.from({ length: 2000 }, () =>
+    new Promise<void>((resolve) => {
+      const client = Net.connect(soadPort, "127.0.0.1", () => resolve())
+      client.on("error", () => resolve())
+      clients.push(client)
+    })
+  ))
+  await sleep(1000)
+  const perConnection = ((memory(pid).rss - rssBefore) * 1024 * 1024) / 2000
+  for (const client of clients) client.destroy()
+  await stop(soad)
+
+  let viaProxyd: ReturnType<typeof measure> | undefined
+  if (proxyd !== undefined && installed("systemd-socket-activate")) {
+    const proxydPort = await freePort()
+    const launcher = start("systemd-socket-activate", ["-l", `127.0.0.1:${proxydPort}`, proxyd, `127.0.0.1:${appPort}`])
+    await sleep(300)
+    await timedGet({ host: "127.0.0.1", port: proxydPort })
+    viaProxyd = measure(proxydPort)
+    await stop(launcher)
+  }
+  await stop(direct)
+  return { viaDirect, viaSoad, viaProxyd, perConnection }
+}
+
 /** From the last request's connect() to soad's "stopping" line, against -t 2. */
 const stopPrecision = async () => {
   const socketPath = Path.join(work, "precision.sock")
@@ -356,6 +427,23 @@ const main = async () => {
   )
   row(`soad's start-up to listening, ${many.count} services`, ms(many.startup, 0))
   row(`cold activation with ${many.count} services`, ms(many.cold), `with 1 service: ${ms(soad.total)}`)
+
+  if (installed("wrk")) {
+    console.error("proxy mode: soad, systemd-socket-proxyd, direct")
+    const proxy = await proxyComparison()
+    const fmt = (m: ReturnType<typeof wrk>) => `${m.rps.toFixed(0)} req/s, p50 ${ms(m.p50, 2)}, p99 ${ms(m.p99, 2)}`
+    const ref = proxy.viaProxyd
+    row("proxy, keep-alive (wrk, 32 connections): soad", fmt(proxy.viaSoad.small), ref ? `soad/proxyd ${(proxy.viaSoad.small.rps / ref.small.rps).toFixed(2)}` : "")
+    if (ref) row("proxy, keep-alive: systemd-socket-proxyd", fmt(ref.small))
+    row("proxy, keep-alive: app directly", fmt(proxy.viaDirect.small))
+    row("proxy, new connection per request: soad", fmt(proxy.viaSoad.fresh), ref ? `soad/proxyd ${(proxy.viaSoad.fresh.rps / ref.fresh.rps).toFixed(2)}` : "")
+    if (ref) row("proxy, new connection per request: systemd-socket-proxyd", fmt(ref.fresh))
+    row("proxy, new connection per request: app directly", fmt(proxy.viaDirect.fresh))
+    row("proxy, 16 MiB responses (4 connections): soad", `${proxy.viaSoad.large.mbps.toFixed(0)} MB/s`, ref ? `soad/proxyd ${(proxy.viaSoad.large.mbps / ref.large.mbps).toFixed(2)}` : "")
+    if (ref) row("proxy, 16 MiB responses: systemd-socket-proxyd", `${ref.large.mbps.toFixed(0)} MB/s`)
+    row("proxy, 16 MiB responses: app directly", `${proxy.viaDirect.large.mbps.toFixed(0)} MB/s`)
+    row("proxy, soad's memory per open relayed connection", `${(proxy.perConnection / 1024).toFixed(1)} KB`, "2000 idle connections")
+  }
 
   console.error("idle-stop precision")
   const precision = await stopPrecision()

@@ -77,7 +77,8 @@ describe("the config file", () => {
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or gid, found \"nogroup-x\": no such group"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"] }, b: { listen: ["/x.sock"], command: ["y"] } } }, "services.b.listen: /x.sock is already a listener of service a"],
     [{ "min-available-memory": "lots", services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "min-available-memory: expected a size such as \"200MB\" or \"1GiB\", found \"lots\""],
-    [{ "max-runing": 2, services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "max-runing: unknown key; did you mean max-running?"]
+    [{ "max-runing": 2, services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "max-runing: unknown key; did you mean max-running?"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], upstream: "fd:3" } } }, "services.a.upstream: 'fd:3': an upstream is HOST:PORT, a UNIX socket path, or auto"]
   ])("%j", (data, message) => {
     const result = decode(data)
     expect(Either.isLeft(result)).toBe(true)
@@ -91,6 +92,14 @@ describe("the config file", () => {
       root: false
     })
     expect(Either.isLeft(result) && result.left.errors).toEqual(["/f.toml: services.a.user: running the app as another user needs soad to run as root"])
+  })
+
+  it("upstream: an address or auto", () => {
+    const one = (upstream: string) =>
+      Either.getOrThrow(decode({ services: { a: { listen: ["/x.sock"], command: ["x"], upstream } } })).services[0]!.upstream
+    expect(one("127.0.0.1:3000")).toEqual({ _tag: "Tcp", host: "127.0.0.1", port: 3000 })
+    expect(one("auto")).toEqual({ _tag: "Auto" })
+    expect(one("/run/app-upstream.sock")).toEqual({ _tag: "Unix", path: "/run/app-upstream.sock" })
   })
 
   it("parses sizes", () => {
