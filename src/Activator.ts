@@ -12,7 +12,6 @@ import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -60,37 +59,38 @@ const awaitAccepting = (listeners: ReadonlyArray<Listener>) =>
 /**
  * Opens the service's listeners in the current scope, in order, and logs each.
  */
-export const listen = Effect.fn("Activator.listen")(function*(config: Config.ServiceConfig) {
-  const sockets = yield* SocketService
-  const listeners: Array<Listener> = []
-  for (const listenerConfig of config.listeners) {
-    const listener = yield* sockets.open(listenerConfig, config.socket)
-    listeners.push(listener)
-    yield* event(
-      "info",
-      "listening",
-      `listening on ${listener.description}` + (listener.name === "soad" ? "" : ` (${listener.name})`),
-      { listener: listener.description, listener_name: listener.name }
-    )
-  }
-  if (!config.idleIgnoresOpenConnections && !sockets.connectionAware) {
-    yield* event(
-      "warn",
-      "fallback",
-      "open connections cannot be seen on this platform: the app counts as idle after -t without new connections, " +
-        "even while a connection it accepted is still open"
-    )
-  }
-  if (!sockets.exactCounting) {
-    yield* event(
-      "warn",
-      "fallback",
-      "exact connection counting is not available on this platform: activity is seen through readability, " +
-        "so a connection the app accepts at once may not reset the idle timer"
-    )
-  }
-  return listeners as ReadonlyArray<Listener>
-})
+export const listen = (config: Config.ServiceConfig): Effect.Effect<ReadonlyArray<Listener>, ListenError, SocketService | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sockets = yield* SocketService
+    const listeners: Array<Listener> = []
+    for (const listenerConfig of config.listeners) {
+      const listener = yield* sockets.open(listenerConfig, config.socket)
+      listeners.push(listener)
+      yield* event(
+        "info",
+        "listening",
+        `listening on ${listener.description}` + (listener.name === "soad" ? "" : ` (${listener.name})`),
+        { listener: listener.description, listener_name: listener.name }
+      )
+    }
+    if (!config.idleIgnoresOpenConnections && !sockets.connectionAware) {
+      yield* event(
+        "warn",
+        "fallback",
+        "open connections cannot be seen on this platform: the app counts as idle after -t without new connections, " +
+          "even while a connection it accepted is still open"
+      )
+    }
+    if (!sockets.exactCounting) {
+      yield* event(
+        "warn",
+        "fallback",
+        "exact connection counting is not available on this platform: activity is seen through readability, " +
+          "so a connection the app accepts at once may not reset the idle timer"
+      )
+    }
+    return listeners as ReadonlyArray<Listener>
+  })
 
 /**
  * Waits until the app has been idle for `idleTimeout`: no connection arrived for that long and none waits in
@@ -332,10 +332,8 @@ export const serve = (
     const tracker = yield* makeTracker
     yield* register(config, listeners, tracker, backoff)
     return yield* Effect.forever(Effect.gen(function*() {
-      const trigger = yield* Effect.raceFirst(
-        Effect.map(sockets.awaitReadable(listeners), (listener): Trigger => ({ _tag: "Connection", listener })),
-        Effect.as(Queue.take(tracker.wake), { _tag: "Wake" } as Trigger)
-      )
+      const ready = yield* sockets.awaitReadable(listeners, tracker.wake)
+      const trigger: Trigger = ready === undefined ? { _tag: "Wake" } : { _tag: "Connection", listener: ready }
       let pendingSince = yield* preciseNow
       const { failures, notBefore } = yield* backoff.state
       const t = yield* now

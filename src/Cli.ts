@@ -26,6 +26,7 @@ import * as Address from "./Address.js"
 import * as Config from "./Config.js"
 import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
+import { collectGarbage } from "./internal/gc.js"
 import { notify } from "./internal/notify.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
@@ -361,10 +362,16 @@ const observability = (parsed: Parsed) =>
     }
   })
 
-/** READY=1 now (every listener is bound); STOPPING=1 first thing when the scope begins to close. */
+/**
+ * READY=1 now (every listener is bound); STOPPING=1 first thing when the scope begins to close; and, a moment
+ * later, one full GC so the memory start-up used goes back to the system before soad sleeps.
+ */
 const ready = Effect.zipRight(
   notify("READY=1"),
-  Effect.addFinalizer(() => notify("STOPPING=1"))
+  Effect.zipRight(
+    Effect.addFinalizer(() => notify("STOPPING=1")),
+    Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
+  )
 )
 
 /** Runs soad on parsed flags: one Activator, or the Supervisor of a config file, until interrupted. */
@@ -397,7 +404,10 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
             yield* reloads
             yield* event("info", "reloading", `SIGHUP: reloading ${path}`)
             const next = yield* Effect.either(ConfigFile.load(path, Users.fileResolver))
-            if (Either.isRight(next)) return yield* supervisor.apply(next.right)
+            if (Either.isRight(next)) {
+              yield* supervisor.apply(next.right)
+              return yield* Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
+            }
             for (const error of next.left.errors) yield* event("error", "config_error", error)
             yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)
           }))

@@ -94,7 +94,12 @@ export const serve = (
     let target: Relay.Target | undefined
     /** Activity soad itself caused (a start): the relayer reports the rest. */
     let started = 0
-    const arrived = yield* Queue.sliding<void>(1)
+    /** A connection is held (false) or `soad wake` asked (true). */
+    const arrived = yield* Queue.sliding<boolean>(2)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => tracker.wake.subscribe(() => Queue.unsafeOffer(arrived, true))),
+      (unsubscribe) => Effect.sync(unsubscribe)
+    )
     const lastActivity = Effect.map(relayer.stats, (stats) => Math.max(started, stats.lastActivity ?? 0))
     yield* register(config, listeners, tracker, backoff, Effect.map(relayer.stats, (stats) => ({
       openConnections: stats.open + held.length,
@@ -105,7 +110,7 @@ export const serve = (
     yield* relayer.listen(listeners.map((listener) => listener.fd), (conn) => {
       if (target !== undefined) return relayer.connect(conn, target)
       held.push(conn)
-      Queue.unsafeOffer(arrived, undefined)
+      Queue.unsafeOffer(arrived, false)
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => held.splice(0).forEach(relayer.close)))
 
@@ -294,10 +299,7 @@ export const serve = (
 
     return yield* Effect.forever(Effect.gen(function*() {
       // A held connection (or `soad wake`) starts the app.
-      const wake = yield* Effect.raceFirst(
-        Effect.as(Queue.take(arrived), false),
-        Effect.as(Queue.take(tracker.wake), true)
-      )
+      const wake = yield* Queue.take(arrived)
       if (!wake && waiting() === 0) return // it went away while it waited
       const pendingSince = yield* preciseNow
       const { notBefore } = yield* backoff.state
@@ -307,6 +309,6 @@ export const serve = (
         if (waiting() === 0) return
       }
       yield* runApp(wake, pendingSince)
-      if (held.length > 0) yield* Queue.offer(arrived, undefined) // came while it stopped: start again
+      if (held.length > 0) yield* Queue.offer(arrived, false) // came while it stopped: start again
     }))
   }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))

@@ -88,18 +88,27 @@ export class World {
         this.backlog.set(fd, 0)
         return { name: config.name, address: config.address, fd, description: `fake:${fd}` }
       }),
-    awaitReadable: (listeners) =>
-      Effect.async<Listener>((resume) => {
+    awaitReadable: (listeners, wakeup) =>
+      Effect.async<Listener | undefined>((resume) => {
+        let unsubscribe: (() => void) | undefined
         const check = () => {
           const ready = listeners.find((listener) => (this.backlog.get(listener.fd) ?? 0) > 0)
           if (ready === undefined) return false
           this.readableWaiters.delete(check)
+          unsubscribe?.()
           resume(Effect.succeed(ready))
           return true
         }
         if (check()) return
         this.readableWaiters.add(check)
-        return Effect.sync(() => this.readableWaiters.delete(check))
+        unsubscribe = wakeup?.subscribe(() => {
+          this.readableWaiters.delete(check)
+          resume(Effect.succeed(undefined))
+        })
+        return Effect.sync(() => {
+          this.readableWaiters.delete(check)
+          unsubscribe?.()
+        })
       }),
     isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
     connectionAware: true,

@@ -8,14 +8,13 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as Config from "../Config.js"
 import { event } from "../Logging.js"
 import type { SpawnRequest } from "../ProcessService.js"
 import { Registry, type State, type Status } from "../Registry.js"
-import type { Listener } from "../SocketService.js"
+import type { Listener, Wakeup } from "../SocketService.js"
 import type * as Backoff from "./backoff.js"
 import * as Format from "./format.js"
 
@@ -44,8 +43,8 @@ export interface Tracker {
   readonly phase: Ref.Ref<Phase>
   readonly counts: Ref.Ref<{ activations: number; idleStops: number; crashes: number; failedStarts: number }>
   readonly run: Ref.Ref<Option.Option<CurrentRun>>
-  /** `wake` requests. */
-  readonly wake: Queue.Queue<void>
+  /** `wake` requests, for whoever waits for them. */
+  readonly wake: WakeSignal
 }
 
 export const count = (tracker: Tracker, key: "activations" | "idleStops" | "crashes" | "failedStarts") =>
@@ -73,13 +72,41 @@ export const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<
     return { name: config.name, state, pid, startedAt, lastActivity, ...counts, listeners } satisfies Status
   })
 
+/** `soad wake` requests: fired by the control socket, heard by the service's wait (a Wakeup). */
+export interface WakeSignal extends Wakeup {
+  readonly fire: () => void
+}
+
+/** A wake signal; a request made while nobody waits is kept until someone does. */
+export const makeWakeSignal = (): WakeSignal => {
+  let listener: (() => void) | undefined
+  let pending = false
+  return {
+    fire: () => {
+      if (listener !== undefined) listener()
+      else pending = true
+    },
+    subscribe: (callback) => {
+      if (pending) {
+        pending = false
+        callback()
+        return () => {}
+      }
+      listener = callback
+      return () => {
+        if (listener === callback) listener = undefined
+      }
+    }
+  }
+}
+
 /** A fresh tracker. */
 export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
   return {
     phase: yield* Ref.make<Phase>({ phase: "idle", pid: undefined, startedAt: undefined }),
     counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
     run: yield* Ref.make(Option.none<CurrentRun>()),
-    wake: yield* Queue.sliding<void>(1)
+    wake: makeWakeSignal()
   }
 })
 
@@ -99,7 +126,7 @@ export const register = (
       status: Effect.zipWith(statusOf(config, listeners, tracker, backoff), extra, (status, more) => ({ ...status, ...more })),
       wake: Effect.gen(function*() {
         if ((yield* Ref.get(tracker.phase)).phase !== "idle") return "already running"
-        yield* Queue.offer(tracker.wake, undefined)
+        yield* Effect.sync(() => tracker.wake.fire())
         return "starting"
       }),
       sleep: Effect.gen(function*() {

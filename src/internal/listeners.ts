@@ -62,7 +62,7 @@ const umask = (): number => {
 }
 
 /** Releases a UNIX socket file: only if it is still the file soad created (same device and inode). */
-const removeOwnFile = (path: string, created: Fs.Stats) =>
+const removeOwnFile = (path: string, created: { readonly ino: number; readonly dev: number }) =>
   Effect.sync(() => {
     try {
       const now = Fs.lstatSync(path)
@@ -125,7 +125,8 @@ const openUnix = (n: Native, path: string, options: Config.SocketOptions) =>
         return new ListenError({ address: path, message, cause: error })
       }
     })
-    const created = Fs.lstatSync(path)
+    const { dev, ino } = Fs.lstatSync(path) // only these two are kept (a whole Stats is 1 KB per listener)
+    const created = { dev, ino }
     yield* Effect.addFinalizer(() => closeFd(n, fd).pipe(Effect.zipRight(removeOwnFile(path, created))))
     return fd
   })
