@@ -5,9 +5,11 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterEach } from "vitest"
 
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 export const bin = Path.join(root, "dist", "bin.js")
@@ -176,3 +178,31 @@ export const cpuSeconds = (pid: number): number => {
   const fields = Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
 }
+
+/**
+ * Temporary directories for one test file: `dir()` makes one (mode 0755, so other users can reach files in it);
+ * after each test, every soad still running is killed and the directories are removed.
+ */
+export const tempDirs = (): (() => string) => {
+  const dirs: Array<string> = []
+  afterEach(() => {
+    killAll()
+    for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
+  })
+  return () => {
+    const d = tempDir()
+    Fs.chmodSync(d, 0o755)
+    dirs.push(d)
+    return d
+  }
+}
+
+/** A TCP port nobody listens on right now. */
+export const freePort = (host = "127.0.0.1"): Promise<number> =>
+  new Promise((resolve) => {
+    const server = Net.createServer()
+    server.listen(0, host, () => {
+      const port = (server.address() as Net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })

@@ -198,6 +198,17 @@ static int listen_fd(int fd, int backlog) {
   return listen(fd, backlog > 0 ? backlog : SOMAXCONN);
 }
 
+/* Fills a sockaddr_un for a path (with its NUL) or an abstract name (without); ENAMETOOLONG if it does not fit. */
+static int unix_address(const char *path, size_t len, bool abstract, struct sockaddr_un *addr, socklen_t *addrlen) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr->sun_path) return ENAMETOOLONG;
+  memcpy(addr->sun_path + offset, path, len);
+  *addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
+  return 0;
+}
+
 /* listenUnix(path, abstract, backlog, mode, uid, gid) -> fd. mode/uid/gid < 0: leave as bound. */
 static napi_value listen_unix(napi_env env, napi_callback_info info) {
   ARGS(6);
@@ -211,16 +222,11 @@ static napi_value listen_unix(napi_env env, napi_callback_info info) {
   if (path == NULL) return throw_type(env, "listenUnix: path must be a string");
 
   struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  size_t offset = abstract ? 1 : 0;
-  /* A path needs its NUL inside sun_path; an abstract name does not. */
-  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr.sun_path) {
+  socklen_t addrlen;
+  if (unix_address(path, len, abstract, &addr, &addrlen) != 0) {
     free(path);
     return throw_errno(env, "bind", ENAMETOOLONG);
   }
-  memcpy(addr.sun_path + offset, path, len);
-  socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
 
   int fd = socket_cloexec(AF_UNIX, false);
   if (fd < 0) {
@@ -303,16 +309,10 @@ static napi_value probe_unix(napi_env env, napi_callback_info info) {
   char *path = get_string(env, argv[0], &len);
   if (path == NULL) return throw_type(env, "probeUnix: path must be a string");
   struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  size_t offset = abstract ? 1 : 0;
-  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr.sun_path) {
-    free(path);
-    return throw_errno(env, "connect", ENAMETOOLONG);
-  }
-  memcpy(addr.sun_path + offset, path, len);
+  socklen_t addrlen;
+  int too_long = unix_address(path, len, abstract, &addr, &addrlen);
   free(path);
-  socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
+  if (too_long != 0) return throw_errno(env, "connect", ENAMETOOLONG);
   int fd = socket_cloexec(AF_UNIX, true);
   if (fd < 0) return throw_errno(env, "socket", errno);
   int r = connect(fd, (struct sockaddr *)&addr, addrlen);

@@ -4,20 +4,10 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { alive, appFixture, eventually, get, groupMembers, killAll, sleep, soad, tempDir } from "../harness.js"
+import { describe, expect, it } from "vitest"
+import { alive, appFixture, eventually, get, groupMembers, sleep, soad, tempDirs } from "../harness.js"
 
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  dirs.push(d)
-  return d
-}
-
-afterEach(() => {
-  killAll()
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
-})
+const dir = tempDirs()
 
 describe("activation over a UNIX socket", () => {
   it("starts the app on the first connection with fd 3, LISTEN_FDS, LISTEN_FDNAMES and its own LISTEN_PID", async () => {

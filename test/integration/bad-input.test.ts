@@ -5,18 +5,10 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { bin, root, soadRun, tempDir } from "../harness.js"
+import { describe, expect, it } from "vitest"
+import { bin, root, soadRun, tempDirs } from "../harness.js"
 
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  dirs.push(d)
-  return d
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
-})
+const dir = tempDirs()
 
 /** The run failed with this exit code and exactly one line on stderr matching `pattern`. */
 const expectOneLine = (result: ReturnType<typeof soadRun>, code: number, pattern: RegExp) => {

@@ -3,20 +3,10 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { alive, appFixture, eventually, get, killAll, sleep, soad, soadRun, tempDir } from "../harness.js"
+import { describe, expect, it } from "vitest"
+import { alive, appFixture, eventually, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
 
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  Fs.chmodSync(d, 0o755)
-  dirs.push(d)
-  return d
-}
-afterEach(() => {
-  killAll()
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
-})
+const dir = tempDirs()
 
 const node = JSON.stringify(process.execPath)
 const app = JSON.stringify(appFixture)

@@ -4,19 +4,10 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { alive, appFixture, cpuSeconds, eventually, get, groupMembers, killAll, sleep, soad, tempDir } from "../harness.js"
+import { describe, expect, it } from "vitest"
+import { alive, appFixture, cpuSeconds, eventually, get, groupMembers, sleep, soad, tempDirs } from "../harness.js"
 
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  dirs.push(d)
-  return d
-}
-afterEach(() => {
-  killAll()
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
-})
+const dir = tempDirs()
 
 describe("idle that sees open connections", () => {
   it("a long request keeps the app past -t; it stops once that connection closes", async () => {

@@ -6,28 +6,10 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { appFixture, bin, get, killAll, root, soad, soadRun, tempDir } from "../harness.js"
+import { describe, expect, it } from "vitest"
+import { appFixture, bin, freePort, get, root, soad, soadRun, tempDirs } from "../harness.js"
 
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  dirs.push(d)
-  return d
-}
-afterEach(() => {
-  killAll()
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
-})
-
-const freePort = (host = "127.0.0.1"): Promise<number> =>
-  new Promise((resolve) => {
-    const server = Net.createServer()
-    server.listen(0, host, () => {
-      const port = (server.address() as Net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
+const dir = tempDirs()
 
 const installed = (program: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${program}`]).status === 0
 

@@ -5,33 +5,15 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { alive, appFixture, bin, eventually, get, killAll, sleep, soad, soadRun, tempDir } from "../harness.js"
+import { alive, appFixture, bin, eventually, freePort, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
 
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  Fs.chmodSync(d, 0o755)
-  dirs.push(d)
-  return d
-}
+const dir = tempDirs()
 const children: Array<ChildProcess.ChildProcess> = []
 afterEach(() => {
-  killAll()
   for (const child of children.splice(0)) child.kill("SIGKILL")
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
 })
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const server = Net.createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as Net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
 
 const scrape = (port: number): Promise<string> =>
   new Promise((resolve, reject) => {

@@ -6,29 +6,11 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { alive, eventually, get, killAll, root, sleep, soad, tempDir } from "../harness.js"
+import { describe, expect, it } from "vitest"
+import { alive, eventually, freePort, get, root, sleep, soad, tempDirs } from "../harness.js"
 
 const plainApp = Path.join(root, "test", "fixtures", "plain-app.mjs")
-const dirs: Array<string> = []
-const dir = () => {
-  const d = tempDir()
-  dirs.push(d)
-  return d
-}
-afterEach(() => {
-  killAll()
-  for (const d of dirs.splice(0)) Fs.rmSync(d, { recursive: true, force: true })
-})
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const server = Net.createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as Net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
+const dir = tempDirs()
 
 /** Connects, sends `data`, half-closes, and resolves with everything received until the other side closes. */
 const exchange = (target: { readonly path: string } | { readonly port: number; readonly host: string }, data: string) =>
