@@ -19,21 +19,27 @@ import type * as Config from "./Config.js"
 import { Budget } from "./Budget.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
-import { count, logFailing, makeTracker, now, preciseNow, register, spawnRequest, type Tracker } from "./internal/lifecycle.js"
+import {
+  conclude,
+  count,
+  logFailing,
+  makeTracker,
+  now,
+  onShutdown,
+  type Outcome,
+  preciseNow,
+  register,
+  type Run,
+  spawnRequest,
+  type Tracker
+} from "./internal/lifecycle.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
-import type { App, ExitStatus } from "./ProcessService.js"
+import type { App } from "./ProcessService.js"
 import { ProcessService } from "./ProcessService.js"
 import * as Proxy from "./Proxy.js"
 import type { Arrivals, ListenError, Listener } from "./SocketService.js"
 import { SocketService } from "./SocketService.js"
-
-/** How a run of the app ended. */
-type Outcome =
-  | { readonly _tag: "Exited"; readonly status: ExitStatus }
-  | { readonly _tag: "Idle"; readonly idleFor: number }
-  | { readonly _tag: "NotReady" }
-  | { readonly _tag: "Stopped"; readonly reason: string }
 
 /** How often readiness is looked at while the app starts. */
 const readinessInterval = Duration.millis(20)
@@ -219,20 +225,7 @@ const runApp = (
       { pid: app.pid, spawn_ms: Number(spawnMs.toFixed(3)), trigger: trigger._tag === "Wake" ? "wake" : "connection" }
     )
     yield* Ref.set(lastActivity, startedAt)
-    /** Logs the exit; how it is counted is up to the caller. */
-    const exited = (status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
-      Effect.flatMap(now, (t) =>
-        event(
-          level,
-          "exited",
-          `app exited${byItself ? " by itself" : ""} (${Format.exit(status)}, uptime ${Format.seconds(t - startedAt)})`,
-          { pid: app.pid, code: status.code, signal: status.signal, uptime_ms: t - startedAt, by_itself: byItself }
-        ))
-    const stopping = (reason: string, message: string, fields: Record<string, number> = {}) =>
-      Ref.set(tracker.phase, { phase: "stopping", pid: app.pid, startedAt }).pipe(
-        Effect.zipRight(event("info", "stopping", message, { pid: app.pid, reason, ...fields })),
-        Effect.zipRight(app.stop)
-      )
+    const run: Run = { config, tracker, backoff, app, startedAt }
     const watch = Effect.gen(function*() {
       // Readiness: the app must take the waiting connection within the start timeout.
       const start = yield* Effect.raceFirst(
@@ -260,61 +253,8 @@ const runApp = (
     const outcome = yield* Effect.raceFirst(
       watch,
       Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
-    ).pipe(
-      Effect.onInterrupt(() =>
-        stopping(
-          "shutdown",
-          `soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`
-        ).pipe(Effect.flatMap((status) => exited(status, false)))
-      )
-    )
-    switch (outcome._tag) {
-      case "NotReady": {
-        yield* event(
-          "warn",
-          "not_ready",
-          `the app (pid ${app.pid}) did not accept a connection within ${
-            Format.seconds(Duration.toMillis(config.startTimeout))
-          }: stopping it`,
-          { pid: app.pid, start_timeout_ms: Duration.toMillis(config.startTimeout) }
-        )
-        yield* Ref.set(tracker.phase, { phase: "stopping", pid: app.pid, startedAt })
-        const status = yield* app.stop
-        const state = yield* backoff.failed
-        yield* count(tracker, "failedStarts")
-        yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
-        yield* exited(status, false, "warn")
-        return yield* logFailing(state, yield* now)
-      }
-      case "Stopped": {
-        const status = yield* stopping("requested", `stopping the app (pid ${app.pid}) ${outcome.reason}`)
-        yield* exited(status, false)
-        return yield* backoff.reset
-      }
-      case "Idle": {
-        const status = yield* stopping(
-          "idle",
-          `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`,
-          { idle_ms: outcome.idleFor }
-        )
-        yield* count(tracker, "idleStops")
-        yield* Metric.increment(Metrics.forService(Metrics.idleStops, service))
-        yield* exited(status, false)
-        return yield* backoff.reset
-      }
-      case "Exited": {
-        const uptime = (yield* now) - startedAt
-        if (uptime < Duration.toMillis(config.minUptime)) {
-          const state = yield* backoff.failed
-          yield* count(tracker, "crashes")
-          yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
-          yield* exited(outcome.status, true, "warn")
-          return yield* logFailing(state, yield* now)
-        }
-        yield* backoff.reset
-        return yield* exited(outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
-      }
-    }
+    ).pipe(onShutdown(run))
+    yield* conclude(run, outcome, "did not accept a connection")
   }).pipe(Effect.scoped)
 
 /**

@@ -23,11 +23,24 @@ import type * as Config from "./Config.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Connections from "./internal/connections.js"
 import * as Format from "./internal/format.js"
-import { count, logFailing, makeTracker, now, preciseNow, register, spawnRequest, type Tracker } from "./internal/lifecycle.js"
+import {
+  conclude,
+  count,
+  logFailing,
+  makeTracker,
+  now,
+  onShutdown,
+  type Outcome,
+  preciseNow,
+  register,
+  type Run,
+  spawnRequest,
+  type Tracker
+} from "./internal/lifecycle.js"
 import * as Relay from "./internal/relay.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
-import type { App, ExitStatus } from "./ProcessService.js"
+import type { App } from "./ProcessService.js"
 import { ProcessService } from "./ProcessService.js"
 import type { Listener, SocketService } from "./SocketService.js"
 
@@ -64,13 +77,6 @@ const awaitListening = (target: Relay.Target): Effect.Effect<void> => {
 
 /** Looks for the app while it starts: from 10 ms, growing, at most 250 ms apart. */
 const upstreamRetry = Schedule.exponential("10 millis", 1.5).pipe(Schedule.union(Schedule.spaced("250 millis")))
-
-/** How a run of the app ended. */
-type Outcome =
-  | { readonly _tag: "Exited"; readonly status: ExitStatus }
-  | { readonly _tag: "Idle"; readonly idleFor: number }
-  | { readonly _tag: "NotReady" }
-  | { readonly _tag: "Stopped"; readonly reason: string }
 
 /**
  * Serves a service in proxy mode on listeners already open, forever; interrupting it stops the app gracefully
@@ -186,24 +192,17 @@ export const serve = (
           }; upstream ${describe(address)})`,
           { pid: app.pid, upstream: describe(address), trigger: wake ? "wake" : "connection" }
         )
-        const exited = (status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
-          Effect.flatMap(now, (t) =>
-            event(
-              level,
-              "exited",
-              `app exited${byItself ? " by itself" : ""} (${Format.exit(status)}, uptime ${Format.seconds(t - startedAt)})`,
-              { pid: app.pid, code: status.code, signal: status.signal, uptime_ms: t - startedAt, by_itself: byItself }
-            ))
-        /** Stops the app; new connections are held meanwhile, and the relays left are closed once it has exited. */
-        const stopping = (reason: string, message: string, fields: Record<string, number> = {}) =>
-          Effect.gen(function*() {
-            target = undefined
-            yield* Ref.set(tracker.phase, { phase: "stopping", pid: app.pid, startedAt })
-            yield* event("info", "stopping", message, { pid: app.pid, reason, ...fields })
-            const status = yield* app.stop
-            relayer.closeRelayed()
-            return status
-          })
+        const run: Run = {
+          config,
+          tracker,
+          backoff,
+          app,
+          startedAt,
+          // new connections are held while the app stops; the relays left are closed once it has exited
+          beforeStop: Effect.sync(() => (target = undefined)),
+          afterStop: Effect.sync(() => relayer.closeRelayed()),
+          afterFailure: dropHeld
+        }
         const watch = Effect.gen(function*() {
           const up = yield* Effect.raceFirst(
             Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
@@ -240,61 +239,9 @@ export const serve = (
         const outcome = yield* Effect.raceFirst(
           watch,
           Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
-        ).pipe(
-          Effect.onInterrupt(() =>
-            stopping("shutdown", `soad is shutting down: stopping the app (pid ${app.pid}) with ${config.shutdownSignal.name}`)
-              .pipe(Effect.flatMap((status) => exited(status, false)))
-          )
-        )
+        ).pipe(onShutdown(run))
         target = undefined
-        switch (outcome._tag) {
-          case "NotReady": {
-            yield* event(
-              "warn",
-              "not_ready",
-              `the app (pid ${app.pid}) did not listen on ${describe(address)} within ${
-                Format.seconds(Duration.toMillis(config.startTimeout))
-              }: stopping it`,
-              { pid: app.pid, start_timeout_ms: Duration.toMillis(config.startTimeout) }
-            )
-            const status = yield* stopping("not_ready", `stopping the app (pid ${app.pid})`)
-            const state = yield* backoff.failed
-            yield* count(tracker, "failedStarts")
-            yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
-            yield* exited(status, false, "warn")
-            yield* dropHeld("the app did not come up")
-            return yield* logFailing(state, yield* now)
-          }
-          case "Stopped": {
-            yield* exited(yield* stopping("requested", `stopping the app (pid ${app.pid}) ${outcome.reason}`), false)
-            return yield* backoff.reset
-          }
-          case "Idle": {
-            const status = yield* stopping(
-              "idle",
-              `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`,
-              { idle_ms: outcome.idleFor }
-            )
-            yield* count(tracker, "idleStops")
-            yield* Metric.increment(Metrics.forService(Metrics.idleStops, service))
-            yield* exited(status, false)
-            return yield* backoff.reset
-          }
-          case "Exited": {
-            relayer.closeRelayed()
-            const uptime = (yield* now) - startedAt
-            if (uptime < Duration.toMillis(config.minUptime)) {
-              const state = yield* backoff.failed
-              yield* count(tracker, "crashes")
-              yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
-              yield* exited(outcome.status, true, "warn")
-              yield* dropHeld("the app exited before it came up")
-              return yield* logFailing(state, yield* now)
-            }
-            yield* backoff.reset
-            return yield* exited(outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
-          }
-        }
+        yield* conclude(run, outcome, `did not listen on ${describe(address)}`)
       }).pipe(Effect.scoped)
 
     return yield* Effect.forever(Effect.gen(function*() {

@@ -6,13 +6,16 @@
  */
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as Config from "../Config.js"
 import { event } from "../Logging.js"
-import type { SpawnRequest } from "../ProcessService.js"
+import * as Metrics from "../Metrics.js"
+import type { App, ExitStatus, SpawnRequest } from "../ProcessService.js"
 import { Registry, type State, type Status } from "../Registry.js"
 import type { Listener, Wakeup } from "../SocketService.js"
 import type * as Backoff from "./backoff.js"
@@ -155,3 +158,108 @@ export const spawnRequest = (
   gid: config.user?.gid,
   groups: config.user?.groups
 })
+
+/** How a run of the app ended. */
+export type Outcome =
+  | { readonly _tag: "Exited"; readonly status: ExitStatus }
+  | { readonly _tag: "Idle"; readonly idleFor: number }
+  | { readonly _tag: "NotReady" }
+  | { readonly _tag: "Stopped"; readonly reason: string }
+
+/** One run of an app, for logging its stop and exit. */
+export interface Run {
+  readonly config: Config.ServiceConfig
+  readonly tracker: Tracker
+  readonly backoff: Backoff.Backoff
+  readonly app: App
+  readonly startedAt: number
+  /** Proxy mode: hold new connections before the stop, close the relays left after it. */
+  readonly beforeStop?: Effect.Effect<void>
+  readonly afterStop?: Effect.Effect<void>
+  /** Proxy mode: close the connections that waited for an app that did not come up. */
+  readonly afterFailure?: (why: string) => Effect.Effect<void>
+}
+
+/** Logs how the app exited. */
+export const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
+  Effect.flatMap(now, (t) =>
+    event(
+      level,
+      "exited",
+      `app exited${byItself ? " by itself" : ""} (${Format.exit(status)}, uptime ${Format.seconds(t - run.startedAt)})`,
+      { pid: run.app.pid, code: status.code, signal: status.signal, uptime_ms: t - run.startedAt, by_itself: byItself }
+    ))
+
+/** Stops the app gracefully (shutdown signal, SIGKILL after the stop timeout) and logs why; its exit status. */
+export const stopApp = (run: Run, reason: string, message: string, fields: Record<string, number> = {}) =>
+  Effect.gen(function*() {
+    if (run.beforeStop !== undefined) yield* run.beforeStop
+    yield* Ref.set(run.tracker.phase, { phase: "stopping", pid: run.app.pid, startedAt: run.startedAt })
+    yield* event("info", "stopping", message, { pid: run.app.pid, reason, ...fields })
+    const status = yield* run.app.stop
+    if (run.afterStop !== undefined) yield* run.afterStop
+    return status
+  })
+
+/** What follows an outcome: stop the app if it still runs, count it, log it, move the backoff. */
+export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
+  Effect.gen(function*() {
+    const { app, backoff, config, tracker } = run
+    const service = config.name
+    switch (outcome._tag) {
+      case "NotReady": {
+        const timeout = Duration.toMillis(config.startTimeout)
+        yield* event("warn", "not_ready", `the app (pid ${app.pid}) ${notReady} within ${Format.seconds(timeout)}: stopping it`, {
+          pid: app.pid,
+          start_timeout_ms: timeout
+        })
+        const status = yield* stopApp(run, "not_ready", `stopping the app (pid ${app.pid})`)
+        const state = yield* backoff.failed
+        yield* count(tracker, "failedStarts")
+        yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
+        yield* logExit(run, status, false, "warn")
+        if (run.afterFailure !== undefined) yield* run.afterFailure("the app did not come up")
+        return yield* logFailing(state, yield* now)
+      }
+      case "Stopped": {
+        yield* logExit(run, yield* stopApp(run, "requested", `stopping the app (pid ${app.pid}) ${outcome.reason}`), false)
+        return yield* backoff.reset
+      }
+      case "Idle": {
+        const status = yield* stopApp(
+          run,
+          "idle",
+          `stopping the app (pid ${app.pid}, idle for ${Format.seconds(outcome.idleFor)}) with ${config.shutdownSignal.name}`,
+          { idle_ms: outcome.idleFor }
+        )
+        yield* count(tracker, "idleStops")
+        yield* Metric.increment(Metrics.forService(Metrics.idleStops, service))
+        yield* logExit(run, status, false)
+        return yield* backoff.reset
+      }
+      case "Exited": {
+        if (run.afterStop !== undefined) yield* run.afterStop
+        const uptime = (yield* now) - run.startedAt
+        if (uptime < Duration.toMillis(config.minUptime)) {
+          const state = yield* backoff.failed
+          yield* count(tracker, "crashes")
+          yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
+          yield* logExit(run, outcome.status, true, "warn")
+          if (run.afterFailure !== undefined) yield* run.afterFailure("the app exited before it came up")
+          return yield* logFailing(state, yield* now)
+        }
+        yield* backoff.reset
+        return yield* logExit(run, outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
+      }
+    }
+  })
+
+/** On interruption (soad shutting down): stop the app and log its exit. */
+export const onShutdown = (run: Run) =>
+  Effect.onInterrupt(() =>
+    stopApp(
+      run,
+      "shutdown",
+      `soad is shutting down: stopping the app (pid ${run.app.pid}) with ${run.config.shutdownSignal.name}`
+    ).pipe(Effect.flatMap((status) => logExit(run, status, false)))
+  )
