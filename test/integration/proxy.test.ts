@@ -164,4 +164,20 @@ describe("--upstream", () => {
     await s.waitFor(/closed \d+ waiting connections?: the app exited before it came up/)
     await s.waitFor(/failing: next try in [\d.]+ s, 1 failure in a row/)
   })
+
+  it("works from the config file too (upstream = \"auto\")", async () => {
+    const d = dir()
+    const config = Path.join(d, "apps.toml")
+    Fs.writeFileSync(
+      config,
+      `[services.plain]\nlisten = ["${d}/plain.sock"]\nupstream = "auto"\n` +
+        `command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(plainApp)}]\n`
+    )
+    const s = soad(["-c", config])
+    await s.waitFor(/listening on/)
+    const reply = await get({ socketPath: Path.join(d, "plain.sock") })
+    expect(reply.port).toBeGreaterThan(0)
+    expect(s.output()).toMatch(/\[plain\] app started \(pid \d+, [\d.]+ ms after the connection; upstream 127\.0\.0\.1:\d+\)/)
+  })
 })
+
