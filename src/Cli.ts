@@ -450,7 +450,9 @@ export const make = (commandAfterDashes: ReadonlyArray<string> | undefined) =>
   Command.make("soad", options, (parsed) => serve(parsed, commandAfterDashes)).pipe(
     Command.withDescription(
       "Socket activator/deactivator: holds the listening sockets, starts the app on the first connection with the " +
-        "sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity."
+        "sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity. " +
+        "Also: soad check FILE (validate a config file), soad status [--json], soad wake NAME, soad sleep NAME " +
+        "(talk to a running soad; --control PATH)."
     )
   )
 
