@@ -37,8 +37,6 @@ export class Budget extends Context.Tag("soad/Budget")<Budget, {
     service: string,
     entry: Omit<Entry, "service" | "startedAt">
   ) => Effect.Effect<void, never, Scope.Scope>
-  /** The services counted now. */
-  readonly running: Effect.Effect<ReadonlyArray<string>>
   /** New limits (a reloaded config file); they apply to the next admission. */
   readonly configure: (config: BudgetConfig) => Effect.Effect<void>
 }>() {}
@@ -149,7 +147,6 @@ export const make = (
 
     return {
       reserve,
-      running: Effect.sync(() => [...running.keys()]),
       configure: (next: BudgetConfig) => Effect.sync(() => (config = next))
     }
   })

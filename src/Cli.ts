@@ -198,7 +198,7 @@ const seconds = (flag: string, text: string, allowZero: boolean): Either.Either<
 export const toConfig = (
   parsed: Parsed,
   commandAfterDashes: ReadonlyArray<string> | undefined,
-  resolver: Users.Resolver,
+  resolver: ConfigFile.Resolver,
   cwd: string = process.cwd()
 ): Either.Either<Config.ServiceConfig, UsageError> =>
   Either.gen(function*() {
@@ -251,12 +251,12 @@ export const toConfig = (
     }
     let uid: number | undefined
     if (Option.isSome(parsed.socketUser)) {
-      uid = resolver.uidOf(parsed.socketUser.value)
+      uid = resolver.user(parsed.socketUser.value)?.uid
       if (uid === undefined) return yield* Either.left(usage(`--socket-user: no user '${parsed.socketUser.value}'`))
     }
     let gid: number | undefined
     if (Option.isSome(parsed.socketGroup)) {
-      gid = resolver.gidOf(parsed.socketGroup.value)
+      gid = resolver.gid(parsed.socketGroup.value)
       if (gid === undefined) return yield* Either.left(usage(`--socket-group: no group '${parsed.socketGroup.value}'`))
     }
     let upstreamAddress: Config.Upstream | undefined
@@ -392,7 +392,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
       if (extra.length > 0) {
         return yield* Effect.fail(usage(`-c takes the services from the file: give no ${extra.join(" or ")} with it`))
       }
-      const file = yield* ConfigFile.load(path, Users.fileResolver)
+      const file = yield* ConfigFile.load(path, Users.resolver)
       return yield* provide(Effect.scoped(
         Effect.gen(function*() {
           yield* forwardSignals(configSignals)
@@ -403,7 +403,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
           return yield* Effect.forever(Effect.gen(function*() {
             yield* reloads
             yield* event("info", "reloading", `SIGHUP: reloading ${path}`)
-            const next = yield* Effect.either(ConfigFile.load(path, Users.fileResolver))
+            const next = yield* Effect.either(ConfigFile.load(path, Users.resolver))
             if (Either.isRight(next)) {
               yield* supervisor.apply(next.right)
               return yield* Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
@@ -441,7 +441,7 @@ const onSignal = (name: NodeJS.Signals): Effect.Effect<Effect.Effect<void>, neve
 
 /** `soad check FILE`: validates, prints what would run; exit 0 or 1. */
 export const check = (path: string) =>
-  ConfigFile.load(path, Users.fileResolver).pipe(
+  ConfigFile.load(path, Users.resolver).pipe(
     Effect.tap((file) => Console.log(`${ConfigFile.describe(file)}\n\n${path}: OK`))
   )
 

@@ -43,8 +43,6 @@ export interface Arrivals {
 export interface LatestArrival {
   /** Clock time (milliseconds) of the latest connection since watching began; undefined if none yet. */
   readonly at: number | undefined
-  /** Connections since the previous read. */
-  readonly count: number
   /** Counting had stopped (an app cleared O_ASYNC) and was set again: arrivals meanwhile may be missing. */
   readonly rearmed: boolean
 }
@@ -143,15 +141,13 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
             latest: Effect.map(Clock.currentTimeNanos, (nanos) => {
               const now = Number(nanos / 1_000_000n)
               let at: number | undefined
-              let count = 0
               let rearmed = false
               for (const listener of listeners) {
                 const read = n.countRead(listener.fd)
-                count += read.count
                 rearmed ||= read.rearmed
                 if (read.ago >= 0) at = Math.max(at ?? -Infinity, Math.floor(now - read.ago))
               }
-              return { at, count, rearmed }
+              return { at, rearmed }
             })
           })
           : readability(listeners)
@@ -161,17 +157,17 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
   // Fallback: readability, looked at no more often than every readabilityInterval while the app runs.
   const readability = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
     Effect.gen(function*() {
-      const seen = yield* Ref.make<{ at: number | undefined; count: number }>({ at: undefined, count: 0 })
+      const seen = yield* Ref.make<number | undefined>(undefined)
       yield* awaitReadable(listeners).pipe(
         Effect.zipRight(Clock.currentTimeMillis),
-        Effect.flatMap((at) => Ref.update(seen, ({ count }) => ({ at, count: count + 1 }))),
+        Effect.flatMap((at) => Ref.set(seen, at)),
         Effect.zipRight(Effect.sleep(readabilityInterval)),
         Effect.forever,
         Effect.forkScoped
       )
       return {
         exact: false,
-        latest: Ref.modify(seen, ({ at, count }) => [{ at, count, rearmed: false }, { at, count: 0 }])
+        latest: Effect.map(Ref.get(seen), (at) => ({ at, rearmed: false }))
       }
     })
 

@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -40,8 +39,6 @@ const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.addr
 
 /** The supervisor of one config file's services. */
 export interface Supervisor {
-  /** The services running now, with their configs. */
-  readonly services: Effect.Effect<ReadonlyArray<Config.ServiceConfig>>
   /** Applies a new config: start, stop, restart what changed. */
   readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<void>
 }
@@ -187,10 +184,7 @@ export const start = (
         )
       })
 
-    return {
-      services: Effect.sync(() => [...running.values()].map((service) => service.config)),
-      apply
-    }
+    return { apply }
   })
 
 /** Several listener errors as one, every message on its own line. */
@@ -216,17 +210,3 @@ const applySocketOptions = (listener: Listener, options: Config.SocketOptions) =
       // the file is soad's; if it was removed from under it, there is nothing to apply
     }
   })
-
-/** Runs until interrupted, reloading on each element of `reloads` (SIGHUP). */
-export const run = (
-  file: ConfigFile.FileConfig,
-  reload: Effect.Effect<Option.Option<ConfigFile.FileConfig>>
-): Effect.Effect<never, ListenError, SocketService | ProcessService> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const supervisor = yield* start(file)
-      return yield* Effect.forever(
-        Effect.flatMap(reload, (next) => Option.isSome(next) ? supervisor.apply(next.value) : Effect.void)
-      )
-    })
-  )

@@ -42,7 +42,7 @@ export class World {
   private nextFd = 10
   private nextPid = 1000
   private readableWaiters = new Set<() => void>()
-  private watched = new Set<{ readonly fds: ReadonlySet<number>; at: number | undefined; count: number }>()
+  private watched = new Set<{ readonly fds: ReadonlySet<number>; at: number | undefined }>()
 
   get running(): FakeApp | undefined {
     return this.apps.find((app) => app.running)
@@ -54,7 +54,6 @@ export class World {
       for (const entry of this.watched) {
         if (entry.fds.has(fd)) {
           entry.at = now
-          entry.count++
         }
       }
       const serving = this.apps.some((app) => app.running && app.request.fds.includes(fd))
@@ -115,7 +114,7 @@ export class World {
     openConnections: () => Effect.sync(() => this.open),
     arrivals: (listeners) =>
       Effect.gen(this, function*() {
-        const entry = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined, count: 0 }
+        const entry = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined }
         yield* Effect.acquireRelease(
           Effect.sync(() => this.watched.add(entry)),
           () => Effect.sync(() => this.watched.delete(entry))
@@ -123,8 +122,7 @@ export class World {
         return {
           exact: true,
           latest: Effect.sync(() => {
-            const read = { at: entry.at, count: entry.count, rearmed: this.clearedAsync }
-            entry.count = 0
+            const read = { at: entry.at, rearmed: this.clearedAsync }
             this.clearedAsync = false
             return read
           })

@@ -5,6 +5,7 @@
  * @internal
  */
 import * as Fs from "node:fs"
+import { readFresh } from "./procfs.js"
 import * as Net from "node:net"
 
 /** What a listener is bound to, as getsockname says. */
@@ -73,7 +74,11 @@ export const countTcp = (
   return count
 }
 
-const read = (path: string): string => {
+/** For counting, once per status request or scrape (see procfs). */
+const read = readFresh
+
+/** For watching an app come up: always read now. */
+const readNow = (path: string): string => {
   try {
     return Fs.readFileSync(path, "utf8")
   } catch {
@@ -105,7 +110,7 @@ export const count = (endpoints: ReadonlyArray<Endpoint>): number => {
  */
 export const listening = (target: { readonly host: string; readonly port: number } | { readonly path: string }): boolean => {
   if ("path" in target) {
-    return read("/proc/net/unix").split("\n").some((line) => {
+    return readNow("/proc/net/unix").split("\n").some((line) => {
       const fields = line.trim().split(/\s+/)
       return fields.length >= 8 && fields[3] === "00010000" && fields.slice(7).join(" ") === target.path
     })
@@ -120,5 +125,5 @@ export const listening = (target: { readonly host: string; readonly port: number
       const ip = decodeIp(hexIp)
       return ip === wanted || anyAddress(ip)
     })
-  return matches(read("/proc/net/tcp")) || matches(read("/proc/net/tcp6"))
+  return matches(readNow("/proc/net/tcp")) || matches(readNow("/proc/net/tcp6"))
 }

@@ -27,7 +27,6 @@ export interface Native {
   ) => number
   readonly listenTcp: (ip: string, port: number, backlog: number, v6only: boolean) => number
   readonly probeUnix: (path: string, abstract: boolean) => boolean
-  readonly localPort: (fd: number) => number
   readonly socketInfo: (fd: number) => {
     readonly listening: boolean
     readonly stream: boolean
@@ -43,7 +42,7 @@ export interface Native {
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void
   readonly countStart: (fd: number) => boolean
-  readonly countRead: (fd: number) => { readonly count: number; readonly ago: number; readonly rearmed: boolean }
+  readonly countRead: (fd: number) => { readonly ago: number; readonly rearmed: boolean }
   readonly countStop: (fd: number) => void
   readonly spawn: (
     file: string,

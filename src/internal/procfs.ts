@@ -1,20 +1,54 @@
 /**
- * Process figures from /proc (Linux): the resident memory of a process group.
+ * Reading /proc (Linux). A status request or a metrics scrape asks the same question for every service in a
+ * row; what is read is kept for 50 ms, so /proc is read once per request, not once per service.
  *
  * @internal
  */
 import * as Fs from "node:fs"
 
+const freshFor = 50
+
 const pageSize = 4096
 
-/** Bytes resident in every process of the group `pgid` (0 where /proc cannot be read). */
-export const groupResidentBytes = (pgid: number): number => {
-  let total = 0
+const memo = <A>(compute: () => A): () => A => {
+  let value: A | undefined
+  let at = -Infinity
+  return () => {
+    const now = performance.now()
+    if (value === undefined || now - at > freshFor) {
+      value = compute()
+      at = now
+    }
+    return value
+  }
+}
+
+const files = new Map<string, () => string>()
+
+/** A /proc file ("" where it cannot be read), read at most once every 50 ms. */
+export const readFresh = (path: string): string => {
+  let reader = files.get(path)
+  if (reader === undefined) {
+    reader = memo(() => {
+      try {
+        return Fs.readFileSync(path, "utf8")
+      } catch {
+        return ""
+      }
+    })
+    files.set(path, reader)
+  }
+  return reader()
+}
+
+/** Resident bytes by process group, over every process. */
+const residentByGroup = memo(() => {
+  const groups = new Map<number, number>()
   let entries: Array<string>
   try {
     entries = Fs.readdirSync("/proc")
   } catch {
-    return 0
+    return groups
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue
@@ -22,10 +56,14 @@ export const groupResidentBytes = (pgid: number): number => {
       const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
       // fields[0] is the state, [2] the process group, [21] the resident set in pages
-      if (Number(fields[2]) === pgid) total += Number(fields[21]) * pageSize
+      const pgid = Number(fields[2])
+      groups.set(pgid, (groups.get(pgid) ?? 0) + Number(fields[21]) * pageSize)
     } catch {
       // gone meanwhile
     }
   }
-  return total
-}
+  return groups
+})
+
+/** Bytes resident in every process of the group `pgid` (0 where /proc cannot be read). */
+export const groupResidentBytes = (pgid: number): number => residentByGroup().get(pgid) ?? 0

@@ -3,7 +3,7 @@
  *
  *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on
  *   probeUnix                is somebody listening on this UNIX socket path?
- *   localPort, localAddress  what a socket is bound to (getsockname)
+ *   localAddress             what a socket is bound to (getsockname)
  *   close                    close(2)
  *   pending                  is a connection waiting in the backlog right now? (poll, no wait)
  *   watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
@@ -329,19 +329,6 @@ static napi_value probe_unix(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* localPort(fd) -> the port a TCP socket is bound to. */
-static napi_value local_port(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  int32_t fd;
-  if (!get_int(env, argv[0], &fd)) return throw_type(env, "localPort(fd)");
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, "getsockname", errno);
-  if (ss.ss_family == AF_INET) return make_int(env, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-  if (ss.ss_family == AF_INET6) return make_int(env, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-  return throw_errno(env, "getsockname", EAFNOSUPPORT);
-}
-
 /* socketInfo(fd) -> { listening, family, type } for a socket soad inherited; throws ENOTSOCK. */
 static napi_value socket_info(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -646,12 +633,11 @@ static napi_value unwatch(napi_env env, napi_callback_info info) {
 
 /*
  * The kernel queues one real-time signal per connection on a listener with O_ASYNC and F_SETSIG; si_fd says
- * which. The handler only counts and stamps the time (both async-signal-safe); nothing runs in JS per
- * connection. soad reads the figures when it needs them (at the idle deadline).
+ * which. The handler only stamps the time of the latest one (async-signal-safe); nothing runs in JS per
+ * connection. soad reads it when it needs it (at the idle deadline).
  */
 #define COUNT_MAX_FD 4096
 
-static atomic_uint counts[COUNT_MAX_FD];
 static atomic_llong last_arrival[COUNT_MAX_FD]; /* CLOCK_MONOTONIC ns of the latest arrival, 0: none */
 static atomic_llong last_overflow = 0;          /* the queue overflowed (SIGIO): every fd had activity then */
 static bool count_ready = false;
@@ -671,7 +657,6 @@ static void on_count_signal(int sig, siginfo_t *si, void *context) {
   if (sig == SIGIO) {
     atomic_store(&last_overflow, monotonic_ns());
   } else if (si->si_code > 0 && si->si_fd >= 0 && si->si_fd < COUNT_MAX_FD) {
-    atomic_fetch_add(&counts[si->si_fd], 1);
     atomic_store(&last_arrival[si->si_fd], monotonic_ns());
   }
   errno = saved;
@@ -718,7 +703,6 @@ static napi_value count_start(napi_env env, napi_callback_info info) {
   }
   int err = count_setup();
   if (err != 0) return throw_errno(env, "sigaction", err);
-  atomic_store(&counts[fd], 0);
   atomic_store(&last_arrival[fd], 0);
   bool was;
   err = count_arm_fd(fd, &was);
@@ -732,8 +716,8 @@ static napi_value count_start(napi_env env, napi_callback_info info) {
 }
 
 /*
- * countRead(fd) -> { count, ago, rearmed }: connections since the last read, milliseconds since the latest
- * arrival (-1: none yet), and whether counting had stopped (the app cleared O_ASYNC) and was set again.
+ * countRead(fd) -> { ago, rearmed }: milliseconds since the latest arrival (-1: none yet), and whether counting
+ * had stopped (the app cleared O_ASYNC) and was set again.
  */
 static napi_value count_read(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -744,15 +728,12 @@ static napi_value count_read(napi_env env, napi_callback_info info) {
   int err = count_arm_fd(fd, &was);
   if (err != 0) return throw_errno(env, "fcntl", err);
 #endif
-  uint32_t n = atomic_exchange(&counts[fd], 0);
   long long last = atomic_load(&last_arrival[fd]);
   long long overflow = atomic_load(&last_overflow);
   if (overflow > last) last = overflow;
   double ago = last == 0 ? -1 : (double)(monotonic_ns() - last) / 1e6;
   napi_value result, v;
   NAPI_CALL(env, napi_create_object(env, &result));
-  NAPI_CALL(env, napi_create_uint32(env, n, &v));
-  NAPI_CALL(env, napi_set_named_property(env, result, "count", v));
   NAPI_CALL(env, napi_create_double(env, ago, &v));
   NAPI_CALL(env, napi_set_named_property(env, result, "ago", v));
   NAPI_CALL(env, napi_get_boolean(env, !was, &v));
@@ -1740,7 +1721,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeUnix", NULL, probe_unix, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"localPort", NULL, local_port, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketInfo", NULL, socket_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setCloexec", NULL, set_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -141,6 +141,21 @@ describe("--upstream", () => {
     socket.destroy()
   })
 
+  it("an error on one side ends the other: the app killed mid-stream closes the client's connection", async () => {
+    const socketPath = Path.join(dir(), "app.sock")
+    const s = soad(["-s", socketPath, "--upstream", "auto", "-t", "60", "--", "node", plainApp])
+    await s.waitFor(/listening on/)
+    const pid = (await get({ socketPath })).pid as number
+    const client = Net.connect(socketPath)
+    client.on("error", () => {})
+    const closed = new Promise<void>((resolve) => client.on("close", () => resolve()))
+    client.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${Crypto.randomBytes(16).toString("base64")}\r\n\r\n`)
+    await new Promise((resolve) => client.once("data", resolve)) // 101: a long-lived connection through soad
+    process.kill(pid, "SIGKILL")
+    await closed
+    expect(client.destroyed).toBe(true)
+  })
+
   it("an open connection that sends nothing for -t does not keep the app; it is closed after the app stops", async () => {
     const socketPath = Path.join(dir(), "app.sock")
     const s = soad(["-s", socketPath, "--upstream", "auto", "-t", "0.5", "--", "node", plainApp])
