@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { afterEach } from "vitest"
+import { afterEach, describe } from "vitest"
 
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 export const bin = Path.join(root, "dist", "bin.js")
@@ -206,3 +206,15 @@ export const freePort = (host = "127.0.0.1"): Promise<number> =>
       server.close(() => resolve(port))
     })
   })
+
+/** soad's tests run as root here (CI is root): tests of other users, cgroups and chown need it. */
+export const isRoot = process.getuid?.() === 0
+
+/**
+ * A suite that needs root (other users, cgroups, chown). CI runs as root, so it always runs there; elsewhere it is
+ * skipped, and its name says why.
+ */
+export const describeAsRoot = (name: string, body: () => void): void => {
+  if (isRoot) describe(name, body)
+  else describe.skip(`${name} [skipped: needs root; CI runs it as root]`, body)
+}

@@ -101,15 +101,22 @@ export class NativeBindingError extends Error {
 }
 
 let loaded: Native | undefined
+let loadedFrom: string | undefined
+
+interface NodeGypBuild {
+  (dir: string): Native
+  readonly resolve: (dir: string) => string
+}
 
 /** The binding, loaded once: a prebuild for this platform first, else a local build. */
 export const native = (): Native => {
   if (loaded !== undefined) return loaded
   const dir = nativeDir()
   const require = createRequire(import.meta.url)
-  const load = require("node-gyp-build") as (dir: string) => Native
+  const load = require("node-gyp-build") as NodeGypBuild
   try {
-    loaded = load(dir)
+    loadedFrom = load.resolve(dir)
+    loaded = require(loadedFrom) as Native
   } catch (cause) {
     throw new NativeBindingError(
       `no native binding for ${process.platform}-${process.arch} (Node ${process.versions.node}) in ${dir}: ` +
@@ -118,4 +125,24 @@ export const native = (): Native => {
     )
   }
   return loaded
+}
+
+/**
+ * The path of one of soad's small helper programs (built beside the addon from src/native/helper/), or undefined
+ * if it was not built for this platform. They sit next to the addon that was loaded (a prebuild or a local build).
+ */
+export const helperPath = (name: string): string | undefined => {
+  native()
+  const candidates = [
+    ...(loadedFrom === undefined ? [] : [Path.join(Path.dirname(loadedFrom), name)]),
+    Path.join(nativeDir(), "build", "Release", name)
+  ]
+  return candidates.find((candidate) => {
+    try {
+      Fs.accessSync(candidate, Fs.constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
 }
