@@ -28,6 +28,7 @@ import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
 import { collectGarbage } from "./internal/gc.js"
 import { notify } from "./internal/notify.js"
+import * as Ids from "./internal/ids.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
@@ -129,6 +130,16 @@ const socketGroup = Options.text("socket-group").pipe(
   Options.withDescription("Group of the UNIX socket files, a name or a gid. Default: soad's group."),
   Options.optional
 )
+const user = Options.text("user").pipe(
+  Options.withPseudoName("USER"),
+  Options.withDescription("Run the app as this user, a name or a uid, with its groups, HOME and SHELL (soad must be root)."),
+  Options.optional
+)
+const group = Options.text("group").pipe(
+  Options.withPseudoName("GROUP"),
+  Options.withDescription("Run the app with this primary group, a name or a gid. Default: the user's group."),
+  Options.optional
+)
 const logFormat = Options.text("log-format").pipe(
   Options.withPseudoName(Logging.formats.join("|")),
   Options.withDescription("Log lines for people (text) or one JSON object per line (json) for log collectors. Default: text."),
@@ -172,6 +183,8 @@ const options = {
   socketMode,
   socketUser,
   socketGroup,
+  user,
+  group,
   logLevel,
   logFormat,
   metrics,
@@ -249,15 +262,30 @@ export const toConfig = (
       }
       mode = parseInt(text, 8)
     }
-    let uid: number | undefined
-    if (Option.isSome(parsed.socketUser)) {
-      uid = resolver.user(parsed.socketUser.value)?.uid
-      if (uid === undefined) return yield* Either.left(usage(`--socket-user: no user '${parsed.socketUser.value}'`))
-    }
-    let gid: number | undefined
-    if (Option.isSome(parsed.socketGroup)) {
-      gid = resolver.gid(parsed.socketGroup.value)
-      if (gid === undefined) return yield* Either.left(usage(`--socket-group: no group '${parsed.socketGroup.value}'`))
+    const lookUp = <A>(flag: string, kind: "user" | "group", value: string, find: (v: string | number) => A | undefined) =>
+      Either.flatMap(
+        Either.mapLeft(Ids.parse(value), (why) => usage(`${flag}: '${value}' is not a ${kind} name or a valid id: ${why}`)),
+        (ref) => {
+          const found = find(ref)
+          return found === undefined ? Either.left(usage(`${flag}: no ${kind} '${value}'`)) : Either.right(found)
+        }
+      )
+    const uid = Option.isSome(parsed.socketUser)
+      ? (yield* lookUp("--socket-user", "user", parsed.socketUser.value, resolver.user)).uid
+      : undefined
+    const gid = Option.isSome(parsed.socketGroup)
+      ? yield* lookUp("--socket-group", "group", parsed.socketGroup.value, resolver.gid)
+      : undefined
+    let runAs: Config.RunAs | undefined
+    if (Option.isSome(parsed.user) || Option.isSome(parsed.group)) {
+      if (!resolver.root) {
+        return yield* Either.left(usage(`${Option.isSome(parsed.user) ? "--user" : "--group"}: running the app as another user needs soad to run as root`))
+      }
+      const found = Option.isSome(parsed.user) ? yield* lookUp("--user", "user", parsed.user.value, resolver.user) : undefined
+      const runGid = Option.isSome(parsed.group) ? yield* lookUp("--group", "group", parsed.group.value, resolver.gid) : found!.gid
+      runAs = found !== undefined
+        ? { ...found, gid: runGid, groups: found.groups.includes(runGid) ? found.groups : [runGid, ...found.groups] }
+        : { uid: process.getuid?.() ?? 0, gid: runGid, groups: [runGid] }
     }
     let upstreamAddress: Config.Upstream | undefined
     if (Option.isSome(parsed.upstream)) {
@@ -271,6 +299,7 @@ export const toConfig = (
       upstream: upstreamAddress,
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode, uid, gid },
+      user: runAs,
       idleTimeout: yield* seconds("-t", parsed.timeUntilStop, false),
       shutdownSignal: signal,
       stopTimeout: yield* seconds("--stop-timeout", parsed.stopTimeout, true),
@@ -304,6 +333,8 @@ const takesValue = new Set([
   "--socket-mode",
   "--socket-user",
   "--socket-group",
+  "--user",
+  "--group",
   "--log-level",
   "--log-format",
   "--metrics",

@@ -25,12 +25,16 @@ export type Upstream =
   | { readonly _tag: "Unix"; readonly path: string }
   | { readonly _tag: "Auto" }
 
-/** The user and groups an app runs as (soad must be root). */
+/** The user and groups an app runs as (soad must be root). Ids are whole numbers 0..4294967294. */
 export interface RunAs {
   readonly uid: number
   readonly gid: number
   /** Supplementary groups. */
   readonly groups: ReadonlyArray<number>
+  /** From the passwd entry, for the app's USER/LOGNAME, HOME and SHELL; absent for a bare uid. */
+  readonly name?: string | undefined
+  readonly home?: string | undefined
+  readonly shell?: string | undefined
 }
 
 /** One app soad activates. */

@@ -24,6 +24,7 @@ import * as Path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
+import * as Ids from "./internal/ids.js"
 import * as Signal from "./Signal.js"
 
 /** The config file cannot be used; `errors` lists every problem, one line each. */
@@ -105,9 +106,8 @@ export const File = Schema.Struct({
 
 /** Name → id lookups (the live ones use getpwnam/getgrnam). */
 export interface Resolver {
-  readonly user: (nameOrId: string | number) =>
-    | { readonly uid: number; readonly gid: number; readonly groups: ReadonlyArray<number> }
-    | undefined
+  /** A user by name or uid (checked by internal/ids.ts); undefined if unknown or not a valid id. */
+  readonly user: (nameOrId: string | number) => Config.RunAs | undefined
   readonly gid: (nameOrId: string | number) => number | undefined
   /** soad runs as root (may set users and groups). */
   readonly root: boolean
@@ -211,29 +211,32 @@ const resolveService = (
     else if (typeof modeField === "string" && /^0?[0-7]{3}$/.test(modeField)) mode = parseInt(modeField, 8)
     else at("socket-mode", `expected an octal mode such as "0660" or 0o660, found ${show(modeField)}`)
   }
-  let socketUid: number | undefined
-  if (fields["socket-user"] !== undefined) {
-    socketUid = resolver.user(fields["socket-user"])?.uid
-    if (socketUid === undefined) at("socket-user", `expected a user name or uid, found ${show(fields["socket-user"])}: no such user`)
+  const lookUp = <A>(field: string, kind: "user" | "group", value: string | number, find: (v: string | number) => A | undefined) => {
+    const id = kind === "user" ? "uid" : "gid"
+    const ref = Ids.parse(value)
+    if (Either.isLeft(ref)) {
+      at(field, `expected a ${kind} name or a ${id}, found ${show(value)}: ${ref.left}`)
+      return undefined
+    }
+    const found = find(ref.right)
+    if (found === undefined) at(field, `expected a ${kind} name or a ${id}, found ${show(value)}: no such ${kind}`)
+    return found
   }
-  let socketGid: number | undefined
-  if (fields["socket-group"] !== undefined) {
-    socketGid = resolver.gid(fields["socket-group"])
-    if (socketGid === undefined) at("socket-group", `expected a group name or gid, found ${show(fields["socket-group"])}: no such group`)
-  }
+  const socketUid = fields["socket-user"] === undefined
+    ? undefined
+    : lookUp("socket-user", "user", fields["socket-user"], resolver.user)?.uid
+  const socketGid = fields["socket-group"] === undefined
+    ? undefined
+    : lookUp("socket-group", "group", fields["socket-group"], resolver.gid)
   let user: Config.RunAs | undefined
   if (fields.user !== undefined || fields.group !== undefined) {
     if (!resolver.root) at(fields.user !== undefined ? "user" : "group", "running the app as another user needs soad to run as root")
-    const found = fields.user !== undefined ? resolver.user(fields.user) : undefined
-    if (fields.user !== undefined && found === undefined) at("user", `expected a user name or uid, found ${show(fields.user)}: no such user`)
-    const gid = fields.group !== undefined ? resolver.gid(fields.group) : found?.gid
-    if (fields.group !== undefined && gid === undefined) at("group", `expected a group name or gid, found ${show(fields.group)}: no such group`)
-    if (gid !== undefined) {
-      user = {
-        uid: found?.uid ?? process.getuid?.() ?? 0,
-        gid,
-        groups: found !== undefined ? found.groups : [gid]
-      }
+    const found = fields.user !== undefined ? lookUp("user", "user", fields.user, resolver.user) : undefined
+    const gid = fields.group !== undefined ? lookUp("group", "group", fields.group, resolver.gid) : found?.gid
+    if (gid !== undefined && (fields.user === undefined || found !== undefined)) {
+      user = found !== undefined
+        ? { ...found, gid, groups: found.groups.includes(gid) ? found.groups : [gid, ...found.groups] }
+        : { uid: process.getuid?.() ?? 0, gid, groups: [gid] }
     }
   }
   let upstream: Config.Upstream | undefined

@@ -96,7 +96,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         const exited = yield* Deferred.make<ExitStatus>()
         const pid = yield* Effect.try({
           try: () => driver.spawn(request, (status) => Deferred.unsafeDone(exited, Effect.succeed(status))),
-          catch: (cause) => spawnError(request.command[0], cause)
+          catch: (cause) => spawnError(request, cause)
         })
         running.add(pid)
         const exit = Deferred.await(exited)
@@ -140,18 +140,24 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
     return { spawn, killAll: signalAll(Signal.SIGKILL), signalAll }
   })
 
-const spawnError = (program: string, cause: unknown): SpawnError => {
+const spawnError = (request: SpawnRequest, cause: unknown): SpawnError => {
+  const program = request.command[0]
   const errno = (cause as NativeError).errno
   const code = typeof errno === "number"
     ? Util.getSystemErrorName(-errno)
     : (cause as NodeJS.ErrnoException).code ?? "UNKNOWN"
   const syscall = (cause as NativeError).syscall
+  const who = request.uid !== undefined ? `uid ${request.uid}` : "soad's user"
   const reason = code === "ENOENT" && (syscall === "execve" || syscall === undefined)
     ? `command not found: '${program}' (check the name and PATH)`
     : code === "EACCES" && syscall === "execve"
     ? `'${program}' is not executable (check its permissions)`
-    : code === "ENOENT" && syscall === "chdir"
-    ? `the working directory does not exist`
+    : syscall === "chdir" && code === "ENOENT"
+    ? `the working directory ${request.cwd} does not exist`
+    : syscall === "chdir"
+    ? `the working directory ${request.cwd} cannot be entered by ${who} (${code})`
+    : syscall === "setuid" || syscall === "setgid" || syscall === "setgroups"
+    ? `cannot switch to uid ${request.uid ?? "-"}, gid ${request.gid ?? "-"} (${syscall}: ${code}): the app was not started`
     : code === "ENOEXEC"
     ? `'${program}' is not a program this system can run (a script needs a #! line)`
     : `cannot start '${program}': ${(cause as Error).message ?? String(cause)}`

@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Address from "./Address.js"
 import type * as Config from "./Config.js"
@@ -154,15 +155,15 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       )
     )
 
-  // Fallback: readability, looked at no more often than every readabilityInterval while the app runs.
+  // Fallback: readability, looked at every readabilityInterval while the app runs, with poll(2). Never with a
+  // uv_poll watch: libuv sets O_NONBLOCK on the file description, which the app shares, and a blocking accept()
+  // loop in the app would then die with EAGAIN.
   const readability = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
     Effect.gen(function*() {
       const seen = yield* Ref.make<number | undefined>(undefined)
-      yield* awaitReadable(listeners).pipe(
-        Effect.zipRight(Clock.currentTimeMillis),
-        Effect.flatMap((at) => Ref.set(seen, at)),
-        Effect.zipRight(Effect.sleep(readabilityInterval)),
-        Effect.forever,
+      yield* isPending(listeners).pipe(
+        Effect.flatMap((pending) => pending ? Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.set(seen, at)) : Effect.void),
+        Effect.repeat(Schedule.spaced(readabilityInterval)),
         Effect.forkScoped
       )
       return {

@@ -142,6 +142,21 @@ export const register = (
     })
   })
 
+/**
+ * The login variables of the user an app runs as (as login(1) and systemd's User= set them), so it never sees
+ * soad's HOME or USER; the service's own env overrides them. A uid without a passwd entry gets HOME=/.
+ */
+export const userEnvironment = (user: Config.RunAs | undefined): Record<string, string> => {
+  if (user === undefined) return {}
+  const name = user.name ?? String(user.uid)
+  return {
+    HOME: user.home !== undefined && user.home !== "" ? user.home : "/",
+    USER: name,
+    LOGNAME: name,
+    ...(user.shell !== undefined && user.shell !== "" ? { SHELL: user.shell } : {})
+  }
+}
+
 /** What the app is started with. */
 export const spawnRequest = (
   config: Config.ServiceConfig,
@@ -149,7 +164,7 @@ export const spawnRequest = (
   env: Readonly<Record<string, string>> = {}
 ): SpawnRequest => ({
   command: config.command,
-  env: { ...config.env, ...env },
+  env: { ...userEnvironment(config.user), ...config.env, ...env },
   inheritEnv: config.inheritEnv,
   cwd: config.cwd,
   fds: listeners.map((listener) => listener.fd),

@@ -64,6 +64,7 @@ export interface Native {
     readonly gid: number
     readonly name: string
     readonly home: string
+    readonly shell: string
     readonly groups: ReadonlyArray<number>
   } | null
   readonly lookupGroup: (name: string) => number | null

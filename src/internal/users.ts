@@ -1,23 +1,29 @@
 /**
  * Users and groups by name or number, through the native binding (Node has no getpwnam): the resolver the
- * command line and the config file share.
+ * command line and the config file share. Input is checked by internal/ids.ts first.
  *
  * @internal
  */
+import * as Either from "effect/Either"
 import type { Resolver } from "../ConfigFile.js"
+import * as Ids from "./ids.js"
 import { native } from "./native.js"
-
-const numeric = (nameOrId: string | number): number | undefined =>
-  typeof nameOrId === "number" ? nameOrId : /^\d+$/.test(nameOrId) ? Number(nameOrId) : undefined
 
 /** Users with their primary and supplementary groups; a uid without a passwd entry stands for itself. */
 export const resolver: Resolver = {
   user: (nameOrId) => {
-    const id = numeric(nameOrId)
-    const found = native().lookupUser(id ?? nameOrId)
-    if (found !== null) return { uid: found.uid, gid: found.gid, groups: found.groups }
-    return id !== undefined ? { uid: id, gid: id, groups: [id] } : undefined
+    const ref = Ids.parse(nameOrId)
+    if (Either.isLeft(ref)) return undefined
+    const found = native().lookupUser(ref.right)
+    if (found !== null) {
+      return { uid: found.uid, gid: found.gid, groups: found.groups, name: found.name, home: found.home, shell: found.shell }
+    }
+    return typeof ref.right === "number" ? { uid: ref.right, gid: ref.right, groups: [ref.right] } : undefined
   },
-  gid: (nameOrId) => numeric(nameOrId) ?? native().lookupGroup(String(nameOrId)) ?? undefined,
+  gid: (nameOrId) => {
+    const ref = Ids.parse(nameOrId)
+    if (Either.isLeft(ref)) return undefined
+    return typeof ref.right === "number" ? ref.right : native().lookupGroup(ref.right) ?? undefined
+  },
   root: process.getuid?.() === 0
 }

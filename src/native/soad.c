@@ -97,6 +97,15 @@ static bool get_int(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
 }
 
+/* A user or group id: a whole number 0..4294967294 (4294967295 is (uid_t)-1, "no change", for the kernel). */
+static bool get_id(napi_env env, napi_value v, uint32_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0 && d <= 4294967294.0) || d != (double)(uint32_t)d) return false;
+  *out = (uint32_t)d;
+  return true;
+}
+
 static bool get_bool(napi_env env, napi_value v, bool *out) {
   return napi_get_value_bool(env, v, out) == napi_ok;
 }
@@ -861,7 +870,8 @@ typedef struct {
   int32_t *fds;
   uint32_t nfds;
   char *cwd;
-  int32_t uid, gid;
+  uint32_t uid, gid;
+  bool set_uid, set_gid; /* run as uid/gid: explicit, never inferred from a sentinel value */
   gid_t *groups;
   int ngroups;
   bool listen_pid, pdeathsig;
@@ -919,10 +929,76 @@ static void close_from(int from, int keep) {
     if (fd != keep) close(fd);
 }
 
+/* Makes the child the user and groups of the spec; afterwards it can neither get root back nor keep root's groups. */
+static const char *child_switch_user(const spawn_spec *s) {
+  if (s->set_gid) {
+    if (setgroups((size_t)s->ngroups, s->groups) < 0) return "setgroups";
+    if (setgid((gid_t)s->gid) < 0) return "setgid";
+    if (getgid() != (gid_t)s->gid || getegid() != (gid_t)s->gid) {
+      errno = EPERM;
+      return "setgid";
+    }
+  }
+  if (s->set_uid) {
+    if (setuid((uid_t)s->uid) < 0) return "setuid";
+    if (getuid() != (uid_t)s->uid || geteuid() != (uid_t)s->uid) {
+      errno = EPERM;
+      return "setuid";
+    }
+  }
+  return NULL;
+}
+
+/* The app must die with soad. The kernel clears the parent-death signal when credentials change, so this comes
+ * after the switch; soad may have died before it, hence the check of the parent. */
+static const char *child_die_with_parent(pid_t parent) {
+#ifdef __linux__
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return "prctl(PR_SET_PDEATHSIG)";
+  if (getppid() != parent) _exit(127); /* soad is gone: do not run orphaned */
+#else
+  (void)parent;
+#endif
+  return NULL;
+}
+
+/* The app inherits soad's stdio. Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both
+ * (libuv does the same for `stdio: "inherit"`). A closed fd is left closed. */
+static void child_fix_stdio(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    int fdflags = fcntl(fd, F_GETFD);
+    if (fdflags >= 0 && (fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags & ~FD_CLOEXEC);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
+}
+
+/* Listeners to fds 3..: first above the target range, so no dup2 overwrites a source. They reach the app blocking,
+ * as sd_listen_fds promises: O_NONBLOCK lives on the file description soad shares with the app (libuv's poll sets
+ * it), and a plain blocking accept() loop would die with EAGAIN. */
+static const char *child_place_listeners(const spawn_spec *s) {
+  int high[64];
+  for (uint32_t i = 0; i < s->nfds; i++)
+    if ((high[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 3 + (int)s->nfds)) < 0) return "fcntl(F_DUPFD)";
+  for (uint32_t i = 0; i < s->nfds; i++) {
+    int fd = 3 + (int)i;
+    if (dup2(high[i], fd) < 0) return "dup2"; /* dup2 clears CLOEXEC on the target */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return "fcntl(F_GETFL)";
+    if ((fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) return "fcntl(F_SETFL)";
+  }
+  return NULL;
+}
+
 /* Runs in the child between fork and exec: async-signal-safe calls only. Never returns. */
 static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t parent, char *listen_pid_slot) {
   int err;
-  const char *step;
+  const char *step = NULL;
+  /* The error pipe must not sit on a number the app receives (3..): dup2 would overwrite it or hand it over. */
+  if (errfd < 3 + (int)s->nfds) {
+    int high = fcntl(errfd, F_DUPFD_CLOEXEC, 3 + (int)s->nfds);
+    if (high < 0) _exit(127);
+    errfd = high;
+  }
   /* Signals: Node ignores SIGPIPE and blocks others; an ignored signal survives exec. */
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
@@ -933,34 +1009,12 @@ static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t p
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) { step = "sigprocmask"; goto fail; }
   if (setsid() < 0) { step = "setsid"; goto fail; }
-#ifdef __linux__
-  if (s->pdeathsig) {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) { step = "prctl"; goto fail; }
-    if (getppid() != parent) _exit(127); /* soad died before the line above: do not run orphaned */
-  }
-#else
-  (void)parent;
-#endif
-  /* The app inherits soad's stdio. Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both
-   * (libuv does the same for `stdio: "inherit"`). A closed fd is left closed. */
-  for (int fd = 0; fd <= 2; fd++) {
-    int fdflags = fcntl(fd, F_GETFD);
-    if (fdflags >= 0 && (fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags & ~FD_CLOEXEC);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-  }
+  child_fix_stdio();
+  if ((step = child_switch_user(s)) != NULL) goto fail;
+  if (s->pdeathsig && (step = child_die_with_parent(parent)) != NULL) goto fail;
+  /* After the switch: the app's user must be able to enter its working directory. */
   if (s->cwd != NULL && chdir(s->cwd) < 0) { step = "chdir"; goto fail; }
-  if (s->gid >= 0) {
-    if (setgroups((size_t)s->ngroups, s->groups) < 0) { step = "setgroups"; goto fail; }
-    if (setgid((gid_t)s->gid) < 0) { step = "setgid"; goto fail; }
-  }
-  if (s->uid >= 0 && setuid((uid_t)s->uid) < 0) { step = "setuid"; goto fail; }
-  /* Listeners to fds 3..: first above the target range, so no dup2 overwrites a source. */
-  int high[64];
-  for (uint32_t i = 0; i < s->nfds; i++)
-    if ((high[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 3 + (int)s->nfds)) < 0) { step = "fcntl(F_DUPFD)"; goto fail; }
-  for (uint32_t i = 0; i < s->nfds; i++)
-    if (dup2(high[i], 3 + (int)i) < 0) { step = "dup2"; goto fail; } /* dup2 clears CLOEXEC on the target */
+  if ((step = child_place_listeners(s)) != NULL) goto fail;
   /* Nothing else of soad's reaches the app, not even fds soad inherited without close-on-exec. */
   close_from(3 + (int)s->nfds, errfd);
   if (listen_pid_slot != NULL) format_uint(listen_pid_slot, (unsigned long)getpid());
@@ -987,8 +1041,6 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   ARGS(6);
   spawn_spec s;
   memset(&s, 0, sizeof s);
-  s.uid = -1;
-  s.gid = -1;
   size_t count = 0;
   napi_value v;
   bool ok = (s.file = get_string(env, argv[0], NULL)) != NULL &&
@@ -1005,15 +1057,15 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   }
   napi_value opts = argv[4];
   if (ok && get_optional(env, opts, "cwd", &v)) ok = (s.cwd = get_string(env, v, NULL)) != NULL;
-  if (ok && get_optional(env, opts, "uid", &v)) ok = get_int(env, v, &s.uid);
-  if (ok && get_optional(env, opts, "gid", &v)) ok = get_int(env, v, &s.gid);
+  if (ok && get_optional(env, opts, "uid", &v)) ok = s.set_uid = get_id(env, v, &s.uid);
+  if (ok && get_optional(env, opts, "gid", &v)) ok = s.set_gid = get_id(env, v, &s.gid);
   if (ok && get_optional(env, opts, "groups", &v)) {
     uint32_t n;
     ok = napi_get_array_length(env, v, &n) == napi_ok && (s.groups = calloc(n + 1, sizeof *s.groups)) != NULL;
     for (uint32_t i = 0; ok && i < n; i++) {
       napi_value g;
-      int32_t gid;
-      ok = napi_get_element(env, v, i, &g) == napi_ok && get_int(env, g, &gid);
+      uint32_t gid = 0;
+      ok = napi_get_element(env, v, i, &g) == napi_ok && get_id(env, g, &gid);
       s.groups[i] = (gid_t)gid;
     }
     s.ngroups = ok ? (int)n : 0;
@@ -1625,7 +1677,7 @@ static napi_value relay_stats(napi_env env, napi_callback_info info) {
 
 /* ---------------------------------------------------------------- users and groups */
 
-/* lookupUser(name | uid) -> { uid, gid, name, home, groups } or null if unknown. */
+/* lookupUser(name | uid) -> { uid, gid, name, home, shell, groups } or null if unknown. */
 static napi_value lookup_user(napi_env env, napi_callback_info info) {
   ARGS(1);
   napi_valuetype t;
@@ -1633,8 +1685,8 @@ static napi_value lookup_user(napi_env env, napi_callback_info info) {
   struct passwd *pw;
   errno = 0;
   if (t == napi_number) {
-    int32_t uid;
-    if (!get_int(env, argv[0], &uid)) return throw_type(env, "lookupUser(name | uid)");
+    uint32_t uid;
+    if (!get_id(env, argv[0], &uid)) return throw_type(env, "lookupUser: a uid is a whole number 0..4294967294");
     pw = getpwuid((uid_t)uid);
   } else {
     char *name = get_string(env, argv[0], NULL);
@@ -1659,6 +1711,8 @@ static napi_value lookup_user(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_set_named_property(env, result, "name", v));
   NAPI_CALL(env, napi_create_string_utf8(env, pw->pw_dir, NAPI_AUTO_LENGTH, &v));
   NAPI_CALL(env, napi_set_named_property(env, result, "home", v));
+  NAPI_CALL(env, napi_create_string_utf8(env, pw->pw_shell != NULL ? pw->pw_shell : "", NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "shell", v));
   int ngroups = 64;
   gid_t *groups = NULL;
   for (int tries = 0; tries < 4; tries++) {

@@ -54,7 +54,7 @@ describe("the config file", () => {
     expect(blog.cwd).toBe("/srv/blog")
     expect(blog.env).toEqual({ A: "1" })
     expect(blog.inheritEnv).toBe(false)
-    expect(blog.user).toEqual({ uid: 1000, gid: 33, groups: [1000, 27] })
+    expect(blog.user).toEqual({ uid: 1000, gid: 33, groups: [33, 1000, 27] })
     expect(Duration.toMillis(blog.idleTimeout)).toBe(60_000)
     expect(Duration.toMillis(blog.stopTimeout)).toBe(20_000) // from the defaults
     expect(blog.shutdownSignal.name).toBe("SIGINT") // from the defaults
@@ -74,7 +74,7 @@ describe("the config file", () => {
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], backlog: 0 } } }, "services.a.backlog: expected a whole number, 1 or more, found 0"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds, found 0"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], cwd: "relative" } } }, "services.a.cwd: expected an absolute path, found \"relative\""],
-    [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or gid, found \"nogroup-x\": no such group"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or a gid, found \"nogroup-x\": no such group"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"] }, b: { listen: ["/x.sock"], command: ["y"] } } }, "services.b.listen: /x.sock is already a listener of service a"],
     [{ "min-available-memory": "lots", services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "min-available-memory: expected a size such as \"200MB\" or \"1GiB\", found \"lots\""],
     [{ "max-runing": 2, services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "max-runing: unknown key; did you mean max-running?"],
