@@ -123,7 +123,12 @@ const awaitIdle = (
       }
       const seen = yield* arrivals.latest
       if (seen.rearmed) {
-        yield* event("warn", "counting_restored", "the app cleared O_ASYNC on a listener; counting is restored, idle time starts again")
+        yield* event(
+          "warn",
+          "counting_restored",
+          "counting on a listener was disturbed (the app cleared O_ASYNC, or moved its owner or signal); " +
+            "counting is restored, idle time starts again"
+        )
         yield* Ref.set(lastActivity, t)
         continue
       }
@@ -178,7 +183,7 @@ const runApp = (
     const request = spawnRequest(config, listeners)
     const because = trigger._tag === "Wake" ? "on request (soad wake)" : `on a connection to ${trigger.listener.description}`
     // Watch arrivals before the app starts, so connections during its start count too.
-    const arrivals = yield* sockets.arrivals(listeners)
+    const arrivals = yield* sockets.arrivals(listeners, config.user)
     const lastActivity = yield* Ref.make(yield* now)
     const latestActivity = Effect.zipWith(Ref.get(lastActivity), arrivals.latest, (last, seen) => Math.max(last, seen.at ?? last))
     // The budget or `soad sleep` may ask the app to stop; `done` completes once it has.

@@ -18,6 +18,7 @@ import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
 import type { ListenError } from "./internal/listeners.js"
 import { native } from "./internal/native.js"
+import * as Sentinel from "./internal/sentinel.js"
 
 /** An open listening socket. */
 export interface Listener {
@@ -75,8 +76,14 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
   readonly awaitReadable: (listeners: ReadonlyArray<Listener>, wakeup?: Wakeup) => Effect.Effect<Listener | undefined>
   /** Is a connection waiting on any of these listeners right now? */
   readonly isPending: (listeners: ReadonlyArray<Listener>) => Effect.Effect<boolean>
-  /** Watches connections arriving on the listeners until the scope closes. */
-  readonly arrivals: (listeners: ReadonlyArray<Listener>) => Effect.Effect<Arrivals, never, Scope.Scope>
+  /**
+   * Watches connections arriving on the listeners until the scope closes. `runAs`: the app runs as that user, so
+   * the counting must not let it signal soad.
+   */
+  readonly arrivals: (
+    listeners: ReadonlyArray<Listener>,
+    runAs?: Config.RunAs | undefined
+  ) => Effect.Effect<Arrivals, never, Scope.Scope>
   /** Open connections to the listeners can be seen on this platform (Linux: /proc/net). */
   readonly connectionAware: boolean
   /** How many accepted connections to the listeners are open now (0 where they cannot be seen). */
@@ -172,8 +179,15 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       }
     })
 
-  const arrivals = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
-    exactCounting ? counted(listeners) : readability(listeners)
+  const arrivals = (
+    listeners: ReadonlyArray<Listener>,
+    runAs?: Config.RunAs | undefined
+  ): Effect.Effect<Arrivals, never, Scope.Scope> =>
+    !exactCounting
+      ? readability(listeners)
+      : Sentinel.needed(runAs)
+      ? Sentinel.arrivals(n, listeners, runAs, readability)
+      : counted(listeners)
 
   const open = (config: Address.ListenerConfig, options: Config.SocketOptions) =>
     Listeners.open(n, inherited, config, options).pipe(

@@ -44,6 +44,14 @@ export interface Native {
   readonly countStart: (fd: number) => boolean
   readonly countRead: (fd: number) => { readonly ago: number; readonly rearmed: boolean }
   readonly countStop: (fd: number) => void
+  readonly countOwner: (fd: number) => { readonly owner: number; readonly signal: number; readonly async: boolean }
+  readonly sentinelMemory: (listeners: number) => { readonly id: number; readonly fd: number } | null
+  readonly sentinelRead: (id: number) => {
+    readonly ago: ReadonlyArray<number>
+    readonly armed: number
+    readonly signal: number
+  }
+  readonly sentinelFree: (id: number) => void
   readonly spawn: (
     file: string,
     argv: ReadonlyArray<string>,

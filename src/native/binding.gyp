@@ -6,5 +6,17 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"] }
     }
+  ],
+  "conditions": [
+    ["OS=='linux'", {
+      "targets": [
+        {
+          "target_name": "soad-sentinel",
+          "type": "executable",
+          "sources": ["helper/sentinel.c"],
+          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+        }
+      ]
+    }]
   ]
 }

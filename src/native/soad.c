@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -765,6 +766,141 @@ static napi_value count_stop(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
+/*
+ * Counting through a sentinel (helper/sentinel.c) when the app runs as another user: the sentinel owns the signal,
+ * so the app can turn it against nobody but the sentinel. It writes the latest arrival per listener into a page
+ * shared with soad (a memfd), which soad reads at its deadlines as it reads its own counters.
+ */
+typedef struct sentinel_memory {
+  uint32_t id;
+  int n;
+  _Atomic long long *slots; /* n arrivals, the latest overflow, how many times it armed */
+  size_t size;
+  struct sentinel_memory *next;
+} sentinel_memory;
+
+static sentinel_memory *sentinel_memories = NULL;
+static uint32_t next_sentinel_id = 1;
+
+static sentinel_memory *sentinel_find(uint32_t id) {
+  for (sentinel_memory *m = sentinel_memories; m != NULL; m = m->next)
+    if (m->id == id) return m;
+  return NULL;
+}
+
+/* sentinelMemory(n) -> { id, fd } | null (no memfd here): a shared page for n listeners; soad closes fd after the
+ * sentinel has it. */
+static napi_value sentinel_memory_new(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t n;
+  if (!get_int(env, argv[0], &n) || n < 1 || n > 64) return throw_type(env, "sentinelMemory(n): 1..64 listeners");
+  napi_value result;
+#if defined(__linux__) && defined(SYS_memfd_create)
+  int fd = (int)syscall(SYS_memfd_create, "soad-sentinel", 1U /* MFD_CLOEXEC */);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno);
+  size_t size = (size_t)(n + 2) * sizeof(long long);
+  if (ftruncate(fd, (off_t)size) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "ftruncate", err);
+  }
+  void *slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (slots == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "mmap", err);
+  }
+  sentinel_memory *m = calloc(1, sizeof *m);
+  if (m == NULL) {
+    munmap(slots, size);
+    close(fd);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  m->id = next_sentinel_id++;
+  m->n = n;
+  m->slots = slots;
+  m->size = size;
+  m->next = sentinel_memories;
+  sentinel_memories = m;
+  napi_value v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_uint32(env, m->id, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "id", v));
+  NAPI_CALL(env, napi_create_int32(env, fd, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "fd", v));
+#else
+  NAPI_CALL(env, napi_get_null(env, &result));
+#endif
+  return result;
+}
+
+/* sentinelRead(id) -> { ago: [ms | -1 per listener], armed, signal }: what the sentinel wrote. A value from the future (a
+ * sentinel is the app's user's process, and could be made to write anything) reads as now. */
+static napi_value sentinel_read(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "sentinelRead(id)");
+  sentinel_memory *m = sentinel_find(id);
+  if (m == NULL) return throw_type(env, "sentinelRead: unknown id");
+  long long now = monotonic_ns();
+  long long overflow = atomic_load(&m->slots[m->n]);
+  napi_value result, ago, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_array_with_length(env, (size_t)m->n, &ago));
+  for (int i = 0; i < m->n; i++) {
+    long long last = atomic_load(&m->slots[i]);
+    if (overflow > last) last = overflow;
+    if (last > now) last = now;
+    NAPI_CALL(env, napi_create_double(env, last <= 0 ? -1 : (double)(now - last) / 1e6, &v));
+    NAPI_CALL(env, napi_set_element(env, ago, (uint32_t)i, v));
+  }
+  NAPI_CALL(env, napi_set_named_property(env, result, "ago", ago));
+  NAPI_CALL(env, napi_create_double(env, (double)atomic_load(&m->slots[m->n + 1]), &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "armed", v));
+  NAPI_CALL(env, napi_create_int32(env, SIGRTMIN + 1, &v)); /* the signal helper/sentinel.c asks for */
+  NAPI_CALL(env, napi_set_named_property(env, result, "signal", v));
+  return result;
+}
+
+/* sentinelFree(id): unmaps the page. */
+static napi_value sentinel_free(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "sentinelFree(id)");
+  for (sentinel_memory **p = &sentinel_memories; *p != NULL; p = &(*p)->next)
+    if ((*p)->id == id) {
+      sentinel_memory *m = *p;
+      *p = m->next;
+      munmap((void *)m->slots, m->size);
+      free(m);
+      break;
+    }
+  return make_undefined(env);
+}
+
+/* countOwner(fd) -> { owner, signal, async }: who the kernel signals for fd's connections, with which signal. */
+static napi_value count_owner(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "countOwner(fd)");
+  int owner = 0, sig = 0;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return throw_errno(env, "fcntl(F_GETFL)", errno);
+#ifdef F_SETSIG
+  if ((owner = fcntl(fd, F_GETOWN)) == -1 && errno != 0) return throw_errno(env, "fcntl(F_GETOWN)", errno);
+  if ((sig = fcntl(fd, F_GETSIG)) < 0) return throw_errno(env, "fcntl(F_GETSIG)", errno);
+#endif
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_int32(env, owner, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "owner", v));
+  NAPI_CALL(env, napi_create_int32(env, sig, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "signal", v));
+  NAPI_CALL(env, napi_get_boolean(env, (flags & O_ASYNC) != 0, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "async", v));
+  return result;
+}
+
 /* ---------------------------------------------------------------- processes */
 
 typedef struct child {
@@ -831,19 +967,22 @@ static char *format_uint(char *buf, unsigned long n) {
   return buf;
 }
 
-/* Finds file on PATH as execvp would, before fork (the child must not allocate). */
+/* The PATH an app's command is looked up in: the app's own, else the default of execvp. */
+static const char *search_path(char *const *envp) {
+  for (char *const *e = envp; *e != NULL; e++)
+    if (strncmp(*e, "PATH=", 5) == 0) return *e + 5;
+  return "/usr/local/bin:/usr/bin:/bin";
+}
+
+/* Finds file on PATH as execvp would, before fork, so a missing command fails without one. The child searches
+ * again after its credential switch: what root may run is not what the app's user may. */
 static int resolve_executable(const char *file, char *const *envp, char *out, size_t outlen) {
   if (strchr(file, '/') != NULL) {
     if (strlen(file) >= outlen) return ENAMETOOLONG;
     strcpy(out, file);
     return 0;
   }
-  const char *path = "/usr/local/bin:/usr/bin:/bin";
-  for (char *const *e = envp; *e != NULL; e++)
-    if (strncmp(*e, "PATH=", 5) == 0) {
-      path = *e + 5;
-      break;
-    }
+  const char *path = search_path(envp);
   int found_err = ENOENT;
   for (const char *p = path;;) {
     const char *end = strchr(p, ':');
@@ -875,6 +1014,7 @@ typedef struct {
   gid_t *groups;
   int ngroups;
   bool listen_pid, pdeathsig;
+  const char *search_path; /* points into envp */
 } spawn_spec;
 
 static void spawn_spec_free(spawn_spec *s) {
@@ -989,8 +1129,39 @@ static const char *child_place_listeners(const spawn_spec *s) {
   return NULL;
 }
 
+/* execvp as the app's user, with no allocation: each PATH entry in turn; EACCES if some candidate could not be run
+ * and none could, ENOENT if none exists. Returns only on failure, with errno set. */
+static void child_execvp(const spawn_spec *s) {
+  if (strchr(s->file, '/') != NULL) {
+    execve(s->file, s->argv, s->envp);
+    return;
+  }
+  size_t filelen = strlen(s->file);
+  bool denied = false;
+  for (const char *p = s->search_path;;) {
+    const char *end = strchr(p, ':');
+    size_t dirlen = end != NULL ? (size_t)(end - p) : strlen(p);
+    char candidate[PATH_MAX];
+    if (dirlen + 1 + filelen < sizeof candidate) {
+      size_t at = 0;
+      if (dirlen > 0) {
+        memcpy(candidate, p, dirlen);
+        candidate[dirlen] = '/';
+        at = dirlen + 1;
+      }
+      memcpy(candidate + at, s->file, filelen + 1);
+      execve(candidate, s->argv, s->envp);
+      if (errno == EACCES) denied = true;
+      else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV && errno != ETIMEDOUT) return;
+    }
+    if (end == NULL) break;
+    p = end + 1;
+  }
+  errno = denied ? EACCES : ENOENT;
+}
+
 /* Runs in the child between fork and exec: async-signal-safe calls only. Never returns. */
-static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t parent, char *listen_pid_slot) {
+static void child_exec(const spawn_spec *s, int errfd, pid_t parent, char *listen_pid_slot) {
   int err;
   const char *step = NULL;
   /* The error pipe must not sit on a number the app receives (3..): dup2 would overwrite it or hand it over. */
@@ -1018,7 +1189,7 @@ static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t p
   /* Nothing else of soad's reaches the app, not even fds soad inherited without close-on-exec. */
   close_from(3 + (int)s->nfds, errfd);
   if (listen_pid_slot != NULL) format_uint(listen_pid_slot, (unsigned long)getpid());
-  execve(path, s->argv, s->envp);
+  child_execvp(s);
   step = "execve";
 fail:
   err = errno;
@@ -1093,6 +1264,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
 
   char path[PATH_MAX];
   int err = resolve_executable(s.file, s.envp, path, sizeof path);
+  s.search_path = search_path(s.envp);
   if (err != 0) {
     spawn_spec_free(&s);
     return throw_errno(env, "execve", err);
@@ -1137,7 +1309,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   pid_t pid = fork();
   if (pid == 0) {
     close(pipefd[0]);
-    child_exec(&s, path, pipefd[1], parent, listen_pid_slot);
+    child_exec(&s, pipefd[1], parent, listen_pid_slot);
   }
   int fork_err = pid < 0 ? errno : 0;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -1786,6 +1958,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"countStart", NULL, count_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countRead", NULL, count_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countStop", NULL, count_stop, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countOwner", NULL, count_owner, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sentinelMemory", NULL, sentinel_memory_new, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sentinelRead", NULL, sentinel_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sentinelFree", NULL, sentinel_free, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupUser", NULL, lookup_user, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,0 +1,107 @@
+/**
+ * Exact counting must not let an app signal soad. The counting signal lives on the file description the app
+ * shares; for an app run as another user, a sentinel of that user owns it, so an app that sets F_SETSIG(SIGKILL)
+ * and connects to itself kills only the sentinel: soad and every other service go on.
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { expect, it } from "vitest"
+import { alive, appFixture, describeAsRoot, eventually, get, root, sleep, soad, tempDirs } from "../harness.js"
+
+const dir = tempDirs()
+const hostileApp = JSON.stringify(Path.join(root, "test", "fixtures", "hostile_app.py"))
+const node = JSON.stringify(process.execPath)
+const app = JSON.stringify(appFixture)
+
+const config = (d: string, hostileFlag: string) => {
+  const path = Path.join(d, "apps.toml")
+  Fs.writeFileSync(path, `
+[defaults]
+user = "nobody"
+socket-mode = "0666"
+time-until-stop = 30
+[services.hostile]
+listen = ["${d}/hostile.sock"]
+command = ["python3", ${hostileApp}, "${hostileFlag}"]
+[services.other]
+listen = ["${d}/other.sock"]
+command = [${node}, ${app}]
+`)
+  return path
+}
+
+/** Processes named soad-sentinel whose parent is `parent`: [pid, uid]. */
+const sentinels = (parent: number): Array<[number, number]> =>
+  Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry): Array<[number, number]> => {
+    try {
+      const status = Fs.readFileSync(`/proc/${entry}/status`, "utf8")
+      const field = (name: string) => status.match(new RegExp(`^${name}:\\s+(\\S+)`, "m"))?.[1]
+      const running = field("Name") === "soad-sentinel" && Number(field("PPid")) === parent && field("State") !== "Z"
+      return running ? [[Number(entry), Number(field("Uid"))]] : []
+    } catch {
+      return []
+    }
+  })
+
+describeAsRoot("an app run as another user cannot turn counting against soad", () => {
+  it("F_SETSIG(SIGKILL) and a connection to itself kill only the sentinel; soad and the other service go on", async () => {
+    const d = dir()
+    const s = soad(["-c", config(d, "--kill")])
+    await s.waitFor(/listening on .*other\.sock/)
+    const first = await get({ socketPath: Path.join(d, "hostile.sock") })
+    expect(first.uid).toBe(65534)
+    await s.waitFor(/counting sentinel \(pid \d+\) ended/)
+    await sleep(200)
+    expect(alive(s.pid)).toBe(true)
+    // the attacked service still serves, and so does the other one
+    expect((await get({ socketPath: Path.join(d, "hostile.sock") })).pid).toBe(first.pid)
+    expect((await get({ socketPath: Path.join(d, "other.sock") })).uid).toBe(65534)
+    expect(alive(s.pid)).toBe(true)
+  })
+
+  it("F_SETOWN(soad) signals no one, and soad has the sentinel take the socket back at its next look", async () => {
+    const d = dir()
+    const path = config(d, "--move-owner")
+    Fs.writeFileSync(path, Fs.readFileSync(path, "utf8").replace("time-until-stop = 30", "time-until-stop = 1"))
+    const s = soad(["-c", path, "--log-level", "debug"])
+    await s.waitFor(/listening on .*other\.sock/)
+    const first = await get({ socketPath: Path.join(d, "hostile.sock") })
+    await s.waitFor(/counting on a listener was disturbed/, 5000)
+    expect(alive(s.pid)).toBe(true)
+    // counting works again: requests every 0.6 s with -t 1 keep the same app (it accepts at once, so only
+    // counting sees them)
+    for (let i = 0; i < 4; i++) {
+      await sleep(600)
+      expect((await get({ socketPath: Path.join(d, "hostile.sock") })).pid, s.output()).toBe(first.pid)
+    }
+    expect(s.count(/stopping the app/)).toBe(0)
+  })
+
+  it("counting through the sentinel is exact: connections the app accepts at once keep it running", async () => {
+    const d = dir()
+    const path = Path.join(d, "apps.toml")
+    Fs.writeFileSync(path, `
+[services.a]
+user = "nobody"
+socket-mode = "0666"
+time-until-stop = 1
+listen = ["${d}/a.sock"]
+command = [${node}, ${app}]
+`)
+    const s = soad(["-c", path])
+    await s.waitFor(/listening on/)
+    const first = await get({ socketPath: Path.join(d, "a.sock") })
+    const running = sentinels(s.pid)
+    expect(running).toHaveLength(1)
+    expect(running[0]![1]).toBe(65534) // the sentinel runs as the app's user, not as root
+    for (let i = 0; i < 5; i++) {
+      await sleep(600)
+      expect((await get({ socketPath: Path.join(d, "a.sock") })).pid).toBe(first.pid)
+    }
+    expect(s.count(/stopping the app|counting_fallback|readability/)).toBe(0)
+    // after the idle stop, the sentinel is gone too
+    await s.waitFor(/stopping the app/, 5000)
+    await s.waitFor(/exited/, 5000)
+    await eventually(() => sentinels(s.pid).length === 0, 2000, "the sentinel to end with the run")
+  })
+})
