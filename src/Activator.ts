@@ -17,6 +17,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Config from "./Config.js"
 import { Budget } from "./Budget.js"
+import * as AppListening from "./internal/appListening.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
 import {
@@ -259,7 +260,15 @@ const runApp = (
       watch,
       Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
     ).pipe(onShutdown(run))
+    // A failed start: look, before the app is stopped, whether it listens on an address of its own.
+    const failedStart = (outcome._tag === "NotReady" || outcome._tag === "Exited") &&
+      (yield* Ref.get(tracker.phase)).phase === "starting"
+    const own = failedStart ? yield* sockets.ownListening(app.pid, listeners) : []
     yield* conclude(run, outcome, "did not accept a connection")
+    if (own.length > 0) {
+      const { listensOn, message, upstream } = AppListening.hint(own, listeners.length)
+      yield* event("warn", "hint", message, { pid: app.pid, listens_on: listensOn, upstream })
+    }
   }).pipe(Effect.scoped)
 
 /**

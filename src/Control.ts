@@ -114,11 +114,45 @@ const parseRequest = (line: string): Request | undefined => {
 const fdOf = (socket: Net.Socket): number | undefined =>
   (socket as unknown as { readonly _handle?: { readonly fd?: number } })._handle?.fd
 
+/** Who is at the other end of a control connection (SO_PEERCRED). */
+export interface PeerCredentials {
+  readonly pid: number
+  readonly uid: number
+  readonly gid: number
+}
+
+/** Reads a control connection's peer; undefined when it cannot be read. */
+export type PeerReader = (socket: Net.Socket) => PeerCredentials | undefined
+
+/** The peer as the kernel says (SO_PEERCRED on the accepted socket); undefined when that cannot be read. */
+export const livePeer: PeerReader = (socket) => {
+  const fd = fdOf(socket)
+  if (fd === undefined) return undefined
+  try {
+    return native().peerCredentials(fd)
+  } catch {
+    return undefined
+  }
+}
+
+/** May this peer use the control socket? Only soad's own user or root; never a peer that cannot be verified. */
+export const peerAllowed = (credentials: PeerCredentials | undefined, soadUid: number): boolean =>
+  credentials !== undefined && (credentials.uid === soadUid || credentials.uid === 0)
+
+/** Why a peer is refused, as the client prints it. */
+const refusal = (credentials: PeerCredentials | undefined): string =>
+  credentials === undefined ? "permission denied: cannot verify the peer" : "permission denied: not soad's user"
+
 /**
  * Serves the control socket at `path` until the scope closes. If another soad owns the path, fails when the
- * path was asked for (`explicit`), else logs it and serves nothing.
+ * path was asked for (`explicit`), else logs it and serves nothing. `peer` reads each client's credentials
+ * (tests pass one that cannot).
  */
-export const serve = (path: string, explicit: boolean): Effect.Effect<void, ControlError, Registry | Scope.Scope> =>
+export const serve = (
+  path: string,
+  explicit: boolean,
+  peer: PeerReader = livePeer
+): Effect.Effect<void, ControlError, Registry | Scope.Scope> =>
   Effect.gen(function*() {
     const n = native()
     const fail = (message: string) =>
@@ -159,18 +193,11 @@ export const serve = (path: string, explicit: boolean): Effect.Effect<void, Cont
     const myUid = process.getuid?.() ?? 0
     const server = Net.createServer((socket) => {
       socket.on("error", () => {})
-      const peer = fdOf(socket)
-      let allowed = true
-      if (peer !== undefined) {
-        try {
-          const credentials = n.peerCredentials(peer)
-          allowed = credentials.uid === myUid || credentials.uid === 0
-        } catch {
-          allowed = false
-        }
-      }
-      if (!allowed) {
-        socket.end(JSON.stringify({ ok: false, error: "permission denied: not soad's user" }) + "\n")
+      const credentials = peer(socket)
+      if (!peerAllowed(credentials, myUid)) {
+        // Read and drop what it sends, so its close is seen: an unread socket stays open and holds server.close.
+        socket.resume()
+        socket.end(JSON.stringify({ ok: false, error: refusal(credentials) }) + "\n")
         return
       }
       let buffer = ""

@@ -12,8 +12,10 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
 import * as Address from "./Address.js"
 import type * as Config from "./Config.js"
+import * as AppListening from "./internal/appListening.js"
 import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
 import type { ListenError } from "./internal/listeners.js"
@@ -88,6 +90,11 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
   readonly connectionAware: boolean
   /** How many accepted connections to the listeners are open now (0 where they cannot be seen). */
   readonly openConnections: (listeners: ReadonlyArray<Listener>) => Effect.Effect<number>
+  /**
+   * The addresses the process group `pgid` listens on by itself, not these listeners (an app that binds its own
+   * port instead of taking fd 3); empty where it cannot be seen (Linux only).
+   */
+  readonly ownListening: (pgid: number, listeners: ReadonlyArray<Listener>) => Effect.Effect<ReadonlyArray<Connections.Endpoint>>
 }>() {}
 
 /** Without exact counting, how often readability is looked at while the app runs. */
@@ -208,7 +215,20 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
         : 0
     )
 
-  return { exactCounting, open, awaitReadable, isPending, arrivals, connectionAware, openConnections }
+  const ownListening = (pgid: number, listeners: ReadonlyArray<Listener>) =>
+    Effect.sync(() => {
+      const given = new Set<number>()
+      for (const listener of listeners) {
+        try {
+          given.add(Fs.fstatSync(listener.fd).ino)
+        } catch {
+          // closed: nothing of the app's can be it
+        }
+      }
+      return AppListening.ownListening(pgid, given)
+    })
+
+  return { exactCounting, open, awaitReadable, isPending, arrivals, connectionAware, openConnections, ownListening }
 })
 
 /** The live layer. */

@@ -7,6 +7,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Address from "../src/Address.js"
+import type { Endpoint } from "../src/internal/connections.js"
 import * as ProcessService from "../src/ProcessService.js"
 import type * as Signal from "../src/Signal.js"
 import { type Listener, SocketService } from "../src/SocketService.js"
@@ -38,6 +39,8 @@ export class World {
   clearedAsync = false
   /** Accepted connections still open (long requests, WebSockets). */
   open = 0
+  /** What the apps listen on by themselves, instead of taking their fds. */
+  ownListening: ReadonlyArray<Endpoint> = []
   spawnAttempts = 0
   private nextFd = 10
   private nextPid = 1000
@@ -112,6 +115,7 @@ export class World {
     isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
     connectionAware: true,
     openConnections: () => Effect.sync(() => this.open),
+    ownListening: () => Effect.sync(() => this.ownListening),
     arrivals: (listeners) =>
       Effect.gen(this, function*() {
         const entry = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined }

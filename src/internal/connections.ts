@@ -13,13 +13,16 @@ export type Endpoint =
   | { readonly family: "unix"; readonly path: string }
   | { readonly family: "ipv4" | "ipv6"; readonly ip: string; readonly port: number }
 
-/** /proc/net/unix: server-side sockets connected (St 03) on one of these paths (abstract ones as "@name"). */
+/**
+ * /proc/net/unix: accepted server-side sockets (St 03, inode not 0) on one of these paths (abstract ones as
+ * "@name"). A connection still waiting to be accepted shows St 02 and inode 0: it is not counted.
+ */
 export const countUnix = (table: string, paths: ReadonlySet<string>): number => {
   let count = 0
   for (const line of table.split("\n")) {
     // Num RefCount Protocol Flags Type St Inode Path
     const fields = line.trim().split(/\s+/)
-    if (fields.length >= 8 && fields[5] === "03" && paths.has(fields.slice(7).join(" "))) count++
+    if (fields.length >= 8 && fields[5] === "03" && fields[6] !== "0" && paths.has(fields.slice(7).join(" "))) count++
   }
   return count
 }
@@ -53,16 +56,20 @@ export const normalizeIp = (ip: string): string => {
 
 const anyAddress = (ip: string) => ip === "0.0.0.0" || normalizeIp(ip) === "0:0:0:0:0:0:0:0"
 
-/** /proc/net/tcp{,6}: established (st 01) connections whose local end is one of these listeners. */
+/**
+ * /proc/net/tcp{,6}: accepted established connections (st 01, inode not 0) whose local end is one of these
+ * listeners. A connection still in the accept queue is established too, but has inode 0 (no socket yet): counting
+ * it would take an app that never accepts for one that does.
+ */
 export const countTcp = (
   table: string,
   listeners: ReadonlyArray<{ readonly ip: string; readonly port: number }>
 ): number => {
   let count = 0
   for (const line of table.split("\n")) {
-    // sl local_address rem_address st ...
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
     const fields = line.trim().split(/\s+/)
-    if (fields.length < 4 || fields[3] !== "01") continue
+    if (fields.length < 10 || fields[3] !== "01" || fields[9] === "0") continue
     const [hexIp, hexPort] = fields[1]!.split(":") as [string, string | undefined]
     if (hexPort === undefined) continue
     const port = parseInt(hexPort, 16)

@@ -6,7 +6,10 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
+import * as Effect from "effect/Effect"
 import { afterEach, describe, expect, it } from "vitest"
+import * as Control from "../../src/Control.js"
+import * as Registry from "../../src/Registry.js"
 import { alive, appFixture, bin, eventually, freePort, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
 
 const dir = tempDirs()
@@ -172,6 +175,24 @@ describe("the control socket", () => {
     const refused = asNobody("sleep", "node", "--control", control)
     expect(refused.status).toBe(1)
     expect(refused.stderr.trim()).toBe("soad: permission denied: not soad's user")
+    // A refused peer leaves nothing behind that would hold soad's shutdown.
+    s.process.kill("SIGTERM")
+    expect(await Promise.race([s.exited, sleep(5000).then(() => "still running 5 s after SIGTERM")])).toBe(0)
+  })
+
+  it("refuses a peer it cannot verify: the credentials cannot be read, so nobody is let in", async () => {
+    // Fault: the peer's credentials cannot be read (no fd, SO_PEERCRED failing). Promise: soad refuses, and says
+    // why, instead of letting an unknown peer wake, stop or inspect its apps. The reader is swapped in-process;
+    // the socket, the server and the client are the real ones.
+    const control = Path.join(dir(), "control.sock")
+    const ask = (peer?: Control.PeerReader) =>
+      Effect.runPromise(
+        Effect.scoped(
+          Control.serve(control, true, peer).pipe(Effect.zipRight(Control.request(control, { command: "status" })))
+        ).pipe(Effect.provide(Registry.layer))
+      )
+    expect(await ask(() => undefined)).toEqual({ ok: false, error: "permission denied: cannot verify the peer" })
+    expect(await ask()).toEqual({ ok: true, services: [] }) // the live reader lets soad's own user in
   })
 
   it("a second soad on the same default control socket runs without one and says so", async () => {

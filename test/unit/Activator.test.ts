@@ -307,6 +307,40 @@ describe("Activator", () => {
       expect(world.apps[1]!.running).toBe(true)
     }))
 
+  it.scoped("an app that listens on its own address instead of taking fd 3 gets a hint once its start fails", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup({ startTimeout: Duration.seconds(10) })
+      world.accepting = false
+      world.ownListening = [{ family: "ipv4", ip: "127.0.0.1", port: 8000 }]
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("10 seconds")
+      const hints = logs.filter((line) => line.includes("itself instead of taking fd 3"))
+      expect(hints).toEqual([
+        "WARN the app listens on 127.0.0.1:8000 itself instead of taking fd 3: " +
+        "if it cannot take a socket, run it in proxy mode with --upstream 127.0.0.1:8000"
+      ])
+      // after the not_ready and failing lines: the last word on this start
+      expect(logs.indexOf(hints[0]!)).toBeGreaterThan(logs.findIndex((line) => line.includes("failing: next try")))
+    }))
+
+  it.scoped("no hint for an app that takes fd 3, or one that listens on nothing of its own", () =>
+    Effect.gen(function*() {
+      const { fd, logs, world } = yield* setup({ startTimeout: Duration.seconds(10), idleTimeout: Duration.seconds(5) })
+      world.ownListening = [{ family: "ipv4", ip: "127.0.0.1", port: 8000 }] // e.g. an admin port besides fd 3
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("5 seconds") // accepted at once, then idle: a good run
+      expect(world.apps[0]!.running).toBe(false)
+      world.ownListening = []
+      world.accepting = false
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("10 seconds")
+      expect(logs.some((line) => line.includes("did not accept a connection within 10 s"))).toBe(true)
+      expect(logs.some((line) => line.includes("itself instead of taking"))).toBe(false)
+    }))
+
   it.scoped("a connection that arrives in the last moment before the stop keeps the app (race check)", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
