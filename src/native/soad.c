@@ -1,7 +1,9 @@
 /*
  * soad's native binding: only what Node cannot do itself.
  *
- *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on
+ *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on (a UNIX socket file
+ *                            appears complete: mode and owner set in a private directory, then linked)
+ *   chmodSocket              the mode and owner of soad's socket file on reload, only if it is still that file
  *   probeUnix                is somebody listening on this UNIX socket path?
  *   localAddress             what a socket is bound to (getsockname)
  *   close                    close(2)
@@ -209,45 +211,371 @@ static int unix_address(const char *path, size_t len, bool abstract, struct sock
   return 0;
 }
 
-/* listenUnix(path, abstract, backlog, mode, uid, gid) -> fd. mode/uid/gid < 0: leave as bound. */
+/* ---------------------------------------------------------------- UNIX socket files
+ *
+ * A socket file is bound where nobody else can reach it, given its mode and owner there, and only then linked
+ * under its final name. A user who may write to the directory never sees it with the wrong mode or owner, and
+ * cannot make soad chmod or chown anything else (a symlink swapped in between bind() and chmod() by name used to
+ * be followed: root soad then chmodded/chowned the link's target, /etc/shadow if it pointed there).
+ *
+ *   socket_dir_open     the parent directory (by fd) and the final name in it
+ *   private_dir_make    .soad-<pid>-<n> (0700) in it, opened without following a symlink, checked to be ours
+ *   bind_private        bind inside it, through /proc/self/fd/<dir> where /proc is there (the dir is reached by
+ *                       its fd, whatever was renamed meanwhile), else by its path
+ *   entry_set_options   mode and owner, without following a symlink (nobody else can enter a 0700 dir anyway)
+ *   publish_socket      linkat to the final name: EEXIST if anything is there, nothing is ever replaced
+ *   private_dir_remove  the temporary name and the private directory
+ *
+ * The socket's own address (getsockname, /proc/net/unix, what a client's getpeername says) is the temporary
+ * name it was bound to, /proc/self/fd/<n>/soad-<pid>-<k>: unique per socket, not its final path.
+ */
+
+/* An optional id or mode: null/undefined is "leave as is". */
+typedef struct {
+  bool set;
+  uint32_t value;
+} opt_u32;
+
+/* Reads null/undefined (unset) or a whole number 0..max; false for anything else. */
+static bool get_opt_u32(napi_env env, napi_value v, uint32_t max, opt_u32 *out) {
+  napi_valuetype type;
+  double d;
+  out->set = false;
+  out->value = 0;
+  if (napi_typeof(env, v, &type) != napi_ok) return false;
+  if (type == napi_null || type == napi_undefined) return true;
+  if (type != napi_number || napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0 && d <= (double)max) || d != (double)(uint32_t)d) return false;
+  out->set = true;
+  out->value = (uint32_t)d;
+  return true;
+}
+
+#define ID_MAX 4294967294u /* (uid_t)-1 means "unchanged" to chown(2): never a real id */
+#define MODE_MAX 07777u
+
+typedef struct {
+  int parent;            /* the directory that gets the socket; -1: not open */
+  char *parent_path;     /* its path, as given */
+  const char *name;      /* the final name in it */
+  int dir;               /* the private directory; -1: not open */
+  bool dir_made;         /* it exists in parent under dir_name */
+  char dir_name[48];     /* .soad-<pid>-<n> */
+  char entry[48];        /* the socket's name in it: soad-<pid>-<n> */
+  bool bound;            /* entry exists */
+  bool published;        /* name is linked to it */
+  struct stat st;        /* the socket file, once its mode and owner are set */
+  const char *failed;    /* the syscall that failed */
+} socket_file;
+
+static uint32_t private_dir_counter = 0;
+
+static int sf_fail(socket_file *sf, const char *syscall) {
+  sf->failed = syscall;
+  return -1;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b) {
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Splits path into its directory (opened) and final name. */
+static int socket_dir_open(socket_file *sf, const char *path) {
+  const char *slash = strrchr(path, '/');
+  sf->name = slash == NULL ? path : slash + 1;
+  if (*sf->name == '\0' || strcmp(sf->name, ".") == 0 || strcmp(sf->name, "..") == 0) {
+    errno = EINVAL;
+    return sf_fail(sf, "bind");
+  }
+  sf->parent_path = slash == NULL ? strdup(".") : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+  if (sf->parent_path == NULL) return sf_fail(sf, "malloc");
+#ifdef O_PATH
+  int flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+#else
+  int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+#endif
+  sf->parent = open(sf->parent_path, flags);
+  return sf->parent < 0 ? sf_fail(sf, "open") : 0;
+}
+
+/* Creates and opens .soad-<pid>-<n> (0700); EEXIST if what got opened is not a directory of ours. */
+static int private_dir_make(socket_file *sf) {
+  for (int attempt = 0;; attempt++) {
+    uint32_t n = private_dir_counter++;
+    snprintf(sf->dir_name, sizeof sf->dir_name, ".soad-%ld-%u", (long)getpid(), n);
+    snprintf(sf->entry, sizeof sf->entry, "soad-%ld-%u", (long)getpid(), n);
+    if (mkdirat(sf->parent, sf->dir_name, 0700) == 0) break;
+    if (errno != EEXIST || attempt >= 100) return sf_fail(sf, "mkdirat");
+  }
+  sf->dir_made = true;
+  sf->dir = openat(sf->parent, sf->dir_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sf->dir < 0) return sf_fail(sf, "openat");
+  struct stat st;
+  if (fstat(sf->dir, &st) < 0) return sf_fail(sf, "fstat");
+  if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) { /* removed and replaced by someone else's */
+    errno = EEXIST;
+    return sf_fail(sf, "openat");
+  }
+  return 0;
+}
+
+/* The path that reaches the private directory: through its fd where /proc shows it, else by name. */
+static int private_dir_path(socket_file *sf, char *out, size_t size) {
+  struct stat mine, seen;
+  snprintf(out, size, "/proc/self/fd/%d", sf->dir);
+  if (fstat(sf->dir, &mine) == 0 && stat(out, &seen) == 0 && same_file(&mine, &seen)) return 0;
+  int n = snprintf(out, size, "%s/%s", sf->parent_path, sf->dir_name);
+  return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Binds fd to the temporary name inside the private directory. */
+static int bind_private(socket_file *sf, int fd) {
+  char where[PATH_MAX];
+  char full[PATH_MAX + sizeof sf->entry + 1];
+  struct sockaddr_un addr;
+  socklen_t addrlen;
+  if (private_dir_path(sf, where, sizeof where) < 0) {
+    errno = ENAMETOOLONG;
+    return sf_fail(sf, "bind");
+  }
+  snprintf(full, sizeof full, "%s/%s", where, sf->entry);
+  int err = unix_address(full, strlen(full), false, &addr, &addrlen);
+  if (err != 0) {
+    errno = err;
+    return sf_fail(sf, "bind");
+  }
+  if (bind(fd, (struct sockaddr *)&addr, addrlen) < 0) return sf_fail(sf, "bind");
+  sf->bound = true;
+  return 0;
+}
+
+/* fchmodat without following a symlink. Some libcs cannot (EOPNOTSUPP: glibc without /proc): then only a socket
+ * is changed, which is as safe here since nobody else can enter the private directory. */
+static int chmod_entry(int dir, const char *entry, mode_t mode) {
+  if (fchmodat(dir, entry, mode, AT_SYMLINK_NOFOLLOW) == 0) return 0;
+  if (errno != EOPNOTSUPP && errno != ENOTSUP) return -1;
+  struct stat st;
+  if (fstatat(dir, entry, &st, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+  if (!S_ISSOCK(st.st_mode)) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  return fchmodat(dir, entry, mode, 0);
+}
+
+/* Gives the bound file its mode and owner, and records its device and inode. */
+static int entry_set_options(socket_file *sf, opt_u32 mode, opt_u32 uid, opt_u32 gid) {
+  if (mode.set && chmod_entry(sf->dir, sf->entry, (mode_t)mode.value) < 0) return sf_fail(sf, "fchmodat");
+  if ((uid.set || gid.set) && fchownat(sf->dir, sf->entry, uid.set ? (uid_t)uid.value : (uid_t)-1,
+                                       gid.set ? (gid_t)gid.value : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+    return sf_fail(sf, "fchownat");
+  if (fstatat(sf->dir, sf->entry, &sf->st, AT_SYMLINK_NOFOLLOW) < 0) return sf_fail(sf, "fstatat");
+  if (!S_ISSOCK(sf->st.st_mode)) {
+    errno = ESTALE;
+    return sf_fail(sf, "fstatat");
+  }
+  return 0;
+}
+
+/* Links the finished socket under its final name; EEXIST if anything is there (it is never replaced). */
+static int publish_socket(socket_file *sf) {
+  if (linkat(sf->dir, sf->entry, sf->parent, sf->name, 0) < 0) return sf_fail(sf, "linkat");
+  sf->published = true;
+  return 0;
+}
+
+/* Removes the temporary name, then the private directory if the name in parent is still it. */
+static int private_dir_remove(socket_file *sf) {
+  if (sf->bound) {
+    if (unlinkat(sf->dir, sf->entry, 0) < 0 && errno != ENOENT) return sf_fail(sf, "unlinkat");
+    sf->bound = false;
+  }
+  if (sf->dir_made) {
+    struct stat mine, there;
+    if (fstat(sf->dir, &mine) < 0) return sf_fail(sf, "fstat");
+    if (fstatat(sf->parent, sf->dir_name, &there, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&mine, &there) &&
+        unlinkat(sf->parent, sf->dir_name, AT_REMOVEDIR) < 0)
+      return sf_fail(sf, "unlinkat");
+    sf->dir_made = false; /* renamed away by someone else: theirs to remove */
+  }
+  return 0;
+}
+
+/* After a failure: takes back what was created (the published name only if it is still our socket). */
+static void socket_file_undo(socket_file *sf) {
+  int saved = errno;
+  const char *failed = sf->failed;
+  struct stat there;
+  if (sf->published && fstatat(sf->parent, sf->name, &there, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&there, &sf->st))
+    unlinkat(sf->parent, sf->name, 0);
+  if (sf->dir >= 0) private_dir_remove(sf);
+  sf->failed = failed;
+  errno = saved;
+}
+
+static void socket_file_close(socket_file *sf) {
+  if (sf->dir >= 0) close_keep_errno(sf->dir);
+  if (sf->parent >= 0) close_keep_errno(sf->parent);
+  free(sf->parent_path);
+}
+
+/* Creates the socket file for fd at path, complete with mode and owner, listening; 0 or -1 with errno. */
+static int listen_unix_file(int fd, const char *path, int backlog, opt_u32 mode, opt_u32 uid, opt_u32 gid,
+                            socket_file *sf) {
+  if (socket_dir_open(sf, path) < 0 || private_dir_make(sf) < 0 || bind_private(sf, fd) < 0 ||
+      entry_set_options(sf, mode, uid, gid) < 0)
+    goto fail;
+  /* Listening before it is published: the private directory admits nobody, and the first client is served. */
+  if (listen_fd(fd, backlog) < 0) {
+    sf_fail(sf, "listen");
+    goto fail;
+  }
+  if (publish_socket(sf) < 0 || private_dir_remove(sf) < 0) goto fail;
+  return 0;
+fail:
+  socket_file_undo(sf);
+  return -1;
+}
+
+/* An abstract socket: no file, nothing to own. */
+static int listen_abstract(int fd, struct sockaddr_un *addr, socklen_t addrlen, int backlog, const char **failed) {
+  if (bind(fd, (struct sockaddr *)addr, addrlen) < 0) *failed = "bind";
+  else if (listen_fd(fd, backlog) < 0) *failed = "listen";
+  else return 0;
+  return -1;
+}
+
+/* { fd, dev, ino } (dev and ino as doubles, 0 for an abstract socket). */
+static napi_value listen_result(napi_env env, int fd, const struct stat *st) {
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_int32(env, fd, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "fd", v));
+  NAPI_CALL(env, napi_create_double(env, st == NULL ? 0 : (double)st->st_dev, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "dev", v));
+  NAPI_CALL(env, napi_create_double(env, st == NULL ? 0 : (double)st->st_ino, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "ino", v));
+  return result;
+}
+
+/*
+ * listenUnix(path, abstract, backlog, mode, uid, gid) -> { fd, dev, ino }. mode (0..07777), uid and gid
+ * (0..4294967294): null leaves them as bound. An abstract socket ignores them.
+ */
 static napi_value listen_unix(napi_env env, napi_callback_info info) {
   ARGS(6);
   bool abstract;
-  int32_t backlog, mode, uid, gid;
-  if (!get_bool(env, argv[1], &abstract) || !get_int(env, argv[2], &backlog) || !get_int(env, argv[3], &mode) ||
-      !get_int(env, argv[4], &uid) || !get_int(env, argv[5], &gid))
-    return throw_type(env, "listenUnix(path, abstract, backlog, mode, uid, gid)");
+  int32_t backlog;
+  opt_u32 mode, uid, gid;
+  if (!get_bool(env, argv[1], &abstract) || !get_int(env, argv[2], &backlog) ||
+      !get_opt_u32(env, argv[3], MODE_MAX, &mode) || !get_opt_u32(env, argv[4], ID_MAX, &uid) ||
+      !get_opt_u32(env, argv[5], ID_MAX, &gid))
+    return throw_type(env, "listenUnix(path, abstract, backlog, mode: 0..0o7777 | null, uid: 0..4294967294 | null, "
+                           "gid: 0..4294967294 | null)");
   size_t len;
   char *path = get_string(env, argv[0], &len);
   if (path == NULL) return throw_type(env, "listenUnix: path must be a string");
 
+  /* The final path is what clients connect to: it must fit, whatever name the socket is bound to first. */
   struct sockaddr_un addr;
   socklen_t addrlen;
-  if (unix_address(path, len, abstract, &addr, &addrlen) != 0) {
+  int bad = !abstract && strlen(path) != len ? EINVAL : unix_address(path, len, abstract, &addr, &addrlen);
+  if (bad != 0) {
     free(path);
-    return throw_errno(env, "bind", ENAMETOOLONG);
+    return throw_errno(env, "bind", bad);
   }
-
   int fd = socket_cloexec(AF_UNIX, false);
   if (fd < 0) {
     free(path);
     return throw_errno(env, "socket", errno);
   }
+  socket_file sf = {.parent = -1, .dir = -1};
   const char *failed = NULL;
-  if (bind(fd, (struct sockaddr *)&addr, addrlen) < 0) failed = "bind";
-  /* Permissions are set before listen(), so nobody can connect while they are still the defaults. */
-  else if (!abstract && mode >= 0 && chmod(path, (mode_t)mode) < 0) failed = "chmod";
-  else if (!abstract && (uid >= 0 || gid >= 0) && chown(path, (uid_t)uid, (gid_t)gid) < 0) failed = "chown";
-  else if (listen_fd(fd, backlog) < 0) failed = "listen";
-  if (failed != NULL) {
-    int err = errno;
-    if (!abstract && strcmp(failed, "bind") != 0) unlink(path); /* we created it: take it back */
-    close_keep_errno(fd);
-    free(path);
-    return throw_errno(env, failed, err);
+  int r = abstract ? listen_abstract(fd, &addr, addrlen, backlog, &failed)
+                   : listen_unix_file(fd, path, backlog, mode, uid, gid, &sf);
+  int err = errno;
+  if (!abstract) {
+    failed = sf.failed;
+    socket_file_close(&sf);
   }
   free(path);
-  return make_int(env, fd);
+  if (r < 0) {
+    close_keep_errno(fd);
+    return throw_errno(env, failed, err);
+  }
+  return listen_result(env, fd, abstract ? NULL : &sf.st);
+}
+
+/* Is st the socket file soad created (the device and inode it recorded)? */
+static bool is_our_socket(const struct stat *st, double dev, double ino) {
+  return S_ISSOCK(st->st_mode) && (double)st->st_dev == dev && (double)st->st_ino == ino;
+}
+
+#if defined(__linux__) && defined(O_PATH)
+/* Linux: the file is opened once without following a symlink, checked, and changed through that fd. */
+static int socket_file_update(const char *path, double dev, double ino, opt_u32 mode, opt_u32 uid, opt_u32 gid,
+                              const char **failed) {
+  int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    *failed = "open";
+    return -1;
+  }
+  struct stat st;
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  int r = -1;
+  if (fstat(fd, &st) < 0) *failed = "fstat";
+  else if (!is_our_socket(&st, dev, ino)) {
+    errno = ESTALE;
+    *failed = "fstat (not the socket soad created)";
+  } else if (mode.set && chmod(proc, (mode_t)mode.value) < 0) *failed = "chmod";
+  else if ((uid.set || gid.set) && fchownat(fd, "", uid.set ? (uid_t)uid.value : (uid_t)-1,
+                                            gid.set ? (gid_t)gid.value : (gid_t)-1, AT_EMPTY_PATH) < 0)
+    *failed = "fchownat";
+  else r = 0;
+  close_keep_errno(fd);
+  return r;
+}
+#else
+/*
+ * Elsewhere: lstat, check, then change by name without following a symlink. Weaker than Linux: between the check
+ * and the change, someone who may write to the directory can put another file (not a symlink) there, which is
+ * then changed; on Linux the file checked is the file changed.
+ */
+static int socket_file_update(const char *path, double dev, double ino, opt_u32 mode, opt_u32 uid, opt_u32 gid,
+                              const char **failed) {
+  struct stat st;
+  if (lstat(path, &st) < 0) *failed = "lstat";
+  else if (!is_our_socket(&st, dev, ino)) {
+    errno = ESTALE;
+    *failed = "lstat (not the socket soad created)";
+  } else if (mode.set && fchmodat(AT_FDCWD, path, (mode_t)mode.value, AT_SYMLINK_NOFOLLOW) < 0) *failed = "fchmodat";
+  else if ((uid.set || gid.set) && fchownat(AT_FDCWD, path, uid.set ? (uid_t)uid.value : (uid_t)-1,
+                                            gid.set ? (gid_t)gid.value : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+    *failed = "fchownat";
+  else return 0;
+  return -1;
+}
+#endif
+
+/* chmodSocket(path, dev, ino, mode, uid, gid): the mode and owner of soad's socket file, if path is still it. */
+static napi_value chmod_socket(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  double dev, ino;
+  opt_u32 mode, uid, gid;
+  if (napi_get_value_double(env, argv[1], &dev) != napi_ok || napi_get_value_double(env, argv[2], &ino) != napi_ok ||
+      !get_opt_u32(env, argv[3], MODE_MAX, &mode) || !get_opt_u32(env, argv[4], ID_MAX, &uid) ||
+      !get_opt_u32(env, argv[5], ID_MAX, &gid))
+    return throw_type(env, "chmodSocket(path, dev, ino, mode: 0..0o7777 | null, uid: 0..4294967294 | null, "
+                           "gid: 0..4294967294 | null)");
+  char *path = get_string(env, argv[0], NULL);
+  if (path == NULL) return throw_type(env, "chmodSocket: path must be a string");
+  const char *failed = NULL;
+  int r = socket_file_update(path, dev, ino, mode, uid, gid, &failed);
+  int err = errno;
+  free(path);
+  if (r < 0) return throw_errno(env, failed, err);
+  return make_undefined(env);
 }
 
 /* listenTcp(ip, port, backlog, v6only) -> fd, with SO_REUSEADDR. */
@@ -1719,6 +2047,7 @@ static napi_value lookup_group(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"chmodSocket", NULL, chmod_socket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeUnix", NULL, probe_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketInfo", NULL, socket_info, NULL, NULL, NULL, napi_enumerable, NULL},
