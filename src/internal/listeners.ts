@@ -7,6 +7,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Util from "node:util"
 import * as Address from "../Address.js"
@@ -50,7 +51,10 @@ export const takeInherited = (env: NodeJS.ProcessEnv, pid: number): Inherited =>
 
 const errnoName = (error: unknown): string => {
   const errno = (error as NativeError).errno
-  return typeof errno === "number" ? Util.getSystemErrorName(-errno) : "UNKNOWN"
+  if (typeof errno !== "number") return "UNKNOWN"
+  const name = Util.getSystemErrorName(-errno)
+  // libuv does not name every errno (ESTALE): the OS's own table does
+  return name.startsWith("Unknown") ? Object.entries(Os.constants.errno).find(([, n]) => n === errno)?.[0] ?? name : name
 }
 
 const fail = (address: string, message: string, cause?: unknown) =>

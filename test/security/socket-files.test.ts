@@ -1,0 +1,177 @@
+/**
+ * Socket files in a directory other users may write to: soad never follows a symlink planted there, never
+ * publishes a socket with the wrong mode or owner, and never removes or changes a file that is not its own.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Http from "node:http"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { alive, appFixture, describeAsRoot, eventually, sleep, soad, soadRun, tempDirs } from "../harness.js"
+
+const dir = tempDirs()
+
+const nobodyUid = (): number => Number(ChildProcess.execFileSync("id", ["-u", "nobody"], { encoding: "utf8" }).trim())
+
+/** Runs a shell command as nobody. */
+const asNobody = (script: string, ...args: Array<string>) =>
+  ChildProcess.execFileSync("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", script, ...args])
+
+/** GET /metrics over a UNIX socket: the body. */
+const scrape = (socketPath: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    Http.get({ socketPath, path: "/metrics", agent: false }, (response) => {
+      let body = ""
+      response.on("data", (chunk) => (body += chunk))
+      response.on("end", () => resolve(body))
+    }).on("error", reject)
+  })
+
+/** A socket file at `path` nobody listens on any more (its process was killed). */
+const staleSocket = (path: string) => {
+  const script = `require("net").createServer().listen(process.argv[1], () => process.kill(process.pid, "SIGKILL"))`
+  ChildProcess.spawnSync(process.execPath, ["-e", script, path])
+  expect(Fs.lstatSync(path).isSocket()).toBe(true)
+}
+
+const events = (lines: ReadonlyArray<string>) =>
+  lines.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>]
+    } catch {
+      return []
+    }
+  })
+
+describeAsRoot("a UNIX listener in a directory the socket user may write to", () => {
+  it("reload attack: the socket swapped for a symlink to a root file; SIGHUP neither chmods nor chowns the target", async () => {
+    const d = dir()
+    Fs.chmodSync(d, 0o777) // the socket user may replace files here
+    const secretDir = dir()
+    const secret = Path.join(secretDir, "shadow")
+    Fs.writeFileSync(secret, "root:secret\n", { mode: 0o600 })
+    const sock = Path.join(d, "a.sock")
+    const config = Path.join(secretDir, "apps.toml")
+    const write = (mode: string) =>
+      Fs.writeFileSync(
+        config,
+        `[services.a]\nlisten = ["${sock}"]\ncommand = [${JSON.stringify(process.execPath)}, ${JSON.stringify(appFixture)}]\n` +
+          `socket-user = "nobody"\nsocket-mode = "${mode}"\n`
+      )
+    write("0660")
+    const s = soad(["-c", config, "--log-format", "json"])
+    await s.waitFor(/"event":"listening"/)
+    expect(Fs.lstatSync(sock).uid).toBe(nobodyUid())
+
+    // The attack: as nobody, replace soad's socket with a symlink to a root-only file.
+    asNobody(`rm -f "$0" && ln -s "$1" "$0"`, sock, secret)
+    expect(Fs.lstatSync(sock).isSymbolicLink()).toBe(true)
+    write("0666")
+    s.process.kill("SIGHUP")
+    await s.waitFor(/"event":"reloaded"/)
+
+    // The promise: the target keeps its mode and owner, soad says why it left the path alone, and runs on.
+    const target = Fs.statSync(secret)
+    expect(target.mode & 0o7777).toBe(0o600)
+    expect(target.uid).toBe(0)
+    expect(Fs.readFileSync(secret, "utf8")).toBe("root:secret\n")
+    const refused = events(s.lines).find((entry) => entry.event === "socket_replaced")
+    expect(refused).toMatchObject({ level: "error", path: sock })
+    expect(String(refused!.message)).toContain(sock)
+    await sleep(200)
+    expect(alive(s.pid)).toBe(true)
+  })
+
+  it("the socket never appears with the wrong mode or owner, and no temporary directory is left", async () => {
+    const d = dir()
+    const sock = Path.join(d, "a.sock")
+    const sightings: Array<{ kind: string; name: string; mode: number | undefined; uid: number | undefined }> = []
+    // The attack: a watcher acting the moment the name appears (connect, or swap the file before a chmod).
+    const watcher = Fs.watch(d, (kind, name) => {
+      if (name === null) return
+      let stat: Fs.Stats | undefined
+      try {
+        stat = Fs.lstatSync(Path.join(d, name))
+      } catch {
+        stat = undefined
+      }
+      sightings.push({ kind, name, mode: stat === undefined ? undefined : stat.mode & 0o7777, uid: stat?.uid })
+    })
+    try {
+      const s = soad(["-s", sock, "--socket-mode", "0660", "--socket-user", "nobody", "--", "node", appFixture])
+      await s.waitFor(/listening on/)
+      await eventually(() => sightings.some((entry) => entry.name === "a.sock"), 5000, "a.sock seen")
+      await sleep(200)
+      const ours = sightings.filter((entry) => entry.name === "a.sock")
+      // The promise: the first sighting already has the final mode and owner, and nothing changed them later.
+      expect(ours[0]).toMatchObject({ kind: "rename", mode: 0o660, uid: nobodyUid() })
+      expect(ours.filter((entry) => entry.kind === "change")).toEqual([])
+      expect(Fs.readdirSync(d)).toEqual(["a.sock"])
+      s.process.kill("SIGTERM")
+      expect(await s.exited).toBe(0)
+      expect(Fs.readdirSync(d)).toEqual([])
+    } finally {
+      watcher.close()
+    }
+  })
+})
+
+describe("--metrics PATH", () => {
+  const run = (d: string, metrics: string) =>
+    soadRun(["-s", Path.join(d, "a.sock"), "--metrics", metrics, "--", "node", appFixture])
+
+  it("a regular file there: soad refuses in one line, exits non-zero, and leaves the file as it was", () => {
+    const d = dir()
+    const metrics = Path.join(d, "metrics.sock")
+    Fs.writeFileSync(metrics, "someone's data\n")
+    const result = run(d, metrics)
+    expect(result.code).not.toBe(0)
+    const about = result.stderr.split("\n").filter((line) => line.includes(metrics))
+    expect(about).toEqual([`soad: --metrics ${metrics} exists and is not a socket; soad will not replace it: remove it or choose another path`])
+    expect(Fs.readFileSync(metrics, "utf8")).toBe("someone's data\n")
+  })
+
+  it("another process's live socket there: refused, and that process still serves on it", async () => {
+    const d = dir()
+    const metrics = Path.join(d, "metrics.sock")
+    const other = Net.createServer((socket) => socket.on("error", () => {}).end("theirs\n"))
+    await new Promise<void>((resolve) => other.listen(metrics, resolve))
+    try {
+      const result = run(d, metrics)
+      expect(result.code).not.toBe(0)
+      expect(result.stderr).toContain(`soad: --metrics ${metrics}: another process is listening on it: stop it or choose another path`)
+      const answer = await new Promise<string>((resolve, reject) => {
+        let text = ""
+        Net.connect(metrics).on("data", (chunk) => (text += chunk)).on("end", () => resolve(text)).on("error", reject)
+      })
+      expect(answer).toBe("theirs\n")
+    } finally {
+      await new Promise<void>((resolve) => other.close(() => resolve()))
+    }
+  })
+
+  it("a stale socket there is replaced, served, and removed at exit", async () => {
+    const d = dir()
+    const metrics = Path.join(d, "metrics.sock")
+    staleSocket(metrics)
+    const s = soad(["-s", Path.join(d, "a.sock"), "--metrics", metrics, "--", "node", appFixture])
+    await s.waitFor(/metrics on/)
+    expect(await scrape(metrics)).toContain("soad_service_state")
+    s.process.kill("SIGTERM")
+    expect(await s.exited).toBe(0)
+    expect(Fs.existsSync(metrics)).toBe(false)
+  })
+
+  it("a file swapped in at the path while soad runs is not removed at exit", async () => {
+    const d = dir()
+    const metrics = Path.join(d, "metrics.sock")
+    const s = soad(["-s", Path.join(d, "a.sock"), "--metrics", metrics, "--", "node", appFixture])
+    await s.waitFor(/metrics on/)
+    Fs.renameSync(metrics, Path.join(d, "moved.sock"))
+    Fs.writeFileSync(metrics, "not soad's\n")
+    s.process.kill("SIGTERM")
+    expect(await s.exited).toBe(0)
+    expect(Fs.readFileSync(metrics, "utf8")).toBe("not soad's\n")
+  })
+})
