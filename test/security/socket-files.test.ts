@@ -126,10 +126,10 @@ describe("--metrics PATH", () => {
     const metrics = Path.join(d, "metrics.sock")
     Fs.writeFileSync(metrics, "someone's data\n")
     const result = run(d, metrics)
+    expect(Fs.readFileSync(metrics, "utf8")).toBe("someone's data\n")
     expect(result.code).not.toBe(0)
     const about = result.stderr.split("\n").filter((line) => line.includes(metrics))
     expect(about).toEqual([`soad: --metrics ${metrics} exists and is not a socket; soad will not replace it: remove it or choose another path`])
-    expect(Fs.readFileSync(metrics, "utf8")).toBe("someone's data\n")
   })
 
   it("another process's live socket there: refused, and that process still serves on it", async () => {
@@ -139,13 +139,14 @@ describe("--metrics PATH", () => {
     await new Promise<void>((resolve) => other.listen(metrics, resolve))
     try {
       const result = run(d, metrics)
-      expect(result.code).not.toBe(0)
-      expect(result.stderr).toContain(`soad: --metrics ${metrics}: another process is listening on it: stop it or choose another path`)
       const answer = await new Promise<string>((resolve, reject) => {
         let text = ""
         Net.connect(metrics).on("data", (chunk) => (text += chunk)).on("end", () => resolve(text)).on("error", reject)
       })
       expect(answer).toBe("theirs\n")
+      expect(result.code).not.toBe(0)
+      const about = result.stderr.split("\n").filter((line) => line.includes(metrics))
+      expect(about).toEqual([`soad: --metrics ${metrics}: another process is listening on it: stop it or choose another path`])
     } finally {
       await new Promise<void>((resolve) => other.close(() => resolve()))
     }
