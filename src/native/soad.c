@@ -313,6 +313,7 @@ static int private_dir_make(socket_file *sf) {
   struct stat st;
   if (fstat(sf->dir, &st) < 0) return sf_fail(sf, "fstat");
   if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) { /* removed and replaced by someone else's */
+    sf->dir_made = false;                                  /* theirs: left alone */
     errno = EEXIST;
     return sf_fail(sf, "openat");
   }
@@ -409,6 +410,7 @@ static void socket_file_undo(socket_file *sf) {
   if (sf->published && fstatat(sf->parent, sf->name, &there, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&there, &sf->st))
     unlinkat(sf->parent, sf->name, 0);
   if (sf->dir >= 0) private_dir_remove(sf);
+  else if (sf->dir_made) unlinkat(sf->parent, sf->dir_name, AT_REMOVEDIR); /* made, not opened: only if empty */
   sf->failed = failed;
   errno = saved;
 }

@@ -6,8 +6,10 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
+import { native } from "../../src/internal/native.js"
 import { alive, appFixture, describeAsRoot, eventually, sleep, soad, soadRun, tempDirs } from "../harness.js"
 
 const dir = tempDirs()
@@ -174,5 +176,40 @@ describe("--metrics PATH", () => {
     s.process.kill("SIGTERM")
     expect(await s.exited).toBe(0)
     expect(Fs.readFileSync(metrics, "utf8")).toBe("not soad's\n")
+  })
+})
+
+describe("listenUnix and chmodSocket arguments", () => {
+  it("uid and gid are null or a whole number 0..4294967294, mode null or 0..0o7777; anything else is a TypeError", () => {
+    const n = native()
+    const path = Path.join(dir(), "x.sock")
+    const bad: ReadonlyArray<readonly [number, unknown, number | null]> = [
+      [0o600, -1, null],
+      [0o600, null, 4294967295],
+      [0o600, 1.5, null],
+      [0o600, "0", null],
+      [0o10000, null, null]
+    ]
+    for (const [mode, uid, gid] of bad) {
+      expect(() => n.listenUnix(path, false, 0, mode, uid as number, gid)).toThrow(TypeError)
+    }
+    expect(Fs.existsSync(path)).toBe(false) // nothing was created
+    const { fd, dev, ino } = n.listenUnix(path, false, 0, 0o600, null, null)
+    try {
+      expect(Fs.lstatSync(path)).toMatchObject({ dev, ino, mode: Fs.constants.S_IFSOCK | 0o600 })
+      // The file at the path is not the one soad created (another inode): nothing is changed, errno ESTALE.
+      let thrown: unknown
+      try {
+        n.chmodSocket(path, dev, ino + 1, 0o666, null, null)
+      } catch (error) {
+        thrown = error
+      }
+      expect(thrown).toMatchObject({ errno: Os.constants.errno.ESTALE })
+      expect(Fs.lstatSync(path).mode & 0o7777).toBe(0o600)
+      n.chmodSocket(path, dev, ino, 0o660, null, null)
+      expect(Fs.lstatSync(path).mode & 0o7777).toBe(0o660)
+    } finally {
+      n.close(fd)
+    }
   })
 })
