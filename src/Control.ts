@@ -182,13 +182,13 @@ export const serve = (
       if (live) return yield* fail("another soad is using it")
       Fs.rmSync(path, { force: true })
     }
-    let fd: number
+    let created: { readonly fd: number; readonly dev: number; readonly ino: number }
     try {
-      fd = n.listenUnix(path, false, 16, 0o600, -1, -1) // 0600 before it listens: nobody else can connect
+      created = n.listenUnix(path, false, 16, 0o600, null, null) // 0600 when it appears: nobody else can connect
     } catch (error) {
       return yield* fail((error as Error).message)
     }
-    const created = Fs.lstatSync(path)
+    const fd = created.fd
     const runtime = yield* Effect.runtime<Registry>()
     const myUid = process.getuid?.() ?? 0
     const server = Net.createServer((socket) => {

@@ -14,8 +14,9 @@ import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
 import * as Address from "./Address.js"
+import type * as Config from "./Config.js"
+import * as Listeners from "./internal/listeners.js"
 import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
 import { event } from "./Logging.js"
@@ -137,6 +138,9 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   return lines.join("\n") + "\n"
 })
 
+/** The metrics socket file: mode 0666 less the umask, soad's owner. */
+const metricsSocket: Config.SocketOptions = { backlog: 511, mode: undefined, uid: undefined, gid: undefined }
+
 /** The metrics endpoint could not be opened. */
 export class MetricsError extends Data.TaggedError("MetricsError")<{ readonly message: string }> {}
 
@@ -163,25 +167,19 @@ export const serve = (
         }
       })
     })
-    const target = address._tag === "Unix"
-      ? { path: address.path }
-      : address._tag === "Tcp"
-      ? { host: address.host, port: address.port }
-      : undefined
-    if (target === undefined) {
-      return yield* Effect.fail(new MetricsError({ message: `--metrics: use HOST:PORT or a socket path` }))
-    }
+    let target: { readonly fd: number } | { readonly host: string; readonly port: number }
     if (address._tag === "Unix") {
-      // A socket file left by an earlier soad is replaced; anything else stays and is an error below.
-      const stale = yield* Effect.sync(() => {
-        try {
-          return Fs.lstatSync(address.path).isSocket() && !native().probeUnix(address.path, false)
-        } catch {
-          return false
-        }
-      })
-      if (stale) Fs.rmSync(address.path, { force: true })
-      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(address.path, { force: true })))
+      // The same rules as a listener: a stale socket is replaced, anything else stays and is an error; the file
+      // appears complete, and is removed at exit only if it is still this socket.
+      const n = native()
+      const { fd } = yield* Listeners.openUnix(n, address.path, metricsSocket).pipe(
+        Effect.mapError((error) => new MetricsError({ message: `--metrics ${error.message}` }))
+      )
+      target = { fd: n.dup(fd) } // node:http owns (and closes) the copy; the scope closes soad's fd
+    } else if (address._tag === "Tcp") {
+      target = { host: address.host, port: address.port }
+    } else {
+      return yield* Effect.fail(new MetricsError({ message: `--metrics: use HOST:PORT or a socket path` }))
     }
     yield* Effect.acquireRelease(
       Effect.async<void, MetricsError>((resume) => {

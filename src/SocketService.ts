@@ -18,7 +18,7 @@ import type * as Config from "./Config.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
-import type { ListenError } from "./internal/listeners.js"
+import type { ListenError, SocketFileError } from "./internal/listeners.js"
 import { native } from "./internal/native.js"
 import * as Sentinel from "./internal/sentinel.js"
 
@@ -33,6 +33,8 @@ export interface Listener {
   readonly description: string
   /** What the socket is bound to (getsockname), to find its connections; undefined where unknown. */
   readonly local?: Connections.Endpoint | undefined
+  /** The UNIX socket file soad created for it (device and inode), to recognise it later; undefined: none. */
+  readonly file?: Listeners.SocketFile | undefined
 }
 
 /** What has arrived on a set of listeners while they are watched. */
@@ -62,6 +64,9 @@ export interface Wakeup {
 /** Opening a listener failed; `message` says what is wrong and what to do. */
 export { ListenError } from "./internal/listeners.js"
 
+/** A reloaded mode or owner could not be given to a socket file (`replaced`: the file is not soad's any more). */
+export { SocketFileError } from "./internal/listeners.js"
+
 /** The socket operations the Activator needs. */
 export class SocketService extends Context.Tag("soad/SocketService")<SocketService, {
   /** Every connection can be counted on this platform (Linux), not only seen as readability. */
@@ -71,6 +76,11 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
     config: Address.ListenerConfig,
     options: Config.SocketOptions
   ) => Effect.Effect<Listener, ListenError, Scope.Scope>
+  /**
+   * Gives the UNIX socket file soad created for the listener the mode and owner of `options` (reload), only if
+   * the file at its path is still that socket; does nothing for other listeners.
+   */
+  readonly applyOptions: (listener: Listener, options: Config.SocketOptions) => Effect.Effect<void, SocketFileError>
   /**
    * Completes with a listener that has a connection pending (accepts nothing), or with undefined when `wakeup`
    * fires first; interruptible.
@@ -198,14 +208,20 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
 
   const open = (config: Address.ListenerConfig, options: Config.SocketOptions) =>
     Listeners.open(n, inherited, config, options).pipe(
-      Effect.map((fd): Listener => ({
+      Effect.map(({ fd, file }): Listener => ({
         name: config.name,
         address: config.address,
         fd,
         description: Address.format(config.address),
-        local: n.localAddress(fd)
+        local: n.localAddress(fd),
+        file
       }))
     )
+
+  const applyOptions = (listener: Listener, options: Config.SocketOptions) =>
+    listener.address._tag === "Unix" && listener.file !== undefined
+      ? Listeners.applyOptions(n, listener.address.path, listener.file, options)
+      : Effect.void
 
   const connectionAware = Connections.available()
   const openConnections = (listeners: ReadonlyArray<Listener>) =>
@@ -228,7 +244,17 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       return AppListening.ownListening(pgid, given)
     })
 
-  return { exactCounting, open, awaitReadable, isPending, arrivals, connectionAware, openConnections, ownListening }
+  return {
+    exactCounting,
+    open,
+    applyOptions,
+    awaitReadable,
+    isPending,
+    arrivals,
+    connectionAware,
+    openConnections,
+    ownListening
+  }
 })
 
 /** The live layer. */

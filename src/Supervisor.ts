@@ -12,7 +12,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Budget from "./Budget.js"
@@ -69,7 +68,7 @@ export const start = (
             const key = keyOf(listenerConfig)
             const pooled = pool.get(key)
             if (pooled !== undefined) {
-              yield* applySocketOptions(pooled.listener, config.socket)
+              yield* applySocketOptions(sockets, pooled.listener, config.socket)
               continue
             }
             if (opened.some(([k]) => k === key)) continue
@@ -197,16 +196,14 @@ const combine = (errors: ReadonlyArray<ListenError>): ListenError =>
       cause: errors
     })
 
-/** A reused UNIX socket file takes the reloaded mode and owner. */
-const applySocketOptions = (listener: Listener, options: Config.SocketOptions) =>
-  Effect.sync(() => {
-    if (listener.address._tag !== "Unix") return
-    try {
-      if (options.mode !== undefined) Fs.chmodSync(listener.address.path, options.mode)
-      if (options.uid !== undefined || options.gid !== undefined) {
-        Fs.chownSync(listener.address.path, options.uid ?? -1, options.gid ?? -1)
-      }
-    } catch {
-      // the file is soad's; if it was removed from under it, there is nothing to apply
-    }
-  })
+/**
+ * A reused UNIX socket file takes the reloaded mode and owner, if it is still the file soad created; a file
+ * swapped in at its path (a symlink to /etc/shadow, say) is left alone and reported.
+ */
+const applySocketOptions = (sockets: SocketService["Type"], listener: Listener, options: Config.SocketOptions) =>
+  sockets.applyOptions(listener, options).pipe(
+    Effect.catchTag("SocketFileError", (error) =>
+      error.replaced
+        ? event("error", "socket_replaced", error.message, { listener: listener.description, path: error.path })
+        : event("warn", "socket_options_failed", error.message, { listener: listener.description, path: error.path }))
+  )

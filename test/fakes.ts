@@ -90,6 +90,7 @@ export class World {
         this.backlog.set(fd, 0)
         return { name: config.name, address: config.address, fd, description: `fake:${fd}` }
       }),
+    applyOptions: () => Effect.void,
     awaitReadable: (listeners, wakeup) =>
       Effect.async<Listener | undefined>((resume) => {
         let unsubscribe: (() => void) | undefined

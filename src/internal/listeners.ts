@@ -7,6 +7,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Util from "node:util"
 import * as Address from "../Address.js"
@@ -50,7 +51,10 @@ export const takeInherited = (env: NodeJS.ProcessEnv, pid: number): Inherited =>
 
 const errnoName = (error: unknown): string => {
   const errno = (error as NativeError).errno
-  return typeof errno === "number" ? Util.getSystemErrorName(-errno) : "UNKNOWN"
+  if (typeof errno !== "number") return "UNKNOWN"
+  const name = Util.getSystemErrorName(-errno)
+  // libuv does not name every errno (ESTALE): the OS's own table does
+  return name.startsWith("Unknown") ? Object.entries(Os.constants.errno).find(([, n]) => n === errno)?.[0] ?? name : name
 }
 
 const fail = (address: string, message: string, cause?: unknown) =>
@@ -61,8 +65,20 @@ const umask = (): number => {
   return process.umask()
 }
 
+/** The UNIX socket file soad created for a listener: its device and inode (a whole Stats is 1 KB per listener). */
+export interface SocketFile {
+  readonly dev: number
+  readonly ino: number
+}
+
+/** An opened listener: soad's fd, and the socket file soad created for it (UNIX paths only). */
+export interface Opened {
+  readonly fd: number
+  readonly file: SocketFile | undefined
+}
+
 /** Releases a UNIX socket file: only if it is still the file soad created (same device and inode). */
-const removeOwnFile = (path: string, created: { readonly ino: number; readonly dev: number }) =>
+export const removeOwnFile = (path: string, created: SocketFile) =>
   Effect.sync(() => {
     try {
       const now = Fs.lstatSync(path)
@@ -74,7 +90,11 @@ const removeOwnFile = (path: string, created: { readonly ino: number; readonly d
 
 const closeFd = (n: Native, fd: number) => Effect.sync(() => n.close(fd))
 
-const openUnix = (n: Native, path: string, options: Config.SocketOptions) =>
+/**
+ * Makes `path` free for a new socket: nothing is there, or a stale socket nobody listens on (removed). Anything
+ * else (a file that is not a socket, a live socket, an unreadable directory) fails and stays untouched.
+ */
+export const clearUnixPath = (n: Native, path: string): Effect.Effect<void, ListenError> =>
   Effect.gen(function*() {
     let existing: Fs.Stats | undefined
     try {
@@ -85,55 +105,72 @@ const openUnix = (n: Native, path: string, options: Config.SocketOptions) =>
       if (code === "EACCES") return yield* fail(path, `${path}: permission denied: run soad as a user who may write there`)
       if (code !== "ENOENT") return yield* fail(path, `${path}: ${(error as Error).message}`, error)
     }
-    if (existing !== undefined) {
-      if (!existing.isSocket()) {
-        return yield* fail(path, `${path} exists and is not a socket; soad will not replace it: remove it or choose another path`)
-      }
-      let live: boolean
-      try {
-        live = n.probeUnix(path, false)
-      } catch (error) {
-        return yield* fail(path, `${path}: cannot check the existing socket (${errnoName(error)}): remove it or choose another path`, error)
-      }
-      if (live) {
-        return yield* fail(path, `${path}: another process is listening on it: stop it or choose another path`)
-      }
-      try {
-        Fs.unlinkSync(path) // stale: nobody listens
-      } catch (error) {
-        return yield* fail(path, `${path}: cannot replace the stale socket: ${(error as Error).message}`, error)
-      }
-      yield* Effect.annotateLogs(Effect.logDebug(`replaced the stale socket ${path}`), "event", "stale_replaced")
+    if (existing === undefined) return
+    if (!existing.isSocket()) {
+      return yield* fail(path, `${path} exists and is not a socket; soad will not replace it: remove it or choose another path`)
     }
-    const mode = options.mode ?? (0o666 & ~umask())
-    const fd = yield* Effect.try({
-      try: () => n.listenUnix(path, false, options.backlog, mode, options.uid ?? -1, options.gid ?? -1),
-      catch: (error) => {
-        const code = errnoName(error)
-        const dir = Path.dirname(path)
-        const message = code === "ENOENT"
-          ? `${path}: the directory ${dir} does not exist: create it first`
-          : code === "EACCES" || code === "EPERM"
-          ? `${path}: permission denied: soad cannot create a socket in ${dir}`
-          : code === "EADDRINUSE"
-          ? `${path}: something else was created there just now: try again`
-          : code === "ENAMETOOLONG"
-          ? `${path}: the path is too long for a UNIX socket: use a shorter one`
-          : code === "EROFS"
-          ? `${path}: ${dir} is on a read-only file system`
-          : `${path}: ${(error as Error).message}`
-        return new ListenError({ address: path, message, cause: error })
-      }
-    })
-    const { dev, ino } = Fs.lstatSync(path) // only these two are kept (a whole Stats is 1 KB per listener)
-    const created = { dev, ino }
-    yield* Effect.addFinalizer(() => closeFd(n, fd).pipe(Effect.zipRight(removeOwnFile(path, created))))
-    return fd
+    let live: boolean
+    try {
+      live = n.probeUnix(path, false)
+    } catch (error) {
+      return yield* fail(path, `${path}: cannot check the existing socket (${errnoName(error)}): remove it or choose another path`, error)
+    }
+    if (live) {
+      return yield* fail(path, `${path}: another process is listening on it: stop it or choose another path`)
+    }
+    try {
+      Fs.unlinkSync(path) // stale: nobody listens
+    } catch (error) {
+      return yield* fail(path, `${path}: cannot replace the stale socket: ${(error as Error).message}`, error)
+    }
+    yield* Effect.annotateLogs(Effect.logDebug(`replaced the stale socket ${path}`), "event", "stale_replaced")
+  })
+
+/** Creates the socket file, listening, with its mode and owner already set when it appears at `path`. */
+const createUnix = (n: Native, path: string, options: Config.SocketOptions) =>
+  Effect.try({
+    try: () =>
+      n.listenUnix(path, false, options.backlog, options.mode ?? (0o666 & ~umask()), options.uid ?? null, options.gid ?? null),
+    catch: (error) => {
+      const code = errnoName(error)
+      const dir = Path.dirname(path)
+      const message = code === "ENOENT"
+        ? `${path}: the directory ${dir} does not exist: create it first`
+        : code === "ENOTDIR"
+        ? `${path}: a parent of it is not a directory`
+        : code === "EACCES" || code === "EPERM"
+        ? `${path}: permission denied: soad cannot create a socket in ${dir}`
+        : code === "EADDRINUSE" || code === "EEXIST"
+        ? `${path}: something else was created there just now: try again`
+        : code === "ENAMETOOLONG"
+        ? `${path}: the path is too long for a UNIX socket: use a shorter one`
+        : code === "EROFS"
+        ? `${path}: ${dir} is on a read-only file system`
+        : `${path}: ${(error as Error).message}`
+      return new ListenError({ address: path, message, cause: error })
+    }
+  })
+
+/**
+ * A listening UNIX socket file at `path` (a stale socket there is replaced, anything else is an error); closing
+ * the scope closes it and removes the file if it is still the one soad created.
+ */
+export const openUnix = (
+  n: Native,
+  path: string,
+  options: Config.SocketOptions
+): Effect.Effect<Opened, ListenError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* clearUnixPath(n, path)
+    const { dev, fd, ino } = yield* createUnix(n, path, options)
+    const file = { dev, ino }
+    yield* Effect.addFinalizer(() => closeFd(n, fd).pipe(Effect.zipRight(removeOwnFile(path, file))))
+    return { fd, file }
   })
 
 const openAbstract = (n: Native, name: string, options: Config.SocketOptions) =>
   Effect.try({
-    try: () => n.listenUnix(name, true, options.backlog, -1, -1, -1),
+    try: () => n.listenUnix(name, true, options.backlog, null, null, null).fd,
     catch: (error) =>
       new ListenError({
         address: `@${name}`,
@@ -195,22 +232,56 @@ const adopt = (n: Native, inherited: Inherited, address: Address.InheritedAddres
     return found.fd
   })
 
-/** Opens the listener in the scope and returns soad's fd for it. */
+/** Reloaded socket options could not be given to a socket file; `replaced`: it is not soad's file any more. */
+export class SocketFileError extends Data.TaggedError("SocketFileError")<{
+  readonly path: string
+  readonly replaced: boolean
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * Gives the socket file soad created at `path` the mode and owner of `options`, through a descriptor of that very
+ * file (never a symlink); if another file is there now, changes nothing and fails with `replaced`.
+ */
+export const applyOptions = (
+  n: Native,
+  path: string,
+  file: SocketFile,
+  options: Config.SocketOptions
+): Effect.Effect<void, SocketFileError> =>
+  options.mode === undefined && options.uid === undefined && options.gid === undefined
+    ? Effect.void
+    : Effect.try({
+      try: () => n.chmodSocket(path, file.dev, file.ino, options.mode ?? null, options.uid ?? null, options.gid ?? null),
+      catch: (error) => {
+        const code = errnoName(error)
+        const replaced = code === "ESTALE" || code === "ENOENT" || code === "ELOOP" || code === "ENOTDIR"
+        const message = replaced
+          ? `${path} is no longer the socket soad created (it was removed or replaced); its mode and owner were left alone`
+          : `${path}: cannot set the socket's mode and owner: ${(error as Error).message}`
+        return new SocketFileError({ path, replaced, message, cause: error })
+      }
+    })
+
+const fdOnly = (fd: number): Opened => ({ fd, file: undefined })
+
+/** Opens the listener in the scope and returns soad's fd for it (and the socket file soad created, if any). */
 export const open = (
   n: Native,
   inherited: Inherited,
   config: Address.ListenerConfig,
   options: Config.SocketOptions
-): Effect.Effect<number, ListenError, Scope.Scope> => {
+): Effect.Effect<Opened, ListenError, Scope.Scope> => {
   const address = config.address
   switch (address._tag) {
     case "Unix":
       return openUnix(n, address.path, options)
     case "Abstract":
-      return openAbstract(n, address.name, options)
+      return Effect.map(openAbstract(n, address.name, options), fdOnly)
     case "Tcp":
-      return openTcp(n, address, options)
+      return Effect.map(openTcp(n, address, options), fdOnly)
     case "Inherited":
-      return adopt(n, inherited, address)
+      return Effect.map(adopt(n, inherited, address), fdOnly)
   }
 }

@@ -17,14 +17,30 @@ export interface NativeError extends Error {
 
 /** The functions of src/native/soad.c. */
 export interface Native {
+  /**
+   * A listening UNIX socket. A file socket appears at `path` only once its mode and owner are set (null: leave
+   * as bound); `dev`/`ino` identify that file (0 for an abstract socket). uid/gid: 0..4294967294.
+   */
   readonly listenUnix: (
     path: string,
     abstract: boolean,
     backlog: number,
-    mode: number,
-    uid: number,
-    gid: number
-  ) => number
+    mode: number | null,
+    uid: number | null,
+    gid: number | null
+  ) => { readonly fd: number; readonly dev: number; readonly ino: number }
+  /**
+   * Sets the mode and owner (null: leave as is) of the socket file soad created at `path`, never following a
+   * symlink; throws with errno ESTALE if the file there is not that socket (dev/ino) any more.
+   */
+  readonly chmodSocket: (
+    path: string,
+    dev: number,
+    ino: number,
+    mode: number | null,
+    uid: number | null,
+    gid: number | null
+  ) => void
   readonly listenTcp: (ip: string, port: number, backlog: number, v6only: boolean) => number
   readonly probeUnix: (path: string, abstract: boolean) => boolean
   readonly socketInfo: (fd: number) => {

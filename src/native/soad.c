@@ -1,7 +1,9 @@
 /*
  * soad's native binding: only what Node cannot do itself.
  *
- *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on
+ *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on (a UNIX socket file
+ *                            appears complete: mode and owner set in a private directory, then linked)
+ *   chmodSocket              the mode and owner of soad's socket file on reload, only if it is still that file
  *   probeUnix                is somebody listening on this UNIX socket path?
  *   localAddress             what a socket is bound to (getsockname)
  *   close                    close(2)
@@ -219,45 +221,233 @@ static int unix_address(const char *path, size_t len, bool abstract, struct sock
   return 0;
 }
 
-/* listenUnix(path, abstract, backlog, mode, uid, gid) -> fd. mode/uid/gid < 0: leave as bound. */
+/* ---------------------------------------------------------------- UNIX socket files
+ *
+ * A socket file never exists with a wider mode or another owner than asked, and soad never changes a file it did
+ * not create. bind() creates it with mode 0 (umask 0777 for the duration of the call), so nobody can connect
+ * before it is ready; then it is opened without following a symlink (O_PATH|O_NOFOLLOW), checked to be the socket
+ * soad just created (a socket owned by soad's user with mode 0, or on a reload the device and inode soad recorded)
+ * and given its mode and owner through that fd; only then does it listen(). A user who may write to the directory
+ * and swaps the file for a symlink between bind() and the change makes the start fail, never a chmod or chown of
+ * the link's target. The socket keeps its path as its address (getsockname, /proc/net/unix, puma's -b unix:PATH).
+ *
+ * The umask is the process's: a file another thread of soad's created during those microseconds would get mode 0
+ * too (narrower, never wider). soad creates no files from other threads.
+ */
+
+/* An optional id or mode: null/undefined is "leave as is". */
+typedef struct {
+  bool set;
+  uint32_t value;
+} opt_u32;
+
+/* Reads null/undefined (unset) or a whole number 0..max; false for anything else. */
+static bool get_opt_u32(napi_env env, napi_value v, uint32_t max, opt_u32 *out) {
+  napi_valuetype type;
+  double d;
+  out->set = false;
+  out->value = 0;
+  if (napi_typeof(env, v, &type) != napi_ok) return false;
+  if (type == napi_null || type == napi_undefined) return true;
+  if (type != napi_number || napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0 && d <= (double)max) || d != (double)(uint32_t)d) return false;
+  out->set = true;
+  out->value = (uint32_t)d;
+  return true;
+}
+
+#define ID_MAX 4294967294u /* (uid_t)-1 means "unchanged" to chown(2): never a real id */
+#define MODE_MAX 07777u
+
+/* An abstract socket: no file, nothing to own. */
+static int listen_abstract(int fd, struct sockaddr_un *addr, socklen_t addrlen, int backlog, const char **failed) {
+  if (bind(fd, (struct sockaddr *)addr, addrlen) < 0) *failed = "bind";
+  else if (listen_fd(fd, backlog) < 0) *failed = "listen";
+  else return 0;
+  return -1;
+}
+
+/* { fd, dev, ino } (dev and ino as doubles, 0 for an abstract socket). */
+static napi_value listen_result(napi_env env, int fd, const struct stat *st) {
+  napi_value result, v;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_int32(env, fd, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "fd", v));
+  NAPI_CALL(env, napi_create_double(env, st == NULL ? 0 : (double)st->st_dev, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "dev", v));
+  NAPI_CALL(env, napi_create_double(env, st == NULL ? 0 : (double)st->st_ino, &v));
+  NAPI_CALL(env, napi_set_named_property(env, result, "ino", v));
+  return result;
+}
+
+/* Which file soad may change: the one it recorded (dev, ino), or the one it has just bound (fresh: a socket of
+ * soad's user with mode 0, as bind() under umask 0777 made it). */
+typedef struct {
+  bool fresh;
+  double dev, ino;
+} expected_file;
+
+static bool is_expected(const struct stat *st, const expected_file *expect) {
+  if (!S_ISSOCK(st->st_mode)) return false;
+  if (expect->fresh) return st->st_uid == geteuid() && (st->st_mode & 07777) == 0;
+  return (double)st->st_dev == expect->dev && (double)st->st_ino == expect->ino;
+}
+
+#if defined(__linux__) && defined(O_PATH)
+/* Linux: the file is opened once without following a symlink, checked, and changed through that fd. */
+static int socket_file_update(const char *path, const expected_file *expect, opt_u32 mode, opt_u32 uid, opt_u32 gid,
+                              struct stat *st, const char **failed) {
+  int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    *failed = "open";
+    return -1;
+  }
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  int r = -1;
+  if (fstat(fd, st) < 0) *failed = "fstat";
+  else if (!is_expected(st, expect)) {
+    errno = ESTALE;
+    *failed = "fstat (not the socket soad created)";
+  } else if (mode.set && chmod(proc, (mode_t)mode.value) < 0) *failed = "chmod";
+  else if ((uid.set || gid.set) && fchownat(fd, "", uid.set ? (uid_t)uid.value : (uid_t)-1,
+                                            gid.set ? (gid_t)gid.value : (gid_t)-1, AT_EMPTY_PATH) < 0)
+    *failed = "fchownat";
+  else if (fstat(fd, st) < 0) *failed = "fstat";
+  else r = 0;
+  close_keep_errno(fd);
+  return r;
+}
+#else
+/*
+ * Elsewhere: lstat, check, then change by name without following a symlink. Weaker than Linux: between the check
+ * and the change, someone who may write to the directory can put another file (not a symlink) there, which is
+ * then changed; on Linux the file checked is the file changed.
+ */
+static int socket_file_update(const char *path, const expected_file *expect, opt_u32 mode, opt_u32 uid, opt_u32 gid,
+                              struct stat *st, const char **failed) {
+  if (lstat(path, st) < 0) *failed = "lstat";
+  else if (!is_expected(st, expect)) {
+    errno = ESTALE;
+    *failed = "lstat (not the socket soad created)";
+  } else if (mode.set && fchmodat(AT_FDCWD, path, (mode_t)mode.value, AT_SYMLINK_NOFOLLOW) < 0) *failed = "fchmodat";
+  else if ((uid.set || gid.set) && fchownat(AT_FDCWD, path, uid.set ? (uid_t)uid.value : (uid_t)-1,
+                                            gid.set ? (gid_t)gid.value : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+    *failed = "fchownat";
+  else if (lstat(path, st) < 0) *failed = "lstat";
+  else return 0;
+  return -1;
+}
+#endif
+
+/* bind() with mode 0: umask 0777 around the call. */
+static int bind_closed(int fd, const struct sockaddr_un *addr, socklen_t addrlen) {
+  mode_t old = umask(0777);
+  int r = bind(fd, (const struct sockaddr *)addr, addrlen);
+  int err = errno;
+  umask(old);
+  errno = err;
+  return r;
+}
+
+/* Removes path if it is still the file st describes (after a failure: only what soad created goes). */
+static void socket_file_undo(const char *path, const struct stat *st) {
+  int saved = errno;
+  struct stat now;
+  if (lstat(path, &now) == 0 && S_ISSOCK(now.st_mode) && now.st_dev == st->st_dev && now.st_ino == st->st_ino)
+    unlink(path);
+  errno = saved;
+}
+
+/* Creates the socket file for fd at path, with its mode and owner, listening; 0, or -1 with errno and *failed. */
+static int listen_unix_file(int fd, const char *path, const struct sockaddr_un *addr, socklen_t addrlen, int backlog,
+                            opt_u32 mode, opt_u32 uid, opt_u32 gid, struct stat *st, const char **failed) {
+  if (bind_closed(fd, addr, addrlen) < 0) {
+    *failed = "bind";
+    return -1;
+  }
+  expected_file fresh = {.fresh = true, .dev = 0, .ino = 0};
+  if (socket_file_update(path, &fresh, mode, uid, gid, st, failed) < 0) {
+    if (errno != ESTALE) socket_file_undo(path, st); /* ESTALE: what is there is not ours */
+    return -1;
+  }
+  if (listen_fd(fd, backlog) < 0) {
+    *failed = "listen";
+    socket_file_undo(path, st);
+    return -1;
+  }
+  return 0;
+}
+
+/*
+ * listenUnix(path, abstract, backlog, mode, uid, gid) -> { fd, dev, ino }. mode (0..07777), uid and gid
+ * (0..4294967294): null leaves them as bound (mode: 0666 less the umask). An abstract socket ignores them.
+ */
 static napi_value listen_unix(napi_env env, napi_callback_info info) {
   ARGS(6);
   bool abstract;
-  int32_t backlog, mode, uid, gid;
-  if (!get_bool(env, argv[1], &abstract) || !get_int(env, argv[2], &backlog) || !get_int(env, argv[3], &mode) ||
-      !get_int(env, argv[4], &uid) || !get_int(env, argv[5], &gid))
-    return throw_type(env, "listenUnix(path, abstract, backlog, mode, uid, gid)");
+  int32_t backlog;
+  opt_u32 mode, uid, gid;
+  if (!get_bool(env, argv[1], &abstract) || !get_int(env, argv[2], &backlog) ||
+      !get_opt_u32(env, argv[3], MODE_MAX, &mode) || !get_opt_u32(env, argv[4], ID_MAX, &uid) ||
+      !get_opt_u32(env, argv[5], ID_MAX, &gid))
+    return throw_type(env, "listenUnix(path, abstract, backlog, mode: 0..0o7777 | null, uid: 0..4294967294 | null, "
+                           "gid: 0..4294967294 | null)");
   size_t len;
   char *path = get_string(env, argv[0], &len);
   if (path == NULL) return throw_type(env, "listenUnix: path must be a string");
-
   struct sockaddr_un addr;
   socklen_t addrlen;
-  if (unix_address(path, len, abstract, &addr, &addrlen) != 0) {
+  int bad = !abstract && strlen(path) != len ? EINVAL : unix_address(path, len, abstract, &addr, &addrlen);
+  if (bad != 0) {
     free(path);
-    return throw_errno(env, "bind", ENAMETOOLONG);
+    return throw_errno(env, "bind", bad);
   }
-
+  if (!abstract && !mode.set) {
+    mode_t old = umask(0);
+    umask(old);
+    mode.set = true;
+    mode.value = 0666 & ~old;
+  }
   int fd = socket_cloexec(AF_UNIX, false);
   if (fd < 0) {
     free(path);
     return throw_errno(env, "socket", errno);
   }
+  struct stat st;
+  memset(&st, 0, sizeof st);
   const char *failed = NULL;
-  if (bind(fd, (struct sockaddr *)&addr, addrlen) < 0) failed = "bind";
-  /* Permissions are set before listen(), so nobody can connect while they are still the defaults. */
-  else if (!abstract && mode >= 0 && chmod(path, (mode_t)mode) < 0) failed = "chmod";
-  else if (!abstract && (uid >= 0 || gid >= 0) && chown(path, (uid_t)uid, (gid_t)gid) < 0) failed = "chown";
-  else if (listen_fd(fd, backlog) < 0) failed = "listen";
-  if (failed != NULL) {
-    int err = errno;
-    if (!abstract && strcmp(failed, "bind") != 0) unlink(path); /* we created it: take it back */
+  int r = abstract ? listen_abstract(fd, &addr, addrlen, backlog, &failed)
+                   : listen_unix_file(fd, path, &addr, addrlen, backlog, mode, uid, gid, &st, &failed);
+  int err = errno;
+  free(path);
+  if (r < 0) {
     close_keep_errno(fd);
-    free(path);
     return throw_errno(env, failed, err);
   }
+  return listen_result(env, fd, abstract ? NULL : &st);
+}
+
+/* chmodSocket(path, dev, ino, mode, uid, gid): the mode and owner of soad's socket file, if path is still it. */
+static napi_value chmod_socket(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  double dev, ino;
+  opt_u32 mode, uid, gid;
+  if (napi_get_value_double(env, argv[1], &dev) != napi_ok || napi_get_value_double(env, argv[2], &ino) != napi_ok ||
+      !get_opt_u32(env, argv[3], MODE_MAX, &mode) || !get_opt_u32(env, argv[4], ID_MAX, &uid) ||
+      !get_opt_u32(env, argv[5], ID_MAX, &gid))
+    return throw_type(env, "chmodSocket(path, dev, ino, mode: 0..0o7777 | null, uid: 0..4294967294 | null, "
+                           "gid: 0..4294967294 | null)");
+  char *path = get_string(env, argv[0], NULL);
+  if (path == NULL) return throw_type(env, "chmodSocket: path must be a string");
+  const char *failed = NULL;
+  expected_file recorded = {.fresh = false, .dev = dev, .ino = ino};
+  struct stat st;
+  int r = socket_file_update(path, &recorded, mode, uid, gid, &st, &failed);
+  int err = errno;
   free(path);
-  return make_int(env, fd);
+  if (r < 0) return throw_errno(env, failed, err);
+  return make_undefined(env);
 }
 
 /* listenTcp(ip, port, backlog, v6only) -> fd, with SO_REUSEADDR. */
@@ -1945,6 +2135,7 @@ static napi_value lookup_group(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"chmodSocket", NULL, chmod_socket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeUnix", NULL, probe_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketInfo", NULL, socket_info, NULL, NULL, NULL, napi_enumerable, NULL},
