@@ -5,6 +5,13 @@
       "sources": ["soad.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"] }
+    },
+    {
+      "target_name": "soad-guard",
+      "type": "executable",
+      "sources": ["helper/guard.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"] }
     }
   ]
 }

@@ -865,6 +865,7 @@ typedef struct {
   gid_t *groups;
   int ngroups;
   bool listen_pid, pdeathsig;
+  int32_t cgroup_procs_fd; /* an fd open on the app's cgroup.procs, or -1 */
 } spawn_spec;
 
 static void spawn_spec_free(spawn_spec *s) {
@@ -919,6 +920,15 @@ static void close_from(int from, int keep) {
     if (fd != keep) close(fd);
 }
 
+/* Moves the calling process into the cgroup whose cgroup.procs is open at fd (-1: none); async-signal-safe. */
+static int join_cgroup(int fd) {
+  if (fd < 0) return 0;
+  ssize_t w;
+  do w = write(fd, "0", 1);
+  while (w < 0 && errno == EINTR);
+  return w == 1 ? 0 : -1;
+}
+
 /* Runs in the child between fork and exec: async-signal-safe calls only. Never returns. */
 static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t parent, char *listen_pid_slot) {
   int err;
@@ -933,6 +943,7 @@ static void child_exec(const spawn_spec *s, const char *path, int errfd, pid_t p
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) { step = "sigprocmask"; goto fail; }
   if (setsid() < 0) { step = "setsid"; goto fail; }
+  if (join_cgroup(s->cgroup_procs_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
 #ifdef __linux__
   if (s->pdeathsig) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) { step = "prctl"; goto fail; }
@@ -982,6 +993,7 @@ fail:
 /*
  * spawn(file, argv, env, fds, options, onExit(code | null, signal | null)) -> pid
  * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
+ * options.cgroupProcsFd?: an fd open for writing on a cgroup's cgroup.procs: the child joins it after setsid
  */
 static napi_value spawn(napi_env env, napi_callback_info info) {
   ARGS(6);
@@ -989,6 +1001,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   memset(&s, 0, sizeof s);
   s.uid = -1;
   s.gid = -1;
+  s.cgroup_procs_fd = -1;
   size_t count = 0;
   napi_value v;
   bool ok = (s.file = get_string(env, argv[0], NULL)) != NULL &&
@@ -1020,6 +1033,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   }
   if (ok && get_optional(env, opts, "listenPid", &v)) ok = get_bool(env, v, &s.listen_pid);
   if (ok && get_optional(env, opts, "pdeathsig", &v)) ok = get_bool(env, v, &s.pdeathsig);
+  if (ok && get_optional(env, opts, "cgroupProcsFd", &v)) ok = get_int(env, v, &s.cgroup_procs_fd);
   if (!ok || count == 0) {
     spawn_spec_free(&s);
     return throw_type(env, "spawn(file, argv, env, fds, options, onExit): bad arguments");
