@@ -396,6 +396,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
       return yield* provide(Effect.scoped(
         Effect.gen(function*() {
           yield* forwardSignals(configSignals)
+          yield* (yield* ProcessService).announce
           const reloads = yield* onSignal("SIGHUP")
           const supervisor = yield* Supervisor.start(file)
           yield* observability(parsed)
@@ -418,6 +419,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
     return yield* provide(Effect.scoped(
       Effect.gen(function*() {
         yield* forwardSignals(forwardedSignals)
+        yield* (yield* ProcessService).announce
         const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
         const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
         yield* observability(parsed)
