@@ -84,8 +84,12 @@ export const members = (dir: string): Array<number> => {
   }
 }
 
-/** SIGKILL to every process in the cgroup (cgroup.kill, kernel >= 5.14, else one by one); how many there were. */
+/**
+ * SIGKILL to every process in the cgroup (cgroup.kill, kernel >= 5.14, else one by one); how many there were.
+ * Only a cgroup soad names (`soad.…`): never the one soad or its parent runs in.
+ */
 export const kill = (dir: string): number => {
+  if (!Path.basename(dir).startsWith("soad.")) return 0
   const pids = members(dir)
   if (pids.length === 0) return 0
   try {

@@ -45,9 +45,9 @@ static void drop(const char *entry) {
     }
 }
 
-/* A cgroup is an absolute path; a process group is a number above 1 (never 0 or -1: everyone). */
+/* A cgroup is an absolute path to a soad.* cgroup; a process group is a number above 1 (never 0 or -1: all). */
 static int valid(const char *entry) {
-  if (entry[0] == '/') return strstr(entry, "/..") == NULL;
+  if (entry[0] == '/') return strstr(entry, "/..") == NULL && strncmp(strrchr(entry, '/'), "/soad.", 6) == 0;
   char *end;
   long pgid = strtol(entry, &end, 10);
   return *entry != '\0' && *end == '\0' && pgid > 1 && pgid < INT_MAX;
