@@ -396,9 +396,9 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
       return yield* provide(Effect.scoped(
         Effect.gen(function*() {
           yield* forwardSignals(configSignals)
-          yield* (yield* ProcessService).announce
           const reloads = yield* onSignal("SIGHUP")
           const supervisor = yield* Supervisor.start(file)
+          yield* (yield* ProcessService).announce
           yield* observability(parsed)
           yield* ready
           return yield* Effect.forever(Effect.gen(function*() {
@@ -419,8 +419,8 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
     return yield* provide(Effect.scoped(
       Effect.gen(function*() {
         yield* forwardSignals(forwardedSignals)
-        yield* (yield* ProcessService).announce
         const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
+        yield* (yield* ProcessService).announce
         const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
         yield* observability(parsed)
         yield* ready

@@ -85,7 +85,7 @@ const suite = cgroups._tag === "Root" ? describeAsRoot : (name: string, body: ()
 suite("containment: nothing an app started outlives its stop or soad", () => {
   it("says which guarantee it gives: cgroup, with the guard", async () => {
     const { s } = start(dir())
-    await s.waitFor(/"event":"listening"/)
+    await s.waitFor(/"event":"containment"/)
     const [containment] = events(s, "containment")
     expect(containment).toMatchObject({ level: "info", guarantee: "cgroup" })
     expect(alive(containment!.guard_pid as number)).toBe(true)
@@ -116,7 +116,7 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
   it("fault: soad and its guard are killed, the daemon keeps the socket; promise: the next soad kills the leftover and serves", async () => {
     const d = dir()
     const first = start(d)
-    await first.s.waitFor(/"event":"listening"/)
+    await first.s.waitFor(/"event":"containment"/)
     const { daemon, cgroup } = await activate(first.socketPath, first.daemonFile)
     const guard = events(first.s, "containment")[0]?.guard_pid as number | undefined
     if (guard !== undefined) process.kill(guard, "SIGKILL")
