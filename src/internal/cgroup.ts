@@ -145,11 +145,3 @@ export const leftovers = (root: string, unit: string, ownPid: number): Array<str
   })
 }
 
-/** The memory the cgroup uses now (memory.current), if the memory controller is there. */
-export const memory = (dir: string): number | undefined => {
-  try {
-    return Number(Fs.readFileSync(Path.join(dir, "memory.current"), "utf8"))
-  } catch {
-    return undefined
-  }
-}
