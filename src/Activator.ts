@@ -32,7 +32,8 @@ import {
   register,
   type Run,
   spawnRequest,
-  type Tracker
+  type Tracker,
+  unitOf
 } from "./internal/lifecycle.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
@@ -64,11 +65,15 @@ const awaitAccepting = (listeners: ReadonlyArray<Listener>) =>
     ))
 
 /**
- * Opens the service's listeners in the current scope, in order, and logs each.
+ * Opens the service's listeners in the current scope, in order, and logs each; first kills what a killed soad
+ * left running for this service (it may hold the sockets).
  */
-export const listen = (config: Config.ServiceConfig): Effect.Effect<ReadonlyArray<Listener>, ListenError, SocketService | Scope.Scope> =>
+export const listen = (
+  config: Config.ServiceConfig
+): Effect.Effect<ReadonlyArray<Listener>, ListenError, SocketService | ProcessService | Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
+    yield* (yield* ProcessService).reclaim(unitOf(config))
     const listeners: Array<Listener> = []
     for (const listenerConfig of config.listeners) {
       const listener = yield* sockets.open(listenerConfig, config.socket)

@@ -429,6 +429,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
           yield* forwardSignals(configSignals)
           const reloads = yield* onSignal("SIGHUP")
           const supervisor = yield* Supervisor.start(file)
+          yield* (yield* ProcessService).announce
           yield* observability(parsed)
           yield* ready
           return yield* Effect.forever(Effect.gen(function*() {
@@ -450,6 +451,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
       Effect.gen(function*() {
         yield* forwardSignals(forwardedSignals)
         const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
+        yield* (yield* ProcessService).announce
         const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
         yield* observability(parsed)
         yield* ready

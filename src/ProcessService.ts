@@ -11,9 +11,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Util from "node:util"
-import { native, type NativeError } from "./internal/native.js"
+import * as Cgroup from "./internal/cgroup.js"
+import * as Guard from "./internal/guard.js"
+import { helperPath, native, type NativeError } from "./internal/native.js"
 import * as Signal from "./Signal.js"
 import { event } from "./Logging.js"
 
@@ -38,6 +43,11 @@ export interface SpawnRequest {
   readonly uid?: number | undefined
   readonly gid?: number | undefined
   readonly groups?: ReadonlyArray<number> | undefined
+  /**
+   * The service's stable name for its processes (letters, digits, `-`, `_`): the app's cgroup is named by it, so
+   * a later soad finds what this one left. See `lifecycle.unitOf`.
+   */
+  readonly unit?: string | undefined
 }
 
 /** How to stop the app. */
@@ -74,7 +84,37 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
   readonly killAll: Effect.Effect<void>
   /** Sends a signal to every running app's process group (SIGHUP and others soad passes on). */
   readonly signalAll: (signal: Signal.Signal) => Effect.Effect<void>
+  /** Kills what a previous soad, now dead, left running for this unit (logged as `leftover`); before listening. */
+  readonly reclaim: (unit: string) => Effect.Effect<void>
+  /** Logs once which guarantee this platform gives about what an app starts (event `containment`). */
+  readonly announce: Effect.Effect<void>
 }>() {}
+
+/**
+ * What becomes of the processes an app starts: "cgroup" (the whole tree dies at a stop, and also after soad is
+ * killed), "process group + guard" (daemons that leave the app's process group survive a stop), "process group"
+ * (as that, and after a kill -9 of soad only the app itself dies), "none" (not Linux: no parent-death signal).
+ */
+export type Guarantee = "cgroup" | "process group + guard" | "process group" | "none"
+
+/** Keeping an app's processes together beyond its process group: cgroups and the guard (Linux). */
+export interface Containment {
+  readonly guarantee: Guarantee
+  /** Said once at start: what is guaranteed and, if something is missing, what is not (then at warn level). */
+  readonly message: string
+  readonly level: "info" | "warn"
+  readonly fields: Readonly<Record<string, unknown>>
+  /** The cgroup directory of a running app, by its pid, if it has one. */
+  readonly cgroupOf: (pid: number) => string | undefined
+  /** SIGKILL to every process in a cgroup; how many there were. */
+  readonly kill: (cgroup: string) => number
+  /** Removes an emptied cgroup; false while processes are still in it. */
+  readonly remove: (cgroup: string) => boolean
+  /** The app and everything it started are gone: stop guarding it. */
+  readonly forget: (pid: number) => void
+  /** Cgroups of this unit left by a soad that is dead. */
+  readonly leftovers: (unit: string) => ReadonlyArray<string>
+}
 
 /** The operating-system calls under the service; tests give a fake one. */
 export interface Driver {
@@ -82,12 +122,54 @@ export interface Driver {
   readonly spawn: (request: SpawnRequest, onExit: (status: ExitStatus) => void) => number
   /** Sends a signal to the process group `pgid`; a group that is gone is not an error. */
   readonly killGroup: (pgid: number, signal: Signal.Signal) => void
+  /** Cgroups and the guard, where the platform has them; without it only process groups are used. */
+  readonly containment?: Containment | undefined
 }
+
+/** How long a cgroup may take to empty after SIGKILL before soad gives up on removing it. */
+const emptyTimeout = Duration.seconds(5)
+const emptyRecheck = Duration.millis(10)
 
 /** Builds the service over a driver. */
 export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
   Effect.sync(() => {
     const running = new Set<number>()
+    const containment = driver.containment
+
+    /** SIGKILL to the cgroup until it is empty, then removes it; how many processes were in it at first, and if it is gone. */
+    const clear = (c: Containment, cgroup: string) =>
+      Effect.gen(function*() {
+        const found = c.kill(cgroup)
+        const emptied = yield* Effect.suspend(() => Effect.succeed(c.kill(cgroup) === 0 && c.remove(cgroup))).pipe(
+          Effect.repeat({ schedule: Schedule.spaced(emptyRecheck), until: (done) => done }),
+          Effect.interruptible,
+          Effect.timeoutOption(emptyTimeout)
+        )
+        if (Option.isNone(emptied)) {
+          yield* event("warn", "cgroup_busy", `${cgroup} still has processes ${Duration.format(emptyTimeout)} after SIGKILL: left in place`, {
+            cgroup
+          })
+        }
+        return { found, emptied: Option.isSome(emptied) }
+      })
+
+    /** Kills whatever the app left in its cgroup, removes the cgroup, and stops guarding the app. */
+    const release = (pid: number) =>
+      Effect.gen(function*() {
+        if (containment === undefined) return
+        const cgroup = containment.cgroupOf(pid)
+        if (cgroup !== undefined) {
+          const { emptied, found: left } = yield* clear(containment, cgroup)
+          if (!emptied) return // still guarded, and its name stays taken
+          if (left > 0) {
+            yield* event("info", "leftovers_killed", `killed ${left} process${left === 1 ? "" : "es"} the app left behind`, {
+              pid,
+              count: left
+            })
+          }
+        }
+        containment.forget(pid)
+      })
 
     const killGroup = (pid: number, signal: Signal.Signal) => Effect.sync(() => driver.killGroup(pid, signal))
 
@@ -116,8 +198,9 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
             }
           }
           const status = yield* exit
-          // The leader is gone; whatever it left in its group goes too.
+          // The leader is gone; whatever it left in its group goes too, and in its cgroup (daemons).
           yield* killGroup(pid, Signal.SIGKILL)
+          yield* release(pid)
           running.delete(pid)
           return status
         })
@@ -137,7 +220,37 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         for (const pid of running) driver.killGroup(pid, signal)
       })
 
-    return { spawn, killAll: signalAll(Signal.SIGKILL), signalAll }
+    const killAll = Effect.sync(() => {
+      for (const pid of running) {
+        driver.killGroup(pid, Signal.SIGKILL)
+        const cgroup = containment?.cgroupOf(pid)
+        if (cgroup !== undefined) containment?.kill(cgroup)
+      }
+    })
+
+    const reclaim = (unit: string): Effect.Effect<void> => {
+      if (containment === undefined) return Effect.void
+      return Effect.forEach(containment.leftovers(unit), (cgroup) =>
+        Effect.gen(function*() {
+          const count = containment.kill(cgroup)
+          yield* event(
+            "warn",
+            "leftover",
+            `a previous soad left ${count} process${count === 1 ? "" : "es"} running in ${cgroup}: killing them`,
+            { cgroup, count }
+          )
+          yield* clear(containment, cgroup)
+        }), { discard: true })
+    }
+
+    const announce = containment === undefined
+      ? Effect.void
+      : event(containment.level, "containment", containment.message, {
+        guarantee: containment.guarantee,
+        ...containment.fields
+      })
+
+    return { spawn, killAll, signalAll, reclaim, announce }
   })
 
 const spawnError = (request: SpawnRequest, cause: unknown): SpawnError => {
@@ -185,36 +298,153 @@ export const environment = (
   return Object.entries(env).map(([key, value]) => `${key}=${value}`)
 }
 
-/** The driver over the native binding: fork/exec with LISTEN_PID, a new session, the parent-death signal. */
-export const nativeDriver = (): Driver => {
+/** Where the apps' processes are kept together: the cgroup root (or why there is none) and the guard. */
+export interface Keeping {
+  readonly cgroups?: Cgroup.Root | undefined
+  readonly guard?: Guard.Guard | undefined
+}
+
+/** What the platform guarantees with these cgroups and this guard, in one sentence for the log. */
+const describe = (keeping: Keeping): Pick<Containment, "guarantee" | "message" | "level" | "fields"> => {
+  const guard = keeping.guard
+  const fields = { cgroup: keeping.cgroups?._tag === "Root" ? keeping.cgroups.dir : undefined, guard_pid: guard?.pid }
+  if (process.platform !== "linux") {
+    return {
+      guarantee: "none",
+      level: "warn",
+      fields,
+      message: "containment: none (not Linux: no cgroups, no parent-death signal): what an app starts in the background " +
+        "may outlive its stop, and the app outlives soad if soad is killed"
+    }
+  }
+  const missing = "soad-guard is missing (rebuild soad: npm run build)"
+  if (keeping.cgroups?._tag === "Root") {
+    return {
+      guarantee: "cgroup",
+      level: guard === undefined ? "warn" : "info",
+      fields,
+      message: `containment: cgroup: each app runs in its own cgroup under ${keeping.cgroups.dir}: a stop kills everything it started` +
+        (guard === undefined
+          ? `; ${missing}: if soad is killed, that keeps running until soad starts again`
+          : `, and soad-guard (pid ${guard.pid}) does the same if soad is killed`)
+    }
+  }
+  const reason = keeping.cgroups?._tag === "Unusable" ? keeping.cgroups.reason : "no cgroups"
+  return guard === undefined
+    ? {
+      guarantee: "process group",
+      level: "warn",
+      fields,
+      message: `containment: process group only (${reason}; ${missing}): daemons that leave the app's process group ` +
+        "survive its stop, and if soad is killed only the app itself dies"
+    }
+    : {
+      guarantee: "process group + guard",
+      level: "warn",
+      fields,
+      message: `containment: process group + guard (${reason}): a stop, or soad-guard (pid ${guard.pid}) if soad is ` +
+        "killed, kills the app's process group; daemons that leave it (setsid) survive"
+    }
+}
+
+/**
+ * The driver over the native binding: fork/exec with LISTEN_PID, a new session, the parent-death signal; each app
+ * in a cgroup of its own where `keeping.cgroups` is usable, and guarded by `keeping.guard` if there is one.
+ */
+export const nativeDriver = (keeping: Keeping = {}): Driver => {
   const n = native()
+  const root = keeping.cgroups?._tag === "Root" ? keeping.cgroups.dir : undefined
+  const guard = keeping.guard
+  const cgroups = new Map<number, string>() // the running apps' cgroups, by pid
+  let anonymous = 0
+
+  const exec = (request: SpawnRequest, onExit: (status: ExitStatus) => void, cgroupProcsFd: number | undefined) =>
+    n.spawn(
+      request.command[0],
+      request.command,
+      environment(process.env, request),
+      request.fds,
+      {
+        cwd: request.cwd,
+        uid: request.uid,
+        gid: request.gid,
+        groups: request.groups,
+        listenPid: true,
+        pdeathsig: true,
+        cgroupProcsFd
+      },
+      (code, signal) => onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
+    )
+
+  /** A cgroup directory for the unit that no running app uses. */
+  const cgroupFor = (root: string, unit: string | undefined): string => {
+    const name = unit ?? `app-${++anonymous}`
+    const taken = new Set(cgroups.values())
+    for (let i = 0;; i++) {
+      const dir = Path.join(root, Cgroup.name(name, process.pid, i))
+      if (!taken.has(dir)) return dir
+    }
+  }
+
+  const spawn: Driver["spawn"] = (request, onExit) => {
+    if (root === undefined) {
+      const pid = exec(request, onExit, undefined)
+      guard?.add(String(pid))
+      return pid
+    }
+    const dir = cgroupFor(root, request.unit)
+    Cgroup.create(dir)
+    guard?.add(dir) // before the app exists: from its first instruction on, a kill -9 of soad takes it along
+    let fd: number | undefined
+    try {
+      fd = Cgroup.openProcs(dir)
+      const pid = exec(request, onExit, fd)
+      cgroups.set(pid, dir)
+      return pid
+    } catch (error) {
+      Cgroup.kill(dir)
+      if (Cgroup.remove(dir)) guard?.remove(dir)
+      throw error
+    } finally {
+      if (fd !== undefined) Fs.closeSync(fd)
+    }
+  }
+
   return {
-    spawn: (request, onExit) =>
-      n.spawn(
-        request.command[0],
-        request.command,
-        environment(process.env, request),
-        request.fds,
-        {
-          cwd: request.cwd,
-          uid: request.uid,
-          gid: request.gid,
-          groups: request.groups,
-          listenPid: true,
-          pdeathsig: true
-        },
-        (code, signal) =>
-          onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
-      ),
+    spawn,
     killGroup: (pgid, signal) => {
       try {
         process.kill(-pgid, signal.number)
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error
       }
+    },
+    containment: {
+      ...describe(keeping),
+      cgroupOf: (pid) => cgroups.get(pid),
+      kill: Cgroup.kill,
+      remove: Cgroup.remove,
+      forget: (pid) => {
+        const dir = cgroups.get(pid)
+        cgroups.delete(pid)
+        guard?.remove(dir ?? String(pid))
+      },
+      leftovers: (unit) => root === undefined ? [] : Cgroup.leftovers(root, unit, process.pid)
     }
   }
 }
 
-/** The live layer. */
-export const layer: Layer.Layer<ProcessService> = Layer.effect(ProcessService, Effect.suspend(() => make(nativeDriver())))
+/**
+ * The live layer: finds where soad may create cgroups and starts soad-guard (Linux), for as long as the layer
+ * lives.
+ */
+export const layer: Layer.Layer<ProcessService> = Layer.scoped(
+  ProcessService,
+  Effect.gen(function*() {
+    const linux = process.platform === "linux"
+    const cgroups = linux ? Cgroup.findRoot() : undefined
+    const path = linux ? helperPath("soad-guard") : undefined
+    const guard = path === undefined ? undefined : yield* Guard.start(path)
+    return yield* make(nativeDriver({ cgroups, guard }))
+  })
+)

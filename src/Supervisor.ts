@@ -18,8 +18,9 @@ import * as Budget from "./Budget.js"
 import * as Config from "./Config.js"
 import { event } from "./Logging.js"
 import type * as ConfigFile from "./ConfigFile.js"
+import { unitOf } from "./internal/lifecycle.js"
 import { ListenError } from "./internal/listeners.js"
-import type { ProcessService } from "./ProcessService.js"
+import { ProcessService } from "./ProcessService.js"
 import { type Listener, SocketService } from "./SocketService.js"
 
 /** An open listener shared by whichever services use its address. */
@@ -52,6 +53,7 @@ export const start = (
 ): Effect.Effect<Supervisor, ListenError, SocketService | ProcessService | Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
+    const processes = yield* ProcessService
     const outer = yield* Effect.scope
     const context = yield* Effect.context<SocketService | ProcessService>()
     const budget = yield* Budget.make(file.budget)
@@ -64,6 +66,8 @@ export const start = (
         const opened: Array<[string, Pooled]> = []
         const errors: Array<ListenError> = []
         for (const config of configs) {
+          // What a killed soad left running for this service may hold its sockets.
+          yield* processes.reclaim(unitOf(config))
           for (const listenerConfig of config.listeners) {
             const key = keyOf(listenerConfig)
             const pooled = pool.get(key)

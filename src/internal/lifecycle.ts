@@ -12,6 +12,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import * as Address from "../Address.js"
 import type * as Config from "../Config.js"
 import { event } from "../Logging.js"
 import * as Metrics from "../Metrics.js"
@@ -158,6 +159,23 @@ export const userEnvironment = (user: Config.RunAs | undefined): Record<string, 
 }
 
 /** What the app is started with. */
+/** FNV-1a, 32 bits, as 8 hex digits: a short stable tag, not a secret. */
+const shortHash = (text: string): string => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0
+  return hash.toString(16).padStart(8, "0")
+}
+
+/**
+ * The service's stable name for its processes (its cgroup): its name and a hash of its first listener's address,
+ * the same for every soad that serves that address, so a soad finds what a killed one left.
+ */
+export const unitOf = (config: Config.ServiceConfig): string => {
+  const first = config.listeners[0]
+  const name = config.name.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 40)
+  return `${name}-${shortHash(first === undefined ? "" : Address.format(first.address))}`
+}
+
 export const spawnRequest = (
   config: Config.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
@@ -171,7 +189,8 @@ export const spawnRequest = (
   fdNames: listeners.map((listener) => listener.name),
   uid: config.user?.uid,
   gid: config.user?.gid,
-  groups: config.user?.groups
+  groups: config.user?.groups,
+  unit: unitOf(config)
 })
 
 /** How a run of the app ended. */

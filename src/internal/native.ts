@@ -80,6 +80,8 @@ export interface Native {
       readonly groups?: ReadonlyArray<number> | undefined
       readonly listenPid: boolean
       readonly pdeathsig: boolean
+      /** An fd open for writing on a cgroup's cgroup.procs: the child joins that cgroup right after setsid. */
+      readonly cgroupProcsFd?: number | undefined
     },
     onExit: (code: number | null, signal: number | null) => void
   ) => number

@@ -15,6 +15,12 @@
           "type": "executable",
           "sources": ["helper/sentinel.c"],
           "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+        },
+        {
+          "target_name": "soad-guard",
+          "type": "executable",
+          "sources": ["helper/guard.c"],
+          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
         }
       ]
     }]

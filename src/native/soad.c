@@ -1205,6 +1205,7 @@ typedef struct {
   int ngroups;
   bool listen_pid, pdeathsig;
   const char *search_path; /* points into envp */
+  int32_t cgroup_procs_fd; /* an fd open on the app's cgroup.procs, or -1 */
 } spawn_spec;
 
 static void spawn_spec_free(spawn_spec *s) {
@@ -1350,6 +1351,15 @@ static void child_execvp(const spawn_spec *s) {
   errno = denied ? EACCES : ENOENT;
 }
 
+/* Moves the calling process into the cgroup whose cgroup.procs is open at fd (-1: none); async-signal-safe. */
+static int join_cgroup(int fd) {
+  if (fd < 0) return 0;
+  ssize_t w;
+  do w = write(fd, "0", 1);
+  while (w < 0 && errno == EINTR);
+  return w == 1 ? 0 : -1;
+}
+
 /* Runs in the child between fork and exec: async-signal-safe calls only. Never returns. */
 static void child_exec(const spawn_spec *s, int errfd, pid_t parent, char *listen_pid_slot) {
   int err;
@@ -1370,6 +1380,7 @@ static void child_exec(const spawn_spec *s, int errfd, pid_t parent, char *liste
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) { step = "sigprocmask"; goto fail; }
   if (setsid() < 0) { step = "setsid"; goto fail; }
+  if (join_cgroup(s->cgroup_procs_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
   child_fix_stdio();
   if ((step = child_switch_user(s)) != NULL) goto fail;
   if (s->pdeathsig && (step = child_die_with_parent(parent)) != NULL) goto fail;
@@ -1397,11 +1408,13 @@ fail:
 /*
  * spawn(file, argv, env, fds, options, onExit(code | null, signal | null)) -> pid
  * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
+ * options.cgroupProcsFd?: an fd open for writing on a cgroup's cgroup.procs: the child joins it after setsid
  */
 static napi_value spawn(napi_env env, napi_callback_info info) {
   ARGS(6);
   spawn_spec s;
   memset(&s, 0, sizeof s);
+  s.cgroup_procs_fd = -1;
   size_t count = 0;
   napi_value v;
   bool ok = (s.file = get_string(env, argv[0], NULL)) != NULL &&
@@ -1433,6 +1446,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   }
   if (ok && get_optional(env, opts, "listenPid", &v)) ok = get_bool(env, v, &s.listen_pid);
   if (ok && get_optional(env, opts, "pdeathsig", &v)) ok = get_bool(env, v, &s.pdeathsig);
+  if (ok && get_optional(env, opts, "cgroupProcsFd", &v)) ok = get_int(env, v, &s.cgroup_procs_fd);
   if (!ok || count == 0) {
     spawn_spec_free(&s);
     return throw_type(env, "spawn(file, argv, env, fds, options, onExit): bad arguments");

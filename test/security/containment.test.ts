@@ -1,0 +1,137 @@
+/**
+ * No process an app started outlives its stop or soad, daemons that leave the app's process group (setsid) and
+ * grandchildren included, also after `kill -9` of soad; and a soad that finds what a killed one left cleans it up
+ * instead of refusing to start. Needs root and a writable cgroup v2 (Linux).
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import * as Cgroup from "../../src/internal/cgroup.js"
+import { alive, appFixture, describeAsRoot, eventually, get, type Soad, soad, tempDirs } from "../harness.js"
+
+const dir = tempDirs()
+const cgroups = process.platform === "linux" ? Cgroup.findRoot() : { _tag: "Unusable" as const, reason: "not Linux" }
+const mount = process.platform === "linux" ? Cgroup.findMount(Fs.readFileSync("/proc/self/mountinfo", "utf8")) : undefined
+
+/** The cgroup directory a process is in. */
+const cgroupOf = (pid: number): string => {
+  const path = Cgroup.ownPath(Fs.readFileSync(`/proc/${pid}/cgroup`, "utf8"))!
+  return Path.join(mount!.mountPoint, mount!.root === "/" ? path : path.slice(mount!.root.length))
+}
+
+/** The session id of a process (field 6 of /proc/PID/stat). */
+const sessionOf = (pid: number): number => Number(Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[3])
+
+// What a test leaves when it fails: the daemons it saw, and their cgroups.
+const strays: Array<number> = []
+const strayCgroups: Array<string> = []
+afterEach(() => {
+  for (const pid of strays.splice(0)) {
+    try {
+      process.kill(pid, "SIGKILL")
+    } catch {
+      // gone, as it should be
+    }
+  }
+  for (const cgroup of strayCgroups.splice(0)) {
+    if (!Path.basename(cgroup).startsWith("soad.")) continue
+    Cgroup.kill(cgroup)
+    try {
+      Fs.rmdirSync(cgroup)
+    } catch {
+      // gone, or its processes are still dying
+    }
+  }
+})
+
+/** soad serving an app whose shell first starts a daemon that leaves the app's session and process group. */
+const start = (d: string, idle = "60"): { readonly s: Soad; readonly socketPath: string; readonly daemonFile: string; readonly args: Array<string> } => {
+  const socketPath = Path.join(d, "app.sock")
+  const daemonFile = Path.join(d, "daemon.pid")
+  const args = [
+    "-s", socketPath, "-t", idle, "--control", Path.join(d, "control.sock"), "--log-format", "json", "--",
+    "sh", "-c", `setsid sleep 1000 & echo $! > ${daemonFile}; exec node ${appFixture}`
+  ]
+  return { s: soad(args), socketPath, daemonFile, args }
+}
+
+/** Activates the app; its pid, the daemon's pid and their cgroup. */
+const activate = async (socketPath: string, daemonFile: string) => {
+  const reply = await get({ socketPath })
+  const app = reply.pid as number
+  await eventually(() => Fs.existsSync(daemonFile) && Fs.readFileSync(daemonFile, "utf8").endsWith("\n"), 5000, "the daemon's pid")
+  const daemon = Number(Fs.readFileSync(daemonFile, "utf8"))
+  strays.push(daemon)
+  await eventually(() => alive(daemon), 5000, "the daemon to run")
+  // The premise: the daemon left the app's session, so its process group.
+  expect(sessionOf(daemon)).not.toBe(sessionOf(app))
+  const cgroup = cgroupOf(app)
+  if (Path.basename(cgroup).startsWith("soad.")) strayCgroups.push(cgroup) // never the test's own cgroup
+  return { app, daemon, cgroup }
+}
+
+/** The app and its daemon were in a cgroup of their own, named for the service, and it is gone. */
+const expectCgroupGone = async (cgroup: string) => {
+  expect(Path.basename(cgroup)).toMatch(/^soad\.sh-[0-9a-f]{8}\.\d+$/)
+  await eventually(() => !Fs.existsSync(cgroup), 5000, "the cgroup to be removed")
+}
+
+const events = (s: Soad, name: string): Array<Record<string, unknown>> =>
+  s.lines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as Record<string, unknown>).filter((e) => e.event === name)
+
+const suite = cgroups._tag === "Root" ? describeAsRoot : (name: string, body: () => void) =>
+  describe.skip(`${name} [skipped: ${cgroups._tag === "Unusable" ? cgroups.reason : ""}]`, body)
+
+suite("containment: nothing an app started outlives its stop or soad", () => {
+  it("says which guarantee it gives: cgroup, with the guard", async () => {
+    const { s } = start(dir())
+    await s.waitFor(/"event":"containment"/)
+    const [containment] = events(s, "containment")
+    expect(containment).toMatchObject({ level: "info", guarantee: "cgroup" })
+    expect(alive(containment!.guard_pid as number)).toBe(true)
+  })
+
+  it("attack: a daemon that calls setsid to leave the app's group; promise: the idle stop kills it and removes the cgroup", async () => {
+    const d = dir()
+    const { s, socketPath, daemonFile } = start(d, "0.5")
+    await s.waitFor(/"event":"listening"/)
+    const { app, daemon, cgroup } = await activate(socketPath, daemonFile)
+    await s.waitFor(/"event":"exited"/, 10_000)
+    await eventually(() => !alive(app) && !alive(daemon), 5000, "the app and its daemon to be gone")
+    await expectCgroupGone(cgroup)
+    expect(events(s, "leftovers_killed")[0]).toMatchObject({ count: 1 })
+  })
+
+  it("fault: soad is killed with SIGKILL; promise: the app and its daemon are gone within seconds, and the cgroup too", async () => {
+    const d = dir()
+    const { s, socketPath, daemonFile } = start(d)
+    await s.waitFor(/"event":"listening"/)
+    const { app, daemon, cgroup } = await activate(socketPath, daemonFile)
+    s.process.kill("SIGKILL")
+    await s.exited
+    await eventually(() => !alive(app) && !alive(daemon), 5000, "the app and its daemon to be gone")
+    await expectCgroupGone(cgroup)
+  })
+
+  it("fault: soad and its guard are killed, the daemon keeps the socket; promise: the next soad kills the leftover and serves", async () => {
+    const d = dir()
+    const first = start(d)
+    await first.s.waitFor(/"event":"containment"/)
+    const { daemon, cgroup } = await activate(first.socketPath, first.daemonFile)
+    const guard = events(first.s, "containment")[0]?.guard_pid as number | undefined
+    if (guard !== undefined) process.kill(guard, "SIGKILL")
+    await eventually(() => guard === undefined || !alive(guard), 5000, "the guard to die")
+    first.s.process.kill("SIGKILL")
+    await first.s.exited
+    // The leftover: the daemon runs on, holding the listening socket it inherited.
+    expect(alive(daemon)).toBe(true)
+
+    const second = soad(first.args)
+    await second.waitFor(/"event":"listening"/)
+    expect(events(second, "leftover")[0]).toMatchObject({ level: "warn", cgroup, count: 1 })
+    expect(alive(daemon)).toBe(false)
+    await expectCgroupGone(cgroup)
+    const reply = await get({ socketPath: first.socketPath })
+    expect(reply.listenFds).toBe(1)
+  })
+})
