@@ -184,7 +184,7 @@ export const serve = (
     }
     let created: { readonly fd: number; readonly dev: number; readonly ino: number }
     try {
-      created = n.listenUnix(path, false, 16, 0o600, null, null) // 0600 when it appears: nobody else can connect
+      created = n.listenUnix(path, false, 16, 0o600, null, null) // mode 0 until it is 0600: nobody else can connect
     } catch (error) {
       return yield* fail((error as Error).message)
     }

@@ -126,7 +126,7 @@ export const clearUnixPath = (n: Native, path: string): Effect.Effect<void, List
     yield* Effect.annotateLogs(Effect.logDebug(`replaced the stale socket ${path}`), "event", "stale_replaced")
   })
 
-/** Creates the socket file, listening, with its mode and owner already set when it appears at `path`. */
+/** Creates the socket file, listening: it admits nobody (mode 0) until its mode and owner are set. */
 const createUnix = (n: Native, path: string, options: Config.SocketOptions) =>
   Effect.try({
     try: () =>

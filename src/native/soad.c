@@ -2,18 +2,20 @@
  * soad's native binding: only what Node cannot do itself.
  *
  *   listenUnix / listenTcp   create, bind and listen a socket that libuv never accepts on (a UNIX socket file
- *                            appears complete: mode and owner set in a private directory, then linked)
+ *                            admits nobody, mode 0, until its mode and owner are set through an O_PATH fd)
  *   chmodSocket              the mode and owner of soad's socket file on reload, only if it is still that file
  *   probeUnix                is somebody listening on this UNIX socket path?
  *   localAddress             what a socket is bound to (getsockname)
  *   close                    close(2)
  *   pending                  is a connection waiting in the backlog right now? (poll, no wait)
  *   watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
- *   countStart / countRead / countStop
+ *   countStart / countRead / countStop / countOwner
  *                            count every connection the kernel queues on a listener, with the time of the
  *                            latest (Linux: O_ASYNC with F_SETSIG, one real-time signal per connection)
- *   spawn                    fork/exec with the listeners at fds 3.., LISTEN_PID = the child's pid, a
- *                            new session, the parent-death signal, uid/gid; reports the exit
+ *   sentinelMemory / sentinelRead / sentinelFree
+ *                            the same, counted by helper/sentinel.c run as the app's user (a shared page)
+ *   spawn                    fork/exec with the listeners at fds 3.. (blocking), LISTEN_PID = the child's pid,
+ *                            a new session, a cgroup, uid/gid, then the parent-death signal; reports the exit
  *   lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
  *   notify                   a datagram to systemd's NOTIFY_SOCKET (READY=1, STOPPING=1)
  *   peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
