@@ -34,8 +34,15 @@ export interface Soad {
 const running = new Set<ChildProcess.ChildProcess>()
 
 /** Starts soad with these arguments. */
-export const soad = (args: ReadonlyArray<string>, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Soad => {
-  const child = ChildProcess.spawn(process.execPath, [bin, ...args], {
+export const soad = (
+  args: ReadonlyArray<string>,
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; setpriv?: ReadonlyArray<string> } = {}
+): Soad => {
+  // setpriv (util-linux) runs soad as another user; it execs, so the pid is soad's own.
+  const [program, argv] = options.setpriv === undefined
+    ? [process.execPath, [bin, ...args]]
+    : ["setpriv", [...options.setpriv, process.execPath, bin, ...args]]
+  const child = ChildProcess.spawn(program, argv, {
     stdio: ["ignore", "pipe", "pipe"],
     env: options.env ?? process.env,
     cwd: options.cwd ?? root

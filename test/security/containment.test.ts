@@ -135,3 +135,27 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
     expect(reply.listenFds).toBe(1)
   })
 })
+
+describeAsRoot("without cgroups (soad as an unprivileged user)", () => {
+  it("fault: soad is killed with SIGKILL; promise: soad-guard kills the app's whole process group, children included", async () => {
+    const d = dir()
+    Fs.chmodSync(d, 0o777)
+    const socketPath = Path.join(d, "app.sock")
+    const childFile = Path.join(d, "child.pid")
+    // soad as nobody: it may create no cgroup, so it falls back to the process group and the guard.
+    const s = soad([
+      "-s", socketPath, "--control", Path.join(d, "control.sock"), "--",
+      process.execPath, appFixture, "--child", "--child-pid-file", childFile
+    ], { setpriv: ["--reuid=65534", "--regid=65534", "--clear-groups"] })
+    const line = await s.waitFor(/containment/)
+    expect(line).toContain("process group + guard")
+    const reply = await get({ socketPath })
+    const child = Number(Fs.readFileSync(childFile, "utf8"))
+    strays.push(reply.pid as number, child)
+    expect(alive(child)).toBe(true)
+    s.process.kill("SIGKILL")
+    await s.exited
+    // The app dies by its parent-death signal; its child has none: only the guard reaches it.
+    await eventually(() => !alive(reply.pid as number) && !alive(child), 5000, "the app and its child to die with soad")
+  })
+})
