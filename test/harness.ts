@@ -106,6 +106,16 @@ export const soad = (
   }
 }
 
+/** The test app's command in TOML (node and test/fixtures/app.mjs), for config files. */
+export const appCommand = `${JSON.stringify(process.execPath)}, ${JSON.stringify(appFixture)}`
+
+/** Writes a config file `apps.toml` into `dir`; its path. */
+export const writeConfig = (dir: string, text: string): string => {
+  const path = Path.join(dir, "apps.toml")
+  Fs.writeFileSync(path, text)
+  return path
+}
+
 /** Runs soad to completion (for bad input): its exit code and what it printed. */
 export const soadRun = (
   args: ReadonlyArray<string>,

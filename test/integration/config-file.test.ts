@@ -4,18 +4,14 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { alive, appFixture, eventually, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
+import { alive, appFixture, eventually, get, sleep, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
 
 const dir = tempDirs()
 
 const node = JSON.stringify(process.execPath)
 const app = JSON.stringify(appFixture)
 
-const write = (d: string, text: string) => {
-  const path = Path.join(d, "apps.toml")
-  Fs.writeFileSync(path, text)
-  return path
-}
+const write = writeConfig
 
 describe("soad check", () => {
   it("prints what would run and exits 0", () => {

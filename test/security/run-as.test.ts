@@ -5,17 +5,13 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { alive, appFixture, describeAsRoot, eventually, get, soad, soadRun, tempDirs } from "../harness.js"
+import { alive, appFixture, describeAsRoot, eventually, get, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
 
 const dir = tempDirs()
 const node = JSON.stringify(process.execPath)
 const app = JSON.stringify(appFixture)
 
-const write = (d: string, text: string) => {
-  const path = Path.join(d, "apps.toml")
-  Fs.writeFileSync(path, text)
-  return path
-}
+const write = writeConfig
 
 describe("ids are whole numbers 0..4294967294, in the config file and in flags", () => {
   const badValues = ["-1", "4294967295", "1.5", "1e10", `"-1"`, `"4294967295"`, `"1e10"`]
