@@ -15,10 +15,9 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as Util from "node:util"
 import * as Cgroup from "./internal/cgroup.js"
 import * as Guard from "./internal/guard.js"
-import { helperPath, native, type NativeError } from "./internal/native.js"
+import { errnoName, helperPath, native, type NativeError } from "./internal/native.js"
 import * as Signal from "./Signal.js"
 import { event } from "./Logging.js"
 
@@ -255,13 +254,13 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
 
 const spawnError = (request: SpawnRequest, cause: unknown): SpawnError => {
   const program = request.command[0]
-  const errno = (cause as NativeError).errno
-  const code = typeof errno === "number"
-    ? Util.getSystemErrorName(-errno)
-    : (cause as NodeJS.ErrnoException).code ?? "UNKNOWN"
+  const code = errnoName(cause)
   const syscall = (cause as NativeError).syscall
   const who = request.uid !== undefined ? `uid ${request.uid}` : "soad's user"
-  const reason = code === "ENOENT" && (syscall === "execve" || syscall === undefined)
+  const interpreter = code === "ENOENT" && syscall === "execve" ? missingInterpreter(request) : undefined
+  const reason = interpreter !== undefined
+    ? `'${interpreter.script}' exists, but its interpreter ${interpreter.path} (its #! line) does not`
+    : code === "ENOENT" && (syscall === "execve" || syscall === undefined)
     ? `command not found: '${program}' (check the name and PATH)`
     : code === "EACCES" && syscall === "execve"
     ? `'${program}' is not executable (check its permissions)`
@@ -275,6 +274,36 @@ const spawnError = (request: SpawnRequest, cause: unknown): SpawnError => {
     ? `'${program}' is not a program this system can run (a script needs a #! line)`
     : `cannot start '${program}': ${(cause as Error).message ?? String(cause)}`
   return new SpawnError({ command: program, code, message: reason, cause })
+}
+
+/**
+ * execve says ENOENT both for a missing program and for a script whose `#!` interpreter is missing: tell them
+ * apart, so the message names what is really missing.
+ */
+const missingInterpreter = (request: SpawnRequest): { readonly script: string; readonly path: string } | undefined => {
+  const program = request.command[0]
+  const dirs = program.includes("/")
+    ? [request.cwd ?? process.cwd()]
+    : (request.env.PATH ?? (request.inheritEnv ? process.env.PATH : undefined) ?? "/usr/local/bin:/usr/bin:/bin").split(":")
+  for (const dir of dirs) {
+    const script = Path.resolve(dir === "" ? "." : dir, program)
+    let head: string
+    try {
+      const fd = Fs.openSync(script, "r")
+      try {
+        const buffer = Buffer.alloc(256)
+        head = buffer.subarray(0, Fs.readSync(fd, buffer, 0, buffer.length, 0)).toString("latin1")
+      } finally {
+        Fs.closeSync(fd)
+      }
+    } catch {
+      continue
+    }
+    const shebang = /^#!\s*(\S+)/.exec(head)
+    if (shebang !== null && !Fs.existsSync(shebang[1]!)) return { script, path: shebang[1]! }
+    return undefined
+  }
+  return undefined
 }
 
 /** Names LISTEN_* and NOTIFY_SOCKET: soad's own, never passed on by inheritance. */

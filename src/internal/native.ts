@@ -6,13 +6,24 @@
  */
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
+import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Util from "node:util"
 import { fileURLToPath } from "node:url"
 
 /** An Error thrown by the binding: the failing syscall and its errno. */
 export interface NativeError extends Error {
   readonly errno?: number
   readonly syscall?: string
+}
+
+/** The errno name (ENOENT, ESTALE, …) of an error the binding threw; "UNKNOWN" if it carries none. */
+export const errnoName = (error: unknown): string => {
+  const errno = (error as NativeError).errno
+  if (typeof errno !== "number") return (error as NodeJS.ErrnoException).code ?? "UNKNOWN"
+  const name = Util.getSystemErrorName(-errno)
+  // libuv does not name every errno (ENOEXEC, ESTALE): the OS's own table does
+  return name.startsWith("Unknown") ? Object.entries(Os.constants.errno).find(([, n]) => n === errno)?.[0] ?? name : name
 }
 
 /** The functions of src/native/soad.c. */
