@@ -13,13 +13,13 @@ import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Config from "./Config.js"
 import { Budget } from "./Budget.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
+import * as Idle from "./internal/idle.js"
 import {
   conclude,
   count,
@@ -43,26 +43,8 @@ import * as Proxy from "./Proxy.js"
 import type { Arrivals, ListenError, Listener } from "./SocketService.js"
 import { SocketService } from "./SocketService.js"
 
-/** How often readiness is looked at while the app starts. */
-const readinessInterval = Duration.millis(20)
-
 /** How often open connections are looked at once the idle time has passed with some still open. */
-const openConnectionRecheck = Duration.seconds(1)
-
-/**
- * Completes once the app accepts: nothing waits in the backlog any more, or a connection it accepted is open.
- * Looked at every 20 ms, only while the app starts.
- */
-const awaitAccepting = (listeners: ReadonlyArray<Listener>) =>
-  Effect.flatMap(SocketService, (sockets) =>
-    Effect.repeat(
-      Effect.zipWith(
-        sockets.isPending(listeners),
-        sockets.openConnections(listeners),
-        (pending, open) => !pending || open > 0
-      ),
-      { schedule: Schedule.spaced(readinessInterval), until: (ready) => ready }
-    ))
+const openConnectionRecheckMillis = 1000
 
 /**
  * Opens the service's listeners in the current scope, in order, and logs each; first kills what a killed soad
@@ -105,9 +87,9 @@ export const listen = (
   })
 
 /**
- * Waits until the app has been idle for `idleTimeout`: no connection arrived for that long and none waits in
- * the backlog. Sleeps until the deadline, then reads what arrived meanwhile (nothing runs per connection);
- * returns how long the app was idle.
+ * Waits until the app has been idle for `idleTimeout` (see internal/idle.ts): no connection arrived for that long,
+ * none waits in the backlog, none it accepted is still open. Looks only at the deadlines the decisions ask for,
+ * and reads what arrived meanwhile then (nothing runs per connection); returns how long the app was idle.
  */
 const awaitIdle = (
   config: Config.ServiceConfig,
@@ -117,57 +99,45 @@ const awaitIdle = (
 ) =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
-    const idleMillis = Duration.toMillis(config.idleTimeout)
+    const rule: Idle.Rule = { idleMillis: Duration.toMillis(config.idleTimeout), recheckMillis: openConnectionRecheckMillis }
     let waitingForClose = false
-    for (;;) {
+    const look = Effect.gen(function*() {
       const t = yield* now
-      const last = yield* Ref.get(lastActivity)
-      const deadline = last + idleMillis
-      if (t < deadline) {
-        yield* Effect.sleep(Duration.millis(deadline - t))
-        continue
+      let last = yield* Ref.get(lastActivity)
+      if (!Idle.beforeDeadline(rule, t, last)) {
+        const seen = yield* arrivals.latest
+        if (seen.rearmed) {
+          yield* event(
+            "warn",
+            "counting_restored",
+            "counting on a listener was disturbed (the app cleared O_ASYNC, or moved its owner or signal); " +
+              "counting is restored, idle time starts again"
+          )
+          last = t
+        } else if (seen.at !== undefined && seen.at > last) last = seen.at
       }
-      const seen = yield* arrivals.latest
-      if (seen.rearmed) {
-        yield* event(
-          "warn",
-          "counting_restored",
-          "counting on a listener was disturbed (the app cleared O_ASYNC, or moved its owner or signal); " +
-            "counting is restored, idle time starts again"
-        )
-        yield* Ref.set(lastActivity, t)
-        continue
-      }
-      if (seen.at !== undefined && seen.at > last) {
-        yield* Ref.set(lastActivity, seen.at)
-        continue
-      }
-      // A connection waiting to be accepted is activity, even if it was not seen yet.
-      if (yield* sockets.isPending(listeners)) {
-        yield* Ref.set(lastActivity, t)
-        continue
-      }
-      // An accepted connection still open (a long request, a WebSocket) keeps the app; look again shortly.
-      if (!config.idleIgnoresOpenConnections) {
-        const open = yield* sockets.openConnections(listeners)
-        if (open > 0) {
-          if (!waitingForClose) {
-            yield* event(
-              "info",
-              "open_connections",
-              `no new connection for ${Format.seconds(t - last)}, but ${open} still open: the app stays until ${
-                open === 1 ? "it closes" : "they close"
-              }`,
-              { open, idle_ms: t - last }
-            )
-          }
-          waitingForClose = true
-          yield* Effect.sleep(Duration.min(config.idleTimeout, openConnectionRecheck))
-          continue
+      const late = !Idle.beforeDeadline(rule, t, last)
+      // Only at a deadline: is a connection waiting (activity, even if not seen arrive), or one still open?
+      const pending = late && (yield* sockets.isPending(listeners))
+      const open = late && !pending && !config.idleIgnoresOpenConnections ? yield* sockets.openConnections(listeners) : 0
+      const decision = Idle.decide(rule, { now: t, lastActivity: last, pending, open })
+      if (decision._tag === "Wait") {
+        yield* Ref.set(lastActivity, decision.lastActivity)
+        if (decision.open > 0 && !waitingForClose) {
+          yield* event(
+            "info",
+            "open_connections",
+            `no new connection for ${Format.seconds(t - last)}, but ${open} still open: the app stays until ${
+              open === 1 ? "it closes" : "they close"
+            }`,
+            { open, idle_ms: t - last }
+          )
         }
+        waitingForClose = decision.open > 0
       }
-      return t - last
-    }
+      return decision
+    })
+    return yield* Idle.untilIdle(look)
   })
 
 /** How the run was started: a connection pending on a listener, or `soad wake`. */
@@ -241,7 +211,7 @@ const runApp = (
       // Readiness: the app must take the waiting connection within the start timeout.
       const start = yield* Effect.raceFirst(
         Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
-        awaitAccepting(listeners).pipe(
+        sockets.awaitAccepting(listeners).pipe(
           Effect.timeoutOption(config.startTimeout),
           Effect.map((ready): Outcome | undefined => Option.isSome(ready) ? undefined : { _tag: "NotReady" })
         )

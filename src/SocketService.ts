@@ -89,6 +89,11 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
   /** Is a connection waiting on any of these listeners right now? */
   readonly isPending: (listeners: ReadonlyArray<Listener>) => Effect.Effect<boolean>
   /**
+   * Completes once an app started on these listeners accepts: nothing waits in the backlog any more, or a
+   * connection it accepted is open. (No kernel event says so: the live service looks every 20 ms.)
+   */
+  readonly awaitAccepting: (listeners: ReadonlyArray<Listener>) => Effect.Effect<void>
+  /**
    * Watches connections arriving on the listeners until the scope closes. `runAs`: the app runs as that user, so
    * the counting must not let it signal soad.
    */
@@ -106,6 +111,9 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
    */
   readonly ownListening: (pgid: number, listeners: ReadonlyArray<Listener>) => Effect.Effect<ReadonlyArray<Connections.Endpoint>>
 }>() {}
+
+/** How often the live service looks whether a starting app has accepted (only while it starts). */
+const readinessInterval = Duration.millis(20)
 
 /** Without exact counting, how often readability is looked at while the app runs. */
 const readabilityInterval = Duration.millis(100)
@@ -153,6 +161,12 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
 
   const isPending = (listeners: ReadonlyArray<Listener>) =>
     Effect.sync(() => listeners.some((listener) => n.pending(listener.fd)))
+
+  const awaitAccepting = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
+    Effect.asVoid(Effect.repeat(
+      Effect.zipWith(isPending(listeners), openConnections(listeners), (pending, open) => !pending || open > 0),
+      { schedule: Schedule.spaced(readinessInterval), until: (ready) => ready }
+    ))
 
   const counted = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
     Effect.acquireRelease(
@@ -250,6 +264,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
     applyOptions,
     awaitReadable,
     isPending,
+    awaitAccepting,
     arrivals,
     connectionAware,
     openConnections,

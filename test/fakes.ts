@@ -38,7 +38,19 @@ export class World {
   /** The next read of arrivals finds that the app had cleared O_ASYNC. */
   clearedAsync = false
   /** Accepted connections still open (long requests, WebSockets). */
-  open = 0
+  get open(): number {
+    return this.openCount
+  }
+  set open(count: number) {
+    this.openCount = count
+    this.changed()
+  }
+  private openCount = 0
+  /** Called back on every change a starting app's readiness depends on (the fake needs no polling). */
+  private changeWaiters = new Set<() => void>()
+  private changed(): void {
+    for (const check of [...this.changeWaiters]) check()
+  }
   /** What the apps listen on by themselves, instead of taking their fds. */
   ownListening: ReadonlyArray<Endpoint> = []
   spawnAttempts = 0
@@ -63,6 +75,7 @@ export class World {
       if (serving && this.accepting) return // accepted by the app at once
       this.backlog.set(fd, (this.backlog.get(fd) ?? 0) + 1)
       for (const wake of [...this.readableWaiters]) wake()
+      this.changed()
     })
   }
 
@@ -71,6 +84,7 @@ export class World {
     for (const fd of this.backlog.keys()) {
       if (this.apps.some((app) => app.running && app.request.fds.includes(fd))) this.backlog.set(fd, 0)
     }
+    this.changed()
   }
 
   pending(fds: ReadonlyArray<number>): boolean {
@@ -114,6 +128,17 @@ export class World {
         })
       }),
     isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
+    awaitAccepting: (listeners) =>
+      Effect.async<void>((resume) => {
+        const check = () => {
+          if (this.pending(listeners.map((listener) => listener.fd)) && this.openCount === 0) return
+          this.changeWaiters.delete(check)
+          resume(Effect.void)
+        }
+        this.changeWaiters.add(check)
+        check()
+        return Effect.sync(() => this.changeWaiters.delete(check))
+      }),
     connectionAware: true,
     openConnections: () => Effect.sync(() => this.open),
     ownListening: () => Effect.sync(() => this.ownListening),
