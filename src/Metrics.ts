@@ -19,6 +19,7 @@ import type * as Config from "./Config.js"
 import * as Listeners from "./internal/listeners.js"
 import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
+import { closer } from "./internal/serverClose.js"
 import { event } from "./Logging.js"
 import { Registry, states } from "./Registry.js"
 import { SocketService } from "./SocketService.js"
@@ -181,6 +182,9 @@ export const serve = (
     } else {
       return yield* Effect.fail(new MetricsError({ message: `--metrics: use HOST:PORT or a socket path` }))
     }
+    // A keep-alive client, or one that connects and sends nothing, must not hold shutdown: the release ends
+    // every open connection (see serverClose.ts).
+    const close = closer(server)
     yield* Effect.acquireRelease(
       Effect.async<void, MetricsError>((resume) => {
         server.once("error", (error: NodeJS.ErrnoException) =>
@@ -191,7 +195,7 @@ export const serve = (
           }))))
         server.listen(target, () => resume(Effect.void))
       }),
-      () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      () => close
     )
     yield* event("info", "metrics", `metrics on http://${Address.format(address)}/metrics`, { address: Address.format(address) })
   })
