@@ -20,7 +20,7 @@ import * as Listeners from "./internal/listeners.js"
 import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
 import { closer } from "./internal/serverClose.js"
-import { event } from "./Logging.js"
+import { droppedLines, event } from "./Logging.js"
 import { Registry, states } from "./Registry.js"
 import { SocketService } from "./SocketService.js"
 
@@ -76,6 +76,7 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     seen.add(name)
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
   }
+  yield* Metric.value(droppedLines) // registers it, so that it reads 0 before any line is dropped
   // Only soad's own (the Effect runtime keeps some of its own too).
   const pairs = [...(yield* Metric.snapshot)]
     .filter((pair) => pair.metricKey.name.startsWith("soad_"))
