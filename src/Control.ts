@@ -16,6 +16,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
+import { closer } from "./internal/serverClose.js"
 import { event } from "./Logging.js"
 import { Registry, type Status } from "./Registry.js"
 
@@ -219,21 +220,25 @@ export const serve = (
         })
       })
     })
+    // An idle client must not hold shutdown: the release ends every open connection (see serverClose.ts).
+    const close = closer(server)
     yield* Effect.acquireRelease(
       Effect.async<void, ControlError>((resume) => {
         server.once("error", (error) => resume(Effect.fail(new ControlError({ message: `${path}: ${error.message}` }))))
         server.listen({ fd }, () => resume(Effect.void))
       }),
       () =>
-        Effect.async<void>((resume) => {
-          server.close(() => resume(Effect.void))
-          try {
-            const now = Fs.lstatSync(path)
-            if (now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
-          } catch {
-            // gone already
-          }
-        })
+        Effect.zipRight(
+          Effect.sync(() => {
+            try {
+              const now = Fs.lstatSync(path)
+              if (now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
+            } catch {
+              // gone already
+            }
+          }),
+          close
+        )
     )
     yield* event("debug", "control", `control socket: ${path}`, { path })
   })

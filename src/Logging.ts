@@ -3,6 +3,9 @@
  * (`2026-11-23T20:15:30.123Z INFO [blog] app started (…)`) or as JSON for journald and log collectors
  * (`{"time":…,"level":"info","service":"blog","event":"started","pid":4242,"spawn_ms":2.1,"message":…}`).
  *
+ * A log line that cannot be written never stops soad: stderr whose reader is gone (EPIPE), a full disk (ENOSPC)
+ * or a reader too slow to keep up only cost the lines, which are counted (`soad_log_lines_dropped_total`).
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -13,6 +16,7 @@ import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 
 /** The levels `--log-level` takes, quietest first. */
@@ -43,12 +47,68 @@ const levelLabel = (level: LogLevel.LogLevel): string =>
 const text = (message: unknown): string =>
   Array.isArray(message) ? message.map(text).join(" ") : typeof message === "string" ? message : String(message)
 
+/** Log lines soad dropped because stderr could not take them. */
+export const droppedLines = Metric.counter("soad_log_lines_dropped_total", {
+  description: "Log lines soad could not write to stderr (its reader gone, the disk full, or 256 KiB already waiting) and dropped.",
+  incremental: true
+})
+
+/**
+ * The most soad lets wait in memory for a slow stderr reader, beyond what the kernel's pipe buffer holds (64 KiB on
+ * Linux): about 2,000 text lines. Node queues a write to a full pipe without limit and without blocking; past this,
+ * a line is dropped instead.
+ */
+export const queueLimitBytes = 256 * 1024
+
+/** A stream soad writes its lines to (process.stderr, or whatever stands for it). */
+export interface LineSink {
+  readonly writableLength: number
+  write(chunk: string, callback: (error?: Error | null) => void): boolean
+  on(event: "error", listener: (error: Error) => void): unknown
+}
+
+const guarded = new WeakSet<LineSink>()
+const ignore = () => {}
+
+/**
+ * Makes write errors on `sink` harmless: Node reports a failed write to stderr as an 'error' event (a pipe whose
+ * reader is gone: EPIPE; a file on a full disk: ENOSPC) that, unheard, ends the process. Each line's own failure
+ * is counted by `writeLine`; the event itself is only listened to.
+ */
+export const guard = (sink: LineSink): void => {
+  if (guarded.has(sink)) return
+  guarded.add(sink)
+  sink.on("error", ignore)
+}
+
+/**
+ * Writes one line to `sink` without throwing and without letting more than `queueLimitBytes` wait in memory;
+ * a line that is not written is counted in `droppedLines`.
+ */
+export const writeLine = (line: string, sink: LineSink = process.stderr): void => {
+  guard(sink)
+  let counted = false
+  const drop = () => {
+    if (counted) return
+    counted = true
+    droppedLines.unsafeUpdate(1, [])
+  }
+  if (sink.writableLength > queueLimitBytes) return drop()
+  try {
+    sink.write(line, (error) => {
+      if (error !== null && error !== undefined) drop()
+    })
+  } catch {
+    drop() // a synchronous (file) write that throws, as Node did before its SyncWriteStream passed errors on
+  }
+}
+
 /** Human lines on stderr. */
 export const human: Logger.Logger<unknown, void> = Logger.make(({ annotations, cause, date, logLevel, message }) => {
   const service = HashMap.get(annotations, "service")
   const prefix = Option.isSome(service) ? `[${String(service.value)}] ` : ""
   const detail = Cause.isEmpty(cause) ? "" : ` ${Cause.pretty(cause).split("\n")[0]}`
-  process.stderr.write(`${date.toISOString()} ${levelLabel(logLevel)} ${prefix}${text(message)}${detail}\n`)
+  writeLine(`${date.toISOString()} ${levelLabel(logLevel)} ${prefix}${text(message)}${detail}\n`)
 })
 
 /** One JSON object per line on stderr: time, level, service, event, the event's fields, message. */
@@ -64,7 +124,7 @@ export const json: Logger.Logger<unknown, void> = Logger.make(({ annotations, ca
   for (const [key, value] of annotations) if (!(key in line)) line[key] = value
   line.message = text(message)
   if (!Cause.isEmpty(cause)) line.cause = Cause.pretty(cause)
-  process.stderr.write(JSON.stringify(line) + "\n")
+  writeLine(JSON.stringify(line) + "\n")
 })
 
 /** The formats `--log-format` takes. */

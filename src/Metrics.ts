@@ -19,7 +19,8 @@ import type * as Config from "./Config.js"
 import * as Listeners from "./internal/listeners.js"
 import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
-import { event } from "./Logging.js"
+import { closer } from "./internal/serverClose.js"
+import { droppedLines, event } from "./Logging.js"
 import { Registry, states } from "./Registry.js"
 import { SocketService } from "./SocketService.js"
 
@@ -75,6 +76,7 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     seen.add(name)
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
   }
+  yield* Metric.value(droppedLines) // registers it, so that it reads 0 before any line is dropped
   // Only soad's own (the Effect runtime keeps some of its own too).
   const pairs = [...(yield* Metric.snapshot)]
     .filter((pair) => pair.metricKey.name.startsWith("soad_"))
@@ -181,6 +183,9 @@ export const serve = (
     } else {
       return yield* Effect.fail(new MetricsError({ message: `--metrics: use HOST:PORT or a socket path` }))
     }
+    // A keep-alive client, or one that connects and sends nothing, must not hold shutdown: the release ends
+    // every open connection (see serverClose.ts).
+    const close = closer(server)
     yield* Effect.acquireRelease(
       Effect.async<void, MetricsError>((resume) => {
         server.once("error", (error: NodeJS.ErrnoException) =>
@@ -191,7 +196,7 @@ export const serve = (
           }))))
         server.listen(target, () => resume(Effect.void))
       }),
-      () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      () => close
     )
     yield* event("info", "metrics", `metrics on http://${Address.format(address)}/metrics`, { address: Address.format(address) })
   })

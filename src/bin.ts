@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Cli from "./Cli.js"
 import { NativeBindingError } from "./internal/native.js"
+import * as Logging from "./Logging.js"
 import * as ProcessService from "./ProcessService.js"
 import * as SocketService from "./SocketService.js"
 
@@ -25,6 +26,9 @@ const MainLive = Layer.mergeAll(
   NodeTerminal.layer
 )
 
+// A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
+Logging.guard(process.stderr)
+
 NodeRuntime.runMain(Cli.run(process.argv.slice(2)).pipe(Effect.provide(MainLive)), {
   disableErrorReporting: true,
   teardown: (exit, onExit) => {
@@ -33,10 +37,10 @@ NodeRuntime.runMain(Cli.run(process.argv.slice(2)).pipe(Effect.provide(MainLive)
     if (Option.isSome(failure)) return onExit(Cli.exitCode(failure.value)) // already printed
     const missing = Cause.defects(exit.cause).pipe(Chunk.findFirst((defect) => defect instanceof NativeBindingError))
     if (Option.isSome(missing)) {
-      process.stderr.write(`soad: ${(missing.value as Error).message}\n`)
+      Logging.writeLine(`soad: ${(missing.value as Error).message}\n`)
       return onExit(1)
     }
-    process.stderr.write(`soad: internal error: ${Cause.pretty(exit.cause)}\n`)
+    Logging.writeLine(`soad: internal error: ${Cause.pretty(exit.cause)}\n`)
     onExit(70)
   }
 })
