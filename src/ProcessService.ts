@@ -139,6 +139,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
     const clear = (c: Containment, cgroup: string) =>
       Effect.gen(function*() {
         const found = c.kill(cgroup)
+        // Runs in a release (uninterruptible): interruptible, so that the timeout can end the wait.
         const emptied = yield* Effect.suspend(() => Effect.succeed(c.kill(cgroup) === 0 && c.remove(cgroup))).pipe(
           Effect.repeat({ schedule: Schedule.spaced(emptyRecheck), until: (done) => done }),
           Effect.interruptible,
@@ -172,46 +173,50 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
 
     const killGroup = (pid: number, signal: Signal.Signal) => Effect.sync(() => driver.killGroup(pid, signal))
 
+    /** The stop policy applied to a running app: its exit status once it (and its group, its cgroup) are gone. */
+    const stopGracefully = (pid: number, exit: Effect.Effect<ExitStatus>, exited: Deferred.Deferred<ExitStatus>, policy: StopPolicy) =>
+      Effect.gen(function*() {
+        if (!(yield* Deferred.isDone(exited))) {
+          yield* killGroup(pid, policy.signal)
+          // Runs in a scope's release, which is uninterruptible: the wait is made interruptible so that the
+          // timeout can end it (otherwise timeoutOption waits for the exit forever).
+          const status = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(policy.timeout))
+          if (Option.isNone(status)) {
+            yield* event(
+              "warn",
+              "kill",
+              `app (pid ${pid}) did not exit within ${Duration.format(policy.timeout)} of ${policy.signal.name}: sending SIGKILL`,
+              { pid, stop_timeout_ms: Duration.toMillis(policy.timeout) }
+            )
+            yield* killGroup(pid, Signal.SIGKILL)
+          }
+        }
+        const status = yield* exit
+        // The leader is gone; whatever it left in its group goes too, and in its cgroup (daemons).
+        yield* killGroup(pid, Signal.SIGKILL)
+        yield* release(pid)
+        running.delete(pid)
+        return status
+      })
+
     const spawn = (request: SpawnRequest, policy: StopPolicy): Effect.Effect<App, SpawnError, Scope.Scope> =>
       Effect.gen(function*() {
         const exited = yield* Deferred.make<ExitStatus>()
-        const pid = yield* Effect.try({
-          try: () => driver.spawn(request, (status) => Deferred.unsafeDone(exited, Effect.succeed(status))),
-          catch: (cause) => spawnError(request, cause)
-        })
-        running.add(pid)
         const exit = Deferred.await(exited)
-
-        const graceful = Effect.gen(function*() {
-          if (!(yield* Deferred.isDone(exited))) {
-            yield* killGroup(pid, policy.signal)
-            const status = yield* exit.pipe(Effect.interruptible, Effect.timeoutOption(policy.timeout))
-            if (Option.isNone(status)) {
-              yield* event(
-                "warn",
-                "kill",
-                `app (pid ${pid}) did not exit within ${Duration.format(policy.timeout)} of ${policy.signal.name}: sending SIGKILL`,
-                { pid, stop_timeout_ms: Duration.toMillis(policy.timeout) }
-              )
-              yield* killGroup(pid, Signal.SIGKILL)
-            }
-          }
-          const status = yield* exit
-          // The leader is gone; whatever it left in its group goes too, and in its cgroup (daemons).
-          yield* killGroup(pid, Signal.SIGKILL)
-          yield* release(pid)
-          running.delete(pid)
-          return status
-        })
-        const stop = yield* Effect.cached(graceful)
-        yield* Effect.addFinalizer(() => stop)
-
-        return {
-          pid,
-          exit,
-          signal: (signal: Signal.Signal) => killGroup(pid, signal),
-          stop
-        }
+        // The fork and the registration of its stop are one uninterruptible acquisition: an interruption at any
+        // moment after the fork still stops the app gracefully when the scope closes.
+        const { pid, stop } = yield* Effect.acquireRelease(
+          Effect.gen(function*() {
+            const pid = yield* Effect.try({
+              try: () => driver.spawn(request, (status) => Deferred.unsafeDone(exited, Effect.succeed(status))),
+              catch: (cause) => spawnError(request, cause)
+            })
+            running.add(pid)
+            return { pid, stop: yield* Effect.cached(stopGracefully(pid, exit, exited, policy)) }
+          }),
+          ({ stop }) => stop
+        )
+        return { pid, exit, signal: (signal: Signal.Signal) => killGroup(pid, signal), stop }
       })
 
     const signalAll = (signal: Signal.Signal) =>
