@@ -392,7 +392,7 @@ export const nativeDriver = (keeping: Keeping = {}): Driver => {
   const cgroups = new Map<number, string>() // the running apps' cgroups, by pid
   let anonymous = 0
 
-  const exec = (request: SpawnRequest, onExit: (status: ExitStatus) => void, cgroupProcsFd: number | undefined) =>
+  const exec = (request: SpawnRequest, onExit: (status: ExitStatus) => void, cgroupFd: number | undefined) =>
     n.spawn(
       request.command[0],
       request.command,
@@ -405,7 +405,7 @@ export const nativeDriver = (keeping: Keeping = {}): Driver => {
         groups: request.groups,
         listenPid: true,
         pdeathsig: true,
-        cgroupProcsFd
+        cgroupFd
       },
       (code, signal) => onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
     )
@@ -431,7 +431,7 @@ export const nativeDriver = (keeping: Keeping = {}): Driver => {
     guard?.add(dir) // before the app exists: from its first instruction on, a kill -9 of soad takes it along
     let fd: number | undefined
     try {
-      fd = Cgroup.openProcs(dir)
+      fd = Cgroup.openDir(dir)
       const pid = exec(request, onExit, fd)
       cgroups.set(pid, dir)
       return pid

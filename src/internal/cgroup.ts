@@ -72,8 +72,8 @@ export const create = (dir: string): void => {
   }
 }
 
-/** Opens the cgroup's cgroup.procs for writing (close-on-exec): the app joins by writing "0" to it. */
-export const openProcs = (dir: string): number => Fs.openSync(Path.join(dir, "cgroup.procs"), Fs.constants.O_WRONLY)
+/** Opens the cgroup's directory (close-on-exec): the app is created in it (clone3), or joins it through it. */
+export const openDir = (dir: string): number => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
 
 /** The pids in a cgroup; none if it is gone. */
 export const members = (dir: string): Array<number> => {

@@ -92,7 +92,7 @@ export interface Native {
       readonly listenPid: boolean
       readonly pdeathsig: boolean
       /** An fd open for writing on a cgroup's cgroup.procs: the child joins that cgroup right after setsid. */
-      readonly cgroupProcsFd?: number | undefined
+      readonly cgroupFd?: number | undefined
     },
     onExit: (code: number | null, signal: number | null) => void
   ) => number

@@ -1207,7 +1207,8 @@ typedef struct {
   int ngroups;
   bool listen_pid, pdeathsig;
   const char *search_path; /* points into envp */
-  int32_t cgroup_procs_fd; /* an fd open on the app's cgroup.procs, or -1 */
+  int32_t cgroup_fd; /* an fd open on the app's cgroup directory, or -1 */
+  bool in_cgroup;    /* the child was created in it (clone3), else it joins it itself */
 } spawn_spec;
 
 static void spawn_spec_free(spawn_spec *s) {
@@ -1353,12 +1354,16 @@ static void child_execvp(const spawn_spec *s) {
   errno = denied ? EACCES : ENOENT;
 }
 
-/* Moves the calling process into the cgroup whose cgroup.procs is open at fd (-1: none); async-signal-safe. */
-static int join_cgroup(int fd) {
-  if (fd < 0) return 0;
+/* Moves the calling process into the cgroup whose directory is open at dirfd; async-signal-safe. */
+static int join_cgroup(int dirfd) {
+  int fd = openat(dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
   ssize_t w;
   do w = write(fd, "0", 1);
   while (w < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  errno = err;
   return w == 1 ? 0 : -1;
 }
 
@@ -1382,7 +1387,7 @@ static void child_exec(const spawn_spec *s, int errfd, pid_t parent, char *liste
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) { step = "sigprocmask"; goto fail; }
   if (setsid() < 0) { step = "setsid"; goto fail; }
-  if (join_cgroup(s->cgroup_procs_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
+  if (s->cgroup_fd >= 0 && !s->in_cgroup && join_cgroup(s->cgroup_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
   child_fix_stdio();
   if ((step = child_switch_user(s)) != NULL) goto fail;
   if (s->pdeathsig && (step = child_die_with_parent(parent)) != NULL) goto fail;
@@ -1407,16 +1412,56 @@ fail:
   _exit(127);
 }
 
+#if defined(__linux__)
+#ifndef SYS_clone3
+#define SYS_clone3 435 /* the same number on every architecture */
+#endif
+#define SOAD_CLONE_INTO_CGROUP 0x200000000ULL
+/* struct clone_args of linux/sched.h (5.7), spelt out so older headers build */
+struct soad_clone_args {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#endif
+
+/*
+ * fork(), into a cgroup from the start where the kernel can (clone3 with CLONE_INTO_CGROUP, Linux 5.7): moving a
+ * process later (a write to cgroup.procs) waits for an RCU grace period, measured here at 22 ms for the first move
+ * after a quiet spell, against 0.16 ms this way. *created_in: the child is in the cgroup already. The child runs
+ * only async-signal-safe code until exec, as after fork().
+ */
+static pid_t fork_into(int cgroup_fd, bool *created_in) {
+  *created_in = false;
+#if defined(__linux__)
+  if (cgroup_fd >= 0) {
+    struct soad_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = SOAD_CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (uint64_t)cgroup_fd;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid >= 0) {
+      *created_in = true;
+      return (pid_t)pid;
+    }
+    if (errno != ENOSYS && errno != E2BIG && errno != EINVAL && errno != EPERM) return -1;
+    /* an older kernel (or a seccomp filter): fork, and the child joins by itself */
+  }
+#else
+  (void)cgroup_fd;
+#endif
+  return fork();
+}
+
 /*
  * spawn(file, argv, env, fds, options, onExit(code | null, signal | null)) -> pid
  * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
- * options.cgroupProcsFd?: an fd open for writing on a cgroup's cgroup.procs: the child joins it after setsid
+ * options.cgroupFd?: an fd open on a cgroup v2 directory: the child is created in it (or joins it after setsid)
  */
 static napi_value spawn(napi_env env, napi_callback_info info) {
   ARGS(6);
   spawn_spec s;
   memset(&s, 0, sizeof s);
-  s.cgroup_procs_fd = -1;
+  s.cgroup_fd = -1;
   size_t count = 0;
   napi_value v;
   bool ok = (s.file = get_string(env, argv[0], NULL)) != NULL &&
@@ -1448,7 +1493,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   }
   if (ok && get_optional(env, opts, "listenPid", &v)) ok = get_bool(env, v, &s.listen_pid);
   if (ok && get_optional(env, opts, "pdeathsig", &v)) ok = get_bool(env, v, &s.pdeathsig);
-  if (ok && get_optional(env, opts, "cgroupProcsFd", &v)) ok = get_int(env, v, &s.cgroup_procs_fd);
+  if (ok && get_optional(env, opts, "cgroupFd", &v)) ok = get_int(env, v, &s.cgroup_fd);
   if (!ok || count == 0) {
     spawn_spec_free(&s);
     return throw_type(env, "spawn(file, argv, env, fds, options, onExit): bad arguments");
@@ -1512,7 +1557,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t parent = getpid();
-  pid_t pid = fork();
+  pid_t pid = fork_into(s.cgroup_fd, &s.in_cgroup);
   if (pid == 0) {
     close(pipefd[0]);
     child_exec(&s, pipefd[1], parent, listen_pid_slot);

@@ -21,6 +21,9 @@ const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") //
 const bin = Path.join(root, "dist", "bin.js")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision); all by default. */
+const only = process.env.BENCH_ONLY?.split(",")
+const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
 const children = new Set<ChildProcess.ChildProcess>()
 
@@ -132,6 +135,41 @@ const rows: Array<[string, string, string]> = []
 const row = (what: string, value: string, note = "") => {
   rows.push([what, value, note])
   console.error(`  ${what}: ${value}${note === "" ? "" : ` (${note})`}`)
+}
+
+/** The C programs of the benchmark (the tiny app, the minimal activator), compiled into the work directory. */
+const compile = (name: string): string | undefined => {
+  const out = Path.join(work, name)
+  const source = Path.join(root, "test", "bench", `${name}.c`)
+  const result = ChildProcess.spawnSync("cc", ["-O2", "-o", out, source], { encoding: "utf8" })
+  if (result.status !== 0) {
+    console.error(`cannot compile ${source}: ${result.stderr ?? result.error}`)
+    return undefined
+  }
+  return out
+}
+
+/** Cold activation of the tiny C app: soad against the minimal C activator, in the same run, alternating. */
+const coldTiny = async (tinyApp: string, activator: string) => {
+  const soadPath = Path.join(work, "tiny-soad.sock")
+  const minPath = Path.join(work, "tiny-min.sock")
+  const soad = start(process.execPath, [bin, "-s", soadPath, "-t", "0.2", "--min-uptime", "0", "--", tinyApp])
+  const floor = start(activator, [minPath, tinyApp])
+  await soad.waitFor(/listening on/)
+  await floor.waitFor(/listening on/)
+  const viaSoad: Array<number> = []
+  const viaFloor: Array<number> = []
+  for (let i = 1; i <= runs * 3; i++) {
+    viaSoad.push(await timedGet({ socketPath: soadPath }))
+    await soad.waitFor(/app exited/, i)
+    viaFloor.push(await timedGet({ socketPath: minPath }))
+    const started = await floor.waitFor(/^started \d+/, i)
+    process.kill(Number(started.text.split(" ")[1]), "SIGTERM")
+    await sleep(50)
+  }
+  await stop(soad)
+  await stop(floor)
+  return { soad: median(viaSoad), floor: median(viaFloor) }
 }
 
 /** Cold activation through soad: connect() to the full response, with the app stopped before each run. */
@@ -374,11 +412,8 @@ const stopPrecision = async () => {
   return { median: median(late), max: Math.max(...late) }
 }
 
-const main = async () => {
-  if (!Fs.existsSync(bin)) throw new Error("build first: npm run build")
-  console.error(`soad benchmark, ${runs} runs each; this takes about a minute and a half`)
-  console.error("cold activation")
-  const soad = await coldSoad()
+/** Cold activation: soad against systemd-socket-activate (Node app) and against a minimal C activator (C app). */
+const reportCold = async (soad: { readonly total: number; readonly spawn: number }) => {
   const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
   const warm = await warmDirect()
   row("cold activation, soad (connect to full response)", ms(soad.total), `pending connection to app spawned: ${ms(soad.spawn)}`)
@@ -386,7 +421,15 @@ const main = async () => {
     row("cold activation, systemd-socket-activate", ms(systemd), `soad/systemd: ${(soad.total / systemd).toFixed(2)}`)
   } else row("cold activation, systemd-socket-activate", "not installed")
   row("the same request, app already running", ms(warm))
+  const tinyApp = compile("tiny-app")
+  const activator = compile("min-activator")
+  if (tinyApp === undefined || activator === undefined) return row("cold activation, tiny C app", "no C compiler")
+  const tiny = await coldTiny(tinyApp, activator)
+  row("cold activation, tiny C app: soad", ms(tiny.soad, 2), `soad/minimal: ${(tiny.soad / tiny.floor).toFixed(2)}`)
+  row("cold activation, tiny C app: a minimal C activator (poll, fork, exec)", ms(tiny.floor, 2), "test/bench/min-activator.c")
+}
 
+const reportRunning = async () => {
   console.error("app running: soad's socket vs. the app started directly")
   const running = await runningComparison()
   row(
@@ -406,9 +449,9 @@ const main = async () => {
       `${running.viaDirect.close!.toFixed(0)} direct`
     )
   } else row("requests/s", "wrk not installed")
+}
 
-  console.error("soad idle")
-  const idleFigures = await idle()
+const reportIdle = (idleFigures: Awaited<ReturnType<typeof idle>>) => {
   row("soad's memory while idle, 1 service (RSS / PSS)", `${idleFigures.mem.rss.toFixed(1)} MB / ${idleFigures.mem.pss.toFixed(1)} MB`)
   row("soad's start-up to listening", ms(idleFigures.startup, 0))
   row(
@@ -417,7 +460,9 @@ const main = async () => {
     `${idleFigures.idleSwitches} context switches, all threads`
   )
   row("soad's CPU over 10 s, one request every 100 ms", `${idleFigures.busyCpu} ms`)
+}
 
+const reportMany = async (soad: { readonly total: number }, idleFigures: Awaited<ReturnType<typeof idle>>) => {
   console.error(`many services`)
   const many = await manyServices()
   row(
@@ -427,24 +472,26 @@ const main = async () => {
   )
   row(`soad's start-up to listening, ${many.count} services`, ms(many.startup, 0))
   row(`cold activation with ${many.count} services`, ms(many.cold), `with 1 service: ${ms(soad.total)}`)
+}
 
-  if (installed("wrk")) {
-    console.error("proxy mode: soad, systemd-socket-proxyd, direct")
-    const proxy = await proxyComparison()
-    const fmt = (m: ReturnType<typeof wrk>) => `${m.rps.toFixed(0)} req/s, p50 ${ms(m.p50, 2)}, p99 ${ms(m.p99, 2)}`
-    const ref = proxy.viaProxyd
-    row("proxy, keep-alive (wrk, 32 connections): soad", fmt(proxy.viaSoad.small), ref ? `soad/proxyd ${(proxy.viaSoad.small.rps / ref.small.rps).toFixed(2)}` : "")
-    if (ref) row("proxy, keep-alive: systemd-socket-proxyd", fmt(ref.small))
-    row("proxy, keep-alive: app directly", fmt(proxy.viaDirect.small))
-    row("proxy, new connection per request: soad", fmt(proxy.viaSoad.fresh), ref ? `soad/proxyd ${(proxy.viaSoad.fresh.rps / ref.fresh.rps).toFixed(2)}` : "")
-    if (ref) row("proxy, new connection per request: systemd-socket-proxyd", fmt(ref.fresh))
-    row("proxy, new connection per request: app directly", fmt(proxy.viaDirect.fresh))
-    row("proxy, 16 MiB responses (4 connections): soad", `${proxy.viaSoad.large.mbps.toFixed(0)} MB/s`, ref ? `soad/proxyd ${(proxy.viaSoad.large.mbps / ref.large.mbps).toFixed(2)}` : "")
-    if (ref) row("proxy, 16 MiB responses: systemd-socket-proxyd", `${ref.large.mbps.toFixed(0)} MB/s`)
-    row("proxy, 16 MiB responses: app directly", `${proxy.viaDirect.large.mbps.toFixed(0)} MB/s`)
-    row("proxy, soad's memory per open relayed connection", `${(proxy.perConnection / 1024).toFixed(1)} KB`, "2000 idle connections")
-  }
+const reportProxy = async () => {
+  console.error("proxy mode: soad, systemd-socket-proxyd, direct")
+  const proxy = await proxyComparison()
+  const fmt = (m: ReturnType<typeof wrk>) => `${m.rps.toFixed(0)} req/s, p50 ${ms(m.p50, 2)}, p99 ${ms(m.p99, 2)}`
+  const ref = proxy.viaProxyd
+  row("proxy, keep-alive (wrk, 32 connections): soad", fmt(proxy.viaSoad.small), ref ? `soad/proxyd ${(proxy.viaSoad.small.rps / ref.small.rps).toFixed(2)}` : "")
+  if (ref) row("proxy, keep-alive: systemd-socket-proxyd", fmt(ref.small))
+  row("proxy, keep-alive: app directly", fmt(proxy.viaDirect.small))
+  row("proxy, new connection per request: soad", fmt(proxy.viaSoad.fresh), ref ? `soad/proxyd ${(proxy.viaSoad.fresh.rps / ref.fresh.rps).toFixed(2)}` : "")
+  if (ref) row("proxy, new connection per request: systemd-socket-proxyd", fmt(ref.fresh))
+  row("proxy, new connection per request: app directly", fmt(proxy.viaDirect.fresh))
+  row("proxy, 16 MiB responses (4 connections): soad", `${proxy.viaSoad.large.mbps.toFixed(0)} MB/s`, ref ? `soad/proxyd ${(proxy.viaSoad.large.mbps / ref.large.mbps).toFixed(2)}` : "")
+  if (ref) row("proxy, 16 MiB responses: systemd-socket-proxyd", `${ref.large.mbps.toFixed(0)} MB/s`)
+  row("proxy, 16 MiB responses: app directly", `${proxy.viaDirect.large.mbps.toFixed(0)} MB/s`)
+  row("proxy, soad's memory per open relayed connection", `${(proxy.perConnection / 1024).toFixed(1)} KB`, "2000 idle connections")
+}
 
+const reportPrecision = async () => {
   console.error("idle-stop precision")
   const precision = await stopPrecision()
   row(
@@ -452,6 +499,19 @@ const main = async () => {
     `${ms(precision.median)} / ${ms(precision.max)}`,
     "the original checks every 5 s"
   )
+}
+
+const main = async () => {
+  if (!Fs.existsSync(bin)) throw new Error("build first: npm run build")
+  console.error(`soad benchmark, ${runs} runs each; this takes a few minutes`)
+  const soad = part("cold") || part("many") ? await coldSoad() : { total: NaN, spawn: NaN }
+  if (part("cold")) await reportCold(soad)
+  if (part("running")) await reportRunning()
+  const idleFigures = part("idle") || part("many") ? await idle() : undefined
+  if (idleFigures !== undefined && part("idle")) reportIdle(idleFigures)
+  if (idleFigures !== undefined && part("many")) await reportMany(soad, idleFigures)
+  if (part("proxy") && installed("wrk")) await reportProxy()
+  if (part("precision")) await reportPrecision()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
