@@ -569,7 +569,10 @@ export const run = (args: ReadonlyArray<string>) => {
 
 /** The exit code for a failure of `run`. */
 export const exitCode = (error: unknown): number =>
-  ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ? 2 : 1
+  ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ||
+    (error as { usage?: boolean }).usage === true
+    ? 2
+    : 1
 
 /** Second SIGINT/SIGTERM while stopping: SIGKILL to every app group now (the first is runMain's). */
 export const killOnSecondSignal: Layer.Layer<never, never, ProcessService> = Layer.scopedDiscard(

@@ -197,7 +197,8 @@ const combine = (errors: ReadonlyArray<ListenError>): ListenError =>
     : new ListenError({
       address: errors.map((error) => error.address).join(", "),
       message: errors.map((error) => error.message).join("\nsoad: "),
-      cause: errors
+      cause: errors,
+      usage: errors.some((error) => error.usage === true)
     })
 
 /**
