@@ -60,7 +60,10 @@ export const start = (
     const pool = new Map<string, Pooled>()
     const running = new Map<string, Running>()
 
-    /** Opens the listeners a config needs that are not open yet; a failure leaves the pool as it was. */
+    /**
+     * Opens the listeners the configs need that are not open yet, then gives the open ones the configs' socket
+     * options; a failure leaves the pool and every socket as they were.
+     */
     const openListeners = (configs: ReadonlyArray<Config.ServiceConfig>) =>
       Effect.gen(function*() {
         const opened: Array<[string, Pooled]> = []
@@ -70,12 +73,7 @@ export const start = (
           yield* processes.reclaim(unitOf(config))
           for (const listenerConfig of config.listeners) {
             const key = keyOf(listenerConfig)
-            const pooled = pool.get(key)
-            if (pooled !== undefined) {
-              yield* applySocketOptions(sockets, pooled.listener, config.socket)
-              continue
-            }
-            if (opened.some(([k]) => k === key)) continue
+            if (pool.has(key) || opened.some(([k]) => k === key)) continue
             const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
             const result = yield* sockets.open(listenerConfig, config.socket).pipe(Scope.extend(scope), Effect.either)
             if (result._tag === "Left") {
@@ -89,6 +87,12 @@ export const start = (
         if (errors.length > 0) {
           yield* Effect.forEach(opened, ([, pooled]) => Scope.close(pooled.scope, Exit.void), { discard: true })
           return yield* Effect.fail(errors)
+        }
+        for (const config of configs) {
+          for (const listenerConfig of config.listeners) {
+            const pooled = pool.get(keyOf(listenerConfig))
+            if (pooled !== undefined) yield* applySocketOptions(sockets, pooled.listener, config.socket)
+          }
         }
         for (const [key, pooled] of opened) {
           pool.set(key, pooled)
@@ -147,6 +151,11 @@ export const start = (
       Effect.forEach([...running.keys()], stop, { concurrency: "unbounded", discard: true })
     )
 
+    /**
+     * Applies a new config. Every listener a changed or added service needs is opened before anything is
+     * stopped: a changed service whose new listeners cannot be opened keeps running as it was (its app and its
+     * listeners untouched), an added one is not started, and the log says which and why.
+     */
     const apply = (next: ConfigFile.FileConfig) =>
       Effect.gen(function*() {
         yield* budget.configure(next.budget)
@@ -157,33 +166,74 @@ export const start = (
           return current !== undefined && !Config.equivalent(current.config, config)
         })
         const added = next.services.filter((config) => !running.has(config.name))
-        // Stop first (in parallel), so a listener can move between services; unchanged addresses stay open.
-        yield* Effect.forEach([...removed, ...changed.map((config) => config.name)], stop, {
+        const isChanged = (config: Config.ServiceConfig) => running.has(config.name)
+        const ready: Array<Config.ServiceConfig> = []
+        const notApplied: Array<{ readonly config: Config.ServiceConfig; readonly reason: string }> = []
+        for (const config of [...changed, ...added]) {
+          const opened = yield* Effect.either(openListeners([config]))
+          if (opened._tag === "Right") {
+            ready.push(config)
+            continue
+          }
+          const reason = opened.left.map((error) => `listener ${error.message}`).join("; ")
+          notApplied.push({ config, reason })
+          yield* event(
+            "error",
+            "listen_failed",
+            isChanged(config)
+              ? `cannot apply the new config of ${config.name}, it keeps running as it was: ${reason}`
+              : `cannot start ${config.name}: ${reason}`,
+            { service: config.name, listener: opened.left.map((error) => error.address).join(", ") }
+          )
+        }
+        // A service kept as it was keeps its listeners: one that would take one of them waits for a later reload.
+        for (let blocked = true; blocked;) {
+          blocked = false
+          const held = new Map(
+            notApplied.filter(({ config }) => isChanged(config)).flatMap(({ config }) =>
+              running.get(config.name)!.config.listeners.map((listener) => [keyOf(listener), config.name] as const)
+            )
+          )
+          for (const config of [...ready]) {
+            const taken = config.listeners.map(keyOf).find((key) => held.has(key))
+            if (taken === undefined) continue
+            ready.splice(ready.indexOf(config), 1)
+            const reason = `listener ${taken} is still used by ${held.get(taken)}, which was kept as it was`
+            notApplied.push({ config, reason })
+            yield* event("error", "listen_failed", `cannot ${isChanged(config) ? "apply the new config of" : "start"} ${config.name}: ${reason}`, {
+              service: config.name,
+              listener: taken
+            })
+            blocked = true
+          }
+        }
+        const restarted = ready.filter(isChanged)
+        const started = ready.filter((config) => !isChanged(config))
+        const kept = notApplied.filter(({ config }) => isChanged(config))
+        const failed = notApplied.filter(({ config }) => !isChanged(config))
+        // Stop (in parallel), so a listener can move between services; unchanged addresses stay open.
+        yield* Effect.forEach([...removed, ...restarted.map((config) => config.name)], stop, {
           concurrency: "unbounded",
           discard: true
         })
-        const starting = [...changed, ...added]
-        for (const config of starting) {
-          const opened = yield* Effect.either(openListeners([config]))
-          if (opened._tag === "Left") {
-            yield* event(
-              "error",
-              "listen_failed",
-              `cannot start ${config.name}: ${opened.left.map((error) => error.message).join("; ")}`,
-              { service: config.name }
-            )
-            continue
-          }
-          yield* launch(config)
-        }
+        for (const config of ready) yield* launch(config)
         yield* closeUnused
         const unchanged = next.services.length - changed.length - added.length
+        const outcome = (what: string, list: typeof notApplied) =>
+          list.length === 0 ? "" : `, ${list.length} ${what} (${list.map(({ config, reason }) => `${config.name}: ${reason}`).join("; ")})`
         yield* event(
-          "info",
+          notApplied.length === 0 ? "info" : "warn",
           "reloaded",
-          `reloaded ${next.path}: ${added.length} added, ${removed.length} removed, ${changed.length} restarted, ` +
-            `${unchanged} unchanged`,
-          { added: added.length, removed: removed.length, restarted: changed.length, unchanged }
+          `reloaded ${next.path}: ${started.length} added, ${removed.length} removed, ${restarted.length} restarted, ` +
+            `${unchanged} unchanged${outcome("kept as it was", kept)}${outcome("not started", failed)}`,
+          {
+            added: started.length,
+            removed: removed.length,
+            restarted: restarted.length,
+            unchanged,
+            kept: kept.length,
+            notStarted: failed.length
+          }
         )
       })
 
