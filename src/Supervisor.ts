@@ -1,7 +1,8 @@
 /**
  * Many services in one soad: each its own scoped fiber (an Activator), all under one RAM budget, reloaded from
  * the config file on demand. A reload starts new services, stops removed ones, restarts changed ones and leaves
- * the rest alone; a listener whose address stays in the config stays open, so no connection is lost.
+ * the rest alone; a listener whose address stays in the config stays open, so no connection is lost. New listeners
+ * are opened before anything stops: a changed service whose new listener cannot be opened keeps running as it was.
  *
  * @since 0.1.0
  */
@@ -61,19 +62,22 @@ export const start = (
     const running = new Map<string, Running>()
 
     /**
-     * Opens the listeners the configs need that are not open yet, then gives the open ones the configs' socket
-     * options; a failure leaves the pool and every socket as they were.
+     * Opens the listeners the configs need that are not open yet, then gives those already open the configs'
+     * socket options; a failure leaves the pool and every socket as they were.
      */
     const openListeners = (configs: ReadonlyArray<Config.ServiceConfig>) =>
       Effect.gen(function*() {
         const opened: Array<[string, Pooled]> = []
+        const reused: Array<[Listener, Config.SocketOptions]> = []
         const errors: Array<ListenError> = []
         for (const config of configs) {
           // What a killed soad left running for this service may hold its sockets.
           yield* processes.reclaim(unitOf(config))
           for (const listenerConfig of config.listeners) {
             const key = keyOf(listenerConfig)
-            if (pool.has(key) || opened.some(([k]) => k === key)) continue
+            const pooled = pool.get(key)
+            if (pooled !== undefined) reused.push([pooled.listener, config.socket])
+            if (pooled !== undefined || opened.some(([k]) => k === key)) continue
             const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
             const result = yield* sockets.open(listenerConfig, config.socket).pipe(Scope.extend(scope), Effect.either)
             if (result._tag === "Left") {
@@ -88,12 +92,7 @@ export const start = (
           yield* Effect.forEach(opened, ([, pooled]) => Scope.close(pooled.scope, Exit.void), { discard: true })
           return yield* Effect.fail(errors)
         }
-        for (const config of configs) {
-          for (const listenerConfig of config.listeners) {
-            const pooled = pool.get(keyOf(listenerConfig))
-            if (pooled !== undefined) yield* applySocketOptions(sockets, pooled.listener, config.socket)
-          }
-        }
+        for (const [listener, options] of reused) yield* applySocketOptions(sockets, listener, options)
         for (const [key, pooled] of opened) {
           pool.set(key, pooled)
           yield* event("info", "listening", `listening on ${pooled.listener.description}`, {
