@@ -26,6 +26,7 @@ import * as Address from "./Address.js"
 import * as Config from "./Config.js"
 import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
+import * as Durations from "./internal/durations.js"
 import { collectGarbage } from "./internal/gc.js"
 import { notify } from "./internal/notify.js"
 import * as Ids from "./internal/ids.js"
@@ -197,13 +198,9 @@ export type Parsed = Command.Command.ParseConfig<typeof options>
 
 const usage = (message: string) => new UsageError({ message })
 
-const seconds = (flag: string, text: string, allowZero: boolean): Either.Either<Duration.Duration, UsageError> => {
-  const value = Number(text)
-  if (text.trim() === "" || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
-    return Either.left(usage(`${flag}: '${text}' is not a ${allowZero ? "non-negative" : "positive"} number of seconds`))
-  }
-  return Either.right(Duration.millis(Math.round(value * 1000)))
-}
+/** A duration flag, by the rule its config-file key shares (internal/durations.ts). */
+const seconds = (flag: string, field: Durations.Field, text: string): Either.Either<Duration.Duration, UsageError> =>
+  Either.mapLeft(Durations.parse(field, text), (expected) => usage(`${flag}: '${text}' is not ${expected}`))
 
 /**
  * Turns parsed flags into a ServiceConfig; `commandAfterDashes` is the command given after `--`, if any.
@@ -300,13 +297,13 @@ export const toConfig = (
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode, uid, gid },
       user: runAs,
-      idleTimeout: yield* seconds("-t", parsed.timeUntilStop, false),
+      idleTimeout: yield* seconds("-t", "time-until-stop", parsed.timeUntilStop),
       shutdownSignal: signal,
-      stopTimeout: yield* seconds("--stop-timeout", parsed.stopTimeout, true),
-      startTimeout: yield* seconds("--start-timeout", parsed.startTimeout, false),
+      stopTimeout: yield* seconds("--stop-timeout", "stop-timeout", parsed.stopTimeout),
+      startTimeout: yield* seconds("--start-timeout", "start-timeout", parsed.startTimeout),
       idleIgnoresOpenConnections: parsed.idleIgnoresOpenConnections,
-      minUptime: yield* seconds("--min-uptime", parsed.minUptime, true),
-      maxBackoff: yield* seconds("--max-backoff", parsed.maxBackoff, false)
+      minUptime: yield* seconds("--min-uptime", "min-uptime", parsed.minUptime),
+      maxBackoff: yield* seconds("--max-backoff", "max-backoff", parsed.maxBackoff)
     })
   })
 
@@ -572,7 +569,10 @@ export const run = (args: ReadonlyArray<string>) => {
 
 /** The exit code for a failure of `run`. */
 export const exitCode = (error: unknown): number =>
-  ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ? 2 : 1
+  ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ||
+    (error as { usage?: boolean }).usage === true
+    ? 2
+    : 1
 
 /** Second SIGINT/SIGTERM while stopping: SIGKILL to every app group now (the first is runMain's). */
 export const killOnSecondSignal: Layer.Layer<never, never, ProcessService> = Layer.scopedDiscard(

@@ -24,6 +24,7 @@ import * as Path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
+import * as Durations from "./internal/durations.js"
 import * as Ids from "./internal/ids.js"
 import * as Signal from "./Signal.js"
 
@@ -61,7 +62,8 @@ export const defaultMinWarm = Duration.seconds(30)
 const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Schema<A, I> =>
   schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${show(issue.actual)}`, override: true }) })
 
-const Seconds = expecting(Schema.Number.pipe(Schema.finite(), Schema.nonNegative()), "a number of seconds, 0 or more")
+/** A duration key: a number here; its range is the flag's own rule (internal/durations.ts), checked after decoding. */
+const Seconds = (field: Durations.Field) => expecting(Schema.Number, Durations.expected(field))
 const Strings = expecting(Schema.Array(Schema.String), "a list of strings")
 const NameOrId = expecting(Schema.Union(Schema.String, Schema.Number), "a name or a number")
 const Flag = expecting(Schema.Boolean, "true or false")
@@ -77,12 +79,12 @@ const serviceFields = {
   "inherit-env": Schema.optional(Flag),
   user: Schema.optional(NameOrId),
   group: Schema.optional(NameOrId),
-  "time-until-stop": Schema.optional(Seconds),
+  "time-until-stop": Schema.optional(Seconds("time-until-stop")),
   "shutdown-signal": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), "a signal name or number")),
-  "stop-timeout": Schema.optional(Seconds),
-  "start-timeout": Schema.optional(Seconds),
-  "min-uptime": Schema.optional(Seconds),
-  "max-backoff": Schema.optional(Seconds),
+  "stop-timeout": Schema.optional(Seconds("stop-timeout")),
+  "start-timeout": Schema.optional(Seconds("start-timeout")),
+  "min-uptime": Schema.optional(Seconds("min-uptime")),
+  "max-backoff": Schema.optional(Seconds("max-backoff")),
   "idle-ignores-open-connections": Schema.optional(Flag),
   backlog: Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
   "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `an octal mode such as "0660"`)),
@@ -99,7 +101,7 @@ type Service = typeof Service.Type
 export const File = Schema.Struct({
   "max-running": Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
   "min-available-memory": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `a size such as "200MB"`)),
-  "min-warm": Schema.optional(Seconds),
+  "min-warm": Schema.optional(Seconds("min-warm")),
   defaults: Schema.optional(expecting(Schema.Record({ key: Schema.String, value: Schema.Unknown }), "a table")),
   services: expecting(Schema.Record({ key: Schema.String, value: Schema.Unknown }), "a table of services")
 })
@@ -203,7 +205,21 @@ const resolveService = (
     if (Either.isLeft(parsed)) at("shutdown-signal", parsed.left)
     else signal = parsed.right
   }
-  if (fields["time-until-stop"] === 0) at("time-until-stop", "expected a positive number of seconds, found 0")
+  /** A duration key, by the rule its flag shares. */
+  const seconds = (field: Exclude<Durations.Field, "min-warm">): Duration.Duration | undefined => {
+    const value = fields[field]
+    if (value === undefined) return undefined
+    const duration = Durations.validate(field, value)
+    if (Either.isLeft(duration)) at(field, `expected ${duration.left}, found ${show(value)}`)
+    return Either.getOrUndefined(duration)
+  }
+  const durations = {
+    idleTimeout: seconds("time-until-stop"),
+    stopTimeout: seconds("stop-timeout"),
+    startTimeout: seconds("start-timeout"),
+    minUptime: seconds("min-uptime"),
+    maxBackoff: seconds("max-backoff")
+  }
   let mode: number | undefined
   const modeField = fields["socket-mode"]
   if (modeField !== undefined) {
@@ -249,7 +265,6 @@ const resolveService = (
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
   if (errors.length > 0) return Either.left(errors)
-  const seconds = (value: number | undefined) => value === undefined ? undefined : Duration.millis(Math.round(value * 1000))
   return Either.right(Config.make({
     name,
     listeners,
@@ -262,13 +277,7 @@ const resolveService = (
     upstream,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
-    ...definedOnly({
-      idleTimeout: seconds(fields["time-until-stop"]),
-      stopTimeout: seconds(fields["stop-timeout"]),
-      startTimeout: seconds(fields["start-timeout"]),
-      minUptime: seconds(fields["min-uptime"]),
-      maxBackoff: seconds(fields["max-backoff"])
-    })
+    ...definedOnly(durations)
   }))
 }
 
@@ -347,6 +356,12 @@ export const decode = (
       owners.set(key, service.name)
     }
   }
+  let minWarm = defaultMinWarm
+  if (file["min-warm"] !== undefined) {
+    const parsed = Durations.validate("min-warm", file["min-warm"])
+    if (Either.isLeft(parsed)) errors.push(`min-warm: expected ${parsed.left}, found ${show(file["min-warm"])}`)
+    else minWarm = parsed.right
+  }
   if (errors.length > 0) return fail(errors)
   return Either.right({
     path,
@@ -354,7 +369,7 @@ export const decode = (
     budget: {
       maxRunning: file["max-running"],
       minAvailableMemory,
-      minWarm: file["min-warm"] !== undefined ? Duration.millis(Math.round(file["min-warm"] * 1000)) : defaultMinWarm
+      minWarm
     }
   })
 }

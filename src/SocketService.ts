@@ -20,6 +20,7 @@ import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
 import type { ListenError, SocketFileError } from "./internal/listeners.js"
 import { native } from "./internal/native.js"
+import { event } from "./Logging.js"
 import * as Sentinel from "./internal/sentinel.js"
 
 /** An open listening socket. */
@@ -122,6 +123,15 @@ const readabilityInterval = Duration.millis(100)
 export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
   const n = native()
   const inherited = Listeners.takeInherited(process.env, process.pid)
+  // Bad LISTEN_* fails the listeners that ask for an inherited socket; for the others it is said once, and ignored.
+  let unsaid = inherited.invalid
+  const warnInvalidInherited = (config: Address.ListenerConfig) =>
+    Effect.suspend(() => {
+      if (unsaid === undefined || config.address._tag === "Inherited") return Effect.void
+      const why = unsaid
+      unsaid = undefined
+      return event("warn", "inherited_ignored", `ignoring the LISTEN_* variables soad was given: ${why}`)
+    })
   const exactCounting = process.platform === "linux"
 
   const awaitReadable = (listeners: ReadonlyArray<Listener>, wakeup?: Wakeup): Effect.Effect<Listener | undefined> =>
@@ -222,6 +232,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
 
   const open = (config: Address.ListenerConfig, options: Config.SocketOptions) =>
     Listeners.open(n, inherited, config, options).pipe(
+      Effect.tap(() => warnInvalidInherited(config)),
       Effect.map(({ fd, file }): Listener => ({
         name: config.name,
         address: config.address,

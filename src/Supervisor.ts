@@ -1,7 +1,8 @@
 /**
  * Many services in one soad: each its own scoped fiber (an Activator), all under one RAM budget, reloaded from
  * the config file on demand. A reload starts new services, stops removed ones, restarts changed ones and leaves
- * the rest alone; a listener whose address stays in the config stays open, so no connection is lost.
+ * the rest alone; a listener whose address stays in the config stays open, so no connection is lost. New listeners
+ * are opened before anything stops: a changed service whose new listener cannot be opened keeps running as it was.
  *
  * @since 0.1.0
  */
@@ -60,10 +61,14 @@ export const start = (
     const pool = new Map<string, Pooled>()
     const running = new Map<string, Running>()
 
-    /** Opens the listeners a config needs that are not open yet; a failure leaves the pool as it was. */
+    /**
+     * Opens the listeners the configs need that are not open yet, then gives those already open the configs'
+     * socket options; a failure leaves the pool and every socket as they were.
+     */
     const openListeners = (configs: ReadonlyArray<Config.ServiceConfig>) =>
       Effect.gen(function*() {
         const opened: Array<[string, Pooled]> = []
+        const reused: Array<[Listener, Config.SocketOptions]> = []
         const errors: Array<ListenError> = []
         for (const config of configs) {
           // What a killed soad left running for this service may hold its sockets.
@@ -71,11 +76,8 @@ export const start = (
           for (const listenerConfig of config.listeners) {
             const key = keyOf(listenerConfig)
             const pooled = pool.get(key)
-            if (pooled !== undefined) {
-              yield* applySocketOptions(sockets, pooled.listener, config.socket)
-              continue
-            }
-            if (opened.some(([k]) => k === key)) continue
+            if (pooled !== undefined) reused.push([pooled.listener, config.socket])
+            if (pooled !== undefined || opened.some(([k]) => k === key)) continue
             const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
             const result = yield* sockets.open(listenerConfig, config.socket).pipe(Scope.extend(scope), Effect.either)
             if (result._tag === "Left") {
@@ -90,6 +92,7 @@ export const start = (
           yield* Effect.forEach(opened, ([, pooled]) => Scope.close(pooled.scope, Exit.void), { discard: true })
           return yield* Effect.fail(errors)
         }
+        for (const [listener, options] of reused) yield* applySocketOptions(sockets, listener, options)
         for (const [key, pooled] of opened) {
           pool.set(key, pooled)
           yield* event("info", "listening", `listening on ${pooled.listener.description}`, {
@@ -147,6 +150,11 @@ export const start = (
       Effect.forEach([...running.keys()], stop, { concurrency: "unbounded", discard: true })
     )
 
+    /**
+     * Applies a new config. Every listener a changed or added service needs is opened before anything is
+     * stopped: a changed service whose new listeners cannot be opened keeps running as it was (its app and its
+     * listeners untouched), an added one is not started, and the log says which and why.
+     */
     const apply = (next: ConfigFile.FileConfig) =>
       Effect.gen(function*() {
         yield* budget.configure(next.budget)
@@ -157,33 +165,74 @@ export const start = (
           return current !== undefined && !Config.equivalent(current.config, config)
         })
         const added = next.services.filter((config) => !running.has(config.name))
-        // Stop first (in parallel), so a listener can move between services; unchanged addresses stay open.
-        yield* Effect.forEach([...removed, ...changed.map((config) => config.name)], stop, {
+        const isChanged = (config: Config.ServiceConfig) => running.has(config.name)
+        const ready: Array<Config.ServiceConfig> = []
+        const notApplied: Array<{ readonly config: Config.ServiceConfig; readonly reason: string }> = []
+        for (const config of [...changed, ...added]) {
+          const opened = yield* Effect.either(openListeners([config]))
+          if (opened._tag === "Right") {
+            ready.push(config)
+            continue
+          }
+          const reason = opened.left.map((error) => `listener ${error.message}`).join("; ")
+          notApplied.push({ config, reason })
+          yield* event(
+            "error",
+            "listen_failed",
+            isChanged(config)
+              ? `cannot apply the new config of ${config.name}, it keeps running as it was: ${reason}`
+              : `cannot start ${config.name}: ${reason}`,
+            { service: config.name, listener: opened.left.map((error) => error.address).join(", ") }
+          )
+        }
+        // A service kept as it was keeps its listeners: one that would take one of them waits for a later reload.
+        for (let blocked = true; blocked;) {
+          blocked = false
+          const held = new Map(
+            notApplied.filter(({ config }) => isChanged(config)).flatMap(({ config }) =>
+              running.get(config.name)!.config.listeners.map((listener) => [keyOf(listener), config.name] as const)
+            )
+          )
+          for (const config of [...ready]) {
+            const taken = config.listeners.map(keyOf).find((key) => held.has(key))
+            if (taken === undefined) continue
+            ready.splice(ready.indexOf(config), 1)
+            const reason = `listener ${taken} is still used by ${held.get(taken)}, which was kept as it was`
+            notApplied.push({ config, reason })
+            yield* event("error", "listen_failed", `cannot ${isChanged(config) ? "apply the new config of" : "start"} ${config.name}: ${reason}`, {
+              service: config.name,
+              listener: taken
+            })
+            blocked = true
+          }
+        }
+        const restarted = ready.filter(isChanged)
+        const started = ready.filter((config) => !isChanged(config))
+        const kept = notApplied.filter(({ config }) => isChanged(config))
+        const failed = notApplied.filter(({ config }) => !isChanged(config))
+        // Stop (in parallel), so a listener can move between services; unchanged addresses stay open.
+        yield* Effect.forEach([...removed, ...restarted.map((config) => config.name)], stop, {
           concurrency: "unbounded",
           discard: true
         })
-        const starting = [...changed, ...added]
-        for (const config of starting) {
-          const opened = yield* Effect.either(openListeners([config]))
-          if (opened._tag === "Left") {
-            yield* event(
-              "error",
-              "listen_failed",
-              `cannot start ${config.name}: ${opened.left.map((error) => error.message).join("; ")}`,
-              { service: config.name }
-            )
-            continue
-          }
-          yield* launch(config)
-        }
+        for (const config of ready) yield* launch(config)
         yield* closeUnused
         const unchanged = next.services.length - changed.length - added.length
+        const outcome = (what: string, list: typeof notApplied) =>
+          list.length === 0 ? "" : `, ${list.length} ${what} (${list.map(({ config, reason }) => `${config.name}: ${reason}`).join("; ")})`
         yield* event(
-          "info",
+          notApplied.length === 0 ? "info" : "warn",
           "reloaded",
-          `reloaded ${next.path}: ${added.length} added, ${removed.length} removed, ${changed.length} restarted, ` +
-            `${unchanged} unchanged`,
-          { added: added.length, removed: removed.length, restarted: changed.length, unchanged }
+          `reloaded ${next.path}: ${started.length} added, ${removed.length} removed, ${restarted.length} restarted, ` +
+            `${unchanged} unchanged${outcome("kept as it was", kept)}${outcome("not started", failed)}`,
+          {
+            added: started.length,
+            removed: removed.length,
+            restarted: restarted.length,
+            unchanged,
+            kept: kept.length,
+            notStarted: failed.length
+          }
         )
       })
 
@@ -197,7 +246,8 @@ const combine = (errors: ReadonlyArray<ListenError>): ListenError =>
     : new ListenError({
       address: errors.map((error) => error.address).join(", "),
       message: errors.map((error) => error.message).join("\nsoad: "),
-      cause: errors
+      cause: errors,
+      usage: errors.some((error) => error.usage === true)
     })
 
 /**

@@ -14,39 +14,70 @@ import * as Address from "../Address.js"
 import type * as Config from "../Config.js"
 import type { Native, NativeError } from "./native.js"
 
-/** Opening a listener failed; `message` says what is wrong and what to do. */
+/**
+ * Opening a listener failed; `message` says what is wrong and what to do. `usage`: the way soad was started is
+ * wrong (its LISTEN_* environment), a usage error (exit 2).
+ */
 export class ListenError extends Data.TaggedError("ListenError")<{
   readonly address: string
   readonly message: string
   readonly cause?: unknown
+  readonly usage?: boolean
 }> {}
 
 /** Sockets soad received from its own parent (`LISTEN_FDS`), by fd, with their names. */
 export interface Inherited {
   readonly fds: ReadonlyArray<{ readonly fd: number; readonly name: string }>
-  /** Why LISTEN_FDS was ignored, if it was. */
-  readonly ignored: string | undefined
+  /**
+   * Why the LISTEN_* variables cannot be trusted (malformed, too many fds, no LISTEN_PID, another process's),
+   * if so; then `fds` is empty.
+   */
+  readonly invalid: string | undefined
 }
+
+/** The most inherited sockets soad accepts, as sd_listen_fds' callers do: 1024. */
+export const maxInheritedFds = 1024
+
+/** soad's soft limit of open files (RLIMIT_NOFILE), where /proc tells it; undefined elsewhere. */
+const openFileLimit = (): number | undefined => {
+  try {
+    const match = /^Max open files\s+(\d+)\s/m.exec(Fs.readFileSync("/proc/self/limits", "utf8"))
+    return match === null ? undefined : Number(match[1])
+  } catch {
+    return undefined
+  }
+}
+
+/** A value from the environment, quoted and cut short, safe to print on one line. */
+const shown = (value: string): string => JSON.stringify(value.length > 32 ? `${value.slice(0, 32)}...` : value)
 
 /**
  * Reads and removes `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` from soad's environment (so they never
- * reach an app by inheritance), as sd_listen_fds(unset_environment = 1) does.
+ * reach an app by inheritance), as sd_listen_fds(unset_environment = 1) does; checks them before any fd is
+ * trusted: LISTEN_PID must be soad's pid, LISTEN_FDS a whole number up to 1024 (or the open-file limit if lower).
  */
-export const takeInherited = (env: NodeJS.ProcessEnv, pid: number): Inherited => {
+export const takeInherited = (env: NodeJS.ProcessEnv, pid: number, limit = openFileLimit()): Inherited => {
   const count = env.LISTEN_FDS
   const listenPid = env.LISTEN_PID
   const names = env.LISTEN_FDNAMES
   delete env.LISTEN_FDS
   delete env.LISTEN_PID
   delete env.LISTEN_FDNAMES
-  if (count === undefined) return { fds: [], ignored: undefined }
-  if (listenPid !== undefined && listenPid !== String(pid)) {
-    return { fds: [], ignored: `LISTEN_PID is ${listenPid}, not soad's pid ${pid}` }
+  const refuse = (invalid: string): Inherited => ({ fds: [], invalid })
+  if (count === undefined) return { fds: [], invalid: undefined }
+  if (listenPid === undefined) {
+    return refuse("LISTEN_FDS is set without LISTEN_PID, so the sockets may be another process's: the launcher must set LISTEN_PID to soad's pid")
   }
-  if (!/^\d+$/.test(count)) return { fds: [], ignored: `LISTEN_FDS is '${count}', not a number` }
+  if (listenPid !== String(pid)) {
+    return refuse(`LISTEN_PID is ${shown(listenPid)}, not soad's pid ${pid}: the sockets are another process's`)
+  }
+  const max = Math.min(maxInheritedFds, limit ?? maxInheritedFds)
+  if (!/^\d{1,7}$/.test(count) || Number(count) > max) {
+    return refuse(`LISTEN_FDS is ${shown(count)}: expected a whole number from 0 to ${max} (at most ${maxInheritedFds}, and no more than the open-file limit)`)
+  }
   const nameList = names?.split(":") ?? []
   const fds = Array.from({ length: Number(count) }, (_, i) => ({ fd: 3 + i, name: nameList[i] ?? "unknown" }))
-  return { fds, ignored: undefined }
+  return { fds, invalid: undefined }
 }
 
 const errnoName = (error: unknown): string => {
@@ -214,9 +245,14 @@ const adopt = (n: Native, inherited: Inherited, address: Address.InheritedAddres
     const found = inherited.fds.find((entry) =>
       address.fd !== undefined ? entry.fd === address.fd : entry.name === address.fdName
     )
+    if (inherited.invalid !== undefined) {
+      return yield* Effect.fail(
+        new ListenError({ address: text, message: `${text}: cannot use an inherited socket: ${inherited.invalid}`, usage: true })
+      )
+    }
     if (found === undefined) {
       const have = inherited.fds.length === 0
-        ? inherited.ignored ?? "soad received no sockets (LISTEN_FDS is not set)"
+        ? "soad received no sockets (LISTEN_FDS is not set)"
         : `soad received ${inherited.fds.map((e) => `fd:${e.fd} (${e.name})`).join(", ")}`
       return yield* fail(text, `${text}: no such inherited socket; ${have}`)
     }

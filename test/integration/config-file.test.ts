@@ -63,7 +63,7 @@ user = "no-such-user-here"
       `soad: ${path}: max-running: expected a whole number, 1 or more, found 0`,
       `soad: ${path}: defaults.time-untill-stop: unknown key; did you mean time-until-stop?`,
       `soad: ${path}: services.a.command: expected the program and its arguments as a list, e.g. ["gunicorn", "app:app"], found "node app.js"`,
-      `soad: ${path}: services.a.time-until-stop: expected a number of seconds, 0 or more, found "5m"`,
+      `soad: ${path}: services.a.time-until-stop: expected a positive number of seconds, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found "5m"`,
       `soad: ${path}: services.b.listen[0]: 'nonsense' is not an address: use /path, unix:PATH, @name, HOST:PORT, [IPV6]:PORT, :PORT or fd:N`,
       `soad: ${path}: services.b.shutdown-signal: unknown signal 'FOO': use a name such as TERM, INT, QUIT, HUP or a number such as 15`,
       `soad: ${path}: services.b.socket-mode: expected an octal mode such as "0660" or 0o660, found "999"`,

@@ -233,10 +233,10 @@ describe("inherited sockets", () => {
     }
   })
 
-  it("LISTEN_FDS meant for another process (LISTEN_PID differs) is ignored, and says why", () => {
+  it("LISTEN_FDS meant for another process (LISTEN_PID differs) is refused for fd:N, and says why", () => {
     const result = soadRun(["-l", "fd:3", "--", "app"], { env: { ...process.env, LISTEN_FDS: "1", LISTEN_PID: "1" } })
-    expect(result.code).toBe(1)
-    expect(result.stderr.trim()).toMatch(/^soad: fd:3: no such inherited socket; LISTEN_PID is 1, not soad's pid \d+$/)
+    expect(result.code).toBe(2)
+    expect(result.stderr.trim()).toMatch(/^soad: fd:3: cannot use an inherited socket: LISTEN_PID is "1", not soad's pid \d+: the sockets are another process's$/)
   })
 
   it("without LISTEN_FDS, fd:N is an error that says so", () => {

@@ -1,0 +1,96 @@
+/**
+ * Fault: a valid config file whose changed listener cannot be bound (another process holds the new port).
+ * Promise: the reload opens new listeners before it stops anything, so the service keeps running as it was (same
+ * app, same listener, a request in flight answered), the log says it was kept and why; the rest of the file is
+ * applied; a later reload, once the port is free, moves the service.
+ */
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { alive, appCommand, freePort, get, sleep, soad, tempDirs, writeConfig } from "../harness.js"
+
+const dir = tempDirs()
+
+/** Another process holding a TCP port: a listener in the test's own process (not soad's). */
+const holdPort = (port: number): Promise<Net.Server> =>
+  new Promise((resolve, reject) => {
+    const server = Net.createServer((socket) => socket.destroy())
+    server.once("error", reject)
+    server.listen(port, "127.0.0.1", () => resolve(server))
+  })
+
+const refused = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = Net.connect(port, "127.0.0.1")
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once("error", () => resolve(true))
+  })
+
+describe("a reload that cannot apply keeps what works", () => {
+  it("a's new port is in use: a keeps its app and its old port, b is added, the log says why; a moves once the port is free", async () => {
+    const d = dir()
+    const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()]
+    const service = (name: string, port: number) =>
+      `[services.${name}]\nlisten = ["127.0.0.1:${port}"]\ncommand = [${appCommand}]\ntime-until-stop = 60\n`
+    const path = writeConfig(d, service("a", p1))
+    const s = soad(["-c", path, "--control", Path.join(d, "control.sock")])
+    await s.waitFor(/listening on 127\.0\.0\.1:/)
+    const before = await get({ host: "127.0.0.1", port: p1 })
+
+    const blocker = await holdPort(p2)
+    try {
+      writeConfig(d, service("a", p2) + service("b", p3))
+      // (a) a request in flight on a through the reload
+      const inFlight = get({ host: "127.0.0.1", port: p1 }, "/?delay=1500")
+      await sleep(100)
+      s.process.kill("SIGHUP")
+      const reloaded = await s.waitFor(/reloaded /)
+      expect(reloaded).toContain(
+        `reloaded ${path}: 1 added, 0 removed, 0 restarted, 0 unchanged, 1 kept as it was ` +
+          `(a: listener 127.0.0.1:${p2}: port ${p2} is already in use`
+      )
+      expect(s.output()).toMatch(
+        new RegExp(`ERROR .*cannot apply the new config of a, it keeps running as it was: listener 127\\.0\\.0\\.1:${p2}: port ${p2} is already in use`)
+      )
+      expect((await inFlight).pid).toBe(before.pid)
+      expect((await get({ host: "127.0.0.1", port: p1 })).pid).toBe(before.pid)
+      expect(alive(before.pid as number)).toBe(true)
+      // (b) b, whose listener opened, is added and serves
+      expect((await get({ host: "127.0.0.1", port: p3 })).name).toBe("soad")
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve))
+    }
+
+    // (c) the port is free: the next reload moves a, and its old port closes
+    s.process.kill("SIGHUP")
+    await s.waitFor(/reloaded .*: 0 added, 0 removed, 1 restarted, 1 unchanged$/)
+    const after = await get({ host: "127.0.0.1", port: p2 })
+    expect(after.pid).not.toBe(before.pid)
+    expect(await refused(p1)).toBe(true)
+  })
+
+  it("a service that would take the listener of a service kept as it was is not started, and the log says so", async () => {
+    const d = dir()
+    const [p1, p2] = [await freePort(), await freePort()]
+    const service = (name: string, port: number) =>
+      `[services.${name}]\nlisten = ["127.0.0.1:${port}"]\ncommand = [${appCommand}]\ntime-until-stop = 60\n`
+    const path = writeConfig(d, service("a", p1))
+    const s = soad(["-c", path, "--control", Path.join(d, "control.sock")])
+    await s.waitFor(/listening on 127\.0\.0\.1:/)
+    const before = await get({ host: "127.0.0.1", port: p1 })
+    const blocker = await holdPort(p2)
+    try {
+      // a moves to p2 (held) and b takes a's old port p1: a stays, so b must not share p1 with it.
+      writeConfig(d, service("a", p2) + service("b", p1))
+      s.process.kill("SIGHUP")
+      const reloaded = await s.waitFor(/reloaded /)
+      expect(reloaded).toMatch(/: 0 added, 0 removed, 0 restarted, 0 unchanged, 1 kept as it was \(a: .*\), 1 not started \(b: listener 127\.0\.0\.1:\d+ is still used by a, which was kept as it was\)$/)
+      expect((await get({ host: "127.0.0.1", port: p1 })).pid).toBe(before.pid)
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve))
+    }
+  })
+})
