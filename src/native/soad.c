@@ -1944,8 +1944,25 @@ static void relay_announce(relay_listener *l, relay_conn *c) {
   napi_close_handle_scope(env, scope);
 }
 
+/*
+ * Near the fd limit, is there room to relay one more connection? 0, or the errno of the probe. The kernel gives
+ * the lowest free fd, so when the last accepted fd was k every fd below k was in use: far from the limit this costs
+ * one getrlimit; near it, a probe spares the client an accept without the fds to relay it.
+ */
+static int relay_last_fd = -1;
+static int relay_room(void) {
+  long long limit = relay_fd_limit();
+  if (limit < 0 || relay_last_fd + 2 * RELAY_FDS < limit) return 0;
+  return relay_headroom();
+}
+
 /* Accepts one connection; false when there is nothing more to accept now. */
 static bool relay_accept_one(relay_listener *l) {
+  int room = relay_room();
+  if (room != 0) {
+    relay_exhausted(l, "pipe2", room); /* pipe2 fails only for want of fds (or EFAULT/EINVAL: never here) */
+    return false;
+  }
   int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
@@ -1955,6 +1972,7 @@ static bool relay_accept_one(relay_listener *l) {
     }
     return true; /* ECONNABORTED, EPROTO, EINTR, ...: that connection only */
   }
+  relay_last_fd = fd;
   relay_conn *c = relay_conn_new(l, fd);
   if (c == NULL) {
     close(fd); /* reported just below: the client sees a closed connection */
