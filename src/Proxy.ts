@@ -172,10 +172,11 @@ export const serve = (
     }
     /** What the relayer reports from its callbacks, logged by one fiber in order. */
     const notices = yield* Queue.unbounded<Notice>()
-    yield* Effect.forkScoped(Effect.forever(
-      Effect.flatMap(Queue.takeBetween(notices, 1, Number.MAX_SAFE_INTEGER), (chunk) =>
-        Effect.flatMap(relayer.stats, (stats) => report(service, Chunk.toReadonlyArray(chunk), { held: held.length, relayed: stats.open, maxHeld })))
-    ))
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const batch = yield* Queue.takeBetween(notices, 1, Number.MAX_SAFE_INTEGER)
+      const stats = yield* relayer.stats
+      yield* report(service, Chunk.toReadonlyArray(batch), { held: held.length, relayed: stats.open, maxHeld })
+    })))
     const onFail = (failure: Relay.Failure) => Queue.unsafeOffer(notices, { _tag: "Failed", ...failure })
     /** A connection is held (false) or `soad wake` asked (true). */
     const arrived = yield* Queue.sliding<boolean>(2)
@@ -301,10 +302,9 @@ export const serve = (
             cold_start_ms: Number(coldStart.toFixed(3))
           })
           started = yield* now
+          for (const conn of held.splice(0)) relayer.connect(conn, address, onFail)
           target = address
-          const waiting = held.splice(0)
           updateHold()
-          for (const conn of waiting) relayer.connect(conn, address, onFail)
           return yield* Effect.raceFirst(
             Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
             Effect.gen(function*() {

@@ -2016,13 +2016,16 @@ static napi_value relay_set_on_close(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* Frees the listener once its poll and its pause timer are closed. */
-static void relay_listener_closed(uv_handle_t *handle) {
-  relay_listener *l = (relay_listener *)handle->data;
-  if (--l->handles_open > 0) return;
+static void relay_listener_free(relay_listener *l) {
   callback_free(l->env, &l->on_accept);
   callback_free(l->env, &l->on_pressure);
   free(l);
+}
+
+/* Frees the listener once its poll and its pause timer are closed. */
+static void relay_listener_closed(uv_handle_t *handle) {
+  relay_listener *l = (relay_listener *)handle->data;
+  if (--l->handles_open == 0) relay_listener_free(l);
 }
 
 /* Unlinks a listener and closes its handles (freed in their close callbacks). */
@@ -2037,22 +2040,23 @@ static void relay_unlisten_one(relay_listener *l) {
   uv_close((uv_handle_t *)&l->pause, relay_listener_closed);
 }
 
-/* Makes the listener's poll and pause timer; false (errno set, nothing left open) on a failure. */
-static bool relay_listener_handles(relay_listener *l, uv_loop_t *loop) {
+/* Makes the listener's poll and pause timer: NULL, or the call that failed (errno set; handles_open: made). */
+static const char *relay_listener_handles(relay_listener *l, uv_loop_t *loop) {
   int r = uv_poll_init(loop, &l->poll, l->fd);
   if (r < 0) {
     errno = -r;
-    return false;
+    return "uv_poll_init";
   }
   l->poll.data = l;
   l->pause.data = l;
-  l->handles_open = 2;
+  l->handles_open = 1;
   r = uv_timer_init(loop, &l->pause); /* cannot fail in libuv; checked all the same */
   if (r < 0) {
-    l->handles_open = 1;
     errno = -r;
+    return "uv_timer_init";
   }
-  return r == 0;
+  l->handles_open = 2;
+  return NULL;
 }
 
 /*
@@ -2083,12 +2087,13 @@ static napi_value relay_listen(napi_env env, napi_callback_info info) {
   }
   l->env = env;
   l->fd = fd;
-  if (!relay_listener_handles(l, loop)) {
+  const char *failed = relay_listener_handles(l, loop);
+  if (failed != NULL) {
     int err = errno;
     l->closing = true;
     if (l->handles_open > 0) uv_close((uv_handle_t *)&l->poll, relay_listener_closed);
-    else relay_listener_closed((uv_handle_t *)&l->poll);
-    return throw_errno(env, "uv_poll_init", err);
+    else relay_listener_free(l);
+    return throw_errno(env, failed, err);
   }
   l->id = relay_next_id++;
   l->next = relay_listeners;
