@@ -74,6 +74,13 @@ const upstream = Options.text("upstream").pipe(
   ),
   Options.optional
 )
+const maxHeld = Options.integer("max-held").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(
+    "Proxy mode: hold at most N connections while the app starts; more wait in the backlog. Default: the fd limit / 8, at most 1024."
+  ),
+  Options.optional
+)
 const timeUntilStop = Options.text("time-until-stop").pipe(
   Options.withAlias("t"),
   Options.withPseudoName("SECONDS"),
@@ -173,6 +180,7 @@ const options = {
   socket,
   listen,
   upstream,
+  maxHeld,
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
@@ -291,9 +299,13 @@ export const toConfig = (
         (message) => usage(`--upstream: ${message}`)
       )
     }
+    if (Option.isSome(parsed.maxHeld) && parsed.maxHeld.value < 1) {
+      return yield* Either.left(usage(`--max-held: expected a whole number, 1 or more, found ${parsed.maxHeld.value}`))
+    }
     return Config.make({
       listeners,
       upstream: upstreamAddress,
+      maxHeld: Option.getOrUndefined(parsed.maxHeld),
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode, uid, gid },
       user: runAs,
@@ -336,7 +348,8 @@ const takesValue = new Set([
   "--log-format",
   "--metrics",
   "--control",
-  "--upstream"
+  "--upstream",
+  "--max-held"
 ])
 
 /** An option that takes a value but ends soad's part of the command line has none: a usage error. */

@@ -52,6 +52,11 @@ export interface ServiceConfig {
   readonly cwd: string | undefined
   /** Proxy mode: soad accepts and relays to the app listening here; undefined: the app gets the sockets. */
   readonly upstream: Upstream | undefined
+  /**
+   * Proxy mode: at most this many connections are held while the app starts (`--max-held`); more wait in the
+   * kernel's backlog. undefined: from RLIMIT_NOFILE (see internal/relay.ts defaultMaxHeld).
+   */
+  readonly maxHeld: number | undefined
   /** Run the app as this user; undefined: as soad. */
   readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
@@ -102,6 +107,7 @@ export const make = (fields: Fields): ServiceConfig => ({
   cwd: fields.cwd,
   user: fields.user,
   upstream: fields.upstream,
+  maxHeld: fields.maxHeld,
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),

@@ -90,7 +90,8 @@ const serviceFields = {
   "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `an octal mode such as "0660"`)),
   "socket-user": Schema.optional(NameOrId),
   "socket-group": Schema.optional(NameOrId),
-  upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`))
+  upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
+  "max-held": Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more"))
 }
 
 /** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
@@ -275,6 +276,7 @@ const resolveService = (
     cwd: fields.cwd,
     user,
     upstream,
+    maxHeld: fields["max-held"],
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
     ...definedOnly(durations)

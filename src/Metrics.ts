@@ -48,6 +48,12 @@ export const failedStarts = Metric.counter("soad_failed_starts_total", {
   incremental: true
 })
 
+/** Proxy mode: connections closed because their relay could not be set up. */
+export const relayFailures = Metric.counter("soad_relay_failures_total", {
+  description: "Proxy mode: connections closed because their relay to the app could not be set up (no fd, the app refused).",
+  incremental: true
+})
+
 /** From the pending connection to the app's first accept. */
 export const coldStart = Metric.histogram(
   "soad_cold_start_seconds",

@@ -5,8 +5,13 @@
  * exact: a connection opened or a byte relayed either way; an open connection with no bytes for -t does not keep
  * the app running.
  *
+ * Out of file descriptors, soad stops accepting for a moment (100 ms doubling to 1 s) and resumes by itself; the
+ * connections wait in the kernel's backlog, and one that cannot be relayed is closed and logged, never dropped
+ * silently. At most `maxHeld` connections are held while the app starts; more wait in the backlog.
+ *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -78,6 +83,62 @@ const awaitListening = (target: Relay.Target): Effect.Effect<void> => {
 /** Looks for the app while it starts: from 10 ms, growing, at most 250 ms apart. */
 const upstreamRetry = Schedule.exponential("10 millis", 1.5).pipe(Schedule.union(Schedule.spaced("250 millis")))
 
+/** What the relayer reports: fd exhaustion and recovery, a connection that could not be relayed, held ones full. */
+type Notice = Relay.Pressure | ({ readonly _tag: "Failed" } & Relay.Failure) | { readonly _tag: "Full" }
+
+/** Failures in a row with the same reason become one, with their count. */
+const runs = (notices: ReadonlyArray<Notice>): Array<{ readonly notice: Notice; count: number }> => {
+  const out: Array<{ readonly notice: Notice; count: number }> = []
+  for (const notice of notices) {
+    const last = out.at(-1)?.notice
+    if (
+      notice._tag === "Failed" && last?._tag === "Failed" && last.syscall === notice.syscall && last.code === notice.code
+    ) out.at(-1)!.count++
+    else out.push({ notice, count: 1 })
+  }
+  return out
+}
+
+/** Logs a batch of notices in order (counts are read once per batch). */
+const report = (
+  service: string,
+  notices: ReadonlyArray<Notice>,
+  counts: { readonly held: number; readonly relayed: number; readonly maxHeld: number }
+): Effect.Effect<void> =>
+  Effect.forEach(runs(notices), ({ count, notice }) => {
+    const { held, maxHeld, relayed } = counts
+    switch (notice._tag) {
+      case "Exhausted":
+        return event(
+          "warn",
+          "fd_exhausted",
+          `out of file descriptors (${notice.syscall}: ${notice.code}, limit ${notice.limit ?? "unlimited"}, ${held} held, ` +
+            `${relayed} relayed): not accepting for a moment, new connections wait in the backlog; raise the limit ` +
+            "(ulimit -n, LimitNOFILE=) or lower --max-held",
+          { code: notice.code, syscall: notice.syscall, limit: notice.limit, held, relayed }
+        )
+      case "Recovered":
+        return event("info", "fd_recovered", `file descriptors are available again: accepting (${held} held, ${relayed} relayed)`, {
+          limit: notice.limit,
+          held,
+          relayed
+        })
+      case "Full":
+        return event("info", "held_full", `holding ${maxHeld} connections (--max-held) while the app starts: more wait in the backlog`, {
+          max_held: maxHeld
+        })
+      case "Failed":
+        return Metric.incrementBy(Metrics.forService(Metrics.relayFailures, service), count).pipe(
+          Effect.zipRight(event(
+            "warn",
+            "relay_failed",
+            `closed ${count} connection${count === 1 ? "" : "s"} that could not be relayed to the app (${notice.syscall}: ${notice.code})`,
+            { connections: count, syscall: notice.syscall, code: notice.code }
+          ))
+        )
+    }
+  }, { discard: true })
+
 /**
  * Serves a service in proxy mode on listeners already open, forever; interrupting it stops the app gracefully
  * and closes every connection.
@@ -100,6 +161,23 @@ export const serve = (
     let target: Relay.Target | undefined
     /** Activity soad itself caused (a start): the relayer reports the rest. */
     let started = 0
+    const maxHeld = config.maxHeld ?? Relay.defaultMaxHeld(Relay.fdLimit())
+    /** Stops accepting while `maxHeld` connections are held, accepts again below. */
+    let full = false
+    const updateHold = () => {
+      if (full === held.length >= maxHeld) return
+      full = !full
+      relayer.hold(full)
+      if (full) Queue.unsafeOffer(notices, { _tag: "Full" })
+    }
+    /** What the relayer reports from its callbacks, logged by one fiber in order. */
+    const notices = yield* Queue.unbounded<Notice>()
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const batch = yield* Queue.takeBetween(notices, 1, Number.MAX_SAFE_INTEGER)
+      const stats = yield* relayer.stats
+      yield* report(service, Chunk.toReadonlyArray(batch), { held: held.length, relayed: stats.open, maxHeld })
+    })))
+    const onFail = (failure: Relay.Failure) => Queue.unsafeOffer(notices, { _tag: "Failed", ...failure })
     /** A connection is held (false) or `soad wake` asked (true). */
     const arrived = yield* Queue.sliding<boolean>(2)
     yield* Effect.acquireRelease(
@@ -114,21 +192,24 @@ export const serve = (
 
     // soad accepts on its listeners itself.
     yield* relayer.listen(listeners.map((listener) => listener.fd), (conn) => {
-      if (target !== undefined) return relayer.connect(conn, target)
+      if (target !== undefined) return relayer.connect(conn, target, onFail)
       held.push(conn)
+      updateHold()
       Queue.unsafeOffer(arrived, false)
-    })
+    }, (pressure) => Queue.unsafeOffer(notices, pressure))
     yield* Effect.addFinalizer(() => Effect.sync(() => held.splice(0).forEach(relayer.close)))
 
     /** Held connections whose client is still there. */
     const waiting = () => {
       for (let i = held.length - 1; i >= 0; i--) if (relayer.gone(held[i]!)) held.splice(i, 1)
+      updateHold()
       return held.length
     }
 
     const dropHeld = (why: string) =>
       Effect.suspend(() => {
         const dropped = held.splice(0)
+        updateHold()
         dropped.forEach(relayer.close)
         return dropped.length === 0
           ? Effect.void
@@ -221,8 +302,9 @@ export const serve = (
             cold_start_ms: Number(coldStart.toFixed(3))
           })
           started = yield* now
-          for (const conn of held.splice(0)) relayer.connect(conn, address)
+          for (const conn of held.splice(0)) relayer.connect(conn, address, onFail)
           target = address
+          updateHold()
           return yield* Effect.raceFirst(
             Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
             Effect.gen(function*() {

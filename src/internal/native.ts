@@ -109,7 +109,20 @@ export interface Native {
   readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
   readonly relaySupported: () => boolean
   readonly relayOnClose: (callback: (id: number) => void) => void
-  readonly relayListen: (fd: number, group: number, onAccept: (id: number) => void) => number
+  /**
+   * Accepts on a listener. Out of fds it pauses (100 ms doubling to 1 s) and calls onPressure("exhausted", errno
+   * name, syscall, RLIMIT_NOFILE or -1), then onPressure("recovered", null, null, limit) once it accepts again.
+   */
+  readonly relayListen: (
+    fd: number,
+    group: number,
+    onAccept: (id: number) => void,
+    onPressure: (event: "exhausted" | "recovered", code: string | null, syscall: string | null, limit: number) => void
+  ) => number
+  /** full: the group's listeners stop accepting (connections wait in the backlog); false: they accept again. */
+  readonly relayHold: (group: number, full: boolean) => void
+  /** RLIMIT_NOFILE's soft limit, -1 if unlimited. */
+  readonly relayFdLimit: () => number
   readonly relayUnlisten: (watch: number) => void
   readonly relayConnect: (id: number, hostOrPath: string, port: number, onDone: (error: string | null) => void) => void
   readonly relayClose: (id: number) => void

@@ -9,7 +9,8 @@ import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import { native } from "./native.js"
+import * as Util from "node:util"
+import { type NativeError, native } from "./native.js"
 
 /** Where the app listens. */
 export type Target = { readonly host: string; readonly port: number } | { readonly path: string }
@@ -26,12 +27,35 @@ export interface RelayStats {
   readonly lastActivity: number | undefined
 }
 
+/**
+ * soad ran out of fds (or memory for sockets) on the service's listeners and stopped accepting for a while, or
+ * has them back and accepts again. `limit`: RLIMIT_NOFILE, undefined if unlimited.
+ */
+export type Pressure =
+  | { readonly _tag: "Exhausted"; readonly code: string; readonly syscall: string; readonly limit: number | undefined }
+  | { readonly _tag: "Recovered"; readonly limit: number | undefined }
+
+/** Why a connection could not be relayed (it has been closed): the failing syscall and its errno name. */
+export interface Failure {
+  readonly syscall: string
+  readonly code: string
+}
+
 /** Accepts on a service's listeners and relays its connections. */
 export interface Relayer {
-  /** Starts accepting on these listener fds; `onArrive` gets each new connection (to relay or to hold). */
-  readonly listen: (fds: ReadonlyArray<number>, onArrive: (conn: Conn) => void) => Effect.Effect<void, never, Scope.Scope>
-  /** Relays the connection to the app; closes it if the app refuses. */
-  readonly connect: (conn: Conn, target: Target) => void
+  /**
+   * Starts accepting on these listener fds; `onArrive` gets each new connection (to relay or to hold), `onPressure`
+   * the start and the end of each episode of fd exhaustion.
+   */
+  readonly listen: (
+    fds: ReadonlyArray<number>,
+    onArrive: (conn: Conn) => void,
+    onPressure: (pressure: Pressure) => void
+  ) => Effect.Effect<void, never, Scope.Scope>
+  /** Relays the connection to the app; if that cannot be set up or the app refuses, closes it and calls `onFail`. */
+  readonly connect: (conn: Conn, target: Target, onFail: (failure: Failure) => void) => void
+  /** full: stop accepting, new connections wait in the kernel's backlog; false: accept again. */
+  readonly hold: (full: boolean) => void
   /** Closes a connection. */
   readonly close: (conn: Conn) => void
   /** Closes every connection being relayed (held ones are the caller's). */
@@ -39,6 +63,28 @@ export interface Relayer {
   /** Is this held connection gone (the client went away)? Only known for the Node relayer. */
   readonly gone: (conn: Conn) => boolean
   readonly stats: Effect.Effect<RelayStats>
+}
+
+/** RLIMIT_NOFILE (soft), undefined if unlimited. */
+export const fdLimit = (): number | undefined => {
+  const limit = native().relayFdLimit()
+  return limit < 0 ? undefined : limit
+}
+
+/**
+ * The default --max-held: limit/8, between 1 and 1024. A held connection costs one fd, and six once relayed
+ * (both sockets, two pipes): limit/8 held connections relayed at once take 3/4 of the fds, leaving the rest to soad
+ * itself, its listeners and the connections already relayed.
+ */
+export const defaultMaxHeld = (limit: number | undefined): number =>
+  limit === undefined ? 1024 : Math.max(1, Math.min(1024, Math.floor(limit / 8)))
+
+const failureOf = (error: unknown): Failure => {
+  const e = error as NativeError
+  return {
+    syscall: e.syscall ?? "relayConnect",
+    code: typeof e.errno === "number" ? Util.getSystemErrorName(-e.errno) : "EIO"
+  }
 }
 
 let nextGroup = 1
@@ -64,30 +110,47 @@ const nativeRelayer = (clock: Clock.Clock): Relayer => {
     relayed.delete(id)
   }
   return {
-    listen: (fds, onArrive) =>
-      Effect.forEach(fds, (fd) =>
+    listen: (fds, onArrive, onPressure) => {
+      // One report per episode for the whole group: exhausted when the first listener pauses, recovered when the last resumes.
+      const paused = new Set<number>()
+      const pressure = (fd: number) => (what: "exhausted" | "recovered", code: string | null, syscall: string | null, limit: number) => {
+        const before = paused.size
+        if (what === "exhausted") paused.add(fd)
+        else paused.delete(fd)
+        const known = limit < 0 ? undefined : limit
+        if (before === 0 && paused.size > 0) onPressure({ _tag: "Exhausted", code: code ?? "EMFILE", syscall: syscall ?? "accept4", limit: known })
+        else if (before > 0 && paused.size === 0) onPressure({ _tag: "Recovered", limit: known })
+      }
+      return Effect.forEach(fds, (fd) =>
         Effect.acquireRelease(
           Effect.sync(() =>
             n.relayListen(fd, group, (id) => {
               known.add(id)
               closeHandlers.set(id, forget)
               onArrive(id)
-            })
+            }, pressure(fd))
           ),
           (watch) => Effect.sync(() => n.relayUnlisten(watch))
         ), { discard: true }).pipe(
           Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => [...known].forEach((id) => n.relayClose(id)))))
-        ),
-    connect: (conn, target) => {
+        )
+    },
+    connect: (conn, target, onFail) => {
       const id = conn as number
       relayed.add(id)
+      // ECONNABORTED: soad closed it itself while it connected (the app stops), not a failure to report.
+      const done = (error: string | null) => {
+        if (error !== null && error !== "ECONNABORTED") onFail({ syscall: "connect", code: error })
+      }
       try {
-        if ("path" in target) n.relayConnect(id, target.path, -1, () => {})
-        else n.relayConnect(id, target.host, target.port, () => {})
-      } catch {
+        if ("path" in target) n.relayConnect(id, target.path, -1, done)
+        else n.relayConnect(id, target.host, target.port, done)
+      } catch (error) {
         n.relayClose(id)
+        onFail(failureOf(error))
       }
     },
+    hold: (full) => n.relayHold(group, full),
     close: (conn) => n.relayClose(conn as number),
     closeRelayed: () => [...relayed].forEach((id) => n.relayClose(id)),
     gone: () => false,
@@ -112,7 +175,8 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
   let lastActivity: number | undefined
   const touch = () => (lastActivity = clock.unsafeCurrentTimeMillis())
   return {
-    listen: (fds, onArrive) =>
+    // Node's libuv already keeps a spare fd to get out of EMFILE: no pressure is reported here.
+    listen: (fds, onArrive, _onPressure) =>
       Effect.forEach(fds, (listenerFd) => {
         const server = Net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
           touch()
@@ -128,9 +192,14 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
           () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
         )
       }, { discard: true }),
-    connect: (conn, target) => {
+    connect: (conn, target, onFail) => {
       const client = conn as Net.Socket
       const upstream = Net.connect({ ...target, allowHalfOpen: true })
+      let connected = false
+      upstream.once("connect", () => (connected = true))
+      upstream.once("error", (error: NodeJS.ErrnoException) => {
+        if (!connected) onFail({ syscall: error.syscall ?? "connect", code: error.code ?? "EIO" })
+      })
       const pair = { client, upstream }
       open.add(pair)
       const end = () => {
@@ -160,6 +229,8 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
         pair.upstream.destroy()
       }
     },
+    // Not bounded here: a net.Server cannot stop accepting and keep its listener.
+    hold: () => {},
     gone: (conn) => gone.has(conn as Net.Socket),
     stats: Effect.sync(() => ({ open: open.size, bytesIn, bytesOut, lastActivity }))
   }

@@ -1618,12 +1618,23 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
  * per socket. A half-close is passed on (shutdown(SHUT_WR) once a direction ends and its pipe is drained), a slow
  * reader stops the reading on the other side (the pipe is the only buffer), an error on either side closes both.
  * Figures per group (a service): open connections, bytes each way, the time of the last byte or connection.
+ *
+ * Running out of fds never spins: the listener's poll is level-triggered, so an accept4 (or a relay's socket or
+ * pipe2) failing with EMFILE/ENFILE stops the poll and a timer re-arms it after 100 ms, doubling to 1 s, once a
+ * whole relay's worth of fds (RELAY_FDS) can be opened again. The first failure of an episode and the recovery
+ * are reported to JS (onPressure). JS also stops accepting while it holds as many connections as it may
+ * (relayHold): they wait in the kernel's backlog instead.
  */
+#include <sys/resource.h>
+
 #if defined(__linux__) && defined(SPLICE_F_NONBLOCK)
 #define RELAY_SPLICE 1
 #endif
 
 #define RELAY_PIPE_SIZE (256 * 1024)
+#define RELAY_FDS 6 /* a relayed connection: client, upstream, two pipes */
+#define RELAY_PAUSE_FIRST_MS 100
+#define RELAY_PAUSE_MAX_MS 1000
 
 typedef struct relay_group {
   int id;
@@ -1661,8 +1672,14 @@ typedef struct relay_listener {
   int fd;
   relay_group *group;
   uv_poll_t poll;
-  js_callback on_accept;
+  uv_timer_t pause;     /* re-arms the poll after running out of fds */
+  int handles_open;     /* poll and pause, until their close callbacks */
+  js_callback on_accept, on_pressure;
   bool closing;
+  bool polling;         /* the poll is started */
+  bool full;            /* JS holds as many connections as it may (relayHold) */
+  bool pausing;         /* the pause timer runs */
+  uint64_t pause_ms;    /* 0: fds are fine; else the current delay of an exhaustion episode */
   struct relay_listener *next;
 } relay_listener;
 
@@ -1856,36 +1873,171 @@ static void relay_connected(uv_poll_t *handle, int status, int events) {
 #endif
 }
 
+static void relay_accept(uv_poll_t *handle, int status, int events);
+
+/* An error that says the process (or the system) has no fd or memory for one more connection. */
+static bool relay_out_of_fds(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* The listener polls exactly when it may accept: not closing, not full, not pausing. */
+static void relay_listener_update(relay_listener *l) {
+  bool accept = !l->closing && !l->full && !l->pausing;
+  if (accept == l->polling) return;
+  int r = accept ? uv_poll_start(&l->poll, UV_READABLE, relay_accept) : uv_poll_stop(&l->poll);
+  if (r == 0) l->polling = accept;
+}
+
+/* RLIMIT_NOFILE's soft limit; -1 if unlimited or unknown. */
+static long long relay_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return -1;
+  return (long long)rl.rlim_cur;
+}
+
+/* onPressure("exhausted", code, syscall, limit) or onPressure("recovered", null, null, limit). */
+static void relay_report(relay_listener *l, const char *what, const char *syscall, int err) {
+  napi_env env = l->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value argv[4];
+  bool ok = napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
+            (err == 0 ? napi_get_null(env, &argv[1]) : napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &argv[1])) == napi_ok &&
+            (syscall == NULL ? napi_get_null(env, &argv[2]) : napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &argv[2])) == napi_ok &&
+            napi_create_int64(env, relay_fd_limit(), &argv[3]) == napi_ok;
+  if (ok) call_js(env, l->on_pressure.fn, l->on_pressure.ctx, 4, argv);
+  napi_close_handle_scope(env, scope);
+}
+
+static void relay_pause_over(uv_timer_t *timer);
+
+/* Stops accepting for the next delay of the episode: 100 ms at first, doubling to 1 s. */
+static void relay_pause(relay_listener *l) {
+  l->pause_ms = l->pause_ms == 0 ? RELAY_PAUSE_FIRST_MS : l->pause_ms * 2;
+  if (l->pause_ms > RELAY_PAUSE_MAX_MS) l->pause_ms = RELAY_PAUSE_MAX_MS;
+  l->pausing = uv_timer_start(&l->pause, relay_pause_over, l->pause_ms, 0) == 0;
+  relay_listener_update(l);
+}
+
+/* Out of fds (`syscall` failed with `err`): pause; the first failure of an episode is reported. */
+static void relay_exhausted(relay_listener *l, const char *syscall, int err) {
+  if (l->closing || l->pausing) return;
+  bool first = l->pause_ms == 0;
+  relay_pause(l);
+  if (first) relay_report(l, "exhausted", syscall, err);
+}
+
+/* Every listener of the group pauses (a relay of one of its connections found no fd). */
+static void relay_group_exhausted(relay_group *g, const char *syscall, int err) {
+  for (relay_listener *l = relay_listeners; l != NULL; l = l->next)
+    if (l->group == g) relay_exhausted(l, syscall, err);
+}
+
+/* 0 if a whole relay's fds (three pipes: six fds) can be opened now, else the errno; they are closed again. */
+static int relay_headroom(void) {
+  int fds[RELAY_FDS];
+  int opened = 0, err = 0;
+  while (opened < RELAY_FDS) {
+    if (pipe2(&fds[opened], O_CLOEXEC) < 0) {
+      err = errno;
+      break;
+    }
+    opened += 2;
+  }
+  for (int i = 0; i < opened; i++) close(fds[i]);
+  return err;
+}
+
+/* The pause is over: accept again if fds are back (reported once), else pause longer. */
+static void relay_pause_over(uv_timer_t *timer) {
+  relay_listener *l = (relay_listener *)timer->data;
+  l->pausing = false;
+  if (l->closing) return;
+  if (relay_headroom() != 0) {
+    relay_pause(l);
+    return;
+  }
+  l->pause_ms = 0;
+  relay_listener_update(l);
+  relay_report(l, "recovered", NULL, 0);
+}
+
+/* A new held connection on the client fd `fd`; NULL if out of memory. */
+static relay_conn *relay_conn_new(relay_listener *l, int fd) {
+  relay_conn *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  c->id = relay_next_id++;
+  if (relay_next_id == 0) relay_next_id = 1;
+  c->env = l->env;
+  c->group = l->group;
+  c->client = fd;
+  c->upstream = -1;
+  c->c2u.pipe_r = c->c2u.pipe_w = c->u2c.pipe_r = c->u2c.pipe_w = -1;
+  c->next = relay_conns;
+  relay_conns = c;
+  c->group->last_ns = monotonic_ns();
+  return c;
+}
+
+/* onAccept(connId): JS holds or relays it. */
+static void relay_announce(relay_listener *l, relay_conn *c) {
+  napi_env env = l->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value arg;
+  if (napi_create_uint32(env, c->id, &arg) == napi_ok) call_js(env, l->on_accept.fn, l->on_accept.ctx, 1, &arg);
+  napi_close_handle_scope(env, scope);
+}
+
+/*
+ * Near the fd limit, is there room to relay one more connection? 0, or the errno of the probe. The kernel gives
+ * the lowest free fd, so when the last accepted fd was k every fd below k was in use: far from the limit this costs
+ * one getrlimit; near it, a probe spares the client an accept without the fds to relay it.
+ */
+static int relay_last_fd = -1;
+static int relay_room(void) {
+  long long limit = relay_fd_limit();
+  if (limit < 0 || relay_last_fd + 2 * RELAY_FDS < limit) return 0;
+  return relay_headroom();
+}
+
+/* Accepts one connection; false when there is nothing more to accept now. */
+static bool relay_accept_one(relay_listener *l) {
+  int room = relay_room();
+  if (room != 0) {
+    relay_exhausted(l, "pipe2", room); /* pipe2 fails only for want of fds (or EFAULT/EINVAL: never here) */
+    return false;
+  }
+  int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+    if (relay_out_of_fds(errno)) {
+      relay_exhausted(l, "accept4", errno);
+      return false;
+    }
+    return true; /* ECONNABORTED, EPROTO, EINTR, ...: that connection only */
+  }
+  relay_last_fd = fd;
+  relay_conn *c = relay_conn_new(l, fd);
+  if (c == NULL) {
+    close(fd); /* reported just below: the client sees a closed connection */
+    relay_exhausted(l, "calloc", ENOMEM);
+    return false;
+  }
+  relay_announce(l, c);
+  return true;
+}
+
+/* Readable listener: accept what waits, at most 64 per loop turn, while JS may take more. */
 static void relay_accept(uv_poll_t *handle, int status, int events) {
   (void)events;
   relay_listener *l = (relay_listener *)handle->data;
-  if (l->closing || status < 0) return;
-  napi_env env = l->env;
-  for (int i = 0; i < 64; i++) {
-    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN: nothing more; other errors: try on the next event */
-    relay_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-      close(fd);
-      return;
-    }
-    c->id = relay_next_id++;
-    if (relay_next_id == 0) relay_next_id = 1;
-    c->env = env;
-    c->group = l->group;
-    c->client = fd;
-    c->upstream = -1;
-    c->c2u.pipe_r = c->c2u.pipe_w = c->u2c.pipe_r = c->u2c.pipe_w = -1;
-    c->next = relay_conns;
-    relay_conns = c;
-    c->group->last_ns = monotonic_ns();
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(env, &scope) == napi_ok) {
-      napi_value arg;
-      if (napi_create_uint32(env, c->id, &arg) == napi_ok) call_js(env, l->on_accept.fn, l->on_accept.ctx, 1, &arg);
-      napi_close_handle_scope(env, scope);
-    }
+  if (status < 0) {
+    l->polling = false; /* libuv stopped the poll (POLLERR) */
+    return;
   }
+  for (int i = 0; i < 64 && !l->closing && !l->full && !l->pausing; i++)
+    if (!relay_accept_one(l)) return;
 }
 
 /* relaySupported() -> true where soad relays with splice. */
@@ -1909,11 +2061,59 @@ static napi_value relay_set_on_close(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* relayListen(fd, group, onAccept(connId)) -> id: accept on a listener (made non-blocking). */
+static void relay_listener_free(relay_listener *l) {
+  callback_free(l->env, &l->on_accept);
+  callback_free(l->env, &l->on_pressure);
+  free(l);
+}
+
+/* Frees the listener once its poll and its pause timer are closed. */
+static void relay_listener_closed(uv_handle_t *handle) {
+  relay_listener *l = (relay_listener *)handle->data;
+  if (--l->handles_open == 0) relay_listener_free(l);
+}
+
+/* Unlinks a listener and closes its handles (freed in their close callbacks). */
+static void relay_unlisten_one(relay_listener *l) {
+  for (relay_listener **p = &relay_listeners; *p != NULL; p = &(*p)->next)
+    if (*p == l) {
+      *p = l->next;
+      break;
+    }
+  l->closing = true;
+  uv_close((uv_handle_t *)&l->poll, relay_listener_closed);
+  uv_close((uv_handle_t *)&l->pause, relay_listener_closed);
+}
+
+/* Makes the listener's poll and pause timer: NULL, or the call that failed (errno set; handles_open: made). */
+static const char *relay_listener_handles(relay_listener *l, uv_loop_t *loop) {
+  int r = uv_poll_init(loop, &l->poll, l->fd);
+  if (r < 0) {
+    errno = -r;
+    return "uv_poll_init";
+  }
+  l->poll.data = l;
+  l->pause.data = l;
+  l->handles_open = 1;
+  r = uv_timer_init(loop, &l->pause); /* cannot fail in libuv; checked all the same */
+  if (r < 0) {
+    errno = -r;
+    return "uv_timer_init";
+  }
+  l->handles_open = 2;
+  return NULL;
+}
+
+/*
+ * relayListen(fd, group, onAccept(connId), onPressure(event, code, syscall, limit)) -> id: accept on a listener
+ * (made non-blocking). onPressure("exhausted", "EMFILE", "accept4", 1024) when it runs out of fds (it pauses),
+ * onPressure("recovered", null, null, 1024) when it accepts again.
+ */
 static napi_value relay_listen(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   int32_t fd, group;
-  if (!get_int(env, argv[0], &fd) || !get_int(env, argv[1], &group)) return throw_type(env, "relayListen(fd, group, onAccept)");
+  if (!get_int(env, argv[0], &fd) || !get_int(env, argv[1], &group))
+    return throw_type(env, "relayListen(fd, group, onAccept, onPressure)");
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return throw_errno(env, "fcntl", errno);
   uv_loop_t *loop;
@@ -1925,26 +2125,30 @@ static napi_value relay_listen(napi_env env, napi_callback_info info) {
     free(l);
     return throw_type(env, "relayListen: onAccept must be a function");
   }
-  l->env = env;
-  l->fd = fd;
-  l->poll.data = l;
-  int r = uv_poll_init(loop, &l->poll, fd);
-  if (r == 0) r = uv_poll_start(&l->poll, UV_READABLE, relay_accept);
-  if (r < 0) {
+  if (!callback_init(env, argv[3], "soad:relay-pressure", &l->on_pressure)) {
     callback_free(env, &l->on_accept);
     free(l);
-    return throw_errno(env, "uv_poll", -r);
+    return throw_type(env, "relayListen: onPressure must be a function");
+  }
+  l->env = env;
+  l->fd = fd;
+  const char *failed = relay_listener_handles(l, loop);
+  if (failed != NULL) {
+    int err = errno;
+    l->closing = true;
+    if (l->handles_open > 0) uv_close((uv_handle_t *)&l->poll, relay_listener_closed);
+    else relay_listener_free(l);
+    return throw_errno(env, failed, err);
   }
   l->id = relay_next_id++;
   l->next = relay_listeners;
   relay_listeners = l;
+  relay_listener_update(l);
+  if (!l->polling) {
+    relay_unlisten_one(l);
+    return throw_errno(env, "uv_poll_start", EINVAL);
+  }
   return make_int(env, l->id);
-}
-
-static void relay_listener_closed(uv_handle_t *handle) {
-  relay_listener *l = (relay_listener *)handle->data;
-  callback_free(l->env, &l->on_accept);
-  free(l);
 }
 
 /* relayUnlisten(id): stops accepting (the listener fd stays soad's). */
@@ -1952,15 +2156,59 @@ static napi_value relay_unlisten(napi_env env, napi_callback_info info) {
   ARGS(1);
   uint32_t id;
   if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "relayUnlisten(id)");
-  for (relay_listener **p = &relay_listeners; *p != NULL; p = &(*p)->next)
-    if ((*p)->id == id) {
-      relay_listener *l = *p;
-      *p = l->next;
-      l->closing = true;
-      uv_close((uv_handle_t *)&l->poll, relay_listener_closed);
+  for (relay_listener *l = relay_listeners; l != NULL; l = l->next)
+    if (l->id == id) {
+      relay_unlisten_one(l);
       break;
     }
   return make_undefined(env);
+}
+
+/* relayHold(group, full): full = JS holds as many connections as it may: the group's listeners stop accepting. */
+static napi_value relay_hold(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t group;
+  bool full;
+  if (!get_int(env, argv[0], &group) || !get_bool(env, argv[1], &full)) return throw_type(env, "relayHold(group, full)");
+  for (relay_listener *l = relay_listeners; l != NULL; l = l->next)
+    if (l->group->id == group) {
+      l->full = full;
+      relay_listener_update(l);
+    }
+  return make_undefined(env);
+}
+
+/* relayFdLimit() -> RLIMIT_NOFILE's soft limit, -1 if unlimited. */
+static napi_value relay_fd_limit_js(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_int(env, relay_fd_limit());
+}
+
+#ifdef RELAY_SPLICE
+/* The connection's two pipes (one per direction); 0 or the errno of pipe2, with nothing left open. */
+static int relay_pipes(relay_conn *c) {
+  int a[2], b[2];
+  if (pipe2(a, O_CLOEXEC | O_NONBLOCK) < 0) return errno;
+  if (pipe2(b, O_CLOEXEC | O_NONBLOCK) < 0) {
+    int err = errno;
+    close(a[0]);
+    close(a[1]);
+    return err;
+  }
+  fcntl(a[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE); /* best effort: the default is 64 KiB */
+  fcntl(b[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
+  c->c2u.pipe_r = a[0];
+  c->c2u.pipe_w = a[1];
+  c->u2c.pipe_r = b[0];
+  c->u2c.pipe_w = b[1];
+  return 0;
+}
+#endif
+
+/* A relay could not be set up (`syscall` failed): out of fds, its group stops accepting for a while; throws. */
+static napi_value relay_setup_failed(napi_env env, relay_conn *c, const char *syscall, int err) {
+  if (relay_out_of_fds(err)) relay_group_exhausted(c->group, syscall, err);
+  return throw_errno(env, syscall, err);
 }
 
 /*
@@ -2008,7 +2256,7 @@ static napi_value relay_connect(napi_env env, napi_callback_info info) {
   }
   free(target);
   int fd = socket_cloexec(family, true);
-  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (fd < 0) return relay_setup_failed(env, c, "socket", errno);
   if (family != AF_UNIX) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -2023,25 +2271,11 @@ static napi_value relay_connect(napi_env env, napi_callback_info info) {
   }
 #ifdef RELAY_SPLICE
   if (c->c2u.pipe_r < 0) {
-    int a[2], b[2];
-    if (pipe2(a, O_CLOEXEC | O_NONBLOCK) < 0) {
-      int err = errno;
+    int err = relay_pipes(c);
+    if (err != 0) {
       close(fd);
-      return throw_errno(env, "pipe2", err);
+      return relay_setup_failed(env, c, "pipe2", err);
     }
-    if (pipe2(b, O_CLOEXEC | O_NONBLOCK) < 0) {
-      int err = errno;
-      close(fd);
-      close(a[0]);
-      close(a[1]);
-      return throw_errno(env, "pipe2", err);
-    }
-    fcntl(a[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE); /* best effort: the default is 64 KiB */
-    fcntl(b[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
-    c->c2u.pipe_r = a[0];
-    c->c2u.pipe_w = a[1];
-    c->u2c.pipe_r = b[0];
-    c->u2c.pipe_w = b[1];
   }
 #endif
   if (!callback_init(env, argv[3], "soad:relay-connect", &c->on_connect)) {
@@ -2226,6 +2460,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"relayConnect", NULL, relay_connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayClose", NULL, relay_close_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayStats", NULL, relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayHold", NULL, relay_hold, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayFdLimit", NULL, relay_fd_limit_js, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
