@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1367,6 +1368,17 @@ static int join_cgroup(int dirfd) {
   return w == 1 ? 0 : -1;
 }
 
+/* Node raises its soft RLIMIT_NOFILE to the hard limit at start; an app must not inherit that: a soft limit above
+ * FD_SETSIZE breaks apps that use select(). As systemd does (FORK_RLIMIT_NOFILE_SAFE), 1024 if it was higher; an
+ * app that wants more raises it itself, up to the hard limit it keeps. */
+static const char *child_limit_nofile(void) {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) < 0) return "getrlimit(RLIMIT_NOFILE)";
+  if (limit.rlim_cur <= 1024) return NULL;
+  limit.rlim_cur = 1024;
+  return setrlimit(RLIMIT_NOFILE, &limit) < 0 ? "setrlimit(RLIMIT_NOFILE)" : NULL;
+}
+
 /* Runs in the child between fork and exec: async-signal-safe calls only. Never returns. */
 static void child_exec(const spawn_spec *s, int errfd, pid_t parent, char *listen_pid_slot) {
   int err;
@@ -1389,6 +1401,7 @@ static void child_exec(const spawn_spec *s, int errfd, pid_t parent, char *liste
   if (setsid() < 0) { step = "setsid"; goto fail; }
   if (s->cgroup_fd >= 0 && !s->in_cgroup && join_cgroup(s->cgroup_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
   child_fix_stdio();
+  if ((step = child_limit_nofile()) != NULL) goto fail;
   if ((step = child_switch_user(s)) != NULL) goto fail;
   if (s->pdeathsig && (step = child_die_with_parent(parent)) != NULL) goto fail;
   /* After the switch: the app's user must be able to enter its working directory. */
@@ -1625,7 +1638,6 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
  * are reported to JS (onPressure). JS also stops accepting while it holds as many connections as it may
  * (relayHold): they wait in the kernel's backlog instead.
  */
-#include <sys/resource.h>
 
 #if defined(__linux__) && defined(SPLICE_F_NONBLOCK)
 #define RELAY_SPLICE 1

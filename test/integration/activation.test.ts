@@ -40,6 +40,10 @@ describe("activation over a UNIX socket", () => {
       const fds = Fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b)
       expect(fds).toEqual([0, 1, 2, 3])
       expect(Fs.readlinkSync(`/proc/${pid}/fd/3`)).toMatch(/^socket:/)
+      // Node raised soad's own soft limit to the hard one; the app gets select()'s 1024 back, as under systemd
+      const limits = Fs.readFileSync(`/proc/${pid}/limits`, "utf8")
+      const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)![1])
+      expect(soft).toBeLessThanOrEqual(1024)
     } finally {
       client.destroy()
     }
