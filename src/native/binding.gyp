@@ -2,9 +2,14 @@
   "targets": [
     {
       "target_name": "soad",
-      "sources": ["soad.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
-      "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"] }
+      "sources": [
+        "soad.c", "napi.c", "sys.c", "listen.c", "poll.c", "count.c", "spawn.c", "relay.c", "notify.c", "peer.c",
+        "users.c"
+      ],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes", "-fvisibility=hidden", "-O2"],
+      "xcode_settings": {
+        "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes", "-fvisibility=hidden"]
+      }
     }
   ],
   "conditions": [

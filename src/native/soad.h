@@ -1,0 +1,59 @@
+/*
+ * soad.h: the functions soad.c's module table exports to JS, by the file that holds them. Each reads its arguments
+ * (napi.h), calls plain C that makes the syscalls, and returns a value or throws.
+ */
+#ifndef SOAD_H
+#define SOAD_H
+
+#include "napi.h"
+
+/* listen.c */
+napi_value listen_unix(napi_env env, napi_callback_info info);
+napi_value chmod_socket(napi_env env, napi_callback_info info);
+napi_value listen_tcp(napi_env env, napi_callback_info info);
+napi_value probe_unix(napi_env env, napi_callback_info info);
+napi_value socket_info(napi_env env, napi_callback_info info);
+napi_value local_address(napi_env env, napi_callback_info info);
+napi_value dup_fd(napi_env env, napi_callback_info info);
+napi_value set_cloexec(napi_env env, napi_callback_info info);
+napi_value close_fd(napi_env env, napi_callback_info info);
+napi_value pending(napi_env env, napi_callback_info info);
+
+/* poll.c */
+napi_value watch(napi_env env, napi_callback_info info);
+napi_value unwatch(napi_env env, napi_callback_info info);
+
+/* count.c */
+napi_value count_start(napi_env env, napi_callback_info info);
+napi_value count_read(napi_env env, napi_callback_info info);
+napi_value count_stop(napi_env env, napi_callback_info info);
+napi_value count_owner(napi_env env, napi_callback_info info);
+napi_value sentinel_memory_new(napi_env env, napi_callback_info info);
+napi_value sentinel_read(napi_env env, napi_callback_info info);
+napi_value sentinel_free(napi_env env, napi_callback_info info);
+
+/* spawn.c */
+napi_value spawn(napi_env env, napi_callback_info info);
+
+/* users.c */
+napi_value lookup_user(napi_env env, napi_callback_info info);
+napi_value lookup_group(napi_env env, napi_callback_info info);
+
+/* notify.c */
+napi_value notify(napi_env env, napi_callback_info info);
+
+/* peer.c */
+napi_value peer_credentials(napi_env env, napi_callback_info info);
+
+/* relay.c */
+napi_value relay_supported(napi_env env, napi_callback_info info);
+napi_value relay_set_on_close(napi_env env, napi_callback_info info);
+napi_value relay_listen(napi_env env, napi_callback_info info);
+napi_value relay_unlisten(napi_env env, napi_callback_info info);
+napi_value relay_connect(napi_env env, napi_callback_info info);
+napi_value relay_close_js(napi_env env, napi_callback_info info);
+napi_value relay_stats(napi_env env, napi_callback_info info);
+napi_value relay_hold(napi_env env, napi_callback_info info);
+napi_value relay_fd_limit_js(napi_env env, napi_callback_info info);
+
+#endif
