@@ -70,7 +70,27 @@ describe("the package", () => {
       files: Array<{ path: string }>
     }
     const files = info.files.map((file) => file.path)
-    for (const file of ["dist/bin.js", "dist/index.js", "dist/index.d.ts", "src/native/soad.c", "src/native/binding.gyp", "src/native/prebuilds/linux-x64/node.node", "UNLICENSE", "README.md"]) {
+    // every native source (to build from source elsewhere), the prebuilt addon and its helper programs
+    const native = Path.join(root, "src", "native")
+    const sources = [
+      ...Fs.readdirSync(native).filter((name) => /\.[ch]$/.test(name)).map((name) => `src/native/${name}`),
+      ...Fs.readdirSync(Path.join(native, "helper")).filter((name) => name.endsWith(".c")).map((name) => `src/native/helper/${name}`)
+    ]
+    expect(sources.length).toBeGreaterThan(10)
+    for (
+      const file of [
+        "dist/bin.js",
+        "dist/index.js",
+        "dist/index.d.ts",
+        ...sources,
+        "src/native/binding.gyp",
+        "src/native/prebuilds/linux-x64/node.node",
+        "src/native/prebuilds/linux-x64/soad-sentinel",
+        "src/native/prebuilds/linux-x64/soad-guard",
+        "UNLICENSE",
+        "README.md"
+      ]
+    ) {
       expect(files).toContain(file)
     }
     expect(files.some((file) => file.startsWith("test/") || file.includes("/build/") || file === "dist/bench.js")).toBe(false)
