@@ -5,7 +5,11 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import type * as Address from "../src/Address.js"
 import type * as Relay from "../src/internal/relay.js"
 import type { Endpoint } from "../src/internal/connections.js"
@@ -244,18 +248,27 @@ export class RelayWorld {
 
   /** Connections held: accepted, neither relayed nor closed. */
   get held(): Array<FakeConn> {
-    return this.conns.filter((conn) => conn.relayedAs === undefined && !conn.closed)
+    return this.conns.filter((conn) => conn.relayedAs === undefined && !conn.closed && !this.backlog.includes(conn))
   }
 
-  /** A client connects (soad accepts it at once), now. */
+  /** Connections waiting in the backlog while soad holds as many as it may (hold(true)). */
+  readonly backlog: Array<FakeConn> = []
+  private full = false
+
+  /** A client connects, now: soad accepts it at once, unless it holds as many as it may. */
   connect(): Effect.Effect<FakeConn> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
       const conn: FakeConn = { id: this.nextId++, target: undefined, relayedAs: undefined, closed: false, gone: false }
       this.conns.push(conn)
-      this.last = now
-      this.onArrive?.(conn.id)
+      if (this.full) this.backlog.push(conn)
+      else this.accept(conn, now)
       return conn
     })
+  }
+
+  private accept(conn: FakeConn, now: number): void {
+    this.last = now
+    this.onArrive?.(conn.id)
   }
 
   /** Bytes pass on a relayed connection, now. */
@@ -304,7 +317,11 @@ export class RelayWorld {
       fake.target = target
       fake.relayedAs = this.relayedCount++
     },
-    hold: (full) => void this.holds.push(full),
+    hold: (full) => {
+      this.holds.push(full)
+      this.full = full
+      while (!this.full && this.backlog.length > 0) this.accept(this.backlog.shift()!, this.last ?? 0)
+    },
     close: (conn) => void (this.find(conn).closed = true),
     closeRelayed: () => this.relayed.forEach((conn) => (conn.closed = true)),
     gone: (conn) => this.find(conn).gone,
@@ -332,3 +349,30 @@ export class RelayWorld {
 /** An Error as the native binding throws it. */
 export const nativeError = (syscall: string, errno: number, message: string): Error =>
   Object.assign(new Error(`${syscall}: ${message}`), { errno, syscall })
+
+/** A structured event as soad logs it (src/Logging.ts `event`): its name, level and fields, and the message. */
+export interface LoggedEvent {
+  readonly name: string
+  readonly level: string
+  readonly fields: Readonly<Record<string, unknown>>
+  readonly message: string
+}
+
+/** Captures every event logged under the returned layer (the only logger), debug ones too, in order. */
+export const captureEvents = (): { readonly events: Array<LoggedEvent>; readonly layer: Layer.Layer<never> } => {
+  const events: Array<LoggedEvent> = []
+  const layer = Layer.merge(Logger.minimumLogLevel(LogLevel.Debug), Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ annotations, logLevel, message }) => {
+      const fields: Record<string, unknown> = {}
+      for (const [key, value] of HashMap.toEntries(annotations)) if (key !== "event") fields[key] = value
+      events.push({
+        name: String(Option.getOrElse(HashMap.get(annotations, "event"), () => "")),
+        level: logLevel.label,
+        fields,
+        message: Array.isArray(message) ? message.join(" ") : String(message)
+      })
+    })
+  ))
+  return { events, layer }
+}
