@@ -53,7 +53,8 @@ export const listen = (
         "warn",
         "fallback",
         "open connections cannot be seen on this platform: the app counts as idle after -t without new connections, " +
-          "even while a connection it accepted is still open"
+          "even while a connection it accepted is still open",
+        { missing: "open_connections" }
       )
     }
     if (!sockets.exactCounting) {
@@ -61,7 +62,8 @@ export const listen = (
         "warn",
         "fallback",
         "exact connection counting is not available on this platform: activity is seen through readability, " +
-          "so a connection the app accepts at once may not reset the idle timer"
+          "so a connection the app accepts at once may not reset the idle timer",
+        { missing: "exact_counting" }
       )
     }
     return listeners as ReadonlyArray<Listener>

@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { createRequire } from "node:module"
 import * as Activator from "../../src/Activator.js"
 import * as Config from "../../src/Config.js"
 import * as Registry from "../../src/Registry.js"
@@ -151,4 +152,9 @@ describe("Proxy", () => {
       expect((yield* handle.status).state).toBe("stopped")
       expect(relay.relayed).toEqual([])
     }))
+
+  it("runs on the fakes alone: the native binding is never loaded", () => {
+    const addons = Object.keys(createRequire(import.meta.url).cache).filter((path) => path.endsWith(".node"))
+    expect(addons).toEqual([])
+  })
 })
