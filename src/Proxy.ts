@@ -12,76 +12,25 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
-import * as Net from "node:net"
 import * as Address from "./Address.js"
-import { Budget } from "./Budget.js"
 import type * as Config from "./Config.js"
-import * as Backoff from "./internal/backoff.js"
-import * as Connections from "./internal/connections.js"
-import * as Format from "./internal/format.js"
-import {
-  conclude,
-  count,
-  logFailing,
-  makeTracker,
-  now,
-  onShutdown,
-  type Outcome,
-  preciseNow,
-  register,
-  type Run,
-  spawnRequest,
-  type Tracker
-} from "./internal/lifecycle.js"
+import * as Idle from "./internal/idle.js"
+import { now, spawnRequest } from "./internal/lifecycle.js"
 import * as Relay from "./internal/relay.js"
+import * as Run from "./internal/run.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
-import type { App } from "./ProcessService.js"
-import { ProcessService } from "./ProcessService.js"
-import type { Listener, SocketService } from "./SocketService.js"
+import type { ProcessService } from "./ProcessService.js"
+import { type Conn, RelayService, type Target } from "./RelayService.js"
+import type { Listener } from "./SocketService.js"
 
-const describe = (target: Relay.Target) => "path" in target ? target.path : Address.format({ _tag: "Tcp", ...target })
-
-/** A free TCP port on 127.0.0.1 (for `--upstream auto`). */
-const freePort = Effect.async<number, Error>((resume) => {
-  const server = Net.createServer()
-  server.once("error", (error) => resume(Effect.fail(error)))
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as Net.AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-/**
- * Completes once the app accepts on `target`. On Linux soad looks for its listening socket in /proc/net, so the
- * app sees no connection of soad's own; elsewhere it connects and closes at once.
- */
-const awaitListening = (target: Relay.Target): Effect.Effect<void> => {
-  const check: Effect.Effect<boolean> = Connections.available()
-    ? Effect.sync(() => Connections.listening(target))
-    : Effect.async<boolean>((resume) => {
-      const probe = Net.connect(target)
-      probe.once("connect", () => {
-        probe.destroy()
-        resume(Effect.succeed(true))
-      })
-      probe.once("error", () => resume(Effect.succeed(false)))
-      return Effect.sync(() => probe.destroy())
-    })
-  return Effect.asVoid(Effect.repeat(check, { schedule: upstreamRetry, until: (up) => up }))
-}
-
-/** Looks for the app while it starts: from 10 ms, growing, at most 250 ms apart. */
-const upstreamRetry = Schedule.exponential("10 millis", 1.5).pipe(Schedule.union(Schedule.spaced("250 millis")))
+const describe = (target: Target) => "path" in target ? target.path : Address.format({ _tag: "Tcp", ...target })
 
 /** What the relayer reports: fd exhaustion and recovery, a connection that could not be relayed, held ones full. */
 type Notice = Relay.Pressure | ({ readonly _tag: "Failed" } & Relay.Failure) | { readonly _tag: "Full" }
@@ -139,29 +88,36 @@ const report = (
     }
   }, { discard: true })
 
-/**
- * Serves a service in proxy mode on listeners already open, forever; interrupting it stops the app gracefully
- * and closes every connection.
- */
-export const serve = (
-  config: Config.ServiceConfig,
-  listeners: ReadonlyArray<Listener>,
-  upstream: Config.Upstream
-): Effect.Effect<never, never, SocketService | ProcessService> =>
+/** Where the app is asked to listen, and what it is told of it (PORT with `--upstream auto`). */
+const upstreamOf = (relay: RelayService["Type"], upstream: Config.Upstream) =>
   Effect.gen(function*() {
-    const processes = yield* ProcessService
-    const clock = yield* Effect.clock
-    const service = config.name
-    const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
-    const tracker: Tracker = yield* makeTracker
-    const relayer = Relay.make(clock)
+    const address: Target = upstream._tag === "Auto"
+      ? { host: "127.0.0.1", port: yield* Effect.orDie(relay.freePort) }
+      : upstream._tag === "Unix"
+      ? { path: upstream.path }
+      : { host: upstream.host, port: upstream.port }
+    const env: Record<string, string> = upstream._tag === "Auto" && "port" in address
+      ? { PORT: String(address.port), SOAD_UPSTREAM: describe(address) }
+      : { SOAD_UPSTREAM: describe(address) }
+    return { address, env }
+  })
+
+/**
+ * Proxy mode: soad accepts on the listeners itself; a held connection (or `soad wake`) starts the app, which is
+ * ready once its upstream address listens; the held connections are relayed then, in arrival order; activity is
+ * a connection opened or a byte relayed; on a failed start the held connections are closed.
+ */
+const proxy = (relay: RelayService["Type"], upstream: Config.Upstream) => (service: Run.Service) =>
+  Effect.gen(function*() {
+    const { config, listeners, tracker } = service
+    const relayer = yield* relay.relayer
     /** Connections waiting for the app, in arrival order. */
-    const held: Array<Relay.Conn> = []
+    const held: Array<Conn> = []
     /** Where connections go now; undefined while no app accepts (they are held). */
-    let target: Relay.Target | undefined
-    /** Activity soad itself caused (a start): the relayer reports the rest. */
-    let started = 0
-    const maxHeld = config.maxHeld ?? Relay.defaultMaxHeld(Relay.fdLimit())
+    let target: Target | undefined
+    const maxHeld = config.maxHeld ?? Relay.defaultMaxHeld(yield* relay.fdLimit)
+    /** What the relayer reports from its callbacks, logged by one fiber in order. */
+    const notices = yield* Queue.unbounded<Notice>()
     /** Stops accepting while `maxHeld` connections are held, accepts again below. */
     let full = false
     const updateHold = () => {
@@ -170,12 +126,10 @@ export const serve = (
       relayer.hold(full)
       if (full) Queue.unsafeOffer(notices, { _tag: "Full" })
     }
-    /** What the relayer reports from its callbacks, logged by one fiber in order. */
-    const notices = yield* Queue.unbounded<Notice>()
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const batch = yield* Queue.takeBetween(notices, 1, Number.MAX_SAFE_INTEGER)
       const stats = yield* relayer.stats
-      yield* report(service, Chunk.toReadonlyArray(batch), { held: held.length, relayed: stats.open, maxHeld })
+      yield* report(config.name, Chunk.toReadonlyArray(batch), { held: held.length, relayed: stats.open, maxHeld })
     })))
     const onFail = (failure: Relay.Failure) => Queue.unsafeOffer(notices, { _tag: "Failed", ...failure })
     /** A connection is held (false) or `soad wake` asked (true). */
@@ -184,13 +138,6 @@ export const serve = (
       Effect.sync(() => tracker.wake.subscribe(() => Queue.unsafeOffer(arrived, true))),
       (unsubscribe) => Effect.sync(unsubscribe)
     )
-    const lastActivity = Effect.map(relayer.stats, (stats) => Math.max(started, stats.lastActivity ?? 0))
-    yield* register(config, listeners, tracker, backoff, Effect.map(relayer.stats, (stats) => ({
-      openConnections: stats.open + held.length,
-      relayedBytes: { in: stats.bytesIn, out: stats.bytesOut }
-    })))
-
-    // soad accepts on its listeners itself.
     yield* relayer.listen(listeners.map((listener) => listener.fd), (conn) => {
       if (target !== undefined) return relayer.connect(conn, target, onFail)
       held.push(conn)
@@ -200,11 +147,11 @@ export const serve = (
     yield* Effect.addFinalizer(() => Effect.sync(() => held.splice(0).forEach(relayer.close)))
 
     /** Held connections whose client is still there. */
-    const waiting = () => {
+    const waiting = Effect.sync(() => {
       for (let i = held.length - 1; i >= 0; i--) if (relayer.gone(held[i]!)) held.splice(i, 1)
       updateHold()
       return held.length
-    }
+    })
 
     const dropHeld = (why: string) =>
       Effect.suspend(() => {
@@ -218,126 +165,66 @@ export const serve = (
           })
       })
 
-    const runApp = (wake: boolean, pendingSince: number) =>
-      Effect.gen(function*() {
-        const address: Relay.Target = upstream._tag === "Auto"
-          ? { host: "127.0.0.1", port: yield* Effect.orDie(freePort) }
-          : upstream._tag === "Unix"
-          ? { path: upstream.path }
-          : { host: upstream.host, port: upstream.port }
-        const env: Record<string, string> = upstream._tag === "Auto" && "port" in address
-          ? { PORT: String(address.port), SOAD_UPSTREAM: describe(address) }
-          : { SOAD_UPSTREAM: describe(address) }
-        const stop = yield* Deferred.make<string>()
-        const done = yield* Deferred.make<void>()
-        yield* Effect.addFinalizer(() =>
-          Deferred.succeed(done, undefined).pipe(
-            Effect.zipRight(Ref.set(tracker.run, Option.none())),
-            Effect.zipRight(Ref.set(tracker.phase, { phase: "idle", pid: undefined, startedAt: undefined }))
-          )
-        )
-        yield* Ref.set(tracker.run, Option.some({ stop, done, lastActivity }))
-        const budget = yield* Effect.serviceOption(Budget)
-        if (Option.isSome(budget)) {
-          yield* budget.value.reserve(service, {
-            lastActivity,
-            evict: (reason) => Deferred.succeed(stop, reason).pipe(Effect.zipRight(Deferred.await(done)))
-          })
-        }
-        // The app gets no socket in this mode: it binds its upstream address itself.
-        const spawned = yield* Effect.either(
-          processes.spawn({ ...spawnRequest(config, [], env), fds: [], fdNames: [] }, {
-            signal: config.shutdownSignal,
-            timeout: config.stopTimeout
-          })
-        )
-        if (Either.isLeft(spawned)) {
-          const state = yield* backoff.failed
-          yield* count(tracker, "failedStarts")
-          yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
-          yield* event("error", "start_failed", `cannot start the app: ${spawned.left.message}`, { code: spawned.left.code })
-          yield* dropHeld("the app cannot start")
-          return yield* logFailing(state, yield* now)
-        }
-        const app: App = spawned.right
-        const startedAt = yield* now
-        started = startedAt
-        yield* Ref.set(tracker.phase, { phase: "starting", pid: app.pid, startedAt })
-        yield* count(tracker, "activations")
-        yield* Metric.increment(Metrics.forService(Metrics.activations, service))
-        yield* event(
-          "info",
-          "started",
-          `app started (pid ${app.pid}, ${
-            wake ? "on request" : `${Format.millis((yield* preciseNow) - pendingSince)} after the connection`
-          }; upstream ${describe(address)})`,
-          { pid: app.pid, upstream: describe(address), trigger: wake ? "wake" : "connection" }
-        )
-        const run: Run = {
-          config,
-          tracker,
-          backoff,
-          app,
-          startedAt,
-          // new connections are held while the app stops; the relays left are closed once it has exited
-          beforeStop: Effect.sync(() => (target = undefined)),
-          afterStop: Effect.sync(() => relayer.closeRelayed()),
-          afterFailure: dropHeld
-        }
-        const watch = Effect.gen(function*() {
-          const up = yield* Effect.raceFirst(
-            Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
-            awaitListening(address).pipe(
-              Effect.timeoutOption(config.startTimeout),
-              Effect.map((ready) => (Option.isSome(ready) ? undefined : ({ _tag: "NotReady" } as Outcome)))
-            )
-          )
-          if (up !== undefined) return up
-          // Up: the held connections go first, in arrival order.
-          yield* Ref.set(tracker.phase, { phase: "running", pid: app.pid, startedAt })
-          const coldStart = (yield* preciseNow) - pendingSince
-          if (!wake) yield* Metric.update(Metrics.forService(Metrics.coldStart, service), coldStart / 1000)
-          yield* event("debug", "ready", `the app accepts on ${describe(address)} (${Format.millis(coldStart)})`, {
-            pid: app.pid,
-            cold_start_ms: Number(coldStart.toFixed(3))
-          })
-          started = yield* now
-          for (const conn of held.splice(0)) relayer.connect(conn, address, onFail)
-          target = address
-          updateHold()
-          return yield* Effect.raceFirst(
-            Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status })),
-            Effect.gen(function*() {
-              const idle = Duration.toMillis(config.idleTimeout)
-              for (;;) {
-                const t = yield* now
-                const last = yield* lastActivity
-                if (t >= last + idle) return { _tag: "Idle", idleFor: t - last } satisfies Outcome
-                yield* Effect.sleep(Duration.millis(last + idle - t))
-              }
-            })
-          )
-        })
-        const outcome = yield* Effect.raceFirst(
-          watch,
-          Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
-        ).pipe(onShutdown(run))
-        target = undefined
-        yield* conclude(run, outcome, `did not listen on ${describe(address)}`)
-      }).pipe(Effect.scoped)
+    const rule: Idle.Rule = { idleMillis: Duration.toMillis(config.idleTimeout), recheckMillis: 0 }
 
-    return yield* Effect.forever(Effect.gen(function*() {
-      // A held connection (or `soad wake`) starts the app.
-      const wake = yield* Queue.take(arrived)
-      if (!wake && waiting() === 0) return // it went away while it waited
-      const pendingSince = yield* preciseNow
-      const { notBefore } = yield* backoff.state
-      const t = yield* now
-      if (!wake && notBefore > t) {
-        yield* Effect.sleep(Duration.millis(notBefore - t))
-        if (waiting() === 0) return
-      }
-      yield* runApp(wake, pendingSince)
-      if (held.length > 0) yield* Queue.offer(arrived, false) // came while it stopped: start again
-    }))
-  }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))
+    const session = (_trigger: Run.Trigger, activity: Ref.Ref<number>) =>
+      Effect.gen(function*() {
+        const { address, env } = yield* upstreamOf(relay, upstream)
+        const lastActivity = Effect.zipWith(Ref.get(activity), relayer.stats, (own, stats) => Math.max(own, stats.lastActivity ?? own))
+        return {
+          // The app gets no socket in this mode: it binds its upstream address itself.
+          request: { ...spawnRequest(config, [], env), fds: [], fdNames: [] },
+          lastActivity,
+          startedNote: `; upstream ${describe(address)}`,
+          startedFields: { upstream: describe(address) },
+          accepts: `on ${describe(address)}`,
+          notReady: `did not listen on ${describe(address)}`,
+          awaitReady: relay.awaitListening(address),
+          // Up: the idle time starts now, and the held connections go first, in arrival order.
+          onReady: Effect.flatMap(now, (t) =>
+            Effect.zipRight(
+              Ref.set(activity, t),
+              Effect.sync(() => {
+                for (const conn of held.splice(0)) relayer.connect(conn, address, onFail)
+                target = address
+                updateHold()
+              })
+            )),
+          // Exact activity: an open connection with no bytes for -t does not keep the app.
+          look: Effect.zipWith(now, lastActivity, (t, last) => Idle.decide(rule, { now: t, lastActivity: last, pending: false, open: 0 })),
+          hooks: {
+            // new connections are held while the app stops; the relays left are closed once it has exited
+            beforeStop: Effect.sync(() => (target = undefined)),
+            afterStop: Effect.sync(() => relayer.closeRelayed()),
+            afterFailure: dropHeld
+          }
+        } satisfies Run.Session
+      })
+
+    return {
+      // A held connection (or `soad wake`) starts the app; held ones left from the last run first.
+      next: Effect.gen(function*() {
+        const polled = yield* Queue.poll(arrived)
+        const wake = Option.isSome(polled) ? polled.value : held.length > 0 ? false : yield* Queue.take(arrived)
+        if (!wake && (yield* waiting) === 0) return undefined // it went away while it waited
+        return wake ? { _tag: "Wake" } : { _tag: "Connection" }
+      }),
+      stillWaiting: Effect.map(waiting, (count) => count > 0),
+      session,
+      status: Effect.map(relayer.stats, (stats) => ({
+        openConnections: stats.open + held.length,
+        relayedBytes: { in: stats.bytesIn, out: stats.bytesOut }
+      }))
+    } satisfies Run.Mode<never>
+  })
+
+/**
+ * Serves a service in proxy mode on listeners already open, forever; interrupting it stops the app gracefully
+ * and closes every connection.
+ */
+export const serve = (
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  upstream: Config.Upstream
+): Effect.Effect<never, never, RelayService | ProcessService> =>
+  Effect.flatMap(RelayService, (relay) => Run.serve(config, listeners, proxy(relay, upstream)))

@@ -22,6 +22,7 @@ import type * as ConfigFile from "./ConfigFile.js"
 import { unitOf } from "./internal/lifecycle.js"
 import { ListenError } from "./internal/listeners.js"
 import { ProcessService } from "./ProcessService.js"
+import type { RelayService } from "./RelayService.js"
 import { type Listener, SocketService } from "./SocketService.js"
 
 /** An open listener shared by whichever services use its address. */
@@ -51,12 +52,12 @@ export interface Supervisor {
  */
 export const start = (
   file: ConfigFile.FileConfig
-): Effect.Effect<Supervisor, ListenError, SocketService | ProcessService | Scope.Scope> =>
+): Effect.Effect<Supervisor, ListenError, SocketService | ProcessService | RelayService | Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
     const processes = yield* ProcessService
     const outer = yield* Effect.scope
-    const context = yield* Effect.context<SocketService | ProcessService>()
+    const context = yield* Effect.context<SocketService | ProcessService | RelayService>()
     const budget = yield* Budget.make(file.budget)
     const pool = new Map<string, Pooled>()
     const running = new Map<string, Running>()

@@ -16,11 +16,13 @@ import * as Cli from "./Cli.js"
 import { NativeBindingError } from "./internal/native.js"
 import * as Logging from "./Logging.js"
 import * as ProcessService from "./ProcessService.js"
+import * as RelayService from "./RelayService.js"
 import * as SocketService from "./SocketService.js"
 
 const MainLive = Layer.mergeAll(
   Layer.provideMerge(Cli.killOnSecondSignal, ProcessService.layer),
   SocketService.layer,
+  RelayService.layer,
   NodeFileSystem.layer,
   NodePath.layer,
   NodeTerminal.layer

@@ -17,6 +17,9 @@ export * as Config from "./Config.js"
 /** Listening sockets: open, wait for a pending connection, count arrivals. */
 export * as SocketService from "./SocketService.js"
 
+/** Proxy mode's relay: accept, hold, relay to the app's own address. */
+export * as RelayService from "./RelayService.js"
+
 /** The app's process: spawn with the listeners, stop gracefully. */
 export * as ProcessService from "./ProcessService.js"
 

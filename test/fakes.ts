@@ -1,14 +1,20 @@
 /**
- * Fake layers for the Activator's unit tests: the same SocketService and ProcessService tags, with sockets
- * and processes that a test drives by hand. The ProcessService is the real one (`ProcessService.make`) over
- * a fake driver, so its stop logic is under test too.
+ * Fake layers for the Activator's unit tests: the same SocketService, ProcessService and RelayService tags, with
+ * sockets, processes and relayed connections that a test drives by hand. The ProcessService is the real one
+ * (`ProcessService.make`) over a fake driver, so its stop logic is under test too.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import type * as Address from "../src/Address.js"
+import type * as Relay from "../src/internal/relay.js"
 import type { Endpoint } from "../src/internal/connections.js"
 import * as ProcessService from "../src/ProcessService.js"
+import { type Conn, RelayService, type Target } from "../src/RelayService.js"
 import type * as Signal from "../src/Signal.js"
 import { type Listener, SocketService } from "../src/SocketService.js"
 
@@ -190,13 +196,183 @@ export class World {
     }
   }
 
-  /** Layers with this world's sockets and processes. */
-  readonly layer: Layer.Layer<SocketService | ProcessService.ProcessService> = Layer.merge(
+  /** The relay of proxy mode: connections soad accepted, held or relayed. */
+  readonly relay = new RelayWorld()
+
+  /** Layers with this world's sockets, processes and relay. */
+  readonly layer: Layer.Layer<SocketService | ProcessService.ProcessService | RelayService> = Layer.mergeAll(
     Layer.succeed(SocketService, this.sockets),
-    Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver))
+    Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver)),
+    Layer.succeed(RelayService, this.relay.service)
   )
+}
+
+/** A connection the fake relay accepted: where it went, and whether soad closed it. */
+export interface FakeConn {
+  readonly id: number
+  /** Where it was relayed (undefined while held). */
+  target: Target | undefined
+  /** The order in which it was relayed (0, 1, …); undefined while held. */
+  relayedAs: number | undefined
+  closed: boolean
+  /** The client went away. */
+  gone: boolean
+}
+
+/** The fake world of proxy mode: clients connect, apps listen (or not) on their upstream address, bytes flow. */
+export class RelayWorld {
+  readonly conns: Array<FakeConn> = []
+  /** The upstream addresses apps listen on now (by description); apps are up once theirs is here. */
+  private readonly up = new Set<string>()
+  /** Each hold(full) call, in order. */
+  readonly holds: Array<boolean> = []
+  /** The next relays fail (the app refuses), with this errno name. */
+  refuse: string | undefined = undefined
+  fdLimit: number | undefined = 1024
+  private nextId = 1
+  private relayedCount = 0
+  private bytes = 0
+  private last: number | undefined
+  private onArrive: ((conn: Conn) => void) | undefined
+  private onPressure: ((pressure: Relay.Pressure) => void) | undefined
+  private upWaiters = new Set<() => void>()
+
+  private key(target: Target): string {
+    return "path" in target ? target.path : `${target.host}:${target.port}`
+  }
+
+  /** Connections being relayed now. */
+  get relayed(): Array<FakeConn> {
+    return this.conns.filter((conn) => conn.relayedAs !== undefined && !conn.closed).sort((a, b) => a.relayedAs! - b.relayedAs!)
+  }
+
+  /** Connections held: accepted, neither relayed nor closed. */
+  get held(): Array<FakeConn> {
+    return this.conns.filter((conn) => conn.relayedAs === undefined && !conn.closed && !this.backlog.includes(conn))
+  }
+
+  /** Connections waiting in the backlog while soad holds as many as it may (hold(true)). */
+  readonly backlog: Array<FakeConn> = []
+  private full = false
+
+  /** A client connects, now: soad accepts it at once, unless it holds as many as it may. */
+  connect(): Effect.Effect<FakeConn> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      const conn: FakeConn = { id: this.nextId++, target: undefined, relayedAs: undefined, closed: false, gone: false }
+      this.conns.push(conn)
+      if (this.full) this.backlog.push(conn)
+      else this.accept(conn, now)
+      return conn
+    })
+  }
+
+  private accept(conn: FakeConn, now: number): void {
+    this.last = now
+    this.onArrive?.(conn.id)
+  }
+
+  /** Bytes pass on a relayed connection, now. */
+  transfer(count: number): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      this.bytes += count
+      this.last = now
+    })
+  }
+
+  /** soad runs out of fds, or has them back. */
+  pressure(pressure: Relay.Pressure): void {
+    this.onPressure?.(pressure)
+  }
+
+  /** The app listens on `target` from now on (or stops listening). */
+  listening(target: Target, up = true): void {
+    if (up) this.up.add(this.key(target))
+    else this.up.delete(this.key(target))
+    for (const check of [...this.upWaiters]) check()
+  }
+
+  private find(conn: Conn): FakeConn {
+    return this.conns.find((candidate) => candidate.id === conn)!
+  }
+
+  private readonly relayer: Relay.Relayer = {
+    listen: (_fds, onArrive, onPressure) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          this.onArrive = onArrive
+          this.onPressure = onPressure
+        }),
+        () =>
+          Effect.sync(() => {
+            this.onArrive = undefined
+            this.onPressure = undefined
+          })
+      ),
+    connect: (conn, target, onFail) => {
+      const fake = this.find(conn)
+      if (this.refuse !== undefined || !this.up.has(this.key(target))) {
+        fake.closed = true
+        return onFail({ syscall: "connect", code: this.refuse ?? "ECONNREFUSED" })
+      }
+      fake.target = target
+      fake.relayedAs = this.relayedCount++
+    },
+    hold: (full) => {
+      this.holds.push(full)
+      this.full = full
+      while (!this.full && this.backlog.length > 0) this.accept(this.backlog.shift()!, this.last ?? 0)
+    },
+    close: (conn) => void (this.find(conn).closed = true),
+    closeRelayed: () => this.relayed.forEach((conn) => (conn.closed = true)),
+    gone: (conn) => this.find(conn).gone,
+    stats: Effect.sync(() => ({ open: this.relayed.length, bytesIn: this.bytes, bytesOut: 0, lastActivity: this.last }))
+  }
+
+  readonly service: RelayService["Type"] = {
+    relayer: Effect.sync(() => this.relayer),
+    fdLimit: Effect.sync(() => this.fdLimit),
+    freePort: Effect.succeed(41000),
+    awaitListening: (target) =>
+      Effect.async<void>((resume) => {
+        const check = () => {
+          if (!this.up.has(this.key(target))) return
+          this.upWaiters.delete(check)
+          resume(Effect.void)
+        }
+        this.upWaiters.add(check)
+        check()
+        return Effect.sync(() => this.upWaiters.delete(check))
+      })
+  }
 }
 
 /** An Error as the native binding throws it. */
 export const nativeError = (syscall: string, errno: number, message: string): Error =>
   Object.assign(new Error(`${syscall}: ${message}`), { errno, syscall })
+
+/** A structured event as soad logs it (src/Logging.ts `event`): its name, level and fields, and the message. */
+export interface LoggedEvent {
+  readonly name: string
+  readonly level: string
+  readonly fields: Readonly<Record<string, unknown>>
+  readonly message: string
+}
+
+/** Captures every event logged under the returned layer (the only logger), debug ones too, in order. */
+export const captureEvents = (): { readonly events: Array<LoggedEvent>; readonly layer: Layer.Layer<never> } => {
+  const events: Array<LoggedEvent> = []
+  const layer = Layer.merge(Logger.minimumLogLevel(LogLevel.Debug), Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ annotations, logLevel, message }) => {
+      const fields: Record<string, unknown> = {}
+      for (const [key, value] of HashMap.toEntries(annotations)) if (key !== "event") fields[key] = value
+      events.push({
+        name: String(Option.getOrElse(HashMap.get(annotations, "event"), () => "")),
+        level: logLevel.label,
+        fields,
+        message: Array.isArray(message) ? message.join(" ") : String(message)
+      })
+    })
+  ))
+  return { events, layer }
+}

@@ -1,6 +1,7 @@
 /**
- * What both ways of running a service share (socket hand-off in Activator, relaying in Proxy): the clock in
- * milliseconds, what a service knows of itself, its registration for status/wake/sleep, failure logging.
+ * What every way of running a service shares (socket hand-off in Activator, relaying in Proxy), under the core in
+ * run.ts: the clock in milliseconds, the phase table, what a service knows of itself, its registration for
+ * status/wake/sleep, and how a run ends (conclude: stop, count, log, move the backoff).
  *
  * @internal
  */
@@ -28,12 +29,51 @@ export const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 
 /** Clock time in fractional milliseconds, for measuring short intervals. */
 export const preciseNow = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
+/** The phases of a service's app. */
+export type PhaseName = "idle" | "starting" | "running" | "stopping"
+
 /** Where the app of a service is. */
 export interface Phase {
-  readonly phase: "idle" | "starting" | "running" | "stopping"
+  readonly phase: PhaseName
   readonly pid: number | undefined
   readonly startedAt: number | undefined
 }
+
+/** No app. */
+export const idlePhase: Phase = { phase: "idle", pid: undefined, startedAt: undefined }
+
+/** What moves an app from one phase to the next. */
+export type PhaseEvent =
+  | { readonly _tag: "Spawned"; readonly pid: number; readonly startedAt: number }
+  | { readonly _tag: "Ready" }
+  | { readonly _tag: "Stop" }
+  | { readonly _tag: "Exited" }
+
+/**
+ * The phase table (phase × event → next phase), as s6-supervise keeps its own: an event a phase does not list
+ * leaves it as it is (a stop asked of an app already stopping, an exit seen twice). A start that fails before a
+ * process exists stays idle; whether the service is failing is the backoff's business.
+ */
+export const phaseTable: { readonly [P in PhaseName]: { readonly [E in PhaseEvent["_tag"]]?: PhaseName } } = {
+  idle: { Spawned: "starting" },
+  starting: { Ready: "running", Stop: "stopping", Exited: "idle" },
+  running: { Stop: "stopping", Exited: "idle" },
+  stopping: { Exited: "idle" }
+}
+
+/** The phase after `event`, by the table; the pid and start time come with Spawned and go with the exit. */
+export const transition = (phase: Phase, event: PhaseEvent): Phase => {
+  const next = phaseTable[phase.phase][event._tag]
+  if (next === undefined) return phase
+  if (next === "idle") return idlePhase
+  return event._tag === "Spawned"
+    ? { phase: next, pid: event.pid, startedAt: event.startedAt }
+    : { phase: next, pid: phase.pid, startedAt: phase.startedAt }
+}
+
+/** Moves the service's phase by `event`. */
+export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
+  Ref.update(tracker.phase, (phase) => transition(phase, event))
 
 /** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
 export interface CurrentRun {
@@ -51,6 +91,7 @@ export interface Tracker {
   readonly wake: WakeSignal
 }
 
+/** Counts one activation, idle stop, crash or failed start. */
 export const count = (tracker: Tracker, key: "activations" | "idleStops" | "crashes" | "failedStarts") =>
   Ref.update(tracker.counts, (counts) => ({ ...counts, [key]: counts[key] + 1 }))
 
@@ -107,7 +148,7 @@ export const makeWakeSignal = (): WakeSignal => {
 /** A fresh tracker. */
 export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
   return {
-    phase: yield* Ref.make<Phase>({ phase: "idle", pid: undefined, startedAt: undefined }),
+    phase: yield* Ref.make<Phase>(idlePhase),
     counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
     run: yield* Ref.make(Option.none<CurrentRun>()),
     wake: makeWakeSignal()
@@ -158,7 +199,6 @@ export const userEnvironment = (user: Config.RunAs | undefined): Record<string, 
   }
 }
 
-/** What the app is started with. */
 /** FNV-1a, 32 bits, as 8 hex digits: a short stable tag, not a secret. */
 const shortHash = (text: string): string => {
   let hash = 0x811c9dc5
@@ -176,6 +216,7 @@ export const unitOf = (config: Config.ServiceConfig): string => {
   return `${name}-${shortHash(first === undefined ? "" : Address.format(first.address))}`
 }
 
+/** What the app is started with: its command, environment, user, and the listeners as fds 3, 4, … */
 export const spawnRequest = (
   config: Config.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
@@ -228,7 +269,7 @@ export const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: 
 export const stopApp = (run: Run, reason: string, message: string, fields: Record<string, number> = {}) =>
   Effect.gen(function*() {
     if (run.beforeStop !== undefined) yield* run.beforeStop
-    yield* Ref.set(run.tracker.phase, { phase: "stopping", pid: run.app.pid, startedAt: run.startedAt })
+    yield* enter(run.tracker, { _tag: "Stop" })
     yield* event("info", "stopping", message, { pid: run.app.pid, reason, ...fields })
     const status = yield* run.app.stop
     if (run.afterStop !== undefined) yield* run.afterStop

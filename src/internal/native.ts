@@ -1,6 +1,11 @@
 /**
- * Loads soad's native binding (src/native) and gives it types. Only the live layers import this module,
- * so a program that provides its own layers never loads the addon.
+ * Loads soad's native binding (src/native) and gives it types. The binding is loaded on the first call of
+ * `native()`, and only live code calls it: the live layers (SocketService.layer, ProcessService.layer,
+ * RelayService.layer, through internal/listeners, sentinel and relay), and the command line's own edges, which
+ * are not part of a service's lifecycle (the control socket and its peer check in Control.ts, the metrics
+ * endpoint in Metrics.ts, user lookup in internal/users.ts, sd_notify in internal/notify.ts). The Activator,
+ * proxy mode and the lifecycle core reach the OS only through the services, so a program that provides its own
+ * layers (the unit tests' fakes) never loads the addon.
  *
  * @internal
  */

@@ -1,7 +1,8 @@
 /**
- * The byte relay of proxy mode. On Linux the native binding accepts, connects and splices both ways, so bytes
- * never pass through JavaScript; elsewhere Node sockets are piped. Both keep half-closes, apply backpressure and
- * end both sides when either fails, and report open connections, bytes each way and the last activity.
+ * The byte relay of proxy mode, behind RelayService's live layer (src/RelayService.ts). On Linux the native
+ * binding accepts, connects and splices both ways, so bytes never pass through JavaScript; elsewhere Node sockets
+ * are piped. Both keep half-closes, apply backpressure and end both sides when either fails, and report open
+ * connections, bytes each way and the last activity.
  *
  * @internal
  */
@@ -236,6 +237,6 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
   }
 }
 
-/** The best relayer here. */
+/** The best relayer here (the live one: it loads the native binding). */
 export const make = (clock: Clock.Clock): Relayer =>
   native().relaySupported() ? nativeRelayer(clock) : nodeRelayer(clock)

@@ -159,7 +159,7 @@ describe("the package", () => {
     )
     Fs.writeFileSync(
       Path.join(project, "main.ts"),
-      `import { Activator, Config, ProcessService, SocketService } from "soad"
+      `import { Activator, Config, ProcessService, RelayService, SocketService } from "soad"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Http from "node:http"
@@ -186,7 +186,7 @@ const program = Effect.scoped(
     const body = yield* get
     console.log("library: " + body)
   })
-).pipe(Effect.provide(Layer.merge(SocketService.layer, ProcessService.layer)))
+).pipe(Effect.provide(Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer)))
 
 Effect.runPromise(program).then(() => console.log("library: scope closed"))
 `

@@ -9,7 +9,7 @@ import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, expect, it } from "vitest"
-import { Activator, Config, ProcessService, SocketService } from "../../src/index.js"
+import { Activator, Config, ProcessService, RelayService, SocketService } from "../../src/index.js"
 import { alive, appFixture, get, tempDir } from "../harness.js"
 
 const dirs: Array<string> = []
@@ -27,7 +27,7 @@ it("runs an activator inside another program's scope; closing the scope stops th
     idleTimeout: "1 minute"
   })
   const scope = Effect.runSync(Scope.make())
-  const live = Layer.merge(SocketService.layer, ProcessService.layer)
+  const live = Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer)
   await Effect.runPromise(Activator.start(config).pipe(Scope.extend(scope), Effect.provide(live)))
   expect(Fs.statSync(socketPath).isSocket()).toBe(true)
 

@@ -3,25 +3,18 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Activator from "../../src/Activator.js"
 import * as Config from "../../src/Config.js"
 import * as Signal from "../../src/Signal.js"
 import { advance, settle, supervised } from "../clock.js"
-import { nativeError, World } from "../fakes.js"
+import { captureEvents, nativeError, World } from "../fakes.js"
 
 
 const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}, exactCounting = true) =>
   Effect.gen(function*() {
     const world = new World(exactCounting)
-    const logs: Array<string> = []
-    const logger = Logger.replace(
-      Logger.defaultLogger,
-      Logger.make(({ logLevel, message }) => {
-        logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
-      })
-    )
-    const context = yield* Layer.build(Layer.merge(world.layer, logger))
+    const { events, layer } = captureEvents()
+    const context = yield* Layer.build(Layer.merge(world.layer, layer))
     const config = Config.make({
       listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
       command: ["app", "--port", "fd"],
@@ -30,7 +23,9 @@ const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}, exac
     const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
     const fiber = yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
     yield* settle
-    return { world, logs, listeners, fiber, fd: listeners[0]!.fd }
+    /** The fields of each event of this name, in order. */
+    const named = (name: string) => events.filter((event) => event.name === name).map((event) => event.fields)
+    return { world, events, named, listeners, fiber, fd: listeners[0]!.fd }
   })
 
 describe("Activator", () => {
@@ -114,13 +109,13 @@ describe("Activator", () => {
 
   it.scoped("an app that exits by itself re-arms the wait for the next connection", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      const { fd, named, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
       yield* world.connect(fd)
       yield* settle
       yield* advance("20 seconds")
       world.apps[0]!.exit(1)
       yield* settle
-      expect(logs.some((line) => line.includes("app exited by itself (code 1, uptime 20 s)"))).toBe(true)
+      expect(named("exited")).toEqual([expect.objectContaining({ code: 1, by_itself: true, uptime_ms: 20_000 })])
       yield* advance("10 minutes")
       expect(world.apps).toHaveLength(1) // nothing starts without a connection
       yield* world.connect(fd)
@@ -177,18 +172,19 @@ describe("Activator", () => {
 
   it.scoped("a command that cannot start is retried with backoff, never in a loop", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup()
+      const { events, fd, named, world } = yield* setup()
       world.spawnError = nativeError("execve", 2, "No such file or directory")
       yield* world.connect(fd) // stays pending: no app accepts it
       yield* settle
       expect(world.spawnAttempts).toBe(1)
-      expect(logs.some((line) => line.includes("command not found: 'app'"))).toBe(true)
+      expect(named("start_failed")).toEqual([expect.objectContaining({ code: "ENOENT" })])
+      expect(events.find((event) => event.name === "start_failed")!.message).toContain("command not found: 'app'")
       yield* advance("399 millis") // the first delay is 0.5 s ± 20 %
       expect(world.spawnAttempts).toBe(1)
       yield* advance("9601 millis")
       // delays 0.5, 1, 2, 4 s (±20 %): retries near 0.5, 1.5, 3.5, 7.5 s; the next near 15.5 s
       expect(world.spawnAttempts).toBe(5)
-      expect(logs.some((line) => /failing: next try in [\d.]+ s, 5 failures in a row/.test(line))).toBe(true)
+      expect(named("failing").at(-1)).toMatchObject({ failures: 5 })
       world.spawnError = undefined
       yield* advance("20 seconds")
       expect(world.spawnAttempts).toBe(6)
@@ -221,23 +217,23 @@ describe("Activator", () => {
 
   it.scoped("if the app cleared O_ASYNC, counting is restored and the app gets another idle period", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      const { fd, named, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
       yield* world.connect(fd)
       yield* settle
       world.clearedAsync = true
       yield* advance("60 seconds")
       expect(world.apps[0]!.signals).toEqual([])
-      expect(logs.some((line) => line.includes("cleared O_ASYNC"))).toBe(true)
+      expect(named("counting_restored")).toHaveLength(1)
       yield* advance("60 seconds")
       expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
     }))
 
   it.scoped("says at start when connections can only be seen through readability", () =>
     Effect.gen(function*() {
-      const { logs } = yield* setup({}, false)
-      expect(logs.some((line) => line.includes("exact connection counting is not available"))).toBe(true)
+      const { named } = yield* setup({}, false)
+      expect(named("fallback")).toEqual([{ missing: "exact_counting" }])
       const exact = yield* setup({}, true)
-      expect(exact.logs.some((line) => line.includes("exact connection counting"))).toBe(false)
+      expect(exact.named("fallback")).toEqual([])
     }))
 
   it.scoped("activity on any of several listeners keeps the app running", () =>
@@ -263,13 +259,13 @@ describe("Activator", () => {
 
   it.scoped("an accepted connection still open at the deadline keeps the app until it closes", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      const { fd, named, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
       yield* world.connect(fd)
       yield* settle
       world.open = 1 // a long request, or a WebSocket
       yield* advance("5 minutes")
       expect(world.apps[0]!.signals).toEqual([])
-      expect(logs.filter((line) => line.includes("1 still open: the app stays until it closes"))).toHaveLength(1)
+      expect(named("open_connections")).toEqual([expect.objectContaining({ open: 1, idle_ms: 60_000 })]) // said once
       world.open = 0
       yield* advance("999 millis")
       expect(world.apps[0]!.signals).toEqual([])
@@ -289,7 +285,7 @@ describe("Activator", () => {
 
   it.scoped("an app that does not accept the connection within the start timeout is stopped, a failed start", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup({ startTimeout: Duration.seconds(10), idleTimeout: Duration.seconds(5) })
+      const { fd, named, world } = yield* setup({ startTimeout: Duration.seconds(10), idleTimeout: Duration.seconds(5) })
       world.accepting = false // the app hangs before accepting
       yield* world.connect(fd)
       yield* settle
@@ -297,8 +293,8 @@ describe("Activator", () => {
       expect(world.apps[0]!.signals).toEqual([]) // the idle time (5 s) does not apply before it accepts
       yield* advance("1 millis")
       expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
-      expect(logs.some((line) => line.includes("did not accept a connection within 10 s: stopping it"))).toBe(true)
-      expect(logs.some((line) => /failing: next try in [\d.]+ s, 1 failure in a row/.test(line))).toBe(true)
+      expect(named("not_ready")).toEqual([expect.objectContaining({ pid: world.apps[0]!.pid, start_timeout_ms: 10_000 })])
+      expect(named("failing")).toEqual([expect.objectContaining({ failures: 1 })])
       // the connection still waits: the next try comes after the backoff, not at once
       expect(world.apps).toHaveLength(1)
       world.accepting = true
@@ -309,24 +305,24 @@ describe("Activator", () => {
 
   it.scoped("an app that listens on its own address instead of taking fd 3 gets a hint once its start fails", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup({ startTimeout: Duration.seconds(10) })
+      const { events, fd, named, world } = yield* setup({ startTimeout: Duration.seconds(10) })
       world.accepting = false
       world.ownListening = [{ family: "ipv4", ip: "127.0.0.1", port: 8000 }]
       yield* world.connect(fd)
       yield* settle
       yield* advance("10 seconds")
-      const hints = logs.filter((line) => line.includes("itself instead of taking fd 3"))
-      expect(hints).toEqual([
-        "WARN the app listens on 127.0.0.1:8000 itself instead of taking fd 3: " +
-        "if it cannot take a socket, run it in proxy mode with --upstream 127.0.0.1:8000"
+      expect(named("hint")).toEqual([
+        expect.objectContaining({ pid: world.apps[0]!.pid, listens_on: "127.0.0.1:8000", upstream: "127.0.0.1:8000" })
       ])
-      // after the not_ready and failing lines: the last word on this start
-      expect(logs.indexOf(hints[0]!)).toBeGreaterThan(logs.findIndex((line) => line.includes("failing: next try")))
+      // after the not_ready and failing events: the last word on this start
+      const order = events.map((event) => event.name)
+      expect(order.indexOf("hint")).toBeGreaterThan(order.indexOf("failing"))
+      expect(order.indexOf("failing")).toBeGreaterThan(order.indexOf("not_ready"))
     }))
 
   it.scoped("no hint for an app that takes fd 3, or one that listens on nothing of its own", () =>
     Effect.gen(function*() {
-      const { fd, logs, world } = yield* setup({ startTimeout: Duration.seconds(10), idleTimeout: Duration.seconds(5) })
+      const { fd, named, world } = yield* setup({ startTimeout: Duration.seconds(10), idleTimeout: Duration.seconds(5) })
       world.ownListening = [{ family: "ipv4", ip: "127.0.0.1", port: 8000 }] // e.g. an admin port besides fd 3
       yield* world.connect(fd)
       yield* settle
@@ -337,8 +333,8 @@ describe("Activator", () => {
       yield* world.connect(fd)
       yield* settle
       yield* advance("10 seconds")
-      expect(logs.some((line) => line.includes("did not accept a connection within 10 s"))).toBe(true)
-      expect(logs.some((line) => line.includes("itself instead of taking"))).toBe(false)
+      expect(named("not_ready")).toHaveLength(1)
+      expect(named("hint")).toEqual([])
     }))
 
   it.scoped("a connection that arrives in the last moment before the stop keeps the app (race check)", () =>

@@ -1,0 +1,252 @@
+/**
+ * The lifecycle core every mode shares: the serve loop (wait for a connection or a wake, respect the backoff, run
+ * once) and one run of the app through the phases of lifecycle.ts (idle → starting → running → stopping → idle),
+ * one function per transition. A Mode gives what differs between socket hand-off (Activator) and relaying
+ * (Proxy): what to spawn, when the app is ready, how its activity is seen, and what becomes of the connections
+ * soad holds. The idle decision is internal/idle.ts's, for every mode.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import { Budget } from "../Budget.js"
+import type * as Config from "../Config.js"
+import { event, type Fields } from "../Logging.js"
+import * as Metrics from "../Metrics.js"
+import type { App, SpawnError, SpawnRequest } from "../ProcessService.js"
+import { ProcessService } from "../ProcessService.js"
+import type { Status } from "../Registry.js"
+import type { Listener } from "../SocketService.js"
+import * as Backoff from "./backoff.js"
+import * as Format from "./format.js"
+import * as Idle from "./idle.js"
+import {
+  conclude,
+  count,
+  enter,
+  logFailing,
+  makeTracker,
+  now,
+  onShutdown,
+  type Outcome,
+  preciseNow,
+  register,
+  type Run,
+  type Tracker
+} from "./lifecycle.js"
+
+/** Why a run starts: a connection (on this listener, if known), or `soad wake`. */
+export type Trigger = { readonly _tag: "Connection"; readonly listener?: Listener | undefined } | { readonly _tag: "Wake" }
+
+/** A service being served: its config, what it knows of itself, its backoff. */
+export interface Service {
+  readonly config: Config.ServiceConfig
+  readonly listeners: ReadonlyArray<Listener>
+  readonly tracker: Tracker
+  readonly backoff: Backoff.Backoff
+}
+
+/** What a mode gives one run of the app, set up in the run's scope. */
+export interface Session {
+  readonly request: SpawnRequest
+  /** The latest activity (Clock ms), for the budget and `soad status`. */
+  readonly lastActivity: Effect.Effect<number>
+  /** Said after "app started (pid N, …" (proxy: the upstream address), and the started event's extra fields. */
+  readonly startedNote?: string
+  readonly startedFields?: Fields
+  /** What the app accepts once ready, for the ready event ("connections", "on 127.0.0.1:8000"). */
+  readonly accepts: string
+  /** What a start that never became ready did not do, for the not_ready event. */
+  readonly notReady: string
+  /** Completes once the app is ready; bounded by the start timeout by the core. */
+  readonly awaitReady: Effect.Effect<void>
+  /** The app is ready (proxy: the held connections go to it). */
+  readonly onReady: Effect.Effect<void>
+  /** One look at the app's activity: the idle decision (internal/idle.ts). */
+  readonly look: Effect.Effect<Idle.Decision>
+  /** Proxy mode: hold new connections from the outcome on, close relays after the stop, drop held ones on failure. */
+  readonly hooks?: Pick<Run, "beforeStop" | "afterStop" | "afterFailure">
+  /** Looked at before a failed start's app is stopped; the effect it returns runs once the run has concluded. */
+  readonly diagnose?: (app: App) => Effect.Effect<Effect.Effect<void>>
+}
+
+/** A way of running a service: what starts a run, and each run's session. */
+export interface Mode<R> {
+  /** The next reason to start: a connection or a wake; undefined if the connection went away meanwhile. */
+  readonly next: Effect.Effect<Trigger | undefined, never, R>
+  /** Does a connection still wait (looked at after a backoff delay)? */
+  readonly stillWaiting: Effect.Effect<boolean, never, R>
+  /** Sets up one run; `activity` is the activity soad itself saw (the start), which the session reads and moves. */
+  readonly session: (trigger: Trigger, activity: Ref.Ref<number>) => Effect.Effect<Session, never, R | Scope.Scope>
+  /** Extra figures for `soad status` (proxy: open connections, bytes relayed). */
+  readonly status?: Effect.Effect<Partial<Status>>
+}
+
+const because = (trigger: Trigger): string =>
+  trigger._tag === "Wake"
+    ? "on request (soad wake)"
+    : trigger.listener === undefined
+    ? "on a connection"
+    : `on a connection to ${trigger.listener.description}`
+
+/** Transition: the spawn failed (idle stays idle): count it, log it, drop what waited, move the backoff. */
+const startFailed = (service: Service, session: Session, error: SpawnError) =>
+  Effect.gen(function*() {
+    const state = yield* service.backoff.failed
+    yield* count(service.tracker, "failedStarts")
+    yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service.config.name))
+    yield* event("error", "start_failed", `cannot start the app: ${error.message}`, { code: error.code })
+    if (session.hooks?.afterFailure !== undefined) yield* session.hooks.afterFailure("the app cannot start")
+    yield* logFailing(state, yield* now)
+  })
+
+/** Transition idle → starting: the app exists. */
+const spawned = (service: Service, session: Session, app: App, trigger: Trigger, startedAt: number, spawnMs: number) =>
+  Effect.gen(function*() {
+    yield* enter(service.tracker, { _tag: "Spawned", pid: app.pid, startedAt })
+    yield* count(service.tracker, "activations")
+    yield* Metric.increment(Metrics.forService(Metrics.activations, service.config.name))
+    const after = trigger._tag === "Wake"
+      ? "on request"
+      : `${Format.millis(spawnMs)} after the connection` +
+        (trigger.listener === undefined ? "" : ` on ${trigger.listener.description}`)
+    yield* event("info", "started", `app started (pid ${app.pid}, ${after}${session.startedNote ?? ""})`, {
+      pid: app.pid,
+      spawn_ms: Number(spawnMs.toFixed(3)),
+      trigger: trigger._tag === "Wake" ? "wake" : "connection",
+      ...session.startedFields
+    })
+  })
+
+/** Transition starting → running: the app is ready. */
+const ready = (service: Service, session: Session, app: App, trigger: Trigger, pendingSince: number) =>
+  Effect.gen(function*() {
+    yield* enter(service.tracker, { _tag: "Ready" })
+    const coldStart = (yield* preciseNow) - pendingSince
+    if (trigger._tag === "Connection") {
+      yield* Metric.update(Metrics.forService(Metrics.coldStart, service.config.name), coldStart / 1000)
+    }
+    yield* event("debug", "ready", `the app accepts ${session.accepts} (${Format.millis(coldStart)} after ${because(trigger)})`, {
+      pid: app.pid,
+      cold_start_ms: Number(coldStart.toFixed(3))
+    })
+    yield* session.onReady
+  })
+
+/** Asks the budget for room, if there is one; `stop` is how it evicts this run. */
+const reserve = (service: Service, lastActivity: Effect.Effect<number>, stop: Deferred.Deferred<string>, done: Deferred.Deferred<void>) =>
+  Effect.flatMap(Effect.serviceOption(Budget), (budget) =>
+    Option.isNone(budget) ? Effect.void : budget.value.reserve(service.config.name, {
+      lastActivity,
+      evict: (reason) => Deferred.succeed(stop, reason).pipe(Effect.zipRight(Deferred.await(done)))
+    }))
+
+/**
+ * One run of the app: start it, wait until it is ready (within the start timeout), watch it until it is idle,
+ * exits or is asked to stop, and conclude (stop, count, log, backoff). Interrupting it stops the app gracefully.
+ */
+export const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSince: number) =>
+  Effect.gen(function*() {
+    const { backoff, config, tracker } = service
+    const processes = yield* ProcessService
+    const activity = yield* Ref.make(yield* now)
+    const session = yield* mode.session(trigger, activity)
+    // The budget or `soad sleep` may ask the app to stop; `done` completes once it has.
+    const stop = yield* Deferred.make<string>()
+    const done = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() =>
+      Deferred.succeed(done, undefined).pipe(
+        Effect.zipRight(Ref.set(tracker.run, Option.none())),
+        Effect.zipRight(enter(tracker, { _tag: "Exited" }))
+      )
+    )
+    yield* Ref.set(tracker.run, Option.some({ stop, done, lastActivity: session.lastActivity }))
+    yield* reserve(service, session.lastActivity, stop, done)
+    yield* event("debug", "starting", `starting ${config.command.join(" ")} ${because(trigger)}`)
+    const result = yield* Effect.either(processes.spawn(session.request, { signal: config.shutdownSignal, timeout: config.stopTimeout }))
+    if (Either.isLeft(result)) return yield* startFailed(service, session, result.left)
+    const app = result.right
+    const startedAt = yield* now
+    yield* Ref.set(activity, startedAt)
+    yield* spawned(service, session, app, trigger, startedAt, (yield* preciseNow) - pendingSince)
+    const run: Run = { config, tracker, backoff, app, startedAt, ...session.hooks }
+    const exited = Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status }))
+    const watch = Effect.gen(function*() {
+      const notReady = yield* Effect.raceFirst(
+        exited,
+        session.awaitReady.pipe(
+          Effect.timeoutOption(config.startTimeout),
+          Effect.map((up): Outcome | undefined => Option.isSome(up) ? undefined : { _tag: "NotReady" })
+        )
+      )
+      if (notReady !== undefined) return notReady
+      yield* ready(service, session, app, trigger, pendingSince)
+      return yield* Effect.raceFirst(
+        exited,
+        Effect.map(Idle.untilIdle(session.look), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
+      )
+    })
+    const outcome = yield* Effect.raceFirst(
+      watch,
+      Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
+    ).pipe(onShutdown(run))
+    if (run.beforeStop !== undefined) yield* run.beforeStop
+    // A failed start: look, before the app is stopped, at what may explain it.
+    const failedStart = (outcome._tag === "NotReady" || outcome._tag === "Exited") &&
+      (yield* Ref.get(tracker.phase)).phase === "starting"
+    const explain = failedStart && session.diagnose !== undefined ? yield* session.diagnose(app) : Effect.void
+    yield* conclude(run, outcome, session.notReady)
+    yield* explain
+  }).pipe(Effect.scoped)
+
+/** One turn of the serve loop: wait for a reason to start, let the backoff pass for a connection, run once. */
+const serveOnce = <R>(service: Service, mode: Mode<R>) =>
+  Effect.gen(function*() {
+    const trigger = yield* mode.next
+    if (trigger === undefined) return
+    let pendingSince = yield* preciseNow
+    const { failures, notBefore } = yield* service.backoff.state
+    const t = yield* now
+    // A wake by hand does not wait for the backoff.
+    if (trigger._tag === "Connection" && notBefore > t) {
+      yield* event(
+        "debug",
+        "waiting",
+        `a connection waits${trigger.listener === undefined ? "" : ` on ${trigger.listener.description}`}; next try in ${
+          Format.seconds(notBefore - t)
+        } (${failures} failure${failures === 1 ? "" : "s"} in a row)`
+      )
+      yield* Effect.sleep(Duration.millis(notBefore - t))
+      // The connection may have given up meanwhile: start only for one still waiting.
+      if (!(yield* mode.stillWaiting)) return
+      pendingSince = yield* preciseNow
+    }
+    yield* runOnce(service, mode, trigger, pendingSince)
+  })
+
+/**
+ * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for
+ * a reason to start and runs the app, again and again. Interrupting it stops a running app gracefully first.
+ */
+export const serve = <R, R2>(
+  config: Config.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
+): Effect.Effect<never, never, Exclude<R | R2, Scope.Scope> | ProcessService> =>
+  Effect.gen(function*() {
+    const service: Service = {
+      config,
+      listeners,
+      tracker: yield* makeTracker,
+      backoff: yield* Backoff.make(config.initialBackoff, config.maxBackoff)
+    }
+    const mode = yield* makeMode(service)
+    yield* register(config, listeners, service.tracker, service.backoff, mode.status)
+    return yield* Effect.forever(serveOnce(service, mode))
+  }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))
