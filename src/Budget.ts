@@ -42,7 +42,7 @@ export class Budget extends Context.Tag("soad/Budget")<Budget, {
 }>() {}
 
 /** MemAvailable in bytes, from /proc/meminfo; undefined where it cannot be read. */
-export const memAvailable: Effect.Effect<number | undefined> = Effect.sync(() => {
+const memAvailable: Effect.Effect<number | undefined> = Effect.sync(() => {
   try {
     const kb = /^MemAvailable:\s+(\d+) kB/m.exec(Fs.readFileSync("/proc/meminfo", "utf8"))?.[1]
     return kb === undefined ? undefined : Number(kb) * 1024

@@ -5,7 +5,10 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
-import type * as Address from "./Address.js"
+import * as Either from "effect/Either"
+import * as Address from "./Address.js"
+import * as Ids from "./internal/ids.js"
+import * as Users from "./internal/users.js"
 import * as Signal from "./Signal.js"
 
 /** How the listeners are created. */
@@ -90,22 +93,52 @@ export const defaults = {
 
 type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
 
-/** What `make` takes: the listeners and the command; durations as any DurationInput (`"5 minutes"`, millis). */
+/**
+ * What `make` takes: the listeners (as `-l` takes them: `"/run/app.sock"`, `"http=127.0.0.1:8080"`, `"fd:3"`, or
+ * parsed) and the command; durations as any DurationInput (`"5 minutes"`, millis); `user` as a name, a uid or
+ * resolved ids.
+ */
 export type Fields =
-  & Pick<ServiceConfig, "listeners" | "command">
-  & Partial<Omit<ServiceConfig, "listeners" | "command" | DurationField>>
+  & Pick<ServiceConfig, "command">
+  & { readonly listeners: ReadonlyArray<Address.ListenerConfig | string> }
+  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | DurationField>>
+  & { readonly user?: RunAs | string | number | undefined }
   & { readonly [K in DurationField]?: Duration.DurationInput }
 
-/** Builds a ServiceConfig from the required fields, the rest from the defaults. */
+/** `make` was given a listener or a user it cannot use; `message` says which and why. */
+export class ServiceConfigError extends Error {
+  override readonly name = "ServiceConfigError"
+}
+
+const listenerOf = (listener: Address.ListenerConfig | string): Address.ListenerConfig => {
+  if (typeof listener !== "string") return listener
+  const parsed = Address.parseListener(listener)
+  if (Either.isLeft(parsed)) throw new ServiceConfigError(`listener '${listener}': ${parsed.left}`)
+  return parsed.right
+}
+
+const userOf = (user: RunAs | string | number | undefined): RunAs | undefined => {
+  if (user === undefined || typeof user === "object") return user
+  const ref = Ids.parse(user)
+  if (Either.isLeft(ref)) throw new ServiceConfigError(`user '${user}': ${ref.left}`)
+  const found = Users.resolver.user(ref.right)
+  if (found === undefined) throw new ServiceConfigError(`user '${user}': no such user`)
+  return found
+}
+
+/**
+ * Builds a ServiceConfig from the required fields, the rest from the defaults. Throws ServiceConfigError for a
+ * listener string or a user name it cannot use (a user name is looked up with getpwnam, through the addon).
+ */
 export const make = (fields: Fields): ServiceConfig => ({
   name: fields.name ?? baseName(fields.command[0]),
-  listeners: fields.listeners,
+  listeners: fields.listeners.map(listenerOf),
   socket: fields.socket ?? { backlog: defaults.backlog, mode: undefined, uid: undefined, gid: undefined },
   command: fields.command,
   env: fields.env ?? {},
   inheritEnv: fields.inheritEnv ?? true,
   cwd: fields.cwd,
-  user: fields.user,
+  user: userOf(fields.user),
   upstream: fields.upstream,
   maxHeld: fields.maxHeld,
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),

@@ -126,7 +126,7 @@ export interface PeerCredentials {
 export type PeerReader = (socket: Net.Socket) => PeerCredentials | undefined
 
 /** The peer as the kernel says (SO_PEERCRED on the accepted socket); undefined when that cannot be read. */
-export const livePeer: PeerReader = (socket) => {
+const livePeer: PeerReader = (socket) => {
   const fd = fdOf(socket)
   if (fd === undefined) return undefined
   try {

@@ -385,7 +385,7 @@ const describe = (keeping: Keeping): Pick<Containment, "guarantee" | "message" |
  * The driver over the native binding: fork/exec with LISTEN_PID, a new session, the parent-death signal; each app
  * in a cgroup of its own where `keeping.cgroups` is usable, and guarded by `keeping.guard` if there is one.
  */
-export const nativeDriver = (keeping: Keeping = {}): Driver => {
+const nativeDriver = (keeping: Keeping = {}): Driver => {
   const n = native()
   const root = keeping.cgroups?._tag === "Root" ? keeping.cgroups.dir : undefined
   const guard = keeping.guard

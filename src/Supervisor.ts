@@ -7,10 +7,12 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
@@ -262,3 +264,25 @@ const applySocketOptions = (sockets: SocketService["Type"], listener: Listener, 
         ? event("error", "socket_replaced", error.message, { listener: listener.description, path: error.path })
         : event("warn", "socket_options_failed", error.message, { listener: listener.description, path: error.path }))
   )
+
+/** What `layer` hosts: services and, optionally, the RAM budget they share (none by default). */
+export interface Hosted {
+  readonly services: ReadonlyArray<Config.ServiceConfig>
+  readonly budget?: Partial<ConfigFile.BudgetConfig> | undefined
+}
+
+/**
+ * Hosts every service for the lifetime of the layer, as `soad -c` does: their listeners are open when the layer is
+ * built (it fails with every listener error otherwise), their apps run on demand, and releasing the layer stops
+ * them all. Provide `Registry.layer` as well to get `status`, `wake` and `sleep` for each service.
+ */
+export const layer = (hosted: Hosted): Layer.Layer<never, ListenError, SocketService | ProcessService | RelayService> =>
+  Layer.scopedDiscard(start({
+    path: "(library)",
+    services: hosted.services,
+    budget: {
+      maxRunning: hosted.budget?.maxRunning,
+      minAvailableMemory: hosted.budget?.minAvailableMemory,
+      minWarm: hosted.budget?.minWarm ?? Duration.seconds(30) // the config file's default min-warm
+    }
+  }))

@@ -1,6 +1,6 @@
 /**
- * soad as a library: the services, their live layers and the Activator, for Effect programs that run
- * socket-activated apps in their own scope.
+ * soad as a library: the services, their live layers, one service's lifecycle (Activator) and many services under
+ * a budget (Supervisor), for Effect programs that run socket-activated apps in their own scope.
  *
  * @since 0.1.0
  */
@@ -8,23 +8,35 @@
 /** One service's lifecycle: wait, start, watch activity, stop. */
 export * as Activator from "./Activator.js"
 
+/** Many services in one scope or layer, reloadable, under a RAM budget. */
+export * as Supervisor from "./Supervisor.js"
+
+/** Each hosted service's status, and `wake`/`sleep` by name. */
+export * as Registry from "./Registry.js"
+
+/** The typed service configuration, and `make` from address strings and user names. */
+export * as Config from "./Config.js"
+
+/** The TOML config file: load, validate, and every error at once. */
+export * as ConfigFile from "./ConfigFile.js"
+
 /** Listener address forms and their parser. */
 export * as Address from "./Address.js"
 
-/** The typed service configuration. */
-export * as Config from "./Config.js"
+/** Every live service at once: the layer a program provides to run services for real. */
+export * as SoadContext from "./SoadContext.js"
 
 /** Listening sockets: open, wait for a pending connection, count arrivals. */
 export * as SocketService from "./SocketService.js"
 
-/** Proxy mode's relay: accept, hold, relay to the app's own address. */
-export * as RelayService from "./RelayService.js"
-
-/** The app's process: spawn with the listeners, stop gracefully. */
+/** The app's process: spawn with the listeners, stop gracefully, contain what it starts. */
 export * as ProcessService from "./ProcessService.js"
+
+/** Proxy mode's relay: accept, hold, connect to the app, splice both ways. */
+export * as RelayService from "./RelayService.js"
 
 /** Signals by name or number. */
 export * as Signal from "./Signal.js"
 
-/** soad's log lines. */
+/** soad's log lines and structured events. */
 export * as Logging from "./Logging.js"

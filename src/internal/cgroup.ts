@@ -76,7 +76,7 @@ export const create = (dir: string): void => {
 export const openDir = (dir: string): number => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
 
 /** The pids in a cgroup; none if it is gone. */
-export const members = (dir: string): Array<number> => {
+const members = (dir: string): Array<number> => {
   try {
     return Fs.readFileSync(Path.join(dir, "cgroup.procs"), "utf8").split("\n").filter((line) => line !== "").map(Number)
   } catch {

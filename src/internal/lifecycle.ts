@@ -54,7 +54,7 @@ export type PhaseEvent =
  * leaves it as it is (a stop asked of an app already stopping, an exit seen twice). A start that fails before a
  * process exists stays idle; whether the service is failing is the backoff's business.
  */
-export const phaseTable: { readonly [P in PhaseName]: { readonly [E in PhaseEvent["_tag"]]?: PhaseName } } = {
+const phaseTable: { readonly [P in PhaseName]: { readonly [E in PhaseEvent["_tag"]]?: PhaseName } } = {
   idle: { Spawned: "starting" },
   starting: { Ready: "running", Stop: "stopping", Exited: "idle" },
   running: { Stop: "stopping", Exited: "idle" },
@@ -106,7 +106,7 @@ export const logFailing = (state: Backoff.BackoffState, at: number) =>
   )
 
 /** The service's status, as `soad status` and the metrics see it. */
-export const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
+const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
   Effect.gen(function*() {
     const { phase, pid, startedAt } = yield* Ref.get(tracker.phase)
     const counts = yield* Ref.get(tracker.counts)
@@ -123,7 +123,7 @@ export interface WakeSignal extends Wakeup {
 }
 
 /** A wake signal; a request made while nobody waits is kept until someone does. */
-export const makeWakeSignal = (): WakeSignal => {
+const makeWakeSignal = (): WakeSignal => {
   let listener: (() => void) | undefined
   let pending = false
   return {
@@ -188,7 +188,7 @@ export const register = (
  * The login variables of the user an app runs as (as login(1) and systemd's User= set them), so it never sees
  * soad's HOME or USER; the service's own env overrides them. A uid without a passwd entry gets HOME=/.
  */
-export const userEnvironment = (user: Config.RunAs | undefined): Record<string, string> => {
+const userEnvironment = (user: Config.RunAs | undefined): Record<string, string> => {
   if (user === undefined) return {}
   const name = user.name ?? String(user.uid)
   return {
@@ -256,7 +256,7 @@ export interface Run {
 }
 
 /** Logs how the app exited. */
-export const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
+const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: "info" | "warn" = "info") =>
   Effect.flatMap(now, (t) =>
     event(
       level,
@@ -266,7 +266,7 @@ export const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: 
     ))
 
 /** Stops the app gracefully (shutdown signal, SIGKILL after the stop timeout) and logs why; its exit status. */
-export const stopApp = (run: Run, reason: string, message: string, fields: Record<string, number> = {}) =>
+const stopApp = (run: Run, reason: string, message: string, fields: Record<string, number> = {}) =>
   Effect.gen(function*() {
     if (run.beforeStop !== undefined) yield* run.beforeStop
     yield* enter(run.tracker, { _tag: "Stop" })

@@ -36,7 +36,7 @@ export interface Inherited {
 }
 
 /** The most inherited sockets soad accepts, as sd_listen_fds' callers do: 1024. */
-export const maxInheritedFds = 1024
+const maxInheritedFds = 1024
 
 /** soad's soft limit of open files (RLIMIT_NOFILE), where /proc tells it; undefined elsewhere. */
 const openFileLimit = (): number | undefined => {
@@ -109,7 +109,7 @@ export interface Opened {
 }
 
 /** Releases a UNIX socket file: only if it is still the file soad created (same device and inode). */
-export const removeOwnFile = (path: string, created: SocketFile) =>
+const removeOwnFile = (path: string, created: SocketFile) =>
   Effect.sync(() => {
     try {
       const now = Fs.lstatSync(path)
@@ -125,7 +125,7 @@ const closeFd = (n: Native, fd: number) => Effect.sync(() => n.close(fd))
  * Makes `path` free for a new socket: nothing is there, or a stale socket nobody listens on (removed). Anything
  * else (a file that is not a socket, a live socket, an unreadable directory) fails and stays untouched.
  */
-export const clearUnixPath = (n: Native, path: string): Effect.Effect<void, ListenError> =>
+const clearUnixPath = (n: Native, path: string): Effect.Effect<void, ListenError> =>
   Effect.gen(function*() {
     let existing: Fs.Stats | undefined
     try {

@@ -151,7 +151,7 @@ const reserve = (service: Service, lastActivity: Effect.Effect<number>, stop: De
  * One run of the app: start it, wait until it is ready (within the start timeout), watch it until it is idle,
  * exits or is asked to stop, and conclude (stop, count, log, backoff). Interrupting it stops the app gracefully.
  */
-export const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSince: number) =>
+const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSince: number) =>
   Effect.gen(function*() {
     const { backoff, config, tracker } = service
     const processes = yield* ProcessService

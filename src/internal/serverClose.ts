@@ -14,7 +14,7 @@ import type * as Net from "node:net"
  * close callback came 1.5 ms after destroying 20 open connections; the bound only guards the apps' stop, which
  * follows it.
  */
-export const closeBound = Duration.millis(250)
+const closeBound = Duration.millis(250)
 
 /**
  * Tracks the server's connections from now on and returns its release: stop accepting, destroy every open

@@ -5,11 +5,12 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, expect, it } from "vitest"
-import { Activator, Config, ProcessService, RelayService, SocketService } from "../../src/index.js"
+import { Activator, Config, ProcessService, Registry, RelayService, SoadContext, SocketService, Supervisor } from "../../src/index.js"
 import { alive, appFixture, get, tempDir } from "../harness.js"
 
 const dirs: Array<string> = []
@@ -38,4 +39,34 @@ it("runs an activator inside another program's scope; closing the scope stops th
   await Effect.runPromise(Scope.close(scope, Exit.void))
   expect(alive(reply.pid as number)).toBe(false)
   expect(Fs.existsSync(socketPath)).toBe(false)
+})
+
+it("hosts a whole config as a layer: Config.make from address strings, Registry for status, wake and sleep", async () => {
+  const d = tempDir()
+  dirs.push(d)
+  const socketPath = Path.join(d, "hosted.sock")
+  const blog = Config.make({ name: "blog", listeners: [`http=${socketPath}`], command: [process.execPath, appFixture] })
+  expect(blog.listeners).toEqual([{ name: "http", address: { _tag: "Unix", path: socketPath } }])
+  expect(() => Config.make({ listeners: ["http=not a port:x"], command: ["x"] })).toThrow(Config.ServiceConfigError)
+  expect(() => Config.make({ listeners: [socketPath], command: ["x"], user: -1 })).toThrow(/whole numbers/)
+
+  const program = Effect.gen(function*() {
+    const registry = yield* Registry.Registry
+    // each service registers as its fiber starts, just after the layer is built
+    const [handle] = yield* registry.services.pipe(
+      Effect.filterOrFail((handles) => handles.length > 0, () => "not registered yet"),
+      Effect.retry(Schedule.spaced("10 millis"))
+    )
+    expect(handle!.name).toBe("blog")
+    expect(yield* handle!.wake).toBe("starting")
+    const reply = yield* Effect.promise(() => get({ socketPath }))
+    const status = yield* handle!.status
+    expect(status.pid).toBe(reply.pid)
+    expect(["starting", "running"]).toContain(status.state)
+    expect(yield* handle!.sleep).toBe("stopped")
+    expect(alive(reply.pid as number)).toBe(false)
+  })
+  const hosted = Supervisor.layer({ services: [blog] }).pipe(Layer.provideMerge(Registry.layer), Layer.provide(SoadContext.layer))
+  await Effect.runPromise(Effect.provide(program, hosted))
+  expect(Fs.existsSync(socketPath)).toBe(false) // releasing the layer closed the listener
 })
