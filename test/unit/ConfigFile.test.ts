@@ -72,7 +72,7 @@ describe("the config file", () => {
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], env: { A: 1 } } } }, "services.a.env: expected a table of strings"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], "inherit-env": "no" } } }, "services.a.inherit-env: expected true or false, found \"no\""],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], backlog: 0 } } }, "services.a.backlog: expected a whole number, 1 or more, found 0"],
-    [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found 0"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds or a duration such as 90s, 5m, 1h30m, 250ms, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found 0"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], cwd: "relative" } } }, "services.a.cwd: expected an absolute path, found \"relative\""],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or a gid, found \"nogroup-x\": no such group"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"] }, b: { listen: ["/x.sock"], command: ["y"] } } }, "services.b.listen: /x.sock is already a listener of service a"],
