@@ -584,12 +584,27 @@ const placeholder = /^[ \t]*A user-defined piece of text\.[ \t]*\n(?:[ \t]*\n)?/
 // eslint-disable-next-line no-control-regex
 const ansi = /\x1b\[[0-9;]*m/g
 
+/** A line of a zsh or fish completion script about the built-in --log-level, whose levels are not soad's. */
+const builtInLogLevel = /^.*Sets the minimum log level for a command\..*\n/gm
+
+/** A zsh completion spec of an option with no argument: `'--socket[…]' \`. */
+const zshSpec = /^(\s*)'(-{1,2}[A-Za-z][A-Za-z-]*)(\[.*\])'( \\)$/gm
+
 /**
- * Help as soad prints it: without the placeholder, and plain text (no colours) when `plain`; soad's help is plain
- * when stdout is not a terminal or NO_COLOR is set (no-color.org).
+ * What soad prints of @effect/cli's output: help without the placeholder, and plain text (no colours) when `plain`
+ * (stdout is no terminal, or NO_COLOR is set: no-color.org). Completion scripts as the library makes them, less
+ * three faults of @effect/cli 0.77: bash choices joined by commas (compgen wants spaces), the built-in --log-level
+ * offered beside soad's own with other levels, and zsh specs that say a text option takes no value.
  */
-export const helpText = (text: string, plain: boolean): string =>
-  plain ? text.replace(ansi, "").replace(placeholder, "") : text.replace(placeholder, "")
+export const helpText = (text: string, plain: boolean): string => {
+  const fixed = text
+    .replace(placeholder, "")
+    .replace(/compgen -W "([^"$]*)"/g, (_, list: string) => `compgen -W "${list.replaceAll(",", " ")}"`)
+    .replace(builtInLogLevel, "")
+    .replace(zshSpec, (line, indent: string, name: string, description: string, end: string) =>
+      valueFlags.has(name) ? `${indent}'${name}${description}:VALUE:_files'${end}` : line)
+  return plain ? fixed.replace(ansi, "") : fixed
+}
 
 /** Whether to print plain text: stdout is no terminal, or NO_COLOR is set to something. */
 const plainOutput = (): boolean => process.stdout.isTTY !== true || (process.env.NO_COLOR ?? "") !== ""
