@@ -63,11 +63,22 @@ const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Sche
   schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${show(issue.actual)}`, override: true }) })
 
 /**
- * A duration key: a number of seconds or a text such as "5m" here; what it means is the flag's own rule
- * (internal/fields.ts), checked after decoding. So are the other keys that are also flags.
+ * A key that is also a flag: a string or a number, valid when the parser the flag shares (internal/fields.ts)
+ * takes it; its refusal reads as that parser words it. resolveService calls the same parser for the typed value.
+ * Durations and counts are checked here, with the table; the keys whose errors are best reported beside the
+ * service's other errors (shutdown-signal, socket-mode, addresses) only in resolveService, by the same parsers.
  */
-const Seconds = (field: Durations.Field) => expecting(Schema.Union(Schema.Number, Schema.String), Durations.expected(field))
-const Count = expecting(Schema.Union(Schema.Number, Schema.String), Fields.countExpected)
+const ParsedBy = <A>(parse: Fields.Parse<A>, what: string) =>
+  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((value) => Either.isRight(parse(value)))).annotations({
+    message: (issue) => {
+      const value = issue.actual
+      const refused = typeof value === "number" || typeof value === "string" ? parse(value) : undefined
+      const refusal = refused !== undefined && Either.isLeft(refused) ? refused.left : { _tag: "Expected" as const, expected: what }
+      return { message: Fields.found(value, refusal), override: true }
+    }
+  })
+const Seconds = (field: Durations.Field) => ParsedBy(Fields.duration(field), Durations.expected(field))
+const Count = ParsedBy(Fields.count, Fields.countExpected)
 const Strings = expecting(Schema.Array(Schema.String), "a list of strings")
 const NameOrId = expecting(Schema.Union(Schema.String, Schema.Number), "a name or a number")
 const Flag = expecting(Schema.Boolean, "true or false")

@@ -36,9 +36,12 @@ export const show = (value: unknown): string => JSON.stringify(value) ?? String(
 export const flagMessage = (flag: string, input: string | number, refusal: Refusal): string =>
   refusal._tag === "Expected" ? `${flag}: '${input}' is not ${refusal.expected}` : `${flag}: ${refusal.message}`
 
+/** The refusal of a config-file value, after its key: `expected a whole number, 1 or more, found 0`. */
+export const found = (input: unknown, refusal: Refusal): string =>
+  refusal._tag === "Expected" ? `expected ${refusal.expected}, found ${show(input)}` : refusal.message
+
 /** The refusal of a config-file value, one line: `services.a.backlog: expected a whole number, 1 or more, found 0`. */
-export const keyMessage = (key: string, input: unknown, refusal: Refusal): string =>
-  refusal._tag === "Expected" ? `${key}: expected ${refusal.expected}, found ${show(input)}` : `${key}: ${refusal.message}`
+export const keyMessage = (key: string, input: unknown, refusal: Refusal): string => `${key}: ${found(input, refusal)}`
 
 /** `time-until-stop`, `stop-timeout`, `start-timeout`, `min-uptime`, `max-backoff`, `min-warm` (internal/durations.ts). */
 export const duration = (field: Durations.Field): Parse<Duration.Duration> => (input) =>

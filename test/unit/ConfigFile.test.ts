@@ -102,6 +102,18 @@ describe("the config file", () => {
     expect(one("/run/app-upstream.sock")).toEqual({ _tag: "Unix", path: "/run/app-upstream.sock" })
   })
 
+  it("durations take units, and 0 only where the flag takes it (start-timeout and max-backoff refuse it)", () => {
+    const service = (fields: Record<string, unknown>) => decode({ services: { a: { listen: ["/x.sock"], command: ["x"], ...fields } } })
+    const file = Either.getOrThrow(service({ "time-until-stop": "5m", "stop-timeout": "250ms", "min-uptime": 0, "max-backoff": "1h30m" }))
+    expect(Duration.toMillis(file.services[0]!.idleTimeout)).toBe(300_000)
+    expect(Duration.toMillis(file.services[0]!.stopTimeout)).toBe(250)
+    expect(Duration.toMillis(file.services[0]!.maxBackoff)).toBe(5_400_000)
+    for (const key of ["start-timeout", "max-backoff", "time-until-stop"]) {
+      const result = service({ [key]: 0 })
+      expect(Either.isLeft(result) && result.left.errors[0], key).toMatch(new RegExp(`services\\.a\\.${key}: expected a positive number of seconds .*, found 0$`))
+    }
+  })
+
   it("parses sizes", () => {
     expect(ConfigFile.parseBytes("200MB")).toBe(200e6)
     expect(ConfigFile.parseBytes("1.5GiB")).toBe(1.5 * 1024 ** 3)
