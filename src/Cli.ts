@@ -1,17 +1,21 @@
 /**
- * The command line: `soad -s /run/app.sock -t 240 -S TERM -- gunicorn app:app`, parsed with @effect/cli into
- * a typed ServiceConfig, then run by the Activator.
+ * The command line as an @effect/cli Command tree: `soad` runs one app (`soad -s /run/app.sock -t 240 -S TERM --
+ * gunicorn app:app`) or every service of a config file (`soad -c FILE`), and its subcommands `check`, `status`,
+ * `wake` and `sleep` validate a file or talk to a running soad. Every option is typed and checked by the parser its
+ * config-file key shares (internal/fields.ts), so the core sees only a typed ServiceConfig.
  *
  * @since 0.1.0
  */
 import * as Args from "@effect/cli/Args"
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Span from "@effect/cli/HelpDoc/Span"
 import * as Options from "@effect/cli/Options"
+import type * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -27,6 +31,7 @@ import * as Config from "./Config.js"
 import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
 import * as Durations from "./internal/durations.js"
+import * as Fields from "./internal/fields.js"
 import { collectGarbage } from "./internal/gc.js"
 import { notify } from "./internal/notify.js"
 import * as Ids from "./internal/ids.js"
@@ -46,7 +51,50 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly messag
 /** soad's version, as `--version` prints it. */
 export const version = "0.1.0"
 
-const configFile = Options.text("config").pipe(
+const usage = (message: string) => new UsageError({ message })
+
+/** A flag's value refused by its field's parser, as @effect/cli reports a bad value (exit 2). */
+const refuse = (flag: string, input: string | number, refusal: Fields.Refusal) =>
+  ValidationError.invalidValue(HelpDoc.p(Fields.flagMessage(flag, input, refusal)))
+
+/** Checks an option's value with its field's parser; `flag` is the name the refusal gives. */
+const checked = <A>(flag: string, parse: Fields.Parse<A>) => <I extends string | number>(self: Options.Options<I>) =>
+  Options.mapEffect(self, (value) => Either.mapLeft(parse(value), (refusal) => refuse(flag, value, refusal)))
+
+/** The same for an optional option. */
+const checkedOptional = <A>(flag: string, parse: Fields.Parse<A>) =>
+<I extends string | number>(self: Options.Options<Option.Option<I>>) =>
+  Options.mapEffect(self, (value) =>
+    Option.isNone(value)
+      ? Either.right(Option.none<A>())
+      : Either.mapBoth(parse(value.value), {
+        onLeft: (refusal) => refuse(flag, value.value, refusal),
+        onRight: Option.some
+      }))
+
+/** The same for each value of a repeated option, in order. */
+const checkedEach = <A>(flag: string, parse: Fields.Parse<A>) => (self: Options.Options<Array<string>>) =>
+  Options.mapEffect(self, (values) => Either.all(values.map((value) => Either.mapLeft(parse(value), (refusal) => refuse(flag, value, refusal)))))
+
+/** A user or group as a flag gives it: a name, or an id checked by internal/ids.ts (looked up later). */
+const idRef = (kind: "user" | "group"): Fields.Parse<string | number> => (input) =>
+  Either.mapLeft(Ids.parse(input), (why) => ({ _tag: "Expected", expected: `a ${kind} name or a valid id: ${why}` }))
+
+const durationForms = "seconds (90, 0.5) or with units (90s, 5m, 1h30m, 250ms)"
+
+/** A duration option, checked by the rule its config-file key shares (internal/durations.ts). */
+const duration = (field: Durations.Field, flag: string, description: string, fallback: string) => {
+  const option = Options.text(field).pipe(
+    Options.withPseudoName("DURATION"),
+    Options.withDescription(`${description}: ${durationForms}. Default: ${fallback}.`),
+    Options.withDefault(fallback)
+  )
+  return (flag.startsWith("--") ? option : Options.withAlias(option, flag.slice(1))).pipe(
+    checked(flag, Fields.duration(field))
+  )
+}
+
+const configFile = Options.file("config").pipe(
   Options.withAlias("c"),
   Options.withPseudoName("FILE"),
   Options.withDescription("Run every service of a TOML config file (instead of -s/-l and a command); SIGHUP reloads it."),
@@ -55,8 +103,9 @@ const configFile = Options.text("config").pipe(
 const socket = Options.text("socket").pipe(
   Options.withAlias("s"),
   Options.withPseudoName("PATH"),
-  Options.withDescription("A UNIX socket to listen on (repeatable): the app gets it at fd 3."),
-  Options.repeated
+  Options.withDescription("A UNIX socket to listen on (repeatable): the app gets it at fd 3. --socket=PATH works too."),
+  Options.repeated,
+  checkedEach("-s", (input) => Fields.socket(process.cwd())(input))
 )
 const listen = Options.text("listen").pipe(
   Options.withAlias("l"),
@@ -64,7 +113,8 @@ const listen = Options.text("listen").pipe(
   Options.withDescription(
     "A listener [NAME=]ADDR (repeatable, in order): /path, unix:PATH, @abstract, HOST:PORT, [IPV6]:PORT, :PORT, fd:N, fd:NAME."
   ),
-  Options.repeated
+  Options.repeated,
+  checkedEach("-l", (input) => Fields.listener(process.cwd())(input))
 )
 const upstream = Options.text("upstream").pipe(
   Options.withPseudoName("ADDR"),
@@ -72,91 +122,89 @@ const upstream = Options.text("upstream").pipe(
     "Proxy mode, for apps that bind their own port: soad accepts, starts the app and relays to ADDR (HOST:PORT, a UNIX " +
       "socket path, or auto: a free 127.0.0.1 port given to the app as PORT)."
   ),
-  Options.optional
+  Options.optional,
+  checkedOptional("--upstream", (input) => Fields.upstream(process.cwd())(input))
 )
 const maxHeld = Options.integer("max-held").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
     "Proxy mode: hold at most N connections while the app starts; more wait in the backlog. Default: the fd limit / 8, at most 1024."
   ),
-  Options.optional
+  Options.optional,
+  checkedOptional("--max-held", Fields.count)
 )
-const timeUntilStop = Options.text("time-until-stop").pipe(
-  Options.withAlias("t"),
-  Options.withPseudoName("SECONDS"),
-  Options.withDescription("Seconds without activity before the app is stopped; decimals allowed. Default: 60."),
-  Options.withDefault("60")
-)
+const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
   Options.withPseudoName("SIGNAL"),
   Options.withDescription("The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: TERM."),
-  Options.withDefault("TERM")
+  Options.withDefault("TERM"),
+  checked("-S", Fields.signal)
 )
-const stopTimeout = Options.text("stop-timeout").pipe(
-  Options.withPseudoName("SECONDS"),
-  Options.withDescription("Seconds the app may take to exit after the shutdown signal before it gets SIGKILL. Default: 30."),
-  Options.withDefault("30")
+const stopTimeout = duration(
+  "stop-timeout",
+  "--stop-timeout",
+  "Time the app may take to exit after the shutdown signal before it gets SIGKILL",
+  "30"
 )
-const startTimeout = Options.text("start-timeout").pipe(
-  Options.withPseudoName("SECONDS"),
-  Options.withDescription("An app that has not accepted the waiting connection by then is stopped, a failed start. Default: 60."),
-  Options.withDefault("60")
+const startTimeout = duration(
+  "start-timeout",
+  "--start-timeout",
+  "An app that has not accepted the waiting connection by then is stopped, a failed start",
+  "60"
 )
 const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connections").pipe(
   Options.withDescription(
     "Stop the app after -t without new connections even while accepted ones are still open (the original's rule)."
   )
 )
-const minUptime = Options.text("min-uptime").pipe(
-  Options.withPseudoName("SECONDS"),
-  Options.withDescription("A run shorter than this many seconds counts as a crash, and the next start backs off. Default: 5."),
-  Options.withDefault("5")
-)
-const maxBackoff = Options.text("max-backoff").pipe(
-  Options.withPseudoName("SECONDS"),
-  Options.withDescription("The longest wait in seconds between starts of a crashing app (from 0.5 s, doubling). Default: 60."),
-  Options.withDefault("60")
-)
+const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", "5")
+const maxBackoff = duration("max-backoff", "--max-backoff", "The longest wait between starts of a crashing app (from 0.5 s, doubling)", "60")
 const backlog = Options.integer("backlog").pipe(
   Options.withPseudoName("N"),
-  Options.withDescription("The listen(2) backlog of every listener: connections that wait while the app starts. Default: 1024."),
-  Options.withDefault(Config.defaults.backlog)
+  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${Config.defaults.backlog}.`),
+  Options.withDefault(Config.defaults.backlog),
+  checked("--backlog", Fields.count)
 )
 const socketMode = Options.text("socket-mode").pipe(
   Options.withPseudoName("OCTAL"),
   Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666 less the umask."),
-  Options.optional
+  Options.optional,
+  checkedOptional("--socket-mode", Fields.socketMode)
 )
 const socketUser = Options.text("socket-user").pipe(
   Options.withPseudoName("USER"),
   Options.withDescription("Owner of the UNIX socket files, a name or a uid (soad must be root). Default: soad's user."),
-  Options.optional
+  Options.optional,
+  checkedOptional("--socket-user", idRef("user"))
 )
 const socketGroup = Options.text("socket-group").pipe(
   Options.withPseudoName("GROUP"),
   Options.withDescription("Group of the UNIX socket files, a name or a gid. Default: soad's group."),
-  Options.optional
+  Options.optional,
+  checkedOptional("--socket-group", idRef("group"))
 )
 const user = Options.text("user").pipe(
   Options.withPseudoName("USER"),
   Options.withDescription("Run the app as this user, a name or a uid, with its groups, HOME and SHELL (soad must be root)."),
-  Options.optional
+  Options.optional,
+  checkedOptional("--user", idRef("user"))
 )
 const group = Options.text("group").pipe(
   Options.withPseudoName("GROUP"),
   Options.withDescription("Run the app with this primary group, a name or a gid. Default: the user's group."),
-  Options.optional
+  Options.optional,
+  checkedOptional("--group", idRef("group"))
 )
-const logFormat = Options.text("log-format").pipe(
-  Options.withPseudoName(Logging.formats.join("|")),
+const logFormat = Options.choice("log-format", Logging.formats).pipe(
   Options.withDescription("Log lines for people (text) or one JSON object per line (json) for log collectors. Default: text."),
-  Options.withDefault("text")
+  Options.withDefault("text" as const)
 )
 const metrics = Options.text("metrics").pipe(
   Options.withPseudoName("ADDR"),
   Options.withDescription("Serve Prometheus metrics over HTTP at HOST:PORT or a UNIX socket path (GET /metrics)."),
-  Options.optional
+  Options.optional,
+  checkedOptional("--metrics", (input) => Fields.address(process.cwd())(input))
 )
 const control = Options.text("control").pipe(
   Options.withPseudoName("PATH"),
@@ -165,13 +213,12 @@ const control = Options.text("control").pipe(
   ),
   Options.optional
 )
-const logLevel = Options.text("log-level").pipe(
-  Options.withPseudoName(Logging.levels.join("|")),
+const logLevel = Options.choice("log-level", Logging.levels).pipe(
   Options.withDescription("How much soad logs on stderr. Default: info."),
-  Options.withDefault("info")
+  Options.withDefault("info" as const)
 )
 const command = Args.text({ name: "command" }).pipe(
-  Args.withDescription("The app's command and arguments, after --; run without a shell."),
+  Args.withDescription("The app's command and its arguments, after --, passed on verbatim and run without a shell."),
   Args.repeated
 )
 
@@ -201,80 +248,67 @@ const options = {
   command
 }
 
-/** What @effect/cli parsed, before validation. */
+/** The names of options that take a value (`-t`, `--time-until-stop`, …), as their usage gives them. */
+const takingValue = (usage: Usage.Usage): ReadonlyArray<string> => {
+  switch (usage._tag) {
+    case "Named":
+      return Option.isSome(usage.acceptedValues) ? usage.names : []
+    case "Optional":
+    case "Repeated":
+      return takingValue(usage.usage)
+    case "Alternation":
+    case "Concat":
+      return [...takingValue(usage.left), ...takingValue(usage.right)]
+    default:
+      return []
+  }
+}
+
+/** Every name of soad's options that take a value. */
+const valueFlags: ReadonlySet<string> = new Set(
+  (Object.values(options) as ReadonlyArray<unknown>).flatMap((option) => Options.isOptions(option) ? takingValue(Options.getUsage(option)) : [])
+)
+
+/** What @effect/cli parsed and the field parsers checked: typed values, before the checks across fields. */
 export type Parsed = Command.Command.ParseConfig<typeof options>
 
-const usage = (message: string) => new UsageError({ message })
-
-/** A duration flag, by the rule its config-file key shares (internal/durations.ts). */
-const seconds = (flag: string, field: Durations.Field, text: string): Either.Either<Duration.Duration, UsageError> =>
-  Either.mapLeft(Durations.parse(field, text), (expected) => usage(`${flag}: '${text}' is not ${expected}`))
-
 /**
- * Turns parsed flags into a ServiceConfig; `commandAfterDashes` is the command given after `--`, if any.
+ * Turns parsed flags into a ServiceConfig: the checks that span fields (a command, a listener) and the user and
+ * group look-ups. `appCommand` is what came after `--`, if anything did.
  */
 export const toConfig = (
   parsed: Parsed,
-  commandAfterDashes: ReadonlyArray<string> | undefined,
-  resolver: ConfigFile.Resolver,
-  cwd: string = process.cwd()
+  appCommand: ReadonlyArray<string> | undefined,
+  resolver: ConfigFile.Resolver
 ): Either.Either<Config.ServiceConfig, UsageError> =>
   Either.gen(function*() {
-    const positional = parsed.command
-    let argv: ReadonlyArray<string>
-    if (commandAfterDashes !== undefined) {
-      const before = positional.slice(0, positional.length - commandAfterDashes.length)
-      if (before.length > 0) {
-        return yield* Either.left(
-          usage(
-            before[0]!.startsWith("-")
-              ? `unknown option '${before[0]}'`
-              : `unexpected argument '${before[0]}' before --: the app's command goes after --`
-          )
+    const before = parsed.command
+    // A flag that was not taken as one: its value is missing (it ends soad's part of the line), or it is unknown.
+    if (before.length > 0 && valueFlags.has(before[0]!)) return yield* Either.left(usage(`option ${before[0]} needs a value`))
+    if (before.length > 0 && (appCommand !== undefined || before[0]!.startsWith("-"))) {
+      return yield* Either.left(
+        usage(
+          before[0]!.startsWith("-")
+            ? `unknown option '${before[0]}'`
+            : `unexpected argument '${before[0]}' before --: the app's command goes after --`
         )
-      }
-      argv = commandAfterDashes
-    } else {
-      if (positional.length > 0 && positional[0]!.startsWith("-")) {
-        return yield* Either.left(usage(`unknown option '${positional[0]}'`))
-      }
-      argv = positional
+      )
     }
+    const argv = appCommand ?? before
     if (argv.length === 0 || argv[0] === "") {
       return yield* Either.left(usage("no command: give the app to run after --, e.g. soad -s /run/app.sock -- ./server"))
     }
-    const listeners: Array<Address.ListenerConfig> = []
-    for (const path of parsed.socket) {
-      const address = yield* Either.mapLeft(
-        path.startsWith("unix:") ? Address.parseAddress(path, cwd) : Address.parseAddress(`unix:${path}`, cwd),
-        (message) => usage(`-s: ${message}`)
-      )
-      listeners.push({ name: Address.defaultName, address })
-    }
-    for (const spec of parsed.listen) {
-      listeners.push(yield* Either.mapLeft(Address.parseListener(spec, cwd), (message) => usage(`-l: ${message}`)))
-    }
+    const listeners: Array<Address.ListenerConfig> = [
+      ...parsed.socket.map((address) => ({ name: Address.defaultName, address })),
+      ...parsed.listen
+    ]
     if (listeners.length === 0) {
       return yield* Either.left(usage("no socket: give one with -s PATH or -l ADDR"))
     }
-    const signal = yield* Either.mapLeft(Signal.parse(parsed.shutdownSignal), (message) => usage(`-S: ${message}`))
-    if (parsed.backlog < 1) return yield* Either.left(usage(`--backlog: must be at least 1`))
-    let mode: number | undefined
-    if (Option.isSome(parsed.socketMode)) {
-      const text = parsed.socketMode.value
-      if (!/^0?[0-7]{3}$/.test(text)) {
-        return yield* Either.left(usage(`--socket-mode: '${text}' is not an octal mode such as 0660`))
-      }
-      mode = parseInt(text, 8)
+    const lookUp = <A>(flag: string, kind: "user" | "group", ref: string | number, find: (v: string | number) => A | undefined) => {
+      const found = find(ref)
+      return found === undefined ? Either.left(usage(`${flag}: no ${kind} '${ref}'`)) : Either.right(found)
     }
-    const lookUp = <A>(flag: string, kind: "user" | "group", value: string, find: (v: string | number) => A | undefined) =>
-      Either.flatMap(
-        Either.mapLeft(Ids.parse(value), (why) => usage(`${flag}: '${value}' is not a ${kind} name or a valid id: ${why}`)),
-        (ref) => {
-          const found = find(ref)
-          return found === undefined ? Either.left(usage(`${flag}: no ${kind} '${value}'`)) : Either.right(found)
-        }
-      )
     const uid = Option.isSome(parsed.socketUser)
       ? (yield* lookUp("--socket-user", "user", parsed.socketUser.value, resolver.user)).uid
       : undefined
@@ -292,115 +326,92 @@ export const toConfig = (
         ? { ...found, gid: runGid, groups: found.groups.includes(runGid) ? found.groups : [runGid, ...found.groups] }
         : { uid: process.getuid?.() ?? 0, gid: runGid, groups: [runGid] }
     }
-    let upstreamAddress: Config.Upstream | undefined
-    if (Option.isSome(parsed.upstream)) {
-      upstreamAddress = yield* Either.mapLeft(
-        Address.parseUpstream(parsed.upstream.value, cwd),
-        (message) => usage(`--upstream: ${message}`)
-      )
-    }
-    if (Option.isSome(parsed.maxHeld) && parsed.maxHeld.value < 1) {
-      return yield* Either.left(usage(`--max-held: expected a whole number, 1 or more, found ${parsed.maxHeld.value}`))
-    }
     return Config.make({
       listeners,
-      upstream: upstreamAddress,
+      upstream: Option.getOrUndefined(parsed.upstream),
       maxHeld: Option.getOrUndefined(parsed.maxHeld),
       command: [argv[0]!, ...argv.slice(1)],
-      socket: { backlog: parsed.backlog, mode, uid, gid },
+      socket: { backlog: parsed.backlog, mode: Option.getOrUndefined(parsed.socketMode), uid, gid },
       user: runAs,
-      idleTimeout: yield* seconds("-t", "time-until-stop", parsed.timeUntilStop),
-      shutdownSignal: signal,
-      stopTimeout: yield* seconds("--stop-timeout", "stop-timeout", parsed.stopTimeout),
-      startTimeout: yield* seconds("--start-timeout", "start-timeout", parsed.startTimeout),
+      idleTimeout: parsed.timeUntilStop,
+      shutdownSignal: parsed.shutdownSignal,
+      stopTimeout: parsed.stopTimeout,
+      startTimeout: parsed.startTimeout,
       idleIgnoresOpenConnections: parsed.idleIgnoresOpenConnections,
-      minUptime: yield* seconds("--min-uptime", "min-uptime", parsed.minUptime),
-      maxBackoff: yield* seconds("--max-backoff", "max-backoff", parsed.maxBackoff)
+      minUptime: parsed.minUptime,
+      maxBackoff: parsed.maxBackoff
     })
   })
 
-/** Options whose value may be attached (`-t5`, `--socket=PATH`): @effect/cli wants them apart. */
-const valueFlags = new Set(["s", "l", "t", "S", "c"])
-
-/** Every option that takes a value. */
-const takesValue = new Set([
-  "-s",
-  "-l",
-  "-t",
-  "-S",
-  "-c",
-  "--config",
-  "--socket",
-  "--listen",
-  "--time-until-stop",
-  "--shutdown-signal",
-  "--stop-timeout",
-  "--start-timeout",
-  "--min-uptime",
-  "--max-backoff",
-  "--backlog",
-  "--socket-mode",
-  "--socket-user",
-  "--socket-group",
-  "--user",
-  "--group",
-  "--log-level",
-  "--log-format",
-  "--metrics",
-  "--control",
-  "--upstream",
-  "--max-held"
-])
-
-/** An option that takes a value but ends soad's part of the command line has none: a usage error. */
-export const missingValue = (own: ReadonlyArray<string>): string | undefined => {
-  const last = own.at(-1)
-  return last !== undefined && takesValue.has(last) ? `option ${last} needs a value` : undefined
-}
+/** Short options whose value may be attached (`-t5`, `-S15`, `-s/run/a.sock`): @effect/cli wants them apart. */
+const shortWithValue = new Set([...valueFlags].filter((name) => /^-[a-zA-Z]$/.test(name)).map((name) => name.slice(1)))
 
 /**
- * Splits argv at the first `--` (the app's command is never parsed as soad's flags) and separates attached
- * values: `--socket=PATH` → `--socket PATH`, `-t5` → `-t 5`.
+ * Splits argv at the first `--`: what follows is the app's command, verbatim, never seen by the parser (a command
+ * such as `sleep 30` would otherwise be taken for the subcommand). Before it, attached values are separated
+ * (`--socket=PATH` → `--socket PATH`, which @effect/cli does only for options that are not repeated; `-t5` → `-t 5`),
+ * and a leading `--log-level` moves to the end: @effect/cli's built-in `--log-level` (which no setting turns off)
+ * takes the option only when it comes first, and would then drop it and any `--log-level` after `--` too.
  */
 export const splitArgv = (args: ReadonlyArray<string>): {
   readonly own: ReadonlyArray<string>
   readonly command: ReadonlyArray<string> | undefined
 } => {
   const dashes = args.indexOf("--")
-  const ownPart = dashes >= 0 ? args.slice(0, dashes) : args
   const own: Array<string> = []
-  for (const arg of ownPart) {
+  for (const arg of dashes >= 0 ? args.slice(0, dashes) : args) {
     const long = /^(--[a-z][a-z-]*)=(.*)$/s.exec(arg)
     const short = /^-([a-zA-Z])(.+)$/s.exec(arg)
     if (long !== null) own.push(long[1]!, long[2]!)
-    else if (short !== null && valueFlags.has(short[1]!)) own.push(`-${short[1]}`, short[2]!)
+    else if (short !== null && shortWithValue.has(short[1]!)) own.push(`-${short[1]}`, short[2]!)
     else own.push(arg)
   }
+  if (own[0] === "--log-level") own.push(...own.splice(0, 2))
   return { own, command: dashes >= 0 ? args.slice(dashes + 1) : undefined }
 }
 
-/** Parses `--log-level`. */
-export const logLevelOf = (text: string): Either.Either<Logging.Level, UsageError> =>
-  (Logging.levels as ReadonlyArray<string>).includes(text)
-    ? Either.right(text as Logging.Level)
-    : Either.left(usage(`--log-level: '${text}' is not one of ${Logging.levels.join(", ")}`))
+/** The option choices and whole numbers @effect/cli checks itself, to name them in its refusals. */
+const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
+  ["--log-level", Logging.levels],
+  ["--log-format", Logging.formats]
+]
+const integerFlags = ["--backlog", "--max-held"]
 
-/** Parses `--log-format`. */
-export const logFormatOf = (text: string): Either.Either<Logging.Format, UsageError> =>
-  (Logging.formats as ReadonlyArray<string>).includes(text)
-    ? Either.right(text as Logging.Format)
-    : Either.left(usage(`--log-format: '${text}' is not one of ${Logging.formats.join(", ")}`))
+/** The value given to `flag` last in `own`. */
+const valueOf = (own: ReadonlyArray<string>, flag: string): string | undefined => {
+  const at = own.lastIndexOf(flag)
+  return at >= 0 ? own[at + 1] : undefined
+}
+
+/**
+ * @effect/cli's words for a parse error, in soad's: the flag as typed, the value, what it takes. `own` is the
+ * command line as the parser saw it (splitArgv).
+ */
+export const explain = (message: string, own: ReadonlyArray<string>): string => {
+  const choices = /^Expected one of the following cases: (.*)$/.exec(message)
+  if (choices !== null) {
+    const known = choiceFlags.find(([, values]) => values.join(", ") === choices[1])
+    const value = known !== undefined ? valueOf(own, known[0]) : undefined
+    if (known !== undefined && value !== undefined) return `${known[0]}: '${value}' is not one of ${choices[1]}`
+  }
+  const integer = /^'(.*)' is not a integer$/s.exec(message)
+  if (integer !== null) {
+    const flag = integerFlags.find((flag) => valueOf(own, flag) === integer[1])
+    if (flag !== undefined) return Fields.flagMessage(flag, integer[1]!, { _tag: "Expected", expected: Fields.countExpected })
+  }
+  const noValue = /^Expected a value following option: '(.*)'$/.exec(message)
+  if (noValue !== null) return `option ${own.at(-1)?.startsWith("-") ? own.at(-1) : noValue[1]} needs a value`
+  const unknown = /^Received unknown argument: '(.*)'$/s.exec(message)
+  if (unknown !== null) return `unexpected argument '${unknown[1]}'`
+  return message
+}
 
 /** The control socket and the metrics endpoint, as the flags ask, until the scope closes. */
 const observability = (parsed: Parsed) =>
   Effect.gen(function*() {
     const explicit = Option.isSome(parsed.control)
     yield* Control.serve(explicit ? Path.resolve(parsed.control.value) : Control.defaultPath(), explicit)
-    if (Option.isSome(parsed.metrics)) {
-      const text = parsed.metrics.value
-      const address = yield* Either.mapLeft(Address.parseAddress(text), (message) => usage(`--metrics: ${message}`))
-      yield* Metrics.serve(address)
-    }
+    if (Option.isSome(parsed.metrics)) yield* Metrics.serve(parsed.metrics.value)
   })
 
 /**
@@ -416,19 +427,20 @@ const ready = Effect.zipRight(
 )
 
 /** Runs soad on parsed flags: one Activator, or the Supervisor of a config file, until interrupted. */
-const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undefined) =>
+const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
   Effect.gen(function*() {
-    const level = yield* logLevelOf(parsed.logLevel)
-    const format = yield* logFormatOf(parsed.logFormat)
     const registry = yield* Registry.make
     const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      effect.pipe(Effect.provideService(Registry.Registry, registry), Effect.provide(Logging.layer(level, format)))
+      effect.pipe(
+        Effect.provideService(Registry.Registry, registry),
+        Effect.provide(Logging.layer(parsed.logLevel, parsed.logFormat))
+      )
     if (Option.isSome(parsed.configFile)) {
       const path = parsed.configFile.value
       const extra = [
         parsed.socket.length > 0 ? "-s" : undefined,
         parsed.listen.length > 0 ? "-l" : undefined,
-        (commandAfterDashes ?? parsed.command).length > 0 ? "a command" : undefined
+        (appCommand ?? parsed.command).length > 0 ? "a command" : undefined
       ].filter((flag) => flag !== undefined)
       if (extra.length > 0) {
         return yield* Effect.fail(usage(`-c takes the services from the file: give no ${extra.join(" or ")} with it`))
@@ -456,7 +468,7 @@ const serve = (parsed: Parsed, commandAfterDashes: ReadonlyArray<string> | undef
         })
       ))
     }
-    const config = yield* toConfig(parsed, commandAfterDashes, Users.resolver)
+    const config = yield* toConfig(parsed, appCommand, Users.resolver)
     return yield* provide(Effect.scoped(
       Effect.gen(function*() {
         yield* forwardSignals(forwardedSignals)
@@ -488,85 +500,140 @@ export const check = (path: string) =>
     Effect.tap((file) => Console.log(`${ConfigFile.describe(file)}\n\n${path}: OK`))
   )
 
-/** `soad` as an @effect/cli command; `commandAfterDashes` as split off by splitArgv. */
-export const make = (commandAfterDashes: ReadonlyArray<string> | undefined) =>
-  Command.make("soad", options, (parsed) => serve(parsed, commandAfterDashes)).pipe(
-    Command.withDescription(
-      "Socket activator/deactivator: holds the listening sockets, starts the app on the first connection with the " +
-        "sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity. " +
-        "Also: soad check FILE (validate a config file), soad status [--json], soad wake NAME, soad sleep NAME " +
-        "(talk to a running soad; --control PATH)."
-    )
-  )
+/** Sends one request to a running soad; its refusal is a ControlError (exit 1). */
+const ask = (path: string, body: Control.Request) =>
+  Effect.flatMap(Control.request(path, body), (response) =>
+    response.ok ? Effect.succeed(response) : Effect.fail(new Control.ControlError({ message: response.error })))
 
-/** @effect/cli prints its parse errors as documents; soad prints them as one line. */
-const oneLineErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+const json = Options.boolean("json").pipe(Options.withDescription("Print the services as a JSON array instead of a table."))
+const serviceName = Args.text({ name: "NAME" }).pipe(Args.withDescription("The service, as soad status names it."))
+const checkedFile = Args.file({ name: "FILE" }).pipe(Args.withDescription("The TOML config file to check."))
+
+/** What soad is, for the top of its help. */
+const description = "Socket activator/deactivator: holds the listening sockets, starts the app on the first connection " +
+  "with the sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity."
+
+/**
+ * `soad` as an @effect/cli Command tree: run (the root), check, status, wake and sleep. `appCommand` is the app's
+ * command, split off after `--` by splitArgv.
+ */
+export const make = (appCommand: ReadonlyArray<string> | undefined) => {
+  const root = Command.make("soad", options, (parsed) => serve(parsed, appCommand)).pipe(
+    Command.withDescription(description)
+  )
+  /** A subcommand with flags of the run: `soad -s PATH sleep 30` means the app `sleep`, which goes after --. */
+  const alone = (name: string) =>
+    Effect.flatMap(root, (parent) =>
+      parent.socket.length > 0 || parent.listen.length > 0 || Option.isSome(parent.configFile) || appCommand !== undefined
+        ? Effect.fail(usage(`'${name}' is a subcommand of soad: to run it as the app, give it after --, e.g. soad -s PATH -- ${name}`))
+        : parent.command.length > 0
+        ? Effect.fail(usage(`unexpected argument '${parent.command[0]}' for soad ${name}`))
+        : Effect.succeed(parent))
+  /** The control socket: the subcommand's --control, else one given before it, else the default. */
+  const controlPath = (name: string, own: Option.Option<string>) =>
+    Effect.map(alone(name), (parent) =>
+      Option.match(Option.orElse(own, () => parent.control), {
+        onNone: () => Control.defaultPath(),
+        onSome: (path) => Path.resolve(path)
+      }))
+  const checkCommand = Command.make("check", { file: checkedFile }, ({ file }) =>
+    Effect.zipRight(alone("check"), check(file))).pipe(
+      Command.withDescription("Validate a config file and print what would run; exit 0 if it is valid, 1 if not.")
+    )
+  const status = Command.make("status", { json, control }, (own) =>
+    Effect.gen(function*() {
+      const response = yield* ask(yield* controlPath("status", own.control), { command: "status" })
+      const services = response.services ?? []
+      yield* Console.log(own.json ? JSON.stringify(services, null, 2) : Control.table(services))
+    })).pipe(Command.withDescription("Show every service of the running soad: state, pid, uptime, idle time, memory."))
+  const order = (verb: "wake" | "sleep", text: string) =>
+    Command.make(verb, { name: serviceName, control }, (own) =>
+      Effect.gen(function*() {
+        const response = yield* ask(yield* controlPath(verb, own.control), { command: verb, service: own.name })
+        yield* Console.log(response.message ?? "done")
+      })).pipe(Command.withDescription(text))
+  return root.pipe(Command.withSubcommands([
+    checkCommand,
+    status,
+    order("wake", "Start a service's app now, as a connection would."),
+    order("sleep", "Stop a service's app now; the next connection starts it again.")
+  ]))
+}
+
+/** Examples, at the end of `soad --help`. */
+const examples = HelpDoc.blocks([
+  HelpDoc.h1("EXAMPLES"),
+  HelpDoc.descriptionList([
+    [Span.code("soad -s /run/app.sock -t 240 -S TERM -- gunicorn app:app"), HelpDoc.p(
+      "Start gunicorn on the first connection to /run/app.sock; stop it with SIGTERM after 240 s without activity."
+    )],
+    [Span.code("soad -l http=127.0.0.1:8080 -t 5m -- ./server"), HelpDoc.p("A TCP listener named http; stop after 5 minutes.")],
+    [Span.code("soad -l :8080 --upstream auto -- node server.js"), HelpDoc.p(
+      "Proxy mode, for an app that binds its own port (given to it as PORT)."
+    )],
+    [Span.code("soad -c /etc/soad/apps.toml"), HelpDoc.p("Every service of a config file; soad check FILE validates one.")],
+    [Span.code("soad status"), HelpDoc.p("What a running soad does; soad wake NAME and soad sleep NAME start or stop an app now.")],
+    [Span.code("soad --completions bash"), HelpDoc.p("A completion script for bash (also sh, zsh, fish).")]
+  ])
+])
+
+/** The placeholder @effect/cli gives every text option and argument, which says nothing. */
+const placeholder = /^[ \t]*A user-defined piece of text\.[ \t]*\n(?:[ \t]*\n)?/gm
+
+/** ANSI colour and style sequences. */
+// eslint-disable-next-line no-control-regex
+const ansi = /\x1b\[[0-9;]*m/g
+
+/** A line of a zsh or fish completion script about the built-in --log-level, whose levels are not soad's. */
+const builtInLogLevel = /^.*Sets the minimum log level for a command\..*\n/gm
+
+/** A zsh completion spec of an option with no argument: `'--socket[…]' \`. */
+const zshSpec = /^(\s*)'(-{1,2}[A-Za-z][A-Za-z-]*)(\[.*\])'( \\)$/gm
+
+/**
+ * What soad prints of @effect/cli's output: help without the placeholder, and plain text (no colours) when `plain`
+ * (stdout is no terminal, or NO_COLOR is set: no-color.org). Completion scripts as the library makes them, less
+ * three faults of @effect/cli 0.77: bash choices joined by commas (compgen wants spaces), the built-in --log-level
+ * offered beside soad's own with other levels, and zsh specs that say a text option takes no value.
+ */
+export const helpText = (text: string, plain: boolean): string => {
+  const fixed = text
+    .replace(placeholder, "")
+    .replace(/compgen -W "([^"$]*)"/g, (_, list: string) => `compgen -W "${list.replaceAll(",", " ")}"`)
+    .replace(builtInLogLevel, "")
+    .replace(zshSpec, (line, indent: string, name: string, description: string, end: string) =>
+      valueFlags.has(name) ? `${indent}'${name}${description}:VALUE:_files'${end}` : line)
+  return plain ? fixed.replace(ansi, "") : fixed
+}
+
+/** Whether to print plain text: stdout is no terminal, or NO_COLOR is set to something. */
+const plainOutput = (): boolean => process.stdout.isTTY !== true || (process.env.NO_COLOR ?? "") !== ""
+
+/**
+ * @effect/cli prints help and versions with Console.log and its parse errors as documents on Console.error: soad
+ * prints help as helpText does, and each error as one line in its own words (explain).
+ */
+const soadConsole = (own: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Console.consoleWith((console) =>
     Effect.withConsole(effect, {
       ...console,
+      log: (...args: ReadonlyArray<unknown>) => console.log(helpText(args.map(String).join(" "), plainOutput())),
       error: (...args: ReadonlyArray<unknown>) => {
-        // eslint-disable-next-line no-control-regex
-        const text = args.map(String).join(" ").replace(/\x1b\[[0-9;]*m/g, "").replace(/\s+/g, " ").trim()
-        return text === "" ? Effect.void : console.error(`soad: ${text} (see soad --help)`)
+        const text = args.map(String).join(" ").replace(ansi, "").replace(/\s+/g, " ").trim()
+        return text === "" ? Effect.void : console.error(`soad: ${explain(text, own)} (see soad --help)`)
       }
     })
   )
 
 /**
- * Parses `args` (without node and the script) and runs soad. Fails with UsageError or a ValidationError
- * (exit 2), ListenError (exit 1); the message has been printed.
+ * Parses `args` (without node and the script) and runs soad. Fails with UsageError or a ValidationError (exit 2),
+ * ConfigError, ControlError or ListenError (exit 1); the message has been printed.
  */
-/** `soad status|wake|sleep …`: asks the running soad over its control socket. */
-export const controlCommand = (args: ReadonlyArray<string>): Effect.Effect<void, Control.ControlError | UsageError> => {
-  const [command, ...rest] = args
-  let path = Control.defaultPath()
-  let json = false
-  const positional: Array<string> = []
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!
-    if (arg === "--control" && i + 1 < rest.length) path = Path.resolve(rest[++i]!)
-    else if (arg.startsWith("--control=")) path = Path.resolve(arg.slice("--control=".length))
-    else if (arg === "--json" && command === "status") json = true
-    else positional.push(arg)
-  }
-  const expected = command === "status" ? 0 : 1
-  if (positional.length !== expected || positional.some((arg) => arg.startsWith("-"))) {
-    return Effect.fail(usage(command === "status" ? "usage: soad status [--json] [--control PATH]" : `usage: soad ${command} NAME [--control PATH]`))
-  }
-  const body: Control.Request = command === "status"
-    ? { command: "status" }
-    : { command: command as "wake" | "sleep", service: positional[0]! }
-  return Effect.flatMap(Control.request(path, body), (response) => {
-    if (!response.ok) return Effect.fail(new Control.ControlError({ message: response.error }))
-    if (command !== "status") return Console.log(response.message ?? "done")
-    const services = response.services ?? []
-    return Console.log(json ? JSON.stringify(services, null, 2) : Control.table(services))
-  })
-}
-
 export const run = (args: ReadonlyArray<string>) => {
-  if (args[0] === "status" || args[0] === "wake" || args[0] === "sleep") {
-    return controlCommand(args).pipe(
-      Effect.tapError((error) => Console.error(`soad: ${error.message}`))
-    )
-  }
-  if (args[0] === "check") {
-    const checked: Effect.Effect<unknown, ConfigFile.ConfigError | UsageError> =
-      args.length === 2 && !args[1]!.startsWith("-") ? check(args[1]!) : Effect.fail(usage("usage: soad check FILE"))
-    return checked.pipe(
-        Effect.tapError((error) =>
-          error._tag === "UsageError"
-            ? Console.error(`soad: ${error.message}`)
-            : Effect.forEach(error.errors, (line) => Console.error(`soad: ${line}`), { discard: true })
-        )
-      )
-  }
-  const { command: commandAfterDashes, own } = splitArgv(args)
-  const argv = ["node", "soad", ...own, ...(commandAfterDashes !== undefined ? ["--", ...commandAfterDashes] : [])]
-  const cli = Command.run(make(commandAfterDashes), { name: "soad", version })
-  const missing = missingValue(own)
-  return (missing !== undefined ? Effect.fail(usage(missing)) : cli(argv)).pipe(
-    oneLineErrors,
+  const { command: appCommand, own } = splitArgv(args)
+  const cli = Command.run(make(appCommand), { name: "soad", version, footer: examples })
+  return cli(["node", "soad", ...own]).pipe(
+    soadConsole(own),
     Effect.tapError((error) =>
       ValidationError.isValidationError(error)
         ? Effect.void

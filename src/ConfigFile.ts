@@ -25,8 +25,8 @@ import { parse as parseToml, TomlError } from "smol-toml"
 import * as Address from "./Address.js"
 import * as Config from "./Config.js"
 import * as Durations from "./internal/durations.js"
+import * as Fields from "./internal/fields.js"
 import * as Ids from "./internal/ids.js"
-import * as Signal from "./Signal.js"
 
 /** The config file cannot be used; `errors` lists every problem, one line each. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -62,8 +62,23 @@ export const defaultMinWarm = Duration.seconds(30)
 const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Schema<A, I> =>
   schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${show(issue.actual)}`, override: true }) })
 
-/** A duration key: a number here; its range is the flag's own rule (internal/durations.ts), checked after decoding. */
-const Seconds = (field: Durations.Field) => expecting(Schema.Number, Durations.expected(field))
+/**
+ * A key that is also a flag: a string or a number, valid when the parser the flag shares (internal/fields.ts)
+ * takes it; its refusal reads as that parser words it. resolveService calls the same parser for the typed value.
+ * Durations and counts are checked here, with the table; the keys whose errors are best reported beside the
+ * service's other errors (shutdown-signal, socket-mode, addresses) only in resolveService, by the same parsers.
+ */
+const ParsedBy = <A>(parse: Fields.Parse<A>, what: string) =>
+  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((value) => Either.isRight(parse(value)))).annotations({
+    message: (issue) => {
+      const value = issue.actual
+      const refused = typeof value === "number" || typeof value === "string" ? parse(value) : undefined
+      const refusal = refused !== undefined && Either.isLeft(refused) ? refused.left : { _tag: "Expected" as const, expected: what }
+      return { message: Fields.found(value, refusal), override: true }
+    }
+  })
+const Seconds = (field: Durations.Field) => ParsedBy(Fields.duration(field), Durations.expected(field))
+const Count = ParsedBy(Fields.count, Fields.countExpected)
 const Strings = expecting(Schema.Array(Schema.String), "a list of strings")
 const NameOrId = expecting(Schema.Union(Schema.String, Schema.Number), "a name or a number")
 const Flag = expecting(Schema.Boolean, "true or false")
@@ -86,12 +101,12 @@ const serviceFields = {
   "min-uptime": Schema.optional(Seconds("min-uptime")),
   "max-backoff": Schema.optional(Seconds("max-backoff")),
   "idle-ignores-open-connections": Schema.optional(Flag),
-  backlog: Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
-  "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `an octal mode such as "0660"`)),
+  backlog: Schema.optional(Count),
+  "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), Fields.socketModeExpected)),
   "socket-user": Schema.optional(NameOrId),
   "socket-group": Schema.optional(NameOrId),
   upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
-  "max-held": Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more"))
+  "max-held": Schema.optional(Count)
 }
 
 /** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
@@ -100,7 +115,7 @@ type Service = typeof Service.Type
 
 /** The top level of the file. */
 export const File = Schema.Struct({
-  "max-running": Schema.optional(expecting(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)), "a whole number, 1 or more")),
+  "max-running": Schema.optional(Count),
   "min-available-memory": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), `a size such as "200MB"`)),
   "min-warm": Schema.optional(Seconds("min-warm")),
   defaults: Schema.optional(expecting(Schema.Record({ key: Schema.String, value: Schema.Unknown }), "a table")),
@@ -138,7 +153,7 @@ export const parseBytes = (input: string | number): number | undefined => {
   return match === null || unit === undefined ? undefined : Number(match[1]) * unit
 }
 
-const show = (value: unknown): string => JSON.stringify(value) ?? String(value)
+const show = Fields.show
 
 const validName = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
@@ -178,20 +193,25 @@ const resolveService = (
 ): Either.Either<Config.ServiceConfig, ReadonlyArray<string>> => {
   const errors: Array<string> = []
   const at = (field: string, message: string) => errors.push(`services.${name}.${field}: ${message}`)
+  /** A key that is also a flag, by the parser both share (internal/fields.ts); undefined if absent or refused. */
+  const field = <A>(key: string, parse: Fields.Parse<A>, value: string | number | undefined): A | undefined => {
+    if (value === undefined) return undefined
+    const parsed = parse(value)
+    if (Either.isLeft(parsed)) errors.push(Fields.keyMessage(`services.${name}.${key}`, value, parsed.left))
+    return Either.getOrUndefined(parsed)
+  }
   if (!validName.test(name)) {
     errors.push(`services.${name}: a service name is letters, digits, '_', '.' and '-', up to 64, found ${show(name)}`)
   }
   const listeners: Array<Address.ListenerConfig> = []
   const sockets = fields.socket === undefined ? [] : typeof fields.socket === "string" ? [fields.socket] : fields.socket
   sockets.forEach((path, i) => {
-    const parsed = Address.parseAddress(path.startsWith("unix:") ? path : `unix:${path}`, baseDir)
-    if (Either.isLeft(parsed)) at(`socket[${i}]`, parsed.left)
-    else listeners.push({ name: Address.defaultName, address: parsed.right })
+    const address = field(`socket[${i}]`, Fields.socket(baseDir), path)
+    if (address !== undefined) listeners.push({ name: Address.defaultName, address })
   })
   ;(fields.listen ?? []).forEach((spec, i) => {
-    const parsed = Address.parseListener(spec, baseDir)
-    if (Either.isLeft(parsed)) at(`listen[${i}]`, parsed.left)
-    else listeners.push(parsed.right)
+    const listener = field(`listen[${i}]`, Fields.listener(baseDir), spec)
+    if (listener !== undefined) listeners.push(listener)
   })
   if (fields.listen === undefined && fields.socket === undefined) {
     at("listen", "expected at least one listener, e.g. listen = [\"/run/app.sock\"], found none")
@@ -200,20 +220,10 @@ const resolveService = (
   if (command.length === 0 || command[0] === "") {
     at("command", `expected the app's program and arguments, e.g. command = ["gunicorn", "app:app"], found ${show(fields.command ?? "nothing")}`)
   }
-  let signal = Config.defaults.shutdownSignal
-  if (fields["shutdown-signal"] !== undefined) {
-    const parsed = Signal.parse(String(fields["shutdown-signal"]))
-    if (Either.isLeft(parsed)) at("shutdown-signal", parsed.left)
-    else signal = parsed.right
-  }
+  const signal = field("shutdown-signal", Fields.signal, fields["shutdown-signal"]) ?? Config.defaults.shutdownSignal
   /** A duration key, by the rule its flag shares. */
-  const seconds = (field: Exclude<Durations.Field, "min-warm">): Duration.Duration | undefined => {
-    const value = fields[field]
-    if (value === undefined) return undefined
-    const duration = Durations.validate(field, value)
-    if (Either.isLeft(duration)) at(field, `expected ${duration.left}, found ${show(value)}`)
-    return Either.getOrUndefined(duration)
-  }
+  const seconds = (key: Exclude<Durations.Field, "min-warm">): Duration.Duration | undefined =>
+    field(key, Fields.duration(key), fields[key])
   const durations = {
     idleTimeout: seconds("time-until-stop"),
     stopTimeout: seconds("stop-timeout"),
@@ -221,13 +231,9 @@ const resolveService = (
     minUptime: seconds("min-uptime"),
     maxBackoff: seconds("max-backoff")
   }
-  let mode: number | undefined
-  const modeField = fields["socket-mode"]
-  if (modeField !== undefined) {
-    if (typeof modeField === "number" && modeField >= 0 && modeField <= 0o777) mode = modeField
-    else if (typeof modeField === "string" && /^0?[0-7]{3}$/.test(modeField)) mode = parseInt(modeField, 8)
-    else at("socket-mode", `expected an octal mode such as "0660" or 0o660, found ${show(modeField)}`)
-  }
+  const mode = field("socket-mode", Fields.socketMode, fields["socket-mode"])
+  const backlog = field("backlog", Fields.count, fields.backlog) ?? Config.defaults.backlog
+  const maxHeld = field("max-held", Fields.count, fields["max-held"])
   const lookUp = <A>(field: string, kind: "user" | "group", value: string | number, find: (v: string | number) => A | undefined) => {
     const id = kind === "user" ? "uid" : "gid"
     const ref = Ids.parse(value)
@@ -256,12 +262,7 @@ const resolveService = (
         : { uid: process.getuid?.() ?? 0, gid, groups: [gid] }
     }
   }
-  let upstream: Config.Upstream | undefined
-  if (fields.upstream !== undefined) {
-    const parsed = Address.parseUpstream(fields.upstream, baseDir)
-    if (Either.isLeft(parsed)) at("upstream", parsed.left)
-    else upstream = parsed.right
-  }
+  const upstream = field("upstream", Fields.upstream(baseDir), fields.upstream)
   if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
@@ -270,13 +271,13 @@ const resolveService = (
     name,
     listeners,
     command: [command[0]!, ...command.slice(1)],
-    socket: { backlog: fields.backlog ?? Config.defaults.backlog, mode, uid: socketUid, gid: socketGid },
+    socket: { backlog, mode, uid: socketUid, gid: socketGid },
     env: fields.env ?? {},
     inheritEnv: fields["inherit-env"] ?? true,
     cwd: fields.cwd,
     user,
     upstream,
-    maxHeld: fields["max-held"],
+    maxHeld,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
     ...definedOnly(durations)
@@ -319,6 +320,14 @@ export const decode = (
     return undefined
   }
   const file = part(File, data, [])
+  /** A top-level key, by the parser its flag (if any) shares. */
+  const topLevel = <A>(key: string, parse: Fields.Parse<A>, value: string | number | undefined): A | undefined => {
+    if (value === undefined) return undefined
+    const parsed = parse(value)
+    if (Either.isLeft(parsed)) errors.push(Fields.keyMessage(key, value, parsed.left))
+    return Either.getOrUndefined(parsed)
+  }
+  const maxRunning = topLevel("max-running", Fields.count, file?.["max-running"])
   // Even when the top level is wrong, the services are checked too, so every error shows at once.
   const table = (value: unknown): Record<string, unknown> | undefined =>
     typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined
@@ -358,18 +367,13 @@ export const decode = (
       owners.set(key, service.name)
     }
   }
-  let minWarm = defaultMinWarm
-  if (file["min-warm"] !== undefined) {
-    const parsed = Durations.validate("min-warm", file["min-warm"])
-    if (Either.isLeft(parsed)) errors.push(`min-warm: expected ${parsed.left}, found ${show(file["min-warm"])}`)
-    else minWarm = parsed.right
-  }
+  const minWarm = topLevel("min-warm", Fields.duration("min-warm"), file["min-warm"]) ?? defaultMinWarm
   if (errors.length > 0) return fail(errors)
   return Either.right({
     path,
     services,
     budget: {
-      maxRunning: file["max-running"],
+      maxRunning,
       minAvailableMemory,
       minWarm
     }

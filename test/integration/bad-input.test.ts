@@ -6,7 +6,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { bin, root, soadRun, tempDirs } from "../harness.js"
+import { appFixture, bin, root, soad, soadRun, tempDirs } from "../harness.js"
 
 const dir = tempDirs()
 
@@ -128,6 +128,89 @@ describe("the command line", () => {
     expect(result.stdout).toMatch(/Default: 60/)
     expect(result.stdout).toMatch(/Default: TERM/)
     expect(result.stdout).toMatch(/Default: 30/)
+  })
+
+  it("--help is plain text when stdout is no terminal: no colours, no placeholder, subcommands and examples listed", () => {
+    const result = soadRun(["--help"])
+    expect(result.code).toBe(0)
+    expect(result.stdout).not.toContain("\x1b[")
+    expect(result.stdout).not.toContain("A user-defined piece of text")
+    expect(result.stdout).toMatch(/^COMMANDS$/m)
+    for (const command of ["check <FILE>", "status [--json] [--control PATH]", "wake [--control PATH] <NAME>", "sleep [--control PATH] <NAME>"]) {
+      expect(result.stdout).toContain(`- ${command}`)
+    }
+    expect(result.stdout).toMatch(/^EXAMPLES$/m)
+    expect(result.stdout).toContain("soad -s /run/app.sock -t 240 -S TERM -- gunicorn app:app")
+    expect(result.stdout).toMatch(/seconds \(90, 0\.5\) or with units \(90s, 5m, 1h30m, 250ms\)/)
+  })
+
+  it("--help on a terminal has colours, unless NO_COLOR is set", () => {
+    // script(1) gives soad a terminal as stdout.
+    const onTerminal = (env: NodeJS.ProcessEnv) =>
+      ChildProcess.spawnSync("script", ["-qec", `${process.execPath} ${bin} --help`, "/dev/null"], { encoding: "utf8", env, cwd: root })
+    const { NO_COLOR: _, ...withoutNoColor } = process.env
+    const coloured = onTerminal(withoutNoColor)
+    expect(coloured.status).toBe(0)
+    expect(coloured.stdout).toContain("\x1b[")
+    const plain = onTerminal({ ...withoutNoColor, NO_COLOR: "1" })
+    expect(plain.status).toBe(0)
+    expect(plain.stdout).toContain("--time-until-stop")
+    expect(plain.stdout).not.toContain("\x1b[")
+    expect(plain.stdout).not.toContain("A user-defined piece of text")
+  })
+
+  it("help of a subcommand", () => {
+    const result = soadRun(["status", "--help"])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("--json")
+    expect(result.stdout).not.toContain("A user-defined piece of text")
+  })
+
+  it.each([["first", true], ["last", false]])("--log-level debug works %s on the line", async (_, first) => {
+    // The library's built-in --log-level takes the option when it comes first, and soad would log at info.
+    const d = dir()
+    const own = ["-s", Path.join(d, "a.sock"), "--control", Path.join(d, "control.sock")]
+    const s = soad([...(first ? ["--log-level", "debug", ...own] : [...own, "--log-level", "debug"]), "--", "node", appFixture])
+    await s.waitFor(/control socket: /, 5000)
+  })
+
+  it("--completions bash names soad's options, subcommands and levels, and is valid bash", () => {
+    const result = soadRun(["--completions", "bash"])
+    expect(result.code).toBe(0)
+    for (const word of ["--time-until-stop", "--socket", "--shutdown-signal", "--upstream", "check", "status", "wake", "sleep"]) {
+      expect(result.stdout).toContain(word)
+    }
+    expect(result.stdout).toContain(`compgen -W "quiet error warn info debug"`)
+    expect(result.stdout).toMatch(/^complete -F _soad_bash_completions .* soad$/m)
+    const syntax = ChildProcess.spawnSync("bash", ["-n"], { input: result.stdout, encoding: "utf8" })
+    expect(syntax.status, syntax.stderr).toBe(0)
+    const completed = ChildProcess.spawnSync("bash", ["-c", `${result.stdout}\nCOMP_WORDS=(soad --time); COMP_CWORD=1; _soad_bash_completions soad; echo "\${COMPREPLY[@]}"`], { encoding: "utf8" })
+    expect(completed.stdout.trim()).toBe("--time-until-stop")
+  })
+
+  it.each([["zsh", "'--socket["], ["fish", "-l socket"]])("--completions %s names soad's options, not the built-in log levels", (shell, option) => {
+    const result = soadRun(["--completions", shell])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain(option)
+    expect(result.stdout).not.toContain("Sets the minimum log level")
+  })
+
+  it("-t takes units: -t 5m, -t1h30m; and refuses what is no duration", () => {
+    for (const flags of [["-t", "5m"], ["-t1h30m"], ["--time-until-stop=250ms"]]) {
+      const result = soadRun(["-s", Path.join(dir(), "a.sock"), ...flags, "--", "app"], { timeoutMs: 1500 })
+      expect(result.stderr, flags.join(" ")).toMatch(/listening on .*a\.sock/)
+      expect(result.stderr).not.toMatch(/soad: /)
+    }
+    const bad = soadRun(["-s", Path.join(dir(), "a.sock"), "-t", "5 minutes", "--", "app"])
+    expectOneLine(bad, 2, /-t: '5 minutes' is not a positive number of seconds or a duration such as 90s, 5m, 1h30m, 250ms/)
+  })
+
+  it("a subcommand's name before -- is refused, after -- it is the app", () => {
+    const path = Path.join(dir(), "a.sock")
+    expectOneLine(soadRun(["-s", path, "sleep", "30"]), 2, /'sleep' is a subcommand of soad: to run it as the app, give it after --/)
+    const result = soadRun(["-s", path, "-t", "1", "--", "sleep", "30"], { timeoutMs: 1500 })
+    expect(result.stderr).toMatch(/listening on .*a\.sock/)
+    expect(result.stderr).not.toMatch(/soad: /)
   })
 
   it("--version prints the version", () => {

@@ -46,7 +46,7 @@ min-available-memory = "lots"
 time-untill-stop = 5
 [services.a]
 command = "node app.js"
-time-until-stop = "5m"
+time-until-stop = "soon"
 [services.b]
 listen = ["nonsense"]
 command = ["x"]
@@ -63,13 +63,35 @@ user = "no-such-user-here"
       `soad: ${path}: max-running: expected a whole number, 1 or more, found 0`,
       `soad: ${path}: defaults.time-untill-stop: unknown key; did you mean time-until-stop?`,
       `soad: ${path}: services.a.command: expected the program and its arguments as a list, e.g. ["gunicorn", "app:app"], found "node app.js"`,
-      `soad: ${path}: services.a.time-until-stop: expected a positive number of seconds, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found "5m"`,
+      `soad: ${path}: services.a.time-until-stop: expected a positive number of seconds or a duration such as 90s, 5m, 1h30m, 250ms, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found "soon"`,
       `soad: ${path}: services.b.listen[0]: 'nonsense' is not an address: use /path, unix:PATH, @name, HOST:PORT, [IPV6]:PORT, :PORT or fd:N`,
       `soad: ${path}: services.b.shutdown-signal: unknown signal 'FOO': use a name such as TERM, INT, QUIT, HUP or a number such as 15`,
       `soad: ${path}: services.b.socket-mode: expected an octal mode such as "0660" or 0o660, found "999"`,
       `soad: ${path}: services.c.listen: expected at least one listener, e.g. listen = ["/run/app.sock"], found none`,
       `soad: ${path}: services.c.user: expected a user name or a uid, found "no-such-user-here": no such user`
     ])
+  })
+
+  it("durations take units as the flags do: \"90s\", \"1h30m\", \"250ms\" as well as seconds", () => {
+    const d = dir()
+    const path = write(d, `
+min-warm = "2m"
+[defaults]
+stop-timeout = "250ms"
+[services.a]
+listen = ["${d}/a.sock"]
+command = ["x"]
+time-until-stop = "90s"
+[services.b]
+listen = ["${d}/b.sock"]
+command = ["y"]
+time-until-stop = "1h30m"
+`)
+    const result = soadRun(["check", path])
+    expect(result.stderr).toBe("")
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("stop     after 1m 30s idle with SIGTERM, SIGKILL after 250ms")
+    expect(result.stdout).toContain("stop     after 1h 30m idle with SIGTERM, SIGKILL after 250ms")
   })
 
   it("a file that is not TOML, and one that does not exist", () => {

@@ -72,7 +72,7 @@ describe("the config file", () => {
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], env: { A: 1 } } } }, "services.a.env: expected a table of strings"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], "inherit-env": "no" } } }, "services.a.inherit-env: expected true or false, found \"no\""],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], backlog: 0 } } }, "services.a.backlog: expected a whole number, 1 or more, found 0"],
-    [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found 0"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds or a duration such as 90s, 5m, 1h30m, 250ms, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found 0"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], cwd: "relative" } } }, "services.a.cwd: expected an absolute path, found \"relative\""],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or a gid, found \"nogroup-x\": no such group"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"] }, b: { listen: ["/x.sock"], command: ["y"] } } }, "services.b.listen: /x.sock is already a listener of service a"],
@@ -100,6 +100,18 @@ describe("the config file", () => {
     expect(one("127.0.0.1:3000")).toEqual({ _tag: "Tcp", host: "127.0.0.1", port: 3000 })
     expect(one("auto")).toEqual({ _tag: "Auto" })
     expect(one("/run/app-upstream.sock")).toEqual({ _tag: "Unix", path: "/run/app-upstream.sock" })
+  })
+
+  it("durations take units, and 0 only where the flag takes it (start-timeout and max-backoff refuse it)", () => {
+    const service = (fields: Record<string, unknown>) => decode({ services: { a: { listen: ["/x.sock"], command: ["x"], ...fields } } })
+    const file = Either.getOrThrow(service({ "time-until-stop": "5m", "stop-timeout": "250ms", "min-uptime": 0, "max-backoff": "1h30m" }))
+    expect(Duration.toMillis(file.services[0]!.idleTimeout)).toBe(300_000)
+    expect(Duration.toMillis(file.services[0]!.stopTimeout)).toBe(250)
+    expect(Duration.toMillis(file.services[0]!.maxBackoff)).toBe(5_400_000)
+    for (const key of ["start-timeout", "max-backoff", "time-until-stop"]) {
+      const result = service({ [key]: 0 })
+      expect(Either.isLeft(result) && result.left.errors[0], key).toMatch(new RegExp(`services\\.a\\.${key}: expected a positive number of seconds .*, found 0$`))
+    }
   })
 
   it("parses sizes", () => {

@@ -42,15 +42,52 @@ describe("durations: one rule per field for flags and the config file", () => {
     expect(Either.isLeft(result) ? result.left : "").toContain("from 0.001 (1 ms) to 2147483.647 (about 24.8 days)")
   })
 
-  it("the text of a flag: a number of seconds, nothing else", () => {
+  it("the text of a flag or a key: seconds, or a number with units", () => {
     expect(millis(Durations.parse("time-until-stop", " 2.5 "))).toBe(2500)
+    expect(millis(Durations.parse("time-until-stop", 2.5))).toBe(2500)
     expect(Either.isLeft(Durations.parse("time-until-stop", ""))).toBe(true)
     expect(Either.isLeft(Durations.parse("time-until-stop", "abc"))).toBe(true)
     expect(Either.isLeft(Durations.parse("max-backoff", "0.0001"))).toBe(true)
   })
 
-  it("says 0 is allowed exactly where it is", () => {
-    expect(Durations.expected("stop-timeout")).toMatch(/^a non-negative number of seconds: 0, or from/)
-    expect(Durations.expected("time-until-stop")).toMatch(/^a positive number of seconds, from/)
+  it.each([
+    ["90", 90_000],
+    [".5", 500],
+    ["90s", 90_000],
+    ["5m", 300_000],
+    ["1h30m", 5_400_000],
+    ["250ms", 250],
+    ["1m30s", 90_000],
+    ["1.5h", 5_400_000],
+    ["1d", 86_400_000],
+    ["2m500ms", 120_500],
+    [" 5m ", 300_000]
+  ] as const)("%j is %s ms", (text, expected) => {
+    expect(Durations.seconds(text)).toBeCloseTo(expected / 1000, 9)
+    expect(millis(Durations.parse("time-until-stop", text))).toBe(expected)
+  })
+
+  it.each(["5 m", "5M", "m", "s", "1s1h", "1m1m", "5min", "-5s", "1e3", "0x10", "+5", "Infinity", "1h 30m", "90sec", "."])(
+    "%j is no duration",
+    (text) => {
+      expect(Durations.seconds(text)).toBeUndefined()
+      expect(Either.isLeft(Durations.parse("stop-timeout", text))).toBe(true)
+    }
+  )
+
+  it("units keep the bounds: 0ms only where 0 is allowed, at most 2147483647 ms", () => {
+    expect(millis(Durations.parse("stop-timeout", "0s"))).toBe(0)
+    expect(Either.isLeft(Durations.parse("time-until-stop", "0s"))).toBe(true)
+    expect(millis(Durations.parse("time-until-stop", "24d20h31m23s647ms"))).toBe(2_147_483_647)
+    expect(Either.isLeft(Durations.parse("time-until-stop", "25d"))).toBe(true)
+  })
+
+  it("says 0 is allowed exactly where it is, and that units are", () => {
+    expect(Durations.expected("stop-timeout")).toMatch(
+      /^a non-negative number of seconds or a duration such as 90s, 5m, 1h30m, 250ms: 0, or from/
+    )
+    expect(Durations.expected("time-until-stop")).toMatch(
+      /^a positive number of seconds or a duration such as 90s, 5m, 1h30m, 250ms, from/
+    )
   })
 })

@@ -1,0 +1,94 @@
+/**
+ * One parser per field that is both a flag and a config-file key, so the two cannot drift: the CLI (Cli.ts) and the
+ * config file (ConfigFile.ts) call the same function and only word the refusal their own way:
+ *
+ *     -t: 'abc' is not a positive number of seconds …          (a flag: what was typed, then what is expected)
+ *     FILE: services.blog.time-until-stop: expected …, found "abc"   (a key: the field, expected, found)
+ *
+ * Each parser takes what either side has (the flag's text, or the TOML value: a string or a number).
+ *
+ * @internal
+ */
+import type * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Address from "../Address.js"
+import * as Signal from "../Signal.js"
+import * as Durations from "./durations.js"
+
+/**
+ * Why a value was refused: what the field takes (worded by the caller around the value), or the parser's own
+ * sentence, which already names the value.
+ */
+export type Refusal =
+  | { readonly _tag: "Expected"; readonly expected: string }
+  | { readonly _tag: "Invalid"; readonly message: string }
+
+/** A field's parser: the flag's text or the config file's value, to the typed value or a Refusal. */
+export type Parse<A> = (input: string | number) => Either.Either<A, Refusal>
+
+const expecting = (expected: string): Refusal => ({ _tag: "Expected", expected })
+const invalid = (message: string): Refusal => ({ _tag: "Invalid", message })
+
+/** A value as a config-file error shows it: JSON, so a string is quoted. */
+export const show = (value: unknown): string => JSON.stringify(value) ?? String(value)
+
+/** The refusal of a flag's value, one line: `-t: 'abc' is not a positive number of seconds …`. */
+export const flagMessage = (flag: string, input: string | number, refusal: Refusal): string =>
+  refusal._tag === "Expected" ? `${flag}: '${input}' is not ${refusal.expected}` : `${flag}: ${refusal.message}`
+
+/** The refusal of a config-file value, after its key: `expected a whole number, 1 or more, found 0`. */
+export const found = (input: unknown, refusal: Refusal): string =>
+  refusal._tag === "Expected" ? `expected ${refusal.expected}, found ${show(input)}` : refusal.message
+
+/** The refusal of a config-file value, one line: `services.a.backlog: expected a whole number, 1 or more, found 0`. */
+export const keyMessage = (key: string, input: unknown, refusal: Refusal): string => `${key}: ${found(input, refusal)}`
+
+/** `time-until-stop`, `stop-timeout`, `start-timeout`, `min-uptime`, `max-backoff`, `min-warm` (internal/durations.ts). */
+export const duration = (field: Durations.Field): Parse<Duration.Duration> => (input) =>
+  Either.mapLeft(Durations.parse(field, input), expecting)
+
+/** `shutdown-signal`: a name in any case, with or without SIG (`TERM`, `SIGINT`, `quit`), or a number (`15`). */
+export const signal: Parse<Signal.Signal> = (input) => Either.mapLeft(Signal.parse(String(input)), invalid)
+
+/** What `socket-mode` takes. */
+export const socketModeExpected = `an octal mode such as "0660" or 0o660`
+
+/** `socket-mode`: octal text (`660`, `0660`, `0o660`), or a number from TOML (`0o660`), at most 0o777. */
+export const socketMode: Parse<number> = (input) => {
+  if (typeof input === "number") {
+    return Number.isInteger(input) && input >= 0 && input <= 0o777
+      ? Either.right(input)
+      : Either.left(expecting(socketModeExpected))
+  }
+  const match = /^(?:0o?)?([0-7]{3})$/.exec(input.trim())
+  return match !== null ? Either.right(parseInt(match[1]!, 8)) : Either.left(expecting(socketModeExpected))
+}
+
+/** What a count takes. */
+export const countExpected = "a whole number, 1 or more"
+
+/** `backlog`, `max-held`, `max-running`: a whole number, 1 or more (at most 2^31 - 1, what C's int holds). */
+export const count: Parse<number> = (input) => {
+  const value = typeof input === "number" ? input : /^\s*\d+\s*$/.test(input) ? Number(input) : Number.NaN
+  return Number.isInteger(value) && value >= 1 && value <= 2_147_483_647
+    ? Either.right(value)
+    : Either.left(expecting(countExpected))
+}
+
+/** `socket` (`-s`): a UNIX socket path, `unix:` optional; relative to `cwd`. */
+export const socket = (cwd: string): Parse<Address.Address> => (input) => {
+  const text = String(input)
+  return Either.mapLeft(Address.parseAddress(text.startsWith("unix:") ? text : `unix:${text}`, cwd), invalid)
+}
+
+/** `listen` (`-l`): `[NAME=]ADDR`; relative paths against `cwd`. */
+export const listener = (cwd: string): Parse<Address.ListenerConfig> => (input) =>
+  Either.mapLeft(Address.parseListener(String(input), cwd), invalid)
+
+/** `upstream`: `HOST:PORT`, a UNIX socket path, or `auto`. */
+export const upstream = (cwd: string): Parse<Address.UpstreamAddress> => (input) =>
+  Either.mapLeft(Address.parseUpstream(String(input), cwd), invalid)
+
+/** `metrics`: an address to serve Prometheus metrics on. */
+export const address = (cwd: string): Parse<Address.Address> => (input) =>
+  Either.mapLeft(Address.parseAddress(String(input), cwd), invalid)
