@@ -577,8 +577,14 @@ const examples = HelpDoc.blocks([
   ])
 ])
 
-/** The placeholder @effect/cli gives every text option and argument, which says nothing. */
-const placeholder = /^[ \t]*A user-defined piece of text\.[ \t]*\n(?:[ \t]*\n)?/gm
+/**
+ * The lines @effect/cli adds to every option and argument, which say nothing our own descriptions do not:
+ * "A user-defined piece of text.", "A file.", "An integer.", "A true or false value." (for a flag that takes no
+ * value), "This setting is optional.", "This option may be
+ * repeated zero or more times." (each option's text already says "repeatable" or gives its default).
+ */
+const placeholder =
+  /^[ \t]*(?:A user-defined piece of text\.|A file\.|An integer\.|A true or false value\.|This setting is optional\.|This (?:option|argument) may be repeated zero or more times\.)[ \t]*\n(?:[ \t]*\n)?/gm
 
 /** ANSI colour and style sequences. */
 // eslint-disable-next-line no-control-regex
