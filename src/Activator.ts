@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import type * as Config from "./Config.js"
+import type * as ServiceConfig from "./ServiceConfig.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Format from "./internal/format.js"
 import * as Idle from "./internal/idle.js"
@@ -32,7 +32,7 @@ const openConnectionRecheckMillis = 1000
  * left running for this service (it may hold the sockets).
  */
 export const listen = (
-  config: Config.ServiceConfig
+  config: ServiceConfig.ServiceConfig
 ): Effect.Effect<ReadonlyArray<Listener>, ListenError, SocketService | ProcessService | Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
@@ -75,7 +75,7 @@ export const listen = (
  * for (nothing runs per connection); `lastActivity` is moved to the activity seen.
  */
 const lookAtActivity = (
-  config: Config.ServiceConfig,
+  config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   sockets: SocketService["Type"],
   arrivals: Arrivals,
@@ -163,7 +163,7 @@ const handOff = (sockets: SocketService["Type"]) => (service: Run.Service): Effe
  * Registers with the Registry if there is one. Interrupting it stops a running app gracefully first.
  */
 export const serve = (
-  config: Config.ServiceConfig,
+  config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
 ): Effect.Effect<never, never, SocketService | ProcessService | RelayService> =>
   // Not an Effect.fn: a span with its captured stack would stay with each service's fiber (7 KB each).
@@ -176,7 +176,7 @@ export const serve = (
  * closes the listeners (removing the socket files soad created).
  */
 export const run = (
-  config: Config.ServiceConfig
+  config: ServiceConfig.ServiceConfig
 ): Effect.Effect<never, ListenError, SocketService | ProcessService | RelayService> =>
   Effect.scoped(Effect.flatMap(listen(config), (listeners) => serve(config, listeners))).pipe(
     Effect.annotateLogs("service", config.name)
@@ -187,7 +187,7 @@ export const run = (
  * closing the scope stops the app and closes the listeners.
  */
 export const start = (
-  config: Config.ServiceConfig
+  config: ServiceConfig.ServiceConfig
 ): Effect.Effect<Fiber.RuntimeFiber<never>, ListenError, SocketService | ProcessService | RelayService | Scope.Scope> =>
   Effect.flatMap(
     listen(config).pipe(Effect.annotateLogs("service", config.name)),

@@ -27,7 +27,7 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
-import * as Config from "./Config.js"
+import * as ServiceConfig from "./ServiceConfig.js"
 import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
 import * as Durations from "./internal/durations.js"
@@ -42,7 +42,7 @@ import * as Registry from "./Registry.js"
 import { event } from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
 import * as Signal from "./Signal.js"
-import * as Supervisor from "./Supervisor.js"
+import * as Services from "./Services.js"
 import type { SocketService } from "./SocketService.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
@@ -162,8 +162,8 @@ const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than thi
 const maxBackoff = duration("max-backoff", "--max-backoff", "The longest wait between starts of a crashing app (from 0.5 s, doubling)", "60")
 const backlog = Options.integer("backlog").pipe(
   Options.withPseudoName("N"),
-  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${Config.defaults.backlog}.`),
-  Options.withDefault(Config.defaults.backlog),
+  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${ServiceConfig.defaults.backlog}.`),
+  Options.withDefault(ServiceConfig.defaults.backlog),
   checked("--backlog", Fields.count)
 )
 const socketMode = Options.text("socket-mode").pipe(
@@ -280,7 +280,7 @@ export const toConfig = (
   parsed: Parsed,
   appCommand: ReadonlyArray<string> | undefined,
   resolver: ConfigFile.Resolver
-): Either.Either<Config.ServiceConfig, UsageError> =>
+): Either.Either<ServiceConfig.ServiceConfig, UsageError> =>
   Either.gen(function*() {
     const before = parsed.command
     // A flag that was not taken as one: its value is missing (it ends soad's part of the line), or it is unknown.
@@ -315,7 +315,7 @@ export const toConfig = (
     const gid = Option.isSome(parsed.socketGroup)
       ? yield* lookUp("--socket-group", "group", parsed.socketGroup.value, resolver.gid)
       : undefined
-    let runAs: Config.RunAs | undefined
+    let runAs: ServiceConfig.RunAs | undefined
     if (Option.isSome(parsed.user) || Option.isSome(parsed.group)) {
       if (!resolver.root) {
         return yield* Either.left(usage(`${Option.isSome(parsed.user) ? "--user" : "--group"}: running the app as another user needs soad to run as root`))
@@ -326,7 +326,7 @@ export const toConfig = (
         ? { ...found, gid: runGid, groups: found.groups.includes(runGid) ? found.groups : [runGid, ...found.groups] }
         : { uid: process.getuid?.() ?? 0, gid: runGid, groups: [runGid] }
     }
-    return Config.make({
+    return ServiceConfig.make({
       listeners,
       upstream: Option.getOrUndefined(parsed.upstream),
       maxHeld: Option.getOrUndefined(parsed.maxHeld),
@@ -426,7 +426,7 @@ const ready = Effect.zipRight(
   )
 )
 
-/** Runs soad on parsed flags: one Activator, or the Supervisor of a config file, until interrupted. */
+/** Runs soad on parsed flags: one Activator, or the Services of a config file, until interrupted. */
 const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
   Effect.gen(function*() {
     const registry = yield* Registry.make
@@ -450,7 +450,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
         Effect.gen(function*() {
           yield* forwardSignals(configSignals)
           const reloads = yield* onSignal("SIGHUP")
-          const supervisor = yield* Supervisor.start(file)
+          const supervisor = yield* Services.start(file)
           yield* (yield* ProcessService).announce
           yield* observability(parsed)
           yield* ready
@@ -712,5 +712,5 @@ export const forwardSignals = (
   )
 })
 
-/** The services the command needs. */
-export type Services = SocketService | ProcessService
+/** The services the command needs (SoadContext provides them). */
+export type Requirements = SocketService | ProcessService

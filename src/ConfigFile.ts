@@ -23,7 +23,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
 import * as Address from "./Address.js"
-import * as Config from "./Config.js"
+import * as ServiceConfig from "./ServiceConfig.js"
 import * as Durations from "./internal/durations.js"
 import * as Fields from "./internal/fields.js"
 import * as Ids from "./internal/ids.js"
@@ -51,7 +51,7 @@ export interface BudgetConfig {
 /** A whole config file, resolved. */
 export interface FileConfig {
   readonly path: string
-  readonly services: ReadonlyArray<Config.ServiceConfig>
+  readonly services: ReadonlyArray<ServiceConfig.ServiceConfig>
   readonly budget: BudgetConfig
 }
 
@@ -125,7 +125,7 @@ export const File = Schema.Struct({
 /** Name → id lookups (the live ones use getpwnam/getgrnam). */
 export interface Resolver {
   /** A user by name or uid (checked by internal/ids.ts); undefined if unknown or not a valid id. */
-  readonly user: (nameOrId: string | number) => Config.RunAs | undefined
+  readonly user: (nameOrId: string | number) => ServiceConfig.RunAs | undefined
   readonly gid: (nameOrId: string | number) => number | undefined
   /** soad runs as root (may set users and groups). */
   readonly root: boolean
@@ -190,7 +190,7 @@ const resolveService = (
   fields: Service,
   resolver: Resolver,
   baseDir: string
-): Either.Either<Config.ServiceConfig, ReadonlyArray<string>> => {
+): Either.Either<ServiceConfig.ServiceConfig, ReadonlyArray<string>> => {
   const errors: Array<string> = []
   const at = (field: string, message: string) => errors.push(`services.${name}.${field}: ${message}`)
   /** A key that is also a flag, by the parser both share (internal/fields.ts); undefined if absent or refused. */
@@ -220,7 +220,7 @@ const resolveService = (
   if (command.length === 0 || command[0] === "") {
     at("command", `expected the app's program and arguments, e.g. command = ["gunicorn", "app:app"], found ${show(fields.command ?? "nothing")}`)
   }
-  const signal = field("shutdown-signal", Fields.signal, fields["shutdown-signal"]) ?? Config.defaults.shutdownSignal
+  const signal = field("shutdown-signal", Fields.signal, fields["shutdown-signal"]) ?? ServiceConfig.defaults.shutdownSignal
   /** A duration key, by the rule its flag shares. */
   const seconds = (key: Exclude<Durations.Field, "min-warm">): Duration.Duration | undefined =>
     field(key, Fields.duration(key), fields[key])
@@ -232,7 +232,7 @@ const resolveService = (
     maxBackoff: seconds("max-backoff")
   }
   const mode = field("socket-mode", Fields.socketMode, fields["socket-mode"])
-  const backlog = field("backlog", Fields.count, fields.backlog) ?? Config.defaults.backlog
+  const backlog = field("backlog", Fields.count, fields.backlog) ?? ServiceConfig.defaults.backlog
   const maxHeld = field("max-held", Fields.count, fields["max-held"])
   const lookUp = <A>(field: string, kind: "user" | "group", value: string | number, find: (v: string | number) => A | undefined) => {
     const id = kind === "user" ? "uid" : "gid"
@@ -251,7 +251,7 @@ const resolveService = (
   const socketGid = fields["socket-group"] === undefined
     ? undefined
     : lookUp("socket-group", "group", fields["socket-group"], resolver.gid)
-  let user: Config.RunAs | undefined
+  let user: ServiceConfig.RunAs | undefined
   if (fields.user !== undefined || fields.group !== undefined) {
     if (!resolver.root) at(fields.user !== undefined ? "user" : "group", "running the app as another user needs soad to run as root")
     const found = fields.user !== undefined ? lookUp("user", "user", fields.user, resolver.user) : undefined
@@ -267,7 +267,7 @@ const resolveService = (
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
   if (errors.length > 0) return Either.left(errors)
-  return Either.right(Config.make({
+  return Either.right(ServiceConfig.make({
     name,
     listeners,
     command: [command[0]!, ...command.slice(1)],
@@ -335,7 +335,7 @@ export const decode = (
   const rawDefaults = table(top.defaults)
   const defaults = rawDefaults === undefined ? {} : part(Service, rawDefaults, ["defaults"]) ?? {}
   const rawServices = table(top.services) ?? {}
-  const services: Array<Config.ServiceConfig> = []
+  const services: Array<ServiceConfig.ServiceConfig> = []
   const baseDir = Path.dirname(Path.resolve(path))
   for (const [name, value] of Object.entries(rawServices)) {
     const fields = part(Service, value, ["services", name])

@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Address from "./Address.js"
-import type * as Config from "./Config.js"
+import type * as ServiceConfig from "./ServiceConfig.js"
 import * as Listeners from "./internal/listeners.js"
 import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
@@ -147,7 +147,7 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
 })
 
 /** The metrics socket file: mode 0666 less the umask, soad's owner. */
-const metricsSocket: Config.SocketOptions = { backlog: 511, mode: undefined, uid: undefined, gid: undefined }
+const metricsSocket: ServiceConfig.SocketOptions = { backlog: 511, mode: undefined, uid: undefined, gid: undefined }
 
 /** The metrics endpoint could not be opened. */
 export class MetricsError extends Data.TaggedError("MetricsError")<{ readonly message: string }> {}

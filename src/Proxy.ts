@@ -19,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Address from "./Address.js"
-import type * as Config from "./Config.js"
+import type * as ServiceConfig from "./ServiceConfig.js"
 import * as Idle from "./internal/idle.js"
 import { now, spawnRequest } from "./internal/lifecycle.js"
 import * as Relay from "./internal/relay.js"
@@ -89,7 +89,7 @@ const report = (
   }, { discard: true })
 
 /** Where the app is asked to listen, and what it is told of it (PORT with `--upstream auto`). */
-const upstreamOf = (relay: RelayService["Type"], upstream: Config.Upstream) =>
+const upstreamOf = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) =>
   Effect.gen(function*() {
     const address: Target = upstream._tag === "Auto"
       ? { host: "127.0.0.1", port: yield* Effect.orDie(relay.freePort) }
@@ -107,7 +107,7 @@ const upstreamOf = (relay: RelayService["Type"], upstream: Config.Upstream) =>
  * ready once its upstream address listens; the held connections are relayed then, in arrival order; activity is
  * a connection opened or a byte relayed; on a failed start the held connections are closed.
  */
-const proxy = (relay: RelayService["Type"], upstream: Config.Upstream) => (service: Run.Service) =>
+const proxy = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) => (service: Run.Service) =>
   Effect.gen(function*() {
     const { config, listeners, tracker } = service
     const relayer = yield* relay.relayer
@@ -223,8 +223,8 @@ const proxy = (relay: RelayService["Type"], upstream: Config.Upstream) => (servi
  * and closes every connection.
  */
 export const serve = (
-  config: Config.ServiceConfig,
+  config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
-  upstream: Config.Upstream
+  upstream: ServiceConfig.Upstream
 ): Effect.Effect<never, never, RelayService | ProcessService> =>
   Effect.flatMap(RelayService, (relay) => Run.serve(config, listeners, proxy(relay, upstream)))

@@ -1,7 +1,7 @@
 /**
  * Every live service soad's lifecycles need, as one layer: SocketService (listeners over the addon),
  * ProcessService (apps, their cgroups and the guard) and RelayService (proxy mode). Provide it to run
- * `Activator.start` or `Supervisor.layer` for real; tests provide fakes of the same tags instead.
+ * `Activator.start` or `Services.layer` for real; tests provide fakes of the same tags instead.
  *
  * @since 0.1.0
  */

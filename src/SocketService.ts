@@ -14,7 +14,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Address from "./Address.js"
-import type * as Config from "./Config.js"
+import type * as ServiceConfig from "./ServiceConfig.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
@@ -75,13 +75,13 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
   /** Opens (or adopts) a listener; closing the scope closes it and removes the socket file soad created. */
   readonly open: (
     config: Address.ListenerConfig,
-    options: Config.SocketOptions
+    options: ServiceConfig.SocketOptions
   ) => Effect.Effect<Listener, ListenError, Scope.Scope>
   /**
    * Gives the UNIX socket file soad created for the listener the mode and owner of `options` (reload), only if
    * the file at its path is still that socket; does nothing for other listeners.
    */
-  readonly applyOptions: (listener: Listener, options: Config.SocketOptions) => Effect.Effect<void, SocketFileError>
+  readonly applyOptions: (listener: Listener, options: ServiceConfig.SocketOptions) => Effect.Effect<void, SocketFileError>
   /**
    * Completes with a listener that has a connection pending (accepts nothing), or with undefined when `wakeup`
    * fires first; interruptible.
@@ -100,7 +100,7 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
    */
   readonly arrivals: (
     listeners: ReadonlyArray<Listener>,
-    runAs?: Config.RunAs | undefined
+    runAs?: ServiceConfig.RunAs | undefined
   ) => Effect.Effect<Arrivals, never, Scope.Scope>
   /** Open connections to the listeners can be seen on this platform (Linux: /proc/net). */
   readonly connectionAware: boolean
@@ -222,7 +222,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
 
   const arrivals = (
     listeners: ReadonlyArray<Listener>,
-    runAs?: Config.RunAs | undefined
+    runAs?: ServiceConfig.RunAs | undefined
   ): Effect.Effect<Arrivals, never, Scope.Scope> =>
     !exactCounting
       ? readability(listeners)
@@ -230,7 +230,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       ? Sentinel.arrivals(n, listeners, runAs, readability)
       : counted(listeners)
 
-  const open = (config: Address.ListenerConfig, options: Config.SocketOptions) =>
+  const open = (config: Address.ListenerConfig, options: ServiceConfig.SocketOptions) =>
     Listeners.open(n, inherited, config, options).pipe(
       Effect.tap(() => warnInvalidInherited(config)),
       Effect.map(({ fd, file }): Listener => ({
@@ -243,7 +243,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       }))
     )
 
-  const applyOptions = (listener: Listener, options: Config.SocketOptions) =>
+  const applyOptions = (listener: Listener, options: ServiceConfig.SocketOptions) =>
     listener.address._tag === "Unix" && listener.file !== undefined
       ? Listeners.applyOptions(n, listener.address.path, listener.file, options)
       : Effect.void

@@ -1,6 +1,6 @@
 /**
  * soad as a library: the services, their live layers, one service's lifecycle (Activator) and many services under
- * a budget (Supervisor), for Effect programs that run socket-activated apps in their own scope.
+ * a budget (Services), for Effect programs that run socket-activated apps in their own scope.
  *
  * @since 0.1.0
  */
@@ -9,13 +9,13 @@
 export * as Activator from "./Activator.js"
 
 /** Many services in one scope or layer, reloadable, under a RAM budget. */
-export * as Supervisor from "./Supervisor.js"
+export * as Services from "./Services.js"
 
 /** Each hosted service's status, and `wake`/`sleep` by name. */
 export * as Registry from "./Registry.js"
 
 /** The typed service configuration, and `make` from address strings and user names. */
-export * as Config from "./Config.js"
+export * as ServiceConfig from "./ServiceConfig.js"
 
 /** The TOML config file: load, validate, and every error at once. */
 export * as ConfigFile from "./ConfigFile.js"

@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
-import type * as Config from "../Config.js"
+import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
 import * as Metrics from "../Metrics.js"
 import type { App, ExitStatus, SpawnRequest } from "../ProcessService.js"
@@ -106,7 +106,7 @@ export const logFailing = (state: Backoff.BackoffState, at: number) =>
   )
 
 /** The service's status, as `soad status` and the metrics see it. */
-const statusOf = (config: Config.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
+const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
   Effect.gen(function*() {
     const { phase, pid, startedAt } = yield* Ref.get(tracker.phase)
     const counts = yield* Ref.get(tracker.counts)
@@ -157,7 +157,7 @@ export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
 
 /** Registers the service for status, wake and sleep, if a Registry is there; `extra` adds proxy figures. */
 export const register = (
-  config: Config.ServiceConfig,
+  config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   tracker: Tracker,
   backoff: Backoff.Backoff,
@@ -188,7 +188,7 @@ export const register = (
  * The login variables of the user an app runs as (as login(1) and systemd's User= set them), so it never sees
  * soad's HOME or USER; the service's own env overrides them. A uid without a passwd entry gets HOME=/.
  */
-const userEnvironment = (user: Config.RunAs | undefined): Record<string, string> => {
+const userEnvironment = (user: ServiceConfig.RunAs | undefined): Record<string, string> => {
   if (user === undefined) return {}
   const name = user.name ?? String(user.uid)
   return {
@@ -210,7 +210,7 @@ const shortHash = (text: string): string => {
  * The service's stable name for its processes (its cgroup): its name and a hash of its first listener's address,
  * the same for every soad that serves that address, so a soad finds what a killed one left.
  */
-export const unitOf = (config: Config.ServiceConfig): string => {
+export const unitOf = (config: ServiceConfig.ServiceConfig): string => {
   const first = config.listeners[0]
   const name = config.name.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 40)
   return `${name}-${shortHash(first === undefined ? "" : Address.format(first.address))}`
@@ -218,7 +218,7 @@ export const unitOf = (config: Config.ServiceConfig): string => {
 
 /** What the app is started with: its command, environment, user, and the listeners as fds 3, 4, … */
 export const spawnRequest = (
-  config: Config.ServiceConfig,
+  config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   env: Readonly<Record<string, string>> = {}
 ): SpawnRequest => ({
@@ -243,7 +243,7 @@ export type Outcome =
 
 /** One run of an app, for logging its stop and exit. */
 export interface Run {
-  readonly config: Config.ServiceConfig
+  readonly config: ServiceConfig.ServiceConfig
   readonly tracker: Tracker
   readonly backoff: Backoff.Backoff
   readonly app: App

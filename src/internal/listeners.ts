@@ -11,7 +11,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Util from "node:util"
 import * as Address from "../Address.js"
-import type * as Config from "../Config.js"
+import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Native, NativeError } from "./native.js"
 
 /**
@@ -158,7 +158,7 @@ const clearUnixPath = (n: Native, path: string): Effect.Effect<void, ListenError
   })
 
 /** Creates the socket file, listening: it admits nobody (mode 0) until its mode and owner are set. */
-const createUnix = (n: Native, path: string, options: Config.SocketOptions) =>
+const createUnix = (n: Native, path: string, options: ServiceConfig.SocketOptions) =>
   Effect.try({
     try: () =>
       n.listenUnix(path, false, options.backlog, options.mode ?? (0o666 & ~umask()), options.uid ?? null, options.gid ?? null),
@@ -189,7 +189,7 @@ const createUnix = (n: Native, path: string, options: Config.SocketOptions) =>
 export const openUnix = (
   n: Native,
   path: string,
-  options: Config.SocketOptions
+  options: ServiceConfig.SocketOptions
 ): Effect.Effect<Opened, ListenError, Scope.Scope> =>
   Effect.gen(function*() {
     yield* clearUnixPath(n, path)
@@ -199,7 +199,7 @@ export const openUnix = (
     return { fd, file }
   })
 
-const openAbstract = (n: Native, name: string, options: Config.SocketOptions) =>
+const openAbstract = (n: Native, name: string, options: ServiceConfig.SocketOptions) =>
   Effect.try({
     try: () => n.listenUnix(name, true, options.backlog, null, null, null).fd,
     catch: (error) =>
@@ -212,7 +212,7 @@ const openAbstract = (n: Native, name: string, options: Config.SocketOptions) =>
       })
   }).pipe(Effect.tap((fd) => Effect.addFinalizer(() => closeFd(n, fd))))
 
-const openTcp = (n: Native, address: Address.TcpAddress, options: Config.SocketOptions) => {
+const openTcp = (n: Native, address: Address.TcpAddress, options: ServiceConfig.SocketOptions) => {
   const text = Address.format(address)
   const attempt = (host: string) =>
     Effect.try({
@@ -284,7 +284,7 @@ export const applyOptions = (
   n: Native,
   path: string,
   file: SocketFile,
-  options: Config.SocketOptions
+  options: ServiceConfig.SocketOptions
 ): Effect.Effect<void, SocketFileError> =>
   options.mode === undefined && options.uid === undefined && options.gid === undefined
     ? Effect.void
@@ -307,7 +307,7 @@ export const open = (
   n: Native,
   inherited: Inherited,
   config: Address.ListenerConfig,
-  options: Config.SocketOptions
+  options: ServiceConfig.SocketOptions
 ): Effect.Effect<Opened, ListenError, Scope.Scope> => {
   const address = config.address
   switch (address._tag) {

@@ -16,7 +16,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import { Budget } from "../Budget.js"
-import type * as Config from "../Config.js"
+import type * as ServiceConfig from "../ServiceConfig.js"
 import { event, type Fields } from "../Logging.js"
 import * as Metrics from "../Metrics.js"
 import type { App, SpawnError, SpawnRequest } from "../ProcessService.js"
@@ -46,7 +46,7 @@ export type Trigger = { readonly _tag: "Connection"; readonly listener?: Listene
 
 /** A service being served: its config, what it knows of itself, its backoff. */
 export interface Service {
-  readonly config: Config.ServiceConfig
+  readonly config: ServiceConfig.ServiceConfig
   readonly listeners: ReadonlyArray<Listener>
   readonly tracker: Tracker
   readonly backoff: Backoff.Backoff
@@ -235,7 +235,7 @@ const serveOnce = <R>(service: Service, mode: Mode<R>) =>
  * a reason to start and runs the app, again and again. Interrupting it stops a running app gracefully first.
  */
 export const serve = <R, R2>(
-  config: Config.ServiceConfig,
+  config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
 ): Effect.Effect<never, never, Exclude<R | R2, Scope.Scope> | ProcessService> =>

@@ -13,13 +13,13 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import type * as Config from "../Config.js"
+import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
 import type { Arrivals, Listener } from "../SocketService.js"
 import { helperPath, type Native } from "./native.js"
 
 /** Does an app run as this user need a sentinel (it is not soad's own user, who could signal soad anyway)? */
-export const needed = (runAs: Config.RunAs | undefined): runAs is Config.RunAs =>
+export const needed = (runAs: ServiceConfig.RunAs | undefined): runAs is ServiceConfig.RunAs =>
   runAs !== undefined && runAs.uid !== process.geteuid?.()
 
 /**
@@ -29,7 +29,7 @@ export const needed = (runAs: Config.RunAs | undefined): runAs is Config.RunAs =
 export const arrivals = (
   n: Native,
   listeners: ReadonlyArray<Listener>,
-  runAs: Config.RunAs,
+  runAs: ServiceConfig.RunAs,
   readability: (listeners: ReadonlyArray<Listener>) => Effect.Effect<Arrivals, never, Scope.Scope>
 ): Effect.Effect<Arrivals, never, Scope.Scope> =>
   Effect.gen(function*() {

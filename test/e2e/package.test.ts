@@ -159,14 +159,14 @@ describe("the package", () => {
     )
     Fs.writeFileSync(
       Path.join(project, "main.ts"),
-      `import { Activator, Config, ProcessService, RelayService, SocketService } from "soad"
+      `import { Activator, ProcessService, RelayService, ServiceConfig, SocketService } from "soad"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Http from "node:http"
 import * as Path from "node:path"
 
 const socketPath = Path.resolve("lib.sock")
-const config: Config.ServiceConfig = Config.make({
+const config: ServiceConfig.ServiceConfig = ServiceConfig.make({
   listeners: [{ name: "http", address: { _tag: "Unix", path: socketPath } }],
   command: [process.execPath, "app.mjs"],
   idleTimeout: "1 minute"

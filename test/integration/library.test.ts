@@ -10,7 +10,7 @@ import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, expect, it } from "vitest"
-import { Activator, Config, ProcessService, Registry, RelayService, SoadContext, SocketService, Supervisor } from "../../src/index.js"
+import { Activator, ProcessService, Registry, RelayService, ServiceConfig, Services, SoadContext, SocketService } from "../../src/index.js"
 import { alive, appFixture, get, tempDir } from "../harness.js"
 
 const dirs: Array<string> = []
@@ -22,7 +22,7 @@ it("runs an activator inside another program's scope; closing the scope stops th
   const d = tempDir()
   dirs.push(d)
   const socketPath = Path.join(d, "lib.sock")
-  const config = Config.make({
+  const config = ServiceConfig.make({
     listeners: [{ name: "http", address: { _tag: "Unix", path: socketPath } }],
     command: [process.execPath, appFixture],
     idleTimeout: "1 minute"
@@ -41,14 +41,14 @@ it("runs an activator inside another program's scope; closing the scope stops th
   expect(Fs.existsSync(socketPath)).toBe(false)
 })
 
-it("hosts a whole config as a layer: Config.make from address strings, Registry for status, wake and sleep", async () => {
+it("hosts a whole config as a layer: ServiceConfig.make from address strings, Registry for status, wake and sleep", async () => {
   const d = tempDir()
   dirs.push(d)
   const socketPath = Path.join(d, "hosted.sock")
-  const blog = Config.make({ name: "blog", listeners: [`http=${socketPath}`], command: [process.execPath, appFixture] })
+  const blog = ServiceConfig.make({ name: "blog", listeners: [`http=${socketPath}`], command: [process.execPath, appFixture] })
   expect(blog.listeners).toEqual([{ name: "http", address: { _tag: "Unix", path: socketPath } }])
-  expect(() => Config.make({ listeners: ["http=not a port:x"], command: ["x"] })).toThrow(Config.ServiceConfigError)
-  expect(() => Config.make({ listeners: [socketPath], command: ["x"], user: -1 })).toThrow(/whole numbers/)
+  expect(() => ServiceConfig.make({ listeners: ["http=not a port:x"], command: ["x"] })).toThrow(ServiceConfig.ServiceConfigError)
+  expect(() => ServiceConfig.make({ listeners: [socketPath], command: ["x"], user: -1 })).toThrow(/whole numbers/)
 
   const program = Effect.gen(function*() {
     const registry = yield* Registry.Registry
@@ -66,7 +66,7 @@ it("hosts a whole config as a layer: Config.make from address strings, Registry 
     expect(yield* handle!.sleep).toBe("stopped")
     expect(alive(reply.pid as number)).toBe(false)
   })
-  const hosted = Supervisor.layer({ services: [blog] }).pipe(Layer.provideMerge(Registry.layer), Layer.provide(SoadContext.layer))
+  const hosted = Services.layer({ services: [blog] }).pipe(Layer.provideMerge(Registry.layer), Layer.provide(SoadContext.layer))
   await Effect.runPromise(Effect.provide(program, hosted))
   expect(Fs.existsSync(socketPath)).toBe(false) // releasing the layer closed the listener
 })

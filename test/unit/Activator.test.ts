@@ -4,18 +4,18 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
-import * as Config from "../../src/Config.js"
+import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Signal from "../../src/Signal.js"
 import { advance, settle, supervised } from "../clock.js"
 import { captureEvents, nativeError, World } from "../fakes.js"
 
 
-const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}, exactCounting = true) =>
+const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, exactCounting = true) =>
   Effect.gen(function*() {
     const world = new World(exactCounting)
     const { events, layer } = captureEvents()
     const context = yield* Layer.build(Layer.merge(world.layer, layer))
-    const config = Config.make({
+    const config = ServiceConfig.make({
       listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
       command: ["app", "--port", "fd"],
       ...fields

@@ -8,7 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Activator from "../../src/Activator.js"
 import * as Budget from "../../src/Budget.js"
-import * as Config from "../../src/Config.js"
+import * as ServiceConfig from "../../src/ServiceConfig.js"
 import type { BudgetConfig } from "../../src/ConfigFile.js"
 import { advance, settle, supervised } from "../clock.js"
 import { World } from "../fakes.js"
@@ -32,7 +32,7 @@ const setup = (budget: Partial<BudgetConfig>, names: ReadonlyArray<string>, memo
     )
     const fds: Record<string, number> = {}
     for (const name of names) {
-      const config = Config.make({
+      const config = ServiceConfig.make({
         name,
         listeners: [{ name, address: { _tag: "Unix", path: `/run/${name}.sock` } }],
         command: [name],

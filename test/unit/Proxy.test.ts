@@ -8,19 +8,19 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { createRequire } from "node:module"
 import * as Activator from "../../src/Activator.js"
-import * as Config from "../../src/Config.js"
+import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Registry from "../../src/Registry.js"
 import { advance, settle, supervised } from "../clock.js"
 import { captureEvents, nativeError, World } from "../fakes.js"
 
 const upstream = { host: "127.0.0.1", port: 8000 } as const
 
-const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}) =>
+const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
   Effect.gen(function*() {
     const world = new World()
     const { events, layer } = captureEvents()
     const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer))
-    const config = Config.make({
+    const config = ServiceConfig.make({
       listeners: [{ name: "soad", address: { _tag: "Tcp", host: "0.0.0.0", port: 80 } }],
       command: ["app"],
       upstream: { _tag: "Tcp", ...upstream },

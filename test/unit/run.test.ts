@@ -7,7 +7,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
-import * as Config from "../../src/Config.js"
+import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { idlePhase, type Phase, type PhaseEvent, transition } from "../../src/internal/lifecycle.js"
 import * as Registry from "../../src/Registry.js"
 import { advance, settle, supervised } from "../clock.js"
@@ -43,12 +43,12 @@ describe("phase table", () => {
   })
 })
 
-const setup = (fields: Partial<Omit<Config.ServiceConfig, "command">> = {}) =>
+const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
   Effect.gen(function*() {
     const world = new World()
     const { events, layer } = captureEvents()
     const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer))
-    const config = Config.make({
+    const config = ServiceConfig.make({
       listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
       command: ["app"],
       ...fields

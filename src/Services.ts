@@ -18,7 +18,7 @@ import * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
 import * as Budget from "./Budget.js"
-import * as Config from "./Config.js"
+import * as ServiceConfig from "./ServiceConfig.js"
 import { event } from "./Logging.js"
 import type * as ConfigFile from "./ConfigFile.js"
 import { unitOf } from "./internal/lifecycle.js"
@@ -35,26 +35,26 @@ interface Pooled {
 
 /** A running service. */
 interface Running {
-  readonly config: Config.ServiceConfig
+  readonly config: ServiceConfig.ServiceConfig
   readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
 }
 
 const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.address)
 
-/** The supervisor of one config file's services. */
-export interface Supervisor {
+/** The services of one config file, running: apply a new config to them. */
+export interface Services {
   /** Applies a new config: start, stop, restart what changed. */
   readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<void>
 }
 
 /**
  * Starts every service of `file` (failing with every listener error if any listener cannot be opened, and then
- * starting none) and returns the supervisor; closing the scope stops every app, in parallel, and closes every
+ * starting none) and returns them, running; closing the scope stops every app, in parallel, and closes every
  * listener.
  */
 export const start = (
   file: ConfigFile.FileConfig
-): Effect.Effect<Supervisor, ListenError, SocketService | ProcessService | RelayService | Scope.Scope> =>
+): Effect.Effect<Services, ListenError, SocketService | ProcessService | RelayService | Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
     const processes = yield* ProcessService
@@ -68,10 +68,10 @@ export const start = (
      * Opens the listeners the configs need that are not open yet, then gives those already open the configs'
      * socket options; a failure leaves the pool and every socket as they were.
      */
-    const openListeners = (configs: ReadonlyArray<Config.ServiceConfig>) =>
+    const openListeners = (configs: ReadonlyArray<ServiceConfig.ServiceConfig>) =>
       Effect.gen(function*() {
         const opened: Array<[string, Pooled]> = []
-        const reused: Array<[Listener, Config.SocketOptions]> = []
+        const reused: Array<[Listener, ServiceConfig.SocketOptions]> = []
         const errors: Array<ListenError> = []
         for (const config of configs) {
           // What a killed soad left running for this service may hold its sockets.
@@ -105,10 +105,10 @@ export const start = (
       })
 
     /** The service's view of its listeners: the pool's sockets under the service's names, in its order. */
-    const listenersOf = (config: Config.ServiceConfig): ReadonlyArray<Listener> =>
+    const listenersOf = (config: ServiceConfig.ServiceConfig): ReadonlyArray<Listener> =>
       config.listeners.map((listenerConfig) => ({ ...pool.get(keyOf(listenerConfig))!.listener, name: listenerConfig.name }))
 
-    const launch = (config: Config.ServiceConfig) =>
+    const launch = (config: ServiceConfig.ServiceConfig) =>
       Effect.gen(function*() {
         const serve = Activator.serve(config, listenersOf(config)).pipe(
           // One service's defect never takes the others down: log it, start that service again.
@@ -165,12 +165,12 @@ export const start = (
         const removed = [...running.keys()].filter((name) => !wanted.has(name))
         const changed = next.services.filter((config) => {
           const current = running.get(config.name)
-          return current !== undefined && !Config.equivalent(current.config, config)
+          return current !== undefined && !ServiceConfig.equivalent(current.config, config)
         })
         const added = next.services.filter((config) => !running.has(config.name))
-        const isChanged = (config: Config.ServiceConfig) => running.has(config.name)
-        const ready: Array<Config.ServiceConfig> = []
-        const notApplied: Array<{ readonly config: Config.ServiceConfig; readonly reason: string }> = []
+        const isChanged = (config: ServiceConfig.ServiceConfig) => running.has(config.name)
+        const ready: Array<ServiceConfig.ServiceConfig> = []
+        const notApplied: Array<{ readonly config: ServiceConfig.ServiceConfig; readonly reason: string }> = []
         for (const config of [...changed, ...added]) {
           const opened = yield* Effect.either(openListeners([config]))
           if (opened._tag === "Right") {
@@ -257,7 +257,7 @@ const combine = (errors: ReadonlyArray<ListenError>): ListenError =>
  * A reused UNIX socket file takes the reloaded mode and owner, if it is still the file soad created; a file
  * swapped in at its path (a symlink to /etc/shadow, say) is left alone and reported.
  */
-const applySocketOptions = (sockets: SocketService["Type"], listener: Listener, options: Config.SocketOptions) =>
+const applySocketOptions = (sockets: SocketService["Type"], listener: Listener, options: ServiceConfig.SocketOptions) =>
   sockets.applyOptions(listener, options).pipe(
     Effect.catchTag("SocketFileError", (error) =>
       error.replaced
@@ -267,7 +267,7 @@ const applySocketOptions = (sockets: SocketService["Type"], listener: Listener, 
 
 /** What `layer` hosts: services and, optionally, the RAM budget they share (none by default). */
 export interface Hosted {
-  readonly services: ReadonlyArray<Config.ServiceConfig>
+  readonly services: ReadonlyArray<ServiceConfig.ServiceConfig>
   readonly budget?: Partial<ConfigFile.BudgetConfig> | undefined
 }
 
