@@ -5,7 +5,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
-const bin = Path.resolve(here, "..", "..", "dist", "bin.js")
+const bin = Path.resolve(here, "..", "..", "dist", "soad") // the command as installed
 if (!Fs.existsSync(bin)) {
   console.error("soad is not built yet: run `npm install` first (it builds soad), then `npm start`.")
   process.exit(1)
@@ -15,8 +15,8 @@ const idle = process.env.IDLE ?? "10"
 console.log(`soad demo: open http://127.0.0.1:${port}/ or run: curl http://127.0.0.1:${port}/`)
 console.log(`The app starts on the first request and stops after ${idle} s without one. Ctrl-C stops soad.\n`)
 const soad = ChildProcess.spawn(
-  process.execPath,
-  [bin, "-l", `127.0.0.1:${port}`, "-t", idle, "--", process.execPath, Path.join(here, "app.mjs")],
+  bin,
+  ["-l", `127.0.0.1:${port}`, "-t", idle, "--", process.execPath, Path.join(here, "app.mjs")],
   { stdio: "inherit" }
 )
 // Ctrl-C reaches soad from the terminal; a signal sent to this script alone is passed on.

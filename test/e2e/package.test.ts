@@ -80,6 +80,7 @@ describe("the package", () => {
     for (
       const file of [
         "dist/bin.js",
+        "dist/soad",
         "dist/index.js",
         "dist/index.d.ts",
         ...sources,
