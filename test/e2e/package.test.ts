@@ -7,7 +7,7 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { root, tempDir } from "../harness.js"
+import { eventually, groupMembers, root, tempDir } from "../harness.js"
 
 const ownPackage = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as {
   readonly version: string
@@ -122,7 +122,8 @@ describe("the package", () => {
     const soad = ChildProcess.spawn("npx", ["--no-install", "soad", "-s", socketPath, "-t", "30", "--", process.execPath, "app.mjs"], {
       cwd: project,
       env: userEnv,
-      stdio: ["ignore", "ignore", "pipe"]
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true // its own process group: npx does not pass SIGTERM on to the command it runs
     })
     try {
       let log = ""
@@ -137,8 +138,10 @@ describe("the package", () => {
       })
       expect(body).toMatch(/^hello \d+$/)
     } finally {
-      soad.kill("SIGTERM")
-      await new Promise((resolve) => soad.on("exit", resolve))
+      const exited = new Promise((resolve) => soad.on("exit", resolve))
+      process.kill(-soad.pid!, "SIGTERM") // npx, the launcher and soad
+      await exited
+      await eventually(() => groupMembers(soad.pid!).length === 0, 10_000, "npx soad and its app to be gone")
     }
   })
 
