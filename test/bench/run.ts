@@ -19,6 +19,8 @@ import { fileURLToPath } from "node:url"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
 const bin = Path.join(root, "dist", "bin.js")
+/** The command as installed (`dist/soad`: the launcher with its V8 flags, then bin.js). */
+const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
 /** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision); all by default. */
@@ -153,7 +155,7 @@ const compile = (name: string): string | undefined => {
 const coldTiny = async (tinyApp: string, activator: string) => {
   const soadPath = Path.join(work, "tiny-soad.sock")
   const minPath = Path.join(work, "tiny-min.sock")
-  const soad = start(process.execPath, [bin, "-s", soadPath, "-t", "0.2", "--min-uptime", "0", "--", tinyApp])
+  const soad = start(command, ["-s", soadPath, "-t", "0.2", "--min-uptime", "0", "--", tinyApp])
   const floor = start(activator, [minPath, tinyApp])
   await soad.waitFor(/listening on/)
   await floor.waitFor(/listening on/)
@@ -175,7 +177,7 @@ const coldTiny = async (tinyApp: string, activator: string) => {
 /** Cold activation through soad: connect() to the full response, with the app stopped before each run. */
 const coldSoad = async () => {
   const socketPath = Path.join(work, "cold-soad.sock")
-  const soad = start(process.execPath, [bin, "-s", socketPath, "-t", "0.2", "--min-uptime", "0", "--", process.execPath, app])
+  const soad = start(command, ["-s", socketPath, "-t", "0.2", "--min-uptime", "0", "--", process.execPath, app])
   await soad.waitFor(/listening on/)
   const total: Array<number> = []
   const spawn: Array<number> = []
@@ -240,7 +242,7 @@ const loadOn = async (port: number) => {
 
 const runningComparison = async () => {
   const soadPort = await freePort()
-  const soad = start(process.execPath, [bin, "-l", `127.0.0.1:${soadPort}`, "-t", "300", "--", process.execPath, app])
+  const soad = start(command, ["-l", `127.0.0.1:${soadPort}`, "-t", "300", "--", process.execPath, app])
   await soad.waitFor(/listening on/)
   const viaSoad = await loadOn(soadPort)
   const soadPid = soad.child.pid!
@@ -259,21 +261,29 @@ const runningComparison = async () => {
  */
 const idle = async () => {
   const socketPath = Path.join(work, "idle.sock")
-  const soad = start(process.execPath, [bin, "-s", socketPath, "-t", "300", "--", process.execPath, app])
-  const launched = performance.now()
-  await soad.waitFor(/listening on/)
+  const soad = start(command, ["-s", socketPath, "-t", "300", "--", process.execPath, app])
+  // The reference: an empty Node process, started at the same moment and measured at the same moments.
+  const empty = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"])
+  const launched = (await soad.waitFor(/listening on/)).at
+  await sleep(Math.max(0, 5_000 - (performance.now() - launched)))
+  const pid = soad.child.pid!
+  const at5 = { soad: memory(pid), empty: memory(empty.child.pid!) }
   const startups: Array<number> = []
+  const versions: Array<number> = []
+  const nodes: Array<number> = []
   for (let i = 0; i < runs; i++) {
     const path = Path.join(work, `startup-${i}.sock`)
     const t0 = performance.now()
-    const other = start(process.execPath, [bin, "-s", path, "--", process.execPath, app])
+    const other = start(command, ["-s", path, "--", process.execPath, app])
     const listening = await other.waitFor(/listening on/)
     startups.push(listening.at - t0)
     await stop(other)
+    versions.push(timeRun(command, ["--version"]))
+    nodes.push(timeRun(process.execPath, ["-e", "0"]))
   }
   await sleep(Math.max(0, 15_000 - (performance.now() - launched)))
-  const pid = soad.child.pid!
-  const mem = memory(pid)
+  const at15 = { soad: memory(pid), empty: memory(empty.child.pid!) }
+  await stop(empty)
   const before = { ...procStat(pid), switches: contextSwitches(pid) }
   await sleep(10_000)
   const after = { ...procStat(pid), switches: contextSwitches(pid) }
@@ -288,11 +298,22 @@ const idle = async () => {
   await stop(soad)
   return {
     startup: median(startups),
-    mem,
+    version: median(versions),
+    node: median(nodes),
+    at5,
+    at15,
+    mem: at15.soad,
     idleCpu: (after.ticks - before.ticks) * 10,
     idleSwitches: after.switches - before.switches,
     busyCpu: (busyAfter.ticks - busyBefore.ticks) * 10
   }
+}
+
+/** Wall time of a command that exits by itself, in milliseconds (same small environment as the rest). */
+const timeRun = (program: string, args: ReadonlyArray<string>): number => {
+  const t0 = performance.now()
+  ChildProcess.spawnSync(program, args, { env, stdio: "ignore" })
+  return performance.now() - t0
 }
 
 /** 100 idle services in one soad (-c): memory, start-up, and cold activation of one of them. */
@@ -308,11 +329,11 @@ const manyServices = async () => {
   const file = Path.join(work, "many.toml")
   Fs.writeFileSync(file, lines.join("\n") + "\n")
   const t0 = performance.now()
-  const soad = start(process.execPath, [bin, "-c", file])
+  const soad = start(command, ["-c", file])
   const last = await soad.waitFor(/listening on/, count)
   const startup = last.at - t0
-  await sleep(15_000 - (performance.now() - t0))
-  const mem = memory(soad.child.pid!)
+  await sleep(Math.max(0, 5_000 - (performance.now() - last.at)))
+  const mem = memory(soad.child.pid!) // 5 s after all listen
   const socketPath = Path.join(work, `many-${count / 2}.sock`)
   const total: Array<number> = []
   for (let i = 1; i <= runs; i++) {
@@ -359,7 +380,7 @@ const proxyComparison = async () => {
   const viaDirect = measure(appPort)
 
   const soadPort = await freePort()
-  const soad = start(process.execPath, [bin, "-l", `127.0.0.1:${soadPort}`, "--upstream", `127.0.0.1:${appPort}`, "-t", "300", "--", "sleep", "3600"])
+  const soad = start(command, ["-l", `127.0.0.1:${soadPort}`, "--upstream", `127.0.0.1:${appPort}`, "-t", "300", "--", "sleep", "3600"])
   await soad.waitFor(/listening on/)
   await timedGet({ host: "127.0.0.1", port: soadPort }) // starts the (stand-in) app; the real one already listens
   const viaSoad = measure(soadPort)
@@ -396,7 +417,7 @@ const proxyComparison = async () => {
 /** From the last request's connect() to soad's "stopping" line, against -t 2. */
 const stopPrecision = async () => {
   const socketPath = Path.join(work, "precision.sock")
-  const soad = start(process.execPath, [bin, "-s", socketPath, "-t", "2", "--", process.execPath, app])
+  const soad = start(command, ["-s", socketPath, "-t", "2", "--", process.execPath, app])
   await soad.waitFor(/listening on/)
   const late: Array<number> = []
   for (let i = 1; i <= Math.min(runs, 5); i++) {
@@ -452,8 +473,11 @@ const reportRunning = async () => {
 }
 
 const reportIdle = (idleFigures: Awaited<ReturnType<typeof idle>>) => {
-  row("soad's memory while idle, 1 service (RSS / PSS)", `${idleFigures.mem.rss.toFixed(1)} MB / ${idleFigures.mem.pss.toFixed(1)} MB`)
-  row("soad's start-up to listening", ms(idleFigures.startup, 0))
+  const mb = (m: { readonly rss: number; readonly pss: number }) => `${m.rss.toFixed(1)} MB / ${m.pss.toFixed(1)} MB`
+  row("soad's memory while idle, 1 service, 5 s after listening (RSS / PSS)", mb(idleFigures.at5.soad), `an empty Node process: ${mb(idleFigures.at5.empty)}`)
+  row("the same, 15 s after listening", mb(idleFigures.at15.soad), `an empty Node process: ${mb(idleFigures.at15.empty)}`)
+  row("soad's start-up to listening", ms(idleFigures.startup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
+  row("soad --version", ms(idleFigures.version, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
   row(
     "soad's CPU over 10 s, no app running (from 15 s after start)",
     `${idleFigures.idleCpu} ms`,
@@ -466,9 +490,9 @@ const reportMany = async (soad: { readonly total: number }, idleFigures: Awaited
   console.error(`many services`)
   const many = await manyServices()
   row(
-    `soad's memory while idle, ${many.count} services (RSS / PSS)`,
+    `soad's memory while idle, ${many.count} services, 5 s after listening (RSS / PSS)`,
     `${many.mem.rss.toFixed(1)} MB / ${many.mem.pss.toFixed(1)} MB`,
-    `${(((many.mem.rss - idleFigures.mem.rss) * 1024) / (many.count - 1)).toFixed(0)} KB RSS per extra service`
+    `${(((many.mem.rss - idleFigures.at5.soad.rss) * 1024) / (many.count - 1)).toFixed(0)} KB RSS per extra service`
   )
   row(`soad's start-up to listening, ${many.count} services`, ms(many.startup, 0))
   row(`cold activation with ${many.count} services`, ms(many.cold), `with 1 service: ${ms(soad.total)}`)
