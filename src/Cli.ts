@@ -33,7 +33,7 @@ import * as ConfigFile from "./ConfigFile.js"
 import * as Durations from "./internal/durations.js"
 import * as Fields from "./internal/fields.js"
 import { collectGarbage } from "./internal/gc.js"
-import { notify } from "./internal/notify.js"
+import { keepStatus, notify, reloading } from "./internal/notify.js"
 import * as Ids from "./internal/ids.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
@@ -209,9 +209,24 @@ const metrics = Options.text("metrics").pipe(
 const control = Options.text("control").pipe(
   Options.withPseudoName("PATH"),
   Options.withDescription(
-    "The control socket for soad status/wake/sleep. Default: $XDG_RUNTIME_DIR/soad.sock, else /run/soad/control.sock."
+    "The control socket for soad status/wake/sleep. Default: $XDG_RUNTIME_DIR/soad/NAME.sock (else /run/soad/NAME.sock) " +
+      "for a soad with --name NAME or -c FILE (NAME derived from FILE), else $XDG_RUNTIME_DIR/soad.sock (else /run/soad/control.sock)."
   ),
   Options.optional
+)
+/** A `--name` value, as Control.instanceName allows. */
+const instanceRef: Fields.Parse<string> = (input) =>
+  Control.instanceName.test(String(input))
+    ? Either.right(String(input))
+    : Either.left({ _tag: "Expected", expected: "letters, digits, _ . @ -, starting with a letter or digit, at most 64" })
+const instance = Options.text("name").pipe(
+  Options.withPseudoName("NAME"),
+  Options.withDescription(
+    "This soad's instance name: its control socket is $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock. " +
+      "Default: derived from -c FILE; none for a single app."
+  ),
+  Options.optional,
+  checkedOptional("--name", instanceRef)
 )
 const logLevel = Options.choice("log-level", Logging.levels).pipe(
   Options.withDescription("How much soad logs on stderr. Default: info."),
@@ -245,6 +260,7 @@ const options = {
   logFormat,
   metrics,
   control,
+  instance,
   command
 }
 
@@ -406,23 +422,38 @@ export const explain = (message: string, own: ReadonlyArray<string>): string => 
   return message
 }
 
+/** Where a soad's control socket is: --control PATH, else the instance's (--name NAME, else from -c FILE), else the default. */
+const controlSocket = (
+  control: Option.Option<string>,
+  name: Option.Option<string>,
+  configPath: Option.Option<string>
+): string =>
+  Option.match(control, {
+    onSome: (path) => Path.resolve(path),
+    onNone: () =>
+      Control.defaultPath(
+        process.env,
+        Option.getOrUndefined(Option.orElse(name, () => Option.map(configPath, Control.instanceOf)))
+      )
+  })
+
 /** The control socket and the metrics endpoint, as the flags ask, until the scope closes. */
 const observability = (parsed: Parsed) =>
   Effect.gen(function*() {
     const explicit = Option.isSome(parsed.control)
-    yield* Control.serve(explicit ? Path.resolve(parsed.control.value) : Control.defaultPath(), explicit)
+    yield* Control.serve(controlSocket(parsed.control, parsed.instance, parsed.configFile), explicit)
     if (Option.isSome(parsed.metrics)) yield* Metrics.serve(parsed.metrics.value)
   })
 
 /**
- * READY=1 now (every listener is bound); STOPPING=1 first thing when the scope begins to close; and, a moment
- * later, one full GC so the memory start-up used goes back to the system before soad sleeps.
+ * READY=1 now (every listener is bound), then STATUS= kept current; STOPPING=1 first thing when the scope begins
+ * to close; and, a moment later, one full GC so the memory start-up used goes back to the system before soad sleeps.
  */
 const ready = Effect.zipRight(
   notify("READY=1"),
   Effect.zipRight(
     Effect.addFinalizer(() => notify("STOPPING=1")),
-    Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
+    Effect.zipRight(keepStatus, Effect.forkScoped(Effect.delay(collectGarbage, "1 second")))
   )
 )
 
@@ -454,17 +485,20 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
           yield* (yield* ProcessService).announce
           yield* observability(parsed)
           yield* ready
-          return yield* Effect.forever(Effect.gen(function*() {
-            yield* reloads
+          // systemd sees the reload from RELOADING=1 to READY=1, whether the new config applies or not.
+          const reload = Effect.gen(function*() {
             yield* event("info", "reloading", `SIGHUP: reloading ${path}`)
             const next = yield* Effect.either(ConfigFile.load(path, Users.resolver))
             if (Either.isRight(next)) {
               yield* supervisor.apply(next.right)
-              return yield* Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
+              return yield* Effect.asVoid(Effect.forkScoped(Effect.delay(collectGarbage, "1 second")))
             }
             for (const error of next.left.errors) yield* event("error", "config_error", error)
             yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)
-          }))
+          })
+          return yield* Effect.forever(
+            Effect.zipRight(reloads, Effect.zipRight(reloading, Effect.zipRight(reload, notify("READY=1"))))
+          )
         })
       ))
     }
@@ -508,6 +542,14 @@ const ask = (path: string, body: Control.Request) =>
 const json = Options.boolean("json").pipe(Options.withDescription("Print the services as a JSON array instead of a table."))
 const serviceName = Args.text({ name: "NAME" }).pipe(Args.withDescription("The service, as soad status names it."))
 const checkedFile = Args.file({ name: "FILE" }).pipe(Args.withDescription("The TOML config file to check."))
+const instanceConfig = Options.file("config").pipe(
+  Options.withAlias("c"),
+  Options.withPseudoName("FILE"),
+  Options.withDescription("Talk to the soad running this config file (its control socket is derived from it)."),
+  Options.optional
+)
+/** The options that say which soad a control subcommand talks to. */
+const which = { control, instance, config: instanceConfig }
 
 /** What soad is, for the top of its help. */
 const description = "Socket activator/deactivator: holds the listening sockets, starts the app on the first connection " +
@@ -521,35 +563,43 @@ export const make = (appCommand: ReadonlyArray<string> | undefined) => {
   const root = Command.make("soad", options, (parsed) => serve(parsed, appCommand)).pipe(
     Command.withDescription(description)
   )
-  /** A subcommand with flags of the run: `soad -s PATH sleep 30` means the app `sleep`, which goes after --. */
-  const alone = (name: string) =>
+  /**
+   * A subcommand with flags of the run: `soad -s PATH sleep 30` means the app `sleep`, which goes after --. A
+   * control subcommand (`withConfig`) may follow -c FILE: `soad -c FILE status` asks the soad running FILE.
+   */
+  const alone = (name: string, withConfig = false) =>
     Effect.flatMap(root, (parent) =>
-      parent.socket.length > 0 || parent.listen.length > 0 || Option.isSome(parent.configFile) || appCommand !== undefined
+      parent.socket.length > 0 || parent.listen.length > 0 || (Option.isSome(parent.configFile) && !withConfig) ||
+        appCommand !== undefined
         ? Effect.fail(usage(`'${name}' is a subcommand of soad: to run it as the app, give it after --, e.g. soad -s PATH -- ${name}`))
         : parent.command.length > 0
         ? Effect.fail(usage(`unexpected argument '${parent.command[0]}' for soad ${name}`))
         : Effect.succeed(parent))
-  /** The control socket: the subcommand's --control, else one given before it, else the default. */
-  const controlPath = (name: string, own: Option.Option<string>) =>
-    Effect.map(alone(name), (parent) =>
-      Option.match(Option.orElse(own, () => parent.control), {
-        onNone: () => Control.defaultPath(),
-        onSome: (path) => Path.resolve(path)
-      }))
+  /**
+   * The control socket: --control, else --name, else -c FILE's instance, else the default; each the
+   * subcommand's own, else one given before it.
+   */
+  const controlPath = (name: string, own: Command.Command.ParseConfig<typeof which>) =>
+    Effect.map(alone(name, true), (parent) =>
+      controlSocket(
+        Option.orElse(own.control, () => parent.control),
+        Option.orElse(own.instance, () => parent.instance),
+        Option.orElse(own.config, () => parent.configFile)
+      ))
   const checkCommand = Command.make("check", { file: checkedFile }, ({ file }) =>
     Effect.zipRight(alone("check"), check(file))).pipe(
       Command.withDescription("Validate a config file and print what would run; exit 0 if it is valid, 1 if not.")
     )
-  const status = Command.make("status", { json, control }, (own) =>
+  const status = Command.make("status", { json, ...which }, (own) =>
     Effect.gen(function*() {
-      const response = yield* ask(yield* controlPath("status", own.control), { command: "status" })
+      const response = yield* ask(yield* controlPath("status", own), { command: "status" })
       const services = response.services ?? []
       yield* Console.log(own.json ? JSON.stringify(services, null, 2) : Control.table(services))
     })).pipe(Command.withDescription("Show every service of the running soad: state, pid, uptime, idle time, memory."))
   const order = (verb: "wake" | "sleep", text: string) =>
-    Command.make(verb, { name: serviceName, control }, (own) =>
+    Command.make(verb, { name: serviceName, ...which }, (own) =>
       Effect.gen(function*() {
-        const response = yield* ask(yield* controlPath(verb, own.control), { command: verb, service: own.name })
+        const response = yield* ask(yield* controlPath(verb, own), { command: verb, service: own.name })
         yield* Console.log(response.message ?? "done")
       })).pipe(Command.withDescription(text))
   return root.pipe(Command.withSubcommands([

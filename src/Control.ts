@@ -15,6 +15,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { native } from "./internal/native.js"
+import { shortHash } from "./internal/lifecycle.js"
 import * as Procfs from "./internal/procfs.js"
 import { closer } from "./internal/serverClose.js"
 import { event } from "./Logging.js"
@@ -23,11 +24,35 @@ import { Registry, type Status } from "./Registry.js"
 /** The control socket cannot be used; `message` says why. */
 export class ControlError extends Data.TaggedError("ControlError")<{ readonly message: string }> {}
 
-/** Where the control socket is when `--control` does not say: $XDG_RUNTIME_DIR/soad.sock, else /run/soad/control.sock. */
-export const defaultPath = (env: NodeJS.ProcessEnv = process.env): string =>
-  env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== ""
-    ? Path.join(env.XDG_RUNTIME_DIR, "soad.sock")
-    : "/run/soad/control.sock"
+/**
+ * Where the control socket is when `--control` does not say. A named instance (`--name NAME`, or the name
+ * `instanceOf` derives from `-c FILE`) has its own: $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock, so
+ * two soads never answer for each other. Without a name: $XDG_RUNTIME_DIR/soad.sock, else /run/soad/control.sock.
+ */
+export const defaultPath = (env: NodeJS.ProcessEnv = process.env, instance?: string): string => {
+  const runtime = env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== "" ? env.XDG_RUNTIME_DIR : undefined
+  if (instance !== undefined) return Path.join(runtime ?? "/run", "soad", `${instance}.sock`)
+  return runtime !== undefined ? Path.join(runtime, "soad.sock") : "/run/soad/control.sock"
+}
+
+/** What `--name` takes: letters, digits, `_`, `.`, `@`, `-`, starting with a letter or digit, at most 64. */
+export const instanceName = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/
+
+/**
+ * The instance name of a soad run with `-c FILE`: the file's name without its extension and a hash of its real
+ * absolute path (`apps-1f0c9a2e` for /etc/soad/apps.toml), the same for `soad -c FILE` and `soad status -c FILE`
+ * from any directory or through any symlink.
+ */
+export const instanceOf = (file: string): string => {
+  let real = Path.resolve(file)
+  try {
+    real = Fs.realpathSync(real)
+  } catch {
+    // not there (yet): its absolute path
+  }
+  const stem = Path.basename(real, Path.extname(real)).replace(/[^A-Za-z0-9_.@-]/g, "_").replace(/^[^A-Za-z0-9]+/, "")
+  return `${stem.slice(0, 40) || "soad"}-${shortHash(real)}`
+}
 
 /** A request. */
 export type Request =
@@ -260,7 +285,7 @@ export const request = (path: string, body: Request): Effect.Effect<Response, Co
     })
     socket.on("error", (error: NodeJS.ErrnoException) => {
       const why = error.code === "ENOENT" || error.code === "ECONNREFUSED"
-        ? `no soad is running with control socket ${path} (give its --control PATH)`
+        ? `no soad is running with control socket ${path} (give its --control PATH, --name NAME or -c FILE)`
         : error.code === "EACCES"
         ? `${path}: permission denied: only soad's user may control it`
         : `${path}: ${error.message}`

@@ -3,6 +3,10 @@
  * (`2026-11-23T20:15:30.123Z INFO [blog] app started (…)`) or as JSON for journald and log collectors
  * (`{"time":…,"level":"info","service":"blog","event":"started","pid":4242,"spawn_ms":2.1,"message":…}`).
  *
+ * When stderr is the journal (JOURNAL_STREAM names stderr's own device and inode), each line starts with its syslog
+ * priority instead of a timestamp (`<6>INFO [blog] app started (…)`): journald takes the priority from it and adds
+ * its own time.
+ *
  * A log line that cannot be written never stops soad: stderr whose reader is gone (EPIPE), a full disk (ENOSPC)
  * or a reader too slow to keep up only cost the lines, which are counted (`soad_log_lines_dropped_total`).
  *
@@ -18,6 +22,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Fs from "node:fs"
 
 /** The levels `--log-level` takes, quietest first. */
 export const levels = ["quiet", "error", "warn", "info", "debug"] as const
@@ -103,29 +108,80 @@ export const writeLine = (line: string, sink: LineSink = process.stderr): void =
   }
 }
 
+/**
+ * Whether stderr (`fd`) is the journal: JOURNAL_STREAM is systemd's "DEVICE:INODE" of the stream it connected, and
+ * only counts if `fd` is still that stream (as sd_journal_stream_fd's users check: a process that inherited the
+ * variable with its stderr sent elsewhere is not logging to the journal).
+ */
+export const toJournal = (env: NodeJS.ProcessEnv = process.env, fd = 2): boolean => {
+  const stream = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? "")
+  if (stream === null) return false
+  try {
+    const stat = Fs.fstatSync(fd, { bigint: true })
+    return stat.dev === BigInt(stream[1]!) && stat.ino === BigInt(stream[2]!)
+  } catch {
+    return false
+  }
+}
+
+/** The syslog priority journald reads from a line's `<N>` prefix: 3 error, 4 warning, 6 info, 7 debug. */
+export const priority = (level: LogLevel.LogLevel): number => {
+  switch (level._tag) {
+    case "Fatal":
+      return 2
+    case "Error":
+      return 3
+    case "Warning":
+      return 4
+    case "Info":
+      return 6
+    default:
+      return 7
+  }
+}
+
+/** For the journal: every line of `line` starts with `<N>`, as journald reads priorities (SyslogLevelPrefix). */
+const prioritized = (level: LogLevel.LogLevel, line: string): string =>
+  line.replace(/^(?=.)/gm, `<${priority(level)}>`)
+
+/** Human lines on stderr; for the journal (`journal`), with the priority prefix instead of the time. */
+const textLogger = (journal: boolean): Logger.Logger<unknown, void> =>
+  Logger.make(({ annotations, cause, date, logLevel, message }) => {
+    const service = HashMap.get(annotations, "service")
+    const prefix = Option.isSome(service) ? `[${String(service.value)}] ` : ""
+    const detail = Cause.isEmpty(cause) ? "" : ` ${Cause.pretty(cause).split("\n")[0]}`
+    const line = `${levelLabel(logLevel)} ${prefix}${text(message)}${detail}\n`
+    writeLine(journal ? prioritized(logLevel, line) : `${date.toISOString()} ${line}`)
+  })
+
 /** Human lines on stderr. */
-export const human: Logger.Logger<unknown, void> = Logger.make(({ annotations, cause, date, logLevel, message }) => {
-  const service = HashMap.get(annotations, "service")
-  const prefix = Option.isSome(service) ? `[${String(service.value)}] ` : ""
-  const detail = Cause.isEmpty(cause) ? "" : ` ${Cause.pretty(cause).split("\n")[0]}`
-  writeLine(`${date.toISOString()} ${levelLabel(logLevel)} ${prefix}${text(message)}${detail}\n`)
-})
+export const human: Logger.Logger<unknown, void> = textLogger(false)
+
+/** Human lines for the journal: `<6>INFO [blog] app started (…)`, no time (journald adds its own). */
+export const journalHuman: Logger.Logger<unknown, void> = textLogger(true)
+
+/** One JSON object per line (time, level, service, event, fields, message); for the journal, after its priority. */
+const jsonLogger = (journal: boolean): Logger.Logger<unknown, void> =>
+  Logger.make(({ annotations, cause, date, logLevel, message }) => {
+    const line: Record<string, unknown> = {
+      time: date.toISOString(),
+      level: logLevel._tag === "Warning" ? "warn" : logLevel.label.toLowerCase()
+    }
+    for (const key of ["service", "event", "pid"]) {
+      const value = HashMap.get(annotations, key)
+      if (Option.isSome(value)) line[key] = value.value
+    }
+    for (const [key, value] of annotations) if (!(key in line)) line[key] = value
+    line.message = text(message)
+    if (!Cause.isEmpty(cause)) line.cause = Cause.pretty(cause)
+    writeLine((journal ? `<${priority(logLevel)}>` : "") + JSON.stringify(line) + "\n")
+  })
 
 /** One JSON object per line on stderr: time, level, service, event, the event's fields, message. */
-export const json: Logger.Logger<unknown, void> = Logger.make(({ annotations, cause, date, logLevel, message }) => {
-  const line: Record<string, unknown> = {
-    time: date.toISOString(),
-    level: logLevel._tag === "Warning" ? "warn" : logLevel.label.toLowerCase()
-  }
-  for (const key of ["service", "event", "pid"]) {
-    const value = HashMap.get(annotations, key)
-    if (Option.isSome(value)) line[key] = value.value
-  }
-  for (const [key, value] of annotations) if (!(key in line)) line[key] = value
-  line.message = text(message)
-  if (!Cause.isEmpty(cause)) line.cause = Cause.pretty(cause)
-  writeLine(JSON.stringify(line) + "\n")
-})
+export const json: Logger.Logger<unknown, void> = jsonLogger(false)
+
+/** The same for the journal, each object after its `<N>` priority. */
+export const journalJson: Logger.Logger<unknown, void> = jsonLogger(true)
 
 /** The formats `--log-format` takes. */
 export const formats = ["text", "json"] as const
@@ -133,11 +189,21 @@ export const formats = ["text", "json"] as const
 /** A `--log-format` value. */
 export type Format = typeof formats[number]
 
-/** Makes the human (or JSON) logger the only logger, at the given level. */
-export const layer = (level: Level, format: Format = "text"): Layer.Layer<never> =>
+/** The logger for a format, for the journal or not. */
+export const loggerFor = (format: Format, journal: boolean): Logger.Logger<unknown, void> =>
+  format === "json" ? (journal ? journalJson : json) : (journal ? journalHuman : human)
+
+/**
+ * Makes the human (or JSON) logger the only logger, at the given level; with priority prefixes when stderr is the
+ * journal (`journal`, by default: toJournal()).
+ */
+export const layer = (level: Level, format: Format = "text", journal?: boolean): Layer.Layer<never> =>
   Layer.merge(
     Layer.scopedDiscard(
-      Effect.locallyScoped(FiberRef.currentLoggers, HashSet.make(format === "json" ? json : human))
+      Effect.flatMap(
+        Effect.sync(() => journal ?? toJournal()),
+        (onJournal) => Effect.locallyScoped(FiberRef.currentLoggers, HashSet.make(loggerFor(format, onJournal)))
+      )
     ),
     Logger.minimumLogLevel(toLogLevel(level))
   )

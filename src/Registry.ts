@@ -8,6 +8,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { Listener } from "./SocketService.js"
 
@@ -54,18 +55,28 @@ export class Registry extends Context.Tag("soad/Registry")<Registry, {
   readonly register: (handle: Handle) => Effect.Effect<void, never, Scope.Scope>
   /** Every registered service, in registration order. */
   readonly services: Effect.Effect<ReadonlyArray<Handle>>
+  /** Says that a service's app started or stopped (the lifecycle's phase changes call it). */
+  readonly changed: Effect.Effect<void>
+  /**
+   * Waits for the next change (an app started or stopped, a service registered or gone); changes made while
+   * nobody waits count as one. For a single watcher (systemd's STATUS= line).
+   */
+  readonly nextChange: Effect.Effect<void>
 }>() {}
 
 /** An empty registry. */
-export const make: Effect.Effect<Registry["Type"]> = Effect.sync(() => {
+export const make: Effect.Effect<Registry["Type"]> = Effect.map(Queue.sliding<void>(1), (changes) => {
   const handles = new Map<string, Handle>()
+  const changed = Queue.offer(changes, undefined).pipe(Effect.asVoid)
   return {
     register: (handle) =>
       Effect.acquireRelease(
-        Effect.sync(() => handles.set(handle.name, handle)),
-        () => Effect.sync(() => handles.get(handle.name) === handle && handles.delete(handle.name))
+        Effect.zipLeft(Effect.sync(() => handles.set(handle.name, handle)), changed),
+        () => Effect.zipLeft(Effect.sync(() => handles.get(handle.name) === handle && handles.delete(handle.name)), changed)
       ),
-    services: Effect.sync(() => [...handles.values()])
+    services: Effect.sync(() => [...handles.values()]),
+    changed,
+    nextChange: Queue.take(changes)
   }
 })
 

@@ -71,9 +71,12 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
     : { phase: next, pid: phase.pid, startedAt: phase.startedAt }
 }
 
-/** Moves the service's phase by `event`. */
+/** Moves the service's phase by `event`, and tells the Registry, if there is one (systemd's STATUS= line). */
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
-  Ref.update(tracker.phase, (phase) => transition(phase, event))
+  Effect.zipRight(
+    Ref.update(tracker.phase, (phase) => transition(phase, event)),
+    Effect.flatMap(Effect.serviceOption(Registry), (registry) => Option.isSome(registry) ? registry.value.changed : Effect.void)
+  )
 
 /** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
 export interface CurrentRun {
@@ -200,7 +203,7 @@ const userEnvironment = (user: ServiceConfig.RunAs | undefined): Record<string, 
 }
 
 /** FNV-1a, 32 bits, as 8 hex digits: a short stable tag, not a secret. */
-const shortHash = (text: string): string => {
+export const shortHash = (text: string): string => {
   let hash = 0x811c9dc5
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0
   return hash.toString(16).padStart(8, "0")
