@@ -219,14 +219,18 @@ const instanceRef: Fields.Parse<string> = (input) =>
   Control.instanceName.test(String(input))
     ? Either.right(String(input))
     : Either.left({ _tag: "Expected", expected: "letters, digits, _ . @ -, starting with a letter or digit, at most 64" })
-const instance = Options.text("name").pipe(
-  Options.withPseudoName("NAME"),
-  Options.withDescription(
-    "This soad's instance name: its control socket is $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock. " +
-      "Default: derived from -c FILE; none for a single app."
-  ),
-  Options.optional,
-  checkedOptional("--name", instanceRef)
+/** `--name`, named `pseudo` in the usage. */
+const instanceOption = (pseudo: string, description: string) =>
+  Options.text("name").pipe(
+    Options.withPseudoName(pseudo),
+    Options.withDescription(description),
+    Options.optional,
+    checkedOptional("--name", instanceRef)
+  )
+const instance = instanceOption(
+  "NAME",
+  "This soad's instance name: its control socket is $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock. " +
+    "Default: derived from -c FILE; none for a single app."
 )
 const logLevel = Options.choice("log-level", Logging.levels).pipe(
   Options.withDescription("How much soad logs on stderr. Default: info."),
@@ -549,7 +553,11 @@ const instanceConfig = Options.file("config").pipe(
   Options.optional
 )
 /** The options that say which soad a control subcommand talks to. */
-const which = { control, instance, config: instanceConfig }
+const which = {
+  control,
+  instance: instanceOption("INSTANCE", "Talk to the soad started with --name INSTANCE."),
+  config: instanceConfig
+}
 
 /** What soad is, for the top of its help. */
 const description = "Socket activator/deactivator: holds the listening sockets, starts the app on the first connection " +

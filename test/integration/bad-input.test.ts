@@ -139,7 +139,7 @@ describe("the command line", () => {
       expect(result.stdout).not.toContain(boilerplate)
     }
     expect(result.stdout).toMatch(/^COMMANDS$/m)
-    for (const command of ["check <FILE>", "status [--json] [--control PATH]", "wake [--control PATH] <NAME>", "sleep [--control PATH] <NAME>"]) {
+    for (const command of ["check <FILE>", "status [--json] [--control PATH] [--name INSTANCE] [(-c, --config FILE)]", "wake [--control PATH] [--name INSTANCE] [(-c, --config FILE)] <NAME>", "sleep [--control PATH] [--name INSTANCE] [(-c, --config FILE)] <NAME>"]) {
       expect(result.stdout).toContain(`- ${command}`)
     }
     expect(result.stdout).toMatch(/^EXAMPLES$/m)
