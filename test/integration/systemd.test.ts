@@ -16,30 +16,38 @@ afterEach(() => {
 
 /**
  * A python3 datagram listener standing in for systemd's NOTIFY_SOCKET (Node cannot receive UNIX datagrams); each
- * datagram is one JSON string per line of `received`, so a multi-line datagram stays one entry.
+ * datagram is one line of `received`, JSON [text, CLOCK_MONOTONIC µs when it arrived], so a multi-line datagram
+ * stays one entry.
  */
-const notifyListener = async (d: string): Promise<{ readonly socket: string; readonly datagrams: () => Array<string> }> => {
+const notifyListener = async (d: string): Promise<{
+  readonly socket: string
+  readonly datagrams: () => Array<string>
+  readonly arrivals: () => Array<readonly [string, bigint]>
+}> => {
   const socket = Path.join(d, "notify.sock")
   const received = Path.join(d, "received")
   const listener = ChildProcess.spawn("python3", [
     "-c",
-    `import json,socket,sys
+    `import json,socket,sys,time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
 open(sys.argv[2], "w").close()
 while True:
     data = s.recv(4096)
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     with open(sys.argv[2], "a") as f:
-        f.write(json.dumps(data.decode()) + "\\n")`,
+        f.write(json.dumps([data.decode(), str(now)]) + "\\n")`,
     socket,
     received
   ], { stdio: "ignore" })
   children.push(listener)
   await eventually(() => Fs.existsSync(received), 5000, "the notify listener")
-  return {
-    socket,
-    datagrams: () => Fs.readFileSync(received, "utf8").split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as string)
-  }
+  const arrivals = () =>
+    Fs.readFileSync(received, "utf8").split("\n").filter((line) => line !== "").map((line) => {
+      const [text, at] = JSON.parse(line) as [string, string]
+      return [text, BigInt(at)] as const
+    })
+  return { socket, arrivals, datagrams: () => arrivals().map(([text]) => text) }
 }
 
 /** A config file of services named `names`, each on `d/NAME.sock`, running the test app. */
@@ -82,8 +90,10 @@ describe("systemd notify: reload and status", () => {
     expect(reloading).toBeGreaterThan(0)
     const fields = /^RELOADING=1\nMONOTONIC_USEC=(\d+)$/.exec(messages[reloading]!)
     expect(fields).not.toBeNull()
+    // CLOCK_MONOTONIC, as systemd reads it: after the signal was sent, before the datagram arrived (python's clock)
     const usec = BigInt(fields![1]!)
     expect(usec >= before && usec <= after).toBe(true)
+    expect(usec <= notify.arrivals()[reloading]![1]).toBe(true)
     expect(messages.lastIndexOf("READY=1")).toBeGreaterThan(reloading)
 
     // A reload that fails still ends with READY=1: soad keeps running the config it had.
