@@ -391,12 +391,27 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
   const guard = keeping.guard
   const cgroups = new Map<number, string>() // the running apps' cgroups, by pid
   let anonymous = 0
+  // soad's own environment, read once: reading process.env goes through the C environment entry by entry.
+  let inherited: NodeJS.ProcessEnv | undefined
+  // Each service's environment, built once for the start and again only when what it is made of changes
+  // (a reload): a cold start spends no time on it.
+  const environments = new Map<string, { readonly key: string; readonly env: Array<string> }>()
+  const environmentOf = (request: SpawnRequest): Array<string> => {
+    const key = JSON.stringify([request.inheritEnv, request.fds.length, request.fdNames, request.env])
+    const name = request.unit ?? request.command.join(" ")
+    const cached = environments.get(name)
+    if (cached !== undefined && cached.key === key) return cached.env
+    inherited ??= { ...process.env }
+    const env = environment(inherited, request)
+    environments.set(name, { key, env })
+    return env
+  }
 
   const exec = (request: SpawnRequest, onExit: (status: ExitStatus) => void, cgroupFd: number | undefined) =>
     n.spawn(
       request.command[0],
       request.command,
-      environment(process.env, request),
+      environmentOf(request),
       request.fds,
       {
         cwd: request.cwd,

@@ -2,7 +2,8 @@
  * spawn.c: spawn, fork/exec of an app with the listeners at fds 3.. (blocking), LISTEN_PID = the child's own pid,
  * a new session, a cgroup (created in it with clone3 where the kernel can), uid/gid, RLIMIT_NOFILE, then the
  * parent-death signal; the exit is reported from SIGCHLD. Between fork and exec the child makes only
- * async-signal-safe calls (the child_* steps).
+ * async-signal-safe calls (the child_* steps). On Linux x86_64 and aarch64 the child shares soad's memory until it
+ * execs (clone_vm): it allocates nothing, writes nothing soad reads but the error pipe, and soad's thread waits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -206,18 +207,43 @@ static void close_from(int from, int keep) {
     if (fd != keep) close(fd);
 }
 
+/*
+ * setgroups, setgid and setuid of this process alone. glibc's wrappers are not: in a process it believes
+ * multi-threaded (soad's, and a child cloned from it without glibc's fork) they lock glibc's thread list and mark
+ * every thread listed in it, which in a child sharing soad's memory are soad's own live threads. The raw system
+ * calls change the calling thread's credentials, which in the child is the whole process.
+ */
+#if defined(__linux__)
+#if defined(SYS_setgroups32) /* 32-bit ABIs: the plain calls take 16-bit ids */
+#define SOAD_SYS_SETGROUPS SYS_setgroups32
+#define SOAD_SYS_SETGID SYS_setgid32
+#define SOAD_SYS_SETUID SYS_setuid32
+#else
+#define SOAD_SYS_SETGROUPS SYS_setgroups
+#define SOAD_SYS_SETGID SYS_setgid
+#define SOAD_SYS_SETUID SYS_setuid
+#endif
+static int raw_setgroups(int n, const gid_t *groups) { return (int)syscall(SOAD_SYS_SETGROUPS, n, groups); }
+static int raw_setgid(gid_t gid) { return (int)syscall(SOAD_SYS_SETGID, gid); }
+static int raw_setuid(uid_t uid) { return (int)syscall(SOAD_SYS_SETUID, uid); }
+#else
+static int raw_setgroups(int n, const gid_t *groups) { return setgroups(n, groups); }
+static int raw_setgid(gid_t gid) { return setgid(gid); }
+static int raw_setuid(uid_t uid) { return setuid(uid); }
+#endif
+
 /* Makes the child the user and groups of the spec; afterwards it can neither get root back nor keep root's groups. */
 static const char *child_switch_user(const spawn_spec *s) {
   if (s->set_gid) {
-    if (setgroups((size_t)s->ngroups, s->groups) < 0) return "setgroups";
-    if (setgid((gid_t)s->gid) < 0) return "setgid";
+    if (raw_setgroups(s->ngroups, s->groups) < 0) return "setgroups";
+    if (raw_setgid((gid_t)s->gid) < 0) return "setgid";
     if (getgid() != (gid_t)s->gid || getegid() != (gid_t)s->gid) {
       errno = EPERM;
       return "setgid";
     }
   }
   if (s->set_uid) {
-    if (setuid((uid_t)s->uid) < 0) return "setuid";
+    if (raw_setuid((uid_t)s->uid) < 0) return "setuid";
     if (getuid() != (uid_t)s->uid || geteuid() != (uid_t)s->uid) {
       errno = EPERM;
       return "setuid";
@@ -409,6 +435,121 @@ static pid_t fork_into(int cgroup_fd, bool *created_in) {
   return fork();
 }
 
+/* What the child starts from: the spec, the error pipe (the child closes its read end), soad's pid. */
+typedef struct {
+  const spawn_spec *spec;
+  int pipefd[2];
+  pid_t parent;
+} child_start;
+
+/* The child's first function, on its own stack or after fork. Never returns. */
+static void child_entry(void *arg) {
+  const child_start *c = arg;
+  close(c->pipefd[0]);
+  child_exec(c->spec, c->pipefd[1], c->parent);
+}
+
+/*
+ * clone3 with CLONE_VM | CLONE_VFORK, as posix_spawn does: the child borrows soad's memory until it execs, so the
+ * kernel copies no page tables (with fork they cost ~0.4 ms for Node's address space, and as much again to
+ * tear down at exec), and soad's thread waits until the child has exec'd or exited. No libc wrapper runs a
+ * function on a new stack for clone3, hence this trampoline, as glibc's clone.S: soad_clone3_vm(args, size, fn, arg)
+ * returns the pid or -errno in soad; the child, on the stack given in args, calls fn(arg) and never returns into
+ * soad's frames. Only architectures with a trampoline here get it (SOAD_CLONE_VM).
+ */
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
+#define SOAD_CLONE_VM 1
+#define SOAD_CLONE_VM_FLAGS 0x4100ULL /* CLONE_VM | CLONE_VFORK */
+long soad_clone3_vm(struct soad_clone_args *args, size_t size, void (*fn)(void *), void *arg)
+    __attribute__((visibility("hidden")));
+#if defined(__x86_64__)
+/* rdi args, rsi size, rdx fn, rcx arg; syscall clobbers rcx and r11 only, so the child still has rdx and r8. */
+__asm__(".text\n"
+        ".globl soad_clone3_vm\n"
+        ".hidden soad_clone3_vm\n"
+        ".type soad_clone3_vm, @function\n"
+        "soad_clone3_vm:\n"
+        "  endbr64\n"
+        "  mov %rcx, %r8\n"
+        "  mov $435, %eax\n" /* SYS_clone3 */
+        "  syscall\n"
+        "  test %rax, %rax\n"
+        "  jnz 1f\n"
+        "  xor %ebp, %ebp\n" /* the child: a new stack, 16-byte aligned at its top; no frame to return to */
+        "  mov %r8, %rdi\n"
+        "  call *%rdx\n"
+        "  mov $127, %edi\n"
+        "  mov $60, %eax\n" /* SYS_exit, should fn return */
+        "  syscall\n"
+        "  hlt\n"
+        "1:\n"
+        "  ret\n"
+        ".size soad_clone3_vm, .-soad_clone3_vm\n");
+#else
+/* x0 args, x1 size, x2 fn, x3 arg; svc preserves every register but x0. */
+__asm__(".text\n"
+        ".globl soad_clone3_vm\n"
+        ".hidden soad_clone3_vm\n"
+        ".type soad_clone3_vm, %function\n"
+        "soad_clone3_vm:\n"
+        "  hint 34\n" /* bti c */
+        "  mov x8, #435\n" /* SYS_clone3 */
+        "  svc #0\n"
+        "  cbnz x0, 1f\n"
+        "  mov x29, #0\n" /* the child: a new stack, 16-byte aligned at its top; no frame to return to */
+        "  mov x30, #0\n"
+        "  mov x0, x3\n"
+        "  blr x2\n"
+        "  mov x0, #127\n"
+        "  mov x8, #93\n" /* SYS_exit, should fn return */
+        "  svc #0\n"
+        "  brk #0\n"
+        "1:\n"
+        "  ret\n"
+        ".size soad_clone3_vm, .-soad_clone3_vm\n");
+#endif
+
+/* The child's stack, in the frame of clone_vm, which soad's thread does not touch until the child has exec'd. */
+#define SOAD_CHILD_STACK (32 * 1024)
+
+/*
+ * Starts the child sharing soad's memory (see above), in the cgroup from its creation if cgroup_fd >= 0: *pid.
+ * 0; -1 with errno; 1 if the kernel (or a seccomp filter) refuses this clone3, and the caller forks instead.
+ * errno is the one of soad's thread, which the child shares: it is set here only from the return value.
+ */
+static int clone_vm(int cgroup_fd, child_start *c, pid_t *pid) {
+  _Alignas(16) char stack[SOAD_CHILD_STACK];
+  struct soad_clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = SOAD_CLONE_VM_FLAGS | (cgroup_fd >= 0 ? SOAD_CLONE_INTO_CGROUP : 0);
+  args.exit_signal = SIGCHLD;
+  args.stack = (uint64_t)(uintptr_t)stack;
+  args.stack_size = sizeof stack;
+  args.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0;
+  long r = soad_clone3_vm(&args, sizeof args, child_entry, c);
+  if (r >= 0) {
+    *pid = (pid_t)r;
+    return 0;
+  }
+  if (r == -ENOSYS || r == -E2BIG || r == -EINVAL || r == -EPERM) return 1;
+  errno = (int)-r;
+  return -1;
+}
+#endif
+
+/* Starts the child: sharing soad's memory where it can, else by fork_into. *pid, or -1 with errno. */
+static pid_t start_child(spawn_spec *s, child_start *c) {
+#if defined(SOAD_CLONE_VM)
+  pid_t pid;
+  s->in_cgroup = s->cgroup_fd >= 0; /* read by the child, which starts in it */
+  int r = clone_vm(s->cgroup_fd, c, &pid);
+  if (r <= 0) return r == 0 ? pid : -1;
+#endif
+  pid_t forked = fork_into(s->cgroup_fd, &s->in_cgroup);
+  if (forked == 0) child_entry(c);
+  return forked;
+}
+
 /* Before fork: the LISTEN_PID= entry (its digits filled in by the child), and the command found on PATH, so a
  * missing one fails without a fork. 0, or -1 with errno and *failed. */
 static int spawn_prepare(spawn_spec *s, const char **failed) {
@@ -460,12 +601,8 @@ static int spawn_exec(spawn_spec *s, pid_t *pid, char step[40]) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid_t parent = getpid();
-  *pid = fork_into(s->cgroup_fd, &s->in_cgroup);
-  if (*pid == 0) {
-    close(pipefd[0]);
-    child_exec(s, pipefd[1], parent);
-  }
+  child_start start = {.spec = s, .pipefd = {pipefd[0], pipefd[1]}, .parent = getpid()};
+  *pid = start_child(s, &start);
   int fork_err = *pid < 0 ? errno : 0;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(pipefd[1]);
