@@ -394,7 +394,8 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
   // soad's own environment, read once: reading process.env goes through the C environment entry by entry.
   let inherited: NodeJS.ProcessEnv | undefined
   // Each service's environment, built once for the start and again only when what it is made of changes
-  // (a reload): a cold start spends no time on it.
+  // (a reload): a cold start spends no time on it. soad's own environment is read at the first start, so later
+  // changes to process.env reach no app.
   const environments = new Map<string, { readonly key: string; readonly env: Array<string> }>()
   const environmentOf = (request: SpawnRequest): Array<string> => {
     const key = JSON.stringify([request.inheritEnv, request.fds.length, request.fdNames, request.env])
