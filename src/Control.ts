@@ -294,7 +294,8 @@ const bytes = (value: number | null): string =>
 const ramTime = (byteSeconds: number): string => {
   const mbHours = byteSeconds / 1e6 / 3600
   if (mbHours >= 1000) return `${(mbHours / 1000).toFixed(1)} GB·h`
-  return `${mbHours >= 10 ? Math.round(mbHours) : mbHours.toFixed(1)} MB·h`
+  const shown = mbHours >= 10 ? String(Math.round(mbHours)) : mbHours >= 1 ? mbHours.toFixed(1) : String(Number(mbHours.toPrecision(2)))
+  return `${shown} MB·h`
 }
 
 /**

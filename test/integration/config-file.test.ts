@@ -80,11 +80,11 @@ min-warm = "2m"
 stop-timeout = "250ms"
 [services.a]
 listen = ["${d}/a.sock"]
-command = ["x"]
+command = [${node}, ${app}]
 time-until-stop = "90s"
 [services.b]
 listen = ["${d}/b.sock"]
-command = ["y"]
+command = [${node}, ${app}]
 time-until-stop = "1h30m"
 `)
     const result = soadRun(["check", path])
@@ -182,7 +182,11 @@ command = [${node}, ${app}, "--exit-code", "1"]
     })()
     await sleep(100)
     s.process.kill("SIGHUP")
-    await s.waitFor(/reloaded .*: 1 added, 1 removed, 1 restarted, 1 unchanged/)
+    // The reload says what it did, service by service; the stops it makes say why, not that soad shuts down.
+    await s.waitFor(/reloaded .*: changing restarted \(env changed\), arriving added, leaving removed, steady unchanged$/)
+    expect(s.output()).toMatch(/\[leaving\] stopping the app \(pid \d+\) for the reload \(removed from the config\) with SIGTERM/)
+    expect(s.output()).toMatch(/\[changing\] stopping the app \(pid \d+\) for the reload \(env changed\) with SIGTERM/)
+    expect(s.output()).not.toMatch(/shutting down/)
     await sleep(300)
     stop = true
     await hammer
