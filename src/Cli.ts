@@ -532,10 +532,11 @@ const onSignal = (name: NodeJS.Signals): Effect.Effect<Effect.Effect<void>, neve
     return Queue.take(queue)
   })
 
-/** `soad check FILE`: validates, prints what would run; exit 0 or 1. */
+/** `soad check FILE`: validates the file and what it names on this machine, prints what would run; exit 0 or 1. */
 export const check = (path: string) =>
-  ConfigFile.load(path, Users.resolver).pipe(
-    Effect.tap((file) => Console.log(`${ConfigFile.describe(file)}\n\n${path}: OK`))
+  ConfigFile.check(path, Users.resolver).pipe(
+    Effect.tap(({ file, warnings }) =>
+      Console.log(`${ConfigFile.describe(file)}\n\n${warnings.map((warning) => `warning: ${warning}\n`).join("")}${path}: OK`))
   )
 
 /** Sends one request to a running soad; its refusal is a ControlError (exit 1). */

@@ -425,3 +425,99 @@ export const describe = (file: FileConfig): string => {
   }
   return lines.join("\n")
 }
+
+/** Who runs the app, for messages: its user's name, its uid, or soad's own user. */
+const runsAs = (user: ServiceConfig.RunAs | undefined): string =>
+  user === undefined ? "soad's user" : user.name !== undefined ? `user ${user.name}` : `uid ${user.uid}`
+
+/**
+ * May the app's user execute (a file) or enter (a directory) this? By the mode bits for another user (soad may be
+ * root, which may do more than the app's user), by access(2) for soad's own user.
+ */
+const mayExecute = (path: string, stat: Fs.Stats, user: ServiceConfig.RunAs | undefined): boolean => {
+  if (user === undefined) {
+    try {
+      Fs.accessSync(path, Fs.constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  }
+  if (user.uid === 0) return stat.isDirectory() || (stat.mode & 0o111) !== 0
+  if (stat.uid === user.uid) return (stat.mode & 0o100) !== 0
+  if (stat.gid === user.gid || user.groups.includes(stat.gid)) return (stat.mode & 0o010) !== 0
+  return (stat.mode & 0o001) !== 0
+}
+
+const statOf = (path: string): Fs.Stats | undefined => {
+  try {
+    return Fs.statSync(path)
+  } catch {
+    return undefined
+  }
+}
+
+/** Why the app's command cannot be run (as execvp would look for it, in the app's PATH), or undefined if it can. */
+const commandProblem = (service: ServiceConfig.ServiceConfig, warnings: Array<string>): string | undefined => {
+  const file = service.command[0]
+  const who = runsAs(service.user)
+  const runnable = (path: string): string | undefined => {
+    const stat = statOf(path)
+    if (stat === undefined) return `${path} does not exist`
+    if (!stat.isFile()) return `${path} is not a file`
+    return mayExecute(path, stat, service.user) ? undefined : `${path} is not executable by ${who}`
+  }
+  if (file.includes("/")) {
+    if (Path.isAbsolute(file)) return runnable(file)
+    if (service.cwd !== undefined) return runnable(Path.resolve(service.cwd, file))
+    warnings.push(`services.${service.name}.command: ${file} is relative to the directory soad starts in: give an absolute path or a cwd`)
+    return undefined
+  }
+  const inherited = service.inheritEnv ? process.env.PATH : undefined
+  const searched = service.env.PATH ?? inherited ?? "/usr/local/bin:/usr/bin:/bin"
+  const candidates = searched.split(":").map((dir) => Path.resolve(service.cwd ?? process.cwd(), dir, file))
+  const found = candidates.filter((candidate) => statOf(candidate)?.isFile() === true)
+  if (found.some((candidate) => runnable(candidate) === undefined)) return undefined
+  if (found.length > 0) return `${found[0]} is not executable by ${who}`
+  return `${file} is not on the app's PATH (${searched}): install it, or give its absolute path`
+}
+
+/**
+ * What `soad check` looks at beyond the file, on this machine: each service's command (on the app's PATH,
+ * executable by the user the app runs as), its cwd, and the directory of each UNIX socket. Each of these would
+ * certainly fail at start, so each is an error naming the path; what may differ when soad runs (a relative
+ * command without a cwd) is a warning.
+ */
+export const machineProblems = (file: FileConfig): { readonly errors: Array<string>; readonly warnings: Array<string> } => {
+  const errors: Array<string> = []
+  const warnings: Array<string> = []
+  for (const service of file.services) {
+    const at = (field: string, message: string) => errors.push(`${file.path}: services.${service.name}.${field}: ${message}`)
+    const command = commandProblem(service, warnings)
+    if (command !== undefined) at("command", command)
+    if (service.cwd !== undefined) {
+      const stat = statOf(service.cwd)
+      if (stat === undefined) at("cwd", `${service.cwd} does not exist`)
+      else if (!stat.isDirectory()) at("cwd", `${service.cwd} is not a directory`)
+      else if (!mayExecute(service.cwd, stat, service.user)) at("cwd", `${service.cwd} cannot be entered by ${runsAs(service.user)}`)
+    }
+    for (const listener of service.listeners) {
+      if (listener.address._tag !== "Unix") continue
+      const dir = Path.dirname(listener.address.path)
+      const stat = statOf(dir)
+      if (stat === undefined) at("listen", `${listener.address.path}: the directory ${dir} does not exist: create it first`)
+      else if (!stat.isDirectory()) at("listen", `${listener.address.path}: ${dir} is not a directory`)
+    }
+  }
+  return { errors, warnings: warnings.map((warning) => `${file.path}: ${warning}`) }
+}
+
+/** `soad check`: the file (every error at once), then the machine (machineProblems); the config and the warnings. */
+export const check = (
+  path: string,
+  resolver: Resolver
+): Effect.Effect<{ readonly file: FileConfig; readonly warnings: ReadonlyArray<string> }, ConfigError> =>
+  Effect.flatMap(load(path, resolver), (file) => {
+    const { errors, warnings } = machineProblems(file)
+    return errors.length > 0 ? Effect.fail(new ConfigError({ path, errors })) : Effect.succeed({ file, warnings })
+  })

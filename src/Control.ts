@@ -73,6 +73,13 @@ export interface ServiceReport {
   readonly crashes: number
   readonly failed_starts: number
   readonly listeners: ReadonlyArray<string>
+  /** The app's peak resident memory while it ran (this run's, else the latest run's); null before any sample. */
+  readonly peak_memory_bytes: number | null
+  /** RAM-time saved while the app was stopped: peak memory × time stopped. */
+  readonly saved_byte_seconds: number
+  /** Why the app last failed (a failed start, a crash), and how long ago. */
+  readonly last_error: string | null
+  readonly last_error_age_s: number | null
   readonly open_connections?: number
   readonly relayed_bytes?: { readonly in: number; readonly out: number }
 }
@@ -96,6 +103,10 @@ const report = (status: Status, now: number): ServiceReport => {
     crashes: status.crashes,
     failed_starts: status.failedStarts,
     listeners: status.listeners.map((listener) => listener.description),
+    peak_memory_bytes: status.peakMemory ?? null,
+    saved_byte_seconds: status.savedByteSeconds ?? 0,
+    last_error: status.lastError?.message ?? null,
+    last_error_age_s: status.lastError === undefined ? null : Math.max(0, now - status.lastError.at) / 1000,
     ...(status.openConnections !== undefined ? { open_connections: status.openConnections } : {}),
     ...(status.relayedBytes !== undefined ? { relayed_bytes: status.relayedBytes } : {})
   }
@@ -304,10 +315,22 @@ const seconds = (value: number | null): string => {
 const bytes = (value: number | null): string =>
   value === null ? "-" : value >= 1e9 ? `${(value / 1e9).toFixed(1)}G` : `${Math.round(value / 1e6)}M`
 
-/** The status table `soad status` prints. */
+/** RAM-time in MB·h (GB·h from 1,000 MB·h). */
+const ramTime = (byteSeconds: number): string => {
+  const mbHours = byteSeconds / 1e6 / 3600
+  if (mbHours >= 1000) return `${(mbHours / 1000).toFixed(1)} GB·h`
+  const shown = mbHours >= 10 ? String(Math.round(mbHours)) : mbHours >= 1 ? mbHours.toFixed(1) : String(Number(mbHours.toPrecision(2)))
+  return `${shown} MB·h`
+}
+
+/**
+ * The status table `soad status` prints: one row per service, PEAK (the app's peak memory while it ran) and SAVED
+ * (that peak × the time it was stopped), the last error, and a total row.
+ */
 export const table = (services: ReadonlyArray<ServiceReport>): string => {
+  const sum = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
   const rows = [
-    ["SERVICE", "STATE", "PID", "UPTIME", "IDLE", "MEMORY", "STARTS", "LISTEN"],
+    ["SERVICE", "STATE", "PID", "UPTIME", "IDLE", "MEMORY", "PEAK", "SAVED", "STARTS", "LISTEN", "LAST ERROR"],
     ...services.map((s) => [
       s.name,
       s.state,
@@ -315,11 +338,27 @@ export const table = (services: ReadonlyArray<ServiceReport>): string => {
       seconds(s.uptime_s),
       seconds(s.idle_s),
       bytes(s.memory_bytes),
+      bytes(s.peak_memory_bytes),
+      ramTime(s.saved_byte_seconds),
       String(s.activations),
-      s.listeners.join(",")
-    ])
+      s.listeners.join(","),
+      s.last_error === null ? "-" : `${seconds(s.last_error_age_s)} ago: ${s.last_error}`
+    ]),
+    [
+      "total",
+      `${services.filter((s) => s.pid !== null).length} running`,
+      "",
+      "",
+      "",
+      bytes(sum(services.map((s) => s.memory_bytes ?? 0))),
+      "",
+      ramTime(sum(services.map((s) => s.saved_byte_seconds))),
+      String(sum(services.map((s) => s.activations))),
+      "",
+      ""
+    ]
   ]
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-  return rows.map((row) => row.map((cell, column) => column === row.length - 1 ? cell : cell.padEnd(widths[column]!)).join("  "))
+  return rows.map((row) => row.map((cell, column) => column === row.length - 1 ? cell : cell.padEnd(widths[column]!)).join("  ").trimEnd())
     .join("\n")
 }

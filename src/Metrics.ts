@@ -21,7 +21,7 @@ import { native } from "./internal/native.js"
 import * as Procfs from "./internal/procfs.js"
 import { closer } from "./internal/serverClose.js"
 import { droppedLines, event } from "./Logging.js"
-import { Registry, states } from "./Registry.js"
+import { Registry, states, type Status } from "./Registry.js"
 import { SocketService } from "./SocketService.js"
 
 /** Apps started. */
@@ -73,6 +73,25 @@ const labels = (tags: ReadonlyArray<readonly [string, string]>) =>
 const number = (value: number | bigint) =>
   typeof value === "bigint" ? value.toString() : Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : "-Inf"
 
+/** The counters every service has, at 0 until their first event. */
+const perService = [activations, idleStops, crashes, failedStarts]
+
+/** soad's own process, named as Prometheus client libraries name it (process_…). */
+const processMetrics = (): Array<string> => {
+  const lines: Array<string> = []
+  const gauge = (name: string, help: string, value: number | undefined, type = "gauge") => {
+    if (value === undefined) return
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${number(value)}`)
+  }
+  const cpu = process.cpuUsage()
+  gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", (cpu.user + cpu.system) / 1e6, "counter")
+  gauge("process_resident_memory_bytes", "Resident memory size in bytes.", process.memoryUsage.rss())
+  gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", Math.round(Date.now() / 1000 - process.uptime()))
+  gauge("process_open_fds", "Number of open file descriptors.", Procfs.openFds())
+  gauge("process_max_fds", "Maximum number of open file descriptors.", Procfs.maxFds())
+  return lines
+}
+
 /** The Prometheus text exposition format (0.0.4) of soad's metrics, now. */
 export const exposition: Effect.Effect<string, never, Registry | SocketService> = Effect.gen(function*() {
   const lines: Array<string> = []
@@ -83,6 +102,17 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
   }
   yield* Metric.value(droppedLines) // registers it, so that it reads 0 before any line is dropped
+  // Every service's counters exist (at 0) before their first event, so rate() and alerts see them from the start.
+  const registry = yield* Registry
+  const services = yield* registry.services
+  const statuses: Array<Status> = []
+  for (const handle of services) statuses.push(yield* handle.status)
+  for (const status of statuses) {
+    for (const metric of status.relayedBytes === undefined ? perService : [...perService, relayFailures]) {
+      yield* Metric.value(forService(metric, status.name))
+    }
+    yield* Metric.value(forService(coldStart, status.name))
+  }
   // Only soad's own (the Effect runtime keeps some of its own too).
   const pairs = [...(yield* Metric.snapshot)]
     .filter((pair) => pair.metricKey.name.startsWith("soad_"))
@@ -107,17 +137,16 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     }
   }
   // Read at scrape time: where each service stands.
-  const registry = yield* Registry
   const sockets = yield* SocketService
   const now = yield* Clock.currentTimeMillis
-  const services = yield* registry.services
   header("soad_service_state", "gauge", "1 for the state each service is in (stopped, starting, running, stopping, failing).")
   const uptime: Array<string> = []
   const open: Array<string> = []
   const memory: Array<string> = []
   const relayed: Array<string> = []
-  for (const handle of services) {
-    const status = yield* handle.status
+  const peaks: Array<string> = []
+  const saved: Array<string> = []
+  for (const status of statuses) {
     for (const state of states) {
       lines.push(`soad_service_state${labels([["service", status.name], ["state", state]])} ${status.state === state ? 1 : 0}`)
     }
@@ -130,6 +159,8 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
       relayed.push(`soad_relayed_bytes_total${labels([["service", status.name], ["direction", "out"]])} ${status.relayedBytes.out}`)
     }
     if (running) memory.push(`soad_app_resident_memory_bytes${service} ${Procfs.groupResidentBytes(status.pid!)}`)
+    if (status.peakMemory !== undefined) peaks.push(`soad_app_peak_resident_memory_bytes${service} ${status.peakMemory}`)
+    saved.push(`soad_saved_memory_byte_seconds_total${service} ${number(Math.round(status.savedByteSeconds ?? 0))}`)
   }
   header("soad_app_uptime_seconds", "gauge", "How long the app of each service has been running (0: not running).")
   lines.push(...uptime)
@@ -141,8 +172,17 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     header("soad_relayed_bytes_total", "counter", "Proxy mode: bytes relayed from clients to the app (in) and back (out).")
     lines.push(...relayed)
   }
+  header(
+    "soad_app_peak_resident_memory_bytes",
+    "gauge",
+    "Peak memory of each app while it ran (this run, else the latest): cgroup memory.peak, else the largest sampled RSS of its process group."
+  )
+  lines.push(...peaks)
+  header("soad_saved_memory_byte_seconds_total", "counter", "RAM-time each service saved while its app was stopped: its peak memory × the time stopped.")
+  lines.push(...saved)
   header("soad_resident_memory_bytes", "gauge", "soad's own resident memory.")
   lines.push(`soad_resident_memory_bytes ${process.memoryUsage.rss()}`)
+  lines.push(...processMetrics())
   return lines.join("\n") + "\n"
 })
 
@@ -163,14 +203,18 @@ export const serve = (
     const Http = yield* Effect.promise(() => import("node:http"))
     const runtime = yield* Effect.runtime<Registry | SocketService>()
     const server = Http.createServer((request, response) => {
-      if (request.method !== "GET" || (request.url !== "/metrics" && request.url !== "/")) {
+      // HEAD answers as GET does, without the body (node:http leaves it out).
+      if ((request.method !== "GET" && request.method !== "HEAD") || (request.url !== "/metrics" && request.url !== "/")) {
         response.writeHead(404).end("not found: GET /metrics\n")
         return
       }
       Runtime.runCallback(runtime)(exposition, {
         onExit: (exit) => {
           if (Exit.isSuccess(exit)) {
-            response.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(exit.value)
+            response.writeHead(200, {
+              "content-type": "text/plain; version=0.0.4; charset=utf-8",
+              "content-length": Buffer.byteLength(exit.value)
+            }).end(exit.value)
           } else response.writeHead(500).end("internal error\n")
         }
       })

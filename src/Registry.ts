@@ -37,6 +37,12 @@ export interface Status {
   readonly openConnections?: number
   /** Proxy mode: bytes relayed from clients to the app (in) and back (out). */
   readonly relayedBytes?: { readonly in: number; readonly out: number }
+  /** The app's peak memory while it ran (this run's, else the latest run's); undefined before any sample. */
+  readonly peakMemory?: number | undefined
+  /** RAM-time saved while the app was stopped: its peak memory × the time stopped, in byte-seconds. */
+  readonly savedByteSeconds?: number
+  /** Why the app last failed (a start that failed, a crash) and when (Clock ms). */
+  readonly lastError?: { readonly message: string; readonly at: number } | undefined
 }
 
 /** What a registered service offers. */

@@ -13,6 +13,7 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
@@ -21,7 +22,7 @@ import * as Budget from "./Budget.js"
 import * as ServiceConfig from "./ServiceConfig.js"
 import { event } from "./Logging.js"
 import type * as ConfigFile from "./ConfigFile.js"
-import { unitOf } from "./internal/lifecycle.js"
+import { stopReason, unitOf } from "./internal/lifecycle.js"
 import { ListenError } from "./internal/listeners.js"
 import { ProcessService } from "./ProcessService.js"
 import type { RelayService } from "./RelayService.js"
@@ -37,6 +38,23 @@ interface Pooled {
 interface Running {
   readonly config: ServiceConfig.ServiceConfig
   readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  /** Why it is stopped, when it is stopped for a reload (its app logs it); unset, soad is shutting down. */
+  readonly stopReason: Ref.Ref<string | undefined>
+}
+
+/** The config keys by which two configs of a service differ, as the config file names them. */
+export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.ServiceConfig): Array<string> => {
+  const plain = (_key: string, value: unknown) => Duration.isDuration(value) ? `${Duration.toMillis(value)}ms` : value
+  const names: Record<string, string> = {
+    listeners: "listen",
+    socket: "socket options",
+    idleTimeout: "time-until-stop",
+    user: "user"
+  }
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])] as Array<keyof ServiceConfig.ServiceConfig>
+  return keys
+    .filter((key) => JSON.stringify(a[key], plain) !== JSON.stringify(b[key], plain))
+    .map((key) => names[key] ?? key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`))
 }
 
 const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.address)
@@ -110,6 +128,7 @@ export const start = (
 
     const launch = (config: ServiceConfig.ServiceConfig) =>
       Effect.gen(function*() {
+        const reason = yield* Ref.make<string | undefined>(undefined)
         const serve = Activator.serve(config, listenersOf(config)).pipe(
           // One service's defect never takes the others down: log it, start that service again.
           Effect.catchAllCause((cause) =>
@@ -122,17 +141,20 @@ export const start = (
           Effect.retry(Schedule.spaced("1 second")),
           Effect.annotateLogs("service", config.name),
           Effect.provideService(Budget.Budget, budget),
-          Effect.provide(context)
+          Effect.provide(context),
+          Effect.locally(stopReason, reason)
         )
         const fiber = yield* Effect.forkIn(serve, outer)
-        running.set(config.name, { config, fiber })
+        running.set(config.name, { config, fiber, stopReason: reason })
       })
 
-    const stop = (name: string) =>
+    /** Stops a service; `why` (a reload's reason) is what its app's stop says, else soad is shutting down. */
+    const stop = (name: string, why?: string) =>
       Effect.gen(function*() {
         const service = running.get(name)
         if (service === undefined) return
         running.delete(name)
+        if (why !== undefined) yield* Ref.set(service.stopReason, why)
         yield* Fiber.interrupt(service.fiber)
       })
 
@@ -150,7 +172,7 @@ export const start = (
     yield* openListeners(file.services).pipe(Effect.mapError((errors) => combine(errors)))
     for (const config of file.services) yield* launch(config)
     yield* Effect.addFinalizer(() =>
-      Effect.forEach([...running.keys()], stop, { concurrency: "unbounded", discard: true })
+      Effect.forEach([...running.keys()], (name) => stop(name), { concurrency: "unbounded", discard: true })
     )
 
     /**
@@ -213,21 +235,35 @@ export const start = (
         const started = ready.filter((config) => !isChanged(config))
         const kept = notApplied.filter(({ config }) => isChanged(config))
         const failed = notApplied.filter(({ config }) => !isChanged(config))
+        const changes = new Map(restarted.map((config) => [config.name, changedKeys(running.get(config.name)!.config, config)]))
+        const changedText = (name: string) => `${changes.get(name)!.join(", ")} changed`
         // Stop (in parallel), so a listener can move between services; unchanged addresses stay open.
-        yield* Effect.forEach([...removed, ...restarted.map((config) => config.name)], stop, {
-          concurrency: "unbounded",
-          discard: true
-        })
+        yield* Effect.forEach(
+          [
+            ...removed.map((name) => [name, "for the reload (removed from the config)"] as const),
+            ...restarted.map((config) => [config.name, `for the reload (${changedText(config.name)})`] as const)
+          ],
+          ([name, why]) => stop(name, why),
+          { concurrency: "unbounded", discard: true }
+        )
         for (const config of ready) yield* launch(config)
         yield* closeUnused
+        const unchangedNames = next.services.filter((config) => !changed.includes(config) && !added.includes(config))
+          .map((config) => config.name)
         const unchanged = next.services.length - changed.length - added.length
-        const outcome = (what: string, list: typeof notApplied) =>
-          list.length === 0 ? "" : `, ${list.length} ${what} (${list.map(({ config, reason }) => `${config.name}: ${reason}`).join("; ")})`
+        // What it did, service by service: "blog restarted (command changed), api added, old removed, shop unchanged".
+        const said = [
+          ...restarted.map((config) => `${config.name} restarted (${changedText(config.name)})`),
+          ...started.map((config) => `${config.name} added`),
+          ...removed.map((name) => `${name} removed`),
+          ...kept.map(({ config, reason }) => `${config.name} kept as it was (${reason})`),
+          ...failed.map(({ config, reason }) => `${config.name} not started (${reason})`),
+          ...(unchangedNames.length > 10 ? [`${unchangedNames.length} unchanged`] : unchangedNames.map((name) => `${name} unchanged`))
+        ]
         yield* event(
           notApplied.length === 0 ? "info" : "warn",
           "reloaded",
-          `reloaded ${next.path}: ${started.length} added, ${removed.length} removed, ${restarted.length} restarted, ` +
-            `${unchanged} unchanged${outcome("kept as it was", kept)}${outcome("not started", failed)}`,
+          `reloaded ${next.path}: ${said.length === 0 ? "nothing to do" : said.join(", ")}`,
           {
             added: started.length,
             removed: removed.length,

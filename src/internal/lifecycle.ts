@@ -9,6 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
@@ -22,6 +23,7 @@ import { Registry, type State, type Status } from "../Registry.js"
 import type { Listener, Wakeup } from "../SocketService.js"
 import type * as Backoff from "./backoff.js"
 import * as Format from "./format.js"
+import * as Saving from "./saving.js"
 
 /** Clock time in whole milliseconds (from the monotonic nanosecond clock), so deadlines compare exactly. */
 export const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
@@ -71,12 +73,39 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
     : { phase: next, pid: phase.pid, startedAt: phase.startedAt }
 }
 
-/** Moves the service's phase by `event`, and tells the Registry, if there is one (systemd's STATUS= line). */
+/**
+ * Moves the service's phase by `event` and tells the Registry, if there is one (systemd's STATUS= line); a start or
+ * a stop also opens or closes a stopped period of the memory account.
+ */
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
-  Effect.zipRight(
-    Ref.update(tracker.phase, (phase) => transition(phase, event)),
-    Effect.flatMap(Effect.serviceOption(Registry), (registry) => Option.isSome(registry) ? registry.value.changed : Effect.void)
-  )
+  Effect.gen(function*() {
+    const before = yield* Ref.get(tracker.phase)
+    const after = transition(before, event)
+    yield* Ref.set(tracker.phase, after)
+    const registry = yield* Effect.serviceOption(Registry)
+    if (Option.isSome(registry)) yield* registry.value.changed
+    if ((before.phase === "idle") === (after.phase === "idle")) return
+    const at = yield* now
+    yield* Ref.update(tracker.memory, (account) =>
+      after.phase === "idle" ? Saving.stopped(account, at) : Saving.started(account, at))
+  })
+
+/** Samples the running app's memory into the account (status and metrics reads, and each stop). */
+export const sampleMemory = (tracker: Tracker): Effect.Effect<void> =>
+  Effect.flatMap(Ref.get(tracker.phase), ({ pid }) =>
+    pid === undefined ? Effect.void : Ref.update(tracker.memory, (account) => Saving.sampled(account, Saving.sample(pid))))
+
+/** Keeps why the app last failed (a start that failed, a crash), for `soad status` and `soad wake`. */
+export const failedWith = (tracker: Tracker, message: string): Effect.Effect<void> =>
+  Effect.flatMap(now, (at) => Ref.set(tracker.lastError, { message, at }))
+
+/**
+ * Why an interrupted service stops its app: unset, soad is shutting down; whoever interrupts a service for
+ * another reason (a reload) sets it first, in the Ref the service's fiber was given.
+ */
+export const stopReason: FiberRef.FiberRef<Ref.Ref<string | undefined> | undefined> = FiberRef.unsafeMake<
+  Ref.Ref<string | undefined> | undefined
+>(undefined)
 
 /** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
 export interface CurrentRun {
@@ -90,6 +119,10 @@ export interface Tracker {
   readonly phase: Ref.Ref<Phase>
   readonly counts: Ref.Ref<{ activations: number; idleStops: number; crashes: number; failedStarts: number }>
   readonly run: Ref.Ref<Option.Option<CurrentRun>>
+  /** The app's peak memory and the RAM-time saved while it was stopped. */
+  readonly memory: Ref.Ref<Saving.Account>
+  /** Why the app last failed, and when (Clock ms). */
+  readonly lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
 }
@@ -117,7 +150,20 @@ const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<
     const failing = (yield* backoff.state).failures > 0
     const state: State = phase === "idle" ? (failing ? "failing" : "stopped") : phase
     const lastActivity = Option.isSome(run) && pid !== undefined ? yield* run.value.lastActivity : undefined
-    return { name: config.name, state, pid, startedAt, lastActivity, ...counts, listeners } satisfies Status
+    yield* sampleMemory(tracker)
+    const account = yield* Ref.get(tracker.memory)
+    return {
+      name: config.name,
+      state,
+      pid,
+      startedAt,
+      lastActivity,
+      ...counts,
+      listeners,
+      peakMemory: Saving.peak(account, pid !== undefined),
+      savedByteSeconds: Saving.savedAt(account, yield* now) / 1000,
+      lastError: yield* Ref.get(tracker.lastError)
+    } satisfies Status
   })
 
 /** `soad wake` requests: fired by the control socket, heard by the service's wait (a Wakeup). */
@@ -154,6 +200,8 @@ export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
     phase: yield* Ref.make<Phase>(idlePhase),
     counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
     run: yield* Ref.make(Option.none<CurrentRun>()),
+    memory: yield* Ref.make(Saving.empty),
+    lastError: yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined),
     wake: makeWakeSignal()
   }
 })
@@ -175,7 +223,13 @@ export const register = (
       wake: Effect.gen(function*() {
         if ((yield* Ref.get(tracker.phase)).phase !== "idle") return "already running"
         yield* Effect.sync(() => tracker.wake.fire())
-        return "starting"
+        const { failures, notBefore } = yield* backoff.state
+        const at = yield* now
+        if (failures === 0 || notBefore <= at) return "starting"
+        // Backing off: say so, and why; the wake itself does not wait for the backoff.
+        const last = yield* Ref.get(tracker.lastError)
+        return `failing: next try in ${Format.seconds(notBefore - at)} (${failures} failure${failures === 1 ? "" : "s"} in a row` +
+          `${last === undefined ? "" : `; last: ${last.message}`}); trying now, as asked`
       }),
       sleep: Effect.gen(function*() {
         const run = yield* Ref.get(tracker.run)
@@ -272,6 +326,7 @@ const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: "info" 
 const stopApp = (run: Run, reason: string, message: string, fields: Record<string, number> = {}) =>
   Effect.gen(function*() {
     if (run.beforeStop !== undefined) yield* run.beforeStop
+    yield* sampleMemory(run.tracker)
     yield* enter(run.tracker, { _tag: "Stop" })
     yield* event("info", "stopping", message, { pid: run.app.pid, reason, ...fields })
     const status = yield* run.app.stop
@@ -292,6 +347,7 @@ export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
           start_timeout_ms: timeout
         })
         const status = yield* stopApp(run, "not_ready", `stopping the app (pid ${app.pid})`)
+        yield* failedWith(tracker, `the app ${notReady} within ${Format.seconds(timeout)}`)
         const state = yield* backoff.failed
         yield* count(tracker, "failedStarts")
         yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
@@ -319,6 +375,7 @@ export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
         if (run.afterStop !== undefined) yield* run.afterStop
         const uptime = (yield* now) - run.startedAt
         if (uptime < Duration.toMillis(config.minUptime)) {
+          yield* failedWith(tracker, `the app exited by itself after ${Format.seconds(uptime)} (${Format.exit(outcome.status)})`)
           const state = yield* backoff.failed
           yield* count(tracker, "crashes")
           yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
@@ -327,17 +384,24 @@ export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
           return yield* logFailing(state, yield* now)
         }
         yield* backoff.reset
+        if (outcome.status.code !== 0) {
+          yield* failedWith(tracker, `the app exited by itself after ${Format.seconds(uptime)} (${Format.exit(outcome.status)})`)
+        }
         return yield* logExit(run, outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
       }
     }
   })
 
-/** On interruption (soad shutting down): stop the app and log its exit. */
+/** On interruption (soad shutting down, or a reload: see stopReason): stop the app and log why and its exit. */
 export const onShutdown = (run: Run) =>
   Effect.onInterrupt(() =>
-    stopApp(
-      run,
-      "shutdown",
-      `soad is shutting down: stopping the app (pid ${run.app.pid}) with ${run.config.shutdownSignal.name}`
-    ).pipe(Effect.flatMap((status) => logExit(run, status, false)))
+    Effect.gen(function*() {
+      const reason = yield* FiberRef.get(stopReason)
+      const why = reason === undefined ? undefined : yield* Ref.get(reason)
+      const signal = run.config.shutdownSignal.name
+      const status = yield* why === undefined
+        ? stopApp(run, "shutdown", `soad is shutting down: stopping the app (pid ${run.app.pid}) with ${signal}`)
+        : stopApp(run, "reload", `stopping the app (pid ${run.app.pid}) ${why} with ${signal}`)
+      yield* logExit(run, status, false)
+    })
   )

@@ -67,3 +67,19 @@ const residentByGroup = memo(() => {
 
 /** Bytes resident in every process of the group `pgid` (0 where /proc cannot be read). */
 export const groupResidentBytes = (pgid: number): number => residentByGroup().get(pgid) ?? 0
+
+/** How many fds soad has open (Linux /proc/self/fd, less the one reading it); undefined elsewhere. */
+export const openFds = (): number | undefined => {
+  try {
+    return Fs.readdirSync("/proc/self/fd").length - 1
+  } catch {
+    return undefined
+  }
+}
+
+/** soad's soft limit on open fds (/proc/self/limits); undefined where it cannot be read or is unlimited. */
+export const maxFds = (): number | undefined => {
+  const line = readFresh("/proc/self/limits").split("\n").find((l) => l.startsWith("Max open files"))
+  const soft = Number(line?.slice("Max open files".length).trim().split(/\s+/)[0])
+  return Number.isFinite(soft) ? soft : undefined
+}

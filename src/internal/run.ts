@@ -30,6 +30,7 @@ import {
   conclude,
   count,
   enter,
+  failedWith,
   logFailing,
   makeTracker,
   now,
@@ -98,6 +99,7 @@ const because = (trigger: Trigger): string =>
 /** Transition: the spawn failed (idle stays idle): count it, log it, drop what waited, move the backoff. */
 const startFailed = (service: Service, session: Session, error: SpawnError) =>
   Effect.gen(function*() {
+    yield* failedWith(service.tracker, `cannot start the app: ${error.message}`)
     const state = yield* service.backoff.failed
     yield* count(service.tracker, "failedStarts")
     yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service.config.name))
@@ -132,7 +134,7 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
     if (trigger._tag === "Connection") {
       yield* Metric.update(Metrics.forService(Metrics.coldStart, service.config.name), coldStart / 1000)
     }
-    yield* event("debug", "ready", `the app accepts ${session.accepts} (${Format.millis(coldStart)} after ${because(trigger)})`, {
+    yield* event("info", "ready", `the app accepts ${session.accepts} (${Format.millis(coldStart)} after ${because(trigger)})`, {
       pid: app.pid,
       cold_start_ms: Number(coldStart.toFixed(3))
     })

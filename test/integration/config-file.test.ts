@@ -4,7 +4,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { alive, appFixture, eventually, get, sleep, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
+import { alive, appFixture, describeAsRoot, eventually, get, sleep, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
 
 const dir = tempDirs()
 
@@ -80,11 +80,11 @@ min-warm = "2m"
 stop-timeout = "250ms"
 [services.a]
 listen = ["${d}/a.sock"]
-command = ["x"]
+command = [${node}, ${app}]
 time-until-stop = "90s"
 [services.b]
 listen = ["${d}/b.sock"]
-command = ["y"]
+command = [${node}, ${app}]
 time-until-stop = "1h30m"
 `)
     const result = soadRun(["check", path])
@@ -182,7 +182,11 @@ command = [${node}, ${app}, "--exit-code", "1"]
     })()
     await sleep(100)
     s.process.kill("SIGHUP")
-    await s.waitFor(/reloaded .*: 1 added, 1 removed, 1 restarted, 1 unchanged/)
+    // The reload says what it did, service by service; the stops it makes say why, not that soad shuts down.
+    await s.waitFor(/reloaded .*: changing restarted \(env changed\), arriving added, leaving removed, steady unchanged$/)
+    expect(s.output()).toMatch(/\[leaving\] stopping the app \(pid \d+\) for the reload \(removed from the config\) with SIGTERM/)
+    expect(s.output()).toMatch(/\[changing\] stopping the app \(pid \d+\) for the reload \(env changed\) with SIGTERM/)
+    expect(s.output()).not.toMatch(/shutting down/)
     await sleep(300)
     stop = true
     await hammer
@@ -236,5 +240,61 @@ command = [${node}, ${app}, "--exit-code", "1"]
     const reply = await get({ socketPath: Path.join(d, "a.sock") })
     expect(reply).toMatchObject({ uid: 65534, gid: 65534 })
     await eventually(() => alive(reply.pid as number), 1000, "the app")
+  })
+})
+
+describe("soad check, on this machine", () => {
+  it("a missing or non-executable command, a missing cwd and a missing socket directory are errors naming the path", () => {
+    // Fault: check said OK, and the start failed later (ENOENT on spawn, a socket that cannot be created).
+    // Promise: each one is an error (it would certainly fail at start), naming the service, the key and the path.
+    const d = dir()
+    const script = Path.join(d, "app.sh")
+    Fs.writeFileSync(script, "#!/bin/sh\n", { mode: 0o644 }) // not executable
+    const path = write(d, `
+[services.a]
+listen = ["${d}/a.sock"]
+command = ["no-such-command-here", "x"]
+[services.b]
+listen = ["${d}/nodir/b.sock"]
+command = [${JSON.stringify(script)}]
+cwd = "${d}/gone"
+[services.c]
+listen = ["${d}/c.sock"]
+command = ["${d}/missing-program"]
+[services.d]
+listen = ["${d}/d.sock"]
+command = ["sh", "-c", "exit 0"]
+`)
+    const result = soadRun(["check", path])
+    expect(result.code).toBe(1)
+    expect(result.stderr.trim().split("\n")).toEqual([
+      `soad: ${path}: services.a.command: no-such-command-here is not on the app's PATH (${process.env.PATH}): install it, or give its absolute path`,
+      `soad: ${path}: services.b.command: ${script} is not executable by soad's user`,
+      `soad: ${path}: services.b.cwd: ${d}/gone does not exist`,
+      `soad: ${path}: services.b.listen: ${d}/nodir/b.sock: the directory ${d}/nodir does not exist: create it first`,
+      `soad: ${path}: services.c.command: ${d}/missing-program does not exist`
+    ])
+  })
+
+  it("a relative command without a cwd is a warning: it depends on where soad starts", () => {
+    const d = dir()
+    const path = write(d, `[services.a]\nlisten = ["${d}/a.sock"]\ncommand = ["./bin/app"]\n`)
+    const result = soadRun(["check", path])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain(
+      `warning: ${path}: services.a.command: ./bin/app is relative to the directory soad starts in: give an absolute path or a cwd\n${path}: OK`
+    )
+  })
+})
+
+describeAsRoot("soad check, as root, for the app's user", () => {
+  it("a command only root may run is an error for an app that runs as nobody", () => {
+    const d = dir()
+    const script = Path.join(d, "app.sh")
+    Fs.writeFileSync(script, "#!/bin/sh\n", { mode: 0o700 }) // root's own: root may run it, nobody may not
+    const path = write(d, `[services.a]\nlisten = ["${d}/a.sock"]\ncommand = [${JSON.stringify(script)}]\nuser = "nobody"\n`)
+    const result = soadRun(["check", path])
+    expect(result.code).toBe(1)
+    expect(result.stderr.trim()).toBe(`soad: ${path}: services.a.command: ${script} is not executable by user nobody`)
   })
 })

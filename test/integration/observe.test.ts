@@ -115,8 +115,8 @@ describe("the control socket", () => {
 
     const idle = soadRun(["status", "--control", control])
     expect(idle.code).toBe(0)
-    expect(idle.stdout).toMatch(/^SERVICE\s+STATE\s+PID\s+UPTIME\s+IDLE\s+MEMORY\s+STARTS\s+LISTEN$/m)
-    expect(idle.stdout).toMatch(/^node\s+stopped\s+-\s+-\s+-\s+-\s+0\s+/m)
+    expect(idle.stdout).toMatch(/^SERVICE\s+STATE\s+PID\s+UPTIME\s+IDLE\s+MEMORY\s+PEAK\s+SAVED\s+STARTS\s+LISTEN\s+LAST ERROR$/m)
+    expect(idle.stdout).toMatch(/^node\s+stopped\s+-\s+-\s+-\s+-\s+-\s+0 MB·h\s+0\s+\S+\s+-$/m)
 
     const woken = soadRun(["wake", "node", "--control", control])
     expect(woken.stdout.trim()).toBe("node: starting")
@@ -245,5 +245,113 @@ while True:
     // (STATUS= lines come between them: systemd.test.ts)
     expect(Fs.readFileSync(received, "utf8").trim().split("\n").filter((m) => !m.startsWith("STATUS="))).toEqual(["READY=1", "STOPPING=1"])
     await sleep(10)
+  })
+})
+
+/** The answer to a request with this method: its status, headers and body. */
+const request = (port: number, method: string): Promise<{ status: number; headers: Http.IncomingHttpHeaders; body: string }> =>
+  new Promise((resolve, reject) => {
+    Http.request({ host: "127.0.0.1", port, path: "/metrics", method, agent: false }, (response) => {
+      let body = ""
+      response.on("data", (chunk) => (body += chunk))
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }))
+    }).on("error", reject).end()
+  })
+
+describe("--metrics, before anything happens", () => {
+  it("every counter of every service exists at 0, soad's process metrics are there, HEAD answers without a body", async () => {
+    // Fault: a counter appeared only at its first event, so rate() and alerts saw nothing until then; no process_*
+    // metrics; HEAD /metrics was a 404. Promise: all of them from the first scrape.
+    const d = dir()
+    const port = await freePort()
+    const config = Path.join(d, "apps.toml")
+    Fs.writeFileSync(config, ["a", "b"].map((name) =>
+      `[services.${name}]\nlisten = ["${d}/${name}.sock"]\ncommand = [${JSON.stringify(process.execPath)}, ${JSON.stringify(appFixture)}]\n`
+    ).join(""))
+    const s = soad(["-c", config, "--metrics", `127.0.0.1:${port}`])
+    await s.waitFor(/metrics on http/)
+    const text = await scrape(port)
+    for (const service of ["a", "b"]) {
+      for (const counter of ["soad_activations_total", "soad_idle_stops_total", "soad_crashes_total", "soad_failed_starts_total"]) {
+        expect(sample(text, counter, `service="${service}"`), `${counter}{service="${service}"}`).toBe(0)
+      }
+      expect(sample(text, "soad_cold_start_seconds_count", `service="${service}"`)).toBe(0)
+      expect(sample(text, "soad_saved_memory_byte_seconds_total", `service="${service}"`)).toBe(0)
+    }
+    expect(sample(text, "process_resident_memory_bytes", "")).toBeGreaterThan(10e6)
+    expect(sample(text, "process_open_fds", "")).toBeGreaterThan(3)
+    expect(sample(text, "process_max_fds", "")).toBeGreaterThan(0)
+    const start = sample(text, "process_start_time_seconds", "")!
+    expect(Math.abs(start - Date.now() / 1000)).toBeLessThan(60)
+    expect(text).toMatch(/^# TYPE process_cpu_seconds_total counter$/m)
+    const head = await request(port, "HEAD")
+    expect(head.status).toBe(200)
+    expect(head.headers["content-type"]).toMatch(/^text\/plain; version=0\.0\.4/)
+    expect(Number(head.headers["content-length"])).toBeGreaterThan(100)
+    expect(head.body).toBe("")
+    expect((await request(port, "POST")).status).toBe(404)
+  })
+})
+
+describe("the saving", () => {
+  it("status and metrics show the app's peak memory while it ran and the RAM-time saved since it stopped, and a total", async () => {
+    // Promise: soad shows what it exists for. After one run, PEAK is the app's memory while it ran (node: tens of
+    // MB) and SAVED grows with the time the app stays stopped.
+    const d = dir()
+    const socketPath = Path.join(d, "app.sock")
+    const control = Path.join(d, "control.sock")
+    const port = await freePort()
+    const s = soad(["-s", socketPath, "-t", "0.3", "--control", control, "--metrics", `127.0.0.1:${port}`, "--", "node", appFixture])
+    await s.waitFor(/metrics on http/)
+    const before = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<Record<string, unknown>>
+    expect(before[0]).toMatchObject({ peak_memory_bytes: null, saved_byte_seconds: 0, last_error: null })
+    expect(sample(await scrape(port), "soad_app_peak_resident_memory_bytes", `service="node"`)).toBeUndefined()
+
+    const reply = await get({ socketPath })
+    await s.waitFor(/app exited/, 5000)
+    await eventually(() => !alive(reply.pid as number), 2000, "the app to stop")
+    const first = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<{ peak_memory_bytes: number; saved_byte_seconds: number }>
+    expect(first[0]!.peak_memory_bytes).toBeGreaterThan(10e6) // sampled at the stop: a Node app
+    await sleep(1000)
+    const later = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<{ peak_memory_bytes: number; saved_byte_seconds: number }>
+    expect(later[0]!.peak_memory_bytes).toBe(first[0]!.peak_memory_bytes)
+    // At least the peak × the second slept (the clock of the status request, not exact: a lower bound).
+    expect(later[0]!.saved_byte_seconds - first[0]!.saved_byte_seconds).toBeGreaterThanOrEqual(first[0]!.peak_memory_bytes * 0.9)
+
+    const metrics = await scrape(port)
+    expect(sample(metrics, "soad_app_peak_resident_memory_bytes", `service="node"`)).toBe(first[0]!.peak_memory_bytes)
+    expect(sample(metrics, "soad_saved_memory_byte_seconds_total", `service="node"`)).toBeGreaterThanOrEqual(
+      Math.floor(later[0]!.saved_byte_seconds)
+    )
+    const table = soadRun(["status", "--control", control]).stdout
+    expect(table).toMatch(/^node\s+stopped\s+-\s+-\s+-\s+-\s+\d+M\s+0\.0\d+ MB·h\s+1\s+\S+\s+-$/m)
+    expect(table).toMatch(/^total\s+0 running\s+0M\s+0\.0\d+ MB·h\s+1$/m)
+  })
+})
+
+describe("a failing service", () => {
+  it("soad wake says it is failing and when it tries next; status shows the last error; ready is logged at info", async () => {
+    // Fault: `soad wake` said "starting" for a service in backoff, and nothing said why it failed. Promise: wake
+    // says "failing: next try in …" with the last error, and the status table shows that error.
+    const d = dir()
+    const socketPath = Path.join(d, "app.sock")
+    const control = Path.join(d, "control.sock")
+    const flag = Path.join(d, "crash")
+    Fs.writeFileSync(flag, "")
+    const s = soad(["-s", socketPath, "--max-backoff", "30", "--control", control, "--", "node", appFixture, "--crash-if", flag])
+    await s.waitFor(/listening on/)
+    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    get({ socketPath }, "/", 2000).catch(() => undefined) // starts the app, which crashes
+    await s.waitFor(/failing: next try in/, 5000)
+    const woken = soadRun(["wake", "node", "--control", control])
+    expect(woken.stdout.trim()).toMatch(
+      /^node: failing: next try in [\d.]+ s \(1 failure in a row; last: the app exited by itself after [\d.]+ m?s \(code \d+\)\); trying now, as asked$/
+    )
+    const table = soadRun(["status", "--control", control]).stdout
+    expect(table).toMatch(/^node\s+.*\s\d+s ago: the app exited by itself after [\d.]+ m?s \(code \d+\)$/m)
+    // Once it works, its readiness is logged at info level.
+    Fs.rmSync(flag)
+    await get({ socketPath }, "/", 20_000)
+    await s.waitFor(/INFO \[node\] the app accepts connections/, 5000)
   })
 })
