@@ -282,7 +282,13 @@ export const make = (format: Format, sink: LineSink = process.stderr): Effect.Ef
         batch = []
       }
       const countLines = native().countLines
-      const socket = new Net.Socket({ fd, readable: true, writable: false })
+      let socket: Net.Socket
+      try {
+        socket = new Net.Socket({ fd, readable: true, writable: false })
+      } catch {
+        // Never thrown back into the spawn, whose app runs by now: its output is lost (it gets EPIPE), not the app.
+        return native().close(fd)
+      }
       open.add(socket)
       socket.unref() // the app's output never keeps soad alive
       const stamp = () => {
