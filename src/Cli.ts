@@ -30,6 +30,7 @@ import * as Address from "./Address.js"
 import * as ServiceConfig from "./ServiceConfig.js"
 import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
+import * as AppLogs from "./internal/appLogs.js"
 import * as Durations from "./internal/durations.js"
 import * as Fields from "./internal/fields.js"
 import { collectGarbage } from "./internal/gc.js"
@@ -468,6 +469,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
     const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(
         Effect.provideService(Registry.Registry, registry),
+        Effect.provide(AppLogs.layer(parsed.logFormat)),
         Effect.provide(Logging.layer(parsed.logLevel, parsed.logFormat))
       )
     if (Option.isSome(parsed.configFile)) {
@@ -546,6 +548,20 @@ const ask = (path: string, body: Control.Request) =>
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print the services as a JSON array instead of a table."))
 const serviceName = Args.text({ name: "NAME" }).pipe(Args.withDescription("The service, as soad status names it."))
+const logLines = Options.integer("lines").pipe(
+  Options.withAlias("n"),
+  Options.withPseudoName("N"),
+  Options.withDescription(`How many of the latest lines to print (soad keeps up to ${AppLogs.ringLines} per service). Default: 10.`),
+  Options.withDefault(10),
+  checked("-n", (input) =>
+    Number.isSafeInteger(input) && Number(input) >= 0
+      ? Either.right(Number(input))
+      : Either.left({ _tag: "Expected", expected: "a whole number, 0 or more" }))
+)
+const follow = Options.boolean("follow").pipe(
+  Options.withAlias("f"),
+  Options.withDescription("Keep printing new lines as the app writes them, until interrupted (Ctrl-C).")
+)
 const checkedFile = Args.file({ name: "FILE" }).pipe(Args.withDescription("The TOML config file to check."))
 const instanceConfig = Options.file("config").pipe(
   Options.withAlias("c"),
@@ -611,11 +627,20 @@ export const make = (appCommand: ReadonlyArray<string> | undefined) => {
         const response = yield* ask(yield* controlPath(verb, own), { command: verb, service: own.name })
         yield* Console.log(response.message ?? "done")
       })).pipe(Command.withDescription(text))
+  const logs = Command.make("logs", { name: serviceName, lines: logLines, follow, ...which }, (own) =>
+    Effect.gen(function*() {
+      const path = yield* controlPath("logs", own)
+      yield* Control.logs(path, { command: "logs", service: own.name, lines: own.lines, follow: own.follow }, {
+        out: process.stdout,
+        err: process.stderr
+      })
+    })).pipe(Command.withDescription("Print the latest lines a service's app wrote (stdout and stderr); -f follows new ones."))
   return root.pipe(Command.withSubcommands([
     checkCommand,
     status,
     order("wake", "Start a service's app now, as a connection would."),
-    order("sleep", "Stop a service's app now; the next connection starts it again.")
+    order("sleep", "Stop a service's app now; the next connection starts it again."),
+    logs
   ]))
 }
 

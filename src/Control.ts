@@ -1,7 +1,8 @@
 /**
  * The control socket: `soad status`, `soad wake NAME` and `soad sleep NAME` talk to the running soad over a
  * UNIX socket that only soad's own user (and root) may use: created 0600 before it listens, and each peer's
- * credentials checked (SO_PEERCRED). One JSON request per connection, one JSON answer.
+ * credentials checked (SO_PEERCRED). One JSON request per connection, one JSON answer; `soad logs` gets its
+ * answer and then one JSON line per line of the app's output (followed until the client closes, with `-f`).
  *
  * @since 0.1.0
  */
@@ -9,11 +10,13 @@ import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as AppLogs from "./internal/appLogs.js"
 import { native } from "./internal/native.js"
 import { shortHash } from "./internal/lifecycle.js"
 import * as Procfs from "./internal/procfs.js"
@@ -59,6 +62,32 @@ export type Request =
   | { readonly command: "status" }
   | { readonly command: "wake"; readonly service: string }
   | { readonly command: "sleep"; readonly service: string }
+
+/**
+ * `soad logs`: the latest `lines` lines of a service's output, then (with `follow`) each new one until the client
+ * closes. The answer is a Response line, then one LogMessage per line.
+ */
+export interface LogsRequest {
+  readonly command: "logs"
+  readonly service: string
+  readonly lines: number
+  readonly follow: boolean
+}
+
+/** After a `logs` answer's first line: a line of the app's output, or how many lines a slow reader missed. */
+export type LogMessage =
+  | {
+    readonly stream: AppLogs.Stream
+    readonly pid: number
+    readonly time: number
+    readonly line: string
+    /** The next message continues this line (it was cut at 16 KiB). */
+    readonly continued?: true
+  }
+  | { readonly dropped: number }
+
+/** The most a `soad logs -f` client may leave unread in soad before its lines are dropped (and counted to it). */
+export const followLimitBytes = 256 * 1024
 
 /** A service in a status answer. */
 export interface ServiceReport {
@@ -135,10 +164,14 @@ export const handle = (request: Request): Effect.Effect<Response, never, Registr
     return { ok: true, message: `${service.name}: ${outcome}` }
   })
 
-const parseRequest = (line: string): Request | undefined => {
+const parseRequest = (line: string): Request | LogsRequest | undefined => {
   try {
-    const value = JSON.parse(line) as { command?: unknown; service?: unknown }
+    const value = JSON.parse(line) as { command?: unknown; service?: unknown; lines?: unknown; follow?: unknown }
     if (value.command === "status") return { command: "status" }
+    if (value.command === "logs" && typeof value.service === "string") {
+      const lines = Number.isSafeInteger(value.lines) && (value.lines as number) >= 0 ? value.lines as number : 10
+      return { command: "logs", service: value.service, lines, follow: value.follow === true }
+    }
     if ((value.command === "wake" || value.command === "sleep") && typeof value.service === "string") {
       return { command: value.command, service: value.service }
     }
@@ -147,6 +180,48 @@ const parseRequest = (line: string): Request | undefined => {
   }
   return undefined
 }
+
+const logMessage = (line: AppLogs.LogLine): string =>
+  JSON.stringify({
+    stream: line.stream,
+    pid: line.pid,
+    time: line.time,
+    line: line.line,
+    ...(line.continued ? { continued: true } : {})
+  } satisfies LogMessage) + "\n"
+
+/**
+ * Answers a `logs` request on `socket`: the latest lines, then, when following, each new line until the client
+ * closes; a client that reads too slowly misses lines (told as `{"dropped":N}`), soad never queues more for it
+ * than `followLimitBytes`.
+ */
+const serveLogs = (socket: Net.Socket, request: LogsRequest): Effect.Effect<void, never, Registry> =>
+  Effect.gen(function*() {
+    const services = yield* (yield* Registry).services
+    const logs = yield* Effect.serviceOption(AppLogs.AppLogs)
+    const refuse = (error: string) => Effect.sync(() => socket.end(JSON.stringify({ ok: false, error } satisfies Response) + "\n"))
+    if (!services.some((service) => service.name === request.service)) {
+      return yield* refuse(
+        `no service '${request.service}'; the services are ${services.map((s) => s.name).join(", ") || "none"}`
+      )
+    }
+    if (Option.isNone(logs)) return yield* refuse("this soad does not capture its apps' output")
+    yield* Effect.sync(() => {
+      socket.write(JSON.stringify({ ok: true } satisfies Response) + "\n")
+      for (const line of logs.value.tail(request.service, Math.min(request.lines, AppLogs.ringLines))) {
+        socket.write(logMessage(line))
+      }
+      if (!request.follow) return socket.end()
+      let dropped = 0
+      const unfollow = logs.value.follow(request.service, (line) => {
+        if (socket.writableLength > followLimitBytes) return void dropped++
+        if (dropped > 0) socket.write(JSON.stringify({ dropped } satisfies LogMessage) + "\n")
+        dropped = 0
+        socket.write(logMessage(line))
+      })
+      socket.once("close", unfollow)
+    })
+  })
 
 const fdOf = (socket: Net.Socket): number | undefined =>
   (socket as unknown as { readonly _handle?: { readonly fd?: number } })._handle?.fd
@@ -248,6 +323,11 @@ export const serve = (
           socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n")
           return
         }
+        if (request.command === "logs") {
+          socket.removeAllListeners("data") // one request per connection: what the client sends next is ignored
+          Runtime.runCallback(runtime)(serveLogs(socket, request))
+          return
+        }
         Runtime.runCallback(runtime)(handle(request), {
           onExit: (exit) =>
             socket.end(
@@ -277,6 +357,76 @@ export const serve = (
         )
     )
     yield* event("debug", "control", `control socket: ${path}`, { path })
+  })
+
+/** Why a control connection failed, in the words the client prints. */
+const connectionError = (path: string, error: NodeJS.ErrnoException): ControlError =>
+  new ControlError({
+    message: error.code === "ENOENT" || error.code === "ECONNREFUSED"
+      ? `no soad is running with control socket ${path} (give its --control PATH)`
+      : error.code === "EACCES"
+      ? `${path}: permission denied: only soad's user may control it`
+      : `${path}: ${error.message}`
+  })
+
+/** Where `soad logs` writes: the lines on `out`, what the client says about them (lines missed) on `err`. */
+export interface LogsOutput {
+  readonly out: NodeJS.WritableStream
+  readonly err: NodeJS.WritableStream
+}
+
+/**
+ * Sends a `logs` request and writes what comes back to `output` until soad ends it (at once without `follow`),
+ * reading no faster than `output.out` takes it. A piece of a cut line is written without its newline, so the
+ * pieces join into the line. Fails with the refusal (an unknown service) or the connection's error.
+ */
+export const logs = (path: string, body: LogsRequest, output: LogsOutput): Effect.Effect<void, ControlError> =>
+  Effect.async<void, ControlError>((resume) => {
+    const socket = Net.connect(path)
+    let buffer = ""
+    let answered = false
+    let finished = false
+    const finish = (result: Effect.Effect<void, ControlError>) => {
+      if (finished) return
+      finished = true
+      socket.destroy()
+      resume(result)
+    }
+    const onLine = (text: string) => {
+      if (!answered) {
+        answered = true
+        const response = JSON.parse(text) as Response
+        if (!response.ok) finish(Effect.fail(new ControlError({ message: response.error })))
+        return
+      }
+      const message = JSON.parse(text) as LogMessage
+      if ("dropped" in message) {
+        output.err.write(`soad: ${message.dropped} line${message.dropped === 1 ? "" : "s"} missed: this reader was too slow\n`)
+      } else if (!output.out.write(message.continued === true ? message.line : message.line + "\n")) {
+        socket.pause()
+        output.out.once("drain", () => socket.resume())
+      }
+    }
+    socket.setEncoding("utf8")
+    socket.on("connect", () => socket.write(JSON.stringify(body) + "\n"))
+    socket.on("data", (chunk: string) => {
+      buffer += chunk
+      try {
+        for (let newline = buffer.indexOf("\n"); newline >= 0; newline = buffer.indexOf("\n")) {
+          const line = buffer.slice(0, newline)
+          buffer = buffer.slice(newline + 1)
+          onLine(line)
+        }
+      } catch {
+        finish(Effect.fail(new ControlError({ message: `${path}: soad's answer cannot be read` })))
+      }
+    })
+    socket.on("end", () =>
+      finish(answered ? Effect.void : Effect.fail(new ControlError({ message: `${path}: no answer from soad` }))))
+    socket.on("error", (error: NodeJS.ErrnoException) => finish(Effect.fail(connectionError(path, error))))
+    // The reader went away (`soad logs -f | head`): that ends the command, quietly.
+    output.out.once("error", () => finish(Effect.void))
+    return Effect.sync(() => socket.destroy())
   })
 
 /** Sends one request to the soad whose control socket is at `path`. */

@@ -86,19 +86,27 @@ export const guard = (sink: LineSink): void => {
   sink.on("error", ignore)
 }
 
+const countDropped = () => droppedLines.unsafeUpdate(1, [])
+
 /**
- * Writes one line to `sink` without throwing and without letting more than `queueLimitBytes` wait in memory;
- * a line that is not written is counted in `droppedLines`.
+ * Writes one line to `sink` without throwing and without letting more than `limit` bytes (`queueLimitBytes`) wait
+ * in memory; a line that is not written is counted by `onDrop` (in `droppedLines`), once. Apps' output passes a
+ * lower limit and its own count (internal/appLogs.ts), so a flooding app never crowds out soad's own lines.
  */
-export const writeLine = (line: string, sink: LineSink = process.stderr): void => {
+export const writeLine = (
+  line: string,
+  sink: LineSink = process.stderr,
+  limit: number = queueLimitBytes,
+  onDrop: () => void = countDropped
+): void => {
   guard(sink)
   let counted = false
   const drop = () => {
     if (counted) return
     counted = true
-    droppedLines.unsafeUpdate(1, [])
+    onDrop()
   }
-  if (sink.writableLength > queueLimitBytes) return drop()
+  if (sink.writableLength > limit) return drop()
   try {
     sink.write(line, (error) => {
       if (error !== null && error !== undefined) drop()

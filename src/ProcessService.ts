@@ -15,6 +15,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as AppLogs from "./internal/appLogs.js"
 import * as Cgroup from "./internal/cgroup.js"
 import * as Guard from "./internal/guard.js"
 import { errnoName, helperPath, native, type NativeError } from "./internal/native.js"
@@ -47,6 +48,11 @@ export interface SpawnRequest {
    * a later soad finds what this one left. See `lifecycle.unitOf`.
    */
   readonly unit?: string | undefined
+  /**
+   * The service's name: with an AppLogs in the context, the app's stdout and stderr are pipes soad reads, and
+   * each line is logged and kept under this name (internal/appLogs.ts).
+   */
+  readonly service?: string | undefined
 }
 
 /** How to stop the app. */
@@ -117,8 +123,11 @@ export interface Containment {
 
 /** The operating-system calls under the service; tests give a fake one. */
 export interface Driver {
-  /** Starts the process in a new process group; throws an Error with `code` (ENOENT, …) on failure. */
-  readonly spawn: (request: SpawnRequest, onExit: (status: ExitStatus) => void) => number
+  /**
+   * Starts the process in a new process group; throws an Error with `code` (ENOENT, …) on failure. With an
+   * `output`, the app's stdout and stderr are pipes whose read ends go to it; without, they are soad's own.
+   */
+  readonly spawn: (request: SpawnRequest, onExit: (status: ExitStatus) => void, output?: AppLogs.Output) => number
   /** Sends a signal to the process group `pgid`; a group that is gone is not an error. */
   readonly killGroup: (pgid: number, signal: Signal.Signal) => void
   /** Cgroups and the guard, where the platform has them; without it only process groups are used. */
@@ -203,12 +212,16 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
       Effect.gen(function*() {
         const exited = yield* Deferred.make<ExitStatus>()
         const exit = Deferred.await(exited)
+        const logs = yield* Effect.serviceOption(AppLogs.AppLogs)
+        const output = Option.isSome(logs)
+          ? logs.value.output(request.service ?? request.unit ?? request.command[0])
+          : undefined
         // The fork and the registration of its stop are one uninterruptible acquisition: an interruption at any
         // moment after the fork still stops the app gracefully when the scope closes.
         const { pid, stop } = yield* Effect.acquireRelease(
           Effect.gen(function*() {
             const pid = yield* Effect.try({
-              try: () => driver.spawn(request, (status) => Deferred.unsafeDone(exited, Effect.succeed(status))),
+              try: () => driver.spawn(request, (status) => Deferred.unsafeDone(exited, Effect.succeed(status)), output),
               catch: (cause) => spawnError(request, cause)
             })
             running.add(pid)
@@ -408,23 +421,63 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     return env
   }
 
-  const exec = (request: SpawnRequest, onExit: (status: ExitStatus) => void, cgroupFd: number | undefined) =>
-    n.spawn(
-      request.command[0],
-      request.command,
-      environmentOf(request),
-      request.fds,
-      {
-        cwd: request.cwd,
-        uid: request.uid,
-        gid: request.gid,
-        groups: request.groups,
-        listenPid: true,
-        pdeathsig: true,
-        cgroupFd
-      },
-      (code, signal) => onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
-    )
+  const exec = (
+    request: SpawnRequest,
+    onExit: (status: ExitStatus) => void,
+    cgroupFd: number | undefined,
+    output: AppLogs.Output | undefined
+  ) => {
+    const pipes = output === undefined ? undefined : outputPipes()
+    let pid: number | undefined
+    try {
+      pid = n.spawn(
+        request.command[0],
+        request.command,
+        environmentOf(request),
+        request.fds,
+        {
+          cwd: request.cwd,
+          uid: request.uid,
+          gid: request.gid,
+          groups: request.groups,
+          listenPid: true,
+          pdeathsig: true,
+          cgroupFd,
+          stdoutFd: pipes?.stdout.write,
+          stderrFd: pipes?.stderr.write
+        },
+        (code, signal) => onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
+      )
+    } finally {
+      // The app has its copies of the write ends (or no app exists): soad keeps only the read ends, and only if
+      // an app writes to them.
+      if (pipes !== undefined) {
+        n.close(pipes.stdout.write)
+        n.close(pipes.stderr.write)
+        if (pid === undefined) {
+          n.close(pipes.stdout.read)
+          n.close(pipes.stderr.read)
+        }
+      }
+    }
+    if (pipes !== undefined && output !== undefined) {
+      output.capture(pid, "stdout", pipes.stdout.read)
+      output.capture(pid, "stderr", pipes.stderr.read)
+    }
+    return pid
+  }
+
+  /** A pipe for each of the app's output streams; none left open if the second cannot be made. */
+  const outputPipes = () => {
+    const stdout = n.outputPipe()
+    try {
+      return { stdout, stderr: n.outputPipe() }
+    } catch (error) {
+      n.close(stdout.read)
+      n.close(stdout.write)
+      throw error
+    }
+  }
 
   /** A cgroup directory for the unit that no running app uses. */
   const cgroupFor = (root: string, unit: string | undefined): string => {
@@ -436,9 +489,9 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     }
   }
 
-  const spawn: Driver["spawn"] = (request, onExit) => {
+  const spawn: Driver["spawn"] = (request, onExit, output) => {
     if (root === undefined) {
-      const pid = exec(request, onExit, undefined)
+      const pid = exec(request, onExit, undefined, output)
       guard?.add(String(pid))
       return pid
     }
@@ -448,7 +501,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     let fd: number | undefined
     try {
       fd = Cgroup.openDir(dir)
-      const pid = exec(request, onExit, fd)
+      const pid = exec(request, onExit, fd, output)
       cgroups.set(pid, dir)
       return pid
     } catch (error) {

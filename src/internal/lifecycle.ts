@@ -288,7 +288,8 @@ export const spawnRequest = (
   uid: config.user?.uid,
   gid: config.user?.gid,
   groups: config.user?.groups,
-  unit: unitOf(config)
+  unit: unitOf(config),
+  service: config.name
 })
 
 /** How a run of the app ended. */

@@ -98,9 +98,16 @@ export interface Native {
       readonly pdeathsig: boolean
       /** An fd open for writing on a cgroup's cgroup.procs: the child joins that cgroup right after setsid. */
       readonly cgroupFd?: number | undefined
+      /** Write ends of soad's output pipes (outputPipe): the child gets them as fds 1 and 2. */
+      readonly stdoutFd?: number | undefined
+      readonly stderrFd?: number | undefined
     },
     onExit: (code: number | null, signal: number | null) => void
   ) => number
+  /** A pipe with both ends close-on-exec, for an app's stdout or stderr. */
+  readonly outputPipe: () => { readonly read: number; readonly write: number }
+  /** The newlines in a buffer. */
+  readonly countLines: (buffer: Buffer) => number
   readonly lookupUser: (nameOrUid: string | number) => {
     readonly uid: number
     readonly gid: number

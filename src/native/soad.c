@@ -22,6 +22,8 @@
  *   spawn.c    spawn                    fork/exec with the listeners at fds 3.. (blocking), LISTEN_PID = the child's
  *                                       pid, a new session, a cgroup, uid/gid, then the parent-death signal; reports
  *                                       the exit
+ *   pipe.c     outputPipe               a close-on-exec pipe for an app's stdout or stderr (read by soad, per service)
+ *              countLines               the newlines in a buffer (output soad drops unread)
  *   users.c    lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
  *   notify.c   notify                   a datagram to systemd's NOTIFY_SOCKET (READY=1, STOPPING=1)
  *   peer.c     peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
@@ -58,6 +60,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sentinelRead", NULL, sentinel_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sentinelFree", NULL, sentinel_free, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"outputPipe", NULL, output_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countLines", NULL, count_lines, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupUser", NULL, lookup_user, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notify", NULL, notify, NULL, NULL, NULL, napi_enumerable, NULL},

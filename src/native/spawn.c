@@ -177,6 +177,7 @@ typedef struct {
   const char *search_path; /* points into envp */
   int32_t cgroup_fd; /* an fd open on the app's cgroup directory, or -1 */
   bool in_cgroup;    /* the child was created in it (clone3), else it joins it itself */
+  int32_t stdout_fd, stderr_fd; /* the write ends of soad's output pipes, for the app's fds 1 and 2; -1: soad's own */
 } spawn_spec;
 
 static void spawn_spec_free(spawn_spec *s) {
@@ -264,15 +265,27 @@ static const char *child_die_with_parent(pid_t parent) {
   return NULL;
 }
 
-/* The app inherits soad's stdio. Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both
- * (libuv does the same for `stdio: "inherit"`). A closed fd is left closed. */
-static void child_fix_stdio(void) {
+/* The write ends of soad's output pipes onto fds 1 and 2 (dup2 clears close-on-exec on the target only). They are
+ * fds soad opened after Node's start, so never 0-2 themselves, and never a listener. */
+static const char *child_redirect_output(const spawn_spec *s) {
+  if (s->stdout_fd >= 0 && dup2(s->stdout_fd, 1) < 0) return "dup2(stdout)";
+  if (s->stderr_fd >= 0 && dup2(s->stderr_fd, 2) < 0) return "dup2(stderr)";
+  return NULL;
+}
+
+/* The app's stdio: fds 1 and 2 are soad's output pipes when the spec has them, else soad's own (and fd 0 always
+ * is). Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both (libuv does the same for
+ * `stdio: "inherit"`). A closed fd is left closed. */
+static const char *child_fix_stdio(const spawn_spec *s) {
+  const char *step = child_redirect_output(s);
+  if (step != NULL) return step;
   for (int fd = 0; fd <= 2; fd++) {
     int fdflags = fcntl(fd, F_GETFD);
     if (fdflags >= 0 && (fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags & ~FD_CLOEXEC);
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
+  return NULL;
 }
 
 /* Listeners to fds 3..: first above the target range, so no dup2 overwrites a source. They reach the app blocking,
@@ -368,7 +381,7 @@ static void child_exec(const spawn_spec *s, int errfd, pid_t parent) {
   if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) { step = "sigprocmask"; goto fail; }
   if (setsid() < 0) { step = "setsid"; goto fail; }
   if (s->cgroup_fd >= 0 && !s->in_cgroup && join_cgroup(s->cgroup_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
-  child_fix_stdio();
+  if ((step = child_fix_stdio(s)) != NULL) goto fail;
   if ((step = child_limit_nofile()) != NULL) goto fail;
   if ((step = child_switch_user(s)) != NULL) goto fail;
   if (s->pdeathsig && (step = child_die_with_parent(parent)) != NULL) goto fail;
@@ -632,6 +645,15 @@ static int spawn_exec(spawn_spec *s, pid_t *pid, char step[40]) {
   return -1;
 }
 
+/* Reads options.stdoutFd and options.stderrFd (absent: the app shares soad's); false if one is not an fd >= 3. */
+static bool spawn_output_read(napi_env env, napi_value opts, spawn_spec *s) {
+  napi_value v;
+  s->stdout_fd = s->stderr_fd = -1;
+  if (get_optional(env, opts, "stdoutFd", &v) && (!get_int(env, v, &s->stdout_fd) || s->stdout_fd < 3)) return false;
+  if (get_optional(env, opts, "stderrFd", &v) && (!get_int(env, v, &s->stderr_fd) || s->stderr_fd < 3)) return false;
+  return true;
+}
+
 /* Reads spawn's arguments into s (file, argv, env, fds, options); false if any is wrong. */
 static bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
   memset(s, 0, sizeof *s);
@@ -667,6 +689,7 @@ static bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
   if (ok && get_optional(env, opts, "listenPid", &v)) ok = get_bool(env, v, &s->listen_pid);
   if (ok && get_optional(env, opts, "pdeathsig", &v)) ok = get_bool(env, v, &s->pdeathsig);
   if (ok && get_optional(env, opts, "cgroupFd", &v)) ok = get_int(env, v, &s->cgroup_fd);
+  ok = ok && spawn_output_read(env, opts, s);
   return ok && s->argc > 0;
 }
 
@@ -674,6 +697,7 @@ static bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
  * spawn(file, argv, env, fds, options, onExit(code | null, signal | null)) -> pid
  * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
  * options.cgroupFd?: an fd open on a cgroup v2 directory: the child is created in it (or joins it after setsid)
+ * options.stdoutFd?, stderrFd?: write ends of pipes soad reads: the child gets them as its fds 1 and 2
  */
 napi_value spawn(napi_env env, napi_callback_info info) {
   ARGS(6);
