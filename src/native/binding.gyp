@@ -18,14 +18,16 @@
         {
           "target_name": "soad-sentinel",
           "type": "executable",
-          "sources": ["helper/sentinel.c"],
-          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+          "sources": ["helper/sentinel.c", "helper/start.c"],
+          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+          "ldflags": ["-Wl,--wrap=__libc_start_main"]
         },
         {
           "target_name": "soad-guard",
           "type": "executable",
-          "sources": ["helper/guard.c"],
-          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+          "sources": ["helper/guard.c", "helper/start.c"],
+          "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+          "ldflags": ["-Wl,--wrap=__libc_start_main"]
         }
       ]
     }]

@@ -16,6 +16,7 @@
 
 #include "soad.h"
 #include "sys.h"
+#include "glibc.h"
 
 /*
  * The kernel queues one real-time signal per connection on a listener with O_ASYNC and F_SETSIG; si_fd says

@@ -21,6 +21,7 @@
 
 #include "soad.h"
 #include "sys.h"
+#include "glibc.h"
 
 static int listen_fd(int fd, int backlog) {
   return listen(fd, backlog > 0 ? backlog : SOMAXCONN);

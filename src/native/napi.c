@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glibc.h"
+
 /* ---------------------------------------------------------------- errors */
 
 napi_value throw_errno(napi_env env, const char *syscall, int err) {

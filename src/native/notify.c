@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "soad.h"
+#include "glibc.h"
 
 /* Sends message (mlen bytes) to the socket at path (len bytes; "@name": abstract). 0, or -1 with errno and
  * *failed. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "soad.h"
+#include "glibc.h"
 
 typedef struct {
   int64_t pid, uid, gid; /* pid -1: not known here */

@@ -12,6 +12,7 @@
 
 #include "soad.h"
 #include "sys.h"
+#include "glibc.h"
 
 /* A pipe with both ends close-on-exec; 0, or -1 with errno. */
 static int pipe_cloexec(int fds[2]) {

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "soad.h"
+#include "glibc.h"
 
 typedef struct watcher {
   uv_poll_t poll;

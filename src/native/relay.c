@@ -21,6 +21,7 @@
 
 #include "soad.h"
 #include "sys.h"
+#include "glibc.h"
 
 /*
  * Proxy mode moves bytes without copying them through JavaScript: soad accepts on the listener itself,

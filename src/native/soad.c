@@ -37,6 +37,7 @@
  * `syscall`. Node's own loop runs everything; no thread is created. src/internal/native.ts is the contract.
  */
 #include "soad.h"
+#include "glibc.h"
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "soad.h"
+#include "glibc.h"
 
 /* ---------------------------------------------------------------- exits (SIGCHLD) */
 

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "glibc.h"
+
 int socket_cloexec(int family, bool nonblocking) {
 #if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
   return socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "soad.h"
+#include "glibc.h"
 
 /* An errno a lookup may leave for a name that simply does not exist. */
 static bool not_found(int err) {

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../glibc.h"
+
 static char **entries;
 static size_t count, capacity;
 

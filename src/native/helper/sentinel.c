@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../glibc.h"
+
 #define MAX_LISTENERS 64
 
 static int count_signal(void) { return SIGRTMIN + 1; }
