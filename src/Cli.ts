@@ -44,6 +44,7 @@ import { event } from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
 import * as Signal from "./Signal.js"
 import * as Services from "./Services.js"
+import type { RelayService } from "./RelayService.js"
 import type { SocketService } from "./SocketService.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
@@ -581,11 +582,12 @@ const description = "Socket activator/deactivator: holds the listening sockets, 
   "with the sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity."
 
 /**
- * `soad` as an @effect/cli Command tree: run (the root), check, status, wake and sleep. `appCommand` is the app's
- * command, split off after `--` by splitArgv.
+ * `soad` as an @effect/cli Command tree: run (the root), check, status, wake, sleep and logs. `appCommand` is the
+ * app's command, split off after `--` by splitArgv. `live` provides the services a run needs: only the run
+ * builds it, so help, versions, check and the control subcommands never load the native binding or start a guard.
  */
-export const make = (appCommand: ReadonlyArray<string> | undefined) => {
-  const root = Command.make("soad", options, (parsed) => serve(parsed, appCommand)).pipe(
+export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.Layer<Requirements>) => {
+  const root = Command.make("soad", options, (parsed) => Effect.provide(serve(parsed, appCommand), live)).pipe(
     Command.withDescription(description)
   )
   /**
@@ -716,12 +718,13 @@ const soadConsole = (own: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Eff
   )
 
 /**
- * Parses `args` (without node and the script) and runs soad. Fails with UsageError or a ValidationError (exit 2),
- * ConfigError, ControlError or ListenError (exit 1); the message has been printed.
+ * Parses `args` (without node and the script) and runs soad, a run with the services of `live` (built only for
+ * a run). Fails with UsageError or a ValidationError (exit 2), ConfigError, ControlError or ListenError (exit 1);
+ * the message has been printed.
  */
-export const run = (args: ReadonlyArray<string>) => {
+export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>) => {
   const { command: appCommand, own } = splitArgv(args)
-  const cli = Command.run(make(appCommand), { name: "soad", version, footer: examples })
+  const cli = Command.run(make(appCommand, live), { name: "soad", version, footer: examples })
   return cli(["node", "soad", ...own]).pipe(
     soadConsole(own),
     Effect.tapError((error) =>
@@ -796,5 +799,5 @@ export const forwardSignals = (
   )
 })
 
-/** The services the command needs (SoadContext provides them). */
-export type Requirements = SocketService | ProcessService
+/** The services a run needs (SoadContext provides them; bin.ts adds killOnSecondSignal). */
+export type Requirements = SocketService | ProcessService | RelayService

@@ -19,19 +19,19 @@ import * as ProcessService from "./ProcessService.js"
 import * as RelayService from "./RelayService.js"
 import * as SocketService from "./SocketService.js"
 
-const MainLive = Layer.mergeAll(
+// What a run needs, built only by a run: help, check and the control subcommands load no native binding.
+const RunLive = Layer.mergeAll(
   Layer.provideMerge(Cli.killOnSecondSignal, ProcessService.layer),
   SocketService.layer,
-  RelayService.layer,
-  NodeFileSystem.layer,
-  NodePath.layer,
-  NodeTerminal.layer
+  RelayService.layer
 )
+
+const MainLive = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
 
 // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
 Logging.guard(process.stderr)
 
-NodeRuntime.runMain(Cli.run(process.argv.slice(2)).pipe(Effect.provide(MainLive)), {
+NodeRuntime.runMain(Cli.run(process.argv.slice(2), RunLive).pipe(Effect.provide(MainLive)), {
   disableErrorReporting: true,
   teardown: (exit, onExit) => {
     if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)

@@ -158,7 +158,7 @@ const nativeDir = (): string => {
   }
 }
 
-/** The binding cannot be loaded here: no prebuild for this platform and no local build. */
+/** The binding cannot be loaded here (no prebuild for this platform and no local build, or one that fails to load); the message says why, on one line. */
 export class NativeBindingError extends Error {
   override readonly name = "NativeBindingError"
 }
@@ -181,9 +181,11 @@ export const native = (): Native => {
     loadedFrom = load.resolve(dir)
     loaded = require(loadedFrom) as Native
   } catch (cause) {
+    const said = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, " ").trim()
     throw new NativeBindingError(
-      `no native binding for ${process.platform}-${process.arch} (Node ${process.versions.node}) in ${dir}: ` +
-        `build it with \`npx node-gyp rebuild --directory=${dir}\` (needs python3, make and a C compiler)`,
+      `cannot load the native binding for ${process.platform}-${process.arch} (Node ${process.versions.node}) ` +
+        `from ${dir}: ${said}; build it with \`npx node-gyp rebuild --directory=${dir}\` ` +
+        "(needs python3, make and a C compiler)",
       { cause }
     )
   }
