@@ -20,8 +20,13 @@ import { fileURLToPath } from "node:url"
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const bin = Path.resolve(here, "..", "..", "dist", "soad") // the command as installed
 if (!Fs.existsSync(bin)) {
-  console.error("soad is not built yet: run `npm install` first (it builds soad), then `npm start`.")
-  process.exit(1)
+  // a fresh clone: the package has no prepare script, so `npm install` builds nothing
+  console.log("soad is not built yet: npm run build")
+  const built = ChildProcess.spawnSync("npm", ["run", "build"], { cwd: Path.resolve(here, "..", ".."), stdio: "inherit" })
+  if (built.status !== 0 || !Fs.existsSync(bin)) {
+    console.error("soad: the build failed (see above): it needs python3, make and a C compiler")
+    process.exit(1)
+  }
 }
 const port = process.env.PORT ?? "8080"
 const idle = process.env.IDLE ?? "10"

@@ -1,13 +1,16 @@
 /**
  * The published package: `npm pack`, then install the tarball into a fresh project with install scripts
- * disabled, and use it as a command (`npx soad`) and as a library from a strict TypeScript program.
+ * disabled, and use it as a command (`npx soad`) and as a library from a strict TypeScript program. A second
+ * project installs the tarball alone, as a user of the command does: no `effect` (an optional peer of the library;
+ * the command bundles what it needs), and then no native binding either: help, version, check and the control
+ * subcommands still work, and a run says in one line what is missing and why.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, groupMembers, root, tempDir } from "../harness.js"
+import { appFixture, eventually, groupMembers, killAll, root, soad, tempDir } from "../harness.js"
 
 const ownPackage = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as {
   readonly version: string
@@ -18,6 +21,7 @@ const installed = (name: string) =>
 
 let work = ""
 let project = ""
+let bare = ""
 let tarball = ""
 
 /** The environment of a user's shell: none of the npm_config_* settings `npm test` passes down from this repo. */
@@ -46,7 +50,7 @@ beforeAll(() => {
     Path.join(project, "package.json"),
     JSON.stringify({ name: "uses-soad", version: "1.0.0", private: true, type: "module" })
   )
-  // What a user does; the peer dependency (effect) comes with it; no install script may run.
+  // What a library user does (`npm install soad effect`); no install script may run.
   run("npm", [
     "install",
     "--ignore-scripts",
@@ -54,12 +58,19 @@ beforeAll(() => {
     "--no-fund",
     "--prefer-offline",
     tarball,
+    `effect@${installed("effect")}`,
     `typescript@${installed("typescript")}`,
     `@types/node@${installed("@types/node")}`
   ], project)
+  // What a user of the command alone does.
+  bare = Path.join(work, "bare")
+  Fs.mkdirSync(bare)
+  Fs.writeFileSync(Path.join(bare, "package.json"), JSON.stringify({ name: "uses-soad-command", version: "1.0.0", private: true }))
+  run("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", tarball], bare)
 }, 240_000)
 
 afterAll(() => {
+  killAll()
   if (work !== "") Fs.rmSync(work, { recursive: true, force: true })
 })
 
@@ -98,9 +109,12 @@ describe("the package", () => {
     const manifest = JSON.parse(Fs.readFileSync(Path.join(project, "node_modules", "soad", "package.json"), "utf8")) as {
       scripts?: Record<string, string>
       peerDependencies?: Record<string, string>
+      peerDependenciesMeta?: Record<string, { optional?: boolean }>
     }
-    for (const hook of ["preinstall", "install", "postinstall"]) expect(manifest.scripts?.[hook]).toBeUndefined()
+    // no script runs at install, nor `prepare` (npm runs it for a git dependency and on `npm install` in a clone)
+    for (const hook of ["preinstall", "install", "postinstall", "prepare"]) expect(manifest.scripts?.[hook]).toBeUndefined()
     expect(manifest.peerDependencies?.effect).toBeDefined()
+    expect(manifest.peerDependenciesMeta?.effect?.optional).toBe(true)
     expect(Fs.existsSync(Path.join(project, "node_modules", "effect", "package.json"))).toBe(true)
     const dependencies = run("npm", ["ls", "--all", "--parseable", "--omit=dev"], project).stdout.trim().split("\n").length - 1
     console.log(`package: ${info.files.length} files, ${(info.size / 1024).toFixed(0)} kB packed; ${dependencies} packages installed in the project`)
@@ -202,5 +216,62 @@ Effect.runPromise(program).then(() => console.log("library: scope closed"))
     expect(result.stdout).toMatch(/^library: scope closed$/m)
     expect(result.stdout.indexOf("library: hello")).toBeLessThan(result.stdout.indexOf("library: scope closed"))
     expect(Fs.existsSync(Path.join(project, "lib.sock"))).toBe(false)
+  })
+
+  describe("the command alone (no effect installed)", () => {
+    const soadIn = (cwd: string, args: ReadonlyArray<string>) =>
+      ChildProcess.spawnSync("npx", ["--no-install", "soad", ...args], { cwd, encoding: "utf8", timeout: 30_000, env: userEnv })
+
+    it("installs without effect, and npx soad --help and --version work", () => {
+      expect(Fs.existsSync(Path.join(bare, "node_modules", "soad", "package.json"))).toBe(true)
+      expect(Fs.existsSync(Path.join(bare, "node_modules", "effect"))).toBe(false)
+      expect(soadIn(bare, ["--help"]).stdout).toContain("--time-until-stop")
+      expect(soadIn(bare, ["--version"]).stdout.trim()).toBe(ownPackage.version)
+    })
+
+    it("without the native binding: help, version, check and the control subcommands work; a run says what is missing and why", async () => {
+      // fault: no addon for this platform (here: the prebuilds removed, nothing built from source)
+      Fs.rmSync(Path.join(bare, "node_modules", "soad", "src", "native", "prebuilds"), { recursive: true, force: true })
+      expect(Fs.existsSync(Path.join(bare, "node_modules", "soad", "src", "native", "build"))).toBe(false)
+
+      const help = soadIn(bare, ["--help"])
+      expect(help.status).toBe(0)
+      expect(help.stdout).toContain("--time-until-stop")
+      expect(soadIn(bare, ["--version"]).stdout.trim()).toBe(ownPackage.version)
+      const config = Path.join(bare, "apps.toml")
+      Fs.writeFileSync(config, `[services.blog]\nlisten = ["${Path.join(bare, "blog.sock")}"]\ncommand = ["${process.execPath}"]\n`)
+      const checked = soadIn(bare, ["check", config])
+      expect(checked.stderr).toBe("")
+      expect(checked.stdout).toContain(`${config}: OK`)
+      expect(checked.status).toBe(0)
+
+      // a soad with its binding (this repository's build) answers the control subcommands of the one without
+      const control = Path.join(bare, "control.sock")
+      const s = soad(["-s", Path.join(bare, "app.sock"), "-t", "60", "--control", control, "--", process.execPath, appFixture])
+      await s.waitFor(/listening on/)
+      await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+      const status = soadIn(bare, ["status", "--control", control])
+      expect(status.stderr).toBe("")
+      expect(status.stdout).toMatch(/^node\s+stopped\s/m)
+      expect(soadIn(bare, ["wake", "node", "--control", control]).stdout.trim()).toBe("node: starting")
+      await s.waitFor(/app started/)
+      const logs = soadIn(bare, ["logs", "node", "--control", control])
+      expect(logs.stderr).toBe("")
+      expect(logs.status).toBe(0)
+      expect(soadIn(bare, ["sleep", "node", "--control", control]).stdout.trim()).toBe("node: stopped")
+      s.process.kill("SIGTERM")
+      await s.exited
+
+      // a run needs the binding: one line that says what is missing, the loader's own words, and what to do
+      const ran = soadIn(bare, ["-s", Path.join(bare, "run.sock"), "--", process.execPath, appFixture])
+      expect(ran.status).toBe(1)
+      const lines = ran.stderr.trim().split("\n")
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(
+        new RegExp(`^soad: cannot load the native binding for ${process.platform}-${process.arch} \\(Node [0-9.]+\\) from \\S+: `)
+      )
+      expect(lines[0]).toContain("No native build was found") // node-gyp-build's error
+      expect(lines[0]).toContain("npx node-gyp rebuild --directory=")
+    })
   })
 })
