@@ -21,7 +21,7 @@ const here = Path.dirname(fileURLToPath(import.meta.url))
 const bin = Path.resolve(here, "..", "..", "dist", "soad") // the command as installed
 if (!Fs.existsSync(bin)) {
   // a fresh clone: the package has no prepare script, so `npm install` builds nothing
-  console.log("soad is not built yet: npm run build")
+  console.log("soad is not built yet in this clone: building it first (npm run build)")
   const built = ChildProcess.spawnSync("npm", ["run", "build"], { cwd: Path.resolve(here, "..", ".."), stdio: "inherit" })
   if (built.status !== 0 || !Fs.existsSync(bin)) {
     console.error("soad: the build failed (see above): it needs python3, make and a C compiler")

@@ -134,7 +134,8 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
     if (trigger._tag === "Connection") {
       yield* Metric.update(Metrics.forService(Metrics.coldStart, service.config.name), coldStart / 1000)
     }
-    yield* event("info", "ready", `the app accepts ${session.accepts} (${Format.millis(coldStart)} after ${because(trigger)})`, {
+    const since = trigger._tag === "Wake" ? "the request (soad wake)" : "the connection"
+    yield* event("info", "ready", `the app accepts ${session.accepts} (${Format.millis(coldStart)} after ${since})`, {
       pid: app.pid,
       cold_start_ms: Number(coldStart.toFixed(3))
     })
