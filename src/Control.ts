@@ -89,6 +89,9 @@ export type LogMessage =
 /** The most a `soad logs -f` client may leave unread in soad before its lines are dropped (and counted to it). */
 export const followLimitBytes = 256 * 1024
 
+/** The longest request line soad reads (a request is a small JSON object). */
+const maxRequestBytes = 64 * 1024
+
 /** A service in a status answer. */
 export interface ServiceReport {
   readonly name: string
@@ -317,7 +320,15 @@ export const serve = (
       socket.on("data", (chunk: string) => {
         buffer += chunk
         const newline = buffer.indexOf("\n")
-        if (newline < 0) return
+        if (newline < 0) {
+          // A request is one short JSON line: a peer that sends more without ending it is cut off, not buffered.
+          if (buffer.length > maxRequestBytes) {
+            socket.removeAllListeners("data")
+            socket.resume()
+            socket.end(JSON.stringify({ ok: false, error: "request too long" }) + "\n")
+          }
+          return
+        }
         const request = parseRequest(buffer.slice(0, newline))
         if (request === undefined) {
           socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n")

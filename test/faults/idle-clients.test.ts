@@ -108,3 +108,32 @@ describe("idle clients on soad's own servers", () => {
     expect(Fs.existsSync(metrics)).toBe(false)
   })
 })
+
+describe("fault: a control client that sends bytes without ever ending its request", () => {
+  it("promise: soad cuts it off after 64 KiB instead of buffering without bound, and keeps answering others", async () => {
+    const d = dir()
+    const control = Path.join(d, "control.sock")
+    const s = soad(["-s", Path.join(d, "app.sock"), "--control", control, "--", process.execPath, appFixture])
+    await s.waitFor(/listening on/)
+    await eventually(() => Fs.existsSync(control), 5000, "the control socket") // it opens just after the listeners
+    const answer = await new Promise<string>((resolve) => {
+      const socket = Net.connect(control)
+      clients.push(socket)
+      let text = ""
+      socket.on("data", (chunk) => (text += chunk))
+      socket.on("end", () => resolve(text))
+      socket.on("error", () => {}) // soad may close while the rest is still on its way
+      socket.write("x".repeat(80 * 1024)) // over the limit, and no newline, ever
+    })
+    expect(answer).toContain("request too long")
+    const status = await new Promise<string>((resolve) => {
+      const socket = Net.connect(control, () => socket.write(JSON.stringify({ command: "status" }) + "\n"))
+      clients.push(socket)
+      let text = ""
+      socket.on("data", (chunk) => (text += chunk))
+      socket.on("end", () => resolve(text))
+    })
+    expect(JSON.parse(status)).toMatchObject({ ok: true })
+    expect(alive(s.pid)).toBe(true)
+  })
+})
