@@ -36,12 +36,23 @@ const newer = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean => {
   return false
 }
 
+/** True if `program` is on PATH. */
+const onPath = (program: string): boolean =>
+  (process.env["PATH"] ?? "").split(":").some((dir) => dir !== "" && Fs.existsSync(Path.join(dir, program)))
+
 const linuxFolders = Fs.existsSync(prebuilds) ? Fs.readdirSync(prebuilds).filter((name) => name.startsWith("linux-")) : []
 
 describe("the Linux prebuilds", () => {
   it.runIf(process.platform === "linux")("exist for this machine's architecture (npm run build made them)", () => {
     expect(linuxFolders).toContain(`linux-${process.arch}`)
   })
+
+  it.runIf(process.platform === "linux" && process.arch === "x64" && onPath("aarch64-linux-gnu-gcc"))(
+    "exist for linux-arm64 too where the cross compiler is installed (npm run build:native cross-builds them)",
+    () => {
+      expect(linuxFolders).toContain("linux-arm64")
+    }
+  )
 
   for (const folder of linuxFolders) {
     const arch = folder.slice("linux-".length)
