@@ -36,17 +36,20 @@ const running = new Set<ChildProcess.ChildProcess>()
 /** Starts soad with these arguments. */
 export const soad = (
   args: ReadonlyArray<string>,
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; setpriv?: ReadonlyArray<string> } = {}
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; setpriv?: ReadonlyArray<string>; stderrFile?: string } = {}
 ): Soad => {
   // setpriv (util-linux) runs soad as another user; it execs, so the pid is soad's own.
   const [program, argv] = options.setpriv === undefined
     ? [process.execPath, [bin, ...args]]
     : ["setpriv", [...options.setpriv, process.execPath, bin, ...args]]
+  // stderrFile: soad's stderr is that file (its lines are then not seen by waitFor)
+  const stderr = options.stderrFile === undefined ? "pipe" : Fs.openSync(options.stderrFile, "a")
   const child = ChildProcess.spawn(program, argv, {
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "pipe", stderr],
     env: options.env ?? process.env,
     cwd: options.cwd ?? root
   })
+  if (typeof stderr === "number") Fs.closeSync(stderr)
   running.add(child)
   const lines: Array<string> = []
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = []
@@ -66,7 +69,7 @@ export const soad = (
       }
     }
   }
-  child.stderr!.on("data", onData)
+  child.stderr?.on("data", onData)
   child.stdout!.on("data", onData)
   const exited = new Promise<number | string>((resolve) => {
     child.on("exit", (code, signal) => {

@@ -5,8 +5,9 @@
  * each service for `soad logs NAME [-n N] [-f]`.
  *
  * Always pipes, even when soad's stderr is a terminal: every line is then attributed, and a terminal that the app
- * would otherwise hold (and could reconfigure) stays soad's. Under systemd (JOURNAL_STREAM) the lines are the
- * same, prefixed with the service, on the stream journald already reads.
+ * would otherwise hold (and could reconfigure) stays soad's. Under systemd (soad's stderr is the journal), each line
+ * goes to journald's own socket as an entry of its own, with the service as its SYSLOG_IDENTIFIER (`journalctl -t
+ * blog`); when journald cannot take it at once, it goes to stderr as elsewhere.
  *
  * Bounded everywhere: a line longer than `maxLineBytes` is cut into pieces, each marked as continued (`[blog]+`
  * in text, `"continued":true` in JSON); bytes that are not UTF-8 become U+FFFD, so no output breaks the framing of
@@ -25,7 +26,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import { type Format, type LineSink, queueLimitBytes, writeLine } from "../Logging.js"
+import { type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import { native } from "./native.js"
 
 /** Which of the app's streams a line came from. */
@@ -224,7 +225,11 @@ const droppedNotice = (format: Format, service: string, lines: number, now: numb
  * The apps' output written to `sink` (soad's stderr) as `format` says; the pipes are closed when the scope
  * closes.
  */
-export const make = (format: Format, sink: LineSink = process.stderr): Effect.Effect<AppLogs["Type"], never, Scope.Scope> =>
+export const make = (
+  format: Format,
+  sink: LineSink = process.stderr,
+  journal: Journal | undefined = undefined
+): Effect.Effect<AppLogs["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const channels = new Map<string, Channel>()
     const open = new Set<Net.Socket>()
@@ -270,7 +275,9 @@ export const make = (format: Format, sink: LineSink = process.stderr): Effect.Ef
         const line: LogLine = { time: now, stream, pid, line: buffer.toString("utf8", start, end), continued, bytes: end - start }
         target.ring.push(line)
         for (const follower of target.followers) follower(line)
-        batch.push(format === "json" ? jsonLine(service, line, time) : textLine(service, line, continuing))
+        if (journal === undefined || !journal.send(service, line)) {
+          batch.push(format === "json" ? jsonLine(service, line, time) : textLine(service, line, continuing))
+        }
         continuing = continued
       })
       const flush = () => {
@@ -326,5 +333,48 @@ export const make = (format: Format, sink: LineSink = process.stderr): Effect.Ef
     }
   })
 
-/** The apps' output on soad's stderr in this format, for as long as the layer lives. */
-export const layer = (format: Format): Layer.Layer<AppLogs> => Layer.scoped(AppLogs, make(format))
+/** Sends one line of a service's app to the journal; false if journald cannot take it now. */
+export interface Journal {
+  readonly send: (service: string, line: LogLine) => boolean
+}
+
+/** journald's socket for entries sent in its native protocol. */
+export const journalSocket = "/run/systemd/journal/socket"
+
+/** A journal entry for a line (journald's native protocol: KEY=value lines; a line of output has no newline). */
+export const journalEntry = (service: string, line: LogLine): string =>
+  `MESSAGE=${line.line}\nPRIORITY=${line.stream === "stderr" ? 4 : 6}\nSYSLOG_IDENTIFIER=${service}\n` +
+  `SOAD_SERVICE=${service}\nSOAD_STREAM=${line.stream}\nSOAD_PID=${line.pid}\n`
+
+/** The journal, when soad's stderr is journald's and its socket can be reached; its socket closes with the scope. */
+const openJournal = (path: string): Effect.Effect<Journal | undefined, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (!toJournal()) return undefined
+    const fd = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        try {
+          return native().journalConnect(path)
+        } catch {
+          return undefined // no journald socket: the lines go to stderr, which journald reads
+        }
+      }),
+      (fd) => Effect.sync(() => fd !== undefined && native().close(fd))
+    )
+    if (fd === undefined) return undefined
+    return {
+      send: (service, line) => {
+        try {
+          return native().journalSend(fd, journalEntry(service, line))
+        } catch {
+          return false
+        }
+      }
+    }
+  })
+
+/**
+ * The apps' output on soad's stderr in this format, for as long as the layer lives; each line to the journal
+ * instead when soad runs under systemd (`journalPath` is journald's socket; tests give another).
+ */
+export const layer = (format: Format, journalPath: string = journalSocket): Layer.Layer<AppLogs> =>
+  Layer.scoped(AppLogs, Effect.flatMap(openJournal(journalPath), (journal) => make(format, process.stderr, journal)))

@@ -118,6 +118,8 @@ export interface Native {
   } | null
   readonly lookupGroup: (name: string) => number | null
   readonly notify: (path: string, message: string) => void
+  readonly journalConnect: (path: string) => number
+  readonly journalSend: (fd: number, entry: string) => boolean
   readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
   readonly relaySupported: () => boolean
   readonly relayOnClose: (callback: (id: number) => void) => void

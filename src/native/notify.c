@@ -1,7 +1,9 @@
 /*
- * notify.c: notify, sd_notify without libsystemd: one datagram (READY=1, STOPPING=1) to systemd's NOTIFY_SOCKET.
+ * notify.c: datagrams to systemd without libsystemd: notify (sd_notify: READY=1, STOPPING=1 to NOTIFY_SOCKET), and
+ * journalConnect / journalSend (journald's native protocol, so each app's lines get their own SYSLOG_IDENTIFIER).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -60,4 +62,53 @@ napi_value notify(napi_env env, napi_callback_info info) {
   free(message);
   if (r < 0) return throw_errno(env, failed, err);
   return make_undefined(env);
+}
+
+/* journalConnect(path) -> fd: a datagram socket connected to journald's socket (non-blocking, close-on-exec). */
+napi_value journal_connect(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  size_t len;
+  char *path = get_string(env, argv[0], &len);
+  if (path == NULL) return throw_type(env, "journalConnect(path)");
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  if (len == 0 || len >= sizeof addr.sun_path) {
+    free(path);
+    return throw_errno(env, "connect", ENAMETOOLONG);
+  }
+  memcpy(addr.sun_path, path, len);
+  free(path);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (connect(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1)) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "connect", err);
+  }
+  return make_int(env, fd);
+}
+
+/* journalSend(fd, entry) -> true if sent, false if journald cannot take it now (EAGAIN, ENOBUFS: the caller falls
+ * back to stderr). Any other failure throws. */
+napi_value journal_send(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "journalSend(fd, entry)");
+  size_t len;
+  char *entry = get_string(env, argv[1], &len);
+  if (entry == NULL) return throw_type(env, "journalSend(fd, entry)");
+  ssize_t sent;
+  do sent = send(fd, entry, len, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
+  int err = sent < 0 ? errno : 0;
+  free(entry);
+  napi_value result;
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+    NAPI_CALL(env, napi_get_boolean(env, false, &result));
+    return result;
+  }
+  if (err != 0) return throw_errno(env, "send", err);
+  NAPI_CALL(env, napi_get_boolean(env, true, &result));
+  return result;
 }
