@@ -142,8 +142,8 @@ const handOff = (sockets: SocketService["Type"]) => (service: Run.Service): Effe
             lastActivity: Effect.zipWith(Ref.get(activity), arrivals.latest, (last, seen) => Math.max(last, seen.at ?? last)),
             accepts: "connections",
             notReady: "did not accept a connection",
-            // Readiness: the app takes the waiting connection.
-            awaitReady: sockets.awaitAccepting(listeners),
+            // Readiness: the app takes the waiting connection (`--ready notify`: its READY=1 alone, which the core awaits).
+            awaitReady: config.ready === "notify" ? Effect.void : sockets.awaitAccepting(listeners),
             onReady: Effect.void,
             look: lookAtActivity(config, listeners, sockets, arrivals, activity),
             // Does it listen on an address of its own instead? Looked at before it is stopped, said after.

@@ -155,6 +155,13 @@ const startTimeout = duration(
   "An app that has not accepted the waiting connection by then is stopped, a failed start",
   "60"
 )
+const readyOption = Options.choice("ready", ServiceConfig.readyModes).pipe(
+  Options.withDescription(
+    "When a started app is ready: accept (it accepts the connection; proxy: its port listens) or notify (it sends " +
+      "READY=1 on the NOTIFY_SOCKET soad gives it; proxy: and its port listens). Default: accept."
+  ),
+  Options.withDefault("accept" as const)
+)
 const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connections").pipe(
   Options.withDescription(
     "Stop the app after -t without new connections even while accepted ones are still open (the original's rule)."
@@ -253,6 +260,7 @@ const options = {
   shutdownSignal,
   stopTimeout,
   startTimeout,
+  ready: readyOption,
   idleIgnoresOpenConnections,
   minUptime,
   maxBackoff,
@@ -359,6 +367,7 @@ export const toConfig = (
       shutdownSignal: parsed.shutdownSignal,
       stopTimeout: parsed.stopTimeout,
       startTimeout: parsed.startTimeout,
+      ready: parsed.ready,
       idleIgnoresOpenConnections: parsed.idleIgnoresOpenConnections,
       minUptime: parsed.minUptime,
       maxBackoff: parsed.maxBackoff

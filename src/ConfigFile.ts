@@ -101,6 +101,7 @@ const serviceFields = {
   "min-uptime": Schema.optional(Seconds("min-uptime")),
   "max-backoff": Schema.optional(Seconds("max-backoff")),
   "idle-ignores-open-connections": Schema.optional(Flag),
+  ready: Schema.optional(expecting(Schema.Literal("accept", "notify"), `"accept" or "notify"`)),
   backlog: Schema.optional(Count),
   "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), Fields.socketModeExpected)),
   "socket-user": Schema.optional(NameOrId),
@@ -280,6 +281,7 @@ const resolveService = (
     maxHeld,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
+    ready: fields.ready ?? "accept",
     ...definedOnly(durations)
   }))
 }

@@ -41,6 +41,8 @@ export interface Status {
   readonly peakMemory?: number | undefined
   /** RAM-time saved while the app was stopped: its peak memory × the time stopped, in byte-seconds. */
   readonly savedByteSeconds?: number
+  /** `--ready notify`: the app's latest STATUS= text in this run, if it sent one. */
+  readonly appStatus?: string | undefined
   /** Why the app last failed (a start that failed, a crash) and when (Clock ms). */
   readonly lastError?: { readonly message: string; readonly at: number } | undefined
 }

@@ -40,6 +40,12 @@ export interface RunAs {
   readonly shell?: string | undefined
 }
 
+/** When a started app counts as ready: see ServiceConfig.ready. */
+export type Ready = "accept" | "notify"
+
+/** The values `--ready` takes. */
+export const readyModes: ReadonlyArray<Ready> = ["accept", "notify"]
+
 /** One app soad activates. */
 export interface ServiceConfig {
   /** Shown in logs; the command's base name when not given. */
@@ -70,6 +76,11 @@ export interface ServiceConfig {
   readonly stopTimeout: Duration.Duration
   /** An app that has not accepted the pending connection by then is stopped: a failed start (`--start-timeout`). */
   readonly startTimeout: Duration.Duration
+  /**
+   * When a started app counts as ready (`--ready`): "accept" once it accepts (proxy: once its port listens);
+   * "notify" once it sends READY=1 on the NOTIFY_SOCKET soad gives it for the run (proxy: and its port listens).
+   */
+  readonly ready: Ready
   /** Idle = no arrivals only, even with accepted connections still open (`--idle-ignores-open-connections`). */
   readonly idleIgnoresOpenConnections: boolean
   /** A run shorter than this counts as a failure for the backoff (`--min-uptime`). */
@@ -145,6 +156,7 @@ export const make = (fields: Fields): ServiceConfig => ({
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
   startTimeout: Duration.decode(fields.startTimeout ?? defaults.startTimeout),
+  ready: fields.ready ?? "accept",
   idleIgnoresOpenConnections: fields.idleIgnoresOpenConnections ?? false,
   minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
   initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),

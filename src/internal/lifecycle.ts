@@ -123,6 +123,8 @@ export interface Tracker {
   readonly memory: Ref.Ref<Saving.Account>
   /** Why the app last failed, and when (Clock ms). */
   readonly lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>
+  /** `--ready notify`: the app's latest STATUS= text in the current run. */
+  readonly appStatus: Ref.Ref<string | undefined>
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
 }
@@ -162,7 +164,8 @@ const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<
       listeners,
       peakMemory: Saving.peak(account, pid !== undefined),
       savedByteSeconds: Saving.savedAt(account, yield* now) / 1000,
-      lastError: yield* Ref.get(tracker.lastError)
+      lastError: yield* Ref.get(tracker.lastError),
+      appStatus: yield* Ref.get(tracker.appStatus)
     } satisfies Status
   })
 
@@ -202,6 +205,7 @@ export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
     run: yield* Ref.make(Option.none<CurrentRun>()),
     memory: yield* Ref.make(Saving.empty),
     lastError: yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined),
+    appStatus: yield* Ref.make<string | undefined>(undefined),
     wake: makeWakeSignal()
   }
 })

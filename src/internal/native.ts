@@ -120,6 +120,10 @@ export interface Native {
   readonly notify: (path: string, message: string) => void
   readonly journalConnect: (path: string) => number
   readonly journalSend: (fd: number, entry: string) => boolean
+  /** A datagram socket bound at path ("@name": abstract), non-blocking, close-on-exec, with SO_PASSCRED. */
+  readonly notifyListen: (path: string) => number
+  /** The datagrams waiting on a notifyListen socket (up to 64), each with its sender's pid and uid. */
+  readonly notifyRead: (fd: number) => ReadonlyArray<{ readonly message: string; readonly pid: number; readonly uid: number }>
   readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
   readonly relaySupported: () => boolean
   readonly relayOnClose: (callback: (id: number) => void) => void

@@ -15,11 +15,12 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import { AppNotify, type NotifySocket } from "../AppNotify.js"
 import { Budget } from "../Budget.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event, type Fields } from "../Logging.js"
 import * as Metrics from "../Metrics.js"
-import type { App, SpawnError, SpawnRequest } from "../ProcessService.js"
+import { type App, SpawnError, type SpawnRequest } from "../ProcessService.js"
 import { ProcessService } from "../ProcessService.js"
 import type { Status } from "../Registry.js"
 import type { Listener } from "../SocketService.js"
@@ -142,6 +143,62 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
     yield* session.onReady
   })
 
+/** What a `--ready notify` run heard from its app: READY=1, and the start deadline EXTEND_TIMEOUT_USEC moves. */
+interface Heard {
+  readonly ready: Deferred.Deferred<void>
+  /** Clock ms by which the app must be ready. */
+  readonly deadline: Ref.Ref<number>
+}
+
+/** Acts on one notify message from the app: READY=1, STATUS=, STOPPING=1, EXTEND_TIMEOUT_USEC= (others ignored). */
+const onNotify = (tracker: Tracker, heard: Heard, message: string) =>
+  Effect.forEach(message.split("\n"), (line) =>
+    Effect.gen(function*() {
+      const eq = line.indexOf("=")
+      const key = eq < 0 ? line : line.slice(0, eq)
+      const value = eq < 0 ? "" : line.slice(eq + 1)
+      if (key === "READY" && value === "1") {
+        if (yield* Deferred.succeed(heard.ready, undefined)) yield* event("debug", "app_notify", "the app sent READY=1", { notify: "READY=1" })
+      } else if (key === "STATUS") {
+        yield* Ref.set(tracker.appStatus, value)
+        yield* event("debug", "app_notify", `the app's status: ${value}`, { notify: "STATUS", app_status: value })
+      } else if (key === "STOPPING" && value === "1") {
+        yield* event("info", "app_stopping", "the app says it is stopping (STOPPING=1)", { notify: "STOPPING=1" })
+      } else if (key === "EXTEND_TIMEOUT_USEC" && /^\d+$/.test(value) && !(yield* Deferred.isDone(heard.ready))) {
+        const until = (yield* now) + Number(value) / 1000
+        const deadline = yield* Ref.updateAndGet(heard.deadline, (d) => Math.max(d, until))
+        yield* event("debug", "app_notify", `the app asks for more time to start (${Format.millis(Number(value) / 1000)})`, {
+          notify: "EXTEND_TIMEOUT_USEC",
+          deadline_in_ms: deadline - (yield* now)
+        })
+      }
+    }), { discard: true })
+
+/**
+ * Reads the app's notify socket for the whole run. Only datagrams from the app's processes count: the kernel gives
+ * each sender's pid (SO_PASSCRED), and the sender must be in the app's session (the app is its session's leader, and
+ * no process outside it can join it); others are logged and dropped.
+ */
+const listenNotify = (tracker: Tracker, socket: NotifySocket, app: App, heard: Heard) =>
+  Effect.gen(function*() {
+    const notify = yield* AppNotify
+    const messages = yield* socket.receive
+    for (const { message, pid, uid } of messages) {
+      if ((yield* notify.sessionOf(pid)) === app.pid) yield* onNotify(tracker, heard, message)
+      else yield* event("warn", "notify_ignored", `ignored a notify datagram from pid ${pid} (uid ${uid}): not the app's`, { from_pid: pid, from_uid: uid })
+    }
+  }).pipe(Effect.forever)
+
+/** Completes once the Clock reaches the deadline, which may move later meanwhile. */
+const untilDeadline = (deadline: Ref.Ref<number>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    for (;;) {
+      const left = (yield* Ref.get(deadline)) - (yield* now)
+      if (left <= 0) return
+      yield* Effect.sleep(Duration.millis(left))
+    }
+  })
+
 /** Asks the budget for room, if there is one; `stop` is how it evicts this run. */
 const reserve = (service: Service, lastActivity: Effect.Effect<number>, stop: Deferred.Deferred<string>, done: Deferred.Deferred<void>) =>
   Effect.flatMap(Effect.serviceOption(Budget), (budget) =>
@@ -166,26 +223,39 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     yield* Effect.addFinalizer(() =>
       Deferred.succeed(done, undefined).pipe(
         Effect.zipRight(Ref.set(tracker.run, Option.none())),
+        Effect.zipRight(Ref.set(tracker.appStatus, undefined)),
         Effect.zipRight(enter(tracker, { _tag: "Exited" }))
       )
     )
     yield* Ref.set(tracker.run, Option.some({ stop, done, lastActivity: session.lastActivity }))
     yield* reserve(service, session.lastActivity, stop, done)
     yield* event("debug", "starting", `starting ${config.command.join(" ")} ${because(trigger)}`)
-    const result = yield* Effect.either(processes.spawn(session.request, { signal: config.shutdownSignal, timeout: config.stopTimeout }))
+    // `--ready notify`: a notify socket of the run's own is the app's NOTIFY_SOCKET.
+    const opened = config.ready === "notify" ? yield* Effect.either((yield* AppNotify).open(config.name)) : undefined
+    if (opened !== undefined && Either.isLeft(opened)) {
+      const { code, message } = opened.left
+      return yield* startFailed(service, session, new SpawnError({ command: config.command[0], code, message }))
+    }
+    const socket = opened?.right
+    const request = socket === undefined ? session.request : { ...session.request, env: { ...session.request.env, NOTIFY_SOCKET: socket.path } }
+    yield* Ref.set(tracker.appStatus, undefined)
+    const result = yield* Effect.either(processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout }))
     if (Either.isLeft(result)) return yield* startFailed(service, session, result.left)
     const app = result.right
     const startedAt = yield* now
     yield* Ref.set(activity, startedAt)
+    const heard: Heard = { ready: yield* Deferred.make<void>(), deadline: yield* Ref.make(startedAt + Duration.toMillis(config.startTimeout)) }
+    if (socket !== undefined) yield* Effect.forkScoped(listenNotify(tracker, socket, app, heard))
+    const awaitReady = socket === undefined ? session.awaitReady : Effect.zipRight(session.awaitReady, Deferred.await(heard.ready))
     yield* spawned(service, session, app, trigger, startedAt, (yield* preciseNow) - pendingSince)
     const run: Run = { config, tracker, backoff, app, startedAt, ...session.hooks }
     const exited = Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status }))
     const watch = Effect.gen(function*() {
       const notReady = yield* Effect.raceFirst(
         exited,
-        session.awaitReady.pipe(
-          Effect.timeoutOption(config.startTimeout),
-          Effect.map((up): Outcome | undefined => Option.isSome(up) ? undefined : { _tag: "NotReady" })
+        Effect.raceFirst(
+          Effect.as(awaitReady, undefined),
+          Effect.as(untilDeadline(heard.deadline), { _tag: "NotReady" } satisfies Outcome)
         )
       )
       if (notReady !== undefined) return notReady
@@ -204,7 +274,10 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     const failedStart = (outcome._tag === "NotReady" || outcome._tag === "Exited") &&
       (yield* Ref.get(tracker.phase)).phase === "starting"
     const explain = failedStart && session.diagnose !== undefined ? yield* session.diagnose(app) : Effect.void
-    yield* conclude(run, outcome, session.notReady)
+    const notReady = socket !== undefined && !(yield* Deferred.isDone(heard.ready))
+      ? "did not send READY=1 on its NOTIFY_SOCKET"
+      : session.notReady
+    yield* conclude(run, outcome, notReady)
     yield* explain
   }).pipe(Effect.scoped)
 

@@ -1,7 +1,9 @@
 /*
  * notify.c: datagrams to systemd without libsystemd: notify (sd_notify: READY=1, STOPPING=1 to NOTIFY_SOCKET), and
- * journalConnect / journalSend (journald's native protocol, so each app's lines get their own SYSLOG_IDENTIFIER).
+ * journalConnect / journalSend (journald's native protocol, so each app's lines get their own SYSLOG_IDENTIFIER),
+ * and notifyListen / notifyRead: a per-run NOTIFY_SOCKET soad gives an app (`--ready notify`), read with credentials.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -111,4 +113,104 @@ napi_value journal_send(napi_env env, napi_callback_info info) {
   if (err != 0) return throw_errno(env, "send", err);
   NAPI_CALL(env, napi_get_boolean(env, true, &result));
   return result;
+}
+
+/* Fills addr with path ("@name": abstract); its length in *addrlen. 0, or -1 with errno. */
+static int unix_address(const char *path, size_t len, struct sockaddr_un *addr, socklen_t *addrlen) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (len == 0 || len >= sizeof addr->sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(addr->sun_path, path, len);
+  if (path[0] == '@') addr->sun_path[0] = '\0';
+  *addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
+  return 0;
+}
+
+/* A bound datagram socket at path that receives its senders' credentials. The fd, or -1 with errno and *failed. */
+static int notify_bind(const char *path, size_t len, const char **failed) {
+  struct sockaddr_un addr;
+  socklen_t addrlen;
+  if (unix_address(path, len, &addr, &addrlen) < 0) {
+    *failed = "bind";
+    return -1;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    *failed = "socket";
+    return -1;
+  }
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) < 0) *failed = "setsockopt";
+  else if (bind(fd, (struct sockaddr *)&addr, addrlen) < 0) *failed = "bind";
+  else return fd;
+  int err = errno;
+  close(fd);
+  errno = err;
+  return -1;
+}
+
+/* notifyListen(path) -> fd: a datagram socket bound at path ("@name": abstract), non-blocking, close-on-exec,
+ * with SO_PASSCRED so each datagram carries its sender's pid and uid (checked by the kernel). */
+napi_value notify_listen(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  size_t len;
+  char *path = get_string(env, argv[0], &len);
+  if (path == NULL) return throw_type(env, "notifyListen(path)");
+  const char *failed = NULL;
+  int fd = notify_bind(path, len, &failed);
+  int err = errno;
+  free(path);
+  if (fd < 0) return throw_errno(env, failed, err);
+  return make_int(env, fd);
+}
+
+#define NOTIFY_MAX 4096 /* systemd's NOTIFY_BUFFER_MAX: longer datagrams are cut */
+
+/* One datagram from fd with its sender's credentials: its length, 0 if none is waiting (EAGAIN), -1 with errno. A
+ * datagram without credentials gets pid 0. */
+static ssize_t notify_receive(int fd, char *buffer, struct ucred *cred) {
+  union {
+    struct cmsghdr align;
+    char data[CMSG_SPACE(sizeof(struct ucred))];
+  } control;
+  struct iovec iov = {.iov_base = buffer, .iov_len = NOTIFY_MAX};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.data, .msg_controllen = sizeof control.data};
+  ssize_t n;
+  do n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  memset(cred, 0, sizeof *cred);
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
+      memcpy(cred, CMSG_DATA(c), sizeof *cred);
+  if (n == 0) n = 1, buffer[0] = '\n'; /* an empty datagram: an empty message, not "none waiting" */
+  return n > NOTIFY_MAX ? NOTIFY_MAX : n;
+}
+
+/* notifyRead(fd) -> [{ message, pid, uid }]: the datagrams waiting on a notifyListen socket, up to 64 a call (none:
+ * []); the rest wait for the next readability. */
+napi_value notify_read(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "notifyRead(fd)");
+  napi_value list;
+  NAPI_CALL(env, napi_create_array(env, &list));
+  static char buffer[NOTIFY_MAX];
+  for (uint32_t i = 0; i < 64; i++) {
+    struct ucred cred;
+    ssize_t n = notify_receive(fd, buffer, &cred);
+    if (n < 0) return throw_errno(env, "recvmsg", errno);
+    if (n == 0) break;
+    napi_value item, message;
+    NAPI_CALL(env, napi_create_object(env, &item));
+    NAPI_CALL(env, napi_create_string_utf8(env, buffer, (size_t)n, &message));
+    NAPI_CALL(env, napi_set_named_property(env, item, "message", message));
+    NAPI_CALL(env, set_int(env, item, "pid", cred.pid));
+    NAPI_CALL(env, set_int(env, item, "uid", cred.uid));
+    NAPI_CALL(env, napi_set_element(env, list, i, item));
+  }
+  return list;
 }

@@ -26,6 +26,7 @@
  *              countLines               the newlines in a buffer (output soad drops unread)
  *   users.c    lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
  *   notify.c   notify                   a datagram to systemd's NOTIFY_SOCKET (READY=1, STOPPING=1)
+ *              notifyListen, notifyRead an app's per-run NOTIFY_SOCKET, read with the senders' credentials
  *              journalConnect/Send      journald's native protocol, for each app's lines
  *   peer.c     peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
  *   relay.c    relay*                   proxy mode: accept, connect to the app, splice both ways (Linux)
@@ -69,6 +70,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"notify", NULL, notify, NULL, NULL, NULL, napi_enumerable, NULL},
       {"journalConnect", NULL, journal_connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"journalSend", NULL, journal_send, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"notifyListen", NULL, notify_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"notifyRead", NULL, notify_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relaySupported", NULL, relay_supported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayOnClose", NULL, relay_set_on_close, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -47,6 +47,8 @@ napi_value lookup_group(napi_env env, napi_callback_info info);
 napi_value notify(napi_env env, napi_callback_info info);
 napi_value journal_connect(napi_env env, napi_callback_info info);
 napi_value journal_send(napi_env env, napi_callback_info info);
+napi_value notify_listen(napi_env env, napi_callback_info info);
+napi_value notify_read(napi_env env, napi_callback_info info);
 
 /* peer.c */
 napi_value peer_credentials(napi_env env, napi_callback_info info);
