@@ -7,12 +7,14 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import type * as Address from "../src/Address.js"
 import type * as Relay from "../src/internal/relay.js"
 import type { Endpoint } from "../src/internal/connections.js"
+import { AppNotify, type AppNotifyApi, type NotifyMessage } from "../src/AppNotify.js"
 import * as ProcessService from "../src/ProcessService.js"
 import { type Conn, RelayService, type Target } from "../src/RelayService.js"
 import type * as Signal from "../src/Signal.js"
@@ -199,9 +201,42 @@ export class World {
   /** The relay of proxy mode: connections soad accepted, held or relayed. */
   readonly relay = new RelayWorld()
 
+  /** The notify sockets runs opened (`--ready notify`), by path, while open. */
+  readonly notifySockets = new Map<string, Queue.Queue<NotifyMessage>>()
+  private nextNotify = 1
+
+  /** Fake per-run notify sockets: a queue each; a sender is in the session of the app whose pid it is. */
+  readonly appNotify: AppNotifyApi = {
+    open: (service) =>
+      Effect.acquireRelease(
+        Effect.map(Queue.unbounded<NotifyMessage>(), (queue) => {
+          const path = `@fake/${service}/${this.nextNotify++}`
+          this.notifySockets.set(path, queue)
+          return { path, queue }
+        }),
+        ({ path }) => Effect.sync(() => this.notifySockets.delete(path))
+      ).pipe(Effect.map(({ path, queue }) => ({
+        path,
+        receive: Effect.flatMap(Queue.take(queue), (first) => Effect.map(Queue.takeAll(queue), (rest) => [first, ...rest]))
+      }))),
+    sessionOf: (pid) => Effect.succeed(this.apps.some((app) => app.pid === pid && app.running) ? pid : undefined)
+  }
+
+  /** Sends a datagram to the running app's NOTIFY_SOCKET, from the app itself unless `pid` says otherwise. */
+  notify(message: string, pid?: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const app = this.running
+      const path = app?.request.env.NOTIFY_SOCKET
+      const queue = path === undefined ? undefined : this.notifySockets.get(path)
+      if (app === undefined || queue === undefined) return Effect.dieMessage("no running app with a notify socket")
+      return Queue.offer(queue, { message, pid: pid ?? app.pid, uid: 0 })
+    })
+  }
+
   /** Layers with this world's sockets, processes and relay. */
-  readonly layer: Layer.Layer<SocketService | ProcessService.ProcessService | RelayService> = Layer.mergeAll(
+  readonly layer: Layer.Layer<SocketService | ProcessService.ProcessService | RelayService | AppNotify> = Layer.mergeAll(
     Layer.succeed(SocketService, this.sockets),
+    Layer.succeed(AppNotify, this.appNotify),
     Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver)),
     Layer.succeed(RelayService, this.relay.service)
   )

@@ -1,0 +1,101 @@
+/**
+ * `--ready notify` in the lifecycle core, under TestClock with the fakes: the app gets a NOTIFY_SOCKET of the run's
+ * own, counts as ready only once it sends READY=1 (even if it accepts at once), fails its start at --start-timeout
+ * without it, EXTEND_TIMEOUT_USEC moves that deadline, and datagrams from processes not the app's are dropped.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Activator from "../../src/Activator.js"
+import * as ServiceConfig from "../../src/ServiceConfig.js"
+import { advance, settle, supervised } from "../clock.js"
+import { captureEvents, World } from "../fakes.js"
+
+const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
+  Effect.gen(function*() {
+    const world = new World()
+    const { events, layer } = captureEvents()
+    const context = yield* Layer.build(Layer.merge(world.layer, layer))
+    const config = ServiceConfig.make({
+      listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
+      command: ["app"],
+      ready: "notify",
+      startTimeout: Duration.seconds(10),
+      ...fields
+    })
+    const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+    yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+    yield* settle
+    const named = (name: string) => events.filter((event) => event.name === name).map((event) => event.fields)
+    return { world, named, fd: listeners[0]!.fd }
+  })
+
+describe("--ready notify", () => {
+  it.scoped("the app is ready only once it sends READY=1, though it accepted at once", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      expect(world.apps[0]!.request.env.NOTIFY_SOCKET).toMatch(/^@fake\//)
+      yield* advance("5 seconds")
+      expect(named("ready")).toEqual([])
+      yield* world.notify("STATUS=warming up\nREADY=1")
+      yield* settle
+      expect(named("ready")).toHaveLength(1)
+      expect(named("app_notify")).toContainEqual(expect.objectContaining({ app_status: "warming up" }))
+      yield* advance("1 minute")
+      expect(named("not_ready")).toEqual([])
+    }))
+
+  it.scoped("an app that never sends READY=1 is a failed start at --start-timeout", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("9999 millis")
+      expect(named("not_ready")).toEqual([])
+      expect(world.apps[0]!.running).toBe(true)
+      yield* advance("1 millis")
+      expect(named("not_ready")).toEqual([expect.objectContaining({ start_timeout_ms: 10_000 })])
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+      expect(named("ready")).toEqual([])
+    }))
+
+  it.scoped("EXTEND_TIMEOUT_USEC moves the start deadline to that long from now", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("5 seconds")
+      yield* world.notify("EXTEND_TIMEOUT_USEC=20000000")
+      yield* settle
+      yield* advance("19999 millis") // 24.999 s after the start
+      expect(named("not_ready")).toEqual([])
+      expect(world.apps[0]!.running).toBe(true)
+      yield* advance("1 millis")
+      expect(named("not_ready")).toHaveLength(1)
+    }))
+
+  it.scoped("READY=1 from a process outside the app's session is ignored", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      yield* world.notify("READY=1", 4242)
+      yield* settle
+      expect(named("ready")).toEqual([])
+      expect(named("notify_ignored")).toEqual([expect.objectContaining({ from_pid: 4242 })])
+      yield* advance("10 seconds")
+      expect(named("not_ready")).toHaveLength(1)
+    }))
+
+  it.scoped("accept mode gives no NOTIFY_SOCKET and is ready when the app accepts", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup({ ready: "accept" })
+      yield* world.connect(fd)
+      yield* settle
+      expect(world.apps[0]!.request.env.NOTIFY_SOCKET).toBeUndefined()
+      expect(named("ready")).toHaveLength(1)
+    }))
+})
