@@ -112,6 +112,8 @@ export interface ServiceReport {
   /** Why the app last failed (a failed start, a crash), and how long ago. */
   readonly last_error: string | null
   readonly last_error_age_s: number | null
+  /** `--ready notify`: the app's latest STATUS= text in this run. */
+  readonly app_status?: string
   readonly open_connections?: number
   readonly relayed_bytes?: { readonly in: number; readonly out: number }
 }
@@ -139,6 +141,7 @@ const report = (status: Status, now: number): ServiceReport => {
     saved_byte_seconds: status.savedByteSeconds ?? 0,
     last_error: status.lastError?.message ?? null,
     last_error_age_s: status.lastError === undefined ? null : Math.max(0, now - status.lastError.at) / 1000,
+    ...(status.appStatus !== undefined ? { app_status: status.appStatus } : {}),
     ...(status.openConnections !== undefined ? { open_connections: status.openConnections } : {}),
     ...(status.relayedBytes !== undefined ? { relayed_bytes: status.relayedBytes } : {})
   }
