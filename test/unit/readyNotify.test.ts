@@ -8,6 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
+import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { advance, settle, supervised } from "../clock.js"
 import { captureEvents, World } from "../fakes.js"
@@ -97,5 +98,38 @@ describe("--ready notify", () => {
       yield* settle
       expect(world.apps[0]!.request.env.NOTIFY_SOCKET).toBeUndefined()
       expect(named("ready")).toHaveLength(1)
+    }))
+
+  it.scoped("proxy mode relays the held connections only after READY=1, though the upstream already listens", () =>
+    Effect.gen(function*() {
+      const world = new World()
+      const { events, layer } = captureEvents()
+      const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer))
+      const upstream = { host: "127.0.0.1", port: 8000 } as const
+      const config = ServiceConfig.make({
+        listeners: [{ name: "soad", address: { _tag: "Tcp", host: "0.0.0.0", port: 80 } }],
+        command: ["app"],
+        upstream: { _tag: "Tcp", ...upstream },
+        ready: "notify",
+        startTimeout: Duration.seconds(30)
+      })
+      const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+      yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+      yield* settle
+      const held = yield* world.relay.connect()
+      yield* settle
+      world.relay.listening(upstream)
+      yield* advance("2 seconds")
+      expect(world.relay.held.map((conn) => conn.id)).toEqual([held.id])
+      expect(events.filter((event) => event.name === "ready")).toEqual([])
+      yield* world.notify("STATUS=serving\nREADY=1")
+      yield* settle
+      expect(world.relay.held).toEqual([])
+      expect(world.relay.relayed.map((conn) => conn.id)).toEqual([held.id])
+      const status = yield* Effect.provide(Registry.Registry, context).pipe(
+        Effect.flatMap((registry) => registry.services),
+        Effect.flatMap((services) => services[0]!.status)
+      )
+      expect(status.appStatus).toBe("serving")
     }))
 })
