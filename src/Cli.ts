@@ -404,7 +404,8 @@ export const splitArgv = (args: ReadonlyArray<string>): {
 /** The option choices and whole numbers @effect/cli checks itself, to name them in its refusals. */
 const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["--log-level", Logging.levels],
-  ["--log-format", Logging.formats]
+  ["--log-format", Logging.formats],
+  ["--ready", ServiceConfig.readyModes]
 ]
 const integerFlags = ["--backlog", "--max-held"]
 

@@ -69,3 +69,11 @@ describe("--ready notify", () => {
     client.destroy()
   })
 })
+
+describe("--ready", () => {
+  it("refuses a value other than accept or notify", () => {
+    const result = soadRun(["-s", "/tmp/x.sock", "--ready", "soon", "--", "true"])
+    expect(result.code).not.toBe(0)
+    expect(result.stderr).toMatch(/ready/)
+  })
+})

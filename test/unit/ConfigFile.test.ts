@@ -102,6 +102,13 @@ describe("the config file", () => {
     expect(one("/run/app-upstream.sock")).toEqual({ _tag: "Unix", path: "/run/app-upstream.sock" })
   })
 
+  it("ready: accept (the default) or notify; anything else is refused", () => {
+    const service = (fields: Record<string, unknown>) => decode({ services: { a: { listen: ["/x.sock"], command: ["x"], ...fields } } })
+    expect(Either.getOrThrow(service({})).services[0]!.ready).toBe("accept")
+    expect(Either.getOrThrow(service({ ready: "notify" })).services[0]!.ready).toBe("notify")
+    expect(Either.isLeft(service({ ready: "soon" }))).toBe(true)
+  })
+
   it("durations take units, and 0 only where the flag takes it (start-timeout and max-backoff refuse it)", () => {
     const service = (fields: Record<string, unknown>) => decode({ services: { a: { listen: ["/x.sock"], command: ["x"], ...fields } } })
     const file = Either.getOrThrow(service({ "time-until-stop": "5m", "stop-timeout": "250ms", "min-uptime": 0, "max-backoff": "1h30m" }))
