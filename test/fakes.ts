@@ -222,14 +222,17 @@ export class World {
     sessionOf: (pid) => Effect.succeed(this.apps.some((app) => app.pid === pid && app.running) ? pid : undefined)
   }
 
-  /** Sends a datagram to the running app's NOTIFY_SOCKET, from the app itself unless `pid` says otherwise. */
-  notify(message: string, pid?: number): Effect.Effect<void> {
+  /**
+   * Sends a datagram to the running app's NOTIFY_SOCKET, from the app itself unless `pid` says otherwise (a pid not
+   * an app's is a process gone by the time soad looks), as `uid` (default: the test's own, as the apps run).
+   */
+  notify(message: string, pid?: number, uid = process.getuid?.() ?? 0): Effect.Effect<void> {
     return Effect.suspend(() => {
       const app = this.running
       const path = app?.request.env.NOTIFY_SOCKET
       const queue = path === undefined ? undefined : this.notifySockets.get(path)
       if (app === undefined || queue === undefined) return Effect.dieMessage("no running app with a notify socket")
-      return Queue.offer(queue, { message, pid: pid ?? app.pid, uid: 0 })
+      return Queue.offer(queue, { message, pid: pid ?? app.pid, uid })
     })
   }
 

@@ -176,15 +176,18 @@ const onNotify = (tracker: Tracker, heard: Heard, message: string) =>
 
 /**
  * Reads the app's notify socket for the whole run. Only datagrams from the app's processes count: the kernel gives
- * each sender's pid (SO_PASSCRED), and the sender must be in the app's session (the app is its session's leader, and
- * no process outside it can join it); others are logged and dropped.
+ * each sender's pid and uid (SO_PASSCRED), and the sender must be in the app's session (the app is its session's
+ * leader, and no process outside it can join it). A sender already gone when soad looks (a short-lived
+ * `systemd-notify --ready`) counts if its uid is the app's: such a process could steer the app anyway. Others are
+ * logged and dropped.
  */
-const listenNotify = (tracker: Tracker, socket: NotifySocket, app: App, heard: Heard) =>
+const listenNotify = (tracker: Tracker, socket: NotifySocket, app: App, appUid: number | undefined, heard: Heard) =>
   Effect.gen(function*() {
     const notify = yield* AppNotify
     const messages = yield* socket.receive
     for (const { message, pid, uid } of messages) {
-      if ((yield* notify.sessionOf(pid)) === app.pid) yield* onNotify(tracker, heard, message)
+      const session = yield* notify.sessionOf(pid)
+      if (session === app.pid || (session === undefined && pid > 0 && uid === appUid)) yield* onNotify(tracker, heard, message)
       else yield* event("warn", "notify_ignored", `ignored a notify datagram from pid ${pid} (uid ${uid}): not the app's`, { from_pid: pid, from_uid: uid })
     }
   }).pipe(Effect.forever)
@@ -245,7 +248,8 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     const startedAt = yield* now
     yield* Ref.set(activity, startedAt)
     const heard: Heard = { ready: yield* Deferred.make<void>(), deadline: yield* Ref.make(startedAt + Duration.toMillis(config.startTimeout)) }
-    if (socket !== undefined) yield* Effect.forkScoped(listenNotify(tracker, socket, app, heard))
+    const appUid = config.user?.uid ?? process.getuid?.()
+    if (socket !== undefined) yield* Effect.forkScoped(listenNotify(tracker, socket, app, appUid, heard))
     const awaitReady = socket === undefined ? session.awaitReady : Effect.zipRight(session.awaitReady, Deferred.await(heard.ready))
     yield* spawned(service, session, app, trigger, startedAt, (yield* preciseNow) - pendingSince)
     const run: Run = { config, tracker, backoff, app, startedAt, ...session.hooks }

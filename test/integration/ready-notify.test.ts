@@ -59,7 +59,8 @@ describe("--ready notify", () => {
     // The attack: another process (not in the app's session) says READY=1 on the app's notify socket.
     ChildProcess.execFileSync("python3", [
       "-c",
-      "import socket,sys; p=sys.argv[1]; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', '\\0'+p[1:])",
+      // It stays alive while soad looks at it: its session is not the app's.
+      "import socket,sys,time; p=sys.argv[1]; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', '\\0'+p[1:]); time.sleep(1.5)",
       notifySocket!
     ])
     await s.waitFor(/"event":"notify_ignored"/, 5000)

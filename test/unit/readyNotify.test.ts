@@ -78,17 +78,27 @@ describe("--ready notify", () => {
       expect(named("not_ready")).toHaveLength(1)
     }))
 
-  it.scoped("READY=1 from a process outside the app's session is ignored", () =>
+  it.scoped("READY=1 from a process of another user outside the app's session is ignored", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      yield* world.notify("READY=1", 4242, 65534)
+      yield* settle
+      expect(named("ready")).toEqual([])
+      expect(named("notify_ignored")).toEqual([expect.objectContaining({ from_pid: 4242 })])
+      yield* advance("10 seconds")
+      expect(named("not_ready")).toHaveLength(1)
+    }))
+
+  it.scoped("READY=1 from a short-lived sender with the app's uid (systemd-notify) counts", () =>
     Effect.gen(function*() {
       const { fd, named, world } = yield* setup()
       yield* world.connect(fd)
       yield* settle
       yield* world.notify("READY=1", 4242)
       yield* settle
-      expect(named("ready")).toEqual([])
-      expect(named("notify_ignored")).toEqual([expect.objectContaining({ from_pid: 4242 })])
-      yield* advance("10 seconds")
-      expect(named("not_ready")).toHaveLength(1)
+      expect(named("ready")).toHaveLength(1)
     }))
 
   it.scoped("accept mode gives no NOTIFY_SOCKET and is ready when the app accepts", () =>
