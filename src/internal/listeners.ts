@@ -7,12 +7,10 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Util from "node:util"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
-import type { Native, NativeError } from "./native.js"
+import { errnoName, type Native } from "./native.js"
 
 /**
  * Opening a listener failed; `message` says what is wrong and what to do. `usage`: the way soad was started is
@@ -78,14 +76,6 @@ export const takeInherited = (env: NodeJS.ProcessEnv, pid: number, limit = openF
   const nameList = names?.split(":") ?? []
   const fds = Array.from({ length: Number(count) }, (_, i) => ({ fd: 3 + i, name: nameList[i] ?? "unknown" }))
   return { fds, invalid: undefined }
-}
-
-const errnoName = (error: unknown): string => {
-  const errno = (error as NativeError).errno
-  if (typeof errno !== "number") return "UNKNOWN"
-  const name = Util.getSystemErrorName(-errno)
-  // libuv does not name every errno (ESTALE): the OS's own table does
-  return name.startsWith("Unknown") ? Object.entries(Os.constants.errno).find(([, n]) => n === errno)?.[0] ?? name : name
 }
 
 const fail = (address: string, message: string, cause?: unknown) =>

@@ -10,8 +10,7 @@ import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import * as Util from "node:util"
-import { type NativeError, native } from "./native.js"
+import { errnoName, type NativeError, native } from "./native.js"
 
 /** Where the app listens. */
 export type Target = { readonly host: string; readonly port: number } | { readonly path: string }
@@ -84,7 +83,7 @@ const failureOf = (error: unknown): Failure => {
   const e = error as NativeError
   return {
     syscall: e.syscall ?? "relayConnect",
-    code: typeof e.errno === "number" ? Util.getSystemErrorName(-e.errno) : "EIO"
+    code: typeof e.errno === "number" ? errnoName(e) : "EIO"
   }
 }
 

@@ -27,17 +27,6 @@ static int listen_fd(int fd, int backlog) {
   return listen(fd, backlog > 0 ? backlog : SOMAXCONN);
 }
 
-/* Fills a sockaddr_un for a path (with its NUL) or an abstract name (without); ENAMETOOLONG if it does not fit. */
-static int unix_address(const char *path, size_t len, bool abstract, struct sockaddr_un *addr, socklen_t *addrlen) {
-  memset(addr, 0, sizeof *addr);
-  addr->sun_family = AF_UNIX;
-  size_t offset = abstract ? 1 : 0;
-  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr->sun_path) return ENAMETOOLONG;
-  memcpy(addr->sun_path + offset, path, len);
-  *addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
-  return 0;
-}
-
 /* ---------------------------------------------------------------- UNIX socket files
  *
  * A socket file never exists with a wider mode or another owner than asked, and soad never changes a file it did

@@ -14,22 +14,20 @@
 #include <unistd.h>
 
 #include "soad.h"
+#include "sys.h"
 #include "glibc.h"
 
 /* Sends message (mlen bytes) to the socket at path (len bytes; "@name": abstract). 0, or -1 with errno and
  * *failed. */
 static int notify_send(const char *path, size_t len, const char *message, size_t mlen, const char **failed) {
   struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  if (len == 0 || len >= sizeof addr.sun_path) {
-    errno = ENAMETOOLONG;
+  socklen_t addrlen;
+  int bad = unix_address_named(path, len, &addr, &addrlen);
+  if (bad != 0) {
+    errno = bad;
     *failed = "connect";
     return -1;
   }
-  memcpy(addr.sun_path, path, len);
-  if (path[0] == '@') addr.sun_path[0] = '\0';
-  socklen_t addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
   int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
   if (fd < 0) {
     *failed = "socket";
@@ -73,17 +71,13 @@ napi_value journal_connect(napi_env env, napi_callback_info info) {
   char *path = get_string(env, argv[0], &len);
   if (path == NULL) return throw_type(env, "journalConnect(path)");
   struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  if (len == 0 || len >= sizeof addr.sun_path) {
-    free(path);
-    return throw_errno(env, "connect", ENAMETOOLONG);
-  }
-  memcpy(addr.sun_path, path, len);
+  socklen_t addrlen;
+  int bad = unix_address(path, len, false, &addr, &addrlen);
   free(path);
+  if (bad != 0) return throw_errno(env, "connect", bad);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  if (connect(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1)) < 0) {
+  if (connect(fd, (struct sockaddr *)&addr, addrlen) < 0) {
     int err = errno;
     close(fd);
     return throw_errno(env, "connect", err);
@@ -115,25 +109,13 @@ napi_value journal_send(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* Fills addr with path ("@name": abstract); its length in *addrlen. 0, or -1 with errno. */
-static int unix_address(const char *path, size_t len, struct sockaddr_un *addr, socklen_t *addrlen) {
-  memset(addr, 0, sizeof *addr);
-  addr->sun_family = AF_UNIX;
-  if (len == 0 || len >= sizeof addr->sun_path) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(addr->sun_path, path, len);
-  if (path[0] == '@') addr->sun_path[0] = '\0';
-  *addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
-  return 0;
-}
-
 /* A bound datagram socket at path that receives its senders' credentials. The fd, or -1 with errno and *failed. */
 static int notify_bind(const char *path, size_t len, const char **failed) {
   struct sockaddr_un addr;
   socklen_t addrlen;
-  if (unix_address(path, len, &addr, &addrlen) < 0) {
+  int bad = unix_address_named(path, len, &addr, &addrlen);
+  if (bad != 0) {
+    errno = bad;
     *failed = "bind";
     return -1;
   }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,4 +40,19 @@ long long monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int unix_address(const char *path, size_t len, bool abstract, struct sockaddr_un *addr, socklen_t *addrlen) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  if (len == 0 || len + offset + (abstract ? 0 : 1) > sizeof addr->sun_path) return ENAMETOOLONG;
+  memcpy(addr->sun_path + offset, path, len);
+  *addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + len + (abstract ? 0 : 1));
+  return 0;
+}
+
+int unix_address_named(const char *path, size_t len, struct sockaddr_un *addr, socklen_t *addrlen) {
+  bool abstract = len > 0 && path[0] == '@';
+  return abstract ? unix_address(path + 1, len - 1, true, addr, addrlen) : unix_address(path, len, false, addr, addrlen);
 }

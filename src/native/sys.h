@@ -1,17 +1,27 @@
 /*
- * sys.h: small syscall helpers more than one concern uses (sockets that do not leak into apps, a close that keeps
- * errno, the monotonic clock). Plain C: no N-API.
+ * sys.h: small syscall helpers more than one concern uses (sockets that do not leak into apps, UNIX socket
+ * addresses, a close that keeps errno, the monotonic clock). Plain C: no N-API.
  */
 #ifndef SOAD_SYS_H
 #define SOAD_SYS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 /* socket(2) with close-on-exec (and non-blocking if asked), also where SOCK_CLOEXEC does not exist (macOS). */
 int socket_cloexec(int family, bool nonblocking);
 
 /* close(2) that leaves errno as it was (for cleanup on an error path). */
 int close_keep_errno(int fd);
+
+/* Fills a sockaddr_un for a path (with its NUL) or an abstract name (without); 0, or ENAMETOOLONG if it does not
+ * fit. */
+int unix_address(const char *path, size_t len, bool abstract, struct sockaddr_un *addr, socklen_t *addrlen);
+
+/* The same for an address written as systemd writes NOTIFY_SOCKET: "/path", or "@name" for an abstract one. */
+int unix_address_named(const char *path, size_t len, struct sockaddr_un *addr, socklen_t *addrlen);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 long long monotonic_ns(void);

@@ -38,7 +38,7 @@ with open(${JSON.stringify(received)}, "ab", buffering=0) as out:
     try {
       await new Promise((resolve) => listener.stdout!.once("data", resolve))
       const app = Path.join(d, "app.mjs")
-      Fs.writeFileSync(app, `import http from "node:http"\nconsole.log("hello from the app")\nhttp.createServer((q, r) => r.end("{}")).listen({ fd: 3 })\n`)
+      Fs.writeFileSync(app, `import http from "node:http"\nconsole.log("hello from the app")\nconsole.log("x\\nSYSLOG_IDENTIFIER=sshd\\nPRIORITY=0")\nhttp.createServer((q, r) => r.end("{}")).listen({ fd: 3 })\n`)
       const stderr = Path.join(d, "stderr.txt")
       const fd = Fs.openSync(stderr, "w")
       const stat = Fs.fstatSync(fd)
@@ -56,6 +56,13 @@ with open(${JSON.stringify(received)}, "ab", buffering=0) as out:
       expect(entry).toContain("MESSAGE=hello from the app\n")
       expect(entry).toContain("SYSLOG_IDENTIFIER=node\n")
       expect(entry).toContain("SOAD_STREAM=stdout\n")
+      // an app cannot forge fields: a newline ends its line, so what follows is the MESSAGE of a line of its own
+      await eventually(() => Fs.readFileSync(received, "utf8").includes("MESSAGE=SYSLOG_IDENTIFIER=sshd"), 5000, "the forged line")
+      for (const e of Fs.readFileSync(received, "utf8").split("--\n").filter((e) => e !== "")) {
+        expect(e.match(/^SYSLOG_IDENTIFIER=/gm)).toEqual(["SYSLOG_IDENTIFIER="])
+        expect(e).toContain("SYSLOG_IDENTIFIER=node\n")
+        expect(e).not.toMatch(/^PRIORITY=0$/m)
+      }
       // not also on stderr: one copy in the journal
       expect(Fs.readFileSync(stderr, "utf8")).not.toContain("hello from the app")
     } finally {
