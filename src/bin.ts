@@ -2,7 +2,7 @@
 /**
  * The `soad` command: argv → the CLI, run by NodeRuntime.runMain.
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as CliFileSystem from "./internal/cliFileSystem.js"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
@@ -26,7 +26,7 @@ const RunLive = Layer.mergeAll(
   RelayService.layer
 )
 
-const MainLive = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
+const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer)
 
 // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
 Logging.guard(process.stderr)

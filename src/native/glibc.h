@@ -5,6 +5,8 @@
  * the kernel directly:
  *   - pthread_sigmask@GLIBC_2.32 is the function moved from libpthread into libc: pin the base version, which
  *     every glibc has (libpthread's before 2.32, libc's compat symbol since);
+ *   - dlsym@GLIBC_2.34 is the function moved from libdl into libc: pin the base version (libdl's before 2.34, which
+ *     Node itself links; libc's compat symbol since);
  *   - stat, lstat and fstat became symbols in 2.33 (before, inline wrappers of __xstat): call fstatat(2) and
  *     fstat(2) through syscall(); on x86-64 and arm64 the kernel's struct stat is glibc's;
  *   - __libc_start_main@GLIBC_2.34 is pinned by helper/start.c (the executables only).
@@ -32,6 +34,7 @@
 #include <sys/syscall.h>
 
 __asm__(".symver pthread_sigmask,pthread_sigmask@" SOAD_GLIBC_BASE);
+__asm__(".symver dlsym,dlsym@" SOAD_GLIBC_BASE);
 
 _Static_assert(sizeof(struct stat) == SOAD_KERNEL_STAT_SIZE, "struct stat is not the kernel's");
 

@@ -65,6 +65,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"outputPipe", NULL, output_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countLines", NULL, count_lines, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lowMemory", NULL, low_memory, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupUser", NULL, lookup_user, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lookupGroup", NULL, lookup_group, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notify", NULL, notify, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -38,6 +38,7 @@ napi_value spawn(napi_env env, napi_callback_info info);
 /* pipe.c */
 napi_value output_pipe(napi_env env, napi_callback_info info);
 napi_value count_lines(napi_env env, napi_callback_info info);
+napi_value low_memory(napi_env env, napi_callback_info info);
 
 /* users.c */
 napi_value lookup_user(napi_env env, napi_callback_info info);
