@@ -8,7 +8,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { root, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
+import { freePort, root, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
 
 const plainApp = Path.join(root, "test", "fixtures", "plain-app.mjs")
 const dir = tempDirs()
@@ -42,7 +42,8 @@ const slowApp = (extra: ReadonlyArray<string>) => {
 
 describe("--waiting-page", () => {
   it("a navigation gets the 503 page after SECONDS; a fetch and a POST with Accept: text/html wait for the app", async () => {
-    const { s, socketPath } = slowApp(["--waiting-page", "1"])
+    const metricsPort = await freePort()
+    const { s, socketPath } = slowApp(["--waiting-page", "1", "--metrics", `127.0.0.1:${metricsPort}`])
     await s.waitFor(/listening on/)
     const page = ask(socketPath, navigation())
     const api = ask(socketPath, "GET /api HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
@@ -63,6 +64,8 @@ describe("--waiting-page", () => {
     expect(postAnswer).toMatch(/^HTTP\/1\.1 200 /)
     expect(postAnswer).toContain(`"url":"/form","body":3`)
     expect(s.count(/answered a GET navigation with the waiting page/)).toBe(1)
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    expect(metrics).toMatch(/^soad_waiting_pages_total\{service="node"\} 1$/m)
     // Once the app is up, a navigation goes to it.
     expect(await ask(socketPath, navigation())).toMatch(/^HTTP\/1\.1 200 /)
   })
