@@ -143,7 +143,9 @@ const waitingPages = (options: {
 
     const answer = (conn: Conn, method: "GET" | "HEAD", waited: number) =>
       Effect.gen(function*() {
-        held.splice(held.indexOf(conn), 1)
+        const at = held.indexOf(conn)
+        if (at < 0) return // relayed or dropped meanwhile
+        held.splice(at, 1)
         updateHold()
         relayer.answer(conn, answers[method])
         served++
