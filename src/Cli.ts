@@ -135,6 +135,25 @@ const maxHeld = Options.integer("max-held").pipe(
   Options.optional,
   checkedOptional("--max-held", Fields.count)
 )
+const waitingPage = Options.text("waiting-page").pipe(
+  Options.withPseudoName("SECONDS"),
+  Options.withDescription(
+    "Proxy mode, HTTP/1.x (no TLS): a browser navigation (GET or HEAD, Accept: text/html) that has waited this long for " +
+      "the starting app gets a page (503, Retry-After) that opens the app by itself once it is up; other requests keep " +
+      "waiting. Linux only."
+  ),
+  Options.optional,
+  checkedOptional("--waiting-page", Fields.duration("waiting-page"))
+)
+const waitingPageFile = Options.text("waiting-page-file").pipe(
+  Options.withPseudoName("FILE"),
+  Options.withDescription(
+    "Serve this HTML file (at most 64 KiB, UTF-8) as the waiting page; {{service}} in it becomes the service's name. " +
+      "Read at start (and on reload with -c)."
+  ),
+  Options.optional,
+  checkedOptional("--waiting-page-file", (input) => Fields.pageFile(process.cwd())(input))
+)
 const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
@@ -256,6 +275,8 @@ const options = {
   listen,
   upstream,
   maxHeld,
+  waitingPage,
+  waitingPageFile,
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
@@ -356,10 +377,19 @@ export const toConfig = (
         ? { ...found, gid: runGid, groups: found.groups.includes(runGid) ? found.groups : [runGid, ...found.groups] }
         : { uid: process.getuid?.() ?? 0, gid: runGid, groups: [runGid] }
     }
+    if (Option.isSome(parsed.waitingPage) && Option.isNone(parsed.upstream)) {
+      return yield* Either.left(usage("--waiting-page works in proxy mode only: give --upstream ADDR too"))
+    }
+    if (Option.isSome(parsed.waitingPageFile) && Option.isNone(parsed.waitingPage)) {
+      return yield* Either.left(usage("--waiting-page-file needs --waiting-page SECONDS"))
+    }
     return ServiceConfig.make({
       listeners,
       upstream: Option.getOrUndefined(parsed.upstream),
       maxHeld: Option.getOrUndefined(parsed.maxHeld),
+      waitingPage: Option.isSome(parsed.waitingPage)
+        ? { after: parsed.waitingPage.value, file: Option.getOrUndefined(parsed.waitingPageFile) }
+        : undefined,
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode: Option.getOrUndefined(parsed.socketMode), uid, gid },
       user: runAs,

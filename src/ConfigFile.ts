@@ -107,7 +107,9 @@ const serviceFields = {
   "socket-user": Schema.optional(NameOrId),
   "socket-group": Schema.optional(NameOrId),
   upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
-  "max-held": Schema.optional(Count)
+  "max-held": Schema.optional(Count),
+  "waiting-page": Schema.optional(Seconds("waiting-page")),
+  "waiting-page-file": Schema.optional(Text)
 }
 
 /** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
@@ -190,7 +192,8 @@ const resolveService = (
   name: string,
   fields: Service,
   resolver: Resolver,
-  baseDir: string
+  baseDir: string,
+  own: Service = fields
 ): Either.Either<ServiceConfig.ServiceConfig, ReadonlyArray<string>> => {
   const errors: Array<string> = []
   const at = (field: string, message: string) => errors.push(`services.${name}.${field}: ${message}`)
@@ -264,6 +267,7 @@ const resolveService = (
     }
   }
   const upstream = field("upstream", Fields.upstream(baseDir), fields.upstream)
+  const waitingPage = waitingPageOf(fields, own, at, field, baseDir)
   if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
@@ -279,11 +283,36 @@ const resolveService = (
     user,
     upstream,
     maxHeld,
+    waitingPage,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
     ready: fields.ready ?? "accept",
     ...definedOnly(durations)
   }))
+}
+
+/**
+ * A service's waiting page: `waiting-page` needs `upstream` (set in [defaults], it applies to the proxied services
+ * only), `waiting-page-file` needs `waiting-page` and is read now, relative to the file's directory.
+ */
+const waitingPageOf = (
+  fields: Service,
+  own: Service,
+  at: (field: string, message: string) => void,
+  field: <A>(key: string, parse: Fields.Parse<A>, value: string | number | undefined) => A | undefined,
+  baseDir: string
+): ServiceConfig.WaitingPage | undefined => {
+  const after = field("waiting-page", Fields.duration("waiting-page"), fields["waiting-page"])
+  if (fields["waiting-page"] === undefined) {
+    if (fields["waiting-page-file"] !== undefined) at("waiting-page-file", "needs waiting-page = SECONDS too")
+    return undefined
+  }
+  if (fields.upstream === undefined) {
+    if (own["waiting-page"] !== undefined) at("waiting-page", "works in proxy mode only: set upstream too")
+    return undefined
+  }
+  const file = field("waiting-page-file", Fields.pageFile(baseDir), fields["waiting-page-file"])
+  return after === undefined ? undefined : { after, file }
 }
 
 const definedOnly = <A extends Record<string, unknown>>(record: A): { [K in keyof A]?: Exclude<A[K], undefined> } =>
@@ -342,7 +371,7 @@ export const decode = (
   for (const [name, value] of Object.entries(rawServices)) {
     const fields = part(Service, value, ["services", name])
     if (fields === undefined) continue
-    const service = resolveService(name, { ...defaults, ...fields }, resolver, baseDir)
+    const service = resolveService(name, { ...defaults, ...fields }, resolver, baseDir, fields)
     if (Either.isLeft(service)) errors.push(...service.left)
     else services.push(service.right)
   }
@@ -424,6 +453,10 @@ export const describe = (file: FileConfig): string => {
       `  stop     after ${Duration.format(service.idleTimeout)} idle with ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`
     )
+    const page = service.waitingPage
+    if (page !== undefined) {
+      lines.push(`  waiting  a page after ${Duration.format(page.after)}${page.file !== undefined ? ` (${page.file.path})` : ""}`)
+    }
   }
   return lines.join("\n")
 }

@@ -116,6 +116,8 @@ export interface ServiceReport {
   readonly app_status?: string
   readonly open_connections?: number
   readonly relayed_bytes?: { readonly in: number; readonly out: number }
+  /** Proxy mode with --waiting-page: waiting pages served. */
+  readonly waiting_pages?: number
 }
 
 /** An answer. */
@@ -143,7 +145,8 @@ const report = (status: Status, now: number): ServiceReport => {
     last_error_age_s: status.lastError === undefined ? null : Math.max(0, now - status.lastError.at) / 1000,
     ...(status.appStatus !== undefined ? { app_status: status.appStatus } : {}),
     ...(status.openConnections !== undefined ? { open_connections: status.openConnections } : {}),
-    ...(status.relayedBytes !== undefined ? { relayed_bytes: status.relayedBytes } : {})
+    ...(status.relayedBytes !== undefined ? { relayed_bytes: status.relayedBytes } : {}),
+    ...(status.waitingPages !== undefined ? { waiting_pages: status.waitingPages } : {})
   }
 }
 

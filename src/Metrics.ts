@@ -54,6 +54,12 @@ export const relayFailures = Metric.counter("soad_relay_failures_total", {
   incremental: true
 })
 
+/** Proxy mode: browser navigations answered with the waiting page. */
+export const waitingPages = Metric.counter("soad_waiting_pages_total", {
+  description: "Proxy mode: browser navigations answered with the waiting page (--waiting-page) while the app started.",
+  incremental: true
+})
+
 /** From the pending connection to the app's first accept. */
 export const coldStart = Metric.histogram(
   "soad_cold_start_seconds",
@@ -108,7 +114,9 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   const statuses: Array<Status> = []
   for (const handle of services) statuses.push(yield* handle.status)
   for (const status of statuses) {
-    for (const metric of status.relayedBytes === undefined ? perService : [...perService, relayFailures]) {
+    const proxied = status.relayedBytes === undefined ? [] : [relayFailures]
+    const pages = status.waitingPages === undefined ? [] : [waitingPages]
+    for (const metric of [...perService, ...proxied, ...pages]) {
       yield* Metric.value(forService(metric, status.name))
     }
     yield* Metric.value(forService(coldStart, status.name))

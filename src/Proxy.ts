@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -24,10 +25,12 @@ import * as Idle from "./internal/idle.js"
 import { now, spawnRequest } from "./internal/lifecycle.js"
 import * as Relay from "./internal/relay.js"
 import * as Run from "./internal/run.js"
+import * as WaitingPage from "./internal/waitingPage.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
 import type { ProcessService } from "./ProcessService.js"
-import { type Conn, RelayService, type Target } from "./RelayService.js"
+import * as RelayService from "./RelayService.js"
+import type { Conn, Target } from "./RelayService.js"
 import type { Listener } from "./SocketService.js"
 
 const describe = (target: Target) => "path" in target ? target.path : Address.format({ _tag: "Tcp", ...target })
@@ -89,7 +92,7 @@ const report = (
   }, { discard: true })
 
 /** Where the app is asked to listen, and what it is told of it (PORT with `--upstream auto`). */
-const upstreamOf = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) =>
+const upstreamOf = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig.Upstream) =>
   Effect.gen(function*() {
     const address: Target = upstream._tag === "Auto"
       ? { host: "127.0.0.1", port: yield* Effect.orDie(relay.freePort) }
@@ -102,12 +105,108 @@ const upstreamOf = (relay: RelayService["Type"], upstream: ServiceConfig.Upstrea
     return { address, env }
   })
 
+/** A held request whose head is not complete is looked at again this much later. */
+const recheckMillis = 100
+
+/** A waiting page answered: the client has this long to read it and close before soad closes the connection. */
+const lingerAfterPage = Duration.seconds(5)
+
+/**
+ * The waiting page (`--waiting-page`): each held connection is looked at once it has waited `after` (by the
+ * Clock), and again every 100 ms while its request head is incomplete; a browser navigation is answered with the
+ * page and leaves the held ones, anything else waits for the app as before.
+ */
+const waitingPages = (options: {
+  readonly config: ServiceConfig.ServiceConfig
+  readonly page: ServiceConfig.WaitingPage
+  readonly relayer: RelayService.Relayer
+  readonly held: Array<Conn>
+  /** After a held connection leaves: stop or resume accepting (--max-held). */
+  readonly updateHold: () => void
+}) =>
+  Effect.gen(function*() {
+    const { config, held, page, relayer, updateHold } = options
+    const afterMillis = Duration.toMillis(page.after)
+    const retryAfter = Math.max(1, Math.ceil(afterMillis / 1000))
+    const text = page.file !== undefined
+      ? WaitingPage.customPage(page.file.text, config.name)
+      : WaitingPage.defaultPage(config.name, retryAfter)
+    const answers = { GET: WaitingPage.response("GET", text, retryAfter), HEAD: WaitingPage.response("HEAD", text, retryAfter) }
+    const clock = yield* Effect.clock
+    /** When each held connection is looked at next (Clock ms); gone once it is known to wait for the app. */
+    const due = new Map<Conn, number>()
+    /** When each held connection arrived (Clock ms), for the log. */
+    const arrivals = new Map<Conn, number>()
+    /** A connection was held. */
+    const arrived = yield* Queue.sliding<void>(1)
+    let served = 0
+
+    const answer = (conn: Conn, method: "GET" | "HEAD", waited: number) =>
+      Effect.gen(function*() {
+        const at = held.indexOf(conn)
+        if (at < 0) return // relayed or dropped meanwhile
+        held.splice(at, 1)
+        updateHold()
+        relayer.answer(conn, answers[method])
+        served++
+        yield* Metric.increment(Metrics.forService(Metrics.waitingPages, config.name))
+        yield* event("debug", "waiting_page", `answered a ${method} navigation with the waiting page after ${waited} ms`, {
+          method,
+          waited_ms: waited
+        })
+        yield* Effect.forkScoped(Effect.delay(Effect.sync(() => relayer.close(conn)), lingerAfterPage))
+      })
+
+    /** Looks at one held connection whose time has come. */
+    const look = (conn: Conn, t: number) => {
+      const bytes = relayer.peek(conn)
+      const verdict: WaitingPage.Verdict = bytes === undefined ? { _tag: "Wait" } : WaitingPage.classify(bytes)
+      if (verdict._tag === "Partial") {
+        due.set(conn, t + recheckMillis)
+        return Effect.void
+      }
+      const waited = t - (arrivals.get(conn) ?? t)
+      due.delete(conn)
+      arrivals.delete(conn)
+      return verdict._tag === "Page" ? answer(conn, verdict.method, waited) : Effect.void
+    }
+
+    /** One step: wait for a held connection or the next one due, then look at those due. */
+    const step = Effect.gen(function*() {
+      const still = new Set(held)
+      for (const conn of due.keys()) {
+        if (!still.has(conn)) {
+          due.delete(conn)
+          arrivals.delete(conn)
+        }
+      }
+      if (due.size === 0) return yield* Queue.take(arrived)
+      const t = yield* Clock.currentTimeMillis
+      let next = Number.POSITIVE_INFINITY
+      for (const at of due.values()) next = Math.min(next, at)
+      if (next > t) return yield* Effect.sleep(Duration.millis(next - t))
+      for (const [conn, at] of [...due]) if (at <= t) yield* look(conn, t)
+    })
+    yield* Effect.forkScoped(Effect.forever(step))
+
+    return {
+      /** A connection is held from now on. */
+      held: (conn: Conn) => {
+        const t = clock.unsafeCurrentTimeMillis()
+        due.set(conn, t + afterMillis)
+        arrivals.set(conn, t)
+        Queue.unsafeOffer(arrived, undefined)
+      },
+      served: () => served
+    }
+  })
+
 /**
  * Proxy mode: soad accepts on the listeners itself; a held connection (or `soad wake`) starts the app, which is
  * ready once its upstream address listens; the held connections are relayed then, in arrival order; activity is
  * a connection opened or a byte relayed; on a failed start the held connections are closed.
  */
-const proxy = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) => (service: Run.Service) =>
+const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig.Upstream) => (service: Run.Service) =>
   Effect.gen(function*() {
     const { config, listeners, tracker } = service
     const relayer = yield* relay.relayer
@@ -132,6 +231,9 @@ const proxy = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) =>
       yield* report(config.name, Chunk.toReadonlyArray(batch), { held: held.length, relayed: stats.open, maxHeld })
     })))
     const onFail = (failure: Relay.Failure) => Queue.unsafeOffer(notices, { _tag: "Failed", ...failure })
+    const pages = config.waitingPage === undefined
+      ? undefined
+      : yield* waitingPages({ config, page: config.waitingPage, relayer, held, updateHold })
     /** A connection is held (false) or `soad wake` asked (true). */
     const arrived = yield* Queue.sliding<boolean>(2)
     yield* Effect.acquireRelease(
@@ -142,6 +244,7 @@ const proxy = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) =>
       if (target !== undefined) return relayer.connect(conn, target, onFail)
       held.push(conn)
       updateHold()
+      pages?.held(conn)
       Queue.unsafeOffer(arrived, false)
     }, (pressure) => Queue.unsafeOffer(notices, pressure))
     yield* Effect.addFinalizer(() => Effect.sync(() => held.splice(0).forEach(relayer.close)))
@@ -213,7 +316,8 @@ const proxy = (relay: RelayService["Type"], upstream: ServiceConfig.Upstream) =>
       session,
       status: Effect.map(relayer.stats, (stats) => ({
         openConnections: stats.open + held.length,
-        relayedBytes: { in: stats.bytesIn, out: stats.bytesOut }
+        relayedBytes: { in: stats.bytesIn, out: stats.bytesOut },
+        ...(pages !== undefined ? { waitingPages: pages.served() } : {})
       }))
     } satisfies Run.Mode<never>
   })
@@ -226,5 +330,5 @@ export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   upstream: ServiceConfig.Upstream
-): Effect.Effect<never, never, RelayService | ProcessService> =>
-  Effect.flatMap(RelayService, (relay) => Run.serve(config, listeners, proxy(relay, upstream)))
+): Effect.Effect<never, never, RelayService.RelayService | ProcessService> =>
+  Effect.flatMap(RelayService.RelayService, (relay) => Run.serve(config, listeners, proxy(relay, upstream)))

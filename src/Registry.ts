@@ -37,6 +37,8 @@ export interface Status {
   readonly openConnections?: number
   /** Proxy mode: bytes relayed from clients to the app (in) and back (out). */
   readonly relayedBytes?: { readonly in: number; readonly out: number }
+  /** Proxy mode with `--waiting-page`: the waiting pages served so far. */
+  readonly waitingPages?: number
   /** The app's peak memory while it ran (this run's, else the latest run's); undefined before any sample. */
   readonly peakMemory?: number | undefined
   /** RAM-time saved while the app was stopped: its peak memory × the time stopped, in byte-seconds. */

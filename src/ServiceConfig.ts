@@ -40,6 +40,15 @@ export interface RunAs {
   readonly shell?: string | undefined
 }
 
+/**
+ * Proxy mode, HTTP/1.x: a browser navigation that has waited `after` for a starting app gets a page that brings it
+ * to the app once it is up (internal/waitingPage.ts); `file`: a page of one's own, read when the config is.
+ */
+export interface WaitingPage {
+  readonly after: Duration.Duration
+  readonly file: { readonly path: string; readonly text: string } | undefined
+}
+
 /** When a started app counts as ready: see ServiceConfig.ready. */
 export type Ready = "accept" | "notify"
 
@@ -66,6 +75,8 @@ export interface ServiceConfig {
    * kernel's backlog. undefined: from RLIMIT_NOFILE (see internal/relay.ts defaultMaxHeld).
    */
   readonly maxHeld: number | undefined
+  /** Proxy mode: the waiting page (`--waiting-page`, `--waiting-page-file`); undefined: none, requests just wait. */
+  readonly waitingPage: WaitingPage | undefined
   /** Run the app as this user; undefined: as soad. */
   readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
@@ -152,6 +163,7 @@ export const make = (fields: Fields): ServiceConfig => ({
   user: userOf(fields.user),
   upstream: fields.upstream,
   maxHeld: fields.maxHeld,
+  waitingPage: fields.waitingPage,
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),

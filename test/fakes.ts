@@ -255,6 +255,10 @@ export interface FakeConn {
   closed: boolean
   /** The client went away. */
   gone: boolean
+  /** What the client has sent so far (peeked by the waiting page), as text. */
+  sent: string
+  /** What soad answered it itself (the waiting page), as text; undefined if it did not. */
+  answered: string | undefined
 }
 
 /** The fake world of proxy mode: clients connect, apps listen (or not) on their upstream address, bytes flow. */
@@ -284,19 +288,32 @@ export class RelayWorld {
     return this.conns.filter((conn) => conn.relayedAs !== undefined && !conn.closed).sort((a, b) => a.relayedAs! - b.relayedAs!)
   }
 
-  /** Connections held: accepted, neither relayed nor closed. */
+  /** Connections held: accepted, neither relayed, answered nor closed. */
   get held(): Array<FakeConn> {
-    return this.conns.filter((conn) => conn.relayedAs === undefined && !conn.closed && !this.backlog.includes(conn))
+    return this.conns.filter((conn) =>
+      conn.relayedAs === undefined && conn.answered === undefined && !conn.closed && !this.backlog.includes(conn)
+    )
   }
 
   /** Connections waiting in the backlog while soad holds as many as it may (hold(true)). */
   readonly backlog: Array<FakeConn> = []
   private full = false
 
-  /** A client connects, now: soad accepts it at once, unless it holds as many as it may. */
-  connect(): Effect.Effect<FakeConn> {
+  /**
+   * A client connects, now, having sent `sent` (what soad may peek at; `conn.sent` can grow later): soad accepts it
+   * at once, unless it holds as many as it may.
+   */
+  connect(sent = ""): Effect.Effect<FakeConn> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
-      const conn: FakeConn = { id: this.nextId++, target: undefined, relayedAs: undefined, closed: false, gone: false }
+      const conn: FakeConn = {
+        id: this.nextId++,
+        target: undefined,
+        relayedAs: undefined,
+        closed: false,
+        gone: false,
+        sent,
+        answered: undefined
+      }
       this.conns.push(conn)
       if (this.full) this.backlog.push(conn)
       else this.accept(conn, now)
@@ -360,6 +377,11 @@ export class RelayWorld {
       this.full = full
       while (!this.full && this.backlog.length > 0) this.accept(this.backlog.shift()!, this.last ?? 0)
     },
+    peek: (conn) => {
+      const fake = this.find(conn)
+      return fake.gone || fake.closed ? undefined : Buffer.from(fake.sent, "latin1")
+    },
+    answer: (conn, response) => void (this.find(conn).answered = Buffer.from(response).toString("utf8")),
     close: (conn) => void (this.find(conn).closed = true),
     closeRelayed: () => this.relayed.forEach((conn) => (conn.closed = true)),
     gone: (conn) => this.find(conn).gone,

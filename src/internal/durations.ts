@@ -14,7 +14,14 @@ import * as Either from "effect/Either"
 export const maxMillis = 2_147_483_647
 
 /** The duration fields, by their flag and key name. */
-export type Field = "time-until-stop" | "stop-timeout" | "start-timeout" | "min-uptime" | "max-backoff" | "min-warm"
+export type Field =
+  | "time-until-stop"
+  | "stop-timeout"
+  | "start-timeout"
+  | "min-uptime"
+  | "max-backoff"
+  | "min-warm"
+  | "waiting-page"
 
 /** Fields where 0 means something (stop at once with SIGKILL, never a crash, no warm-up): 0 is allowed there. */
 const zeroAllowed: Readonly<Record<Field, boolean>> = {
@@ -23,7 +30,8 @@ const zeroAllowed: Readonly<Record<Field, boolean>> = {
   "start-timeout": false,
   "min-uptime": true,
   "max-backoff": false,
-  "min-warm": true
+  "min-warm": true,
+  "waiting-page": false
 }
 
 const forms = "or a duration such as 90s, 5m, 1h30m, 250ms"

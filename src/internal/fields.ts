@@ -11,9 +11,12 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Address from "../Address.js"
 import * as Signal from "../Signal.js"
 import * as Durations from "./durations.js"
+import * as WaitingPage from "./waitingPage.js"
 
 /**
  * Why a value was refused: what the field takes (worded by the caller around the value), or the parser's own
@@ -92,3 +95,22 @@ export const upstream = (cwd: string): Parse<Address.UpstreamAddress> => (input)
 /** `metrics`: an address to serve Prometheus metrics on. */
 export const address = (cwd: string): Parse<Address.Address> => (input) =>
   Either.mapLeft(Address.parseAddress(String(input), cwd), invalid)
+
+/**
+ * `waiting-page-file`: a readable regular file of at most 64 KiB, UTF-8 text (relative to `cwd`); read now, so a
+ * reload reads it again.
+ */
+export const pageFile = (cwd: string): Parse<{ readonly path: string; readonly text: string }> => (input) => {
+  const path = Path.resolve(cwd, String(input))
+  try {
+    const stat = Fs.statSync(path)
+    if (!stat.isFile()) return Either.left(invalid(`${path} is not a regular file: give an HTML file`))
+    if (stat.size > WaitingPage.maxFileBytes) {
+      return Either.left(invalid(`${path} is ${stat.size} bytes, more than the ${WaitingPage.maxFileBytes} a waiting page may have`))
+    }
+    return Either.right({ path, text: Fs.readFileSync(path, "utf8") })
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "EIO"
+    return Either.left(invalid(`cannot read ${path} (${code}): give a readable HTML file`))
+  }
+}

@@ -146,6 +146,10 @@ export interface Native {
   readonly relayUnlisten: (watch: number) => void
   readonly relayConnect: (id: number, hostOrPath: string, port: number, onDone: (error: string | null) => void) => void
   readonly relayClose: (id: number) => void
+  /** The bytes a held connection's client sent so far, unread (at most 16 KiB; empty: none yet); null: gone or not held. */
+  readonly relayPeek: (id: number) => Buffer | null
+  /** soad answers a held connection: what its client sent is dropped, `response` written, the connection closed. */
+  readonly relayAnswer: (id: number, response: Buffer) => void
   readonly relayStats: (group: number) => {
     readonly open: number
     readonly bytesIn: number

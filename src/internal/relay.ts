@@ -60,6 +60,16 @@ export interface Relayer {
   readonly close: (conn: Conn) => void
   /** Closes every connection being relayed (held ones are the caller's). */
   readonly closeRelayed: () => void
+  /**
+   * The bytes the client of a held connection sent so far, left for the app (empty: none yet); undefined if the
+   * client is gone or this relayer cannot look (the Node relayer).
+   */
+  readonly peek: (conn: Conn) => Uint8Array | undefined
+  /**
+   * soad answers a held connection itself (it is no longer held): what the client sent is dropped, `response`
+   * written, and the connection closed once the client closes; `close` ends it sooner.
+   */
+  readonly answer: (conn: Conn, response: Uint8Array) => void
   /** Is this held connection gone (the client went away)? Only known for the Node relayer. */
   readonly gone: (conn: Conn) => boolean
   readonly stats: Effect.Effect<RelayStats>
@@ -151,6 +161,14 @@ const nativeRelayer = (clock: Clock.Clock): Relayer => {
       }
     },
     hold: (full) => n.relayHold(group, full),
+    peek: (conn) => n.relayPeek(conn as number) ?? undefined,
+    answer: (conn, response) => {
+      try {
+        n.relayAnswer(conn as number, Buffer.from(response.buffer, response.byteOffset, response.byteLength))
+      } catch {
+        n.relayClose(conn as number) // no longer held, or no memory: the client sees a closed connection
+      }
+    },
     close: (conn) => n.relayClose(conn as number),
     closeRelayed: () => [...relayed].forEach((id) => n.relayClose(id)),
     gone: () => false,
@@ -222,6 +240,9 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
       client.pipe(upstream)
       upstream.pipe(client)
     },
+    // A paused socket cannot be read without taking the bytes from the app: no waiting page here.
+    peek: () => undefined,
+    answer: (conn, response) => void (conn as Net.Socket).end(response),
     close: (conn) => (conn as Net.Socket).destroy(),
     closeRelayed: () => {
       for (const pair of open) {

@@ -1,6 +1,7 @@
 /*
  * relay.c: proxy mode (Linux: splice). relayListen / relayUnlisten / relayHold accept on a listener, relayConnect
- * connects a held connection to the app and relays it, relayClose / relayOnClose end connections, relayStats /
+ * connects a held connection to the app and relays it, relayPeek / relayAnswer look at a held connection's request
+ * and answer it from soad (the waiting page), relayClose / relayOnClose end connections, relayStats /
  * relayFdLimit / relaySupported report.
  */
 #define _GNU_SOURCE
@@ -73,6 +74,9 @@ typedef struct relay_conn {
   bool connecting, relaying, closing;
   js_callback on_connect; /* set while connecting */
   bool has_on_connect;
+  bool answering;        /* soad answers it itself (relayAnswer): never relayed */
+  char *answer;          /* the response, malloc'd; answer_sent bytes of answer_len written */
+  size_t answer_len, answer_sent;
   struct relay_conn *next;
 } relay_conn;
 
@@ -122,6 +126,7 @@ static void relay_conn_free(relay_conn *c) {
   int fds[] = {c->client, c->upstream, c->c2u.pipe_r, c->c2u.pipe_w, c->u2c.pipe_r, c->u2c.pipe_w};
   for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
     if (fds[i] >= 0) close(fds[i]);
+  free(c->answer);
   free(c);
 }
 
@@ -741,7 +746,7 @@ napi_value relay_connect(napi_env env, napi_callback_info info) {
   if (napi_get_value_uint32(env, argv[0], &id) != napi_ok || !get_int(env, argv[2], &port))
     return throw_type(env, "relayConnect(connId, host | path, port, onDone)");
   relay_conn *c = relay_find(id);
-  if (c == NULL || c->connecting || c->relaying) return throw_errno(env, "relayConnect", ENOENT);
+  if (c == NULL || c->connecting || c->relaying || c->answering) return throw_errno(env, "relayConnect", ENOENT);
   uv_loop_t *loop;
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
   char *target = get_string(env, argv[1], NULL);
@@ -787,3 +792,151 @@ napi_value relay_stats(napi_env env, napi_callback_info info) {
   return result;
 }
 
+
+/*
+ * The waiting page: soad answers a held connection itself. What the client sent is read and dropped first, so that
+ * closing the socket does not reset the connection (a close with unread bytes sends RST, and the client may lose
+ * the answer); the response is written as the socket takes it; then the write side is shut and what the client
+ * still sends is dropped until it closes (JS bounds that wait with relayClose).
+ */
+
+#define RELAY_PEEK_MAX (16 * 1024) /* a request head longer than this is not looked at */
+
+/* Reads and drops what the client sent; false once it has closed (or failed). */
+static bool relay_discard(relay_conn *c) {
+  char scratch[4096];
+  for (;;) {
+    ssize_t n = recv(c->client, scratch, sizeof scratch, MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return false;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  }
+}
+
+/* Writes what it can of the answer; false on an error that ends the connection. */
+static bool relay_answer_write(relay_conn *c) {
+  while (c->answer_sent < c->answer_len) {
+    ssize_t n = send(c->client, c->answer + c->answer_sent, c->answer_len - c->answer_sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      c->answer_sent += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  return true;
+}
+
+static void relay_answer_event(uv_poll_t *handle, int status, int events);
+
+/* One step of an answer: drop input, write output, shut the write side once written; polls for what is left. */
+static void relay_answer_step(relay_conn *c) {
+  bool open = relay_discard(c);
+  bool sent_before = c->answer_sent == c->answer_len;
+  if (!relay_answer_write(c)) {
+    relay_close(c);
+    return;
+  }
+  bool sent = c->answer_sent == c->answer_len;
+  if (sent && !sent_before && shutdown(c->client, SHUT_WR) < 0) {
+    relay_close(c);
+    return;
+  }
+  if (!open) {
+    relay_close(c); /* the client closed: nothing more to wait for */
+    return;
+  }
+  if (uv_poll_start(&c->poll_client, UV_READABLE | (sent ? 0 : UV_WRITABLE), relay_answer_event) < 0) relay_close(c);
+}
+
+static void relay_answer_event(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  relay_conn *c = (relay_conn *)handle->data;
+  if (c->closing) return;
+  if (status < 0) {
+    relay_close(c);
+    return;
+  }
+  relay_answer_step(c);
+}
+
+/* Starts answering c with len bytes at data (copied). 0, or -1 with errno and *failed; c is then closed. */
+static int relay_answer_start(relay_conn *c, uv_loop_t *loop, const void *data, size_t len, const char **failed) {
+  c->answer = malloc(len > 0 ? len : 1);
+  if (c->answer == NULL) {
+    relay_close(c);
+    errno = ENOMEM;
+    *failed = "malloc";
+    return -1;
+  }
+  memcpy(c->answer, data, len);
+  c->answer_len = len;
+  c->answering = true;
+  int r = uv_poll_init(loop, &c->poll_client, c->client);
+  if (r < 0) {
+    relay_close(c);
+    errno = -r;
+    *failed = "uv_poll_init";
+    return -1;
+  }
+  c->poll_client.data = c;
+  c->client_polled = true;
+  relay_answer_step(c);
+  return 0;
+}
+
+/* The held connection `id` (neither connecting, relayed nor answered), or NULL. */
+static relay_conn *relay_find_held(uint32_t id) {
+  relay_conn *c = relay_find(id);
+  return c == NULL || c->connecting || c->relaying || c->answering || c->closing ? NULL : c;
+}
+
+/* Peeks at what the client of c sent, into bytes (RELAY_PEEK_MAX): the count, 0 if it has closed or failed, -1 if
+ * nothing is there yet. */
+static ssize_t relay_peek_bytes(relay_conn *c, char *bytes) {
+  ssize_t n;
+  do n = recv(c->client, bytes, RELAY_PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return n;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
+}
+
+/*
+ * relayPeek(connId) -> Buffer | null: the bytes the client of a held connection has sent so far (at most 16 KiB),
+ * left unread for the app; empty if none yet; null if the client has closed or failed, or the id is not held.
+ */
+napi_value relay_peek(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return throw_type(env, "relayPeek(connId)");
+  relay_conn *c = relay_find_held(id);
+  if (c == NULL) return make_null(env);
+  char bytes[RELAY_PEEK_MAX];
+  ssize_t n = relay_peek_bytes(c, bytes);
+  if (n == 0) return make_null(env);
+  napi_value result;
+  void *data;
+  NAPI_CALL(env, napi_create_buffer_copy(env, n < 0 ? 0 : (size_t)n, bytes, &data, &result));
+  return result;
+}
+
+/*
+ * relayAnswer(connId, response: Buffer): soad answers the held connection itself: drops what its client sent,
+ * writes the response, shuts the write side and closes once the client closes (or on relayClose). Throws with
+ * ENOENT if the connection is not held.
+ */
+napi_value relay_answer(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  uint32_t id;
+  void *data;
+  size_t len;
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok || napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok)
+    return throw_type(env, "relayAnswer(connId, response: Buffer)");
+  relay_conn *c = relay_find_held(id);
+  if (c == NULL) return throw_errno(env, "relayAnswer", ENOENT);
+  uv_loop_t *loop;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  const char *failed = NULL;
+  if (relay_answer_start(c, loop, data, len, &failed) < 0) return throw_errno(env, failed, errno);
+  return make_undefined(env);
+}

@@ -29,7 +29,8 @@
  *              notifyListen, notifyRead an app's per-run NOTIFY_SOCKET, read with the senders' credentials
  *              journalConnect/Send      journald's native protocol, for each app's lines
  *   peer.c     peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
- *   relay.c    relay*                   proxy mode: accept, connect to the app, splice both ways (Linux)
+ *   relay.c    relay*                   proxy mode: accept, connect to the app, splice both ways (Linux);
+ *              relayPeek / relayAnswer  a held connection's request, answered by soad (the waiting page)
  *
  *   napi.c     the N-API layer: errors, argument readers, result builders, JS callbacks (no syscalls)
  *   sys.c      syscall helpers more than one file uses (socket_cloexec, close_keep_errno, monotonic_ns)
@@ -83,6 +84,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"relayStats", NULL, relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayHold", NULL, relay_hold, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayFdLimit", NULL, relay_fd_limit_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayPeek", NULL, relay_peek, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayAnswer", NULL, relay_answer, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

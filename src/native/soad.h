@@ -64,5 +64,7 @@ napi_value relay_close_js(napi_env env, napi_callback_info info);
 napi_value relay_stats(napi_env env, napi_callback_info info);
 napi_value relay_hold(napi_env env, napi_callback_info info);
 napi_value relay_fd_limit_js(napi_env env, napi_callback_info info);
+napi_value relay_peek(napi_env env, napi_callback_info info);
+napi_value relay_answer(napi_env env, napi_callback_info info);
 
 #endif
