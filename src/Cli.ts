@@ -135,6 +135,21 @@ const maxHeld = Options.integer("max-held").pipe(
   Options.optional,
   checkedOptional("--max-held", Fields.count)
 )
+const acceptOption = Options.boolean("accept").pipe(
+  Options.withDescription(
+    "A process per connection (inetd, systemd Accept=yes): soad accepts each connection and runs the command with it " +
+      "as stdin, stdout and fd 3 (LISTEN_FDS=1; REMOTE_ADDR, REMOTE_PORT for TCP). Each instance ends with its " +
+      "connection: -t does not apply."
+  )
+)
+const maxConnections = Options.integer("max-connections").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(
+    `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${ServiceConfig.defaults.maxConnections}.`
+  ),
+  Options.optional,
+  checkedOptional("--max-connections", Fields.count)
+)
 const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
@@ -256,6 +271,8 @@ const options = {
   listen,
   upstream,
   maxHeld,
+  accept: acceptOption,
+  maxConnections,
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
@@ -335,6 +352,12 @@ export const toConfig = (
     if (listeners.length === 0) {
       return yield* Either.left(usage("no socket: give one with -s PATH or -l ADDR"))
     }
+    if (parsed.accept && Option.isSome(parsed.upstream)) {
+      return yield* Either.left(usage(Fields.acceptWithUpstream("--accept", "--upstream")))
+    }
+    if (!parsed.accept && Option.isSome(parsed.maxConnections)) {
+      return yield* Either.left(usage("--max-connections needs --accept (a process per connection)"))
+    }
     const lookUp = <A>(flag: string, kind: "user" | "group", ref: string | number, find: (v: string | number) => A | undefined) => {
       const found = find(ref)
       return found === undefined ? Either.left(usage(`${flag}: no ${kind} '${ref}'`)) : Either.right(found)
@@ -360,6 +383,8 @@ export const toConfig = (
       listeners,
       upstream: Option.getOrUndefined(parsed.upstream),
       maxHeld: Option.getOrUndefined(parsed.maxHeld),
+      accept: parsed.accept,
+      maxConnections: Option.getOrUndefined(parsed.maxConnections),
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode: Option.getOrUndefined(parsed.socketMode), uid, gid },
       user: runAs,
@@ -407,7 +432,7 @@ const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["--log-format", Logging.formats],
   ["--ready", ServiceConfig.readyModes]
 ]
-const integerFlags = ["--backlog", "--max-held"]
+const integerFlags = ["--backlog", "--max-held", "--max-connections"]
 
 /** The value given to `flag` last in `own`. */
 const valueOf = (own: ReadonlyArray<string>, flag: string): string | undefined => {

@@ -107,7 +107,9 @@ const serviceFields = {
   "socket-user": Schema.optional(NameOrId),
   "socket-group": Schema.optional(NameOrId),
   upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
-  "max-held": Schema.optional(Count)
+  "max-held": Schema.optional(Count),
+  accept: Schema.optional(Flag),
+  "max-connections": Schema.optional(Count)
 }
 
 /** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
@@ -264,6 +266,10 @@ const resolveService = (
     }
   }
   const upstream = field("upstream", Fields.upstream(baseDir), fields.upstream)
+  const maxConnections = field("max-connections", Fields.count, fields["max-connections"])
+  if (fields.accept === true && fields.upstream !== undefined) {
+    errors.push(`services.${name}: ${Fields.acceptWithUpstream("accept = true", "upstream")}`)
+  }
   if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
@@ -279,6 +285,8 @@ const resolveService = (
     user,
     upstream,
     maxHeld,
+    accept: fields.accept ?? false,
+    maxConnections,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
     ready: fields.ready ?? "accept",
