@@ -428,6 +428,12 @@ export const describe = (file: FileConfig): string => {
     lines.push(`  command  ${service.command.map((arg) => (/^[\w./:=@%+-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`)
     if (service.cwd !== undefined) lines.push(`  cwd      ${service.cwd}`)
     if (service.user !== undefined) lines.push(`  user     uid ${service.user.uid}, gid ${service.user.gid}`)
+    if (service.accept) {
+      lines.push(`  accept   a process per connection, at most ${service.maxConnections} at once`)
+      lines.push(`  stop     each instance ends with its connection; on shutdown ${service.shutdownSignal.name}, ` +
+        `SIGKILL after ${Duration.format(service.stopTimeout)}`)
+      continue
+    }
     lines.push(
       `  stop     after ${Duration.format(service.idleTimeout)} idle with ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`
