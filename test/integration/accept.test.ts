@@ -25,6 +25,8 @@ def term(signum, frame):
 signal.signal(signal.SIGTERM, term)
 same = len({(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (0, 1, 3)}) == 1
 env = {k: os.environ.get(k) for k in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "REMOTE_ADDR", "REMOTE_PORT")}
+sys.stderr.write("instance %d on stderr\\n" % os.getpid())
+sys.stderr.flush()
 sys.stdout.write(json.dumps(dict(pid=os.getpid(), same_socket=same, **env)) + "\\n")
 sys.stdout.flush()
 for line in sys.stdin:
@@ -99,6 +101,8 @@ describe("--accept", () => {
     c.send("bye")
     await eventually(() => c.closed, 5000, "the instance to end with its connection")
     await eventually(() => !alive(hello.pid as number), 5000, "the instance to be gone")
+    // Its stderr is not the connection: soad logs it as any app's.
+    await s.waitFor(new RegExp(`instance ${hello.pid} on stderr`))
     // A second connection gets an instance of its own.
     const again = await client({ path }).hello()
     expect(again.pid).not.toBe(hello.pid)
