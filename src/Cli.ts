@@ -692,6 +692,9 @@ const examples = HelpDoc.blocks([
     [Span.code("soad -l :8080 --upstream auto -- node server.js"), HelpDoc.p(
       "Proxy mode, for an app that binds its own port (given to it as PORT)."
     )],
+    [Span.code("soad -l :7000 --accept --max-connections 16 -- ./handler"), HelpDoc.p(
+      "A process per connection, as inetd: the connection is the handler's stdin and stdout; 16 at once, the rest wait."
+    )],
     [Span.code("soad -c /etc/soad/apps.toml"), HelpDoc.p("Every service of a config file; soad check FILE validates one.")],
     [Span.code("soad status"), HelpDoc.p("What a running soad does; soad wake NAME and soad sleep NAME start or stop an app now.")],
     [Span.code("soad --completions bash"), HelpDoc.p("A completion script for bash (also sh, zsh, fish).")]
