@@ -46,6 +46,20 @@ static void peer_text(const struct sockaddr_storage *ss, accepted *out) {
   }
 }
 
+/* accept4(SOCK_CLOEXEC), or accept and FD_CLOEXEC where there is no accept4 (macOS): fd, or -1 with errno. */
+static int accept_cloexec(int listener, struct sockaddr *sa, socklen_t *len) {
+#if defined(SOCK_CLOEXEC) && !defined(__APPLE__)
+  return accept4(listener, sa, len, SOCK_CLOEXEC);
+#else
+  int fd = accept(listener, sa, len);
+  if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    close_keep_errno(fd);
+    return -1;
+  }
+  return fd;
+#endif
+}
+
 /*
  * Takes one connection from the listener, close-on-exec and blocking (the app gets it as fds 0, 1 and 3): 1, 0 when
  * none waits (or the one that waited was aborted), or -1 with errno and *failed.
@@ -59,7 +73,7 @@ static int accept_one(int listener, accepted *out, const char **failed) {
   memset(&ss, 0, sizeof ss);
   socklen_t len = sizeof ss;
   int fd;
-  do fd = accept4(listener, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+  do fd = accept_cloexec(listener, (struct sockaddr *)&ss, &len);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EPROTO) return 0;
