@@ -11,6 +11,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -20,7 +21,7 @@ import * as Scope from "effect/Scope"
 import type * as ServiceConfig from "./ServiceConfig.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
-import { now, spawnRequest } from "./internal/lifecycle.js"
+import { now, spawnRequest, stopReason } from "./internal/lifecycle.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
 import { type App, ProcessService, type SpawnRequest } from "./ProcessService.js"
@@ -101,9 +102,12 @@ export const serve = (
       }).pipe(
         Effect.onInterrupt(() =>
           Effect.gen(function*() {
-            yield* event("info", "stopping", `stopping the instance (pid ${app.pid}) with ${config.shutdownSignal.name}`, {
+            // As the lifecycle core's onShutdown: a reload says why in stopReason; unset, soad is shutting down.
+            const reason = yield* FiberRef.get(stopReason)
+            const why = reason === undefined ? undefined : yield* Ref.get(reason)
+            yield* event("info", "stopping", `stopping the instance (pid ${app.pid})${why === undefined ? "" : ` ${why}`} with ${config.shutdownSignal.name}`, {
               pid: app.pid,
-              reason: "shutdown"
+              reason: why === undefined ? "shutdown" : "reload"
             })
             const status = yield* app.stop
             yield* event("info", "instance_exited", `instance (pid ${app.pid}) exited (${Format.exit(status)})`, {

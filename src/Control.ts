@@ -513,7 +513,7 @@ export const table = (services: ReadonlyArray<ServiceReport>): string => {
     ]),
     [
       "total",
-      `${services.filter((s) => s.pid !== null).length} running`,
+      `${services.filter((s) => s.pid !== null || (s.instances ?? 0) > 0).length} running`,
       "",
       "",
       "",
