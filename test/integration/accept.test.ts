@@ -111,16 +111,18 @@ describe("--accept", () => {
   it("TCP: REMOTE_ADDR and REMOTE_PORT name the client, IPv4 and IPv6 as systemd writes them", async () => {
     const d = dir()
     const script = writeInstance(d)
-    const [port4, port6] = [await freePort(), await freePort("::1")]
-    const s = soad(["-l", `127.0.0.1:${port4}`, "-l", `[::1]:${port6}`, "--accept", "--", "python3", script])
+    const [port4, port6, portAny] = [await freePort(), await freePort("::1"), await freePort("::")]
+    const s = soad(["-l", `127.0.0.1:${port4}`, "-l", `[::1]:${port6}`, "-l", `[::]:${portAny}`, "--accept", "--", "python3", script])
     await s.waitFor(/a process per connection/)
     const c4 = client({ host: "127.0.0.1", port: port4 })
     await eventually(() => c4.socket.localPort !== undefined, 5000, "a connection")
     expect(await c4.hello()).toMatchObject({ REMOTE_ADDR: "127.0.0.1", REMOTE_PORT: String(c4.socket.localPort), LISTEN_FDS: "1" })
     const c6 = client({ host: "::1", port: port6 })
     expect(await c6.hello()).toMatchObject({ REMOTE_ADDR: "::1", REMOTE_PORT: String(c6.socket.localPort) })
-    c4.send("bye")
-    c6.send("bye")
+    // An IPv4 client of a dual-stack listener: its IPv4-mapped address is written as IPv4, as systemd does.
+    const mapped = client({ host: "127.0.0.1", port: portAny })
+    expect(await mapped.hello()).toMatchObject({ REMOTE_ADDR: "127.0.0.1", REMOTE_PORT: String(mapped.socket.localPort) })
+    for (const c of [c4, c6, mapped]) c.send("bye")
   })
 
   it("--max-connections 2: four clients holding on; two instances at a time, the others served in turn, none refused", async () => {
