@@ -9,7 +9,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Accept from "../../src/Accept.js"
 import * as Activator from "../../src/Activator.js"
+import * as ProcessService from "../../src/ProcessService.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { advance, settle, supervised } from "../clock.js"
@@ -39,6 +41,15 @@ const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {
   })
 
 describe("Accept", () => {
+  it("an instance never inherits soad's own REMOTE_ADDR/REMOTE_PORT: a UNIX connection has none", () => {
+    const config = ServiceConfig.make({ listeners: ["/run/a.sock"], command: ["handler"], accept: true })
+    const env = ProcessService.environment({ PATH: "/bin", REMOTE_ADDR: "203.0.113.9", REMOTE_PORT: "1" }, Accept.instanceRequest(config, { fd: 20 }))
+    expect(env.filter((entry) => entry.startsWith("REMOTE_"))).toEqual([])
+    expect(env).toEqual(expect.arrayContaining(["PATH=/bin", "LISTEN_FDS=1", "LISTEN_FDNAMES=connection"]))
+    const tcp = ProcessService.environment({}, Accept.instanceRequest(config, { fd: 20, remote: { ip: "::1", port: 5 } }))
+    expect(tcp).toEqual(expect.arrayContaining(["REMOTE_ADDR=::1", "REMOTE_PORT=5"]))
+  })
+
   it.scoped("with --max-connections 2, a third connection waits in the backlog until an instance exits", () =>
     Effect.gen(function*() {
       const { fd, running, world } = yield* setup({ maxConnections: 2 })
