@@ -12,6 +12,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as ServiceConfig from "./ServiceConfig.js"
+import * as Accept from "./Accept.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Format from "./internal/format.js"
 import * as Idle from "./internal/idle.js"
@@ -48,6 +49,8 @@ export const listen = (
         { listener: listener.description, listener_name: listener.name }
       )
     }
+    // Accept mode: each instance ends with its connection; there is no activity to watch.
+    if (config.accept) return listeners as ReadonlyArray<Listener>
     if (!config.idleIgnoresOpenConnections && !sockets.connectionAware) {
       yield* event(
         "warn",
@@ -167,7 +170,9 @@ export const serve = (
   listeners: ReadonlyArray<Listener>
 ): Effect.Effect<never, never, SocketService | ProcessService | RelayService> =>
   // Not an Effect.fn: a span with its captured stack would stay with each service's fiber (7 KB each).
-  config.upstream !== undefined
+  config.accept
+    ? Accept.serve(config, listeners)
+    : config.upstream !== undefined
     ? Proxy.serve(config, listeners, config.upstream)
     : Effect.flatMap(SocketService, (sockets) => Run.serve(config, listeners, handOff(sockets)))
 

@@ -154,6 +154,21 @@ const waitingPageFile = Options.text("waiting-page-file").pipe(
   Options.optional,
   checkedOptional("--waiting-page-file", (input) => Fields.pageFile(process.cwd())(input))
 )
+const acceptOption = Options.boolean("accept").pipe(
+  Options.withDescription(
+    "A process per connection (inetd, systemd Accept=yes): soad accepts each connection and runs the command with it " +
+      "as stdin, stdout and fd 3 (LISTEN_FDS=1; REMOTE_ADDR, REMOTE_PORT for TCP). Each instance ends with its " +
+      "connection: -t does not apply."
+  )
+)
+const maxConnections = Options.integer("max-connections").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(
+    `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${ServiceConfig.defaults.maxConnections}.`
+  ),
+  Options.optional,
+  checkedOptional("--max-connections", Fields.count)
+)
 const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
@@ -277,6 +292,8 @@ const options = {
   maxHeld,
   waitingPage,
   waitingPageFile,
+  accept: acceptOption,
+  maxConnections,
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
@@ -356,6 +373,12 @@ export const toConfig = (
     if (listeners.length === 0) {
       return yield* Either.left(usage("no socket: give one with -s PATH or -l ADDR"))
     }
+    if (parsed.accept && Option.isSome(parsed.upstream)) {
+      return yield* Either.left(usage(Fields.acceptWithUpstream("--accept", "--upstream")))
+    }
+    if (!parsed.accept && Option.isSome(parsed.maxConnections)) {
+      return yield* Either.left(usage("--max-connections needs --accept (a process per connection)"))
+    }
     const lookUp = <A>(flag: string, kind: "user" | "group", ref: string | number, find: (v: string | number) => A | undefined) => {
       const found = find(ref)
       return found === undefined ? Either.left(usage(`${flag}: no ${kind} '${ref}'`)) : Either.right(found)
@@ -390,6 +413,8 @@ export const toConfig = (
       waitingPage: Option.isSome(parsed.waitingPage)
         ? { after: parsed.waitingPage.value, file: Option.getOrUndefined(parsed.waitingPageFile) }
         : undefined,
+      accept: parsed.accept,
+      maxConnections: Option.getOrUndefined(parsed.maxConnections),
       command: [argv[0]!, ...argv.slice(1)],
       socket: { backlog: parsed.backlog, mode: Option.getOrUndefined(parsed.socketMode), uid, gid },
       user: runAs,
@@ -437,7 +462,7 @@ const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["--log-format", Logging.formats],
   ["--ready", ServiceConfig.readyModes]
 ]
-const integerFlags = ["--backlog", "--max-held"]
+const integerFlags = ["--backlog", "--max-held", "--max-connections"]
 
 /** The value given to `flag` last in `own`. */
 const valueOf = (own: ReadonlyArray<string>, flag: string): string | undefined => {
@@ -696,6 +721,9 @@ const examples = HelpDoc.blocks([
     [Span.code("soad -l http=127.0.0.1:8080 -t 5m -- ./server"), HelpDoc.p("A TCP listener named http; stop after 5 minutes.")],
     [Span.code("soad -l :8080 --upstream auto -- node server.js"), HelpDoc.p(
       "Proxy mode, for an app that binds its own port (given to it as PORT)."
+    )],
+    [Span.code("soad -l :7000 --accept --max-connections 16 -- ./handler"), HelpDoc.p(
+      "A process per connection, as inetd: the connection is the handler's stdin and stdout; 16 at once, the rest wait."
     )],
     [Span.code("soad -c /etc/soad/apps.toml"), HelpDoc.p("Every service of a config file; soad check FILE validates one.")],
     [Span.code("soad status"), HelpDoc.p("What a running soad does; soad wake NAME and soad sleep NAME start or stop an app now.")],

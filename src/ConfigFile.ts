@@ -109,7 +109,9 @@ const serviceFields = {
   upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
   "max-held": Schema.optional(Count),
   "waiting-page": Schema.optional(Seconds("waiting-page")),
-  "waiting-page-file": Schema.optional(Text)
+  "waiting-page-file": Schema.optional(Text),
+  accept: Schema.optional(Flag),
+  "max-connections": Schema.optional(Count)
 }
 
 /** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
@@ -268,6 +270,10 @@ const resolveService = (
   }
   const upstream = field("upstream", Fields.upstream(baseDir), fields.upstream)
   const waitingPage = waitingPageOf(fields, own, at, field, baseDir)
+  const maxConnections = field("max-connections", Fields.count, fields["max-connections"])
+  if (fields.accept === true && fields.upstream !== undefined) {
+    errors.push(`services.${name}: ${Fields.acceptWithUpstream("accept = true", "upstream")}`)
+  }
   if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
@@ -284,6 +290,8 @@ const resolveService = (
     upstream,
     maxHeld,
     waitingPage,
+    accept: fields.accept ?? false,
+    maxConnections,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
     ready: fields.ready ?? "accept",
@@ -449,6 +457,12 @@ export const describe = (file: FileConfig): string => {
     lines.push(`  command  ${service.command.map((arg) => (/^[\w./:=@%+-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`)
     if (service.cwd !== undefined) lines.push(`  cwd      ${service.cwd}`)
     if (service.user !== undefined) lines.push(`  user     uid ${service.user.uid}, gid ${service.user.gid}`)
+    if (service.accept) {
+      lines.push(`  accept   a process per connection, at most ${service.maxConnections} at once`)
+      lines.push(`  stop     each instance ends with its connection; on shutdown ${service.shutdownSignal.name}, ` +
+        `SIGKILL after ${Duration.format(service.stopTimeout)}`)
+      continue
+    }
     lines.push(
       `  stop     after ${Duration.format(service.idleTimeout)} idle with ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`

@@ -114,6 +114,8 @@ export interface ServiceReport {
   readonly last_error_age_s: number | null
   /** `--ready notify`: the app's latest STATUS= text in this run. */
   readonly app_status?: string
+  /** `--accept`: the instances running now, one per connection (`activations`: connections served). */
+  readonly instances?: number
   readonly open_connections?: number
   readonly relayed_bytes?: { readonly in: number; readonly out: number }
   /** Proxy mode with --waiting-page: waiting pages served. */
@@ -144,6 +146,7 @@ const report = (status: Status, now: number): ServiceReport => {
     last_error: status.lastError?.message ?? null,
     last_error_age_s: status.lastError === undefined ? null : Math.max(0, now - status.lastError.at) / 1000,
     ...(status.appStatus !== undefined ? { app_status: status.appStatus } : {}),
+    ...(status.instances !== undefined ? { instances: status.instances } : {}),
     ...(status.openConnections !== undefined ? { open_connections: status.openConnections } : {}),
     ...(status.relayedBytes !== undefined ? { relayed_bytes: status.relayedBytes } : {}),
     ...(status.waitingPages !== undefined ? { waiting_pages: status.waitingPages } : {})
@@ -500,7 +503,7 @@ export const table = (services: ReadonlyArray<ServiceReport>): string => {
     ["SERVICE", "STATE", "PID", "UPTIME", "IDLE", "MEMORY", "PEAK", "SAVED", "STARTS", "LISTEN", "LAST ERROR"],
     ...services.map((s) => [
       s.name,
-      s.state,
+      s.instances === undefined ? s.state : `${s.state} (${s.instances} instance${s.instances === 1 ? "" : "s"})`,
       s.pid === null ? "-" : String(s.pid),
       seconds(s.uptime_s),
       seconds(s.idle_s),
@@ -513,7 +516,7 @@ export const table = (services: ReadonlyArray<ServiceReport>): string => {
     ]),
     [
       "total",
-      `${services.filter((s) => s.pid !== null).length} running`,
+      `${services.filter((s) => s.pid !== null || (s.instances ?? 0) > 0).length} running`,
       "",
       "",
       "",

@@ -53,6 +53,11 @@ export interface SpawnRequest {
    * each line is logged and kept under this name (internal/appLogs.ts).
    */
   readonly service?: string | undefined
+  /**
+   * `--accept`: soad's fd of the connection the app serves: it gets it as its fds 0 and 1 too (`fds` holds it for
+   * fd 3); stderr is as for any app. soad closes its own copy itself once the spawn has returned.
+   */
+  readonly connection?: number | undefined
 }
 
 /** How to stop the app. */
@@ -327,6 +332,9 @@ const missingInterpreter = (request: SpawnRequest): { readonly script: string; r
 /** Names LISTEN_* and NOTIFY_SOCKET: soad's own, never passed on by inheritance. */
 const privateVariables = new Set(["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"])
 
+/** Names the peer of an accepted connection (`--accept`): an instance never inherits soad's. */
+const peerVariables = new Set(["REMOTE_ADDR", "REMOTE_PORT"])
+
 /** The app's environment: soad's (less its private variables) or none, the extra variables, LISTEN_FDS/NAMES. */
 export const environment = (
   base: NodeJS.ProcessEnv,
@@ -335,7 +343,9 @@ export const environment = (
   const env: Record<string, string> = {}
   if (request.inheritEnv) {
     for (const [key, value] of Object.entries(base)) {
-      if (value !== undefined && !privateVariables.has(key)) env[key] = value
+      if (value === undefined || privateVariables.has(key)) continue
+      if (request.connection !== undefined && peerVariables.has(key)) continue
+      env[key] = value
     }
   }
   Object.assign(env, request.env)
@@ -411,7 +421,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
   // changes to process.env reach no app.
   const environments = new Map<string, { readonly key: string; readonly env: Array<string> }>()
   const environmentOf = (request: SpawnRequest): Array<string> => {
-    const key = JSON.stringify([request.inheritEnv, request.fds.length, request.fdNames, request.env])
+    const key = JSON.stringify([request.inheritEnv, request.fds.length, request.fdNames, request.env, request.connection !== undefined])
     const name = request.unit ?? request.command.join(" ")
     const cached = environments.get(name)
     if (cached !== undefined && cached.key === key) return cached.env
@@ -427,7 +437,8 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     cgroupFd: number | undefined,
     output: AppLogs.Output | undefined
   ) => {
-    const pipes = output === undefined ? undefined : outputPipes()
+    // An accepted connection is the app's stdout: only stderr goes to soad's logs.
+    const pipes = output === undefined ? undefined : outputPipes(request.connection === undefined)
     let pid: number | undefined
     try {
       pid = n.spawn(
@@ -443,7 +454,8 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
           listenPid: true,
           pdeathsig: true,
           cgroupFd,
-          stdoutFd: pipes?.stdout.write,
+          stdinFd: request.connection,
+          stdoutFd: request.connection ?? pipes?.stdout?.write,
           stderrFd: pipes?.stderr.write
         },
         (code, signal) => onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
@@ -452,29 +464,30 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
       // The app has its copies of the write ends (or no app exists): soad keeps only the read ends, and only if
       // an app writes to them.
       if (pipes !== undefined) {
-        n.close(pipes.stdout.write)
-        n.close(pipes.stderr.write)
-        if (pid === undefined) {
-          n.close(pipes.stdout.read)
-          n.close(pipes.stderr.read)
+        for (const pipe of [pipes.stdout, pipes.stderr]) {
+          if (pipe === undefined) continue
+          n.close(pipe.write)
+          if (pid === undefined) n.close(pipe.read)
         }
       }
     }
     if (pipes !== undefined && output !== undefined) {
-      output.capture(pid, "stdout", pipes.stdout.read)
+      if (pipes.stdout !== undefined) output.capture(pid, "stdout", pipes.stdout.read)
       output.capture(pid, "stderr", pipes.stderr.read)
     }
     return pid
   }
 
-  /** A pipe for each of the app's output streams; none left open if the second cannot be made. */
-  const outputPipes = () => {
-    const stdout = n.outputPipe()
+  /** A pipe for each of the app's output streams (stderr only, if not `stdout`); none left open if one cannot be made. */
+  const outputPipes = (stdout: boolean) => {
+    const out = stdout ? n.outputPipe() : undefined
     try {
-      return { stdout, stderr: n.outputPipe() }
+      return { stdout: out, stderr: n.outputPipe() }
     } catch (error) {
-      n.close(stdout.read)
-      n.close(stdout.write)
+      if (out !== undefined) {
+        n.close(out.read)
+        n.close(out.write)
+      }
       throw error
     }
   }

@@ -33,6 +33,8 @@ export interface Status {
   readonly crashes: number
   readonly failedStarts: number
   readonly listeners: ReadonlyArray<Listener>
+  /** `--accept`: the instances running now (one per connection); `activations` counts the connections served. */
+  readonly instances?: number
   /** Proxy mode: the connections soad relays (or holds) now; elsewhere read from /proc/net. */
   readonly openConnections?: number
   /** Proxy mode: bytes relayed from clients to the app (in) and back (out). */

@@ -77,6 +77,13 @@ export interface ServiceConfig {
   readonly maxHeld: number | undefined
   /** Proxy mode: the waiting page (`--waiting-page`, `--waiting-page-file`); undefined: none, requests just wait. */
   readonly waitingPage: WaitingPage | undefined
+  /**
+   * `--accept` (inetd, systemd Accept=yes): soad accepts each connection and runs the command for it alone, with
+   * the connection as its fds 0, 1 and 3; no idle timeout (each instance ends with its connection).
+   */
+  readonly accept: boolean
+  /** `--accept`: at most this many instances run at once; more connections wait in the backlog (`--max-connections`). */
+  readonly maxConnections: number
   /** Run the app as this user; undefined: as soad. */
   readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
@@ -110,7 +117,8 @@ export const defaults = {
   minUptime: Duration.seconds(5),
   initialBackoff: Duration.millis(500),
   maxBackoff: Duration.seconds(60),
-  backlog: 1024
+  backlog: 1024,
+  maxConnections: 64
 } as const
 
 type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
@@ -123,7 +131,8 @@ type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime
 export type Fields =
   & Pick<ServiceConfig, "command">
   & { readonly listeners: ReadonlyArray<Address.ListenerConfig | string> }
-  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | DurationField>>
+  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | "maxConnections" | DurationField>>
+  & { readonly maxConnections?: number | undefined }
   & { readonly user?: RunAs | string | number | undefined }
   & { readonly [K in DurationField]?: Duration.DurationInput }
 
@@ -164,6 +173,8 @@ export const make = (fields: Fields): ServiceConfig => ({
   upstream: fields.upstream,
   maxHeld: fields.maxHeld,
   waitingPage: fields.waitingPage,
+  accept: fields.accept ?? false,
+  maxConnections: fields.maxConnections ?? defaults.maxConnections,
   idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
   shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
   stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),

@@ -6,6 +6,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -19,7 +20,7 @@ import * as AppListening from "./internal/appListening.js"
 import * as Connections from "./internal/connections.js"
 import * as Listeners from "./internal/listeners.js"
 import type { ListenError, SocketFileError } from "./internal/listeners.js"
-import { native } from "./internal/native.js"
+import { errnoName, native } from "./internal/native.js"
 import { event } from "./Logging.js"
 import * as Sentinel from "./internal/sentinel.js"
 
@@ -62,6 +63,20 @@ export interface Wakeup {
   readonly subscribe: (callback: () => void) => () => void
 }
 
+/** `--accept`: a connection soad took from a listener, for one instance of the app. */
+export interface Connection {
+  /** soad's fd for it, close-on-exec; the instance gets it as fds 0, 1 and 3. */
+  readonly fd: number
+  /** The peer of a TCP connection (REMOTE_ADDR, REMOTE_PORT); undefined for a UNIX socket. */
+  readonly remote?: { readonly ip: string; readonly port: number } | undefined
+}
+
+/** Accepting failed (`code`: EMFILE, ENFILE, ENOBUFS, ENOMEM when soad is out of fds or memory). */
+export class AcceptError extends Data.TaggedError("AcceptError")<{
+  readonly code: string
+  readonly message: string
+}> {}
+
 /** Opening a listener failed; `message` says what is wrong and what to do. */
 export { ListenError } from "./internal/listeners.js"
 
@@ -87,6 +102,11 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
    * fires first; interruptible.
    */
   readonly awaitReadable: (listeners: ReadonlyArray<Listener>, wakeup?: Wakeup) => Effect.Effect<Listener | undefined>
+  /**
+   * `--accept`: takes one connection from the listener, or undefined if none waits any more; closing the scope
+   * closes soad's copy of it (right after the instance that serves it has been spawned).
+   */
+  readonly accept: (listener: Listener) => Effect.Effect<Connection | undefined, AcceptError, Scope.Scope>
   /** Is a connection waiting on any of these listeners right now? */
   readonly isPending: (listeners: ReadonlyArray<Listener>) => Effect.Effect<boolean>
   /**
@@ -168,6 +188,21 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       }
       return Effect.sync(cancel)
     })
+
+  const accept = (listener: Listener): Effect.Effect<Connection | undefined, AcceptError, Scope.Scope> =>
+    Effect.acquireRelease(
+      Effect.try({
+        try: (): Connection | undefined => {
+          const taken = n.acceptConnection(listener.fd)
+          if (taken === null) return undefined
+          const { fd, ip, port } = taken
+          return { fd, remote: ip !== undefined && port !== undefined ? { ip, port } : undefined }
+        },
+        catch: (cause) =>
+          new AcceptError({ code: errnoName(cause), message: `accepting on ${listener.description}: ${(cause as Error).message}` })
+      }),
+      (connection) => connection === undefined ? Effect.void : Effect.sync(() => n.close(connection.fd))
+    )
 
   const isPending = (listeners: ReadonlyArray<Listener>) =>
     Effect.sync(() => listeners.some((listener) => n.pending(listener.fd)))
@@ -274,6 +309,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
     open,
     applyOptions,
     awaitReadable,
+    accept,
     isPending,
     awaitAccepting,
     arrivals,

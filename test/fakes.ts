@@ -18,7 +18,7 @@ import { AppNotify, type AppNotifyApi, type NotifyMessage } from "../src/AppNoti
 import * as ProcessService from "../src/ProcessService.js"
 import { type Conn, RelayService, type Target } from "../src/RelayService.js"
 import type * as Signal from "../src/Signal.js"
-import { type Listener, SocketService } from "../src/SocketService.js"
+import { AcceptError, type Connection, type Listener, SocketService } from "../src/SocketService.js"
 
 /** What a fake app does when it gets a signal. */
 export type OnSignal = "exit" | "ignore"
@@ -59,6 +59,14 @@ export class World {
   private changed(): void {
     for (const check of [...this.changeWaiters]) check()
   }
+  /** `--accept`: connections soad accepted whose fd it has not closed yet. */
+  readonly acceptedOpen = new Set<number>()
+  /** `--accept`: every connection soad accepted, in order. */
+  readonly accepted: Array<Connection> = []
+  /** `--accept`: the peer the next accepted connections have (undefined: a UNIX socket). */
+  remote: { readonly ip: string; readonly port: number } | undefined = undefined
+  /** `--accept`: the next accepts fail with this errno name (EMFILE), until cleared. */
+  acceptError: string | undefined = undefined
   /** What the apps listen on by themselves, instead of taking their fds. */
   ownListening: ReadonlyArray<Endpoint> = []
   spawnAttempts = 0
@@ -135,6 +143,23 @@ export class World {
           unsubscribe?.()
         })
       }),
+    accept: (listener) =>
+      Effect.acquireRelease(
+        Effect.suspend(() => {
+          if (this.acceptError !== undefined) {
+            return Effect.fail(new AcceptError({ code: this.acceptError, message: `accept4: ${this.acceptError}` }))
+          }
+          const waiting = this.backlog.get(listener.fd) ?? 0
+          if (waiting === 0) return Effect.succeed(undefined)
+          this.backlog.set(listener.fd, waiting - 1)
+          const connection: Connection = { fd: this.nextFd++, remote: this.remote }
+          this.accepted.push(connection)
+          this.acceptedOpen.add(connection.fd)
+          this.changed()
+          return Effect.succeed(connection)
+        }),
+        (connection) => Effect.sync(() => connection !== undefined && this.acceptedOpen.delete(connection.fd))
+      ),
     isPending: (listeners) => Effect.sync(() => this.pending(listeners.map((listener) => listener.fd))),
     awaitAccepting: (listeners) =>
       Effect.async<void>((resume) => {

@@ -67,10 +67,14 @@ export const socketMode: Parse<number> = (input) => {
   return match !== null ? Either.right(parseInt(match[1]!, 8)) : Either.left(expecting(socketModeExpected))
 }
 
+/** Accept mode and proxy mode exclude each other: what to say, with the names of the two settings. */
+export const acceptWithUpstream = (accept: string, upstream: string): string =>
+  `${accept} (a process per connection) cannot be combined with ${upstream} (proxy mode): choose one`
+
 /** What a count takes. */
 export const countExpected = "a whole number, 1 or more"
 
-/** `backlog`, `max-held`, `max-running`: a whole number, 1 or more (at most 2^31 - 1, what C's int holds). */
+/** `backlog`, `max-held`, `max-running`, `max-connections`: a whole number, 1 or more (at most 2^31 - 1, what C's int holds). */
 export const count: Parse<number> = (input) => {
   const value = typeof input === "number" ? input : /^\s*\d+\s*$/.test(input) ? Number(input) : Number.NaN
   return Number.isInteger(value) && value >= 1 && value <= 2_147_483_647

@@ -101,6 +101,8 @@ export interface Native {
       /** Write ends of soad's output pipes (outputPipe): the child gets them as fds 1 and 2. */
       readonly stdoutFd?: number | undefined
       readonly stderrFd?: number | undefined
+      /** `--accept`: an accepted connection, the child's fd 0. */
+      readonly stdinFd?: number | undefined
     },
     onExit: (code: number | null, signal: number | null) => void
   ) => number
@@ -127,6 +129,11 @@ export interface Native {
   /** The datagrams waiting on a notifyListen socket (up to 64), each with its sender's pid and uid. */
   readonly notifyRead: (fd: number) => ReadonlyArray<{ readonly message: string; readonly pid: number; readonly uid: number }>
   readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
+  /**
+   * `--accept`: one connection from a listener (close-on-exec, blocking), with the peer's IP and port for TCP (an
+   * IPv4-mapped IPv6 peer as IPv4); null when none waits. Throws with errno (EMFILE, …) and syscall accept4.
+   */
+  readonly acceptConnection: (fd: number) => { readonly fd: number; readonly ip?: string; readonly port?: number } | null
   readonly relaySupported: () => boolean
   readonly relayOnClose: (callback: (id: number) => void) => void
   /**

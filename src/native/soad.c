@@ -31,6 +31,8 @@
  *   peer.c     peerCredentials          who is at the other end of a UNIX socket (SO_PEERCRED)
  *   relay.c    relay*                   proxy mode: accept, connect to the app, splice both ways (Linux);
  *              relayPeek / relayAnswer  a held connection's request, answered by soad (the waiting page)
+ *   accept.c   acceptConnection         --accept mode: one connection and its peer's IP and port, for an instance
+ *   memory.c   lowMemory                V8's memory-reducing GC and malloc_trim, once soad sleeps
  *
  *   napi.c     the N-API layer: errors, argument readers, result builders, JS callbacks (no syscalls)
  *   sys.c      syscall helpers more than one file uses (socket_cloexec, close_keep_errno, monotonic_ns)
@@ -75,6 +77,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"notifyListen", NULL, notify_listen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notifyRead", NULL, notify_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptConnection", NULL, accept_connection, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relaySupported", NULL, relay_supported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayOnClose", NULL, relay_set_on_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayListen", NULL, relay_listen, NULL, NULL, NULL, napi_enumerable, NULL},

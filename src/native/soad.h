@@ -54,6 +54,9 @@ napi_value notify_read(napi_env env, napi_callback_info info);
 /* peer.c */
 napi_value peer_credentials(napi_env env, napi_callback_info info);
 
+/* accept.c */
+napi_value accept_connection(napi_env env, napi_callback_info info);
+
 /* relay.c */
 napi_value relay_supported(napi_env env, napi_callback_info info);
 napi_value relay_set_on_close(napi_env env, napi_callback_info info);

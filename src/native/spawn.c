@@ -179,6 +179,7 @@ typedef struct {
   int32_t cgroup_fd; /* an fd open on the app's cgroup directory, or -1 */
   bool in_cgroup;    /* the child was created in it (clone3), else it joins it itself */
   int32_t stdout_fd, stderr_fd; /* the write ends of soad's output pipes, for the app's fds 1 and 2; -1: soad's own */
+  int32_t stdin_fd;             /* --accept: the connection, for the app's fd 0; -1: soad's own */
 } spawn_spec;
 
 static void spawn_spec_free(spawn_spec *s) {
@@ -266,16 +267,17 @@ static const char *child_die_with_parent(pid_t parent) {
   return NULL;
 }
 
-/* The write ends of soad's output pipes onto fds 1 and 2 (dup2 clears close-on-exec on the target only). They are
- * fds soad opened after Node's start, so never 0-2 themselves, and never a listener. */
+/* The write ends of soad's output pipes onto fds 1 and 2, and an accepted connection onto fd 0 (and 1) (dup2 clears
+ * close-on-exec on the target only). They are fds soad opened after Node's start, so never 0-2 themselves. */
 static const char *child_redirect_output(const spawn_spec *s) {
+  if (s->stdin_fd >= 0 && dup2(s->stdin_fd, 0) < 0) return "dup2(stdin)";
   if (s->stdout_fd >= 0 && dup2(s->stdout_fd, 1) < 0) return "dup2(stdout)";
   if (s->stderr_fd >= 0 && dup2(s->stderr_fd, 2) < 0) return "dup2(stderr)";
   return NULL;
 }
 
-/* The app's stdio: fds 1 and 2 are soad's output pipes when the spec has them, else soad's own (and fd 0 always
- * is). Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both (libuv does the same for
+/* The app's stdio: fds 1 and 2 are soad's output pipes when the spec has them, else soad's own (and fd 0 is,
+ * unless it is an accepted connection). Node marks fds 0-2 close-on-exec and its pipes non-blocking; undo both (libuv does the same for
  * `stdio: "inherit"`). A closed fd is left closed. */
 static const char *child_fix_stdio(const spawn_spec *s) {
   const char *step = child_redirect_output(s);
@@ -650,10 +652,11 @@ static int spawn_exec(spawn_spec *s, pid_t *pid, char step[40]) {
   return -1;
 }
 
-/* Reads options.stdoutFd and options.stderrFd (absent: the app shares soad's); false if one is not an fd >= 3. */
+/* Reads options.stdinFd, stdoutFd and stderrFd (absent: the app shares soad's); false if one is not an fd >= 3. */
 static bool spawn_output_read(napi_env env, napi_value opts, spawn_spec *s) {
   napi_value v;
-  s->stdout_fd = s->stderr_fd = -1;
+  s->stdin_fd = s->stdout_fd = s->stderr_fd = -1;
+  if (get_optional(env, opts, "stdinFd", &v) && (!get_int(env, v, &s->stdin_fd) || s->stdin_fd < 3)) return false;
   if (get_optional(env, opts, "stdoutFd", &v) && (!get_int(env, v, &s->stdout_fd) || s->stdout_fd < 3)) return false;
   if (get_optional(env, opts, "stderrFd", &v) && (!get_int(env, v, &s->stderr_fd) || s->stderr_fd < 3)) return false;
   return true;
@@ -703,6 +706,7 @@ static bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
  * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
  * options.cgroupFd?: an fd open on a cgroup v2 directory: the child is created in it (or joins it after setsid)
  * options.stdoutFd?, stderrFd?: write ends of pipes soad reads: the child gets them as its fds 1 and 2
+ * options.stdinFd?: an accepted connection (--accept): the child gets it as its fd 0
  */
 napi_value spawn(napi_env env, napi_callback_info info) {
   ARGS(6);

@@ -1,0 +1,253 @@
+/**
+ * `--accept`: a process per connection (inetd, systemd `Accept=yes`). soad accepts each connection and runs the
+ * command for it alone, with the connection as its fds 0, 1 and 3 (`LISTEN_FDS=1`, `LISTEN_FDNAMES=connection`,
+ * `REMOTE_ADDR`/`REMOTE_PORT` for TCP). At most `maxConnections` instances run at once: a permit is taken before a
+ * connection is accepted, so further connections wait in the kernel's backlog, never accepted and then closed.
+ * Each instance ends with its connection (no idle timeout); a stop or shutdown stops every instance gracefully.
+ * Built only from SocketService, ProcessService and the Clock, so it runs against the fakes under TestClock.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import type * as ServiceConfig from "./ServiceConfig.js"
+import * as Backoff from "./internal/backoff.js"
+import * as Format from "./internal/format.js"
+import { now, spawnRequest, stopReason } from "./internal/lifecycle.js"
+import { event } from "./Logging.js"
+import * as Metrics from "./Metrics.js"
+import { type App, ProcessService, type SpawnRequest } from "./ProcessService.js"
+import { Registry, type Status } from "./Registry.js"
+import type { AcceptError, Connection, Listener } from "./SocketService.js"
+import { SocketService } from "./SocketService.js"
+
+/** Out of fds or memory, accepting pauses: 100 ms, doubling, at most 1 s between tries. */
+const exhaustedPause = Schedule.exponential(Duration.millis(100)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(1))))
+
+/** What an accept-mode service counts, for `soad status` and the metrics. */
+interface Figures {
+  /** Instances running now. */
+  readonly running: number
+  /** Connections given to an instance. */
+  readonly served: number
+  /** Instances that exited with a status other than 0. */
+  readonly crashes: number
+  /** Connections for which no instance could be started. */
+  readonly failedStarts: number
+  /** Clock ms of the latest connection accepted. */
+  readonly lastAccepted: number | undefined
+}
+
+const noFigures: Figures = { running: 0, served: 0, crashes: 0, failedStarts: 0, lastAccepted: undefined }
+
+/** The instance's spawn request: the connection as fds 0, 1 and 3, named `connection`, and its peer for TCP. */
+export const instanceRequest = (config: ServiceConfig.ServiceConfig, connection: Connection): SpawnRequest => {
+  const remote = connection.remote === undefined
+    ? {}
+    : { REMOTE_ADDR: connection.remote.ip, REMOTE_PORT: String(connection.remote.port) }
+  return { ...spawnRequest(config, [], remote), fds: [connection.fd], fdNames: ["connection"], connection: connection.fd }
+}
+
+/** Where a connection came from, for the log. */
+const from = (connection: Connection, listener: Listener): string =>
+  connection.remote === undefined
+    ? `on ${listener.description}`
+    : `from ${connection.remote.ip.includes(":") ? `[${connection.remote.ip}]` : connection.remote.ip}:${connection.remote.port}`
+
+/**
+ * Serves a service in accept mode on listeners already open, forever: takes a permit, waits for a connection,
+ * accepts it and runs an instance for it. Registers with the Registry if there is one. Interrupting it stops every
+ * running instance gracefully (the shutdown signal, SIGKILL after the stop timeout, the group and cgroup killed).
+ */
+export const serve = (
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>
+): Effect.Effect<never, never, SocketService | ProcessService> =>
+  Effect.gen(function*() {
+    const sockets = yield* SocketService
+    const processes = yield* ProcessService
+    const permits = yield* Effect.makeSemaphore(config.maxConnections)
+    const instances = yield* FiberSet.make<void>()
+    const figures = yield* Ref.make(noFigures)
+    const lastError = yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined)
+    // A command that cannot be started backs off before the next connection is taken: no fork storm, and the
+    // connections wait in the backlog meanwhile.
+    const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
+    const policy = { signal: config.shutdownSignal, timeout: config.stopTimeout }
+    const service = config.name
+    const tell = (update: (f: Figures) => Figures) => Ref.update(figures, update)
+
+    /** An instance runs until it exits by itself; interrupted (shutdown, `soad sleep`), it is stopped. */
+    const watch = (app: App, startedAt: number) =>
+      Effect.gen(function*() {
+        const status = yield* app.exit
+        const uptime = (yield* now) - startedAt
+        const fields = { pid: app.pid, code: status.code, signal: status.signal, uptime_ms: uptime }
+        if (status.code === 0) {
+          return yield* event("debug", "instance_exited", `instance (pid ${app.pid}) exited (code 0, ${Format.seconds(uptime)})`, fields)
+        }
+        const message = `instance (pid ${app.pid}) exited with ${Format.exit(status)} after ${Format.seconds(uptime)}`
+        yield* tell((f) => ({ ...f, crashes: f.crashes + 1 }))
+        yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
+        yield* Ref.set(lastError, { message, at: yield* now })
+        yield* event("warn", "instance_exited", message, fields)
+      }).pipe(
+        Effect.onInterrupt(() =>
+          Effect.gen(function*() {
+            // As the lifecycle core's onShutdown: a reload says why in stopReason; unset, soad is shutting down.
+            const reason = yield* FiberRef.get(stopReason)
+            const why = reason === undefined ? undefined : yield* Ref.get(reason)
+            yield* event("info", "stopping", `stopping the instance (pid ${app.pid})${why === undefined ? "" : ` ${why}`} with ${config.shutdownSignal.name}`, {
+              pid: app.pid,
+              reason: why === undefined ? "shutdown" : "reload"
+            })
+            const status = yield* app.stop
+            yield* event("info", "instance_exited", `instance (pid ${app.pid}) exited (${Format.exit(status)})`, {
+              pid: app.pid,
+              code: status.code,
+              signal: status.signal
+            })
+          })
+        )
+      )
+
+    /**
+     * Accepts one connection on `listener` and starts its instance, holding one permit: the instance gives it back
+     * when it ends; so does a connection gone before it was taken, or one no instance could be started for.
+     * soad's copy of the connection is closed as soon as the spawn has returned.
+     */
+    const takeOne = (listener: Listener): Effect.Effect<void, AcceptError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const giveBack = Effect.zipRight(Scope.close(scope, Exit.void), permits.release(1))
+          const taken = yield* Effect.scoped(Effect.gen(function*() {
+            const connection = yield* sockets.accept(listener)
+            if (connection === undefined) return undefined
+            const spawned = yield* Effect.either(Scope.extend(processes.spawn(instanceRequest(config, connection), policy), scope))
+            return { connection, spawned }
+          })).pipe(Effect.tapError(() => giveBack))
+          if (taken === undefined) return yield* giveBack
+          const { connection, spawned } = taken
+          const at = yield* now
+          yield* tell((f) => ({ ...f, lastAccepted: at }))
+          if (spawned._tag === "Left") {
+            const error = spawned.left
+            yield* giveBack
+            yield* tell((f) => ({ ...f, failedStarts: f.failedStarts + 1 }))
+            yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
+            yield* Ref.set(lastError, { message: `cannot start the app: ${error.message}`, at })
+            const state = yield* backoff.failed
+            return yield* event(
+              "error",
+              "start_failed",
+              `cannot start an instance for a connection ${from(connection, listener)}: ${error.message}; ` +
+                `next try in ${Format.seconds(Math.max(0, state.notBefore - at))}`,
+              { code: error.code, failures: state.failures }
+            )
+          }
+          const app = spawned.right
+          yield* backoff.reset
+          const running = (yield* Ref.updateAndGet(figures, (f) => ({ ...f, running: f.running + 1, served: f.served + 1 }))).running
+          yield* Metric.increment(Metrics.forService(Metrics.activations, service))
+          yield* event("debug", "instance_started", `instance started (pid ${app.pid}) for a connection ${from(connection, listener)}`, {
+            pid: app.pid,
+            remote_addr: connection.remote?.ip,
+            remote_port: connection.remote?.port,
+            running
+          })
+          yield* FiberSet.run(
+            instances,
+            restore(watch(app, at)).pipe(
+              Effect.ensuring(Effect.zipRight(tell((f) => ({ ...f, running: f.running - 1 })), giveBack))
+            )
+          ).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : giveBack))
+        })
+      )
+
+    /** One turn: a permit, the backoff after a failed start, a connection, its instance. */
+    const turn = Effect.gen(function*() {
+      yield* permits.take(1)
+      const { notBefore } = yield* backoff.state
+      const t = yield* now
+      if (notBefore > t) yield* Effect.sleep(Duration.millis(notBefore - t))
+      const listener = yield* sockets.awaitReadable(listeners)
+      if (listener === undefined) return yield* permits.release(1)
+      yield* takeOne(listener)
+    })
+
+    /** Accepting failed (out of fds, most often): said once per episode; accepting pauses and tries again. */
+    let failing = false
+    const accepting = turn.pipe(
+      Effect.tapError((error) =>
+        failing ? Effect.void : Effect.zipRight(
+          Effect.sync(() => (failing = true)),
+          event("warn", "accept_failed", `${error.message}: pausing, then accepting again (said once until it works)`, {
+            code: error.code
+          })
+        )
+      ),
+      Effect.retry(exhaustedPause), // forever: the schedule never ends
+      Effect.orDie,
+      Effect.tap(() =>
+        failing ? Effect.zipRight(Effect.sync(() => (failing = false)), event("info", "accept_recovered", "accepting again")) : Effect.void
+      )
+    )
+
+    yield* register(config, listeners, figures, lastError, instances)
+    yield* event(
+      "info",
+      "accept_mode",
+      `a process per connection: at most ${config.maxConnections} at once, more wait in the backlog`,
+      { max_connections: config.maxConnections }
+    )
+    return yield* Effect.forever(accepting)
+  }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))
+
+/** Registers the service for `soad status` (instances running, connections served) and `soad sleep`, if a Registry is there. */
+const register = (
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  figures: Ref.Ref<Figures>,
+  lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>,
+  instances: FiberSet.FiberSet<void>
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const registry = yield* Effect.serviceOption(Registry)
+    if (Option.isNone(registry)) return
+    yield* registry.value.register({
+      name: config.name,
+      status: Effect.gen(function*() {
+        const f = yield* Ref.get(figures)
+        return {
+          name: config.name,
+          state: f.running > 0 ? "running" : "stopped",
+          pid: undefined,
+          startedAt: undefined,
+          lastActivity: f.lastAccepted,
+          activations: f.served,
+          idleStops: 0,
+          crashes: f.crashes,
+          failedStarts: f.failedStarts,
+          listeners,
+          instances: f.running,
+          lastError: yield* Ref.get(lastError)
+        } satisfies Status
+      }),
+      wake: Effect.succeed("accept mode: an instance starts for each connection"),
+      sleep: Effect.gen(function*() {
+        const running = yield* FiberSet.size(instances)
+        if (running === 0) return "not running"
+        yield* FiberSet.clear(instances)
+        return `stopped ${running} instance${running === 1 ? "" : "s"}`
+      })
+    })
+  })
