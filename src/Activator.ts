@@ -8,11 +8,14 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as ServiceConfig from "./ServiceConfig.js"
 import * as Accept from "./Accept.js"
+import { Budget } from "./Budget.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Format from "./internal/format.js"
 import * as Idle from "./internal/idle.js"
@@ -125,16 +128,51 @@ const lookAtActivity = (
 }
 
 /**
+ * The cold path, where the platform has it: the listeners armed with the app's start, which the first connection
+ * fires natively (no JS between the wake and the fork). Used when nothing has to be decided at the connection:
+ * no backoff pending, no RAM budget to make room in, readiness by accepting (`--ready notify` needs a notify socket
+ * of the run's own). None: wait for the connection, then start (the same run either way).
+ */
+const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
+  const { config, listeners, tracker } = service
+  const spawnOnPending = processes.spawnOnPending
+  if (spawnOnPending === undefined || config.ready === "notify") return undefined
+  const request = spawnRequest(config, listeners)
+  const policy = { signal: config.shutdownSignal, timeout: config.stopTimeout }
+  return Effect.gen(function*() {
+    const budget = yield* Effect.serviceOption(Budget)
+    const { notBefore } = yield* service.backoff.state
+    if (Option.isSome(budget) || notBefore > (yield* now)) return Option.none()
+    const pending = yield* Effect.either(spawnOnPending(request, policy, tracker.wake))
+    if (Either.isLeft(pending)) return Option.some<Run.Trigger>({ _tag: "Connection", started: Either.left(pending.left) })
+    const outcome = pending.right
+    switch (outcome._tag) {
+      case "NotArmed":
+        return Option.none()
+      case "Woken":
+        return Option.some<Run.Trigger>({ _tag: "Wake" })
+      case "Started":
+        return Option.some<Run.Trigger>({ _tag: "Connection", listener: listeners[outcome.index], started: Either.right(outcome) })
+    }
+  })
+}
+
+/**
  * Socket hand-off: a connection pending on a listener (or `soad wake`) starts the app with the listeners as fds
  * 3, 4, …; it is ready once it accepts; activity is every connection that arrives (counted), one waiting, or one
  * it accepted still open.
  */
-const handOff = (sockets: SocketService["Type"]) => (service: Run.Service): Effect.Effect<Run.Mode<never>> =>
+const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type"]) =>
+(service: Run.Service): Effect.Effect<Run.Mode<never>> =>
   Effect.sync(() => {
     const { config, listeners, tracker } = service
+    const awaitConnection = Effect.map(sockets.awaitReadable(listeners, tracker.wake), (ready): Run.Trigger =>
+      ready === undefined ? { _tag: "Wake" } : { _tag: "Connection", listener: ready })
+    const coldPath = coldStart(service, processes)
     return {
-      next: Effect.map(sockets.awaitReadable(listeners, tracker.wake), (ready): Run.Trigger =>
-        ready === undefined ? { _tag: "Wake" } : { _tag: "Connection", listener: ready }),
+      next: coldPath === undefined
+        ? awaitConnection
+        : Effect.flatMap(coldPath, Option.match({ onNone: () => awaitConnection, onSome: Effect.succeed })),
       stillWaiting: sockets.isPending(listeners),
       session: (_trigger, activity) =>
         Effect.gen(function*() {
@@ -174,7 +212,10 @@ export const serve = (
     ? Accept.serve(config, listeners)
     : config.upstream !== undefined
     ? Proxy.serve(config, listeners, config.upstream)
-    : Effect.flatMap(SocketService, (sockets) => Run.serve(config, listeners, handOff(sockets)))
+    : Effect.flatMap(
+      Effect.zip(SocketService, ProcessService),
+      ([sockets, processes]) => Run.serve(config, listeners, handOff(sockets, processes))
+    )
 
 /**
  * Runs one service until interrupted: opens its listeners, serves, and on interruption stops the app and

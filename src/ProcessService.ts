@@ -9,6 +9,7 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -18,9 +19,10 @@ import * as Path from "node:path"
 import * as AppLogs from "./internal/appLogs.js"
 import * as Cgroup from "./internal/cgroup.js"
 import * as Guard from "./internal/guard.js"
-import { errnoName, helperPath, native, type NativeError } from "./internal/native.js"
+import { errnoName, helperPath, native, type NativeError, type SpawnOptions } from "./internal/native.js"
 import * as Signal from "./Signal.js"
 import { event } from "./Logging.js"
+import type { Wakeup } from "./SocketService.js"
 
 /** How a process ended: an exit code or a signal (both null if the status was lost). */
 export interface ExitStatus {
@@ -77,6 +79,24 @@ export interface App {
   readonly stop: Effect.Effect<ExitStatus>
 }
 
+/**
+ * What `spawnOnPending` came to: the app a connection started; a wake first (nothing started); or nothing armed
+ * (the start could not be prepared: the caller waits for the connection and spawns, which reports why).
+ */
+export type Pending = Started | { readonly _tag: "Woken" } | { readonly _tag: "NotArmed"; readonly reason: SpawnError }
+
+/** An app a connection started (`spawnOnPending`). */
+export interface Started {
+  readonly _tag: "Started"
+  /** Which of the request's `fds` the connection is pending on. */
+  readonly index: number
+  readonly app: App
+  /** From the wake to the app's exec (ms), measured where it happened. */
+  readonly spawnMs: number
+  /** How long ago (ms) the connection woke soad, at the moment this is called. */
+  readonly sinceWake: () => number
+}
+
 /** The app could not be started; `message` says why. */
 export class SpawnError extends Data.TaggedError("SpawnError")<{
   readonly command: string
@@ -90,6 +110,16 @@ export class SpawnError extends Data.TaggedError("SpawnError")<{
 export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessService, {
   /** Starts the app; closing the scope stops it by `stop` and waits for it. */
   readonly spawn: (request: SpawnRequest, stop: StopPolicy) => Effect.Effect<App, SpawnError, Scope.Scope>
+  /**
+   * The cold path: starts the app as soon as a connection is pending on one of `request.fds` (its listeners), with
+   * no JS between the wake and the fork (Linux); as `spawn` then, and fails as it does if the start fails. Ends
+   * without starting if `wakeup` fires first. Absent where the driver cannot: wait for the listeners, then `spawn`.
+   */
+  readonly spawnOnPending?: (
+    request: SpawnRequest,
+    stop: StopPolicy,
+    wakeup: Wakeup
+  ) => Effect.Effect<Pending, SpawnError, Scope.Scope>
   /** Sends SIGKILL to every running app's process group now (a second Ctrl-C). */
   readonly killAll: Effect.Effect<void>
   /** Sends a signal to every running app's process group (SIGHUP and others soad passes on). */
@@ -126,6 +156,11 @@ export interface Containment {
   readonly leftovers: (unit: string) => ReadonlyArray<string>
 }
 
+/** What an armed start did when its connection came: the app's pid, or the error (as `spawn` throws it). */
+export type ArmOutcome =
+  | { readonly _tag: "Started"; readonly index: number; readonly pid: number; readonly spawnMs: number; readonly wokeAtNs: bigint }
+  | { readonly _tag: "Failed"; readonly error: unknown }
+
 /** The operating-system calls under the service; tests give a fake one. */
 export interface Driver {
   /**
@@ -133,6 +168,17 @@ export interface Driver {
    * `output`, the app's stdout and stderr are pipes whose read ends go to it; without, they are soad's own.
    */
   readonly spawn: (request: SpawnRequest, onExit: (status: ExitStatus) => void, output?: AppLogs.Output) => number
+  /**
+   * Arms a start: the app is started as by `spawn` as soon as a connection is pending on one of `request.fds`,
+   * with nothing between the wake and the fork; `onStarted` then gets the outcome, once. The function returned
+   * disarms a start that has not fired (true), and says false once it has. Absent where the driver cannot.
+   */
+  readonly arm?: (
+    request: SpawnRequest,
+    onExit: (status: ExitStatus) => void,
+    onStarted: (outcome: ArmOutcome) => void,
+    output?: AppLogs.Output
+  ) => () => boolean
   /** Sends a signal to the process group `pgid`; a group that is gone is not an error. */
   readonly killGroup: (pgid: number, signal: Signal.Signal) => void
   /** Cgroups and the guard, where the platform has them; without it only process groups are used. */
@@ -187,6 +233,11 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
 
     const killGroup = (pid: number, signal: Signal.Signal) => Effect.sync(() => driver.killGroup(pid, signal))
 
+    /** With an AppLogs in the context, where the app's stdout and stderr go. */
+    const outputOf = (request: SpawnRequest) =>
+      Effect.map(Effect.serviceOption(AppLogs.AppLogs), (logs) =>
+        Option.isSome(logs) ? logs.value.output(request.service ?? request.unit ?? request.command[0]) : undefined)
+
     /** The stop policy applied to a running app: its exit status once it (and its group, its cgroup) are gone. */
     const stopGracefully = (pid: number, exit: Effect.Effect<ExitStatus>, exited: Deferred.Deferred<ExitStatus>, policy: StopPolicy) =>
       Effect.gen(function*() {
@@ -217,10 +268,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
       Effect.gen(function*() {
         const exited = yield* Deferred.make<ExitStatus>()
         const exit = Deferred.await(exited)
-        const logs = yield* Effect.serviceOption(AppLogs.AppLogs)
-        const output = Option.isSome(logs)
-          ? logs.value.output(request.service ?? request.unit ?? request.command[0])
-          : undefined
+        const output = yield* outputOf(request)
         // The fork and the registration of its stop are one uninterruptible acquisition: an interruption at any
         // moment after the fork still stops the app gracefully when the scope closes.
         const { pid, stop } = yield* Effect.acquireRelease(
@@ -235,6 +283,53 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
           ({ stop }) => stop
         )
         return { pid, exit, signal: (signal: Signal.Signal) => killGroup(pid, signal), stop }
+      })
+
+    /**
+     * The cold path: the driver arms the listeners; its callback runs in the same turn as the start, so the app is
+     * known (and its stop is this scope's) before anything else can run. The release stops a started app, as
+     * spawn's does, or disarms a start that never fired.
+     */
+    const arm = driver.arm
+    const spawnOnPending = arm === undefined ? undefined : (request: SpawnRequest, policy: StopPolicy, wakeup: Wakeup) =>
+      Effect.gen(function*() {
+        const exited = yield* Deferred.make<ExitStatus>()
+        const exit = Deferred.await(exited)
+        const output = yield* outputOf(request)
+        const state: { pid?: number; outcome?: ArmOutcome; heard?: (outcome: ArmOutcome) => void } = {}
+        const stop = yield* Effect.cached(Effect.suspend(() => stopGracefully(state.pid!, exit, exited, policy)))
+        const armed = yield* Effect.either(Effect.acquireRelease(
+          Effect.try({
+            try: () =>
+              arm(request, (status) => Deferred.unsafeDone(exited, Effect.succeed(status)), (outcome) => {
+                if (outcome._tag === "Started") {
+                  state.pid = outcome.pid
+                  running.add(outcome.pid)
+                }
+                state.outcome = outcome
+                state.heard?.(outcome)
+              }, output),
+            catch: (cause) => spawnError(request, cause)
+          }),
+          (disarm) => state.pid !== undefined ? Effect.asVoid(stop) : Effect.sync(() => void disarm())
+        ))
+        if (Either.isLeft(armed)) return { _tag: "NotArmed", reason: armed.left } satisfies Pending
+        const disarm = armed.right
+        const outcome = yield* Effect.async<ArmOutcome | undefined>((resume) => {
+          if (state.outcome !== undefined) return resume(Effect.succeed(state.outcome))
+          state.heard = (outcome) => resume(Effect.succeed(outcome))
+          // A wake disarms the start, unless the connection has already fired it.
+          const unsubscribe = wakeup.subscribe(() => {
+            if (disarm()) resume(Effect.succeed(undefined))
+          })
+          return Effect.sync(unsubscribe)
+        })
+        if (outcome === undefined) return { _tag: "Woken" } satisfies Pending
+        if (outcome._tag === "Failed") return yield* Effect.fail(spawnError(request, outcome.error))
+        const { index, pid, spawnMs, wokeAtNs } = outcome
+        const app: App = { pid, exit, signal: (signal: Signal.Signal) => killGroup(pid, signal), stop }
+        const sinceWake = () => Number(process.hrtime.bigint() - wokeAtNs) / 1e6
+        return { _tag: "Started", index, app, spawnMs, sinceWake } satisfies Pending
       })
 
     const signalAll = (signal: Signal.Signal) =>
@@ -272,7 +367,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         ...containment.fields
       })
 
-    return { spawn, killAll, signalAll, reclaim, announce }
+    return { spawn, ...(spawnOnPending === undefined ? {} : { spawnOnPending }), killAll, signalAll, reclaim, announce }
   })
 
 const spawnError = (request: SpawnRequest, cause: unknown): SpawnError => {
@@ -404,6 +499,12 @@ const describe = (keeping: Keeping): Pick<Containment, "guarantee" | "message" |
     }
 }
 
+/** The pipes of an app's stdout (unless it is a connection) and stderr, which soad reads. */
+interface Pipes {
+  readonly stdout: { readonly read: number; readonly write: number } | undefined
+  readonly stderr: { readonly read: number; readonly write: number }
+}
+
 /**
  * The driver over the native binding: fork/exec with LISTEN_PID, a new session, the parent-death signal; each app
  * in a cgroup of its own where `keeping.cgroups` is usable, and guarded by `keeping.guard` if there is one.
@@ -413,6 +514,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
   const root = keeping.cgroups?._tag === "Root" ? keeping.cgroups.dir : undefined
   const guard = keeping.guard
   const cgroups = new Map<number, string>() // the running apps' cgroups, by pid
+  const armedDirs = new Set<string>() // cgroups made for armed starts that have not fired
   let anonymous = 0
   // soad's own environment, read once: reading process.env goes through the C environment entry by entry.
   let inherited: NodeJS.ProcessEnv | undefined
@@ -431,6 +533,39 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     return env
   }
 
+  /** spawn's options for this request: its cgroup, and the write ends of its output pipes. */
+  const optionsOf = (request: SpawnRequest, cgroupFd: number | undefined, pipes: Pipes | undefined): SpawnOptions => ({
+    cwd: request.cwd,
+    uid: request.uid,
+    gid: request.gid,
+    groups: request.groups,
+    listenPid: true,
+    pdeathsig: true,
+    cgroupFd,
+    stdinFd: request.connection,
+    stdoutFd: request.connection ?? pipes?.stdout?.write,
+    stderrFd: pipes?.stderr.write
+  })
+
+  const exitCallback = (onExit: (status: ExitStatus) => void) => (code: number | null, signal: number | null) =>
+    onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
+
+  /**
+   * Once an app was started (pid) or not (undefined): the app has its copies of the pipes' write ends (or no app
+   * exists), so soad keeps only the read ends, and only if an app writes to them; they go to the logs.
+   */
+  const handOver = (pipes: Pipes | undefined, pid: number | undefined, output: AppLogs.Output | undefined) => {
+    if (pipes === undefined) return
+    for (const pipe of [pipes.stdout, pipes.stderr]) {
+      if (pipe === undefined) continue
+      n.close(pipe.write)
+      if (pid === undefined) n.close(pipe.read)
+    }
+    if (pid === undefined || output === undefined) return
+    if (pipes.stdout !== undefined) output.capture(pid, "stdout", pipes.stdout.read)
+    output.capture(pid, "stderr", pipes.stderr.read)
+  }
+
   const exec = (
     request: SpawnRequest,
     onExit: (status: ExitStatus) => void,
@@ -446,40 +581,17 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
         request.command,
         environmentOf(request),
         request.fds,
-        {
-          cwd: request.cwd,
-          uid: request.uid,
-          gid: request.gid,
-          groups: request.groups,
-          listenPid: true,
-          pdeathsig: true,
-          cgroupFd,
-          stdinFd: request.connection,
-          stdoutFd: request.connection ?? pipes?.stdout?.write,
-          stderrFd: pipes?.stderr.write
-        },
-        (code, signal) => onExit({ code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null })
+        optionsOf(request, cgroupFd, pipes),
+        exitCallback(onExit)
       )
     } finally {
-      // The app has its copies of the write ends (or no app exists): soad keeps only the read ends, and only if
-      // an app writes to them.
-      if (pipes !== undefined) {
-        for (const pipe of [pipes.stdout, pipes.stderr]) {
-          if (pipe === undefined) continue
-          n.close(pipe.write)
-          if (pid === undefined) n.close(pipe.read)
-        }
-      }
-    }
-    if (pipes !== undefined && output !== undefined) {
-      if (pipes.stdout !== undefined) output.capture(pid, "stdout", pipes.stdout.read)
-      output.capture(pid, "stderr", pipes.stderr.read)
+      handOver(pipes, pid, output)
     }
     return pid
   }
 
   /** A pipe for each of the app's output streams (stderr only, if not `stdout`); none left open if one cannot be made. */
-  const outputPipes = (stdout: boolean) => {
+  const outputPipes = (stdout: boolean): Pipes => {
     const out = stdout ? n.outputPipe() : undefined
     try {
       return { stdout: out, stderr: n.outputPipe() }
@@ -495,7 +607,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
   /** A cgroup directory for the unit that no running app uses. */
   const cgroupFor = (root: string, unit: string | undefined): string => {
     const name = unit ?? `app-${++anonymous}`
-    const taken = new Set(cgroups.values())
+    const taken = new Set([...cgroups.values(), ...armedDirs])
     for (let i = 0;; i++) {
       const dir = Path.join(root, Cgroup.name(name, process.pid, i))
       if (!taken.has(dir)) return dir
@@ -526,8 +638,73 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     }
   }
 
+  /**
+   * Everything spawn does before the fork, done now (the cgroup, guarded; the output pipes; the environment), and
+   * the listeners armed with it. The cgroup directory stays reserved while armed; a disarm removes it.
+   */
+  const arm: Driver["arm"] = (request, onExit, onStarted, output) => {
+    const dir = root === undefined ? undefined : cgroupFor(root, request.unit)
+    let fd: number | undefined
+    let pipes: Pipes | undefined
+    /** Undoes the preparation: nothing was started. */
+    const undo = () => {
+      if (fd !== undefined) Fs.closeSync(fd)
+      fd = undefined
+      handOver(pipes, undefined, undefined)
+      pipes = undefined
+      if (dir !== undefined) {
+        armedDirs.delete(dir)
+        Cgroup.kill(dir)
+        if (Cgroup.remove(dir)) guard?.remove(dir)
+      }
+    }
+    let id: number
+    try {
+      if (dir !== undefined) {
+        armedDirs.add(dir)
+        Cgroup.create(dir)
+        guard?.add(dir) // before the app exists, as for spawn
+        fd = Cgroup.openDir(dir)
+      }
+      pipes = output === undefined ? undefined : outputPipes(request.connection === undefined)
+      id = n.armSpawn(
+        request.fds,
+        request.command[0],
+        request.command,
+        environmentOf(request),
+        request.fds,
+        optionsOf(request, fd, pipes),
+        exitCallback(onExit),
+        (index, pid, error, spawnMs, wokeAtNs) => {
+          if (pid === null) {
+            undo()
+            return onStarted({ _tag: "Failed", error })
+          }
+          if (fd !== undefined) Fs.closeSync(fd)
+          fd = undefined
+          handOver(pipes, pid, output)
+          pipes = undefined
+          if (dir !== undefined) {
+            armedDirs.delete(dir)
+            cgroups.set(pid, dir)
+          } else guard?.add(String(pid))
+          onStarted({ _tag: "Started", index, pid, spawnMs, wokeAtNs })
+        }
+      )
+    } catch (error) {
+      undo()
+      throw error
+    }
+    return () => {
+      if (!n.disarmSpawn(id)) return false
+      undo()
+      return true
+    }
+  }
+
   return {
     spawn,
+    ...(process.platform === "linux" ? { arm } : {}),
     killGroup: (pgid, signal) => {
       try {
         process.kill(-pgid, signal.number)

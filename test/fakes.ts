@@ -193,7 +193,52 @@ export class World {
       })
   }))(this)
 
-  readonly driver: ProcessService.Driver = {
+  /** Does the driver arm starts (the cold path, as on Linux)? Off: soad waits for the connection, then spawns. */
+  armable = process.env.SOAD_FAKE_ARM !== "0"
+  /** Starts armed now and not fired. */
+  armed = 0
+  /** Starts fired by a connection (the cold path). */
+  coldStarts = 0
+
+  /** The cold path: a connection pending on one of the request's fds starts the app at once, as the native poll does. */
+  private arm(
+    request: ProcessService.SpawnRequest,
+    onExit: (status: ProcessService.ExitStatus) => void,
+    onStarted: (outcome: ProcessService.ArmOutcome) => void
+  ): () => boolean {
+    let done = false
+    const fire = () => {
+      const index = request.fds.findIndex((fd) => (this.backlog.get(fd) ?? 0) > 0)
+      if (index < 0) return
+      done = true
+      this.armed--
+      this.readableWaiters.delete(fire)
+      this.coldStarts++
+      try {
+        const pid = this.baseDriver.spawn(request, onExit)
+        onStarted({ _tag: "Started", index, pid, spawnMs: 0, wokeAtNs: process.hrtime.bigint() })
+      } catch (error) {
+        onStarted({ _tag: "Failed", error })
+      }
+    }
+    this.armed++
+    this.readableWaiters.add(fire)
+    fire()
+    return () => {
+      if (done) return false
+      done = true
+      this.armed--
+      this.readableWaiters.delete(fire)
+      return true
+    }
+  }
+
+  /** The driver a ProcessService is made over: it arms starts if `armable` is set when it is taken. */
+  get driver(): ProcessService.Driver {
+    return this.armable ? { ...this.baseDriver, arm: (request, onExit, onStarted) => this.arm(request, onExit, onStarted) } : this.baseDriver
+  }
+
+  private readonly baseDriver: ProcessService.Driver = {
     spawn: (request, onExit) => {
       this.spawnAttempts++
       if (this.spawnError !== undefined) throw this.spawnError

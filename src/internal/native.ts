@@ -22,6 +22,23 @@ export interface NativeError extends Error {
   readonly syscall?: string
 }
 
+/** How spawn starts an app (beyond its command, environment and listener fds). */
+export interface SpawnOptions {
+  readonly cwd?: string | undefined
+  readonly uid?: number | undefined
+  readonly gid?: number | undefined
+  readonly groups?: ReadonlyArray<number> | undefined
+  readonly listenPid: boolean
+  readonly pdeathsig: boolean
+  /** An fd open for writing on a cgroup's cgroup.procs: the child joins that cgroup right after setsid. */
+  readonly cgroupFd?: number | undefined
+  /** Write ends of soad's output pipes (outputPipe): the child gets them as fds 1 and 2. */
+  readonly stdoutFd?: number | undefined
+  readonly stderrFd?: number | undefined
+  /** `--accept`: an accepted connection, the child's fd 0. */
+  readonly stdinFd?: number | undefined
+}
+
 /** The errno name (ENOENT, ESTALE, …) of an error the binding threw; "UNKNOWN" if it carries none. */
 export const errnoName = (error: unknown): string => {
   const errno = (error as NativeError).errno
@@ -89,23 +106,27 @@ export interface Native {
     argv: ReadonlyArray<string>,
     env: ReadonlyArray<string>,
     fds: ReadonlyArray<number>,
-    options: {
-      readonly cwd?: string | undefined
-      readonly uid?: number | undefined
-      readonly gid?: number | undefined
-      readonly groups?: ReadonlyArray<number> | undefined
-      readonly listenPid: boolean
-      readonly pdeathsig: boolean
-      /** An fd open for writing on a cgroup's cgroup.procs: the child joins that cgroup right after setsid. */
-      readonly cgroupFd?: number | undefined
-      /** Write ends of soad's output pipes (outputPipe): the child gets them as fds 1 and 2. */
-      readonly stdoutFd?: number | undefined
-      readonly stderrFd?: number | undefined
-      /** `--accept`: an accepted connection, the child's fd 0. */
-      readonly stdinFd?: number | undefined
-    },
+    options: SpawnOptions,
     onExit: (code: number | null, signal: number | null) => void
   ) => number
+  /**
+   * The cold path: arms the listeners with a prepared start (arguments after listenerFds as for spawn). The first
+   * connection pending on listenerFds[index] makes the poll callback start the app at once; then `onStarted` runs,
+   * once, with the pid or the error, how long the start took, and CLOCK_MONOTONIC at the wake. Throws (nothing
+   * armed) if the spec is wrong or the command cannot be found.
+   */
+  readonly armSpawn: (
+    listenerFds: ReadonlyArray<number>,
+    file: string,
+    argv: ReadonlyArray<string>,
+    env: ReadonlyArray<string>,
+    fds: ReadonlyArray<number>,
+    options: SpawnOptions,
+    onExit: (code: number | null, signal: number | null) => void,
+    onStarted: (index: number, pid: number | null, error: NativeError | null, spawnMs: number, wokeAtNs: bigint) => void
+  ) => number
+  /** Ends an armed start that has not fired: true; false if it had fired. */
+  readonly disarmSpawn: (id: number) => boolean
   /** A pipe with both ends close-on-exec, for an app's stdout or stderr. */
   readonly outputPipe: () => { readonly read: number; readonly write: number }
   /** The newlines in a buffer. */

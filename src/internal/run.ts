@@ -20,7 +20,7 @@ import { Budget } from "../Budget.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event, type Fields } from "../Logging.js"
 import * as Metrics from "../Metrics.js"
-import { type App, SpawnError, type SpawnRequest } from "../ProcessService.js"
+import { type App, SpawnError, type SpawnRequest, type Started } from "../ProcessService.js"
 import { ProcessService } from "../ProcessService.js"
 import type { Status } from "../Registry.js"
 import type { Listener } from "../SocketService.js"
@@ -43,8 +43,17 @@ import {
   type Tracker
 } from "./lifecycle.js"
 
-/** Why a run starts: a connection (on this listener, if known), or `soad wake`. */
-export type Trigger = { readonly _tag: "Connection"; readonly listener?: Listener | undefined } | { readonly _tag: "Wake" }
+/**
+ * Why a run starts: a connection (on this listener, if known; `started`: on the cold path, the app it already
+ * started, or why that failed), or `soad wake`.
+ */
+export type Trigger =
+  | {
+    readonly _tag: "Connection"
+    readonly listener?: Listener | undefined
+    readonly started?: Either.Either<Started, SpawnError> | undefined
+  }
+  | { readonly _tag: "Wake" }
 
 /** A service being served: its config, what it knows of itself, its backoff. */
 export interface Service {
@@ -80,8 +89,11 @@ export interface Session {
 
 /** A way of running a service: what starts a run, and each run's session. */
 export interface Mode<R> {
-  /** The next reason to start: a connection or a wake; undefined if the connection went away meanwhile. */
-  readonly next: Effect.Effect<Trigger | undefined, never, R>
+  /**
+   * The next reason to start: a connection or a wake; undefined if the connection went away meanwhile. An app it
+   * started (the cold path) lives in the scope given, which the run's outlives.
+   */
+  readonly next: Effect.Effect<Trigger | undefined, never, R | Scope.Scope>
   /** Does a connection still wait (looked at after a backoff delay)? */
   readonly stillWaiting: Effect.Effect<boolean, never, R>
   /** Sets up one run; `activity` is the activity soad itself saw (the start), which the session reads and moves. */
@@ -123,6 +135,8 @@ const spawned = (service: Service, session: Session, app: App, trigger: Trigger,
       pid: app.pid,
       spawn_ms: Number(spawnMs.toFixed(3)),
       trigger: trigger._tag === "Wake" ? "wake" : "connection",
+      // Started by the armed listener itself (the cold path), or by soad after the wake.
+      armed: trigger._tag === "Connection" && trigger.started !== undefined,
       ...session.startedFields
     })
   })
@@ -232,6 +246,7 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     )
     yield* Ref.set(tracker.run, Option.some({ stop, done, lastActivity: session.lastActivity }))
     yield* reserve(service, session.lastActivity, stop, done)
+    const started = trigger._tag === "Connection" ? trigger.started : undefined
     yield* event("debug", "starting", `starting ${config.command.join(" ")} ${because(trigger)}`)
     // `--ready notify`: a notify socket of the run's own is the app's NOTIFY_SOCKET.
     const opened = config.ready === "notify" ? yield* Effect.either((yield* AppNotify).open(config.name)) : undefined
@@ -242,7 +257,9 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     const socket = opened?.right
     const request = socket === undefined ? session.request : { ...session.request, env: { ...session.request.env, NOTIFY_SOCKET: socket.path } }
     yield* Ref.set(tracker.appStatus, undefined)
-    const result = yield* Effect.either(processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout }))
+    const result = started !== undefined
+      ? Either.map(started, ({ app }) => app)
+      : yield* Effect.either(processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout }))
     if (Either.isLeft(result)) return yield* startFailed(service, session, result.left)
     const app = result.right
     const startedAt = yield* now
@@ -251,7 +268,14 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     const appUid = config.user?.uid ?? process.getuid?.()
     if (socket !== undefined) yield* Effect.forkScoped(listenNotify(tracker, socket, app, appUid, heard))
     const awaitReady = socket === undefined ? session.awaitReady : Effect.zipRight(session.awaitReady, Deferred.await(heard.ready))
-    yield* spawned(service, session, app, trigger, startedAt, (yield* preciseNow) - pendingSince)
+    yield* spawned(
+      service,
+      session,
+      app,
+      trigger,
+      startedAt,
+      started !== undefined && Either.isRight(started) ? started.right.spawnMs : (yield* preciseNow) - pendingSince
+    )
     const run: Run = { config, tracker, backoff, app, startedAt, ...session.hooks }
     const exited = Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status }))
     const watch = Effect.gen(function*() {
@@ -290,11 +314,13 @@ const serveOnce = <R>(service: Service, mode: Mode<R>) =>
   Effect.gen(function*() {
     const trigger = yield* mode.next
     if (trigger === undefined) return
-    let pendingSince = yield* preciseNow
+    // On the cold path the app started at the wake: the times are counted from it.
+    const started = trigger._tag === "Connection" ? trigger.started : undefined
+    let pendingSince = (yield* preciseNow) - (started !== undefined && Either.isRight(started) ? started.right.sinceWake() : 0)
     const { failures, notBefore } = yield* service.backoff.state
     const t = yield* now
     // A wake by hand does not wait for the backoff.
-    if (trigger._tag === "Connection" && notBefore > t) {
+    if (trigger._tag === "Connection" && started === undefined && notBefore > t) {
       yield* event(
         "debug",
         "waiting",
@@ -308,7 +334,7 @@ const serveOnce = <R>(service: Service, mode: Mode<R>) =>
       pendingSince = yield* preciseNow
     }
     yield* runOnce(service, mode, trigger, pendingSince)
-  })
+  }).pipe(Effect.scoped)
 
 /**
  * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for

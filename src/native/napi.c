@@ -12,7 +12,7 @@
 
 /* ---------------------------------------------------------------- errors */
 
-napi_value throw_errno(napi_env env, const char *syscall, int err) {
+napi_value make_errno_error(napi_env env, const char *syscall, int err) {
   char message[256];
   snprintf(message, sizeof message, "%s: %s", syscall, strerror(err));
   napi_value msg, error, num, sys;
@@ -21,7 +21,12 @@ napi_value throw_errno(napi_env env, const char *syscall, int err) {
   if (napi_create_int32(env, err, &num) == napi_ok) napi_set_named_property(env, error, "errno", num);
   if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys) == napi_ok)
     napi_set_named_property(env, error, "syscall", sys);
-  napi_throw(env, error);
+  return error;
+}
+
+napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  napi_value error = make_errno_error(env, syscall, err);
+  if (error != NULL) napi_throw(env, error);
   return NULL;
 }
 

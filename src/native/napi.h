@@ -20,6 +20,9 @@
 /* Throws Error(message) with .errno and .syscall; returns NULL for the caller to return. */
 napi_value throw_errno(napi_env env, const char *syscall, int err);
 
+/* The Error throw_errno throws, made but not thrown (for a callback); NULL on failure. */
+napi_value make_errno_error(napi_env env, const char *syscall, int err);
+
 /* Throws TypeError(message); returns NULL for the caller to return. */
 napi_value throw_type(napi_env env, const char *message);
 

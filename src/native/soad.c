@@ -22,6 +22,8 @@
  *   spawn.c    spawn                    fork/exec with the listeners at fds 3.. (blocking), LISTEN_PID = the child's
  *                                       pid, a new session, a cgroup, uid/gid, then the parent-death signal; reports
  *                                       the exit
+ *   arm.c      armSpawn / disarmSpawn   the cold path: listeners armed with a prepared start, which the poll callback
+ *                                       runs at once on the first pending connection (no JS before the fork)
  *   pipe.c     outputPipe               a close-on-exec pipe for an app's stdout or stderr (read by soad, per service)
  *              countLines               the newlines in a buffer (output soad drops unread)
  *   users.c    lookupUser / lookupGroup names to ids (getpwnam, getgrnam, getgrouplist)
@@ -66,6 +68,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sentinelRead", NULL, sentinel_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sentinelFree", NULL, sentinel_free, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"armSpawn", NULL, arm_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"disarmSpawn", NULL, disarm_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"outputPipe", NULL, output_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countLines", NULL, count_lines, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lowMemory", NULL, low_memory, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -34,6 +34,8 @@ napi_value sentinel_free(napi_env env, napi_callback_info info);
 
 /* spawn.c */
 napi_value spawn(napi_env env, napi_callback_info info);
+napi_value arm_spawn(napi_env env, napi_callback_info info);
+napi_value disarm_spawn(napi_env env, napi_callback_info info);
 
 /* pipe.c */
 napi_value output_pipe(napi_env env, napi_callback_info info);

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "soad.h"
+#include "spawn.h"
 #include "glibc.h"
 
 /* ---------------------------------------------------------------- exits (SIGCHLD) */
@@ -160,29 +161,8 @@ static int resolve_executable(const char *file, char *const *envp, char *out, si
   return found_err;
 }
 
-typedef struct {
-  char *file;
-  char **argv;
-  size_t argc;
-  char **envp;
-  size_t envc;
-  int32_t *fds;
-  uint32_t nfds;
-  char *cwd;
-  uint32_t uid, gid;
-  bool set_uid, set_gid; /* run as uid/gid: explicit, never inferred from a sentinel value */
-  gid_t *groups;
-  int ngroups;
-  bool listen_pid, pdeathsig;
-  char *listen_pid_slot;   /* the digits of LISTEN_PID= in envp, filled in by the child */
-  const char *search_path; /* points into envp */
-  int32_t cgroup_fd; /* an fd open on the app's cgroup directory, or -1 */
-  bool in_cgroup;    /* the child was created in it (clone3), else it joins it itself */
-  int32_t stdout_fd, stderr_fd; /* the write ends of soad's output pipes, for the app's fds 1 and 2; -1: soad's own */
-  int32_t stdin_fd;             /* --accept: the connection, for the app's fd 0; -1: soad's own */
-} spawn_spec;
 
-static void spawn_spec_free(spawn_spec *s) {
+void spawn_spec_free(spawn_spec *s) {
   free(s->file);
   if (s->argv != NULL)
     for (char **a = s->argv; *a != NULL; a++) free(*a);
@@ -573,7 +553,7 @@ static pid_t start_child(spawn_spec *s, child_start *c) {
 
 /* Before fork: the LISTEN_PID= entry (its digits filled in by the child), and the command found on PATH, so a
  * missing one fails without a fork. 0, or -1 with errno and *failed. */
-static int spawn_prepare(spawn_spec *s, const char **failed) {
+int spawn_prepare(spawn_spec *s, const char **failed) {
   if (s->listen_pid) {
     char *entry = malloc(sizeof "LISTEN_PID=" + 24);
     if (entry == NULL) {
@@ -663,7 +643,7 @@ static bool spawn_output_read(napi_env env, napi_value opts, spawn_spec *s) {
 }
 
 /* Reads spawn's arguments into s (file, argv, env, fds, options); false if any is wrong. */
-static bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
+bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
   memset(s, 0, sizeof *s);
   s->cgroup_fd = -1;
   napi_value v;
@@ -726,29 +706,39 @@ napi_value spawn(napi_env env, napi_callback_info info) {
     spawn_spec_free(&s);
     return throw_type(env, "spawn: onExit must be a function");
   }
+  pid_t pid;
+  char step[40];
+  int r = spawn_start(env, &s, &cb, &pid, step);
+  int err = errno;
+  spawn_spec_free(&s);
+  if (r < 0) return throw_errno(env, step, err);
+  return make_int(env, pid);
+}
+
+int spawn_start(napi_env env, spawn_spec *s, js_callback *on_exit, pid_t *pid, char step[40]) {
   if (!sigchld_ready) {
     uv_loop_t *loop;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok || sigchld_start(loop) < 0) {
-      callback_free(env, &cb);
-      spawn_spec_free(&s);
-      return throw_errno(env, "uv_signal_start", EINVAL);
+      callback_free(env, on_exit);
+      strcpy(step, "uv_signal_start");
+      errno = EINVAL;
+      return -1;
     }
   }
-  pid_t pid;
-  char step[40];
-  int r = spawn_exec(&s, &pid, step);
-  int err = errno;
-  spawn_spec_free(&s);
-  if (r < 0) {
-    callback_free(env, &cb);
-    return throw_errno(env, step, err);
+  if (spawn_exec(s, pid, step) < 0) {
+    int err = errno;
+    callback_free(env, on_exit);
+    errno = err;
+    return -1;
   }
-  if (child_track(env, pid, cb) < 0) { /* the app runs; we cannot track it, so do not leave it running */
-    kill(-pid, SIGKILL);
-    callback_free(env, &cb);
-    return throw_errno(env, "calloc", ENOMEM);
+  if (child_track(env, *pid, *on_exit) < 0) { /* the app runs; we cannot track it, so do not leave it running */
+    kill(-*pid, SIGKILL);
+    callback_free(env, on_exit);
+    strcpy(step, "calloc");
+    errno = ENOMEM;
+    return -1;
   }
   /* An exit that happened before the handler saw the child is caught on the next SIGCHLD; the kernel
    * sends one for it anyway, so nothing is lost. */
-  return make_int(env, pid);
+  return 0;
 }
