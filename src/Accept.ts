@@ -78,12 +78,32 @@ export const serve = (
     const instances = yield* FiberSet.make<void>()
     const figures = yield* Ref.make(noFigures)
     const lastError = yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined)
+    // Set by `soad sleep` while it stops the instances, so their stop line says so rather than "shutting down".
+    const requested = yield* Ref.make<string | undefined>(undefined)
     // A command that cannot be started backs off before the next connection is taken: no fork storm, and the
     // connections wait in the backlog meanwhile.
     const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
     const policy = { signal: config.shutdownSignal, timeout: config.stopTimeout }
     const service = config.name
     const tell = (update: (f: Figures) => Figures) => Ref.update(figures, update)
+
+    /**
+     * Logs why an interrupted instance stops, in the lifecycle core's words for an app: `soad sleep` (requested),
+     * a reload (stopReason says why), else soad is shutting down.
+     */
+    const logStop = (pid: number) =>
+      Effect.gen(function*() {
+        const signal = config.shutdownSignal.name
+        const sleep = yield* Ref.get(requested)
+        if (sleep !== undefined) {
+          return yield* event("info", "stopping", `stopping the instance (pid ${pid}) ${sleep} with ${signal}`, { pid, reason: "requested" })
+        }
+        const reason = yield* FiberRef.get(stopReason)
+        const reload = reason === undefined ? undefined : yield* Ref.get(reason)
+        yield* reload === undefined
+          ? event("info", "stopping", `soad is shutting down: stopping the instance (pid ${pid}) with ${signal}`, { pid, reason: "shutdown" })
+          : event("info", "stopping", `stopping the instance (pid ${pid}) ${reload} with ${signal}`, { pid, reason: "reload" })
+      })
 
     /** An instance runs until it exits by itself; interrupted (shutdown, `soad sleep`), it is stopped. */
     const watch = (app: App, startedAt: number) =>
@@ -102,13 +122,7 @@ export const serve = (
       }).pipe(
         Effect.onInterrupt(() =>
           Effect.gen(function*() {
-            // As the lifecycle core's onShutdown: a reload says why in stopReason; unset, soad is shutting down.
-            const reason = yield* FiberRef.get(stopReason)
-            const why = reason === undefined ? undefined : yield* Ref.get(reason)
-            yield* event("info", "stopping", `stopping the instance (pid ${app.pid})${why === undefined ? "" : ` ${why}`} with ${config.shutdownSignal.name}`, {
-              pid: app.pid,
-              reason: why === undefined ? "shutdown" : "reload"
-            })
+            yield* logStop(app.pid)
             const status = yield* app.stop
             yield* event("info", "instance_exited", `instance (pid ${app.pid}) exited (${Format.exit(status)})`, {
               pid: app.pid,
@@ -202,7 +216,7 @@ export const serve = (
       )
     )
 
-    yield* register(config, listeners, figures, lastError, instances)
+    yield* register(config, listeners, figures, lastError, instances, requested)
     yield* event(
       "info",
       "accept_mode",
@@ -218,7 +232,8 @@ const register = (
   listeners: ReadonlyArray<Listener>,
   figures: Ref.Ref<Figures>,
   lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>,
-  instances: FiberSet.FiberSet<void>
+  instances: FiberSet.FiberSet<void>,
+  requested: Ref.Ref<string | undefined>
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const registry = yield* Effect.serviceOption(Registry)
@@ -246,7 +261,8 @@ const register = (
       sleep: Effect.gen(function*() {
         const running = yield* FiberSet.size(instances)
         if (running === 0) return "not running"
-        yield* FiberSet.clear(instances)
+        yield* Ref.set(requested, "on request (soad sleep)")
+        yield* Effect.ensuring(FiberSet.clear(instances), Ref.set(requested, undefined))
         return `stopped ${running} instance${running === 1 ? "" : "s"}`
       })
     })

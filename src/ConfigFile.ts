@@ -463,6 +463,10 @@ export const describe = (file: FileConfig): string => {
         `SIGKILL after ${Duration.format(service.stopTimeout)}`)
       continue
     }
+    if (service.upstream !== undefined) lines.push(`  upstream ${upstreamText(service.upstream)}`)
+    if (service.ready === "notify") {
+      lines.push(`  ready    when the app sends READY=1 (ready = "notify"), within ${Duration.format(service.startTimeout)}`)
+    }
     lines.push(
       `  stop     after ${Duration.format(service.idleTimeout)} idle with ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`
@@ -474,6 +478,10 @@ export const describe = (file: FileConfig): string => {
   }
   return lines.join("\n")
 }
+
+/** Where a proxied app listens, for `soad check`: the address, or what `auto` means. */
+const upstreamText = (upstream: ServiceConfig.Upstream): string =>
+  upstream._tag === "Auto" ? "auto (a free 127.0.0.1 port at each start, given to the app as PORT)" : Address.format(upstream)
 
 /** Who runs the app, for messages: its user's name, its uid, or soad's own user. */
 const runsAs = (user: ServiceConfig.RunAs | undefined): string =>

@@ -493,17 +493,36 @@ const ramTime = (byteSeconds: number): string => {
   return `${shown} MB·h`
 }
 
+/** The longest app STATUS= text the table shows; the rest is cut to "…" (`--json` has it whole). */
+const appStatusWidth = 40
+
+/**
+ * An app's STATUS= text as the table shows it: the app chose it, so control characters (a terminal escape, a
+ * carriage return) become U+FFFD before it reaches the operator's terminal, and a long text is cut.
+ */
+export const shownAppStatus = (text: string): string => {
+  // eslint-disable-next-line no-control-regex
+  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "\ufffd")
+  const chars = [...safe]
+  return chars.length > appStatusWidth ? `${chars.slice(0, appStatusWidth - 1).join("")}…` : safe
+}
+
 /**
  * The status table `soad status` prints: one row per service, PEAK (the app's peak memory while it ran) and SAVED
- * (that peak × the time it was stopped), the last error, and a total row.
+ * (that peak × the time it was stopped), the last error, and a total row. An accept-mode service shows its
+ * instances after its state; APP STATUS (the STATUS= of `--ready notify` apps) is there only when an app sent one.
  */
 export const table = (services: ReadonlyArray<ServiceReport>): string => {
   const sum = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
+  const withAppStatus = services.some((s) => s.app_status !== undefined)
+  /** The APP STATUS cell, or none when no app sent a STATUS=. */
+  const appStatus = (cell: string): ReadonlyArray<string> => withAppStatus ? [cell] : []
   const rows = [
-    ["SERVICE", "STATE", "PID", "UPTIME", "IDLE", "MEMORY", "PEAK", "SAVED", "STARTS", "LISTEN", "LAST ERROR"],
+    ["SERVICE", "STATE", ...appStatus("APP STATUS"), "PID", "UPTIME", "IDLE", "MEMORY", "PEAK", "SAVED", "STARTS", "LISTEN", "LAST ERROR"],
     ...services.map((s) => [
       s.name,
       s.instances === undefined ? s.state : `${s.state} (${s.instances} instance${s.instances === 1 ? "" : "s"})`,
+      ...appStatus(s.app_status === undefined ? "-" : shownAppStatus(s.app_status)),
       s.pid === null ? "-" : String(s.pid),
       seconds(s.uptime_s),
       seconds(s.idle_s),
@@ -517,6 +536,7 @@ export const table = (services: ReadonlyArray<ServiceReport>): string => {
     [
       "total",
       `${services.filter((s) => s.pid !== null || (s.instances ?? 0) > 0).length} running`,
+      ...appStatus(""),
       "",
       "",
       "",

@@ -37,7 +37,12 @@ const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {
       Effect.flatMap(Registry.Registry, (registry) => registry.services),
       (services) => services[0]!.status
     ).pipe(Effect.provide(context))
-    return { world, named, fiber, fd: listeners[0]!.fd, running, status }
+    const sleep = Effect.flatMap(
+      Effect.flatMap(Registry.Registry, (registry) => registry.services),
+      (services) => services[0]!.sleep
+    ).pipe(Effect.provide(context))
+    const stopLines = () => events.filter((event) => event.name === "stopping").map(({ fields, message }) => ({ reason: fields.reason, message }))
+    return { world, named, fiber, fd: listeners[0]!.fd, running, status, sleep, stopLines }
   })
 
 describe("Accept", () => {
@@ -156,5 +161,27 @@ describe("Accept", () => {
       yield* Fiber.join(interrupting)
       expect(world.apps.map((app) => app.signals)).toEqual([["SIGTERM", "SIGKILL"], ["SIGTERM", "SIGKILL"]])
       expect(running()).toHaveLength(0)
+    }))
+
+  it.scoped("soad sleep's stop line says it was requested, and a shutdown's that soad is shutting down", () =>
+    Effect.gen(function*() {
+      // Fault: instances stopped by `soad sleep` were logged as stopped by a shutdown, while soad ran on.
+      // Promise: the stop line and its reason say what happened: requested (soad sleep), then shutdown.
+      const { fd, fiber, sleep, stopLines, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      const first = world.apps[0]!.pid
+      expect(yield* sleep).toBe("stopped 1 instance")
+      expect(stopLines()).toEqual([
+        { reason: "requested", message: `stopping the instance (pid ${first}) on request (soad sleep) with SIGTERM` }
+      ])
+      yield* world.connect(fd)
+      yield* settle
+      const second = world.apps[1]!.pid
+      yield* Fiber.interrupt(fiber)
+      expect(stopLines()[1]).toEqual({
+        reason: "shutdown",
+        message: `soad is shutting down: stopping the instance (pid ${second}) with SIGTERM`
+      })
     }))
 })

@@ -129,3 +129,26 @@ describe("the config file", () => {
     expect(ConfigFile.parseBytes("12 parsecs")).toBeUndefined()
   })
 })
+
+describe("soad check's summary of a service", () => {
+  it("says where a proxied app listens, that it must send READY=1, its waiting page, and an accept service's limit", () => {
+    // Fault: a service set to ready = "notify" or accept = true that soad check described like any other, so an
+    // operator could not see what would run. Promise: each mode is named on the service's lines.
+    const result = decode({
+      services: {
+        web: { listen: [":8080"], command: ["node", "server.js"], upstream: "auto", ready: "notify", "waiting-page": 2 },
+        api: { listen: ["/run/api.sock"], command: ["gunicorn", "api:app"], upstream: "127.0.0.1:3000" },
+        echo: { listen: [":7000"], command: ["./handler"], accept: true, "max-connections": 16 }
+      }
+    })
+    if (Either.isLeft(result)) throw new Error(result.left.errors.join("\n"))
+    const text = ConfigFile.describe(result.right)
+    const service = (name: string) => text.split("\n\n").find((block) => block.startsWith(`[${name}]`)) ?? ""
+    expect(service("web")).toContain("  upstream auto (a free 127.0.0.1 port at each start, given to the app as PORT)")
+    expect(service("web")).toContain(`  ready    when the app sends READY=1 (ready = "notify"), within 1m`)
+    expect(service("web")).toContain("  waiting  a page after 2s")
+    expect(service("api")).toContain("  upstream 127.0.0.1:3000")
+    expect(service("api")).not.toContain("ready")
+    expect(service("echo")).toContain("  accept   a process per connection, at most 16 at once")
+  })
+})

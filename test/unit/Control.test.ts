@@ -41,3 +41,35 @@ describe("the status table's saving", () => {
     expect(lines[3]).toMatch(/^total\s+0 running\s+0M\s+2\.4 GB·h\s+3$/)
   })
 })
+
+describe("the status table's app status and instances", () => {
+  const base = {
+    pid: null, uptime_s: null, idle_s: null, memory_bytes: null, idle_stops: 0, crashes: 0, failed_starts: 0,
+    listeners: ["/run/x.sock"], last_error: null, last_error_age_s: null, peak_memory_bytes: null, saved_byte_seconds: 0
+  }
+
+  it("shows a --ready notify app's STATUS= after its state, made safe for a terminal, and accept-mode instances", () => {
+    // Fault: the STATUS= an app sent was only in --json, and the app (another user) chose its bytes: a terminal
+    // escape in it would reach the operator's terminal. Promise: an APP STATUS column, control characters replaced,
+    // long texts cut; an accept service shows its instances.
+    const text = Control.table([
+      { ...base, name: "web", state: "running", pid: 42, activations: 1, app_status: "Serving 4 workers" },
+      { ...base, name: "evil", state: "running", pid: 43, activations: 1, app_status: "\u001b]0;owned\u0007\rx".padEnd(60, "y") },
+      { ...base, name: "echo", state: "running", activations: 5, instances: 3 }
+    ])
+    const lines = text.split("\n")
+    expect(lines[0]).toMatch(/^SERVICE\s+STATE\s+APP STATUS\s+PID\s/)
+    expect(lines[1]).toMatch(/^web\s+running\s+Serving 4 workers\s+42\s/)
+    // eslint-disable-next-line no-control-regex
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/) // no control character but the newlines
+    expect(lines[2]).toContain("\ufffd]0;owned\ufffd\ufffdx")
+    expect(lines[2]).toMatch(/y…\s+43\s/)
+    expect(lines[3]).toMatch(/^echo\s+running \(3 instances\)\s+-\s+-\s/)
+    expect(lines[4]).toMatch(/^total\s+3 running\s/)
+  })
+
+  it("has no APP STATUS column when no app sent one", () => {
+    const text = Control.table([{ ...base, name: "blog", state: "stopped", activations: 0 }])
+    expect(text.split("\n")[0]).toMatch(/^SERVICE\s+STATE\s+PID\s/)
+  })
+})
