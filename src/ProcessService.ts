@@ -639,24 +639,18 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
   }
 
   /**
-   * Everything spawn does before the fork, done now (the cgroup, guarded; the output pipes; the environment), and
-   * the listeners armed with it. The cgroup directory stays reserved while armed; a disarm removes it.
+   * What spawn does before the fork, done now (the cgroup, guarded; the environment), and the listeners armed with
+   * it; the cgroup directory stays reserved while armed, and a disarm removes it. The fds (the cgroup's, the
+   * output pipes) are opened only at the start, so an armed service holds none.
    */
   const arm: Driver["arm"] = (request, onExit, onStarted, output) => {
     const dir = root === undefined ? undefined : cgroupFor(root, request.unit)
-    let fd: number | undefined
-    let pipes: Pipes | undefined
     /** Undoes the preparation: nothing was started. */
     const undo = () => {
-      if (fd !== undefined) Fs.closeSync(fd)
-      fd = undefined
-      handOver(pipes, undefined, undefined)
-      pipes = undefined
-      if (dir !== undefined) {
-        armedDirs.delete(dir)
-        Cgroup.kill(dir)
-        if (Cgroup.remove(dir)) guard?.remove(dir)
-      }
+      if (dir === undefined) return
+      armedDirs.delete(dir)
+      Cgroup.kill(dir)
+      if (Cgroup.remove(dir)) guard?.remove(dir)
     }
     let id: number
     try {
@@ -664,32 +658,33 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
         armedDirs.add(dir)
         Cgroup.create(dir)
         guard?.add(dir) // before the app exists, as for spawn
-        fd = Cgroup.openDir(dir)
       }
-      pipes = output === undefined ? undefined : outputPipes(request.connection === undefined)
+      // An accepted connection is the app's stdout: only stderr goes to soad's logs.
+      const outputs = output === undefined ? 0 : request.connection === undefined ? 2 : 1
       id = n.armSpawn(
         request.fds,
         request.command[0],
         request.command,
         environmentOf(request),
         request.fds,
-        optionsOf(request, fd, pipes),
+        optionsOf(request, undefined, undefined),
         exitCallback(onExit),
-        (index, pid, error, spawnMs, wokeAtNs) => {
+        (index, pid, error, spawnMs, wokeAtNs, stdoutRead, stderrRead) => {
           if (pid === null) {
             undo()
             return onStarted({ _tag: "Failed", error })
           }
-          if (fd !== undefined) Fs.closeSync(fd)
-          fd = undefined
-          handOver(pipes, pid, output)
-          pipes = undefined
           if (dir !== undefined) {
             armedDirs.delete(dir)
             cgroups.set(pid, dir)
           } else guard?.add(String(pid))
+          if (output !== undefined) {
+            if (stdoutRead >= 0) output.capture(pid, "stdout", stdoutRead)
+            if (stderrRead >= 0) output.capture(pid, "stderr", stderrRead)
+          }
           onStarted({ _tag: "Started", index, pid, spawnMs, wokeAtNs })
-        }
+        },
+        { cgroup: dir, outputs }
       )
     } catch (error) {
       undo()

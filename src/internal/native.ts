@@ -110,10 +110,12 @@ export interface Native {
     onExit: (code: number | null, signal: number | null) => void
   ) => number
   /**
-   * The cold path: arms the listeners with a prepared start (arguments after listenerFds as for spawn). The first
-   * connection pending on listenerFds[index] makes the poll callback start the app at once; then `onStarted` runs,
-   * once, with the pid or the error, how long the start took, and CLOCK_MONOTONIC at the wake. Throws (nothing
-   * armed) if the spec is wrong or the command cannot be found.
+   * The cold path: arms the listeners with a prepared start (arguments after listenerFds as for spawn, but the
+   * cgroup directory is opened and the output pipes made only at the start: an armed service holds no fd). The
+   * first connection pending on listenerFds[index] makes the poll callback start the app at once; then `onStarted`
+   * runs, once, with the pid or the error, how long the start took, CLOCK_MONOTONIC at the wake, and the read ends
+   * of the app's stdout and stderr pipes (-1: none). Throws (nothing armed) if the spec is wrong or the command
+   * cannot be found.
    */
   readonly armSpawn: (
     listenerFds: ReadonlyArray<number>,
@@ -121,9 +123,18 @@ export interface Native {
     argv: ReadonlyArray<string>,
     env: ReadonlyArray<string>,
     fds: ReadonlyArray<number>,
-    options: SpawnOptions,
+    options: Omit<SpawnOptions, "cgroupFd" | "stdoutFd" | "stderrFd">,
     onExit: (code: number | null, signal: number | null) => void,
-    onStarted: (index: number, pid: number | null, error: NativeError | null, spawnMs: number, wokeAtNs: bigint) => void
+    onStarted: (
+      index: number,
+      pid: number | null,
+      error: NativeError | null,
+      spawnMs: number,
+      wokeAtNs: bigint,
+      stdoutRead: number,
+      stderrRead: number
+    ) => void,
+    armOptions: { readonly cgroup?: string | undefined; readonly outputs: 0 | 1 | 2 }
   ) => number
   /** Ends an armed start that has not fired: true; false if it had fired. */
   readonly disarmSpawn: (id: number) => boolean

@@ -14,21 +14,6 @@
 #include "sys.h"
 #include "glibc.h"
 
-/* A pipe with both ends close-on-exec; 0, or -1 with errno. */
-static int pipe_cloexec(int fds[2]) {
-#ifdef __linux__
-  return pipe2(fds, O_CLOEXEC);
-#else
-  if (pipe(fds) < 0) return -1;
-  if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) < 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0) {
-    close_keep_errno(fds[0]);
-    close_keep_errno(fds[1]);
-    return -1;
-  }
-  return 0;
-#endif
-}
-
 /* outputPipe() -> { read, write }: a close-on-exec pipe, both ends blocking. */
 napi_value output_pipe(napi_env env, napi_callback_info info) {
   (void)info;

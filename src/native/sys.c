@@ -56,3 +56,18 @@ int unix_address_named(const char *path, size_t len, struct sockaddr_un *addr, s
   bool abstract = len > 0 && path[0] == '@';
   return abstract ? unix_address(path + 1, len - 1, true, addr, addrlen) : unix_address(path, len, false, addr, addrlen);
 }
+
+/* A pipe with both ends close-on-exec; 0, or -1 with errno. */
+int pipe_cloexec(int fds[2]) {
+#ifdef __linux__
+  return pipe2(fds, O_CLOEXEC);
+#else
+  if (pipe(fds) < 0) return -1;
+  if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) < 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0) {
+    close_keep_errno(fds[0]);
+    close_keep_errno(fds[1]);
+    return -1;
+  }
+  return 0;
+#endif
+}

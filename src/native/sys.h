@@ -13,6 +13,9 @@
 /* socket(2) with close-on-exec (and non-blocking if asked), also where SOCK_CLOEXEC does not exist (macOS). */
 int socket_cloexec(int family, bool nonblocking);
 
+/* A pipe with both ends close-on-exec; 0, or -1 with errno. */
+int pipe_cloexec(int fds[2]);
+
 /* close(2) that leaves errno as it was (for cleanup on an error path). */
 int close_keep_errno(int fd);
 
