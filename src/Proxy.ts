@@ -105,8 +105,14 @@ const upstreamOf = (relay: RelayService.RelayService["Type"], upstream: ServiceC
     return { address, env }
   })
 
-/** A held request whose head is not complete is looked at again this much later. */
+/** A held request whose head is not complete is looked at again this much later... */
 const recheckMillis = 100
+
+/**
+ * ...for this long at most: a head still incomplete then (a slow or hostile client, up to 16 KiB each, and as many
+ * connections as --max-held) is not looked at again; it waits for the app.
+ */
+const partialMillis = 2000
 
 /** A waiting page answered: the client has this long to read it and close before soad closes the connection. */
 const lingerAfterPage = Duration.seconds(5)
@@ -161,11 +167,11 @@ const waitingPages = (options: {
     const look = (conn: Conn, t: number) => {
       const bytes = relayer.peek(conn)
       const verdict: WaitingPage.Verdict = bytes === undefined ? { _tag: "Wait" } : WaitingPage.classify(bytes)
-      if (verdict._tag === "Partial") {
+      const waited = t - (arrivals.get(conn) ?? t)
+      if (verdict._tag === "Partial" && waited < afterMillis + partialMillis) {
         due.set(conn, t + recheckMillis)
         return Effect.void
       }
-      const waited = t - (arrivals.get(conn) ?? t)
       due.delete(conn)
       arrivals.delete(conn)
       return verdict._tag === "Page" ? answer(conn, verdict.method, waited) : Effect.void

@@ -333,6 +333,8 @@ export interface FakeConn {
 
 /** The fake world of proxy mode: clients connect, apps listen (or not) on their upstream address, bytes flow. */
 export class RelayWorld {
+  /** Looks at held connections' first bytes (the waiting page). */
+  peeks = 0
   readonly conns: Array<FakeConn> = []
   /** The upstream addresses apps listen on now (by description); apps are up once theirs is here. */
   private readonly up = new Set<string>()
@@ -448,6 +450,7 @@ export class RelayWorld {
       while (!this.full && this.backlog.length > 0) this.accept(this.backlog.shift()!, this.last ?? 0)
     },
     peek: (conn) => {
+      this.peeks++
       const fake = this.find(conn)
       return fake.gone || fake.closed ? undefined : Buffer.from(fake.sent, "latin1")
     },

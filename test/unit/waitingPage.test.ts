@@ -125,6 +125,22 @@ describe("waiting page: proxy mode", () => {
       expect(slow.answered).toMatch(/^HTTP\/1\.1 503 /)
     }))
 
+  it.scoped("a head still incomplete 2 s after its first look is not looked at again: it waits for the app", () =>
+    Effect.gen(function*() {
+      const { relay } = yield* setup(twoSeconds)
+      const stalled = yield* relay.connect("GET / HTTP/1.1\r\nAccept: text/html\r\n")
+      yield* advance("2 seconds")
+      const looks = relay.peeks
+      yield* advance("1999 millis")
+      expect(relay.peeks).toBeGreaterThan(looks) // looked at every 100 ms meanwhile
+      yield* advance("1 millis")
+      const last = relay.peeks
+      stalled.sent += "\r\n" // complete now, but too late for a page
+      yield* advance("10 seconds")
+      expect(relay.peeks).toBe(last)
+      expect(stalled.answered).toBeUndefined()
+    }))
+
   it.scoped("--waiting-page-file: its text is served, with the service's name", () =>
     Effect.gen(function*() {
       const { relay } = yield* setup({ after: Duration.seconds(1), file: { path: "/x.html", text: "<p>wait for {{service}}</p>" } })
