@@ -376,6 +376,9 @@ export const toConfig = (
     if (parsed.accept && Option.isSome(parsed.upstream)) {
       return yield* Either.left(usage(Fields.acceptWithUpstream("--accept", "--upstream")))
     }
+    if (parsed.accept && parsed.ready === "notify") {
+      return yield* Either.left(usage(Fields.acceptWithNotify("--accept", "--ready notify")))
+    }
     if (!parsed.accept && Option.isSome(parsed.maxConnections)) {
       return yield* Either.left(usage("--max-connections needs --accept (a process per connection)"))
     }

@@ -274,6 +274,10 @@ const resolveService = (
   if (fields.accept === true && fields.upstream !== undefined) {
     errors.push(`services.${name}: ${Fields.acceptWithUpstream("accept = true", "upstream")}`)
   }
+  // Set in [defaults], ready = "notify" applies to the services that can use it only.
+  if (fields.accept === true && own.ready === "notify") {
+    errors.push(`services.${name}: ${Fields.acceptWithNotify("accept = true", `ready = "notify"`)}`)
+  }
   if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
     at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
   }
@@ -294,7 +298,7 @@ const resolveService = (
     maxConnections,
     shutdownSignal: signal,
     idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
-    ready: fields.ready ?? "accept",
+    ready: fields.accept === true ? "accept" : fields.ready ?? "accept",
     ...definedOnly(durations)
   }))
 }

@@ -71,6 +71,10 @@ export const socketMode: Parse<number> = (input) => {
 export const acceptWithUpstream = (accept: string, upstream: string): string =>
   `${accept} (a process per connection) cannot be combined with ${upstream} (proxy mode): choose one`
 
+/** `--accept` with `--ready notify`: an instance serves its one connection; nothing waits for it to be ready. */
+export const acceptWithNotify = (accept: string, ready: string): string =>
+  `${ready} has no meaning with ${accept} (an instance serves the connection it was started with): drop one`
+
 /** What a count takes. */
 export const countExpected = "a whole number, 1 or more"
 

@@ -222,6 +222,11 @@ upstream = "127.0.0.1:3000"
 listen = ["${d}/d.sock"]
 command = ["cat"]
 accept = "yes"
+[services.e]
+listen = ["${d}/e.sock"]
+command = ["cat"]
+accept = true
+ready = "notify"
 `)
     const result = soadRun(["check", config])
     expect(result.code).toBe(1)
@@ -229,18 +234,20 @@ accept = "yes"
       `soad: ${config}: services.a.max-connections: expected a whole number, 1 or more, found 0`,
       `soad: ${config}: services.b.max-connections: expected a whole number, 1 or more, found "many"`,
       `soad: ${config}: services.c: accept = true (a process per connection) cannot be combined with upstream (proxy mode): choose one`,
-      `soad: ${config}: services.d.accept: expected true or false, found "yes"`
+      `soad: ${config}: services.d.accept: expected true or false, found "yes"`,
+      `soad: ${config}: services.e: ready = "notify" has no meaning with accept = true (an instance serves the connection it was started with): drop one`
     ])
   })
 
-  it("the command line refuses --accept with --upstream and a bad --max-connections, one line, exit 2", () => {
+  it("the command line refuses --accept with --upstream or --ready notify, and a bad --max-connections, one line, exit 2", () => {
     const path = Path.join(dir(), "a.sock")
     for (
       const [args, pattern] of [
         [["--accept", "--upstream", "127.0.0.1:3000"], /--accept \(a process per connection\) cannot be combined with --upstream/],
         [["--accept", "--max-connections", "0"], /--max-connections: .*whole number, 1 or more/],
         [["--accept", "--max-connections", "1.5"], /--max-connections/],
-        [["--max-connections", "4"], /--max-connections needs --accept/]
+        [["--max-connections", "4"], /--max-connections needs --accept/],
+        [["--accept", "--ready", "notify"], /--ready notify has no meaning with --accept/]
       ] as const
     ) {
       const result = soadRun(["-s", path, ...args, "--", "cat"])
