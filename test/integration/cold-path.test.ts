@@ -62,13 +62,23 @@ describeAsRoot("the cold path's cgroup", () => {
   const armedDirs = (pid: number) =>
     root?._tag === "Root" ? Fs.readdirSync(root.dir).filter((name) => name.startsWith("soad.") && name.endsWith(`.${pid}`)) : []
 
-  it("exists while armed and goes with a shutdown, and with a kill -9 of soad (the guard removes it)", async () => {
+  it("exists while armed (soad holds no fd of it) and goes with a shutdown, and with a kill -9 of soad (the guard removes it)", async () => {
     if (root?._tag !== "Root") return console.log(`[skipped: no usable cgroup v2 here: ${root?.reason ?? "not Linux"}]`)
     for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       const socketPath = Path.join(dir(), "app.sock")
       const s = soad(["-s", socketPath, "-t", "30", "--", "node", appFixture])
       await s.waitFor(/listening on/)
       await eventually(() => armedDirs(s.pid).length === 1, 3000, "the armed start's cgroup")
+      // An armed service holds no fd: the cgroup is opened (and the log pipes made) only at the start.
+      const cgroupDir = Path.join(root.dir, armedDirs(s.pid)[0]!)
+      const fds = Fs.readdirSync(`/proc/${s.pid}/fd`).map((fd) => {
+        try {
+          return Fs.readlinkSync(`/proc/${s.pid}/fd/${fd}`)
+        } catch {
+          return ""
+        }
+      })
+      expect(fds).not.toContain(cgroupDir)
       process.kill(s.pid, signal)
       await s.exited
       await eventually(() => armedDirs(s.pid).length === 0, 5000, `no cgroup of soad's left after ${signal}`)
