@@ -24,13 +24,16 @@ import * as Format from "./internal/format.js"
 import { now, spawnRequest, stopReason } from "./internal/lifecycle.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
-import { type App, ProcessService, type SpawnRequest } from "./ProcessService.js"
+import { type App, ProcessService, type SpawnError, type SpawnRequest } from "./ProcessService.js"
 import { Registry, type Status } from "./Registry.js"
 import type { AcceptError, Connection, Listener } from "./SocketService.js"
 import { SocketService } from "./SocketService.js"
 
 /** Out of fds or memory, accepting pauses: 100 ms, doubling, at most 1 s between tries. */
 const exhaustedPause = Schedule.exponential(Duration.millis(100)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(1))))
+
+/** Is this failure the system's lack of file descriptors (not the command's)? */
+const isExhaustion = (error: SpawnError): boolean => error.code === "EMFILE" || error.code === "ENFILE"
 
 /** What an accept-mode service counts, for `soad status` and the metrics. */
 interface Figures {
@@ -133,6 +136,36 @@ export const serve = (
         )
       )
 
+    /** Out of fds for an instance's pipes or its fork: said once per episode (`fd_exhausted`, `fd_recovered`). */
+    let exhausted = false
+
+    /**
+     * Starts the instance for a connection soad has taken. Out of file descriptors (EMFILE, ENFILE: the log pipe
+     * or the fork), the connection is kept, not closed: the start is tried again (100 ms, doubling to 1 s) while
+     * new connections wait in the backlog, as when accept itself runs out.
+     */
+    const startInstance = (connection: Connection) =>
+      processes.spawn(instanceRequest(config, connection), policy).pipe(
+        Effect.tapError((error) =>
+          !isExhaustion(error) || exhausted ? Effect.void : Effect.zipRight(
+            Effect.sync(() => (exhausted = true)),
+            event(
+              "warn",
+              "fd_exhausted",
+              `out of file descriptors (${error.code}) for an instance: the connection waits for it, new connections ` +
+                "wait in the backlog; raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
+              { code: error.code }
+            )
+          )
+        ),
+        Effect.retry({ schedule: exhaustedPause, while: isExhaustion }),
+        Effect.tap(() =>
+          exhausted
+            ? Effect.zipRight(Effect.sync(() => (exhausted = false)), event("info", "fd_recovered", "file descriptors are available again: starting instances"))
+            : Effect.void
+        )
+      )
+
     /**
      * Accepts one connection on `listener` and starts its instance, holding one permit: the instance gives it back
      * when it ends; so does a connection gone before it was taken, or one no instance could be started for.
@@ -146,7 +179,9 @@ export const serve = (
           const taken = yield* Effect.scoped(Effect.gen(function*() {
             const connection = yield* sockets.accept(listener)
             if (connection === undefined) return undefined
-            const spawned = yield* Effect.either(Scope.extend(processes.spawn(instanceRequest(config, connection), policy), scope))
+            const spawned = yield* Effect.either(
+              restore(startInstance(connection)).pipe(Scope.extend(scope), Effect.onInterrupt(() => giveBack))
+            )
             return { connection, spawned }
           })).pipe(Effect.tapError(() => giveBack))
           if (taken === undefined) return yield* giveBack

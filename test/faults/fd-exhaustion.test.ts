@@ -154,3 +154,50 @@ describe("fault: out of file descriptors in proxy mode", () => {
     await eventually(() => acceptedBy(s.pid, socketPath) === 0, 5000, "the connections to close")
   })
 })
+
+describe("fault: out of file descriptors in accept mode", () => {
+  it("a connection taken when no fd is left for its instance is kept and served once fds are back; none is dropped, and it is no failed start", async () => {
+    const socketPath = Path.join(dir(), "echo.sock")
+    // Each instance echoes what it reads after a greeting: a client holding its connection holds an instance.
+    const s = soad([
+      "-s",
+      socketPath,
+      "--accept",
+      "--max-connections",
+      "200",
+      "--log-format",
+      "json",
+      "--",
+      "/bin/sh",
+      "-c",
+      "echo hi; exec cat"
+    ])
+    await s.waitFor(/listening/)
+    // Room for a few instances only: soad holds one log pipe per instance.
+    limitFds(s.pid, fdCount(s.pid) + 6)
+    const clients = Array.from({ length: 12 }, () => {
+      const socket = Net.connect({ path: socketPath })
+      let received = ""
+      socket.on("data", (chunk) => (received += chunk))
+      socket.on("error", () => {})
+      const closed = new Promise<string>((resolve) => socket.on("close", () => resolve(received)))
+      return { socket, closed, received: () => received }
+    })
+    await eventually(() => events(s, "fd_exhausted").length === 1, 10_000, "fd_exhausted")
+    const greeted = () => clients.filter((client) => client.received().startsWith("hi")).length
+    const first = greeted()
+    expect(first).toBeGreaterThan(0)
+    expect(first).toBeLessThan(clients.length)
+    // Nobody was dropped: every client is still connected.
+    for (const client of clients) expect(client.socket.destroyed).toBe(false)
+    // Each greeted client leaves (its instance ends, and its fd is back); the others get their instances in turn.
+    await eventually(() => {
+      for (const client of clients) if (client.received().startsWith("hi")) client.socket.end()
+      return greeted() === clients.length
+    }, 20_000, "every client greeted")
+    const answers = await Promise.all(clients.map((client) => client.closed))
+    expect(answers.every((answer) => answer.startsWith("hi"))).toBe(true)
+    expect(events(s, "start_failed")).toHaveLength(0)
+    expect(events(s, "fd_recovered").length).toBeGreaterThanOrEqual(1)
+  }, 45_000)
+})

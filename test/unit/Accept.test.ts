@@ -146,6 +146,31 @@ describe("Accept", () => {
       expect(named("accept_recovered")).toHaveLength(1)
     }))
 
+  it.scoped("out of fds for an instance, the connection taken is kept and its start tried again; the others wait", () =>
+    Effect.gen(function*() {
+      // Fault: with fds exhausted, the instance's log pipe could not be made; soad closed the connection it had
+      // accepted (the client saw it dropped) and counted a failed start of the command.
+      // Promise: that connection waits for its instance, nothing more is accepted meanwhile, it is said once, and it
+      // is no failed start.
+      const { fd, named, world } = yield* setup()
+      world.spawnError = nativeError("pipe", 24, "Too many open files")
+      yield* world.connect(fd)
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("5 seconds")
+      expect(world.accepted).toHaveLength(1)
+      expect(world.acceptedOpen.size).toBe(1) // kept open
+      expect(world.backlog.get(fd)).toBe(1)
+      expect(world.spawnAttempts).toBeGreaterThan(3)
+      expect(named("fd_exhausted")).toEqual([expect.objectContaining({ code: "EMFILE" })])
+      expect(named("start_failed")).toHaveLength(0)
+      world.spawnError = undefined
+      yield* advance("1 second")
+      expect(world.apps.filter((app) => app.running)).toHaveLength(2)
+      expect(world.apps[0]!.request.connection).toBe(world.accepted[0]!.fd)
+      expect(named("fd_recovered")).toHaveLength(1)
+    }))
+
   it.scoped("shutdown stops every running instance by the stop policy: the signal, SIGKILL at the stop timeout", () =>
     Effect.gen(function*() {
       const { fd, fiber, running, world } = yield* setup({ stopTimeout: Duration.seconds(5) })
