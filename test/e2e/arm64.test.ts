@@ -2,7 +2,7 @@
  * The linux-arm64 prebuild (cross-compiled by `npm run build:native` with gcc-aarch64-linux-gnu) loads and works
  * on arm64: an arm64 Node (Debian's, fetched by .ci/arm64-node, never installed over the machine's) runs under
  * qemu-aarch64-static, loads src/native/prebuilds/linux-arm64/node.node and uses it: a UNIX listener, connection
- * counting, a spawn, and the arm64 sentinel helper, which exits 2 for a bad argument. The fault it catches: a
+ * counting, a spawn, the arm64 sentinel helper, which exits 2 for a bad argument, and an armed start (the cold path). The fault it catches: a
  * prebuild for the wrong machine, one that needs a library or symbol the arm64 system lacks, or a spawn path
  * (fork or the clone3 trampoline) that crashes on aarch64. It runs only where qemu-aarch64-static, the prebuild
  * and the arm64 Node exist, and otherwise is skipped with the reason in its name.
@@ -40,7 +40,7 @@ const missing =
     : undefined
 
 describe.skipIf(missing !== undefined)(`the linux-arm64 prebuild under qemu${missing === undefined ? "" : ` [skipped: ${missing}]`}`, () => {
-  it("loads in an arm64 Node, listens, counts a connection, spawns, and runs its sentinel", () => {
+  it("loads in an arm64 Node, listens, counts a connection, spawns, runs its sentinel, and fires an armed start", () => {
     const libraries = [Path.join(arm64Root, "usr", "lib", "aarch64-linux-gnu"), Path.join(arm64Root, "lib", "aarch64-linux-gnu")]
     const result = ChildProcess.spawnSync(
       qemu!,
@@ -57,7 +57,8 @@ describe.skipIf(missing !== undefined)(`the linux-arm64 prebuild under qemu${mis
       countStart: true,
       countBefore: -1,
       spawnTrue: { code: 0, signal: null },
-      spawnSentinel: { code: 2, signal: null }
+      spawnSentinel: { code: 2, signal: null },
+      armed: { index: 0, started: true, error: null, code: 7, signal: null }
     })
     expect(said["countAfter"]).toBeGreaterThanOrEqual(0)
   }, 90_000)
