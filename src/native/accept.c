@@ -32,18 +32,7 @@ static int listener_nonblocking(int fd) {
 
 /* The peer's address as text: IPv4, IPv6, or an IPv4-mapped IPv6 address as IPv4 (as systemd's sockaddr_pretty). */
 static void peer_text(const struct sockaddr_storage *ss, accepted *out) {
-  out->inet = false;
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
-    out->inet = inet_ntop(AF_INET, &in4->sin_addr, out->ip, sizeof out->ip) != NULL;
-    out->port = ntohs(in4->sin_port);
-  } else if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-    out->inet = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)
-                    ? inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], out->ip, sizeof out->ip) != NULL
-                    : inet_ntop(AF_INET6, &in6->sin6_addr, out->ip, sizeof out->ip) != NULL;
-    out->port = ntohs(in6->sin6_port);
-  }
+  out->inet = inet_text(ss, true, out->ip, &out->port) >= 0;
 }
 
 /* accept4(SOCK_CLOEXEC), or accept and FD_CLOEXEC where there is no accept4 (macOS): fd, or -1 with errno. */

@@ -427,27 +427,12 @@ static int socket_local(int fd, local_addr *out, const char **failed) {
     out->family = "unix";
     return 0;
   }
-  if (ss.ss_family == AF_INET) {
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-    if (inet_ntop(AF_INET, &in4->sin_addr, out->ip, sizeof out->ip) == NULL) {
-      *failed = "inet_ntop";
-      return -1;
-    }
-    out->port = ntohs(in4->sin_port);
-    out->family = "ipv4";
-  } else if (ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    if (inet_ntop(AF_INET6, &in6->sin6_addr, out->ip, sizeof out->ip) == NULL) {
-      *failed = "inet_ntop";
-      return -1;
-    }
-    out->port = ntohs(in6->sin6_port);
-    out->family = "ipv6";
-  } else {
-    errno = EAFNOSUPPORT;
-    *failed = "getsockname";
+  int family = inet_text(&ss, false, out->ip, &out->port);
+  if (family < 0) {
+    *failed = errno == EAFNOSUPPORT ? "getsockname" : "inet_ntop";
     return -1;
   }
+  out->family = family == AF_INET ? "ipv4" : "ipv6";
   return 0;
 }
 

@@ -4,7 +4,9 @@
 #define _GNU_SOURCE
 #include "sys.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -70,4 +72,23 @@ int pipe_cloexec(int fds[2]) {
   }
   return 0;
 #endif
+}
+
+int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRSTRLEN], int *port) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
+    if (inet_ntop(AF_INET, &in4->sin_addr, ip, INET6_ADDRSTRLEN) == NULL) return -1;
+    *port = ntohs(in4->sin_port);
+    return AF_INET;
+  }
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    bool mapped = unmap && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+    const void *addr = mapped ? (const void *)&in6->sin6_addr.s6_addr[12] : (const void *)&in6->sin6_addr;
+    if (inet_ntop(mapped ? AF_INET : AF_INET6, addr, ip, INET6_ADDRSTRLEN) == NULL) return -1;
+    *port = ntohs(in6->sin6_port);
+    return mapped ? AF_INET : AF_INET6;
+  }
+  errno = EAFNOSUPPORT;
+  return -1;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 
 /* socket(2) with close-on-exec (and non-blocking if asked), also where SOCK_CLOEXEC does not exist (macOS). */
 int socket_cloexec(int family, bool nonblocking);
@@ -25,6 +26,10 @@ int unix_address(const char *path, size_t len, bool abstract, struct sockaddr_un
 
 /* The same for an address written as systemd writes NOTIFY_SOCKET: "/path", or "@name" for an abstract one. */
 int unix_address_named(const char *path, size_t len, struct sockaddr_un *addr, socklen_t *addrlen);
+
+/* An IPv4 or IPv6 socket address as text (ip) and its port; with unmap, an IPv4-mapped IPv6 address as IPv4 (as
+ * systemd's sockaddr_pretty). The family written (AF_INET, AF_INET6), or -1 with errno (EAFNOSUPPORT: not IP). */
+int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRSTRLEN], int *port);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 long long monotonic_ns(void);
