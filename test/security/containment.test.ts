@@ -65,15 +65,27 @@ const activate = async (socketPath: string, daemonFile: string) => {
   await eventually(() => alive(daemon), 5000, "the daemon to run")
   // The premise: the daemon left the app's session, so its process group.
   expect(sessionOf(daemon)).not.toBe(sessionOf(app))
-  const cgroup = cgroupOf(app)
-  if (Path.basename(cgroup).startsWith("soad.")) strayCgroups.push(cgroup) // never the test's own cgroup
-  return { app, daemon, cgroup }
+  const path = cgroupOf(app)
+  if (Path.basename(path).startsWith("soad.")) strayCgroups.push(path) // never the test's own cgroup
+  // A cgroup's inode is its id, never reused: the cgroup soad makes ahead for the next start has the same name.
+  return { app, daemon, cgroup: { path, id: Fs.statSync(path).ino } }
 }
 
-/** The app and its daemon were in a cgroup of their own, named for the service, and it is gone. */
-const expectCgroupGone = async (cgroup: string) => {
-  expect(Path.basename(cgroup)).toMatch(/^soad\.sh-[0-9a-f]{8}\.\d+$/)
-  await eventually(() => !Fs.existsSync(cgroup), 5000, "the cgroup to be removed")
+/**
+ * The app and its daemon were in a cgroup of their own, named for the service, and it is gone. A cgroup of that
+ * name may be there again (soad makes one ahead for the next start, the cold path): a new one, and empty.
+ */
+const expectCgroupGone = async (cgroup: { readonly path: string; readonly id: number }) => {
+  expect(Path.basename(cgroup.path)).toMatch(/^soad\.sh-[0-9a-f]{8}\.\d+$/)
+  const gone = () => {
+    try {
+      return Fs.statSync(cgroup.path).ino !== cgroup.id &&
+        Fs.readFileSync(Path.join(cgroup.path, "cgroup.procs"), "utf8").trim() === ""
+    } catch {
+      return true // no such cgroup
+    }
+  }
+  await eventually(gone, 5000, "the cgroup to be removed")
 }
 
 const events = (s: Soad, name: string): Array<Record<string, unknown>> =>
@@ -128,7 +140,7 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
 
     const second = soad(first.args)
     await second.waitFor(/"event":"listening"/)
-    expect(events(second, "leftover")[0]).toMatchObject({ level: "warn", cgroup, count: 1 })
+    expect(events(second, "leftover")[0]).toMatchObject({ level: "warn", cgroup: cgroup.path, count: 1 })
     expect(alive(daemon)).toBe(false)
     await expectCgroupGone(cgroup)
     const reply = await get({ socketPath: first.socketPath })
