@@ -23,7 +23,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -515,6 +515,48 @@ const reportProxy = async () => {
   row("proxy, soad's memory per open relayed connection", `${(proxy.perConnection / 1024).toFixed(1)} KB`, "2000 idle connections")
 }
 
+/**
+ * A process per connection: one client after another, each connection gets its own instance of the inetd app, via
+ * soad --accept and via systemd-socket-activate --accept --inetd, in the same run.
+ */
+const acceptComparison = async (inetdApp: string) => {
+  const connections = runs * 40
+  const measure = async (label: string, program: string, args: ReadonlyArray<string>, socketPath: string) => {
+    const proc = start(program, args)
+    await waitForFile(socketPath)
+    await sleep(200)
+    const times: Array<number> = []
+    const began = performance.now()
+    for (let i = 0; i < connections; i++) times.push(await timedGet({ socketPath }))
+    const elapsed = performance.now() - began
+    await stop(proc)
+    return { label, p50: median(times), p99: percentile(times, 99), rate: connections / (elapsed / 1000) }
+  }
+  const soadPath = Path.join(work, "accept-soad.sock")
+  const soad = await measure("soad", command, ["-s", soadPath, "--accept", "--log-level", "warn", "--", inetdApp], soadPath)
+  const systemdPath = Path.join(work, "accept-systemd.sock")
+  const systemd = installed("systemd-socket-activate")
+    ? await measure("systemd", "systemd-socket-activate", ["-l", systemdPath, "--accept", "--inetd", inetdApp], systemdPath)
+    : undefined
+  return { soad, systemd, connections }
+}
+
+const reportAccept = async () => {
+  console.error("a process per connection (--accept)")
+  const inetdApp = compile("inetd-app")
+  if (inetdApp === undefined) return row("a process per connection", "no C compiler")
+  const { connections, soad, systemd } = await acceptComparison(inetdApp)
+  const figure = (f: { readonly p50: number; readonly p99: number; readonly rate: number }) =>
+    `${f.rate.toFixed(0)} conn/s, p50 ${ms(f.p50, 2)}, p99 ${ms(f.p99, 2)}`
+  row(
+    "a process per connection, one client after another: soad --accept",
+    figure(soad),
+    systemd === undefined ? `${connections} connections` : `soad/systemd p50: ${(soad.p50 / systemd.p50).toFixed(2)}`
+  )
+  if (systemd !== undefined) row("a process per connection: systemd-socket-activate --accept --inetd", figure(systemd))
+  else row("a process per connection: systemd-socket-activate --accept --inetd", "not installed")
+}
+
 const reportPrecision = async () => {
   console.error("idle-stop precision")
   const precision = await stopPrecision()
@@ -536,6 +578,7 @@ const main = async () => {
   if (idleFigures !== undefined && part("many")) await reportMany(soad, idleFigures)
   if (part("proxy") && installed("wrk")) await reportProxy()
   if (part("precision")) await reportPrecision()
+  if (part("accept")) await reportAccept()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
