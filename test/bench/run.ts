@@ -287,8 +287,11 @@ const idle = async () => {
   const before = { ...procStat(pid), switches: contextSwitches(pid) }
   await sleep(10_000)
   const after = { ...procStat(pid), switches: contextSwitches(pid) }
-  // Then the app running, one request every 100 ms for 10 s.
+  // Then the app running, one request every 100 ms for 10 s (from once soad has seen it ready: what follows a
+  // start, logging and the readiness check, runs after the first answer on the cold path).
   await timedGet({ socketPath })
+  await soad.waitFor(/the app accepts/)
+  await sleep(500)
   const busyBefore = procStat(pid)
   for (let i = 0; i < 100; i++) {
     await timedGet({ socketPath })
