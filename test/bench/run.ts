@@ -368,26 +368,61 @@ const wrk = (url: string, connections: number, extra: ReadonlyArray<string> = []
   }
 }
 
-/** Proxy mode: soad's relay, systemd-socket-proxyd, and the app directly, under the same load. */
+/** The median of each figure over several wrk runs. */
+const medianOf = (results: ReadonlyArray<ReturnType<typeof wrk>>): ReturnType<typeof wrk> => ({
+  rps: median(results.map((r) => r.rps)),
+  p50: median(results.map((r) => r.p50)),
+  p99: median(results.map((r) => r.p99)),
+  mbps: median(results.map((r) => r.mbps))
+})
+
+/** Rounds of wrk per proxy figure: soad and systemd-socket-proxyd take turns, and each figure is their median. */
+const proxyRounds = 3
+
+/**
+ * Proxy mode: soad's relay, systemd-socket-proxyd, and the app directly, under the same load. soad and proxyd run
+ * side by side and take turns, round after round (2 shared cores drift: one 5 s run each was noise).
+ */
 const proxyComparison = async () => {
   const proxyd = ["/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd"].find((p) => Fs.existsSync(p))
-  const measure = (port: number) => ({
-    small: wrk(`http://127.0.0.1:${port}/`, 32),
-    fresh: wrk(`http://127.0.0.1:${port}/`, 32, ["-H", "Connection: close"]),
-    large: wrk(`http://127.0.0.1:${port}/big`, 4)
-  })
+  const loads = {
+    small: (port: number) => wrk(`http://127.0.0.1:${port}/`, 32),
+    fresh: (port: number) => wrk(`http://127.0.0.1:${port}/`, 32, ["-H", "Connection: close"]),
+    large: (port: number) => wrk(`http://127.0.0.1:${port}/big`, 4)
+  }
+  type Load = keyof typeof loads
+  const names = Object.keys(loads) as Array<Load>
   const appPort = await freePort()
   const direct = start(process.execPath, [app, "--listen", String(appPort)])
   await direct.waitFor(/ready/)
   await timedGet({ host: "127.0.0.1", port: appPort })
-  const viaDirect = measure(appPort)
+  const viaDirect = Object.fromEntries(names.map((name) => [name, loads[name](appPort)])) as Record<Load, ReturnType<typeof wrk>>
 
   const soadPort = await freePort()
   const soad = start(command, ["-l", `127.0.0.1:${soadPort}`, "--upstream", `127.0.0.1:${appPort}`, "-t", "300", "--", "sleep", "3600"])
   await soad.waitFor(/listening on/)
   await timedGet({ host: "127.0.0.1", port: soadPort }) // starts the (stand-in) app; the real one already listens
-  const viaSoad = measure(soadPort)
-
+  const proxydPort = await freePort()
+  const launcher = proxyd !== undefined && installed("systemd-socket-activate")
+    ? start("systemd-socket-activate", ["-l", `127.0.0.1:${proxydPort}`, proxyd, `127.0.0.1:${appPort}`])
+    : undefined
+  if (launcher !== undefined) {
+    await sleep(300)
+    await timedGet({ host: "127.0.0.1", port: proxydPort })
+  }
+  const soadRuns = new Map<Load, Array<ReturnType<typeof wrk>>>(names.map((name) => [name, []]))
+  const proxydRuns = new Map<Load, Array<ReturnType<typeof wrk>>>(names.map((name) => [name, []]))
+  for (let round = 0; round < proxyRounds; round++) {
+    for (const name of names) {
+      soadRuns.get(name)!.push(loads[name](soadPort))
+      if (launcher !== undefined) proxydRuns.get(name)!.push(loads[name](proxydPort))
+    }
+  }
+  const viaSoad = Object.fromEntries(names.map((name) => [name, medianOf(soadRuns.get(name)!)])) as Record<Load, ReturnType<typeof wrk>>
+  const viaProxyd = launcher === undefined
+    ? undefined
+    : Object.fromEntries(names.map((name) => [name, medianOf(proxydRuns.get(name)!)])) as Record<Load, ReturnType<typeof wrk>>
+  if (launcher !== undefined) await stop(launcher)
   await stop(soad)
 
   // Memory per relayed connection: 2000 idle connections held open through a fresh soad, once it has settled
@@ -411,16 +446,6 @@ const proxyComparison = async () => {
   const perConnection = ((memory(pid).rss - rssBefore) * 1024 * 1024) / 2000
   for (const client of clients) client.destroy()
   await stop(fresh)
-
-  let viaProxyd: ReturnType<typeof measure> | undefined
-  if (proxyd !== undefined && installed("systemd-socket-activate")) {
-    const proxydPort = await freePort()
-    const launcher = start("systemd-socket-activate", ["-l", `127.0.0.1:${proxydPort}`, proxyd, `127.0.0.1:${appPort}`])
-    await sleep(300)
-    await timedGet({ host: "127.0.0.1", port: proxydPort })
-    viaProxyd = measure(proxydPort)
-    await stop(launcher)
-  }
   await stop(direct)
   return { viaDirect, viaSoad, viaProxyd, perConnection }
 }
