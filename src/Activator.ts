@@ -148,6 +148,9 @@ const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
     const outcome = pending.right
     switch (outcome._tag) {
       case "NotArmed":
+        yield* event("debug", "not_armed", `cannot arm the listeners (${outcome.reason.message}): the app starts after the connection`, {
+          code: outcome.reason.code
+        })
         return Option.none()
       case "Woken":
         return Option.some<Run.Trigger>({ _tag: "Wake" })

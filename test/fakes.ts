@@ -199,6 +199,8 @@ export class World {
   armed = 0
   /** Starts fired by a connection (the cold path). */
   coldStarts = 0
+  /** Thrown by the next arms, if set (nothing armed: the command cannot be found, say). */
+  armError: Error | undefined = undefined
 
   /** The cold path: a connection pending on one of the request's fds starts the app at once, as the native poll does. */
   private arm(
@@ -206,6 +208,7 @@ export class World {
     onExit: (status: ProcessService.ExitStatus) => void,
     onStarted: (outcome: ProcessService.ArmOutcome) => void
   ): () => boolean {
+    if (this.armError !== undefined) throw this.armError
     let done = false
     const fire = () => {
       const index = request.fds.findIndex((fd) => (this.backlog.get(fd) ?? 0) > 0)

@@ -123,6 +123,31 @@ describe("the cold path", () => {
       expect(world.apps).toHaveLength(2)
     }))
 
+  it.scoped("a start that cannot be armed (the command not found yet) is said at debug; the connection starts it after the wake", () =>
+    Effect.gen(function*() {
+      const world = new World()
+      world.armError = nativeError("execve", 2, "No such file or directory")
+      const { events, layer } = captureEvents()
+      const context = yield* Layer.build(Layer.mergeAll(world.layer, layer))
+      const config = ServiceConfig.make({
+        listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
+        command: ["app"]
+      })
+      const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+      yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+      yield* settle
+      expect(world.armed).toBe(0)
+      expect(events.filter((event) => event.name === "not_armed").map((event) => event.fields)).toEqual([
+        expect.objectContaining({ code: "ENOENT" })
+      ])
+      world.armError = undefined // the command is there by the time the connection comes
+      yield* world.connect(listeners[0]!.fd)
+      yield* settle
+      expect(world.coldStarts).toBe(0)
+      expect(world.apps).toHaveLength(1)
+      expect(world.apps[0]!.running).toBe(true)
+    }))
+
   it.scoped("with a RAM budget the service is never armed: room is made before each start", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({}, true)
