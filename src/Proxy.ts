@@ -160,7 +160,9 @@ const waitingPages = (options: {
           method,
           waited_ms: waited
         })
-        yield* Effect.forkScoped(Effect.delay(Effect.sync(() => relayer.close(conn)), lingerAfterPage))
+        // Closed after the linger, or at once if the service ends first (a reload, a shutdown): never left open.
+        const close = Effect.sync(() => relayer.close(conn))
+        yield* Effect.forkScoped(Effect.sleep(lingerAfterPage).pipe(Effect.ensuring(close)))
       })
 
     /** Looks at one held connection whose time has come. */

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
@@ -78,10 +79,10 @@ const setup = (waitingPage: ServiceConfig.WaitingPage | undefined) =>
       waitingPage
     })
     const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
-    yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+    const fiber = yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
     yield* settle
     const handle = (yield* Effect.provide(Registry.Registry, context).pipe(Effect.flatMap((registry) => registry.services)))[0]!
-    return { world, relay: world.relay, named: (name: string) => events.filter((event) => event.name === name), handle }
+    return { world, relay: world.relay, named: (name: string) => events.filter((event) => event.name === name), handle, fiber }
   })
 
 const twoSeconds: ServiceConfig.WaitingPage = { after: Duration.seconds(2), file: undefined }
@@ -139,6 +140,19 @@ describe("waiting page: proxy mode", () => {
       yield* advance("10 seconds")
       expect(relay.peeks).toBe(last)
       expect(stalled.answered).toBeUndefined()
+    }))
+
+  it.scoped("a page's connection is closed when the service ends before its linger (a reload, a shutdown): never left open", () =>
+    Effect.gen(function*() {
+      // Fault: the linger's close was a delayed effect: interrupted by the service's end, it never ran, and the
+      // answered connection stayed open in the relay until its client left.
+      const { fiber, relay } = yield* setup(twoSeconds)
+      const page = yield* relay.connect(navigation)
+      yield* advance("2 seconds")
+      expect(page.answered).toMatch(/^HTTP\/1\.1 503 /)
+      expect(page.closed).toBeFalsy()
+      yield* Fiber.interrupt(fiber)
+      expect(page.closed).toBe(true)
     }))
 
   it.scoped("--waiting-page-file: its text is served, with the service's name", () =>
