@@ -21,7 +21,7 @@ import * as Scope from "effect/Scope"
 import type * as ServiceConfig from "./ServiceConfig.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
-import { now, spawnRequest, stopReason } from "./internal/lifecycle.js"
+import { now, spawnRequest, stopPolicy, stopReason } from "./internal/lifecycle.js"
 import { event } from "./Logging.js"
 import * as Metrics from "./Metrics.js"
 import { type App, ProcessService, type SpawnError, type SpawnRequest } from "./ProcessService.js"
@@ -86,7 +86,7 @@ export const serve = (
     // A command that cannot be started backs off before the next connection is taken: no fork storm, and the
     // connections wait in the backlog meanwhile.
     const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
-    const policy = { signal: config.shutdownSignal, timeout: config.stopTimeout }
+    const policy = stopPolicy(config)
     const service = config.name
     const tell = (update: (f: Figures) => Figures) => Ref.update(figures, update)
 

@@ -19,7 +19,7 @@ import { Budget } from "./Budget.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Format from "./internal/format.js"
 import * as Idle from "./internal/idle.js"
-import { now, spawnRequest, unitOf } from "./internal/lifecycle.js"
+import { now, spawnRequest, stopPolicy, unitOf } from "./internal/lifecycle.js"
 import * as Run from "./internal/run.js"
 import { event } from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
@@ -138,7 +138,7 @@ const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
   const spawnOnPending = processes.spawnOnPending
   if (spawnOnPending === undefined || config.ready === "notify") return undefined
   const request = spawnRequest(config, listeners)
-  const policy = { signal: config.shutdownSignal, timeout: config.stopTimeout }
+  const policy = stopPolicy(config)
   return Effect.gen(function*() {
     const budget = yield* Effect.serviceOption(Budget)
     const { notBefore } = yield* service.backoff.state

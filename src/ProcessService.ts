@@ -604,6 +604,23 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     }
   }
 
+  /**
+   * A new cgroup for the unit's app, guarded before the app exists: from its first instruction on, a kill -9 of
+   * soad takes it along.
+   */
+  const newCgroup = (root: string, unit: string | undefined): string => {
+    const dir = cgroupFor(root, unit)
+    Cgroup.create(dir)
+    guard?.add(dir)
+    return dir
+  }
+
+  /** Removes a cgroup whose app never started (anything in it killed first), and stops guarding it. */
+  const dropCgroup = (dir: string) => {
+    Cgroup.kill(dir)
+    if (Cgroup.remove(dir)) guard?.remove(dir)
+  }
+
   /** A cgroup directory for the unit that no running app uses. */
   const cgroupFor = (root: string, unit: string | undefined): string => {
     const name = unit ?? `app-${++anonymous}`
@@ -620,9 +637,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
       guard?.add(String(pid))
       return pid
     }
-    const dir = cgroupFor(root, request.unit)
-    Cgroup.create(dir)
-    guard?.add(dir) // before the app exists: from its first instruction on, a kill -9 of soad takes it along
+    const dir = newCgroup(root, request.unit)
     let fd: number | undefined
     try {
       fd = Cgroup.openDir(dir)
@@ -630,8 +645,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
       cgroups.set(pid, dir)
       return pid
     } catch (error) {
-      Cgroup.kill(dir)
-      if (Cgroup.remove(dir)) guard?.remove(dir)
+      dropCgroup(dir)
       throw error
     } finally {
       if (fd !== undefined) Fs.closeSync(fd)
@@ -644,21 +658,16 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
    * output pipes) are opened only at the start, so an armed service holds none.
    */
   const arm: Driver["arm"] = (request, onExit, onStarted, output) => {
-    const dir = root === undefined ? undefined : cgroupFor(root, request.unit)
+    const dir = root === undefined ? undefined : newCgroup(root, request.unit)
+    if (dir !== undefined) armedDirs.add(dir)
     /** Undoes the preparation: nothing was started. */
     const undo = () => {
       if (dir === undefined) return
       armedDirs.delete(dir)
-      Cgroup.kill(dir)
-      if (Cgroup.remove(dir)) guard?.remove(dir)
+      dropCgroup(dir)
     }
     let id: number
     try {
-      if (dir !== undefined) {
-        armedDirs.add(dir)
-        Cgroup.create(dir)
-        guard?.add(dir) // before the app exists, as for spawn
-      }
       // An accepted connection is the app's stdout: only stderr goes to soad's logs.
       const outputs = output === undefined ? 0 : request.connection === undefined ? 2 : 1
       id = n.armSpawn(

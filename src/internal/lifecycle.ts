@@ -18,7 +18,7 @@ import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
 import * as Metrics from "../Metrics.js"
-import type { App, ExitStatus, SpawnRequest } from "../ProcessService.js"
+import type { App, ExitStatus, SpawnRequest, StopPolicy } from "../ProcessService.js"
 import { Registry, type State, type Status } from "../Registry.js"
 import type { Listener, Wakeup } from "../SocketService.js"
 import type * as Backoff from "./backoff.js"
@@ -276,6 +276,12 @@ export const unitOf = (config: ServiceConfig.ServiceConfig): string => {
   const name = config.name.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 40)
   return `${name}-${shortHash(first === undefined ? "" : Address.format(first.address))}`
 }
+
+/** How the service's apps are stopped: its shutdown signal, then SIGKILL after its stop timeout. */
+export const stopPolicy = (config: ServiceConfig.ServiceConfig): StopPolicy => ({
+  signal: config.shutdownSignal,
+  timeout: config.stopTimeout
+})
 
 /** What the app is started with: its command, environment, user, and the listeners as fds 3, 4, … */
 export const spawnRequest = (

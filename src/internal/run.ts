@@ -40,6 +40,7 @@ import {
   preciseNow,
   register,
   type Run,
+  stopPolicy,
   type Tracker
 } from "./lifecycle.js"
 
@@ -259,7 +260,7 @@ const runOnce = <R>(service: Service, mode: Mode<R>, trigger: Trigger, pendingSi
     yield* Ref.set(tracker.appStatus, undefined)
     const result = started !== undefined
       ? Either.map(started, ({ app }) => app)
-      : yield* Effect.either(processes.spawn(request, { signal: config.shutdownSignal, timeout: config.stopTimeout }))
+      : yield* Effect.either(processes.spawn(request, stopPolicy(config)))
     if (Either.isLeft(result)) return yield* startFailed(service, session, result.left)
     const app = result.right
     const startedAt = yield* now

@@ -7,7 +7,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { appFixture, bin, freePort, get, root, soad, soadRun, tempDirs } from "../harness.js"
+import { appFixture, bin, eventually, freePort, get, root, soad, soadRun, tempDirs } from "../harness.js"
 
 const dir = tempDirs()
 
@@ -161,10 +161,8 @@ describe("UNIX socket files", () => {
       stdio: "ignore"
     })
     try {
-      await new Promise<void>((resolve) => {
-        const check = () => (Fs.existsSync(path) ? resolve() : setTimeout(check, 20))
-        check()
-      })
+      // The file is bound with mode 0 and given its mode before listen(): wait for that, not for the file alone.
+      await eventually(() => Fs.existsSync(path) && (Fs.statSync(path).mode & 0o777) !== 0, 5000, "the socket's mode")
       expect(Fs.statSync(path).mode & 0o777).toBe(0o640)
     } finally {
       child.kill("SIGKILL")
