@@ -155,6 +155,27 @@ export const format = (address: Address): string => {
   }
 }
 
+/**
+ * Two listeners that cannot both be bound: the same address, or two on one TCP port where one is a wildcard that
+ * covers the other (`[::]` listens on IPv6 and IPv4 alike, `0.0.0.0` on every IPv4 address). Port 0 (any free
+ * port) overlaps nothing.
+ */
+export const overlaps = (a: Address, b: Address): boolean => {
+  switch (a._tag) {
+    case "Unix":
+      return b._tag === "Unix" && a.path === b.path
+    case "Abstract":
+      return b._tag === "Abstract" && a.name === b.name
+    case "Inherited":
+      return b._tag === "Inherited" && (a.fd !== undefined ? a.fd === b.fd : a.fdName === b.fdName)
+    case "Tcp": {
+      if (b._tag !== "Tcp" || a.port !== b.port || a.port === 0) return false
+      if (a.host === b.host || a.host === "::" || b.host === "::") return true
+      return (a.host === "0.0.0.0" || b.host === "0.0.0.0") && Net.isIPv4(a.host) && Net.isIPv4(b.host)
+    }
+  }
+}
+
 /** Where a proxied app listens: an address of its own, or `auto`. */
 export type UpstreamAddress =
   | { readonly _tag: "Tcp"; readonly host: string; readonly port: number }

@@ -1,8 +1,9 @@
 /**
  * The command line as an @effect/cli Command tree: `soad` runs one app (`soad -s /run/app.sock -t 240 -S TERM --
  * gunicorn app:app`) or every service of a config file (`soad -c FILE`), and its subcommands `check`, `status`,
- * `wake` and `sleep` validate a file or talk to a running soad. Every option is typed and checked by the parser its
- * config-file key shares (internal/fields.ts), so the core sees only a typed ServiceConfig.
+ * `wake` and `sleep` validate a file or talk to a running soad. A service's flags are taken as typed and resolved by
+ * the same function as a config file's table (internal/serviceInput.ts: one parser per field, every rule across
+ * fields written once), so the core sees only a typed ServiceConfig.
  *
  * @since 0.1.0
  */
@@ -26,16 +27,15 @@ import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
-import * as Address from "./Address.js"
 import * as ServiceConfig from "./ServiceConfig.js"
 import * as Control from "./Control.js"
 import * as ConfigFile from "./ConfigFile.js"
 import * as AppLogs from "./internal/appLogs.js"
 import * as Durations from "./internal/durations.js"
 import * as Fields from "./internal/fields.js"
+import * as ServiceInput from "./internal/serviceInput.js"
 import { collectGarbage } from "./internal/gc.js"
 import { keepStatus, notify, reloading } from "./internal/notify.js"
-import * as Ids from "./internal/ids.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
@@ -74,26 +74,18 @@ const checkedOptional = <A>(flag: string, parse: Fields.Parse<A>) =>
         onRight: Option.some
       }))
 
-/** The same for each value of a repeated option, in order. */
-const checkedEach = <A>(flag: string, parse: Fields.Parse<A>) => (self: Options.Options<Array<string>>) =>
-  Options.mapEffect(self, (values) => Either.all(values.map((value) => Either.mapLeft(parse(value), (refusal) => refuse(flag, value, refusal)))))
-
-/** A user or group as a flag gives it: a name, or an id checked by internal/ids.ts (looked up later). */
-const idRef = (kind: "user" | "group"): Fields.Parse<string | number> => (input) =>
-  Either.mapLeft(Ids.parse(input), (why) => ({ _tag: "Expected", expected: `a ${kind} name or a valid id: ${why}` }))
-
 const durationForms = "seconds (90, 0.5) or with units (90s, 5m, 1h30m, 250ms)"
 
-/** A duration option, checked by the rule its config-file key shares (internal/durations.ts). */
+/**
+ * A duration option, as typed: the rule its config-file key shares (internal/durations.ts) checks it when the
+ * service's settings are resolved (internal/serviceInput.ts).
+ */
 const duration = (field: Durations.Field, flag: string, description: string, fallback: string) => {
   const option = Options.text(field).pipe(
     Options.withPseudoName("DURATION"),
-    Options.withDescription(`${description}: ${durationForms}. Default: ${fallback}.`),
-    Options.withDefault(fallback)
+    Options.withDescription(`${description}: ${durationForms}. Default: ${fallback}.`)
   )
-  return (flag.startsWith("--") ? option : Options.withAlias(option, flag.slice(1))).pipe(
-    checked(flag, Fields.duration(field))
-  )
+  return (flag.startsWith("--") ? option : Options.withAlias(option, flag.slice(1))).pipe(Options.optional)
 }
 
 const configFile = Options.file("config").pipe(
@@ -106,8 +98,7 @@ const socket = Options.text("socket").pipe(
   Options.withAlias("s"),
   Options.withPseudoName("PATH"),
   Options.withDescription("A UNIX socket to listen on (repeatable): the app gets it at fd 3. --socket=PATH works too."),
-  Options.repeated,
-  checkedEach("-s", (input) => Fields.socket(process.cwd())(input))
+  Options.repeated
 )
 const listen = Options.text("listen").pipe(
   Options.withAlias("l"),
@@ -115,8 +106,7 @@ const listen = Options.text("listen").pipe(
   Options.withDescription(
     "A listener [NAME=]ADDR (repeatable, in order): /path, unix:PATH, @abstract, HOST:PORT, [IPV6]:PORT, :PORT, fd:N, fd:NAME."
   ),
-  Options.repeated,
-  checkedEach("-l", (input) => Fields.listener(process.cwd())(input))
+  Options.repeated
 )
 const upstream = Options.text("upstream").pipe(
   Options.withPseudoName("ADDR"),
@@ -124,16 +114,14 @@ const upstream = Options.text("upstream").pipe(
     "Proxy mode, for apps that bind their own port: soad accepts, starts the app and relays to ADDR (HOST:PORT, a UNIX " +
       "socket path, or auto: a free 127.0.0.1 port given to the app as PORT)."
   ),
-  Options.optional,
-  checkedOptional("--upstream", (input) => Fields.upstream(process.cwd())(input))
+  Options.optional
 )
-const maxHeld = Options.integer("max-held").pipe(
+const maxHeld = Options.text("max-held").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
     "Proxy mode: hold at most N connections while the app starts; more wait in the backlog. Default: the fd limit / 8, at most 1024."
   ),
-  Options.optional,
-  checkedOptional("--max-held", Fields.count)
+  Options.optional
 )
 const waitingPage = Options.text("waiting-page").pipe(
   Options.withPseudoName("SECONDS"),
@@ -142,8 +130,7 @@ const waitingPage = Options.text("waiting-page").pipe(
       "the starting app gets a page (503, Retry-After) that opens the app by itself once it is up; other requests keep " +
       "waiting. Linux only."
   ),
-  Options.optional,
-  checkedOptional("--waiting-page", Fields.duration("waiting-page"))
+  Options.optional
 )
 const waitingPageFile = Options.text("waiting-page-file").pipe(
   Options.withPseudoName("FILE"),
@@ -151,8 +138,7 @@ const waitingPageFile = Options.text("waiting-page-file").pipe(
     "Serve this HTML file (at most 64 KiB, UTF-8) as the waiting page; {{service}} in it becomes the service's name. " +
       "Read at start (and on reload with -c)."
   ),
-  Options.optional,
-  checkedOptional("--waiting-page-file", (input) => Fields.pageFile(process.cwd())(input))
+  Options.optional
 )
 const acceptOption = Options.boolean("accept").pipe(
   Options.withDescription(
@@ -161,21 +147,19 @@ const acceptOption = Options.boolean("accept").pipe(
       "connection: -t does not apply."
   )
 )
-const maxConnections = Options.integer("max-connections").pipe(
+const maxConnections = Options.text("max-connections").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
     `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${ServiceConfig.defaults.maxConnections}.`
   ),
-  Options.optional,
-  checkedOptional("--max-connections", Fields.count)
+  Options.optional
 )
 const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
   Options.withPseudoName("SIGNAL"),
   Options.withDescription("The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: TERM."),
-  Options.withDefault("TERM"),
-  checked("-S", Fields.signal)
+  Options.optional
 )
 const stopTimeout = duration(
   "stop-timeout",
@@ -194,7 +178,7 @@ const readyOption = Options.choice("ready", ServiceConfig.readyModes).pipe(
     "When a started app is ready: accept (it accepts the connection; proxy: its port listens) or notify (it sends " +
       "READY=1 on the NOTIFY_SOCKET soad gives it; proxy: and its port listens). Default: accept."
   ),
-  Options.withDefault("accept" as const)
+  Options.optional
 )
 const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connections").pipe(
   Options.withDescription(
@@ -203,41 +187,35 @@ const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connection
 )
 const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", "5")
 const maxBackoff = duration("max-backoff", "--max-backoff", "The longest wait between starts of a crashing app (from 0.5 s, doubling)", "60")
-const backlog = Options.integer("backlog").pipe(
+const backlog = Options.text("backlog").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${ServiceConfig.defaults.backlog}.`),
-  Options.withDefault(ServiceConfig.defaults.backlog),
-  checked("--backlog", Fields.count)
+  Options.optional
 )
 const socketMode = Options.text("socket-mode").pipe(
   Options.withPseudoName("OCTAL"),
   Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666 less the umask."),
-  Options.optional,
-  checkedOptional("--socket-mode", Fields.socketMode)
+  Options.optional
 )
 const socketUser = Options.text("socket-user").pipe(
   Options.withPseudoName("USER"),
   Options.withDescription("Owner of the UNIX socket files, a name or a uid (soad must be root). Default: soad's user."),
-  Options.optional,
-  checkedOptional("--socket-user", idRef("user"))
+  Options.optional
 )
 const socketGroup = Options.text("socket-group").pipe(
   Options.withPseudoName("GROUP"),
   Options.withDescription("Group of the UNIX socket files, a name or a gid. Default: soad's group."),
-  Options.optional,
-  checkedOptional("--socket-group", idRef("group"))
+  Options.optional
 )
 const user = Options.text("user").pipe(
   Options.withPseudoName("USER"),
   Options.withDescription("Run the app as this user, a name or a uid, with its groups, HOME and SHELL (soad must be root)."),
-  Options.optional,
-  checkedOptional("--user", idRef("user"))
+  Options.optional
 )
 const group = Options.text("group").pipe(
   Options.withPseudoName("GROUP"),
   Options.withDescription("Run the app with this primary group, a name or a gid. Default: the user's group."),
-  Options.optional,
-  checkedOptional("--group", idRef("group"))
+  Options.optional
 )
 const logFormat = Options.choice("log-format", Logging.formats).pipe(
   Options.withDescription("Log lines for people (text) or one JSON object per line (json) for log collectors. Default: text."),
@@ -337,17 +315,52 @@ const valueFlags: ReadonlySet<string> = new Set(
   (Object.values(options) as ReadonlyArray<unknown>).flatMap((option) => Options.isOptions(option) ? takingValue(Options.getUsage(option)) : [])
 )
 
-/** What @effect/cli parsed and the field parsers checked: typed values, before the checks across fields. */
+/** What @effect/cli parsed: the run's own flags checked, a service's settings as typed (resolved by toConfig). */
 export type Parsed = Command.Command.ParseConfig<typeof options>
 
+/** The service's settings the flags give, keyed as a config file's (only those given). */
+export const serviceInput = (parsed: Parsed, argv: ReadonlyArray<string>): ServiceInput.ServiceInput => {
+  const given: Record<string, unknown> = {
+    socket: parsed.socket.length > 0 ? parsed.socket : undefined,
+    listen: parsed.listen.length > 0 ? parsed.listen : undefined,
+    command: argv,
+    upstream: parsed.upstream,
+    "max-held": parsed.maxHeld,
+    "waiting-page": parsed.waitingPage,
+    "waiting-page-file": parsed.waitingPageFile,
+    accept: parsed.accept ? true : undefined,
+    "max-connections": parsed.maxConnections,
+    "time-until-stop": parsed.timeUntilStop,
+    "shutdown-signal": parsed.shutdownSignal,
+    "stop-timeout": parsed.stopTimeout,
+    "start-timeout": parsed.startTimeout,
+    ready: parsed.ready,
+    "idle-ignores-open-connections": parsed.idleIgnoresOpenConnections ? true : undefined,
+    "min-uptime": parsed.minUptime,
+    "max-backoff": parsed.maxBackoff,
+    backlog: parsed.backlog,
+    "socket-mode": parsed.socketMode,
+    "socket-user": parsed.socketUser,
+    "socket-group": parsed.socketGroup,
+    user: parsed.user,
+    group: parsed.group
+  }
+  const input: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(given)) {
+    const plain = Option.isOption(value) ? Option.getOrUndefined(value) : value
+    if (plain !== undefined) input[key] = plain
+  }
+  return input as ServiceInput.ServiceInput
+}
+
 /**
- * Turns parsed flags into a ServiceConfig: the checks that span fields (a command, a listener) and the user and
- * group look-ups. `appCommand` is what came after `--`, if anything did.
+ * Turns parsed flags into a ServiceConfig, by the rules a config file's service goes through
+ * (internal/serviceInput.ts): the first problem is the usage error. `appCommand` is what came after `--`.
  */
 export const toConfig = (
   parsed: Parsed,
   appCommand: ReadonlyArray<string> | undefined,
-  resolver: ConfigFile.Resolver
+  resolver: ServiceInput.Resolver
 ): Either.Either<ServiceConfig.ServiceConfig, UsageError> =>
   Either.gen(function*() {
     const before = parsed.command
@@ -362,74 +375,17 @@ export const toConfig = (
         )
       )
     }
-    const argv = appCommand ?? before
-    if (argv.length === 0 || argv[0] === "") {
-      return yield* Either.left(usage("no command: give the app to run after --, e.g. soad -s /run/app.sock -- ./server"))
-    }
-    const listeners: Array<Address.ListenerConfig> = [
-      ...parsed.socket.map((address) => ({ name: Address.defaultName, address })),
-      ...parsed.listen
-    ]
-    if (listeners.length === 0) {
-      return yield* Either.left(usage("no socket: give one with -s PATH or -l ADDR"))
-    }
-    if (parsed.accept && Option.isSome(parsed.upstream)) {
-      return yield* Either.left(usage(Fields.acceptWithUpstream("--accept", "--upstream")))
-    }
-    if (parsed.accept && parsed.ready === "notify") {
-      return yield* Either.left(usage(Fields.acceptWithNotify("--accept", "--ready notify")))
-    }
-    if (!parsed.accept && Option.isSome(parsed.maxConnections)) {
-      return yield* Either.left(usage("--max-connections needs --accept (a process per connection)"))
-    }
-    const lookUp = <A>(flag: string, kind: "user" | "group", ref: string | number, find: (v: string | number) => A | undefined) => {
-      const found = find(ref)
-      return found === undefined ? Either.left(usage(`${flag}: no ${kind} '${ref}'`)) : Either.right(found)
-    }
-    const uid = Option.isSome(parsed.socketUser)
-      ? (yield* lookUp("--socket-user", "user", parsed.socketUser.value, resolver.user)).uid
-      : undefined
-    const gid = Option.isSome(parsed.socketGroup)
-      ? yield* lookUp("--socket-group", "group", parsed.socketGroup.value, resolver.gid)
-      : undefined
-    let runAs: ServiceConfig.RunAs | undefined
-    if (Option.isSome(parsed.user) || Option.isSome(parsed.group)) {
-      if (!resolver.root) {
-        return yield* Either.left(usage(`${Option.isSome(parsed.user) ? "--user" : "--group"}: running the app as another user needs soad to run as root`))
-      }
-      const found = Option.isSome(parsed.user) ? yield* lookUp("--user", "user", parsed.user.value, resolver.user) : undefined
-      const runGid = Option.isSome(parsed.group) ? yield* lookUp("--group", "group", parsed.group.value, resolver.gid) : found!.gid
-      runAs = found !== undefined
-        ? { ...found, gid: runGid, groups: found.groups.includes(runGid) ? found.groups : [runGid, ...found.groups] }
-        : { uid: process.getuid?.() ?? 0, gid: runGid, groups: [runGid] }
-    }
-    if (Option.isSome(parsed.waitingPage) && Option.isNone(parsed.upstream)) {
-      return yield* Either.left(usage("--waiting-page works in proxy mode only: give --upstream ADDR too"))
-    }
-    if (Option.isSome(parsed.waitingPageFile) && Option.isNone(parsed.waitingPage)) {
-      return yield* Either.left(usage("--waiting-page-file needs --waiting-page SECONDS"))
-    }
-    return ServiceConfig.make({
-      listeners,
-      upstream: Option.getOrUndefined(parsed.upstream),
-      maxHeld: Option.getOrUndefined(parsed.maxHeld),
-      waitingPage: Option.isSome(parsed.waitingPage)
-        ? { after: parsed.waitingPage.value, file: Option.getOrUndefined(parsed.waitingPageFile) }
-        : undefined,
-      accept: parsed.accept,
-      maxConnections: Option.getOrUndefined(parsed.maxConnections),
-      command: [argv[0]!, ...argv.slice(1)],
-      socket: { backlog: parsed.backlog, mode: Option.getOrUndefined(parsed.socketMode), uid, gid },
-      user: runAs,
-      idleTimeout: parsed.timeUntilStop,
-      shutdownSignal: parsed.shutdownSignal,
-      stopTimeout: parsed.stopTimeout,
-      startTimeout: parsed.startTimeout,
-      ready: parsed.ready,
-      idleIgnoresOpenConnections: parsed.idleIgnoresOpenConnections,
-      minUptime: parsed.minUptime,
-      maxBackoff: parsed.maxBackoff
-    })
+    const input = serviceInput(parsed, appCommand ?? before)
+    return yield* Either.mapLeft(
+      ServiceInput.resolve(input, {
+        name: undefined,
+        own: new Set(Object.keys(input)),
+        naming: ServiceInput.flagNaming,
+        resolver,
+        baseDir: process.cwd()
+      }),
+      (problems) => usage(ServiceInput.flagMessage(problems[0]!))
+    )
   })
 
 /** Short options whose value may be attached (`-t5`, `-S15`, `-s/run/a.sock`): @effect/cli wants them apart. */
@@ -465,7 +421,6 @@ const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["--log-format", Logging.formats],
   ["--ready", ServiceConfig.readyModes]
 ]
-const integerFlags = ["--backlog", "--max-held", "--max-connections"]
 
 /** The value given to `flag` last in `own`. */
 const valueOf = (own: ReadonlyArray<string>, flag: string): string | undefined => {
@@ -483,11 +438,6 @@ export const explain = (message: string, own: ReadonlyArray<string>): string => 
     const known = choiceFlags.find(([, values]) => values.join(", ") === choices[1])
     const value = known !== undefined ? valueOf(own, known[0]) : undefined
     if (known !== undefined && value !== undefined) return `${known[0]}: '${value}' is not one of ${choices[1]}`
-  }
-  const integer = /^'(.*)' is not a integer$/s.exec(message)
-  if (integer !== null) {
-    const flag = integerFlags.find((flag) => valueOf(own, flag) === integer[1])
-    if (flag !== undefined) return Fields.flagMessage(flag, integer[1]!, { _tag: "Expected", expected: Fields.countExpected })
   }
   const noValue = /^Expected a value following option: '(.*)'$/.exec(message)
   if (noValue !== null) return `option ${own.at(-1)?.startsWith("-") ? own.at(-1) : noValue[1]} needs a value`
@@ -617,13 +567,13 @@ const ask = (path: string, body: Control.Request) =>
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print the services as a JSON array instead of a table."))
 const serviceName = Args.text({ name: "NAME" }).pipe(Args.withDescription("The service, as soad status names it."))
-const logLines = Options.integer("lines").pipe(
+const logLines = Options.text("lines").pipe(
   Options.withAlias("n"),
   Options.withPseudoName("N"),
   Options.withDescription(`How many of the latest lines to print (soad keeps up to ${AppLogs.ringLines} per service). Default: 10.`),
-  Options.withDefault(10),
+  Options.withDefault("10"),
   checked("-n", (input) =>
-    Number.isSafeInteger(input) && Number(input) >= 0
+    /^\d{1,9}$/.test(String(input))
       ? Either.right(Number(input))
       : Either.left({ _tag: "Expected", expected: "a whole number, 0 or more" }))
 )

@@ -24,9 +24,8 @@ import * as Path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
 import * as Address from "./Address.js"
 import * as ServiceConfig from "./ServiceConfig.js"
-import * as Durations from "./internal/durations.js"
 import * as Fields from "./internal/fields.js"
-import * as Ids from "./internal/ids.js"
+import * as ServiceInput from "./internal/serviceInput.js"
 
 /** The config file cannot be used; `errors` lists every problem, one line each. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -58,65 +57,11 @@ export interface FileConfig {
 /** The default `min-warm`. */
 export const defaultMinWarm = Duration.seconds(30)
 
-/** A schema whose failure reads "expected WHAT, found VALUE". */
-const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Schema<A, I> =>
-  schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${show(issue.actual)}`, override: true }) })
+const { Count, Seconds, expecting } = ServiceInput
 
-/**
- * A key that is also a flag: a string or a number, valid when the parser the flag shares (internal/fields.ts)
- * takes it; its refusal reads as that parser words it. resolveService calls the same parser for the typed value.
- * Durations and counts are checked here, with the table; the keys whose errors are best reported beside the
- * service's other errors (shutdown-signal, socket-mode, addresses) only in resolveService, by the same parsers.
- */
-const ParsedBy = <A>(parse: Fields.Parse<A>, what: string) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((value) => Either.isRight(parse(value)))).annotations({
-    message: (issue) => {
-      const value = issue.actual
-      const refused = typeof value === "number" || typeof value === "string" ? parse(value) : undefined
-      const refusal = refused !== undefined && Either.isLeft(refused) ? refused.left : { _tag: "Expected" as const, expected: what }
-      return { message: Fields.found(value, refusal), override: true }
-    }
-  })
-const Seconds = (field: Durations.Field) => ParsedBy(Fields.duration(field), Durations.expected(field))
-const Count = ParsedBy(Fields.count, Fields.countExpected)
-const Strings = expecting(Schema.Array(Schema.String), "a list of strings")
-const NameOrId = expecting(Schema.Union(Schema.String, Schema.Number), "a name or a number")
-const Flag = expecting(Schema.Boolean, "true or false")
-const Text = expecting(Schema.String, "a string")
-
-/** The per-service keys: the long flag names, plus cwd, env, inherit-env, user and group. */
-const serviceFields = {
-  listen: Schema.optional(Strings),
-  socket: Schema.optional(expecting(Schema.Union(Schema.String, Schema.Array(Schema.String)), "a path or a list of paths")),
-  command: Schema.optional(expecting(Schema.Array(Schema.String), `the program and its arguments as a list, e.g. ["gunicorn", "app:app"]`)),
-  cwd: Schema.optional(Text),
-  env: Schema.optional(expecting(Schema.Record({ key: Schema.String, value: Schema.String }), "a table of strings, e.g. { KEY = \"value\" }")),
-  "inherit-env": Schema.optional(Flag),
-  user: Schema.optional(NameOrId),
-  group: Schema.optional(NameOrId),
-  "time-until-stop": Schema.optional(Seconds("time-until-stop")),
-  "shutdown-signal": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), "a signal name or number")),
-  "stop-timeout": Schema.optional(Seconds("stop-timeout")),
-  "start-timeout": Schema.optional(Seconds("start-timeout")),
-  "min-uptime": Schema.optional(Seconds("min-uptime")),
-  "max-backoff": Schema.optional(Seconds("max-backoff")),
-  "idle-ignores-open-connections": Schema.optional(Flag),
-  ready: Schema.optional(expecting(Schema.Literal("accept", "notify"), `"accept" or "notify"`)),
-  backlog: Schema.optional(Count),
-  "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), Fields.socketModeExpected)),
-  "socket-user": Schema.optional(NameOrId),
-  "socket-group": Schema.optional(NameOrId),
-  upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
-  "max-held": Schema.optional(Count),
-  "waiting-page": Schema.optional(Seconds("waiting-page")),
-  "waiting-page-file": Schema.optional(Text),
-  accept: Schema.optional(Flag),
-  "max-connections": Schema.optional(Count)
-}
-
-/** One service's table (and the defaults table): every key optional here; what is required is checked after merging. */
-export const Service = Schema.Struct(serviceFields)
-type Service = typeof Service.Type
+/** One service's table (and the defaults table): the keys flags and files share (internal/serviceInput.ts). */
+export const Service = ServiceInput.ServiceInput
+type Service = ServiceInput.ServiceInput
 
 /** The top level of the file. */
 export const File = Schema.Struct({
@@ -128,13 +73,7 @@ export const File = Schema.Struct({
 })
 
 /** Name → id lookups (the live ones use getpwnam/getgrnam). */
-export interface Resolver {
-  /** A user by name or uid (checked by internal/ids.ts); undefined if unknown or not a valid id. */
-  readonly user: (nameOrId: string | number) => ServiceConfig.RunAs | undefined
-  readonly gid: (nameOrId: string | number) => number | undefined
-  /** soad runs as root (may set users and groups). */
-  readonly root: boolean
-}
+export type Resolver = ServiceInput.Resolver
 
 const units: Record<string, number> = {
   "": 1,
@@ -189,149 +128,6 @@ const closest = (key: string, known: ReadonlyArray<string>): string | undefined 
   return best
 }
 
-/** Turns one service's merged fields into a ServiceConfig, or the list of what is wrong with them. */
-const resolveService = (
-  name: string,
-  fields: Service,
-  resolver: Resolver,
-  baseDir: string,
-  own: Service = fields
-): Either.Either<ServiceConfig.ServiceConfig, ReadonlyArray<string>> => {
-  const errors: Array<string> = []
-  const at = (field: string, message: string) => errors.push(`services.${name}.${field}: ${message}`)
-  /** A key that is also a flag, by the parser both share (internal/fields.ts); undefined if absent or refused. */
-  const field = <A>(key: string, parse: Fields.Parse<A>, value: string | number | undefined): A | undefined => {
-    if (value === undefined) return undefined
-    const parsed = parse(value)
-    if (Either.isLeft(parsed)) errors.push(Fields.keyMessage(`services.${name}.${key}`, value, parsed.left))
-    return Either.getOrUndefined(parsed)
-  }
-  if (!validName.test(name)) {
-    errors.push(`services.${name}: a service name is letters, digits, '_', '.' and '-', up to 64, found ${show(name)}`)
-  }
-  const listeners: Array<Address.ListenerConfig> = []
-  const sockets = fields.socket === undefined ? [] : typeof fields.socket === "string" ? [fields.socket] : fields.socket
-  sockets.forEach((path, i) => {
-    const address = field(`socket[${i}]`, Fields.socket(baseDir), path)
-    if (address !== undefined) listeners.push({ name: Address.defaultName, address })
-  })
-  ;(fields.listen ?? []).forEach((spec, i) => {
-    const listener = field(`listen[${i}]`, Fields.listener(baseDir), spec)
-    if (listener !== undefined) listeners.push(listener)
-  })
-  if (fields.listen === undefined && fields.socket === undefined) {
-    at("listen", "expected at least one listener, e.g. listen = [\"/run/app.sock\"], found none")
-  }
-  const command = fields.command ?? []
-  if (command.length === 0 || command[0] === "") {
-    at("command", `expected the app's program and arguments, e.g. command = ["gunicorn", "app:app"], found ${show(fields.command ?? "nothing")}`)
-  }
-  const signal = field("shutdown-signal", Fields.signal, fields["shutdown-signal"]) ?? ServiceConfig.defaults.shutdownSignal
-  /** A duration key, by the rule its flag shares. */
-  const seconds = (key: Exclude<Durations.Field, "min-warm">): Duration.Duration | undefined =>
-    field(key, Fields.duration(key), fields[key])
-  const durations = {
-    idleTimeout: seconds("time-until-stop"),
-    stopTimeout: seconds("stop-timeout"),
-    startTimeout: seconds("start-timeout"),
-    minUptime: seconds("min-uptime"),
-    maxBackoff: seconds("max-backoff")
-  }
-  const mode = field("socket-mode", Fields.socketMode, fields["socket-mode"])
-  const backlog = field("backlog", Fields.count, fields.backlog) ?? ServiceConfig.defaults.backlog
-  const maxHeld = field("max-held", Fields.count, fields["max-held"])
-  const lookUp = <A>(field: string, kind: "user" | "group", value: string | number, find: (v: string | number) => A | undefined) => {
-    const id = kind === "user" ? "uid" : "gid"
-    const ref = Ids.parse(value)
-    if (Either.isLeft(ref)) {
-      at(field, `expected a ${kind} name or a ${id}, found ${show(value)}: ${ref.left}`)
-      return undefined
-    }
-    const found = find(ref.right)
-    if (found === undefined) at(field, `expected a ${kind} name or a ${id}, found ${show(value)}: no such ${kind}`)
-    return found
-  }
-  const socketUid = fields["socket-user"] === undefined
-    ? undefined
-    : lookUp("socket-user", "user", fields["socket-user"], resolver.user)?.uid
-  const socketGid = fields["socket-group"] === undefined
-    ? undefined
-    : lookUp("socket-group", "group", fields["socket-group"], resolver.gid)
-  let user: ServiceConfig.RunAs | undefined
-  if (fields.user !== undefined || fields.group !== undefined) {
-    if (!resolver.root) at(fields.user !== undefined ? "user" : "group", "running the app as another user needs soad to run as root")
-    const found = fields.user !== undefined ? lookUp("user", "user", fields.user, resolver.user) : undefined
-    const gid = fields.group !== undefined ? lookUp("group", "group", fields.group, resolver.gid) : found?.gid
-    if (gid !== undefined && (fields.user === undefined || found !== undefined)) {
-      user = found !== undefined
-        ? { ...found, gid, groups: found.groups.includes(gid) ? found.groups : [gid, ...found.groups] }
-        : { uid: process.getuid?.() ?? 0, gid, groups: [gid] }
-    }
-  }
-  const upstream = field("upstream", Fields.upstream(baseDir), fields.upstream)
-  const waitingPage = waitingPageOf(fields, own, at, field, baseDir)
-  const maxConnections = field("max-connections", Fields.count, fields["max-connections"])
-  if (fields.accept === true && fields.upstream !== undefined) {
-    errors.push(`services.${name}: ${Fields.acceptWithUpstream("accept = true", "upstream")}`)
-  }
-  // Set in [defaults], ready = "notify" applies to the services that can use it only.
-  if (fields.accept === true && own.ready === "notify") {
-    errors.push(`services.${name}: ${Fields.acceptWithNotify("accept = true", `ready = "notify"`)}`)
-  }
-  if (fields.cwd !== undefined && !Path.isAbsolute(fields.cwd)) {
-    at("cwd", `expected an absolute path, found ${show(fields.cwd)}`)
-  }
-  if (errors.length > 0) return Either.left(errors)
-  return Either.right(ServiceConfig.make({
-    name,
-    listeners,
-    command: [command[0]!, ...command.slice(1)],
-    socket: { backlog, mode, uid: socketUid, gid: socketGid },
-    env: fields.env ?? {},
-    inheritEnv: fields["inherit-env"] ?? true,
-    cwd: fields.cwd,
-    user,
-    upstream,
-    maxHeld,
-    waitingPage,
-    accept: fields.accept ?? false,
-    maxConnections,
-    shutdownSignal: signal,
-    idleIgnoresOpenConnections: fields["idle-ignores-open-connections"] ?? false,
-    ready: fields.accept === true ? "accept" : fields.ready ?? "accept",
-    ...definedOnly(durations)
-  }))
-}
-
-/**
- * A service's waiting page: `waiting-page` needs `upstream` (set in [defaults], it applies to the proxied services
- * only), `waiting-page-file` needs `waiting-page` and is read now, relative to the file's directory.
- */
-const waitingPageOf = (
-  fields: Service,
-  own: Service,
-  at: (field: string, message: string) => void,
-  field: <A>(key: string, parse: Fields.Parse<A>, value: string | number | undefined) => A | undefined,
-  baseDir: string
-): ServiceConfig.WaitingPage | undefined => {
-  const after = field("waiting-page", Fields.duration("waiting-page"), fields["waiting-page"])
-  if (fields["waiting-page"] === undefined) {
-    if (fields["waiting-page-file"] !== undefined) at("waiting-page-file", "needs waiting-page = SECONDS too")
-    return undefined
-  }
-  if (fields.upstream === undefined) {
-    if (own["waiting-page"] !== undefined) at("waiting-page", "works in proxy mode only: set upstream too")
-    return undefined
-  }
-  const file = field("waiting-page-file", Fields.pageFile(baseDir), fields["waiting-page-file"])
-  return after === undefined ? undefined : { after, file }
-}
-
-const definedOnly = <A extends Record<string, unknown>>(record: A): { [K in keyof A]?: Exclude<A[K], undefined> } =>
-  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as {
-    [K in keyof A]?: Exclude<A[K], undefined>
-  }
-
 /** Validates parsed TOML: the FileConfig, or every error, each prefixed with the file's path. */
 export const decode = (
   path: string,
@@ -383,8 +179,18 @@ export const decode = (
   for (const [name, value] of Object.entries(rawServices)) {
     const fields = part(Service, value, ["services", name])
     if (fields === undefined) continue
-    const service = resolveService(name, { ...defaults, ...fields }, resolver, baseDir, fields)
-    if (Either.isLeft(service)) errors.push(...service.left)
+    if (!validName.test(name)) {
+      errors.push(`services.${name}: a service name is letters, digits, '_', '.' and '-', up to 64, found ${show(name)}`)
+      continue
+    }
+    const service = ServiceInput.resolve({ ...defaults, ...fields }, {
+      name,
+      own: new Set(Object.keys(fields)),
+      naming: ServiceInput.keyNaming,
+      resolver,
+      baseDir
+    })
+    if (Either.isLeft(service)) errors.push(...service.left.map((problem) => ServiceInput.keyMessage(name, problem)))
     else services.push(service.right)
   }
   if (file !== undefined && Object.keys(rawServices).length === 0) {
@@ -398,16 +204,19 @@ export const decode = (
       errors.push(`min-available-memory: expected a size such as "200MB" or "1GiB", found ${show(file["min-available-memory"])}`)
     }
   }
-  // Two services cannot listen on one address.
-  const owners = new Map<string, string>()
+  // Two services cannot listen on one address (nor on overlapping ones: a wildcard and an address of its port).
+  const taken: Array<{ readonly address: Address.Address; readonly service: string }> = []
   for (const service of services) {
     for (const listener of service.listeners) {
-      const key = Address.format(listener.address)
-      const owner = owners.get(key)
-      if (owner !== undefined && owner !== service.name) {
-        errors.push(`services.${service.name}.listen: ${key} is already a listener of service ${owner}`)
+      const owner = taken.find((other) => other.service !== service.name && Address.overlaps(other.address, listener.address))
+      if (owner !== undefined) {
+        const text = Address.format(listener.address)
+        const other = Address.format(owner.address)
+        errors.push(
+          `services.${service.name}.listen: ${text} ${text === other ? "is already" : `overlaps ${other},`} a listener of service ${owner.service}`
+        )
       }
-      owners.set(key, service.name)
+      taken.push({ address: listener.address, service: service.name })
     }
   }
   const minWarm = topLevel("min-warm", Fields.duration("min-warm"), file["min-warm"]) ?? defaultMinWarm

@@ -7,6 +7,7 @@
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Address from "./Address.js"
+import * as FieldParsers from "./internal/fields.js"
 import * as Ids from "./internal/ids.js"
 import * as Users from "./internal/users.js"
 import * as Signal from "./Signal.js"
@@ -136,7 +137,7 @@ export type Fields =
   & { readonly user?: RunAs | string | number | undefined }
   & { readonly [K in DurationField]?: Duration.DurationInput }
 
-/** `make` was given a listener or a user it cannot use; `message` says which and why. */
+/** `make` was given a listener, an environment or a user it cannot use; `message` says which and why. */
 export class ServiceConfigError extends Error {
   override readonly name = "ServiceConfigError"
 }
@@ -146,6 +147,26 @@ const listenerOf = (listener: Address.ListenerConfig | string): Address.Listener
   const parsed = Address.parseListener(listener)
   if (Either.isLeft(parsed)) throw new ServiceConfigError(`listener '${listener}': ${parsed.left}`)
   return parsed.right
+}
+
+/** The listeners, if no two of them overlap (Address.overlaps): such a service could never bind them all. */
+const distinct = (listeners: ReadonlyArray<Address.ListenerConfig>): ReadonlyArray<Address.ListenerConfig> => {
+  listeners.forEach((listener, i) => {
+    const other = listeners.slice(0, i).find((earlier) => Address.overlaps(earlier.address, listener.address))
+    if (other !== undefined) {
+      throw new ServiceConfigError(`listener '${Address.format(listener.address)}' overlaps '${Address.format(other.address)}': a service listens on each address once`)
+    }
+  })
+  return listeners
+}
+
+/** The app's extra environment, if every entry can reach it (internal/fields.ts envProblem). */
+const envOf = (env: Readonly<Record<string, string>>): Readonly<Record<string, string>> => {
+  for (const [name, value] of Object.entries(env)) {
+    const problem = FieldParsers.envProblem(name, value)
+    if (problem !== undefined) throw new ServiceConfigError(`env: ${problem}`)
+  }
+  return env
 }
 
 const userOf = (user: RunAs | string | number | undefined): RunAs | undefined => {
@@ -163,10 +184,10 @@ const userOf = (user: RunAs | string | number | undefined): RunAs | undefined =>
  */
 export const make = (fields: Fields): ServiceConfig => ({
   name: fields.name ?? baseName(fields.command[0]),
-  listeners: fields.listeners.map(listenerOf),
+  listeners: distinct(fields.listeners.map(listenerOf)),
   socket: fields.socket ?? { backlog: defaults.backlog, mode: undefined, uid: undefined, gid: undefined },
   command: fields.command,
-  env: fields.env ?? {},
+  env: envOf(fields.env ?? {}),
   inheritEnv: fields.inheritEnv ?? true,
   cwd: fields.cwd,
   user: userOf(fields.user),

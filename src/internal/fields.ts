@@ -100,6 +100,17 @@ export const listener = (cwd: string): Parse<Address.ListenerConfig> => (input) 
 export const upstream = (cwd: string): Parse<Address.UpstreamAddress> => (input) =>
   Either.mapLeft(Address.parseUpstream(String(input), cwd), invalid)
 
+/**
+ * An entry of `env`: why it cannot reach the app, or undefined. A name is not empty and has no `=` or NUL
+ * (execve's `NAME=value` strings would carry another name, or be cut short), a value has no NUL.
+ */
+export const envProblem = (name: string, value: string): string | undefined =>
+  name === "" || name.includes("=") || name.includes("\0")
+    ? `${show(name)} is no environment variable name: a name is not empty and has no '=' or NUL`
+    : value.includes("\0")
+    ? `the value of ${show(name)} contains a NUL byte, which no environment variable can hold`
+    : undefined
+
 /** `metrics`: an address to serve Prometheus metrics on. */
 export const address = (cwd: string): Parse<Address.Address> => (input) =>
   Either.mapLeft(Address.parseAddress(String(input), cwd), invalid)

@@ -5,7 +5,7 @@
  * @internal
  */
 import * as Either from "effect/Either"
-import type { Resolver } from "../ConfigFile.js"
+import type { Resolver } from "./serviceInput.js"
 import * as Ids from "./ids.js"
 import { native } from "./native.js"
 

@@ -246,7 +246,7 @@ ready = "notify"
         [["--accept", "--upstream", "127.0.0.1:3000"], /--accept \(a process per connection\) cannot be combined with --upstream/],
         [["--accept", "--max-connections", "0"], /--max-connections: .*whole number, 1 or more/],
         [["--accept", "--max-connections", "1.5"], /--max-connections/],
-        [["--max-connections", "4"], /--max-connections needs --accept/],
+        [["--max-connections", "4"], /--max-connections works with --accept only/],
         [["--accept", "--ready", "notify"], /--ready notify has no meaning with --accept/]
       ] as const
     ) {

@@ -68,7 +68,7 @@ user = "no-such-user-here"
       `soad: ${path}: services.b.shutdown-signal: unknown signal 'FOO': use a name such as TERM, INT, QUIT, HUP or a number such as 15`,
       `soad: ${path}: services.b.socket-mode: expected an octal mode such as "0660" or 0o660, found "999"`,
       `soad: ${path}: services.c.listen: expected at least one listener, e.g. listen = ["/run/app.sock"], found none`,
-      `soad: ${path}: services.c.user: expected a user name or a uid, found "no-such-user-here": no such user`
+      `soad: ${path}: services.c.user: no user "no-such-user-here"`
     ])
   })
 

@@ -171,8 +171,8 @@ describe("UNIX socket files", () => {
 
   it.each([
     [["--socket-mode", "999"], /--socket-mode: '999' is not an octal mode/],
-    [["--socket-user", "no-such-user-x"], /--socket-user: no user 'no-such-user-x'/],
-    [["--socket-group", "no-such-group-x"], /--socket-group: no group 'no-such-group-x'/]
+    [["--socket-user", "no-such-user-x"], /--socket-user: no user "no-such-user-x"/],
+    [["--socket-group", "no-such-group-x"], /--socket-group: no group "no-such-group-x"/]
   ])("%j is a usage error", (flags, pattern) => {
     const result = soadRun(["-s", Path.join(dir(), "x.sock"), ...flags, "--", "app"])
     expect(result.code).toBe(2)

@@ -74,7 +74,7 @@ describe("the config file", () => {
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], backlog: 0 } } }, "services.a.backlog: expected a whole number, 1 or more, found 0"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], "time-until-stop": 0 } } }, "services.a.time-until-stop: expected a positive number of seconds or a duration such as 90s, 5m, 1h30m, 250ms, from 0.001 (1 ms) to 2147483.647 (about 24.8 days), found 0"],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"], cwd: "relative" } } }, "services.a.cwd: expected an absolute path, found \"relative\""],
-    [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: expected a group name or a gid, found \"nogroup-x\": no such group"],
+    [{ services: { a: { listen: ["/x.sock"], command: ["x"], group: "nogroup-x" } } }, "services.a.group: no group \"nogroup-x\""],
     [{ services: { a: { listen: ["/x.sock"], command: ["x"] }, b: { listen: ["/x.sock"], command: ["y"] } } }, "services.b.listen: /x.sock is already a listener of service a"],
     [{ "min-available-memory": "lots", services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "min-available-memory: expected a size such as \"200MB\" or \"1GiB\", found \"lots\""],
     [{ "max-runing": 2, services: { a: { listen: ["/x.sock"], command: ["x"] } } }, "max-runing: unknown key; did you mean max-running?"],

@@ -1,0 +1,344 @@
+/**
+ * One service's settings as a person gives them, flags or a config file's table, and the one function that turns
+ * them into a ServiceConfig. The command line (Cli.ts) and the config file (ConfigFile.ts) both build a
+ * `ServiceInput` (keys are the long flag names, values as typed: text, numbers, booleans, lists) and call
+ * `resolve`, so every field is parsed by one parser (internal/fields.ts) and every rule across fields is written
+ * once, here; each side only words the settings its own way (a `Naming`: `--accept` or `accept = true`).
+ *
+ * @internal
+ */
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as Path from "node:path"
+import * as Address from "../Address.js"
+import * as ServiceConfig from "../ServiceConfig.js"
+import * as Durations from "./durations.js"
+import * as Fields from "./fields.js"
+import * as Ids from "./ids.js"
+
+/** Name → id lookups (the live ones use getpwnam/getgrnam, internal/users.ts). */
+export interface Resolver {
+  /** A user by name or uid (checked by internal/ids.ts); undefined if unknown or not a valid id. */
+  readonly user: (nameOrId: string | number) => ServiceConfig.RunAs | undefined
+  readonly gid: (nameOrId: string | number) => number | undefined
+  /** soad runs as root (may set users and groups). */
+  readonly root: boolean
+}
+
+/** A schema whose failure reads "expected WHAT, found VALUE". */
+export const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Schema<A, I> =>
+  schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${Fields.show(issue.actual)}`, override: true }) })
+
+/**
+ * A key that is also a flag: a string or a number, valid when the parser the flag shares (internal/fields.ts)
+ * takes it; its refusal reads as that parser words it. `resolve` calls the same parser for the typed value.
+ */
+export const ParsedBy = <A>(parse: Fields.Parse<A>, what: string) =>
+  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((value) => Either.isRight(parse(value)))).annotations({
+    message: (issue) => {
+      const value = issue.actual
+      const refused = typeof value === "number" || typeof value === "string" ? parse(value) : undefined
+      const refusal = refused !== undefined && Either.isLeft(refused) ? refused.left : { _tag: "Expected" as const, expected: what }
+      return { message: Fields.found(value, refusal), override: true }
+    }
+  })
+
+/** A duration key, by the rule its flag shares. */
+export const Seconds = (field: Durations.Field) => ParsedBy(Fields.duration(field), Durations.expected(field))
+/** A count key (`backlog`, `max-held`, …). */
+export const Count = ParsedBy(Fields.count, Fields.countExpected)
+const Strings = expecting(Schema.Array(Schema.String), "a list of strings")
+const NameOrId = expecting(Schema.Union(Schema.String, Schema.Number), "a name or a number")
+const Flag = expecting(Schema.Boolean, "true or false")
+const Text = expecting(Schema.String, "a string")
+
+/** The per-service keys: the long flag names, plus cwd, env, inherit-env, user and group. */
+const serviceFields = {
+  listen: Schema.optional(Strings),
+  socket: Schema.optional(expecting(Schema.Union(Schema.String, Schema.Array(Schema.String)), "a path or a list of paths")),
+  command: Schema.optional(expecting(Schema.Array(Schema.String), `the program and its arguments as a list, e.g. ["gunicorn", "app:app"]`)),
+  cwd: Schema.optional(Text),
+  env: Schema.optional(expecting(Schema.Record({ key: Schema.String, value: Schema.String }), "a table of strings, e.g. { KEY = \"value\" }")),
+  "inherit-env": Schema.optional(Flag),
+  user: Schema.optional(NameOrId),
+  group: Schema.optional(NameOrId),
+  "time-until-stop": Schema.optional(Seconds("time-until-stop")),
+  "shutdown-signal": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), "a signal name or number")),
+  "stop-timeout": Schema.optional(Seconds("stop-timeout")),
+  "start-timeout": Schema.optional(Seconds("start-timeout")),
+  "min-uptime": Schema.optional(Seconds("min-uptime")),
+  "max-backoff": Schema.optional(Seconds("max-backoff")),
+  "idle-ignores-open-connections": Schema.optional(Flag),
+  ready: Schema.optional(expecting(Schema.Literal(...ServiceConfig.readyModes), `"accept" or "notify"`)),
+  backlog: Schema.optional(Count),
+  "socket-mode": Schema.optional(expecting(Schema.Union(Schema.String, Schema.Number), Fields.socketModeExpected)),
+  "socket-user": Schema.optional(NameOrId),
+  "socket-group": Schema.optional(NameOrId),
+  upstream: Schema.optional(expecting(Schema.String, `an address such as "127.0.0.1:3000", a socket path, or "auto"`)),
+  "max-held": Schema.optional(Count),
+  "waiting-page": Schema.optional(Seconds("waiting-page")),
+  "waiting-page-file": Schema.optional(Text),
+  accept: Schema.optional(Flag),
+  "max-connections": Schema.optional(Count)
+}
+
+/** One service's settings (and a config file's [defaults]): every key optional; what is required is checked by `resolve`. */
+export const ServiceInput = Schema.Struct(serviceFields)
+
+/** One service's settings, keyed by the long flag names. */
+export type ServiceInput = typeof ServiceInput.Type
+
+/** A key of ServiceInput. */
+export type Key = keyof ServiceInput
+
+/** How one side words a setting: the command line (`--accept`, `--ready notify`) or a file (`accept = true`). */
+export interface Naming {
+  /** The setting itself: `--max-held`, `-t`; `max-held`. */
+  readonly key: (key: Key) => string
+  /** The setting with a value: `--ready notify`, `--accept`; `ready = "notify"`, `accept = true`. */
+  readonly set: (key: Key, value: string | boolean) => string
+}
+
+/** Flags that have a short form, as refusals name them. */
+const shortFlags: Partial<Record<Key, string>> = { "time-until-stop": "-t", "shutdown-signal": "-S", socket: "-s", listen: "-l" }
+
+/** The command line's words. */
+export const flagNaming: Naming = {
+  key: (key) => shortFlags[key] ?? `--${key}`,
+  set: (key, value) => value === true ? `--${key}` : `--${key} ${value}`
+}
+
+/** A config file's words. */
+export const keyNaming: Naming = {
+  key: (key) => key,
+  set: (key, value) => `${key} = ${typeof value === "string" ? JSON.stringify(value) : value}`
+}
+
+/**
+ * What is wrong with a setting: `key` (with the `index` of a list's element, or the name of a table's entry) and
+ * the value refused, or a rule across settings (no value) worded with the side's Naming. No key: the whole service.
+ */
+export interface Problem {
+  readonly key: Key | undefined
+  readonly at?: number | string | undefined
+  readonly value?: unknown
+  readonly refusal: Fields.Refusal
+  /** The service has no command, or no listener: each side says how to give one. */
+  readonly missing?: "command" | "listen"
+}
+
+const noCommand: Fields.Refusal = { _tag: "Expected", expected: `the app's program and arguments, e.g. command = ["gunicorn", "app:app"]` }
+const noListener: Fields.Refusal = { _tag: "Invalid", message: `expected at least one listener, e.g. listen = ["/run/app.sock"], found none` }
+
+/** Where a rule about a service's mode applies: the keys that mean something only in one mode. */
+const proxyOnly: ReadonlyArray<Key> = ["max-held", "waiting-page"]
+const acceptOnly: ReadonlyArray<Key> = ["max-connections"]
+
+/** What `resolve` needs besides the settings. */
+export interface Context {
+  /** The service's name; undefined: the command's base name (a single app on the command line). */
+  readonly name: string | undefined
+  /**
+   * The keys the service set itself (flags, or its own table); the others came from a file's [defaults], where a
+   * key of one mode applies to the services of that mode only, and is not refused for the others.
+   */
+  readonly own: ReadonlySet<string>
+  readonly naming: Naming
+  readonly resolver: Resolver
+  /** Relative paths (sockets, the waiting page's file) are relative to this. */
+  readonly baseDir: string
+}
+
+/** Turns one service's settings into a ServiceConfig, or every problem with them. */
+export const resolve = (
+  input: ServiceInput,
+  context: Context
+): Either.Either<ServiceConfig.ServiceConfig, ReadonlyArray<Problem>> => {
+  const { baseDir, naming, own, resolver } = context
+  const problems: Array<Problem> = []
+  const invalid = (key: Key | undefined, message: string, value?: unknown, at?: number | string) =>
+    problems.push({ key, at, value, refusal: { _tag: "Invalid", message } })
+  /** A key by the parser its flag shares; undefined if absent or refused. */
+  const field = <A>(key: Key, parse: Fields.Parse<A>, value: string | number | undefined, at?: number): A | undefined => {
+    if (value === undefined) return undefined
+    const parsed = parse(value)
+    if (Either.isLeft(parsed)) problems.push({ key, at, value, refusal: parsed.left })
+    return Either.getOrUndefined(parsed)
+  }
+  const accept = input.accept === true
+  const proxy = input.upstream !== undefined
+  // A key of another mode: refused when the service set it itself, left out when it came from [defaults].
+  const settings: ServiceInput = { ...input }
+  const drop = (key: Key, rule: string) => {
+    if (settings[key] === undefined) return
+    if (own.has(key)) invalid(undefined, `${naming.key(key)} ${rule}`)
+    delete (settings as Record<string, unknown>)[key]
+  }
+  if (!proxy) for (const key of proxyOnly) drop(key, `works in proxy mode only: add ${naming.key("upstream")}`)
+  if (!accept) for (const key of acceptOnly) drop(key, `works with ${naming.set("accept", true)} only (a process per connection)`)
+  if (accept && proxy) invalid(undefined, Fields.acceptWithUpstream(naming.set("accept", true), naming.key("upstream")))
+  if (accept && settings.ready === "notify") {
+    if (own.has("ready")) invalid(undefined, Fields.acceptWithNotify(naming.set("accept", true), naming.set("ready", "notify")))
+    delete (settings as Record<string, unknown>).ready
+  }
+  if (settings["waiting-page-file"] !== undefined && settings["waiting-page"] === undefined) {
+    if (own.has("waiting-page-file")) invalid(undefined, `${naming.key("waiting-page-file")} needs ${naming.key("waiting-page")} too`)
+    delete (settings as Record<string, unknown>)["waiting-page-file"]
+  }
+
+  const listeners = listenersOf(settings, field, baseDir, invalid, () =>
+    problems.push({ key: "listen", refusal: noListener, missing: "listen" }))
+  const command = settings.command ?? []
+  if (command.length === 0 || command[0] === "") {
+    problems.push({ key: "command", value: settings.command ?? "nothing", refusal: noCommand, missing: "command" })
+  }
+  const env = envOf(settings.env ?? {}, invalid)
+  const signal = field("shutdown-signal", Fields.signal, settings["shutdown-signal"])
+  const seconds = (key: Exclude<Durations.Field, "min-warm" | "waiting-page">) => field(key, Fields.duration(key), settings[key])
+  const durations = {
+    idleTimeout: seconds("time-until-stop"),
+    stopTimeout: seconds("stop-timeout"),
+    startTimeout: seconds("start-timeout"),
+    minUptime: seconds("min-uptime"),
+    maxBackoff: seconds("max-backoff")
+  }
+  const mode = field("socket-mode", Fields.socketMode, settings["socket-mode"])
+  const backlog = field("backlog", Fields.count, settings.backlog)
+  const maxHeld = field("max-held", Fields.count, settings["max-held"])
+  const maxConnections = field("max-connections", Fields.count, settings["max-connections"])
+  const upstream = field("upstream", Fields.upstream(baseDir), settings.upstream)
+  const after = field("waiting-page", Fields.duration("waiting-page"), settings["waiting-page"])
+  const pageFile = after === undefined ? undefined : field("waiting-page-file", Fields.pageFile(baseDir), settings["waiting-page-file"])
+  const lookUp = <A>(key: Key, kind: "user" | "group", value: string | number, find: (v: string | number) => A | undefined) => {
+    const ref = Ids.parse(value)
+    if (Either.isLeft(ref)) {
+      problems.push({ key, value, refusal: { _tag: "Expected", expected: `a ${kind} name or a valid id: ${ref.left}` } })
+      return undefined
+    }
+    const found = find(ref.right)
+    if (found === undefined) invalid(key, `no ${kind} ${Fields.show(value)}`)
+    return found
+  }
+  const socketUid = settings["socket-user"] === undefined ? undefined : lookUp("socket-user", "user", settings["socket-user"], resolver.user)?.uid
+  const socketGid = settings["socket-group"] === undefined ? undefined : lookUp("socket-group", "group", settings["socket-group"], resolver.gid)
+  let user: ServiceConfig.RunAs | undefined
+  if (settings.user !== undefined || settings.group !== undefined) {
+    const key = settings.user !== undefined ? "user" : "group"
+    if (!resolver.root) invalid(key, "running the app as another user needs soad to run as root")
+    const found = settings.user !== undefined ? lookUp("user", "user", settings.user, resolver.user) : undefined
+    const gid = settings.group !== undefined ? lookUp("group", "group", settings.group, resolver.gid) : found?.gid
+    if (gid !== undefined && (settings.user === undefined || found !== undefined)) {
+      user = found !== undefined
+        ? { ...found, gid, groups: found.groups.includes(gid) ? found.groups : [gid, ...found.groups] }
+        : { uid: process.getuid?.() ?? 0, gid, groups: [gid] }
+    }
+  }
+  if (settings.cwd !== undefined && !Path.isAbsolute(settings.cwd)) {
+    problems.push({ key: "cwd", value: settings.cwd, refusal: { _tag: "Expected", expected: "an absolute path" } })
+  }
+  if (problems.length > 0) return Either.left(problems)
+  return Either.right(ServiceConfig.make({
+    ...(context.name !== undefined ? { name: context.name } : {}),
+    listeners,
+    command: [command[0]!, ...command.slice(1)],
+    socket: { backlog: backlog ?? ServiceConfig.defaults.backlog, mode, uid: socketUid, gid: socketGid },
+    env,
+    inheritEnv: settings["inherit-env"] ?? true,
+    cwd: settings.cwd,
+    user,
+    upstream,
+    maxHeld,
+    waitingPage: after === undefined ? undefined : { after, file: pageFile },
+    accept,
+    maxConnections,
+    idleIgnoresOpenConnections: settings["idle-ignores-open-connections"] ?? false,
+    ready: settings.ready ?? "accept",
+    ...definedOnly({ ...durations, shutdownSignal: signal })
+  }))
+}
+
+/**
+ * The listeners, `socket` then `listen`, each once: an address given twice, or one that overlaps another (a
+ * wildcard and an address on the same port), could never be bound twice, and the service would fail for ever.
+ */
+const listenersOf = (
+  settings: ServiceInput,
+  field: <A>(key: Key, parse: Fields.Parse<A>, value: string | number | undefined, at?: number) => A | undefined,
+  baseDir: string,
+  invalid: (key: Key | undefined, message: string, value?: unknown, at?: number | string) => void,
+  missing: () => void
+): Array<Address.ListenerConfig> => {
+  const listeners: Array<Address.ListenerConfig> = []
+  const given: Array<{ readonly key: Key; readonly at: number | undefined }> = []
+  const add = (key: Key, at: number | undefined, listener: Address.ListenerConfig | undefined) => {
+    if (listener === undefined) return
+    const earlier = listeners.findIndex((other) => Address.overlaps(other.address, listener.address))
+    if (earlier >= 0) {
+      const other = listeners[earlier]!.address
+      const text = Address.format(listener.address)
+      invalid(
+        key,
+        Address.format(other) === text
+          ? `${text} is given twice: a service listens on each address once`
+          : `${text} overlaps ${Address.format(other)} (the same port on every interface): only one of them can be bound`,
+        undefined,
+        at
+      )
+      return
+    }
+    listeners.push(listener)
+    given.push({ key, at })
+  }
+  const sockets = settings.socket === undefined ? [] : typeof settings.socket === "string" ? [settings.socket] : settings.socket
+  const indexed = typeof settings.socket !== "string"
+  sockets.forEach((path, i) => {
+    const address = field("socket", Fields.socket(baseDir), path, indexed ? i : undefined)
+    add("socket", indexed ? i : undefined, address === undefined ? undefined : { name: Address.defaultName, address })
+  })
+  ;(settings.listen ?? []).forEach((spec, i) => add("listen", i, field("listen", Fields.listener(baseDir), spec, i)))
+  if (settings.listen === undefined && settings.socket === undefined) missing()
+  return listeners
+}
+
+/** The app's extra environment, each entry as Fields.envProblem allows. */
+const envOf = (
+  env: Readonly<Record<string, string>>,
+  invalid: (key: Key | undefined, message: string, value?: unknown, at?: number | string) => void
+): Record<string, string> => {
+  for (const [name, value] of Object.entries(env)) {
+    const problem = Fields.envProblem(name, value)
+    if (problem !== undefined) invalid("env", problem, undefined, name)
+  }
+  return { ...env }
+}
+
+const definedOnly = <A extends Record<string, unknown>>(record: A): { [K in keyof A]?: Exclude<A[K], undefined> } =>
+  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as {
+    [K in keyof A]?: Exclude<A[K], undefined>
+  }
+
+/** A problem as a config file reports it: `services.blog.listen[1]: …`. */
+export const keyMessage = (service: string, problem: Problem): string => {
+  const where = problem.key === undefined
+    ? `services.${service}`
+    : `services.${service}.${problem.key}${
+      problem.at === undefined ? "" : typeof problem.at === "number" ? `[${problem.at}]` : `.${problemKeyPart(problem.at)}`
+    }`
+  return `${where}: ${problem.value !== undefined ? Fields.found(problem.value, problem.refusal) : refusalText(problem.refusal)}`
+}
+
+/** A problem as the command line reports it: `-l: …`, `--user: no user "x"`, or a rule's own sentence. */
+export const flagMessage = (problem: Problem): string => {
+  if (problem.missing === "command") return "no command: give the app to run after --, e.g. soad -s /run/app.sock -- ./server"
+  if (problem.missing === "listen") return "no socket: give one with -s PATH or -l ADDR"
+  if (problem.key === undefined) return refusalText(problem.refusal)
+  const flag = flagNaming.key(problem.key)
+  return problem.value !== undefined && typeof problem.value !== "object"
+    ? Fields.flagMessage(flag, String(problem.value), problem.refusal)
+    : `${flag}: ${refusalText(problem.refusal)}`
+}
+
+const refusalText = (refusal: Fields.Refusal): string => refusal._tag === "Invalid" ? refusal.message : `expected ${refusal.expected}`
+
+/** A table's entry name in a key path: bare when it can be, quoted as TOML would otherwise. */
+const problemKeyPart = (name: string): string => /^[A-Za-z0-9_-]+$/.test(name) ? name : JSON.stringify(name)

@@ -1,0 +1,173 @@
+/**
+ * One validator: every rule across a service's settings, tried both ways, through the real command line (argv
+ * parsed by @effect/cli, then Cli.toConfig) and through a config file's table (ConfigFile.decode), with the same
+ * verdict. The library's ServiceConfig.make refuses what can never work, too.
+ */
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import { describe, expect, it } from "vitest"
+import * as Cli from "../../src/Cli.js"
+import * as ConfigFile from "../../src/ConfigFile.js"
+import * as CliFileSystem from "../../src/internal/cliFileSystem.js"
+import * as ServiceConfig from "../../src/ServiceConfig.js"
+import { World } from "../fakes.js"
+
+const resolver: ConfigFile.Resolver = {
+  user: (ref) => (ref === "blog" || ref === 1000 ? { uid: 1000, gid: 1000, groups: [1000], name: "blog" } : undefined),
+  gid: (ref) => (ref === "www-data" || ref === 33 ? 33 : undefined),
+  root: true
+}
+
+/** What the command line says of `argv` (the flags, then `--` and the app): its usage error, or "ok". */
+const viaFlags = (argv: ReadonlyArray<string>): Promise<string> =>
+  Cli.run([...argv, "--", "/bin/true"], new World().layer).pipe(
+    Effect.timeout("200 millis"), // a valid line would run (against the fakes) until interrupted
+    Effect.match({
+      onFailure: (error) => (error._tag === "TimeoutException" ? "ok" : "message" in error ? String(error.message) : error._tag),
+      onSuccess: () => "ok"
+    }),
+    Effect.provide(Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer, Logger.remove(Logger.defaultLogger))),
+    Effect.runPromise
+  )
+
+/** What a config file says of one service's table (with a command): its errors, or "ok". */
+const viaFile = (table: Record<string, unknown>, defaults?: Record<string, unknown>): string => {
+  const data = { ...(defaults ? { defaults } : {}), services: { a: { command: ["/bin/true"], ...table } } }
+  const result = ConfigFile.decode("/f.toml", data, resolver)
+  return Either.isRight(result) ? "ok" : result.left.errors.join("\n")
+}
+
+describe("every rule across settings, from flags and from a file alike", () => {
+  const rules: ReadonlyArray<{
+    readonly rule: string
+    readonly flags: ReadonlyArray<string>
+    readonly table: Record<string, unknown>
+    readonly said: RegExp
+  }> = [
+    {
+      rule: "the same listener twice",
+      flags: ["-s", "/tmp/x.sock", "-s", "/tmp/x.sock"],
+      table: { socket: ["/tmp/x.sock", "/tmp/x.sock"] },
+      said: /\/tmp\/x\.sock is given twice: a service listens on each address once/
+    },
+    {
+      rule: "the same listener twice, once as -s and once as -l",
+      flags: ["-s", "/tmp/x.sock", "-l", "unix:/tmp/x.sock"],
+      table: { socket: "/tmp/x.sock", listen: ["unix:/tmp/x.sock"] },
+      said: /\/tmp\/x\.sock is given twice/
+    },
+    {
+      rule: "a wildcard and an address of the same port",
+      flags: ["-l", ":8080", "-l", "127.0.0.1:8080"],
+      table: { listen: [":8080", "127.0.0.1:8080"] },
+      said: /127\.0\.0\.1:8080 overlaps \[::\]:8080/
+    },
+    {
+      rule: "0.0.0.0 and an IPv4 address of the same port",
+      flags: ["-l", "127.0.0.1:8080", "-l", "0.0.0.0:8080"],
+      table: { listen: ["127.0.0.1:8080", "0.0.0.0:8080"] },
+      said: /0\.0\.0\.0:8080 overlaps 127\.0\.0\.1:8080/
+    },
+    {
+      rule: "accept mode with an upstream",
+      flags: ["-s", "/tmp/x.sock", "--accept", "--upstream", "127.0.0.1:3000"],
+      table: { socket: "/tmp/x.sock", accept: true, upstream: "127.0.0.1:3000" },
+      said: /accept.* \(a process per connection\) cannot be combined with .*upstream \(proxy mode\): choose one/
+    },
+    {
+      rule: "accept mode with ready notify",
+      flags: ["-s", "/tmp/x.sock", "--accept", "--ready", "notify"],
+      table: { socket: "/tmp/x.sock", accept: true, ready: "notify" },
+      said: /ready.*notify.* has no meaning with .*accept/
+    },
+    {
+      rule: "max-connections without accept mode",
+      flags: ["-s", "/tmp/x.sock", "--max-connections", "4"],
+      table: { socket: "/tmp/x.sock", "max-connections": 4 },
+      said: /max-connections works with .*accept.* only \(a process per connection\)/
+    },
+    {
+      rule: "max-held without proxy mode",
+      flags: ["-s", "/tmp/x.sock", "--max-held", "4"],
+      table: { socket: "/tmp/x.sock", "max-held": 4 },
+      said: /max-held works in proxy mode only: add .*upstream/
+    },
+    {
+      rule: "a waiting page without proxy mode",
+      flags: ["-s", "/tmp/x.sock", "--waiting-page", "2"],
+      table: { socket: "/tmp/x.sock", "waiting-page": 2 },
+      said: /waiting-page works in proxy mode only: add .*upstream/
+    },
+    {
+      rule: "a waiting page's file without the waiting page",
+      flags: ["-s", "/tmp/x.sock", "--upstream", "auto", "--waiting-page-file", "/etc/hostname"],
+      table: { socket: "/tmp/x.sock", upstream: "auto", "waiting-page-file": "/etc/hostname" },
+      said: /waiting-page-file needs .*waiting-page too/
+    },
+    {
+      rule: "a count that is not one",
+      flags: ["-s", "/tmp/x.sock", "--backlog", "0"],
+      table: { socket: "/tmp/x.sock", backlog: "0" },
+      said: /backlog: ('0' is not|expected) a whole number, 1 or more/
+    },
+    {
+      rule: "an unknown user",
+      flags: ["-s", "/tmp/x.sock", "--socket-user", "nobody-x"],
+      table: { socket: "/tmp/x.sock", "socket-user": "nobody-x" },
+      said: /socket-user: no user "nobody-x"/
+    }
+  ]
+
+  it.each(rules)("$rule", async ({ flags, said, table }) => {
+    const fromFlags = await viaFlags(flags)
+    const fromFile = viaFile(table)
+    expect(fromFlags).toMatch(said)
+    expect(fromFile).toMatch(said)
+    expect(fromFile.split("\n")).toHaveLength(1)
+  })
+
+  it("the same settings, valid, pass both ways", async () => {
+    expect(await viaFlags(["-s", "/tmp/soad-valid.sock", "-l", "127.0.0.1:0", "-l", "[::1]:0", "--upstream", "auto", "--waiting-page", "2"]))
+      .toBe("ok")
+    expect(viaFile({ socket: "/tmp/soad-valid.sock", listen: ["127.0.0.1:0", "[::1]:0"], upstream: "auto", "waiting-page": 2 })).toBe("ok")
+  })
+
+  it("a setting of one mode in [defaults] applies to that mode's services and leaves the others alone", () => {
+    const defaults = { "max-connections": 4, "max-held": 8, "waiting-page": 2, ready: "notify" }
+    expect(viaFile({ socket: "/tmp/x.sock" }, defaults)).toBe("ok")
+    expect(viaFile({ socket: "/tmp/x.sock", accept: true }, defaults)).toBe("ok")
+    expect(viaFile({ socket: "/tmp/x.sock", upstream: "auto" }, defaults)).toBe("ok")
+    const file = ConfigFile.decode("/f.toml", {
+      defaults,
+      services: {
+        plain: { socket: "/tmp/p.sock", command: ["x"] },
+        each: { socket: "/tmp/e.sock", command: ["x"], accept: true },
+        proxied: { socket: "/tmp/q.sock", command: ["x"], upstream: "auto" }
+      }
+    }, resolver)
+    const [plain, each, proxied] = Either.getOrThrow(file).services
+    expect([plain!.maxHeld, plain!.waitingPage, plain!.maxConnections, plain!.ready]).toEqual([undefined, undefined, 64, "notify"])
+    expect([each!.maxConnections, each!.ready]).toEqual([4, "accept"])
+    expect([proxied!.maxHeld, proxied!.waitingPage?.after !== undefined, proxied!.ready]).toEqual([8, true, "notify"])
+  })
+})
+
+describe("the app's environment (config file and library)", () => {
+  it.each([
+    [{ "": "x" }, /services\.a\.env\."": "" is no environment variable name: a name is not empty and has no '=' or NUL/],
+    [{ "A=B": "x" }, /services\.a\.env\."A=B": "A=B" is no environment variable name/],
+    [{ A: "x\u0000y" }, /services\.a\.env\.A: the value of "A" contains a NUL byte/]
+  ])("%j is refused", (env, said) => {
+    expect(viaFile({ socket: "/tmp/x.sock", env })).toMatch(said)
+    expect(() => ServiceConfig.make({ listeners: ["/tmp/x.sock"], command: ["x"], env })).toThrow(ServiceConfig.ServiceConfigError)
+  })
+
+  it("ServiceConfig.make refuses a listener given twice", () => {
+    expect(() => ServiceConfig.make({ listeners: ["/tmp/x.sock", "unix:/tmp/x.sock"], command: ["x"] })).toThrow(/overlaps/)
+    expect(ServiceConfig.make({ listeners: ["127.0.0.1:0", "127.0.0.1:0"], command: ["x"] }).listeners).toHaveLength(2)
+  })
+})
