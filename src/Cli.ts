@@ -18,12 +18,12 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Deferred from "effect/Deferred"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Path from "node:path"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
@@ -36,6 +36,7 @@ import * as Fields from "./internal/fields.js"
 import * as ServiceInput from "./internal/serviceInput.js"
 import { collectGarbage } from "./internal/gc.js"
 import { keepStatus, notify, reloading } from "./internal/notify.js"
+import * as Reloads from "./internal/reloads.js"
 import * as Users from "./internal/users.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
@@ -505,25 +506,31 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
       return yield* provide(Effect.scoped(
         Effect.gen(function*() {
           yield* forwardSignals(configSignals)
-          const reloads = yield* onSignal("SIGHUP")
-          const supervisor = yield* Services.start(file)
-          yield* (yield* ProcessService).announce
-          yield* observability(parsed)
-          yield* ready
+          // SIGHUP is caught before anything listens (its default action would end soad); a reload asked for
+          // while the services start runs once they have.
+          const started = yield* Deferred.make<Services.Services>()
           // systemd sees the reload from RELOADING=1 to READY=1, whether the new config applies or not.
           const reload = Effect.gen(function*() {
+            const supervisor = yield* Deferred.await(started)
+            yield* reloading
             yield* event("info", "reloading", `SIGHUP: reloading ${path}`)
             const next = yield* Effect.either(ConfigFile.load(path, Users.resolver))
             if (Either.isRight(next)) {
               yield* supervisor.apply(next.right)
-              return yield* Effect.asVoid(Effect.forkScoped(Effect.delay(collectGarbage, "1 second")))
+              yield* Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
+            } else {
+              for (const error of next.left.errors) yield* event("error", "config_error", error)
+              yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)
             }
-            for (const error of next.left.errors) yield* event("error", "config_error", error)
-            yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)
+            yield* notify("READY=1")
           })
-          return yield* Effect.forever(
-            Effect.zipRight(reloads, Effect.zipRight(reloading, Effect.zipRight(reload, notify("READY=1"))))
-          )
+          const reloader = yield* Reloads.make(reload)
+          yield* onSignal("SIGHUP", reloader.unsafeRequest)
+          yield* Deferred.succeed(started, yield* Services.start(file))
+          yield* (yield* ProcessService).announce
+          yield* observability(parsed)
+          yield* ready
+          return yield* Effect.never
         })
       ))
     }
@@ -541,17 +548,12 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
     ))
   })
 
-/** Waits for a signal, each time it comes, until the scope closes. */
-const onSignal = (name: NodeJS.Signals): Effect.Effect<Effect.Effect<void>, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const queue = yield* Queue.sliding<void>(1)
-    const handler = () => Queue.unsafeOffer(queue, undefined)
-    yield* Effect.acquireRelease(
-      Effect.sync(() => process.on(name, handler)),
-      () => Effect.sync(() => process.off(name, handler))
-    )
-    return Queue.take(queue)
-  })
+/** Calls `handler` each time the signal comes, until the scope closes. */
+const onSignal = (name: NodeJS.Signals, handler: () => void): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => process.on(name, handler)),
+    () => Effect.sync(() => process.off(name, handler))
+  )
 
 /** `soad check FILE`: validates the file and what it names on this machine, prints what would run; exit 0 or 1. */
 export const check = (path: string) =>

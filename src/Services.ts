@@ -251,14 +251,15 @@ export const start = (
         const unchangedNames = next.services.filter((config) => !changed.includes(config) && !added.includes(config))
           .map((config) => config.name)
         const unchanged = next.services.length - changed.length - added.length
-        // What it did, service by service: "blog restarted (command changed), api added, old removed, shop unchanged".
+        // What it did, service by service: "blog restarted (command changed), api added, old removed, shop unchanged";
+        // beyond 10 of a kind, counted ("300 restarted (listen changed)"): each error has its own line above.
         const said = [
-          ...restarted.map((config) => `${config.name} restarted (${changedText(config.name)})`),
-          ...started.map((config) => `${config.name} added`),
-          ...removed.map((name) => `${name} removed`),
-          ...kept.map(({ config, reason }) => `${config.name} kept as it was (${reason})`),
-          ...failed.map(({ config, reason }) => `${config.name} not started (${reason})`),
-          ...(unchangedNames.length > 10 ? [`${unchangedNames.length} unchanged`] : unchangedNames.map((name) => `${name} unchanged`))
+          ...listed(restarted.map((config) => [config.name, `restarted (${changedText(config.name)})`])),
+          ...listed(started.map((config) => [config.name, "added"])),
+          ...listed(removed.map((name) => [name, "removed"])),
+          ...listed(kept.map(({ config, reason }) => [config.name, `kept as it was (${reason})`]), "kept as they were (see above)"),
+          ...listed(failed.map(({ config, reason }) => [config.name, `not started (${reason})`]), "not started (see above)"),
+          ...listed(unchangedNames.map((name) => [name, "unchanged"]))
         ]
         yield* event(
           notApplied.length === 0 ? "info" : "warn",
@@ -277,6 +278,18 @@ export const start = (
 
     return { apply }
   })
+
+/**
+ * Services and what happened to each, for the reload's summary: each by name, or beyond 10, counted by what
+ * happened ("300 restarted (listen changed)"; `many` instead of each's own words where those name one service).
+ */
+const listed = (entries: ReadonlyArray<readonly [string, string]>, many?: string): ReadonlyArray<string> => {
+  if (entries.length <= 10) return entries.map(([name, what]) => `${name} ${what}`)
+  if (many !== undefined) return [`${entries.length} ${many}`]
+  const counts = new Map<string, number>()
+  for (const [, what] of entries) counts.set(what, (counts.get(what) ?? 0) + 1)
+  return [...counts].map(([what, n]) => `${n} ${what}`)
+}
 
 /** Several listener errors as one, every message on its own line. */
 const combine = (errors: ReadonlyArray<ListenError>): ListenError =>
