@@ -130,18 +130,42 @@ const exists = (pid: number): boolean => {
   }
 }
 
-/** Cgroups of this unit that another soad, now dead, left under `root`. */
-export const leftovers = (root: string, unit: string, ownPid: number): Array<string> => {
-  const pattern = new RegExp(`^soad\\.${unit.replace(/[^A-Za-z0-9_-]/g, "")}\\.(\\d+)(\\.\\d+)?$`)
+/** The cgroups under `root` that soads now dead left, by unit (`soad.UNIT.PID[.N]`). */
+export const leftoverIndex = (root: string, ownPid: number): Map<string, Array<string>> => {
+  const index = new Map<string, Array<string>>()
   let entries: Array<string>
   try {
     entries = Fs.readdirSync(root)
   } catch {
-    return []
+    return index
   }
-  return entries.flatMap((entry) => {
-    const owner = Number(pattern.exec(entry)?.[1] ?? NaN)
-    return Number.isNaN(owner) || owner === ownPid || exists(owner) ? [] : [Path.join(root, entry)]
-  })
+  const dead = new Map<number, boolean>()
+  for (const entry of entries) {
+    const [prefix, unit, pid, n, ...rest] = entry.split(".")
+    if (prefix !== "soad" || unit === undefined || unit === "" || !/^\d+$/.test(pid ?? "") || rest.length > 0) continue
+    if (n !== undefined && !/^\d+$/.test(n)) continue
+    const owner = Number(pid)
+    if (owner === ownPid) continue
+    if (!dead.has(owner)) dead.set(owner, !exists(owner))
+    if (!dead.get(owner)) continue
+    const list = index.get(unit) ?? []
+    list.push(Path.join(root, entry))
+    index.set(unit, list)
+  }
+  return index
 }
 
+/** The index, read at most once a second: a start or a reload of 1,000 services asks for each (once a listing each). */
+let remembered: { readonly root: string; readonly at: number; readonly index: Map<string, Array<string>> } | undefined
+
+/** Cgroups of this unit that another soad, now dead, left under `root`. */
+export const leftovers = (root: string, unit: string, ownPid: number): Array<string> => {
+  const now = performance.now()
+  if (remembered === undefined || remembered.root !== root || now - remembered.at > 1000) {
+    remembered = { root, at: now, index: leftoverIndex(root, ownPid) }
+  }
+  const key = unit.replace(/[^A-Za-z0-9_-]/g, "")
+  const found = remembered.index.get(key) ?? []
+  remembered.index.delete(key) // handed out: the caller kills and removes them
+  return found
+}
