@@ -75,6 +75,7 @@ export const serve = (
   listeners: ReadonlyArray<Listener>
 ): Effect.Effect<never, never, SocketService | ProcessService> =>
   Effect.gen(function*() {
+    yield* Effect.annotateLogsScoped({ service: config.name })
     const sockets = yield* SocketService
     const processes = yield* ProcessService
     const permits = yield* Effect.makeSemaphore(config.maxConnections)
@@ -259,7 +260,7 @@ export const serve = (
       { max_connections: config.maxConnections }
     )
     return yield* Effect.forever(accepting)
-  }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))
+  }).pipe(Effect.scoped)
 
 /** Registers the service for `soad status` (instances running, connections served) and `soad sleep`, if a Registry is there. */
 const register = (

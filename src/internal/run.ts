@@ -347,6 +347,8 @@ export const serve = <R, R2>(
   makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
 ): Effect.Effect<never, never, Exclude<R | R2, Scope.Scope> | ProcessService> =>
   Effect.gen(function*() {
+    // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber.
+    yield* Effect.annotateLogsScoped({ service: config.name })
     const service: Service = {
       config,
       listeners,
@@ -356,4 +358,4 @@ export const serve = <R, R2>(
     const mode = yield* makeMode(service)
     yield* register(config, listeners, service.tracker, service.backoff, mode.status)
     return yield* Effect.forever(serveOnce(service, mode))
-  }).pipe(Effect.scoped, Effect.annotateLogs("service", config.name))
+  }).pipe(Effect.scoped)
