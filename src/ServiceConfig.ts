@@ -6,6 +6,8 @@
  */
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
+import * as Equal from "effect/Equal"
+import * as Utils from "effect/Utils"
 import * as Address from "./Address.js"
 import * as FieldParsers from "./internal/fields.js"
 import * as Ids from "./internal/ids.js"
@@ -209,8 +211,11 @@ export const make = (fields: Fields): ServiceConfig => ({
 
 const baseName = (program: string): string => program.slice(program.lastIndexOf("/") + 1) || program
 
-/** Two configs run the same way (durations compared by value). */
-export const equivalent = (a: ServiceConfig, b: ServiceConfig): boolean => {
-  const plain = (_key: string, value: unknown) => Duration.isDuration(value) ? `${Duration.toMillis(value)}ms` : value
-  return JSON.stringify(a, plain) === JSON.stringify(b, plain)
-}
+/**
+ * Two values of a config are the same: compared by structure (plain objects by their keys in any order, lists in
+ * order, durations by length), so `env = { A = "1", B = "2" }` and `{ B = "2", A = "1" }` are one setting.
+ */
+export const same = (a: unknown, b: unknown): boolean => Utils.structuralRegion(() => Equal.equals(a, b))
+
+/** Two configs run the same way. */
+export const equivalent = (a: ServiceConfig, b: ServiceConfig): boolean => same(a, b)

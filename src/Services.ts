@@ -44,7 +44,6 @@ interface Running {
 
 /** The config keys by which two configs of a service differ, as the config file names them. */
 export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.ServiceConfig): Array<string> => {
-  const plain = (_key: string, value: unknown) => Duration.isDuration(value) ? `${Duration.toMillis(value)}ms` : value
   const names: Record<string, string> = {
     listeners: "listen",
     socket: "socket options",
@@ -53,7 +52,7 @@ export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.Ser
   }
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])] as Array<keyof ServiceConfig.ServiceConfig>
   return keys
-    .filter((key) => JSON.stringify(a[key], plain) !== JSON.stringify(b[key], plain))
+    .filter((key) => !ServiceConfig.same(a[key], b[key]))
     .map((key) => names[key] ?? key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`))
 }
 

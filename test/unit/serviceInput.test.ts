@@ -171,3 +171,18 @@ describe("the app's environment (config file and library)", () => {
     expect(ServiceConfig.make({ listeners: ["127.0.0.1:0", "127.0.0.1:0"], command: ["x"] }).listeners).toHaveLength(2)
   })
 })
+
+describe("comparing configs, as a reload does", () => {
+  const base = { listeners: ["/tmp/x.sock"], command: ["x"] as [string] }
+  it("by structure: env in another order, a duration written another way, are the same config", () => {
+    const a = ServiceConfig.make({ ...base, env: { A: "1", B: "2" }, idleTimeout: "5 minutes" })
+    const b = ServiceConfig.make({ ...base, env: { B: "2", A: "1" }, idleTimeout: 300_000 })
+    expect(ServiceConfig.equivalent(a, b)).toBe(true)
+  })
+  it("a changed value is a change", () => {
+    const a = ServiceConfig.make({ ...base, env: { A: "1" } })
+    expect(ServiceConfig.equivalent(a, ServiceConfig.make({ ...base, env: { A: "2" } }))).toBe(false)
+    expect(ServiceConfig.equivalent(a, ServiceConfig.make({ ...base, env: { A: "1" }, idleTimeout: "61 seconds" }))).toBe(false)
+    expect(ServiceConfig.equivalent(a, ServiceConfig.make({ ...base, listeners: ["/tmp/y.sock"], env: { A: "1" } }))).toBe(false)
+  })
+})
