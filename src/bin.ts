@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Fs from "node:fs"
 import * as Cli from "./Cli.js"
 import { NativeBindingError } from "./internal/native.js"
 import * as Logging from "./Logging.js"
@@ -27,6 +28,15 @@ const RunLive = Layer.mergeAll(
 )
 
 const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer)
+
+// soad is `soad` in ps, top, pidof and pgrep, not `node`: the command line shows as `soad ARGS…`, and the process
+// name (what top, pgrep and pidof read; the title sets it to 15 bytes of the whole line) as `soad` alone.
+process.title = ["soad", ...process.argv.slice(2)].join(" ")
+try {
+  Fs.writeFileSync("/proc/self/comm", "soad")
+} catch {
+  // not Linux: the title is all there is
+}
 
 // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
 Logging.guard(process.stderr)
