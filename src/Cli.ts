@@ -379,7 +379,8 @@ export const toConfig = (
     const input = serviceInput(parsed, appCommand ?? before)
     return yield* Either.mapLeft(
       ServiceInput.resolve(input, {
-        name: undefined,
+        // --name names the service (logs, journal, status, metrics) as well as this soad; else the command's name.
+        name: Option.getOrUndefined(parsed.instance),
         own: new Set(Object.keys(input)),
         naming: ServiceInput.flagNaming,
         resolver,

@@ -32,6 +32,8 @@ import { type Listener, SocketService } from "./SocketService.js"
 interface Pooled {
   readonly listener: Listener
   readonly scope: Scope.CloseableScope
+  /** The service that uses it (its lines carry its name). */
+  service: string
 }
 
 /** A running service. */
@@ -96,7 +98,10 @@ export const start = (
           for (const listenerConfig of config.listeners) {
             const key = keyOf(listenerConfig)
             const pooled = pool.get(key)
-            if (pooled !== undefined) reused.push([pooled.listener, config.socket])
+            if (pooled !== undefined) {
+              reused.push([pooled.listener, config.socket])
+              pooled.service = config.name
+            }
             if (pooled !== undefined || opened.some(([k]) => k === key)) continue
             const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
             const result = yield* sockets.open(listenerConfig, config.socket).pipe(Scope.extend(scope), Effect.either)
@@ -104,7 +109,7 @@ export const start = (
               errors.push(result.left)
               yield* Scope.close(scope, Exit.void)
             } else {
-              opened.push([key, { listener: result.right, scope }])
+              opened.push([key, { listener: result.right, scope, service: config.name }])
             }
           }
         }
@@ -117,7 +122,7 @@ export const start = (
           pool.set(key, pooled)
           yield* event("info", "listening", `listening on ${pooled.listener.description}`, {
             listener: pooled.listener.description
-          })
+          }).pipe(Effect.annotateLogs("service", pooled.service))
         }
       })
 
@@ -167,7 +172,9 @@ export const start = (
         if (used.has(key)) continue
         pool.delete(key)
         yield* Scope.close(pooled.scope, Exit.void)
-        yield* event("info", "closed", `closed ${pooled.listener.description}`, { listener: pooled.listener.description })
+        yield* event("info", "closed", `closed ${pooled.listener.description}`, { listener: pooled.listener.description }).pipe(
+          Effect.annotateLogs("service", pooled.service)
+        )
       }
     })
 
