@@ -14,7 +14,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { bin, cpuSeconds, freePort, get, root, sleep, type Soad, soad, tempDirs, writeConfig } from "../harness.js"
+import { bin, cpuSeconds, describeAsRoot, freePort, get, root, sleep, type Soad, soad, tempDirs, writeConfig } from "../harness.js"
 
 const dir = tempDirs()
 const fixture = Path.join(root, "test", "fixtures", "shutdown_app.py")
@@ -36,14 +36,15 @@ const events = (s: Soad, name: string) =>
  * One request, one idle stop (the app shuts fd 3 down on its way out) and its revival; then 3 quiet seconds without
  * a start (a loop restarted the app many times a second), and a request that starts the app exactly once more.
  */
-const cycle = async (s: Soad, target: Parameters<typeof get>[0], how: "relisten" | "reopened") => {
-  const first = await get(target)
+const cycle = async (s: Soad, target: Parameters<typeof get>[0] | (() => Promise<Record<string, unknown>>), how: "relisten" | "reopened") => {
+  const request = typeof target === "function" ? target : () => get(target)
+  const first = await request()
   await s.waitFor(/"listener_revived"/)
   expect(events(s, "listener_revived")).toEqual([expect.objectContaining({ how })])
   expect(events(s, "started")).toHaveLength(1)
   await sleep(3000)
   expect(events(s, "started"), s.output()).toHaveLength(1)
-  const second = await get(target)
+  const second = await request()
   expect(second.pid).not.toBe(first.pid)
   expect(events(s, "started")).toHaveLength(2)
   expect(events(s, "listener_dead")).toEqual([])
@@ -61,6 +62,22 @@ describe("an app that shuts its listener down at its stop", () => {
     const now = Fs.statSync(path)
     expect(now.ino).not.toBe(inode) // a new socket file, with the mode asked for
     expect(now.mode & 0o7777).toBe(0o660)
+  })
+
+  it("an abstract UNIX socket: soad binds the name anew", async () => {
+    const name = `soad-test-${process.pid}-${Date.now()}`
+    const s = soad(["-l", `@${name}`, "-t", "1", "--min-uptime", "0", "--log-format", "json", "--", ...app])
+    await s.waitFor(/"listening"/)
+    // Node pads abstract names to the full sun_path; Python, like systemd and soad, uses the name's own length.
+    const request = async () => {
+      const response = await new Promise<string>((resolve, reject) =>
+        ChildProcess.execFile("python3", [
+          "-c",
+          `import socket; s = socket.socket(socket.AF_UNIX); s.connect("\\0${name}"); s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n"); print(s.makefile().read())`
+        ], { encoding: "utf8" }, (error, stdout) => error === null ? resolve(stdout) : reject(error)))
+      return JSON.parse(response.slice(response.indexOf("{"))) as Record<string, unknown>
+    }
+    await cycle(s, request, "reopened")
   })
 
   it("TCP: soad listens on it again, a new client connects, the app starts once more, no loop", async () => {
@@ -89,6 +106,24 @@ describe("an app that shuts its listener down at its stop", () => {
     expect(second.pid).not.toBe(first.pid)
     await sleep(2000)
     expect(events(s, "started"), s.output()).toHaveLength(2)
+  })
+})
+
+describeAsRoot("an app that shuts its listener down, with a socket owner", () => {
+  it("the UNIX socket made anew has the same mode and owner", async () => {
+    const d = dir()
+    const path = Path.join(d, "app.sock")
+    const s = soad([
+      "-s", path, "--socket-mode", "0660", "--socket-user", "nobody", "--socket-group", "nogroup",
+      "-t", "1", "--min-uptime", "0", "--log-format", "json", "--", ...app
+    ])
+    await s.waitFor(/"listening"/)
+    const before = Fs.statSync(path)
+    await cycle(s, { socketPath: path }, "reopened")
+    const after = Fs.statSync(path)
+    expect(after.ino).not.toBe(before.ino)
+    expect([after.mode & 0o7777, after.uid, after.gid]).toEqual([0o660, 65534, before.gid])
+    expect(before.uid).toBe(65534)
   })
 })
 
