@@ -118,6 +118,25 @@ command = [${app}]
   })
 })
 
+suite(`soad holding ${held} fds, a start that fails at exec`, () => {
+  it("is reported through the error pipe, which sits above the app's lowered limit (a missing #! interpreter)", async () => {
+    const d = dir()
+    const script = Path.join(d, "app.sh")
+    Fs.writeFileSync(script, "#!/nonexistent/interpreter\n", { mode: 0o755 })
+    const s = soadHolding(["-s", Path.join(d, "one.sock"), "--log-format", "json", "--", script])
+    try {
+      await s.waitFor(/"listening"/)
+      get({ socketPath: Path.join(d, "one.sock") }).catch(() => {})
+      await s.waitFor(/"start_failed"/)
+      expect(events(s, "start_failed")[0]?.message).toBe(
+        `cannot start the app: '${script}' exists, but its interpreter /nonexistent/interpreter (its #! line) does not`
+      )
+    } finally {
+      await stop(s)
+    }
+  })
+})
+
 describeAsRoot(`soad holding ${held} fds, an app run as nobody`, () => {
   it.skipIf(hardLimit < 2 * held)("the counting sentinel starts too (no fallback to readability), and the app serves", async () => {
     const d = dir()
