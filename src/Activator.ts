@@ -19,6 +19,7 @@ import { Budget } from "./Budget.js"
 import * as AppListening from "./internal/appListening.js"
 import * as Format from "./internal/format.js"
 import * as Idle from "./internal/idle.js"
+import * as ListenerHealth from "./internal/listenerHealth.js"
 import { now, spawnRequest, stopPolicy, unitOf } from "./internal/lifecycle.js"
 import * as Run from "./internal/run.js"
 import { event } from "./Logging.js"
@@ -131,7 +132,8 @@ const lookAtActivity = (
  * The cold path, where the platform has it: the listeners armed with the app's start, which the first connection
  * fires natively (no JS between the wake and the fork). Used when nothing has to be decided at the connection:
  * no backoff pending, no RAM budget to make room in, readiness by accepting (`--ready notify` needs a notify socket
- * of the run's own). None: wait for the connection, then start (the same run either way).
+ * of the run's own). None: wait for the connection, then start (the same run either way). Some(undefined): a
+ * listener woke it only because it no longer listens (nothing started; the next turn brings it back).
  */
 const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
   const { config, listeners, tracker } = service
@@ -144,7 +146,7 @@ const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
     const { notBefore } = yield* service.backoff.state
     if (Option.isSome(budget) || notBefore > (yield* now)) return Option.none()
     const pending = yield* Effect.either(spawnOnPending(request, policy, tracker.wake))
-    if (Either.isLeft(pending)) return Option.some<Run.Trigger>({ _tag: "Connection", started: Either.left(pending.left) })
+    if (Either.isLeft(pending)) return Option.some<Run.Trigger | undefined>({ _tag: "Connection", started: Either.left(pending.left) })
     const outcome = pending.right
     switch (outcome._tag) {
       case "NotArmed":
@@ -152,10 +154,12 @@ const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
           code: outcome.reason.code
         })
         return Option.none()
+      case "NotListening":
+        return Option.some(undefined)
       case "Woken":
-        return Option.some<Run.Trigger>({ _tag: "Wake" })
+        return Option.some<Run.Trigger | undefined>({ _tag: "Wake" })
       case "Started":
-        return Option.some<Run.Trigger>({ _tag: "Connection", listener: listeners[outcome.index], started: Either.right(outcome) })
+        return Option.some<Run.Trigger | undefined>({ _tag: "Connection", listener: listeners[outcome.index], started: Either.right(outcome) })
     }
   })
 }
@@ -163,19 +167,34 @@ const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
 /**
  * Socket hand-off: a connection pending on a listener (or `soad wake`) starts the app with the listeners as fds
  * 3, 4, …; it is ready once it accepts; activity is every connection that arrives (counted), one waiting, or one
- * it accepted still open.
+ * it accepted still open. The app shares the listeners and may shut them down: before each wait they are looked at
+ * and brought back (internal/listenerHealth.ts), and a listener that wakes a wait only because it was shut down is
+ * no connection.
  */
 const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type"]) =>
 (service: Run.Service): Effect.Effect<Run.Mode<never>> =>
   Effect.sync(() => {
     const { config, listeners, tracker } = service
-    const awaitConnection = Effect.map(sockets.awaitReadable(listeners, tracker.wake), (ready): Run.Trigger =>
-      ready === undefined ? { _tag: "Wake" } : { _tag: "Connection", listener: ready })
+    const health = ListenerHealth.make(service, sockets)
+    const awaitConnection = (watched: ReadonlyArray<Listener>) =>
+      Effect.map(sockets.awaitReadable(watched, tracker.wake), (ready): Run.Trigger =>
+        ready === undefined ? { _tag: "Wake" } : { _tag: "Connection", listener: ready })
     const coldPath = coldStart(service, processes)
+    const next = Effect.gen(function*() {
+      const live = yield* health.check
+      const trigger = live.length < listeners.length
+        // A listener is dead: wait on the others (never armed) until it is tried again.
+        ? yield* health.untilRetry(awaitConnection(live))
+        : coldPath === undefined
+        ? yield* awaitConnection(listeners)
+        : yield* Effect.flatMap(coldPath, Option.match({ onNone: () => awaitConnection(listeners), onSome: Effect.succeed }))
+      // Woken by a listener that was shut down (POLLHUP), not by a connection: nothing starts; it is back now.
+      const woken = trigger?._tag === "Connection" && trigger.started === undefined ? trigger.listener : undefined
+      if (woken !== undefined && !(yield* health.woke(woken))) return undefined
+      return trigger
+    })
     return {
-      next: coldPath === undefined
-        ? awaitConnection
-        : Effect.flatMap(coldPath, Option.match({ onNone: () => awaitConnection, onSome: Effect.succeed })),
+      next,
       stillWaiting: sockets.isPending(listeners),
       session: (_trigger, activity) =>
         Effect.gen(function*() {

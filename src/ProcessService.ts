@@ -80,10 +80,15 @@ export interface App {
 }
 
 /**
- * What `spawnOnPending` came to: the app a connection started; a wake first (nothing started); or nothing armed
- * (the start could not be prepared: the caller waits for the connection and spawns, which reports why).
+ * What `spawnOnPending` came to: the app a connection started; a wake first (nothing started); nothing armed
+ * (the start could not be prepared: the caller waits for the connection and spawns, which reports why); or the
+ * listener at `index` woke because it no longer listens (an app shut it down: nothing started).
  */
-export type Pending = Started | { readonly _tag: "Woken" } | { readonly _tag: "NotArmed"; readonly reason: SpawnError }
+export type Pending =
+  | Started
+  | { readonly _tag: "Woken" }
+  | { readonly _tag: "NotArmed"; readonly reason: SpawnError }
+  | { readonly _tag: "NotListening"; readonly index: number }
 
 /** An app a connection started (`spawnOnPending`). */
 export interface Started {
@@ -113,7 +118,8 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
   /**
    * The cold path: starts the app as soon as a connection is pending on one of `request.fds` (its listeners), with
    * no JS between the wake and the fork (Linux); as `spawn` then, and fails as it does if the start fails. Ends
-   * without starting if `wakeup` fires first. Absent where the driver cannot: wait for the listeners, then `spawn`.
+   * without starting if `wakeup` fires first, or if a listener wakes it only because it no longer listens. Absent
+   * where the driver cannot: wait for the listeners, then `spawn`.
    */
   readonly spawnOnPending?: (
     request: SpawnRequest,
@@ -156,10 +162,14 @@ export interface Containment {
   readonly leftovers: (unit: string) => ReadonlyArray<string>
 }
 
-/** What an armed start did when its connection came: the app's pid, or the error (as `spawn` throws it). */
+/**
+ * What an armed start did when its connection came: the app's pid, or the error (as `spawn` throws it); or nothing,
+ * because the listener at `index` woke only because it no longer listens.
+ */
 export type ArmOutcome =
   | { readonly _tag: "Started"; readonly index: number; readonly pid: number; readonly spawnMs: number; readonly wokeAtNs: bigint }
   | { readonly _tag: "Failed"; readonly error: unknown }
+  | { readonly _tag: "NotListening"; readonly index: number }
 
 /** The operating-system calls under the service; tests give a fake one. */
 export interface Driver {
@@ -170,7 +180,8 @@ export interface Driver {
   readonly spawn: (request: SpawnRequest, onExit: (status: ExitStatus) => void, output?: AppLogs.Output) => number
   /**
    * Arms a start: the app is started as by `spawn` as soon as a connection is pending on one of `request.fds`,
-   * with nothing between the wake and the fork; `onStarted` then gets the outcome, once. The function returned
+   * with nothing between the wake and the fork; `onStarted` then gets the outcome, once (NotListening: a listener
+   * woke because it no longer listens, and nothing was started). The function returned
    * disarms a start that has not fired (true), and says false once it has. Absent where the driver cannot.
    */
   readonly arm?: (
@@ -325,6 +336,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
           return Effect.sync(unsubscribe)
         })
         if (outcome === undefined) return { _tag: "Woken" } satisfies Pending
+        if (outcome._tag === "NotListening") return outcome satisfies Pending
         if (outcome._tag === "Failed") return yield* Effect.fail(spawnError(request, outcome.error))
         const { index, pid, spawnMs, wokeAtNs } = outcome
         const app: App = { pid, exit, signal: (signal: Signal.Signal) => killGroup(pid, signal), stop }
@@ -681,7 +693,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
         (index, pid, error, spawnMs, wokeAtNs, stdoutRead, stderrRead) => {
           if (pid === null) {
             undo()
-            return onStarted({ _tag: "Failed", error })
+            return onStarted(error === null ? { _tag: "NotListening", index } : { _tag: "Failed", error })
           }
           if (dir !== undefined) {
             armedDirs.delete(dir)

@@ -35,7 +35,10 @@ export interface Listener {
   readonly description: string
   /** What the socket is bound to (getsockname), to find its connections; undefined where unknown. */
   readonly local?: Connections.Endpoint | undefined
-  /** The UNIX socket file soad created for it (device and inode), to recognise it later; undefined: none. */
+  /**
+   * The UNIX socket file soad created for it (device and inode), to recognise it later; undefined: none. It is the
+   * file of the socket at `fd` now: one soad makes anew (`revive`) updates it in place.
+   */
   readonly file?: Listeners.SocketFile | undefined
 }
 
@@ -83,6 +86,9 @@ export { ListenError } from "./internal/listeners.js"
 /** A reloaded mode or owner could not be given to a socket file (`replaced`: the file is not soad's any more). */
 export { SocketFileError } from "./internal/listeners.js"
 
+/** How a listener that no longer listened was brought back: `listen()` again, or a new socket at its address. */
+export type { Revival } from "./internal/listeners.js"
+
 /** The socket operations the Activator needs. */
 export class SocketService extends Context.Tag("soad/SocketService")<SocketService, {
   /** Every connection can be counted on this platform (Linux), not only seen as readability. */
@@ -98,8 +104,16 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
    */
   readonly applyOptions: (listener: Listener, options: ServiceConfig.SocketOptions) => Effect.Effect<void, SocketFileError>
   /**
+   * Brings back a listener that no longer listens: an app shares it (its fd 3) and may shut it down (shutdown(2) at
+   * its graceful stop), after which it refuses every connection and polls readable forever. `listen()` again (TCP),
+   * else a new socket at the same address with the mode and owner of `options`, at the same fd (a UNIX socket file
+   * is replaced only if it is still soad's). undefined: it listens. Fails if it cannot be brought back (an inherited
+   * UNIX socket, a port taken meanwhile).
+   */
+  readonly revive: (listener: Listener, options: ServiceConfig.SocketOptions) => Effect.Effect<Listeners.Revival | undefined, ListenError>
+  /**
    * Completes with a listener that has a connection pending (accepts nothing), or with undefined when `wakeup`
-   * fires first; interruptible.
+   * fires first; interruptible. A listener that was shut down (see `revive`) completes it too: ask `revive`.
    */
   readonly awaitReadable: (listeners: ReadonlyArray<Listener>, wakeup?: Wakeup) => Effect.Effect<Listener | undefined>
   /**
@@ -278,6 +292,9 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
       }))
     )
 
+  const revive = (listener: Listener, options: ServiceConfig.SocketOptions) =>
+    Listeners.revive(n, listener.fd, listener.address, listener.file, options)
+
   const applyOptions = (listener: Listener, options: ServiceConfig.SocketOptions) =>
     listener.address._tag === "Unix" && listener.file !== undefined
       ? Listeners.applyOptions(n, listener.address.path, listener.file, options)
@@ -308,6 +325,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
     exactCounting,
     open,
     applyOptions,
+    revive,
     awaitReadable,
     accept,
     isPending,

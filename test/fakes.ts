@@ -18,7 +18,7 @@ import { AppNotify, type AppNotifyApi, type NotifyMessage } from "../src/AppNoti
 import * as ProcessService from "../src/ProcessService.js"
 import { type Conn, RelayService, type Target } from "../src/RelayService.js"
 import type * as Signal from "../src/Signal.js"
-import { AcceptError, type Connection, type Listener, SocketService } from "../src/SocketService.js"
+import { AcceptError, type Connection, type Listener, ListenError, SocketService } from "../src/SocketService.js"
 
 /** What a fake app does when it gets a signal. */
 export type OnSignal = "exit" | "ignore"
@@ -69,6 +69,19 @@ export class World {
   acceptError: string | undefined = undefined
   /** What the apps listen on by themselves, instead of taking their fds. */
   ownListening: ReadonlyArray<Endpoint> = []
+  /**
+   * Listeners (by fd) that were shut down (shutdown(2) by an app): they refuse connections and read as readable
+   * forever (POLLHUP), with nothing pending, until soad revives them.
+   */
+  readonly down = new Set<number>()
+  /** The apps shut their listeners down when they get the shutdown signal, before they exit (as many C servers do). */
+  shutdownAtStop = false
+  /** The next revivals fail with this message (the address was taken meanwhile, an inherited UNIX socket), until cleared. */
+  reviveError: string | undefined = undefined
+  /** Every listener soad brought back, in order. */
+  readonly revivals: Array<{ readonly fd: number; readonly how: string }> = []
+  /** Connections refused because their listener was shut down. */
+  refused = 0
   spawnAttempts = 0
   private nextFd = 10
   private nextPid = 1000
@@ -79,9 +92,13 @@ export class World {
     return this.apps.find((app) => app.running)
   }
 
-  /** A client connects to the listener with this fd, now (Clock time). */
+  /** A client connects to the listener with this fd, now (Clock time); refused if the listener was shut down. */
   connect(fd: number): Effect.Effect<void> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
+      if (this.down.has(fd)) {
+        this.refused++
+        return
+      }
       for (const entry of this.watched) {
         if (entry.fds.has(fd)) {
           entry.at = now
@@ -104,7 +121,19 @@ export class World {
   }
 
   pending(fds: ReadonlyArray<number>): boolean {
-    return fds.some((fd) => (this.backlog.get(fd) ?? 0) > 0)
+    return fds.some((fd) => (this.backlog.get(fd) ?? 0) > 0 && !this.down.has(fd))
+  }
+
+  /** An app (or anyone holding it) shuts the listener with this fd down: it wakes every wait on it, as POLLHUP does. */
+  shutDown(fd: number): void {
+    this.down.add(fd)
+    for (const wake of [...this.readableWaiters]) wake()
+    this.changed()
+  }
+
+  /** Readable, as poll sees it: a connection waits, or the listener was shut down. */
+  private readable(fd: number): boolean {
+    return (this.backlog.get(fd) ?? 0) > 0 || this.down.has(fd)
   }
 
   constructor(public exactCounting = true) {}
@@ -121,11 +150,22 @@ export class World {
         return { name: config.name, address: config.address, fd, description: `fake:${fd}` }
       }),
     applyOptions: () => Effect.void,
+    revive: (listener) =>
+      Effect.suspend(() => {
+        if (!this.down.has(listener.fd)) return Effect.succeed(undefined)
+        if (this.reviveError !== undefined) {
+          return Effect.fail(new ListenError({ address: listener.description, message: `${listener.description}: ${this.reviveError}` }))
+        }
+        this.down.delete(listener.fd)
+        const how = listener.address._tag === "Tcp" ? "relisten" as const : "reopened" as const
+        this.revivals.push({ fd: listener.fd, how })
+        return Effect.succeed(how)
+      }),
     awaitReadable: (listeners, wakeup) =>
       Effect.async<Listener | undefined>((resume) => {
         let unsubscribe: (() => void) | undefined
         const check = () => {
-          const ready = listeners.find((listener) => (this.backlog.get(listener.fd) ?? 0) > 0)
+          const ready = listeners.find((listener) => this.readable(listener.fd))
           if (ready === undefined) return false
           this.readableWaiters.delete(check)
           unsubscribe?.()
@@ -211,11 +251,13 @@ export class World {
     if (this.armError !== undefined) throw this.armError
     let done = false
     const fire = () => {
-      const index = request.fds.findIndex((fd) => (this.backlog.get(fd) ?? 0) > 0)
+      const index = request.fds.findIndex((fd) => this.readable(fd))
       if (index < 0) return
       done = true
       this.armed--
       this.readableWaiters.delete(fire)
+      // The native callback looks before it starts anything: a listener that was shut down is no connection.
+      if (this.down.has(request.fds[index]!)) return onStarted({ _tag: "NotListening", index })
       this.coldStarts++
       try {
         const pid = this.baseDriver.spawn(request, onExit)
@@ -267,7 +309,10 @@ export class World {
       if (app === undefined || !app.running) return
       app.signals.push(signal.name)
       if (signal.name === "SIGKILL") app.exit(null, "SIGKILL")
-      else if (this.onTerm === "exit") app.exit(0)
+      else if (this.onTerm === "exit") {
+        if (this.shutdownAtStop) app.request.fds.forEach((fd) => this.shutDown(fd))
+        app.exit(0)
+      }
     }
   }
 

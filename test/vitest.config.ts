@@ -27,7 +27,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "slow path",
-          include: ["test/unit/Activator.test.ts", "test/unit/run.test.ts", "test/unit/Budget.test.ts"],
+          include: ["test/unit/Activator.test.ts", "test/unit/run.test.ts", "test/unit/Budget.test.ts", "test/unit/listenerHealth.test.ts"],
           env: { SOAD_FAKE_ARM: "0" }
         }
       }

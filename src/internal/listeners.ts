@@ -86,10 +86,13 @@ const umask = (): number => {
   return process.umask()
 }
 
-/** The UNIX socket file soad created for a listener: its device and inode (a whole Stats is 1 KB per listener). */
+/**
+ * The UNIX socket file soad created for a listener: its device and inode (a whole Stats is 1 KB per listener).
+ * Changed in place when soad makes the socket anew (`revive`), so every holder sees the file that is soad's now.
+ */
 export interface SocketFile {
-  readonly dev: number
-  readonly ino: number
+  dev: number
+  ino: number
 }
 
 /** An opened listener: soad's fd, and the socket file soad created for it (UNIX paths only). */
@@ -98,16 +101,18 @@ export interface Opened {
   readonly file: SocketFile | undefined
 }
 
+/** Removes a UNIX socket file only if it is still the file soad created (same device and inode). */
+const unlinkOwnFile = (path: string, created: SocketFile): void => {
+  try {
+    const now = Fs.lstatSync(path)
+    if (now.isSocket() && now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
+  } catch {
+    // already gone, or replaced by something that is not ours: leave it
+  }
+}
+
 /** Releases a UNIX socket file: only if it is still the file soad created (same device and inode). */
-const removeOwnFile = (path: string, created: SocketFile) =>
-  Effect.sync(() => {
-    try {
-      const now = Fs.lstatSync(path)
-      if (now.isSocket() && now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
-    } catch {
-      // already gone, or replaced by something that is not ours: leave it
-    }
-  })
+const removeOwnFile = (path: string, created: SocketFile) => Effect.sync(() => unlinkOwnFile(path, created))
 
 const closeFd = (n: Native, fd: number) => Effect.sync(() => n.close(fd))
 
@@ -311,3 +316,99 @@ export const open = (
       return Effect.map(adopt(n, inherited, address), fdOnly)
   }
 }
+
+/** How a listener that no longer listened was brought back: `listen()` again, or a new socket at its address. */
+export type Revival = "relisten" | "reopened"
+
+/** What a native call that threw says (the call and errno). */
+const said = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
+/**
+ * A new listening socket at a UNIX path, put at soad's fd number `fd` in place of the one an app shut down: soad's
+ * old file is removed (only if it is still soad's: device and inode), the new one made as at the start (bound with
+ * mode 0, given its mode and owner through an fd, then listening), and `file` updated to it.
+ */
+const reopenUnix = (n: Native, fd: number, path: string, file: SocketFile, options: ServiceConfig.SocketOptions) =>
+  Effect.gen(function*() {
+    yield* removeOwnFile(path, file)
+    yield* clearUnixPath(n, path)
+    const created = yield* createUnix(n, path, options)
+    yield* Effect.try({
+      try: () => n.replaceFd(created.fd, fd),
+      catch: (error) => {
+        n.close(created.fd)
+        unlinkOwnFile(path, created)
+        return new ListenError({ address: path, message: `${path}: ${said(error)}`, cause: error })
+      }
+    })
+    file.dev = created.dev
+    file.ino = created.ino
+  })
+
+/**
+ * A new listening abstract socket at soad's fd number `fd`: soad's old socket is closed first (the name is bound to
+ * it while anyone holds it), which frees the name unless another process still holds the old socket.
+ */
+const reopenAbstract = (n: Native, fd: number, name: string, options: ServiceConfig.SocketOptions) =>
+  Effect.try({
+    try: () => {
+      n.releaseFd(fd)
+      const created = n.listenUnix(name, true, options.backlog, null, null, null).fd
+      try {
+        n.replaceFd(created, fd)
+      } catch (error) {
+        n.close(created)
+        throw error
+      }
+    },
+    catch: (error) =>
+      new ListenError({
+        address: `@${name}`,
+        message: errnoName(error) === "EADDRINUSE"
+          ? `@${name}: another process still holds the old socket (something the app left running?), so the name cannot be bound again`
+          : `@${name}: ${said(error)}`,
+        cause: error
+      })
+  })
+
+/**
+ * Brings back a listener that no longer listens: an app shares it (its fd 3 is soad's socket) and may shut it down
+ * (shutdown(2), which many servers call at a graceful stop to wake threads blocked in accept()); it then refuses
+ * every connection and polls readable forever. First `listen()` again, which revives a TCP socket; a UNIX socket
+ * stays shut down, and is made anew at its address, with its mode and owner, at the same fd number. An inherited
+ * socket cannot be bound again by soad. undefined: it still listens.
+ */
+export const revive = (
+  n: Native,
+  fd: number,
+  address: Address.Address,
+  file: SocketFile | undefined,
+  options: ServiceConfig.SocketOptions
+): Effect.Effect<Revival | undefined, ListenError> =>
+  Effect.gen(function*() {
+    const text = Address.format(address)
+    const failure = (message: string, cause?: unknown) => new ListenError({ address: text, message: `${text}: ${message}`, cause })
+    const alive = yield* Effect.try({ try: () => n.listening(fd), catch: (error) => failure(said(error), error) })
+    if (alive) return undefined
+    const relistened = yield* Effect.either(Effect.try({ try: () => n.relisten(fd, options.backlog), catch: (error) => error }))
+    if (relistened._tag === "Right" && relistened.right) return "relisten"
+    if (address._tag === "Unix" && file !== undefined) {
+      yield* reopenUnix(n, fd, address.path, file, options)
+      return "reopened"
+    }
+    if (address._tag === "Abstract") {
+      yield* reopenAbstract(n, fd, address.name, options)
+      return "reopened"
+    }
+    const why = relistened._tag === "Left"
+      ? errnoName(relistened.left) === "EADDRINUSE" && address._tag === "Tcp"
+        ? `listen() again failed: port ${address.port} was taken meanwhile`
+        : `listen() again failed (${said(relistened.left)})`
+      : "listen() again does not revive it"
+    return yield* Effect.fail(failure(
+      address._tag === "Inherited"
+        ? `the inherited socket was shut down (by an app) and ${why}; soad cannot bind an inherited socket again: restart what passed it to soad (its systemd .socket unit)`
+        : `the socket was shut down (by an app) and ${why}`,
+      relistened._tag === "Left" ? relistened.left : undefined
+    ))
+  })

@@ -87,7 +87,22 @@ export interface Native {
   readonly setCloexec: (fd: number) => void
   readonly close: (fd: number) => void
   readonly dup: (fd: number) => number
+  /** Is a connection waiting in the backlog now? Never on a listener that was shut down (it polls readable forever). */
   readonly pending: (fd: number) => boolean
+  /**
+   * Does the listener still listen? An app may shut it down (shutdown(2) on its fd 3, the same socket): then a TCP
+   * one stops listening, and a UNIX one refuses every connection.
+   */
+  readonly listening: (fd: number) => boolean
+  /** listen(2) again on a listener that was shut down; true if it listens again (TCP does; UNIX does not). */
+  readonly relisten: (fd: number, backlog: number) => boolean
+  /** Puts the socket at `from` at fd number `to` (close-on-exec), closing what was there and `from`. */
+  readonly replaceFd: (from: number, to: number) => void
+  /**
+   * Puts a new unbound socket of the same family at `fd` (closing soad's old one), so that its address (an abstract
+   * name) can be bound again once nobody else holds the old socket.
+   */
+  readonly releaseFd: (fd: number) => void
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void
   readonly countStart: (fd: number) => boolean
@@ -114,8 +129,9 @@ export interface Native {
    * cgroup directory is opened and the output pipes made only at the start: an armed service holds no fd). The
    * first connection pending on listenerFds[index] makes the poll callback start the app at once; then `onStarted`
    * runs, once, with the pid or the error, how long the start took, CLOCK_MONOTONIC at the wake, and the read ends
-   * of the app's stdout and stderr pipes (-1: none). Throws (nothing armed) if the spec is wrong or the command
-   * cannot be found.
+   * of the app's stdout and stderr pipes (-1: none). pid and error both null: listenerFds[index] woke because it no
+   * longer listens (an app shut it down), and nothing was started. Throws (nothing armed) if the spec is wrong or
+   * the command cannot be found.
    */
   readonly armSpawn: (
     listenerFds: ReadonlyArray<number>,

@@ -91,8 +91,9 @@ export interface Session {
 /** A way of running a service: what starts a run, and each run's session. */
 export interface Mode<R> {
   /**
-   * The next reason to start: a connection or a wake; undefined if the connection went away meanwhile. An app it
-   * started (the cold path) lives in the scope given, which the run's outlives.
+   * The next reason to start: a connection or a wake; undefined if there is none after all (the connection went
+   * away meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold
+   * path) lives in the scope given, which the run's outlives.
    */
   readonly next: Effect.Effect<Trigger | undefined, never, R | Scope.Scope>
   /** Does a connection still wait (looked at after a backoff delay)? */

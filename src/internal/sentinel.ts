@@ -18,6 +18,12 @@ import { event } from "../Logging.js"
 import type { Arrivals, Listener } from "../SocketService.js"
 import { helperPath, type Native } from "./native.js"
 
+/**
+ * What a native call that threw says: its message names the call and the errno (`fcntl(F_DUPFD): Too many open
+ * files`). Every failure here is said; `Effect.try` without a `catch` would say only "An unknown error occurred".
+ */
+const said = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
 /** Does an app run as this user need a sentinel (it is not soad's own user, who could signal soad anyway)? */
 export const needed = (runAs: ServiceConfig.RunAs | undefined): runAs is ServiceConfig.RunAs =>
   runAs !== undefined && runAs.uid !== process.geteuid?.()
@@ -39,20 +45,24 @@ export const arrivals = (
       )
     const helper = helperPath("soad-sentinel")
     if (helper === undefined) return yield* fallback("the counting sentinel (soad-sentinel) is not built for this platform")
-    const memory = yield* Effect.try(() => n.sentinelMemory(listeners.length)).pipe(Effect.orElseSucceed(() => null))
-    if (memory === null) return yield* fallback("no shared memory for the counting sentinel")
+    const shared = yield* Effect.either(Effect.try({ try: () => n.sentinelMemory(listeners.length), catch: said }))
+    if (shared._tag === "Left") return yield* fallback(`no shared memory for the counting sentinel (${shared.left})`)
+    const memory = shared.right
+    if (memory === null) return yield* fallback("no shared memory for the counting sentinel (no memfd on this platform)")
     const exited = yield* Deferred.make<{ readonly code: number | null; readonly signal: number | null }>()
     const spawned = yield* Effect.acquireRelease(
-      Effect.try(() =>
-        n.spawn(
-          helper,
-          ["soad-sentinel", String(listeners.length)],
-          [],
-          [...listeners.map((listener) => listener.fd), memory.fd],
-          { uid: runAs.uid, gid: runAs.gid, groups: runAs.groups, listenPid: false, pdeathsig: true },
-          (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal }))
-        )
-      ).pipe(Effect.either),
+      Effect.try({
+        try: () =>
+          n.spawn(
+            helper,
+            ["soad-sentinel", String(listeners.length)],
+            [],
+            [...listeners.map((listener) => listener.fd), memory.fd],
+            { uid: runAs.uid, gid: runAs.gid, groups: runAs.groups, listenPid: false, pdeathsig: true },
+            (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal }))
+          ),
+        catch: said
+      }).pipe(Effect.either),
       (pid) =>
         Effect.sync(() => {
           if (pid._tag === "Right") {
@@ -74,7 +84,7 @@ export const arrivals = (
     )
     n.close(memory.fd) // the sentinel has its copy
     if (spawned._tag === "Left") {
-      return yield* fallback(`the counting sentinel cannot start (${(spawned.left as Error).message})`)
+      return yield* fallback(`the counting sentinel cannot start (${spawned.left})`)
     }
     const pid = spawned.right
     const degraded = yield* Ref.make(Option.none<Arrivals>())

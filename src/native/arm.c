@@ -88,7 +88,8 @@ typedef struct {
 
 /*
  * onStarted(index, pid | null, error | null, spawnMs, wokeAtNs, stdoutRead, stderrRead): error as throw_errno
- * makes it (errno, syscall); the read ends are -1 where there is no pipe.
+ * makes it (errno, syscall); both null: the listener no longer listens, nothing was started. The read ends are -1
+ * where there is no pipe.
  */
 static void arm_report(napi_env env, js_callback *cb, uint32_t index, pid_t pid, int err, const char *step,
                        double spawn_ms, long long woke_ns, arm_outputs out) {
@@ -96,7 +97,10 @@ static void arm_report(napi_env env, js_callback *cb, uint32_t index, pid_t pid,
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value args[7];
   napi_create_uint32(env, index, &args[0]);
-  if (err == 0) {
+  if (err == 0 && pid < 0) {
+    napi_get_null(env, &args[1]);
+    napi_get_null(env, &args[2]);
+  } else if (err == 0) {
     napi_create_int32(env, pid, &args[1]);
     napi_get_null(env, &args[2]);
   } else {
@@ -149,7 +153,25 @@ static arm_outputs arm_close(armed *a, int pipes[2][2], bool started) {
   return out;
 }
 
-/* A connection is pending on one of the listeners: start the app now, then tell JS. */
+/* Does the listener polled by handle still listen? An app may have shut it down: then it polls readable forever
+ * (POLLHUP), and that is no connection. 0, or -1 with errno and the call in step. */
+static int arm_listening(uv_poll_t *handle, bool *alive, char step[40]) {
+  uv_os_fd_t fd;
+  const char *failed = NULL;
+  int r = uv_fileno((uv_handle_t *)handle, &fd);
+  if (r < 0) {
+    errno = -r;
+    failed = "uv_fileno";
+  } else if (listener_alive(fd, alive, &failed) == 0) {
+    return 0;
+  }
+  strncpy(step, failed, 39);
+  step[39] = '\0';
+  return -1;
+}
+
+/* A connection is pending on one of the listeners: start the app now, then tell JS (the listener no longer listens:
+ * nothing is started, and JS is told so). */
 static void arm_fired(uv_poll_t *handle, int status, int events) {
   (void)events;
   arm_poll *p = (arm_poll *)handle->data;
@@ -161,11 +183,13 @@ static void arm_fired(uv_poll_t *handle, int status, int events) {
   pid_t pid = -1;
   char step[40] = "uv_poll";
   int err = status < 0 ? -status : 0;
+  bool alive = true;
+  if (err == 0 && arm_listening(handle, &alive, step) < 0) err = errno;
   js_callback on_exit = a->on_exit, on_started = a->on_started;
   a->has_callbacks = false; /* this call owns them now: spawn_start takes on_exit */
   int pipes[2][2];
-  bool opened = err == 0 && arm_open(a, pipes, step) == 0;
-  if (err == 0 && !opened) err = errno;
+  bool opened = err == 0 && alive && arm_open(a, pipes, step) == 0;
+  if (err == 0 && alive && !opened) err = errno;
   if (opened && spawn_start(env, &a->spec, &on_exit, &pid, step) < 0) err = errno;
   else if (!opened) callback_free(env, &on_exit);
   arm_outputs out = opened ? arm_close(a, pipes, err == 0) : (arm_outputs){-1, -1};
@@ -227,7 +251,8 @@ static bool arm_options_read(napi_env env, napi_value opts, armed *a) {
  * file .. options as for spawn, without cgroupFd, stdoutFd and stderrFd: armOptions.cgroup (a cgroup directory)
  * is opened, and armOptions.outputs pipes made (1: stderr, 2: stdout and stderr), only at the start, so that an
  * armed service holds no fd. onStarted(index, pid | null, error | null, spawnMs, wokeAtNs, stdoutRead, stderrRead)
- * runs once, after the app was started (or failed to) for a connection pending on listenerFds[index]; wokeAtNs is
+ * runs once, after the app was started (or failed to) for a connection pending on listenerFds[index], or with pid
+ * and error null if that listener woke because it no longer listens (nothing started); wokeAtNs is
  * CLOCK_MONOTONIC at the wake; the read ends are soad's (-1: none). onExit as for spawn. Throws (nothing armed) if
  * the spec is wrong or the command cannot be found.
  */

@@ -2,7 +2,8 @@
  * listen.c: listening sockets. listenUnix / listenTcp create, bind and listen a socket that libuv never accepts on;
  * a UNIX socket file is made safely (bound with mode 0, checked through an O_PATH fd, then given its mode and
  * owner; chmodSocket does the same on reload). Also the small fd calls on listeners: probeUnix, socketInfo,
- * localAddress, dup, setCloexec, close, pending.
+ * localAddress, dup, setCloexec, close, pending; and listening, relisten, replaceFd, releaseFd for a listener an app
+ * shut down.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -501,9 +502,18 @@ napi_value close_fd(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* Is a connection waiting in fd's backlog (poll with no timeout)? *waiting. 0, or -1 with errno (of poll). */
+/* What poll(2) says of a socket that was shut down (see listener_alive in sys.h). */
+#ifdef POLLRDHUP
+#define POLL_GONE (POLLHUP | POLLERR | POLLRDHUP)
+#else
+#define POLL_GONE (POLLHUP | POLLERR)
+#endif
+
+/* Is a connection waiting in fd's backlog (poll with no timeout)? *waiting. A listener an app shut down polls
+ * POLLIN forever with POLLHUP or POLLRDHUP: nothing waits there (soad would never see it idle). 0, or -1 with errno
+ * (of poll). */
 static int fd_pending(int fd, bool *waiting) {
-  struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+  struct pollfd p = {.fd = fd, .events = POLLIN | POLL_GONE, .revents = 0};
   int r;
   do r = poll(&p, 1, 0);
   while (r < 0 && errno == EINTR);
@@ -512,7 +522,7 @@ static int fd_pending(int fd, bool *waiting) {
     errno = EBADF;
     return -1;
   }
-  *waiting = r > 0 && (p.revents & POLLIN);
+  *waiting = r > 0 && (p.revents & POLLIN) && !(p.revents & POLL_GONE);
   return 0;
 }
 
@@ -524,4 +534,86 @@ napi_value pending(napi_env env, napi_callback_info info) {
   bool waiting = false;
   if (fd_pending(fd, &waiting) < 0) return throw_errno(env, "poll", errno);
   return make_bool(env, waiting);
+}
+
+/* ---------------------------------------------------------------- a listener an app shut down
+ *
+ * The app's fd 3 is soad's listening socket: an app that calls shutdown(2) on it (many do at a graceful stop, to
+ * wake threads blocked in accept()) stops it listening for soad too. listen() again revives a TCP socket; a UNIX
+ * socket stays shut down (the kernel keeps its shutdown flags), so soad makes a new one at the same address and puts
+ * it at the same fd number (replaceFd), which the app, soad's watches and counting keep using.
+ */
+
+/* listening(fd) -> true if the listener still listens (listener_alive in sys.c). */
+napi_value listening(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "listening(fd)");
+  bool alive = false;
+  const char *failed = NULL;
+  if (listener_alive(fd, &alive, &failed) < 0) return throw_errno(env, failed, errno);
+  return make_bool(env, alive);
+}
+
+/* relisten(fd, backlog) -> true if fd listens again after listen(2) (a TCP socket that was shut down does). */
+napi_value relisten(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t fd, backlog;
+  if (!get_int(env, argv[0], &fd) || !get_int(env, argv[1], &backlog)) return throw_type(env, "relisten(fd, backlog)");
+  if (listen_fd(fd, backlog) < 0) return throw_errno(env, "listen", errno);
+  bool alive = false;
+  const char *failed = NULL;
+  if (listener_alive(fd, &alive, &failed) < 0) return throw_errno(env, failed, errno);
+  return make_bool(env, alive);
+}
+
+/* Puts from's socket at fd number to (close-on-exec), closing what was there and from; 0, or -1 with errno and
+ * *failed (from is left open). */
+static int fd_replace(int from, int to, const char **failed) {
+#ifdef __linux__
+  if (dup3(from, to, O_CLOEXEC) < 0) {
+    *failed = "dup3";
+    return -1;
+  }
+#else
+  if (dup2(from, to) < 0) {
+    *failed = "dup2";
+    return -1;
+  }
+  if (fd_set_cloexec(to, failed) < 0) return -1;
+#endif
+  close(from);
+  return 0;
+}
+
+/* replaceFd(from, to): from's socket at fd number to, close-on-exec; the socket that was at to is closed (by soad),
+ * and so is from. */
+napi_value replace_fd(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t from, to;
+  if (!get_int(env, argv[0], &from) || !get_int(env, argv[1], &to) || from < 0 || to < 0 || from == to)
+    return throw_type(env, "replaceFd(from, to)");
+  const char *failed = NULL;
+  if (fd_replace(from, to, &failed) < 0) return throw_errno(env, failed, errno);
+  return make_undefined(env);
+}
+
+/* releaseFd(fd): soad's socket at fd is replaced by a new unbound one of the same family, so the address (an
+ * abstract name) is free again once nobody else holds the old socket; fd keeps its number. */
+napi_value release_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "releaseFd(fd)");
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, "getsockname", errno);
+  int fresh = socket_cloexec(ss.ss_family, false);
+  if (fresh < 0) return throw_errno(env, "socket", errno);
+  const char *failed = NULL;
+  if (fd_replace(fresh, fd, &failed) < 0) {
+    close_keep_errno(fresh);
+    return throw_errno(env, failed, errno);
+  }
+  return make_undefined(env);
 }

@@ -12,6 +12,8 @@
  *              localAddress             what a socket is bound to (getsockname)
  *              dup / setCloexec / close fd plumbing for listeners
  *              pending                  is a connection waiting in the backlog right now? (poll, no wait)
+ *              listening / relisten     does a listener still listen (an app may shut it down), listen() again
+ *              replaceFd / releaseFd    a new socket put at a listener's fd number (a UNIX listener re-created)
  *   poll.c     watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
  *   count.c    countStart / countRead / countStop / countOwner
  *                                       count every connection the kernel queues on a listener, with the time of
@@ -58,6 +60,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pending", NULL, pending, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listening", NULL, listening, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relisten", NULL, relisten, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replaceFd", NULL, replace_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"releaseFd", NULL, release_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watch", NULL, watch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countStart", NULL, count_start, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -18,6 +18,10 @@ napi_value dup_fd(napi_env env, napi_callback_info info);
 napi_value set_cloexec(napi_env env, napi_callback_info info);
 napi_value close_fd(napi_env env, napi_callback_info info);
 napi_value pending(napi_env env, napi_callback_info info);
+napi_value listening(napi_env env, napi_callback_info info);
+napi_value relisten(napi_env env, napi_callback_info info);
+napi_value replace_fd(napi_env env, napi_callback_info info);
+napi_value release_fd(napi_env env, napi_callback_info info);
 
 /* poll.c */
 napi_value watch(napi_env env, napi_callback_info info);

@@ -1,7 +1,7 @@
 /*
  * spawn.c: spawn, fork/exec of an app with the listeners at fds 3.. (blocking), LISTEN_PID = the child's own pid,
- * a new session, a cgroup (created in it with clone3 where the kernel can), uid/gid, RLIMIT_NOFILE, then the
- * parent-death signal; the exit is reported from SIGCHLD. Between fork and exec the child makes only
+ * a new session, a cgroup (created in it with clone3 where the kernel can), uid/gid, the parent-death signal, and
+ * last the app's RLIMIT_NOFILE; the exit is reported from SIGCHLD. Between fork and exec the child makes only
  * async-signal-safe calls (the child_* steps). On Linux x86_64 and aarch64 the child shares soad's memory until it
  * execs (clone_vm): it allocates nothing, writes nothing soad reads but the error pipe, and soad's thread waits.
  */
@@ -334,7 +334,10 @@ static int join_cgroup(int dirfd) {
 
 /* Node raises its soft RLIMIT_NOFILE to the hard limit at start; an app must not inherit that: a soft limit above
  * FD_SETSIZE breaks apps that use select(). As systemd does (FORK_RLIMIT_NOFILE_SAFE), 1024 if it was higher; an
- * app that wants more raises it itself, up to the hard limit it keeps. */
+ * app that wants more raises it itself, up to the hard limit it keeps. Only once soad's own fds are closed, right
+ * before exec: the limit bounds the fds a process may newly open, so with it lowered earlier, moving the listeners
+ * above 3 + n (F_DUPFD_CLOEXEC) failed with EMFILE as soon as soad held fds 4-1023 (about 1,020 fds: 170 relayed
+ * connections, 1,000 listeners). The error pipe may stay above the new limit: fds already open are not touched. */
 static const char *child_limit_nofile(void) {
   struct rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) < 0) return "getrlimit(RLIMIT_NOFILE)";
@@ -365,7 +368,6 @@ static void child_exec(const spawn_spec *s, int errfd, pid_t parent) {
   if (setsid() < 0) { step = "setsid"; goto fail; }
   if (s->cgroup_fd >= 0 && !s->in_cgroup && join_cgroup(s->cgroup_fd) < 0) { step = "write(cgroup.procs)"; goto fail; }
   if ((step = child_fix_stdio(s)) != NULL) goto fail;
-  if ((step = child_limit_nofile()) != NULL) goto fail;
   if ((step = child_switch_user(s)) != NULL) goto fail;
   if (s->pdeathsig && (step = child_die_with_parent(parent)) != NULL) goto fail;
   /* After the switch: the app's user must be able to enter its working directory. */
@@ -373,6 +375,8 @@ static void child_exec(const spawn_spec *s, int errfd, pid_t parent) {
   if ((step = child_place_listeners(s)) != NULL) goto fail;
   /* Nothing else of soad's reaches the app, not even fds soad inherited without close-on-exec. */
   close_from(3 + (int)s->nfds, errfd);
+  /* Last: the copies above need free fds below soad's own limit (see child_limit_nofile); exec opens none. */
+  if ((step = child_limit_nofile()) != NULL) goto fail;
   if (s->listen_pid_slot != NULL) format_uint(s->listen_pid_slot, (unsigned long)getpid());
   child_execvp(s);
   step = "execve";

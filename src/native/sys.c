@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -36,6 +37,35 @@ int close_keep_errno(int fd) {
   int r = close(fd);
   errno = saved;
   return r;
+}
+
+/* What poll(2) says of a socket that was shut down: POLLRDHUP (Linux) for the read side. */
+#ifdef POLLRDHUP
+#define SOAD_POLL_GONE (POLLHUP | POLLERR | POLLRDHUP)
+#else
+#define SOAD_POLL_GONE (POLLHUP | POLLERR)
+#endif
+
+int listener_alive(int fd, bool *alive, const char **failed) {
+  int accepting = 1;
+#ifdef SO_ACCEPTCONN
+  socklen_t len = sizeof accepting;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0) {
+    *failed = "getsockopt(SO_ACCEPTCONN)";
+    return -1;
+  }
+#endif
+  struct pollfd p = {.fd = fd, .events = POLLIN | SOAD_POLL_GONE, .revents = 0};
+  int r;
+  do r = poll(&p, 1, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 || (p.revents & POLLNVAL)) {
+    if (r >= 0) errno = EBADF;
+    *failed = "poll";
+    return -1;
+  }
+  *alive = accepting != 0 && (p.revents & SOAD_POLL_GONE) == 0;
+  return 0;
 }
 
 long long monotonic_ns(void) {

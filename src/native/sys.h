@@ -31,6 +31,12 @@ int unix_address_named(const char *path, size_t len, struct sockaddr_un *addr, s
  * systemd's sockaddr_pretty). The family written (AF_INET, AF_INET6), or -1 with errno (EAFNOSUPPORT: not IP). */
 int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRSTRLEN], int *port);
 
+/* Does the listening socket fd still listen? An app may shut it down (shutdown(2) on its fd 3, which is the same
+ * socket): a TCP listener then stops listening (SO_ACCEPTCONN 0, POLLHUP); a UNIX one still says SO_ACCEPTCONN but
+ * refuses every connection, and polls POLLHUP (SHUT_RDWR) or POLLRDHUP (SHUT_RD) with POLLIN, which is not a
+ * pending connection. *alive; 0, or -1 with errno and *failed. */
+int listener_alive(int fd, bool *alive, const char **failed);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 long long monotonic_ns(void);
 
