@@ -195,7 +195,7 @@ const backlog = Options.text("backlog").pipe(
 )
 const socketMode = Options.text("socket-mode").pipe(
   Options.withPseudoName("OCTAL"),
-  Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666 less the umask."),
+  Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666, whatever the umask."),
   Options.optional
 )
 const socketUser = Options.text("socket-user").pipe(

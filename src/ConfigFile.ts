@@ -268,6 +268,13 @@ export const describe = (file: FileConfig): string => {
     lines.push(`[${service.name}]`)
     lines.push(`  listen   ${service.listeners.map((l) => (l.name === Address.defaultName ? "" : `${l.name}=`) + Address.format(l.address)).join(", ")}`)
     lines.push(`  command  ${service.command.map((arg) => (/^[\w./:=@%+-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`)
+    if (service.listeners.some((listener) => listener.address._tag === "Unix")) {
+      const { gid, mode, uid } = service.socket
+      lines.push(
+        `  sockets  mode ${(mode ?? ServiceConfig.defaultSocketMode).toString(8).padStart(4, "0")}, ` +
+          `owner ${uid === undefined ? "soad's user" : `uid ${uid}`}, group ${gid === undefined ? "soad's group" : `gid ${gid}`}`
+      )
+    }
     if (service.cwd !== undefined) lines.push(`  cwd      ${service.cwd}`)
     if (service.user !== undefined) lines.push(`  user     uid ${service.user.uid}, gid ${service.user.gid}`)
     if (service.accept) {

@@ -194,8 +194,8 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   return lines.join("\n") + "\n"
 })
 
-/** The metrics socket file: mode 0666 less the umask, soad's owner. */
-const metricsSocket: ServiceConfig.SocketOptions = { backlog: 511, mode: undefined, uid: undefined, gid: undefined }
+/** The metrics socket file: mode 0666 less soad's umask (unlike an app's socket: the figures are soad's own), soad's owner. */
+const metricsSocket = (): ServiceConfig.SocketOptions => ({ backlog: 511, mode: 0o666 & ~process.umask(), uid: undefined, gid: undefined })
 
 /** The metrics endpoint could not be opened. */
 export class MetricsError extends Data.TaggedError("MetricsError")<{ readonly message: string }> {}
@@ -232,7 +232,7 @@ export const serve = (
       // The same rules as a listener: a stale socket is replaced, anything else stays and is an error; the file
       // appears complete, and is removed at exit only if it is still this socket.
       const n = native()
-      const { fd } = yield* Listeners.openUnix(n, address.path, metricsSocket).pipe(
+      const { fd } = yield* Listeners.openUnix(n, address.path, metricsSocket()).pipe(
         Effect.mapError((error) => new MetricsError({ message: `--metrics ${error.message}` }))
       )
       target = { fd: n.dup(fd) } // node:http owns (and closes) the copy; the scope closes soad's fd

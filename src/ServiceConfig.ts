@@ -14,11 +14,14 @@ import * as Ids from "./internal/ids.js"
 import * as Users from "./internal/users.js"
 import * as Signal from "./Signal.js"
 
+/** The mode of a UNIX socket file soad creates when none is given: 0666, whatever soad's umask (see internal/fields.ts). */
+export const defaultSocketMode = FieldParsers.defaultSocketMode
+
 /** How the listeners are created. */
 export interface SocketOptions {
   /** listen(2) backlog for every listener. */
   readonly backlog: number
-  /** Mode of a UNIX socket file; undefined: 0666 less the umask. */
+  /** Mode of a UNIX socket file; undefined: `defaultSocketMode`, whatever soad's umask. */
   readonly mode: number | undefined
   /** Owner and group of a UNIX socket file; undefined: soad's own. */
   readonly uid: number | undefined

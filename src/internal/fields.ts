@@ -53,6 +53,13 @@ export const duration = (field: Durations.Field): Parse<Duration.Duration> => (i
 /** `shutdown-signal`: a name in any case, with or without SIG (`TERM`, `SIGINT`, `quit`), or a number (`15`). */
 export const signal: Parse<Signal.Signal> = (input) => Either.mapLeft(Signal.parse(String(input)), invalid)
 
+/**
+ * The mode of a UNIX socket file soad creates when none is given: 0666 whatever soad's umask, as systemd's
+ * SocketMode= (under root's umask 022, 0666 less the umask was 0644, and a reverse proxy's workers, another user,
+ * could not connect). Restrict it with `socket-mode` and `socket-group`.
+ */
+export const defaultSocketMode = 0o666
+
 /** What `socket-mode` takes. */
 export const socketModeExpected = `an octal mode such as "0660" or 0o660`
 

@@ -10,6 +10,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
+import * as Fields from "./fields.js"
 import { errnoName, type Native } from "./native.js"
 
 /**
@@ -81,11 +82,6 @@ export const takeInherited = (env: NodeJS.ProcessEnv, pid: number, limit = openF
 const fail = (address: string, message: string, cause?: unknown) =>
   Effect.fail(new ListenError({ address, message, cause }))
 
-const umask = (): number => {
-  // process.umask() without an argument reads it (a documentation-only deprecation)
-  return process.umask()
-}
-
 /**
  * The UNIX socket file soad created for a listener: its device and inode (a whole Stats is 1 KB per listener).
  * Changed in place when soad makes the socket anew (`revive`), so every holder sees the file that is soad's now.
@@ -156,7 +152,7 @@ const clearUnixPath = (n: Native, path: string): Effect.Effect<void, ListenError
 const createUnix = (n: Native, path: string, options: ServiceConfig.SocketOptions) =>
   Effect.try({
     try: () =>
-      n.listenUnix(path, false, options.backlog, options.mode ?? (0o666 & ~umask()), options.uid ?? null, options.gid ?? null),
+      n.listenUnix(path, false, options.backlog, options.mode ?? Fields.defaultSocketMode, options.uid ?? null, options.gid ?? null),
     catch: (error) => {
       const code = errnoName(error)
       const dir = Path.dirname(path)
@@ -281,10 +277,9 @@ export const applyOptions = (
   file: SocketFile,
   options: ServiceConfig.SocketOptions
 ): Effect.Effect<void, SocketFileError> =>
-  options.mode === undefined && options.uid === undefined && options.gid === undefined
-    ? Effect.void
-    : Effect.try({
-      try: () => n.chmodSocket(path, file.dev, file.ino, options.mode ?? null, options.uid ?? null, options.gid ?? null),
+  Effect.try({
+      // Always the mode (a mode taken out of the file goes back to the default); the owner only if given.
+      try: () => n.chmodSocket(path, file.dev, file.ino, options.mode ?? Fields.defaultSocketMode, options.uid ?? null, options.gid ?? null),
       catch: (error) => {
         const code = errnoName(error)
         const replaced = code === "ESTALE" || code === "ENOENT" || code === "ELOOP" || code === "ENOTDIR"

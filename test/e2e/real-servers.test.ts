@@ -53,7 +53,7 @@ const exercise = async (command: (socketPath: string) => Array<string>) => {
 
   await s.waitFor(/stopping the app \(pid \d+, idle for/, 15_000)
   await s.waitFor(/app exited \(/, 15_000)
-  await eventually(() => !alive(pid), 5000, "the server to exit")
+  await eventually(() => !alive(pid), 15_000, "the server to exit")
   expect(Fs.statSync(socketPath).isSocket()).toBe(true) // still soad's, whatever the server did at exit
 
   const second = await Promise.all(Array.from({ length: 5 }, () => get(socketPath)))

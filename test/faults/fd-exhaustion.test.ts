@@ -96,7 +96,7 @@ describe("fault: out of file descriptors in proxy mode", () => {
     // The app comes up, the clients finish, fds come back: soad resumes by itself.
     const { logged, unanswered } = await finish(s, clients)
     expect(unanswered).toBeLessThanOrEqual(logged) // every client closed without its answer was logged
-    await eventually(() => events(s, "fd_recovered").length === events(s, "fd_exhausted").length, 5000, "fd_recovered")
+    await eventually(() => events(s, "fd_recovered").length === events(s, "fd_exhausted").length, 15_000, "fd_recovered")
     expect((await get({ socketPath }, "/after")).url).toBe("/after")
   })
 
@@ -106,7 +106,7 @@ describe("fault: out of file descriptors in proxy mode", () => {
     await s.waitFor(/"event":"listening"/)
     // The app starts with soad's ordinary limit; then soad gets room for about four relays (six fds each).
     expect((await get({ socketPath })).url).toBe("/")
-    await eventually(() => acceptedBy(s.pid, socketPath) === 0, 5000, "the first connection to close")
+    await eventually(() => acceptedBy(s.pid, socketPath) === 0, 15_000, "the first connection to close")
     limitFds(s.pid, fdCount(s.pid) + 28)
 
     const clients = Array.from({ length: 30 }, () => holdingClient(socketPath))
@@ -117,7 +117,7 @@ describe("fault: out of file descriptors in proxy mode", () => {
     const { logged, unanswered } = await finish(s, clients)
     expect(unanswered).toBeLessThanOrEqual(logged)
     expect(unanswered).toBeLessThan(clients.length / 2)
-    await eventually(() => events(s, "fd_recovered").length === events(s, "fd_exhausted").length, 5000, "fd_recovered")
+    await eventually(() => events(s, "fd_recovered").length === events(s, "fd_exhausted").length, 15_000, "fd_recovered")
     expect((await get({ socketPath }, "/after")).url).toBe("/after")
   })
 
@@ -151,7 +151,7 @@ describe("fault: out of file descriptors in proxy mode", () => {
     expect(events(s, "held_full")[0]).toMatchObject({ max_held: 5 })
     const answers = await Promise.all(requests)
     expect(answers.map((answer) => answer.url)).toEqual(Array.from({ length: 20 }, (_, i) => `/${i}`))
-    await eventually(() => acceptedBy(s.pid, socketPath) === 0, 5000, "the connections to close")
+    await eventually(() => acceptedBy(s.pid, socketPath) === 0, 15_000, "the connections to close")
   })
 })
 

@@ -45,7 +45,7 @@ const withRunningApp = async (extra: ReadonlyArray<string>) => {
     "--", process.execPath, appFixture
   ])
   await s.waitFor(/listening/)
-  await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+  await eventually(() => Fs.existsSync(control), 15_000, "the control socket")
   const reply = await get({ socketPath })
   const pid = reply.pid as number
   expect(alive(pid)).toBe(true)
@@ -115,7 +115,7 @@ describe("fault: a control client that sends bytes without ever ending its reque
     const control = Path.join(d, "control.sock")
     const s = soad(["-s", Path.join(d, "app.sock"), "--control", control, "--", process.execPath, appFixture])
     await s.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(control), 5000, "the control socket") // it opens just after the listeners
+    await eventually(() => Fs.existsSync(control), 15_000, "the control socket") // it opens just after the listeners
     const answer = await new Promise<string>((resolve) => {
       const socket = Net.connect(control)
       clients.push(socket)

@@ -101,11 +101,11 @@ describe("log writes that fail", () => {
     expect(lost).toBeLessThan(lines)
     // The reader goes: what was waiting fails (EPIPE), is counted, and nothing is thrown.
     reader.kill("SIGKILL")
-    await eventually(() => sink.writableLength === 0, 5000, "the queue to drain")
+    await eventually(() => sink.writableLength === 0, 15_000, "the queue to drain")
     await sleep(50)
     const drained = count() - before
     expect(drained).toBeGreaterThan(lost) // the lines that were waiting, each counted once it failed
     Logging.writeLine(line, sink)
-    await eventually(() => count() - before === drained + 1, 5000, "the next line to be counted")
+    await eventually(() => count() - before === drained + 1, 15_000, "the next line to be counted")
   })
 })

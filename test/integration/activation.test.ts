@@ -65,9 +65,9 @@ describe("activation over a UNIX socket", () => {
     expect(s.count(/stopping the app/)).toBe(0)
 
     // Then idle: stopped with SIGTERM about 1 s after the last request.
-    await s.waitFor(/stopping the app \(pid \d+, idle for 1 s\) with SIGTERM/, 5000)
+    await s.waitFor(/stopping the app \(pid \d+, idle for 1 s\) with SIGTERM/, 15_000)
     await s.waitFor(/app exited \(code 0, uptime/)
-    await eventually(() => !alive(first), 2000, "the app to exit")
+    await eventually(() => !alive(first), 15_000, "the app to exit")
 
     // The next connection starts a new one.
     const again = await get({ socketPath })
@@ -80,7 +80,7 @@ describe("activation over a UNIX socket", () => {
     const s = soad(["-s", socketPath, "-t", "0.5", "--", "node", appFixture, "--stop-delay", "700"])
     await s.waitFor(/listening on/)
     const first = await get({ socketPath })
-    await s.waitFor(/stopping the app/, 5000)
+    await s.waitFor(/stopping the app/, 15_000)
     // Sent as the stop begins: the old app may still take some. 0.3 s later it has stopped accepting and
     // takes 0.4 s more to exit: those wait in the backlog and the next app answers them.
     const early = Promise.all(Array.from({ length: 10 }, () => get({ socketPath })))
@@ -112,14 +112,14 @@ describe("activation over a UNIX socket", () => {
     await s.waitFor(/listening on/)
     const reply = await get({ socketPath })
     const pid = reply.pid as number
-    await eventually(() => Fs.existsSync(childPidFile), 5000, "the app's child")
+    await eventually(() => Fs.existsSync(childPidFile), 15_000, "the app's child")
     const child = Number(Fs.readFileSync(childPidFile, "utf8"))
     expect(alive(child)).toBe(true)
     s.process.kill("SIGTERM")
     expect(await s.exited).toBe(0)
     expect(s.output()).toMatch(/soad is shutting down: stopping the app/)
     expect(alive(pid)).toBe(false)
-    await eventually(() => !alive(child), 2000, "the app's child to be killed with its group")
+    await eventually(() => !alive(child), 15_000, "the app's child to be killed with its group")
     expect(groupMembers(pid)).toEqual([])
     expect(Fs.existsSync(socketPath)).toBe(false)
   })
@@ -147,9 +147,9 @@ describe("activation over a UNIX socket", () => {
     const s = soad(["-s", socketPath, "-t", "0.5", "--stop-timeout", "1", "--", "node", appFixture, "--ignore-term"])
     await s.waitFor(/listening on/)
     const pid = (await get({ socketPath })).pid as number
-    await s.waitFor(/stopping the app/, 5000)
-    await s.waitFor(/did not exit within 1s of SIGTERM: sending SIGKILL/, 5000)
-    await s.waitFor(/app exited \(signal SIGKILL/, 5000)
+    await s.waitFor(/stopping the app/, 15_000)
+    await s.waitFor(/did not exit within 1s of SIGTERM: sending SIGKILL/, 15_000)
+    await s.waitFor(/app exited \(signal SIGKILL/, 15_000)
     expect(alive(pid)).toBe(false)
   })
 
@@ -158,8 +158,8 @@ describe("activation over a UNIX socket", () => {
     const s = soad(["-s", socketPath, "-t", "0.5", "-S", "int", "--", "node", appFixture])
     await s.waitFor(/listening on/)
     await get({ socketPath })
-    await s.waitFor(/stopping the app \(pid \d+, idle for [\d.]+ s\) with SIGINT/, 5000)
-    await s.waitFor(/app exited \(signal SIGINT/, 5000)
+    await s.waitFor(/stopping the app \(pid \d+, idle for [\d.]+ s\) with SIGINT/, 15_000)
+    await s.waitFor(/app exited \(signal SIGINT/, 15_000)
   })
 
   it("keeps listening when the command cannot be run, and backs off instead of spinning", async () => {

@@ -47,7 +47,7 @@ const start = async (services: Record<string, string>, extra: ReadonlyArray<stri
   const control = Path.join(d, "control.sock")
   const s = soad(["-c", writeConfig(d, toml), "--control", control, ...extra])
   await s.waitFor(/control socket|"event":"listening"|listening on/)
-  await eventually(() => Fs.existsSync(control), 5000, "the control socket")
+  await eventually(() => Fs.existsSync(control), 15_000, "the control socket")
   return { s, d, control, wake: (name: string) => cli(["wake", name, "--control", control]) }
 }
 

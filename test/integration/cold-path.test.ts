@@ -28,7 +28,7 @@ describe("the cold path", () => {
     const second = await get({ socketPath })
     expect(second.pid).not.toBe(first.pid)
     expect(second.listenPid).toBe(String(second.pid))
-    await eventually(() => startedEvents(s.lines).length === 2, 5000, "two started events")
+    await eventually(() => startedEvents(s.lines).length === 2, 15_000, "two started events")
     expect(startedEvents(s.lines)).toEqual([
       expect.objectContaining({ trigger: "connection", armed: true, pid: first.pid }),
       expect.objectContaining({ trigger: "connection", armed: true, pid: second.pid })
@@ -72,7 +72,7 @@ withCgroups("the cold path's cgroup", () => {
       const socketPath = Path.join(dir(), "app.sock")
       const s = soad(["-s", socketPath, "-t", "30", "--", "node", appFixture])
       await s.waitFor(/listening on/)
-      await eventually(() => armedDirs(s.pid).length === 1, 3000, "the armed start's cgroup")
+      await eventually(() => armedDirs(s.pid).length === 1, 15_000, "the armed start's cgroup")
       // An armed service holds no fd: the cgroup is opened (and the log pipes made) only at the start.
       const cgroupDir = Path.join(root.dir, armedDirs(s.pid)[0]!)
       const fds = Fs.readdirSync(`/proc/${s.pid}/fd`).map((fd) => {
@@ -85,7 +85,7 @@ withCgroups("the cold path's cgroup", () => {
       expect(fds).not.toContain(cgroupDir)
       process.kill(s.pid, signal)
       await s.exited
-      await eventually(() => armedDirs(s.pid).length === 0, 5000, `no cgroup of soad's left after ${signal}`)
+      await eventually(() => armedDirs(s.pid).length === 0, 15_000, `no cgroup of soad's left after ${signal}`)
     }
   })
 })

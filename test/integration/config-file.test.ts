@@ -34,7 +34,23 @@ env = { DJANGO_SETTINGS_MODULE = "blog.prod" }
     expect(result.stdout).toContain("[blog]")
     expect(result.stdout).toContain(`listen   ${d}/blog.sock, admin=127.0.0.1:0`)
     expect(result.stdout).toContain("stop     after 5m idle with SIGTERM")
+    expect(result.stdout).toContain("sockets  mode 0666, owner soad's user, group soad's group")
     expect(result.stdout).toContain(`${path}: OK`)
+  })
+
+  it("shows each service's socket mode and owner as soad will make them", () => {
+    const d = dir()
+    const path = write(d, `
+[services.a]
+listen = ["${d}/a.sock"]
+command = [${node}, ${app}]
+socket-mode = "0660"
+socket-user = 0
+socket-group = 0
+`)
+    const result = soadRun(["check", path])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("sockets  mode 0660, owner uid 0, group gid 0")
   })
 
   it("lists every error, each naming the file, the service and the field, and exits 1", () => {
@@ -144,10 +160,10 @@ command = [${node}, ${app}, "--exit-code", "1"]
     const quick = await get({ socketPath: Path.join(d, "quick.sock") })
     const slow = await get({ socketPath: Path.join(d, "slow.sock") })
     const broken = get({ socketPath: Path.join(d, "broken.sock") }, "/", 3000).catch(() => "no answer")
-    await s.waitFor(/\[quick\] stopping the app \(pid \d+, idle for/, 3000)
+    await s.waitFor(/\[quick\] stopping the app \(pid \d+, idle for/, 15_000)
     await s.waitFor(/\[broken\] app exited by itself \(code 1/)
     await s.waitFor(/\[broken\] failing: next try in/)
-    await eventually(() => !alive(quick.pid as number), 3000, "the quick app to stop")
+    await eventually(() => !alive(quick.pid as number), 15_000, "the quick app to stop")
     expect(alive(slow.pid as number)).toBe(true)
     for (let i = 0; i < 5; i++) expect((await get({ socketPath: Path.join(d, "slow.sock") })).pid).toBe(slow.pid)
     expect(await broken).toBe("no answer")
@@ -239,7 +255,7 @@ command = [${node}, ${app}, "--exit-code", "1"]
     await s.waitFor(/listening on/)
     const reply = await get({ socketPath: Path.join(d, "a.sock") })
     expect(reply).toMatchObject({ uid: 65534, gid: 65534 })
-    await eventually(() => alive(reply.pid as number), 1000, "the app")
+    await eventually(() => alive(reply.pid as number), 15_000, "the app")
   })
 })
 

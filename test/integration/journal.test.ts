@@ -49,15 +49,15 @@ with open(${JSON.stringify(received)}, "ab", buffering=0) as out:
         stderrFile: stderr
       })
       void s
-      await eventually(() => Fs.existsSync(Path.join(d, "blog.sock")), 5000, "soad to listen")
+      await eventually(() => Fs.existsSync(Path.join(d, "blog.sock")), 15_000, "soad to listen")
       await get({ socketPath: Path.join(d, "blog.sock") })
-      await eventually(() => Fs.existsSync(received) && Fs.readFileSync(received, "utf8").includes("hello from the app"), 5000, "the entry")
+      await eventually(() => Fs.existsSync(received) && Fs.readFileSync(received, "utf8").includes("hello from the app"), 15_000, "the entry")
       const entry = Fs.readFileSync(received, "utf8").split("--\n").find((e) => e.includes("hello from the app"))!
       expect(entry).toContain("MESSAGE=hello from the app\n")
       expect(entry).toContain("SYSLOG_IDENTIFIER=node\n")
       expect(entry).toContain("SOAD_STREAM=stdout\n")
       // an app cannot forge fields: a newline ends its line, so what follows is the MESSAGE of a line of its own
-      await eventually(() => Fs.readFileSync(received, "utf8").includes("MESSAGE=SYSLOG_IDENTIFIER=sshd"), 5000, "the forged line")
+      await eventually(() => Fs.readFileSync(received, "utf8").includes("MESSAGE=SYSLOG_IDENTIFIER=sshd"), 15_000, "the forged line")
       for (const e of Fs.readFileSync(received, "utf8").split("--\n").filter((e) => e !== "")) {
         expect(e.match(/^SYSLOG_IDENTIFIER=/gm)).toEqual(["SYSLOG_IDENTIFIER="])
         expect(e).toContain("SYSLOG_IDENTIFIER=node\n")

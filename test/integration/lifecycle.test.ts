@@ -19,8 +19,8 @@ describe("idle that sees open connections", () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(3000)
     expect(s.count(/stopping the app/)).toBe(0)
     expect(s.output()).toMatch(/but 1 still open: the app stays until it closes/)
-    await s.waitFor(/stopping the app/, 3000)
-    await eventually(() => !alive(reply.pid as number), 3000, "the app to stop")
+    await s.waitFor(/stopping the app/, 15_000)
+    await eventually(() => !alive(reply.pid as number), 15_000, "the app to stop")
   })
 
   it("--idle-ignores-open-connections stops it at -t anyway (the original's rule)", async () => {
@@ -28,7 +28,7 @@ describe("idle that sees open connections", () => {
     const s = soad(["-s", socketPath, "-t", "0.5", "--idle-ignores-open-connections", "--", "node", appFixture])
     await s.waitFor(/listening on/)
     const pending = get({ socketPath }, "/?delay=3000").catch((error: Error) => error)
-    await s.waitFor(/stopping the app \(pid \d+, idle for 0\.50?\d* s\)/, 2000)
+    await s.waitFor(/stopping the app \(pid \d+, idle for 0\.50?\d* s\)/, 15_000)
     await pending
   })
 
@@ -79,8 +79,8 @@ describe("failures", () => {
     const s = soad(["-s", socketPath, "--start-timeout", "1", "--", "node", appFixture, "--start-delay", "60000"])
     await s.waitFor(/listening on/)
     const pending = get({ socketPath }, "/", 5000).catch((error: Error) => error)
-    await s.waitFor(/the app \(pid \d+\) did not accept a connection within 1 s: stopping it/, 5000)
-    await s.waitFor(/failing: next try in/, 5000)
+    await s.waitFor(/the app \(pid \d+\) did not accept a connection within 1 s: stopping it/, 15_000)
+    await s.waitFor(/failing: next try in/, 15_000)
     await pending
   })
 
@@ -105,11 +105,11 @@ describe("failures", () => {
     ])
     await s.waitFor(/listening on/)
     const pid = (await get({ socketPath })).pid as number
-    await eventually(() => Fs.existsSync(childPidFile), 3000, "the child")
+    await eventually(() => Fs.existsSync(childPidFile), 15_000, "the child")
     const child = Number(Fs.readFileSync(childPidFile, "utf8"))
-    await s.waitFor(/did not exit within 1s of SIGTERM: sending SIGKILL/, 5000)
-    await s.waitFor(/app exited \(signal SIGKILL/, 5000)
-    await eventually(() => !alive(pid) && !alive(child), 3000, "the app and its child to be gone")
+    await s.waitFor(/did not exit within 1s of SIGTERM: sending SIGKILL/, 15_000)
+    await s.waitFor(/app exited \(signal SIGKILL/, 15_000)
+    await eventually(() => !alive(pid) && !alive(child), 15_000, "the app and its child to be gone")
     expect(groupMembers(pid)).toEqual([])
   })
 })
@@ -126,7 +126,7 @@ describe("signals", () => {
       s.process.kill(signal)
       await s.waitFor(new RegExp(`passing ${signal} on to the app`))
     }
-    await eventually(() => Fs.existsSync(file) && Fs.readFileSync(file, "utf8").split("\n").length >= 5, 3000, "signals")
+    await eventually(() => Fs.existsSync(file) && Fs.readFileSync(file, "utf8").split("\n").length >= 5, 15_000, "signals")
     expect(Fs.readFileSync(file, "utf8").trim().split("\n").sort()).toEqual(["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"])
     expect(alive(s.pid)).toBe(true)
     expect((await get({ socketPath })).pid).toBe(pid)
@@ -150,7 +150,7 @@ describe("signals", () => {
     const pid = (await get({ socketPath })).pid as number
     first.process.kill("SIGKILL")
     await first.exited
-    await eventually(() => !alive(pid), 3000, "the app to die with soad")
+    await eventually(() => !alive(pid), 15_000, "the app to die with soad")
     expect(Fs.statSync(socketPath).isSocket()).toBe(true) // left behind by the killed soad: stale
     const second = soad(["-s", socketPath, "--", "node", appFixture, "--child-pid-file", childPidFile])
     await second.waitFor(/listening on/)

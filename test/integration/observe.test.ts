@@ -39,7 +39,7 @@ describe("--log-format json", () => {
     const s = soad(["-s", socketPath, "-t", "0.3", "--log-format", "json", "--", "node", appFixture])
     await s.waitFor(/"event":"listening"/)
     const reply = await get({ socketPath })
-    await s.waitFor(/"event":"exited"/, 5000)
+    await s.waitFor(/"event":"exited"/, 15_000)
     s.process.kill("SIGTERM")
     await s.exited
     const events = s.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
@@ -94,8 +94,8 @@ describe("--metrics", () => {
     expect(sample(running, "soad_app_resident_memory_bytes", `service="node"`)).toBeGreaterThan(10e6)
     expect(sample(running, "soad_app_uptime_seconds", `service="node"`)).toBeGreaterThan(0)
 
-    await s.waitFor(/app exited/, 5000)
-    await eventually(() => !alive(reply.pid as number), 2000, "the app to stop")
+    await s.waitFor(/app exited/, 15_000)
+    await eventually(() => !alive(reply.pid as number), 15_000, "the app to stop")
     const after = await scrape(port)
     expect(sample(after, "soad_idle_stops_total", `service="node"`)).toBe(1)
     expect(sample(after, "soad_service_state", `service="node",state="stopped"`)).toBe(1)
@@ -110,7 +110,7 @@ describe("the control socket", () => {
     const control = Path.join(d, "control.sock")
     const s = soad(["-s", socketPath, "-t", "60", "--control", control, "--", "node", appFixture])
     await s.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    await eventually(() => Fs.existsSync(control), 15_000, "the control socket")
     expect(Fs.statSync(control).mode & 0o777).toBe(0o600)
 
     const idle = soadRun(["status", "--control", control])
@@ -123,7 +123,7 @@ describe("the control socket", () => {
     await s.waitFor(/app started \(pid \d+, on request\)/)
     const json = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<{ state: string; pid: number }>
     expect(json[0]).toMatchObject({ name: "node", activations: 1 })
-    await eventually(() => alive(json[0]!.pid), 1000, "the woken app")
+    await eventually(() => alive(json[0]!.pid), 15_000, "the woken app")
     expect(soadRun(["wake", "node", "--control", control]).stdout.trim()).toBe("node: already running")
 
     const slept = soadRun(["sleep", "node", "--control", control])
@@ -150,7 +150,7 @@ describe("the control socket", () => {
     const s = soad(["-c", config, "--control", control])
     await s.waitFor(/listening on .*b\.sock/)
     await get({ socketPath: Path.join(d, "b.sock") })
-    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    await eventually(() => Fs.existsSync(control), 15_000, "the control socket")
     const status = soadRun(["status", "--control", control]).stdout
     expect(status).toMatch(/^a\s+stopped\s+/m)
     expect(status).toMatch(/^b\s+running\s+\d+\s+/m)
@@ -161,7 +161,7 @@ describe("the control socket", () => {
     const control = Path.join(d, "control.sock")
     const s = soad(["-s", Path.join(d, "app.sock"), "--control", control, "--", "node", appFixture])
     await s.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    await eventually(() => Fs.existsSync(control), 15_000, "the control socket")
     const asNobody = (...args: Array<string>) =>
       ChildProcess.spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, bin, ...args], {
         encoding: "utf8",
@@ -200,7 +200,7 @@ describe("the control socket", () => {
     const env = { ...process.env, XDG_RUNTIME_DIR: d }
     const first = soad(["-s", Path.join(d, "a.sock"), "--", "node", appFixture], { env })
     await first.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(Path.join(d, "soad.sock")), 3000, "the control socket")
+    await eventually(() => Fs.existsSync(Path.join(d, "soad.sock")), 15_000, "the control socket")
     const second = soad(["-s", Path.join(d, "b.sock"), "--", "node", appFixture], { env })
     await second.waitFor(/no control socket: .*soad\.sock: another soad is using it \(choose one with --control PATH\)/)
     expect(soadRun(["status"], { env }).stdout).toMatch(/a\.sock/)
@@ -231,17 +231,17 @@ while True:
       received
     ], { stdio: "ignore" })
     children.push(listener)
-    await eventually(() => Fs.existsSync(received), 5000, "the notify listener")
+    await eventually(() => Fs.existsSync(received), 15_000, "the notify listener")
     const socketPath = Path.join(d, "app.sock")
     const s = soad(["-s", socketPath, "--", "node", appFixture], { env: { ...process.env, NOTIFY_SOCKET: notifySocket } })
     await s.waitFor(/listening on/)
-    await eventually(() => Fs.readFileSync(received, "utf8").includes("READY=1"), 3000, "READY=1")
+    await eventually(() => Fs.readFileSync(received, "utf8").includes("READY=1"), 15_000, "READY=1")
     const reply = await get({ socketPath })
     expect((reply.env as Record<string, unknown>).NOTIFY_SOCKET).toBeUndefined() // the app never gets it
     expect(Fs.readFileSync(received, "utf8")).not.toContain("STOPPING=1")
     s.process.kill("SIGTERM")
     expect(await s.exited).toBe(0)
-    await eventually(() => Fs.readFileSync(received, "utf8").includes("STOPPING=1"), 3000, "STOPPING=1")
+    await eventually(() => Fs.readFileSync(received, "utf8").includes("STOPPING=1"), 15_000, "STOPPING=1")
     // (STATUS= lines come between them: systemd.test.ts)
     expect(Fs.readFileSync(received, "utf8").trim().split("\n").filter((m) => !m.startsWith("STATUS="))).toEqual(["READY=1", "STOPPING=1"])
     await sleep(10)
@@ -308,8 +308,8 @@ describe("the saving", () => {
     expect(sample(await scrape(port), "soad_app_peak_resident_memory_bytes", `service="node"`)).toBeUndefined()
 
     const reply = await get({ socketPath })
-    await s.waitFor(/app exited/, 5000)
-    await eventually(() => !alive(reply.pid as number), 2000, "the app to stop")
+    await s.waitFor(/app exited/, 15_000)
+    await eventually(() => !alive(reply.pid as number), 15_000, "the app to stop")
     const first = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<{ peak_memory_bytes: number; saved_byte_seconds: number }>
     expect(first[0]!.peak_memory_bytes).toBeGreaterThan(10e6) // sampled at the stop: a Node app
     await sleep(1000)
@@ -340,9 +340,9 @@ describe("a failing service", () => {
     Fs.writeFileSync(flag, "")
     const s = soad(["-s", socketPath, "--max-backoff", "30", "--control", control, "--", "node", appFixture, "--crash-if", flag])
     await s.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(control), 3000, "the control socket")
+    await eventually(() => Fs.existsSync(control), 15_000, "the control socket")
     get({ socketPath }, "/", 2000).catch(() => undefined) // starts the app, which crashes
-    await s.waitFor(/failing: next try in/, 5000)
+    await s.waitFor(/failing: next try in/, 15_000)
     const woken = soadRun(["wake", "node", "--control", control])
     expect(woken.stdout.trim()).toMatch(
       /^node: failing: next try in [\d.]+ s \(1 failure in a row; last: the app exited by itself after [\d.]+ m?s \(code \d+\)\); trying now, as asked$/
@@ -352,6 +352,6 @@ describe("a failing service", () => {
     // Once it works, its readiness is logged at info level.
     Fs.rmSync(flag)
     await get({ socketPath }, "/", 20_000)
-    await s.waitFor(/INFO \[node\] the app accepts connections/, 5000)
+    await s.waitFor(/INFO \[node\] the app accepts connections/, 15_000)
   })
 })

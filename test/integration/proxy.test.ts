@@ -33,9 +33,9 @@ describe("--upstream", () => {
     expect(first).toMatchObject({ port: upstreamPort, url: "/" })
     const again = await get({ socketPath }, "/second")
     expect(again.pid).toBe(first.pid)
-    await s.waitFor(/stopping the app \(pid \d+, idle for/, 5000)
-    await s.waitFor(/app exited \(code 0/, 5000)
-    await eventually(() => !alive(first.pid as number), 3000, "the app to stop")
+    await s.waitFor(/stopping the app \(pid \d+, idle for/, 15_000)
+    await s.waitFor(/app exited \(code 0/, 15_000)
+    await eventually(() => !alive(first.pid as number), 15_000, "the app to stop")
     const third = await get({ socketPath })
     expect(third.pid).not.toBe(first.pid)
   })
@@ -164,9 +164,9 @@ describe("--upstream", () => {
     const quiet = Net.connect(socketPath)
     const closed = new Promise<void>((resolve) => quiet.on("close", () => resolve()))
     quiet.on("error", () => {})
-    await s.waitFor(/stopping the app \(pid \d+, idle for/, 3000)
+    await s.waitFor(/stopping the app \(pid \d+, idle for/, 15_000)
     await closed
-    await eventually(() => !alive(reply.pid as number), 3000, "the app to stop")
+    await eventually(() => !alive(reply.pid as number), 15_000, "the app to stop")
   })
 
   it("an app that fails to bind: soad closes the held clients and backs off", async () => {

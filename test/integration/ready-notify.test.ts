@@ -36,7 +36,7 @@ describe("--ready notify", () => {
     )
     await s.waitFor(/"event":"listening"/)
     expect(await hello(socketPath)).toBe("hello\n") // the app answers at once, before READY=1
-    const ready = events([await s.waitFor(/"event":"ready"/, 5000)])[0]!
+    const ready = events([await s.waitFor(/"event":"ready"/, 15_000)])[0]!
     expect(ready.cold_start_ms).toBeGreaterThanOrEqual(500)
     const [, notifySocket] = Fs.readFileSync(info, "utf8").split("\n")
     expect(notifySocket).toMatch(/^@soad\/\d+\/python3\/\d+-[0-9a-f]+$/) // its own, never soad's NOTIFY_SOCKET
@@ -54,7 +54,7 @@ describe("--ready notify", () => {
     )
     await s.waitFor(/"event":"listening"/)
     const client = Net.connect(socketPath).on("error", () => {})
-    await eventually(() => Fs.existsSync(info) && Fs.readFileSync(info, "utf8").split("\n").length >= 3, 5000, "the app's info")
+    await eventually(() => Fs.existsSync(info) && Fs.readFileSync(info, "utf8").split("\n").length >= 3, 15_000, "the app's info")
     const [, notifySocket] = Fs.readFileSync(info, "utf8").split("\n")
     // The attack: another process (not in the app's session) says READY=1 on the app's notify socket.
     ChildProcess.execFileSync("python3", [
@@ -63,8 +63,8 @@ describe("--ready notify", () => {
       "import socket,sys,time; p=sys.argv[1]; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', '\\0'+p[1:]); time.sleep(1.5)",
       notifySocket!
     ])
-    await s.waitFor(/"event":"notify_ignored"/, 5000)
-    const notReady = events([await s.waitFor(/"event":"not_ready"/, 5000)])[0]!
+    await s.waitFor(/"event":"notify_ignored"/, 15_000)
+    const notReady = events([await s.waitFor(/"event":"not_ready"/, 15_000)])[0]!
     expect(notReady.start_timeout_ms).toBe(1000)
     expect(events(s.lines).some((entry) => entry.event === "ready")).toBe(false)
     client.destroy()

@@ -41,7 +41,7 @@ while True:
     received
   ], { stdio: "ignore" })
   children.push(listener)
-  await eventually(() => Fs.existsSync(received), 5000, "the notify listener")
+  await eventually(() => Fs.existsSync(received), 15_000, "the notify listener")
   const arrivals = () =>
     Fs.readFileSync(received, "utf8").split("\n").filter((line) => line !== "").map((line) => {
       const [text, at] = JSON.parse(line) as [string, string]
@@ -70,20 +70,20 @@ describe("systemd notify: reload and status", () => {
     const s = soad(["-c", config, "--control", Path.join(d, "control.sock")], {
       env: { ...process.env, NOTIFY_SOCKET: notify.socket }
     })
-    await eventually(() => notify.datagrams().includes("STATUS=0 of 2 apps running"), 5000, "the first STATUS=")
+    await eventually(() => notify.datagrams().includes("STATUS=0 of 2 apps running"), 15_000, "the first STATUS=")
     expect(notify.datagrams()).toEqual(["READY=1", "STATUS=0 of 2 apps running"])
 
     await get({ socketPath: Path.join(d, "a.sock") })
-    await eventually(() => notify.datagrams().includes("STATUS=1 of 2 apps running"), 5000, "STATUS=1 of 2")
+    await eventually(() => notify.datagrams().includes("STATUS=1 of 2 apps running"), 15_000, "STATUS=1 of 2")
     expect(soadRun(["sleep", "a", "--control", Path.join(d, "control.sock")]).stdout.trim()).toBe("a: stopped")
-    await eventually(() => notify.datagrams().filter((m) => m === "STATUS=0 of 2 apps running").length === 2, 5000, "STATUS=0 of 2 again")
+    await eventually(() => notify.datagrams().filter((m) => m === "STATUS=0 of 2 apps running").length === 2, 15_000, "STATUS=0 of 2 again")
 
     // A reload that adds a service: RELOADING=1 at the time of the reload, READY=1 once it is applied.
     services(d, "apps.toml", ["a", "b", "c"])
     const before = monotonicMicros()
     s.process.kill("SIGHUP")
-    await eventually(() => notify.datagrams().includes("STATUS=0 of 3 apps running"), 5000, "STATUS=0 of 3")
-    await eventually(() => notify.datagrams().filter((m) => m === "READY=1").length === 2, 5000, "READY=1 after the reload")
+    await eventually(() => notify.datagrams().includes("STATUS=0 of 3 apps running"), 15_000, "STATUS=0 of 3")
+    await eventually(() => notify.datagrams().filter((m) => m === "READY=1").length === 2, 15_000, "READY=1 after the reload")
     const after = monotonicMicros()
     const messages = notify.datagrams()
     const reloading = messages.findIndex((m) => m.startsWith("RELOADING=1"))
@@ -100,12 +100,12 @@ describe("systemd notify: reload and status", () => {
     Fs.writeFileSync(config, "[services.a\n")
     s.process.kill("SIGHUP")
     await s.waitFor(/the reload failed/)
-    await eventually(() => notify.datagrams().filter((m) => m === "READY=1").length === 3, 5000, "READY=1 after a failed reload")
+    await eventually(() => notify.datagrams().filter((m) => m === "READY=1").length === 3, 15_000, "READY=1 after a failed reload")
     expect(notify.datagrams().filter((m) => m.startsWith("RELOADING=1"))).toHaveLength(2)
 
     s.process.kill("SIGTERM")
     expect(await s.exited).toBe(0)
-    await eventually(() => notify.datagrams().includes("STOPPING=1"), 3000, "STOPPING=1")
+    await eventually(() => notify.datagrams().includes("STOPPING=1"), 15_000, "STOPPING=1")
   })
 })
 
@@ -132,10 +132,10 @@ describe("journald priority prefixes", () => {
     // `<N>` prefix), and no line repeats the time journald records itself.
     const port = await freePort()
     const run = await withStderrFile(["-l", `127.0.0.1:${port}`, "--log-level", "debug", "--", "/nonexistent/app"])
-    await eventually(() => /listening on/.test(run.text()), 5000, "listening")
+    await eventually(() => /listening on/.test(run.text()), 15_000, "listening")
     // A start that fails (no such command) is an error, and the backoff that follows a warning.
     await get({ host: "127.0.0.1", port }, "/", 2000).catch(() => undefined)
-    await eventually(() => /^<4>/m.test(run.text()), 5000, "a warning")
+    await eventually(() => /^<4>/m.test(run.text()), 15_000, "a warning")
     run.child.kill("SIGTERM")
     expect(await run.exited).toBe(0)
     const lines = run.text().trim().split("\n")
@@ -149,7 +149,7 @@ describe("journald priority prefixes", () => {
 
   it("prefixes JSON lines too", async () => {
     const run = await withStderrFile(["-l", `127.0.0.1:${await freePort()}`, "--log-format", "json", "--", "node", appFixture])
-    await eventually(() => /"event":"listening"/.test(run.text()), 5000, "listening")
+    await eventually(() => /"event":"listening"/.test(run.text()), 15_000, "listening")
     run.child.kill("SIGTERM")
     expect(await run.exited).toBe(0)
     const first = run.text().split("\n").find((line) => line.includes(`"event":"listening"`))!
@@ -159,7 +159,7 @@ describe("journald priority prefixes", () => {
 
   it("keeps plain lines when JOURNAL_STREAM names another stream (a child that inherited it, its stderr elsewhere)", async () => {
     const run = await withStderrFile(["-l", `127.0.0.1:${await freePort()}`, "--", "node", appFixture], "1:1")
-    await eventually(() => /listening on/.test(run.text()), 5000, "listening")
+    await eventually(() => /listening on/.test(run.text()), 15_000, "listening")
     run.child.kill("SIGTERM")
     expect(await run.exited).toBe(0)
     for (const line of run.text().trim().split("\n")) expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z (INFO|WARN|DEBUG|ERROR) /)
@@ -178,7 +178,7 @@ describe("a control socket per instance", () => {
     const second = soad(["-c", two], { env })
     await first.waitFor(/listening on/)
     await second.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(Path.join(d, "soad")) && Fs.readdirSync(Path.join(d, "soad")).length === 2, 5000, "two control sockets")
+    await eventually(() => Fs.existsSync(Path.join(d, "soad")) && Fs.readdirSync(Path.join(d, "soad")).length === 2, 15_000, "two control sockets")
     const sockets = Fs.readdirSync(Path.join(d, "soad")).sort()
     expect(sockets).toEqual([expect.stringMatching(/^one-[0-9a-f]{8}\.sock$/), expect.stringMatching(/^two-[0-9a-f]{8}\.sock$/)])
     expect(first.output()).not.toMatch(/no control socket/)
@@ -207,7 +207,7 @@ describe("a control socket per instance", () => {
     const wiki = soad(["--name", "wiki", "-s", Path.join(d, "wiki.sock"), "--", "node", appFixture], { env })
     await blog.waitFor(/listening on/)
     await wiki.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(Path.join(d, "soad", "blog.sock")) && Fs.existsSync(Path.join(d, "soad", "wiki.sock")), 5000, "the control sockets")
+    await eventually(() => Fs.existsSync(Path.join(d, "soad", "blog.sock")) && Fs.existsSync(Path.join(d, "soad", "wiki.sock")), 15_000, "the control sockets")
     expect(soadRun(["status", "--name", "blog"], { env }).stdout).toMatch(/blog\.sock/)
     expect(soadRun(["--name", "wiki", "status"], { env }).stdout).toMatch(/wiki\.sock/)
     expect(soadRun(["status", "--name", "wiki"], { env }).stdout).not.toMatch(/blog\.sock/)

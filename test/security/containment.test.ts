@@ -59,10 +59,10 @@ const start = (d: string, idle = "60"): { readonly s: Soad; readonly socketPath:
 const activate = async (socketPath: string, daemonFile: string) => {
   const reply = await get({ socketPath })
   const app = reply.pid as number
-  await eventually(() => Fs.existsSync(daemonFile) && Fs.readFileSync(daemonFile, "utf8").endsWith("\n"), 5000, "the daemon's pid")
+  await eventually(() => Fs.existsSync(daemonFile) && Fs.readFileSync(daemonFile, "utf8").endsWith("\n"), 15_000, "the daemon's pid")
   const daemon = Number(Fs.readFileSync(daemonFile, "utf8"))
   strays.push(daemon)
-  await eventually(() => alive(daemon), 5000, "the daemon to run")
+  await eventually(() => alive(daemon), 15_000, "the daemon to run")
   // The premise: the daemon left the app's session, so its process group.
   expect(sessionOf(daemon)).not.toBe(sessionOf(app))
   const path = cgroupOf(app)
@@ -85,7 +85,7 @@ const expectCgroupGone = async (cgroup: { readonly path: string; readonly id: nu
       return true // no such cgroup
     }
   }
-  await eventually(gone, 5000, "the cgroup to be removed")
+  await eventually(gone, 15_000, "the cgroup to be removed")
 }
 
 const events = (s: Soad, name: string): Array<Record<string, unknown>> =>
@@ -109,7 +109,7 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
     await s.waitFor(/"event":"listening"/)
     const { app, daemon, cgroup } = await activate(socketPath, daemonFile)
     await s.waitFor(/"event":"exited"/, 10_000)
-    await eventually(() => !alive(app) && !alive(daemon), 5000, "the app and its daemon to be gone")
+    await eventually(() => !alive(app) && !alive(daemon), 15_000, "the app and its daemon to be gone")
     await expectCgroupGone(cgroup)
     expect(events(s, "leftovers_killed")[0]).toMatchObject({ count: 1 })
   })
@@ -121,7 +121,7 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
     const { app, daemon, cgroup } = await activate(socketPath, daemonFile)
     s.process.kill("SIGKILL")
     await s.exited
-    await eventually(() => !alive(app) && !alive(daemon), 5000, "the app and its daemon to be gone")
+    await eventually(() => !alive(app) && !alive(daemon), 15_000, "the app and its daemon to be gone")
     await expectCgroupGone(cgroup)
   })
 
@@ -132,7 +132,7 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
     const { daemon, cgroup } = await activate(first.socketPath, first.daemonFile)
     const guard = events(first.s, "containment")[0]?.guard_pid as number | undefined
     if (guard !== undefined) process.kill(guard, "SIGKILL")
-    await eventually(() => guard === undefined || !alive(guard), 5000, "the guard to die")
+    await eventually(() => guard === undefined || !alive(guard), 15_000, "the guard to die")
     first.s.process.kill("SIGKILL")
     await first.s.exited
     // The leftover: the daemon runs on, holding the listening socket it inherited.
@@ -168,6 +168,6 @@ describeAsRoot("without cgroups (soad as an unprivileged user)", () => {
     s.process.kill("SIGKILL")
     await s.exited
     // The app dies by its parent-death signal; its child has none: only the guard reaches it.
-    await eventually(() => !alive(reply.pid as number) && !alive(child), 5000, "the app and its child to die with soad")
+    await eventually(() => !alive(reply.pid as number) && !alive(child), 15_000, "the app and its child to die with soad")
   })
 })

@@ -66,7 +66,7 @@ describeAsRoot("an app run as another user cannot turn counting against soad", (
     const s = soad(["-c", path, "--log-level", "debug"])
     await s.waitFor(/listening on .*other\.sock/)
     const first = await get({ socketPath: Path.join(d, "hostile.sock") })
-    await s.waitFor(/counting on a listener was disturbed/, 5000)
+    await s.waitFor(/counting on a listener was disturbed/, 15_000)
     expect(alive(s.pid)).toBe(true)
     // counting works again: requests every 0.6 s with -t 1 keep the same app (it accepts at once, so only
     // counting sees them)
@@ -100,8 +100,8 @@ command = [${node}, ${app}]
     }
     expect(s.count(/stopping the app|counting_fallback|readability/)).toBe(0)
     // after the idle stop, the sentinel is gone too
-    await s.waitFor(/stopping the app/, 5000)
-    await s.waitFor(/exited/, 5000)
-    await eventually(() => sentinels(s.pid).length === 0, 2000, "the sentinel to end with the run")
+    await s.waitFor(/stopping the app/, 15_000)
+    await s.waitFor(/exited/, 15_000)
+    await eventually(() => sentinels(s.pid).length === 0, 15_000, "the sentinel to end with the run")
   })
 })

@@ -103,6 +103,6 @@ env = { HOME = "/srv/b" }
     const pid = reply.pid as number
     s.process.kill("SIGKILL")
     await s.exited
-    await eventually(() => !alive(pid), 3000, "the app to die with soad")
+    await eventually(() => !alive(pid), 15_000, "the app to die with soad")
   })
 })

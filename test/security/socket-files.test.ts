@@ -103,7 +103,7 @@ describeAsRoot("a UNIX listener in a directory the socket user may write to", ()
     try {
       const s = soad(["-s", sock, "--socket-mode", "0660", "--socket-user", "nobody", "--", "node", appFixture])
       await s.waitFor(/listening on/)
-      await eventually(() => sightings.some((entry) => entry.name === "a.sock"), 5000, "a.sock seen")
+      await eventually(() => sightings.some((entry) => entry.name === "a.sock"), 15_000, "a.sock seen")
       await sleep(200)
       const ours = sightings.filter((entry) => entry.name === "a.sock")
       // The promise: from its first sighting the file admits nobody (mode 0, soad's) until it has exactly the

@@ -40,12 +40,12 @@ describe("--start-timeout on TCP", () => {
     ])
     await s.waitFor(/listening on/)
     const client = hangingClient(port)
-    const started = JSON.parse(await s.waitFor(/"event":"started"/, 5000)) as { pid: number }
-    const notReady = JSON.parse(await s.waitFor(/"event":"not_ready"/, 5000)) as { pid: number; start_timeout_ms: number }
+    const started = JSON.parse(await s.waitFor(/"event":"started"/, 15_000)) as { pid: number }
+    const notReady = JSON.parse(await s.waitFor(/"event":"not_ready"/, 15_000)) as { pid: number; start_timeout_ms: number }
     expect(notReady.pid).toBe(started.pid)
     expect(notReady.start_timeout_ms).toBe(1000)
     expect(s.count(/"event":"ready"/)).toBe(0)
-    await s.waitFor(/"event":"failing"/, 5000)
+    await s.waitFor(/"event":"failing"/, 15_000)
     expect(alive(started.pid)).toBe(false)
     client.socket.destroy()
   })
@@ -64,8 +64,8 @@ describe("an app that listens on its own address instead of taking fd 3", () => 
     const s = soad(["-l", `127.0.0.1:${port}`, "--start-timeout", "1", "--log-format", "json", "--", "node", "-e", ownListener(own)])
     await s.waitFor(/listening on/)
     const client = hangingClient(port)
-    const started = JSON.parse(await s.waitFor(/"event":"started"/, 5000)) as { pid: number }
-    const hint = JSON.parse(await s.waitFor(/"event":"hint"/, 5000)) as Record<string, unknown>
+    const started = JSON.parse(await s.waitFor(/"event":"started"/, 15_000)) as { pid: number }
+    const hint = JSON.parse(await s.waitFor(/"event":"hint"/, 15_000)) as Record<string, unknown>
     expect(hint).toMatchObject({
       level: "warn",
       pid: started.pid,
@@ -75,7 +75,7 @@ describe("an app that listens on its own address instead of taking fd 3", () => 
         `if it cannot take a socket, run it in proxy mode with --upstream 127.0.0.1:${own}`
     })
     expect(s.count(/"event":"not_ready"/)).toBe(1)
-    await eventually(() => !alive(started.pid), 3000, "the app to stop")
+    await eventually(() => !alive(started.pid), 15_000, "the app to stop")
     client.socket.destroy()
   })
 
@@ -91,11 +91,11 @@ describe("an app that listens on its own address instead of taking fd 3", () => 
     await s.waitFor(/listening on/)
     const client = Net.connect(socketPath)
     client.on("error", () => {})
-    const started = JSON.parse(await s.waitFor(/"event":"started"/, 5000)) as { pid: number }
-    const hint = JSON.parse(await s.waitFor(/"event":"hint"/, 5000)) as Record<string, unknown>
+    const started = JSON.parse(await s.waitFor(/"event":"started"/, 15_000)) as { pid: number }
+    const hint = JSON.parse(await s.waitFor(/"event":"hint"/, 15_000)) as Record<string, unknown>
     expect(hint).toMatchObject({ pid: started.pid, listens_on: ownPath, upstream: ownPath })
     expect(s.count(/"event":"exited"/)).toBe(1)
-    await eventually(() => groupMembers(started.pid).length === 0, 3000, "the app's group to be gone")
+    await eventually(() => groupMembers(started.pid).length === 0, 15_000, "the app's group to be gone")
     client.destroy()
   })
 
@@ -104,7 +104,7 @@ describe("an app that listens on its own address instead of taking fd 3", () => 
     const s = soad(["-l", `127.0.0.1:${port}`, "--start-timeout", "1", "--", "node", appFixture, "--start-delay", "60000"])
     await s.waitFor(/listening on/)
     const client = hangingClient(port)
-    await s.waitFor(/failing: next try in/, 5000)
+    await s.waitFor(/failing: next try in/, 15_000)
     expect(s.output()).not.toMatch(/itself instead of taking/)
     client.socket.destroy()
   })
