@@ -5,7 +5,9 @@
  * - with the app running: latency and requests/s through soad's socket vs. the app started directly;
  * - soad's own memory while idle, its start-up time, and its CPU use (idle, and one request every 100 ms);
  * - idle-stop precision: last request to the shutdown signal, against -t;
- * - a neighbour that floods its output: soad's CPU, and a quiet service's cold start and `soad status` meanwhile.
+ * - a neighbour that floods its output: soad's CPU, and a quiet service's cold start and `soad status` meanwhile;
+ * - a notify socket flooded by a stranger: the notify datagram parser's CPU per datagram at its size limit, the
+ *   app's READY=1 under the flood, soad's CPU and log lines meanwhile.
  *
  * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
  * said so, when missing).
@@ -17,6 +19,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as NotifyMessage from "../../src/internal/notifyMessage.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
 const bin = Path.join(root, "dist", "bin.js")
@@ -24,7 +27,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -586,6 +589,100 @@ const reportFlood = async () => {
   row("soad's warnings about the two flooding apps over ~25 s", String(f.told))
 }
 
+/**
+ * The notify datagram parser on inputs of its size limit (4096 characters), shaped to hurt: one long line, only
+ * newlines, only `=`, many short lines, a huge STATUS=, NULs, U+FFFD (what invalid UTF-8 becomes), a long number.
+ * Microseconds per datagram, the median of 20 rounds of 2,000 parses each; the slowest shape.
+ */
+const notifyParser = () => {
+  const n = NotifyMessage.maxBytes
+  const shapes: Record<string, string> = {
+    "one line": "x".repeat(n),
+    "newlines": "\n".repeat(n),
+    "equals": "=".repeat(n),
+    "READY=1 lines": "READY=1\n".repeat(n / 8),
+    "STATUS=": "STATUS=" + "s".repeat(n - 7),
+    "NUL": "\0".repeat(n),
+    "U+FFFD": "\uFFFD".repeat(n),
+    "EXTEND_TIMEOUT_USEC=": "EXTEND_TIMEOUT_USEC=" + "9".repeat(n - 20),
+    "a=b lines": "a=b\n".repeat(n / 4)
+  }
+  let worst = { shape: "", us: 0 }
+  for (const [shape, text] of Object.entries(shapes)) {
+    const rounds: Array<number> = []
+    for (let round = 0; round < 20; round++) {
+      const t0 = performance.now()
+      for (let i = 0; i < 2000; i++) NotifyMessage.parse(text)
+      rounds.push(((performance.now() - t0) * 1000) / 2000)
+    }
+    const us = median(rounds)
+    if (us > worst.us) worst = { shape, us }
+  }
+  return worst
+}
+
+/**
+ * A stranger floods an app's notify socket (test/fixtures/notify-flood.py, in a session of its own) while the app
+ * (test/fixtures/notify-app.py) sends READY=1 one second after the flood began, as sd_notify does (a blocking
+ * sendto): how long READY=1 took to get through, soad's CPU over 10 s of the flood once the app is ready, and how
+ * many lines soad wrote about the flood meanwhile.
+ */
+const notifyFlood = async () => {
+  const socketPath = Path.join(work, "notify.sock")
+  const info = Path.join(work, "notify-info")
+  const started = Path.join(work, "notify-flood-started")
+  const logPath = Path.join(work, "notify.log")
+  const log = Fs.openSync(logPath, "w")
+  const fixture = (name: string) => Path.join(root, "test", "fixtures", name)
+  const child = ChildProcess.spawn(
+    command,
+    ["-s", socketPath, "--ready", "notify", "--start-timeout", "120", "--", "python3", fixture("notify-app.py")],
+    { stdio: ["ignore", "ignore", log], env: { ...env, INFO_FILE: info, READY_DELAY: "1", READY_AFTER: started } }
+  )
+  Fs.closeSync(log)
+  children.add(child)
+  child.on("exit", () => children.delete(child))
+  const lines = logFile(logPath)
+  await lines.waitFor(/listening on/)
+  const client = Net.connect(socketPath).on("error", () => {})
+  await waitForFile(info)
+  await lines.waitFor(/app started/)
+  let notifySocket = ""
+  while (notifySocket === "") {
+    notifySocket = Fs.readFileSync(info, "utf8").split("\n")[1] ?? ""
+    await sleep(10)
+  }
+  const flooder = ChildProcess.spawn("setsid", ["python3", fixture("notify-flood.py"), notifySocket, started], { stdio: "ignore" })
+  children.add(flooder)
+  await waitForFile(started)
+  const floodAt = Date.now()
+  await lines.waitFor(/the app accepts/, 1, 60_000)
+  const readyAfter = Date.now() - floodAt - 1000 // the app sends READY=1 one second after the flood began
+  await sleep(1000)
+  const before = procStat(child.pid!).ticks
+  lines.look()
+  const toldBefore = lines.own.filter((line) => /notify datagram/.test(line)).length
+  await sleep(10_000)
+  const cpu = (procStat(child.pid!).ticks - before) * 10
+  lines.look()
+  const told = lines.own.filter((line) => /notify datagram/.test(line)).length - toldBefore
+  const counted = lines.own.map((line) => /ignored (\d+) notify datagrams/.exec(line)).reduce((sum, m) => sum + (m === null ? 0 : Number(m[1])), 0)
+  flooder.kill("SIGKILL")
+  client.destroy()
+  child.kill("SIGTERM")
+  await new Promise((resolve) => child.once("exit", resolve))
+  return { readyAfter, cpu, told, counted }
+}
+
+const reportNotify = async () => {
+  console.error("a stranger floods an app's notify socket")
+  const parser = notifyParser()
+  row("notify datagram parser, 4096 characters, slowest shape", `${parser.us.toFixed(1)} µs`, parser.shape)
+  const f = await notifyFlood()
+  row("the app's READY=1 under a notify flood: from its sendto to soad's ready", ms(f.readyAfter, 0))
+  row("soad's CPU over 10 s of a notify flood (the app ready)", `${f.cpu} ms`, `${f.told} log lines about it; ${f.counted} datagrams ignored in all`)
+}
+
 /** Cold activation: soad against systemd-socket-activate (Node app) and against a minimal C activator (C app). */
 const reportCold = async (soad: { readonly total: number; readonly spawn: number }) => {
   const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
@@ -733,6 +830,7 @@ const main = async () => {
   if (part("precision")) await reportPrecision()
   if (part("accept")) await reportAccept()
   if (part("flood")) await reportFlood()
+  if (part("notify")) await reportNotify()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
