@@ -119,6 +119,20 @@ describe("--ready notify", () => {
       expect(after - before).toBe(30 * 100)
     }))
 
+  it.scoped("after a wake that brought a stranger's datagrams, the socket is read again only 20 ms later", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      yield* world.notify("READY=1", 4242, 65534)
+      yield* settle
+      yield* world.notify("READY=1")
+      yield* settle
+      expect(named("ready")).toEqual([])
+      yield* advance("20 millis")
+      expect(named("ready")).toHaveLength(1)
+    }))
+
   it.scoped("READY=1 from a short-lived sender with the app's uid (systemd-notify) counts", () =>
     Effect.gen(function*() {
       const { fd, named, world } = yield* setup()
