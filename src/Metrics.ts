@@ -60,6 +60,12 @@ export const waitingPages = Metric.counter("soad_waiting_pages_total", {
   incremental: true
 })
 
+/** `--ready notify`: datagrams on an app's notify socket from processes that are not the app's, ignored. */
+export const notifyIgnored = Metric.counter("soad_notify_ignored_total", {
+  description: "--ready notify: datagrams sent to an app's NOTIFY_SOCKET by processes outside the app's session, ignored.",
+  incremental: true
+})
+
 /** From the pending connection to the app's first accept. */
 export const coldStart = Metric.histogram(
   "soad_cold_start_seconds",

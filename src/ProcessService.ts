@@ -249,9 +249,19 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
       Effect.map(Effect.serviceOption(AppLogs.AppLogs), (logs) =>
         Option.isSome(logs) ? logs.value.output(request.service ?? request.unit ?? request.command[0]) : undefined)
 
-    /** The stop policy applied to a running app: its exit status once it (and its group, its cgroup) are gone. */
-    const stopGracefully = (pid: number, exit: Effect.Effect<ExitStatus>, exited: Deferred.Deferred<ExitStatus>, policy: StopPolicy) =>
+    /**
+     * The stop policy applied to a running app: its exit status once it (and its group, its cgroup) are gone. Its
+     * output is released first: an app paused over its output rate writes its last lines without waiting on soad.
+     */
+    const stopGracefully = (
+      pid: number,
+      exit: Effect.Effect<ExitStatus>,
+      exited: Deferred.Deferred<ExitStatus>,
+      policy: StopPolicy,
+      output: AppLogs.Output | undefined
+    ) =>
       Effect.gen(function*() {
+        if (output !== undefined) yield* Effect.sync(() => output.release(pid))
         if (!(yield* Deferred.isDone(exited))) {
           yield* killGroup(pid, policy.signal)
           // Runs in a scope's release, which is uninterruptible: the wait is made interruptible so that the
@@ -289,7 +299,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
               catch: (cause) => spawnError(request, cause)
             })
             running.add(pid)
-            return { pid, stop: yield* Effect.cached(stopGracefully(pid, exit, exited, policy)) }
+            return { pid, stop: yield* Effect.cached(stopGracefully(pid, exit, exited, policy, output)) }
           }),
           ({ stop }) => stop
         )
@@ -308,7 +318,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         const exit = Deferred.await(exited)
         const output = yield* outputOf(request)
         const state: { pid?: number; outcome?: ArmOutcome; heard?: (outcome: ArmOutcome) => void } = {}
-        const stop = yield* Effect.cached(Effect.suspend(() => stopGracefully(state.pid!, exit, exited, policy)))
+        const stop = yield* Effect.cached(Effect.suspend(() => stopGracefully(state.pid!, exit, exited, policy, output)))
         const armed = yield* Effect.either(Effect.acquireRelease(
           Effect.try({
             try: () =>

@@ -11,23 +11,32 @@
  *
  * Bounded everywhere: a line longer than `maxLineBytes` is cut into pieces, each marked as continued (`[blog]+`
  * in text, `"continued":true` in JSON); bytes that are not UTF-8 become U+FFFD, so no output breaks the framing of
- * soad's own log. Each service keeps at most `ringLines` lines and `ringBytes` bytes. soad reads every pipe as fast
- * as the app writes, so an app never blocks on a full pipe: beyond `rateLines` lines a second, or when soad's
- * stderr (or a `soad logs -f` reader) is too slow, lines are dropped and counted
- * (`soad_app_log_lines_dropped_total{service}`) rather than queued, and rather than pushed back onto the app: the
- * stderr is shared, so backpressure from one flooding app would stall every other app's logging, and with it the
- * apps themselves; and an app blocked in write(2) stops answering its own clients.
+ * soad's own log. Each service keeps at most `ringLines` lines and `ringBytes` bytes.
+ *
+ * Two limits, two answers. Beyond `rateLines` lines a second from one service's apps, soad stops reading their
+ * pipes until the second is over (internal/outputRate.ts): the kernel's pipe buffer fills and the app waits on its
+ * own write(2), as it would on a slow terminal, and soad says so once per episode (`output_paused`, then
+ * `output_resumed` with what it came to). Reading and dropping instead, as soad did first, cost it the whole core
+ * the app wrote with (9.2 s of CPU per 10 s under `yes`, `BENCH_ONLY=flood`): a flooding app slowed every other
+ * service. When soad's stderr itself (or a `soad logs -f` reader) is too slow, lines are still dropped and counted
+ * (`soad_app_log_lines_dropped_total{service}`), never pushed back onto the apps: that stderr is shared, so one slow
+ * reader would otherwise stall every app's logging, and with it the apps. An app being stopped is never paused
+ * (`Output.release`): its last lines, beyond the rate, are dropped and counted, so its stop never waits on soad.
  *
  * @internal
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import { type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
+import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import { native } from "./native.js"
+import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
 
 /** Which of the app's streams a line came from. */
 export type Stream = "stdout" | "stderr"
@@ -62,15 +71,21 @@ export const ringBytes = 256 * 1024
 export const stderrLimitBytes = queueLimitBytes / 2
 
 /**
- * The lines per second soad takes from one service's apps; beyond, lines are counted and dropped unread until the
- * next second. Reading on costs soad a memchr per chunk, so an app that floods (`yes`) delays the other services
- * by at most a few milliseconds per turn of the loop, and soad's memory stays flat.
+ * The lines per second soad takes from one service's apps; beyond, it stops reading their pipes until the second
+ * is over. Far more than an app logs in earnest (a busy web server logs a line per request), and what soad's
+ * stderr takes without falling behind.
  */
 export const rateLines = 10_000
 
-/** App lines dropped: beyond `rateLines`, or because soad's stderr could not take them. */
+/** App lines dropped: soad's stderr could not take them, or beyond `rateLines` from an app being stopped. */
 export const droppedLines = Metric.counter("soad_app_log_lines_dropped_total", {
-  description: `Lines of an app's output soad dropped: beyond ${rateLines} lines/s, or its stderr too slow (128 KiB waiting) or gone.`,
+  description: `Lines of an app's output soad dropped: its stderr too slow (128 KiB waiting) or gone, or beyond ${rateLines} lines/s while the app was being stopped.`,
+  incremental: true
+})
+
+/** Seconds a service's output pipes were left unread because its apps wrote beyond `rateLines`. */
+export const pausedSeconds = Metric.counter("soad_app_output_paused_seconds_total", {
+  description: `Seconds soad left a service's output pipes unread because its apps wrote more than ${rateLines} lines/s (the apps waited on their writes meanwhile).`,
   incremental: true
 })
 
@@ -170,6 +185,11 @@ export class Ring {
 /** Where one app's output goes: soad reads each stream's pipe from `fd` until it ends. */
 export interface Output {
   readonly capture: (pid: number, stream: Stream, fd: number) => void
+  /**
+   * The app `pid` is being stopped, or is gone: its pipes are read at once and never paused again, so its last
+   * lines never wait on soad (beyond the rate they are dropped and counted) and its stop never waits on a pipe.
+   */
+  readonly release: (pid: number) => void
 }
 
 /** Receives each new line of a service while `soad logs -f` follows it. */
@@ -202,23 +222,32 @@ export class AppLogs extends Context.Tag("soad/AppLogs")<AppLogs, {
   readonly follow: (service: string, follower: Follower) => () => void
 }>() {}
 
+/** One pipe soad reads: paused with the rest of a chunk `held` while over the rate. */
+interface Reader {
+  readonly pid: number
+  readonly stream: Stream
+  /** Being stopped or gone: never paused again. */
+  released: boolean
+  held: Buffer | undefined
+  /** Takes the held rest as the rate allows and reads the pipe again (or stays paused if still over). */
+  readonly unhold: () => void
+}
+
 interface Channel {
   readonly ring: Ring
   readonly followers: Set<Follower>
   readonly dropped: Metric.Metric.Counter<number>
-  /** The current second (epoch ms at its start), the lines taken in it and those dropped over the rate. */
-  second: number
-  taken: number
+  readonly paused: Metric.Metric.Counter<number>
+  readonly rate: OutputRate
+  readonly readers: Set<Reader>
+  /** Readers paused over the rate, in the order they paused: the first is read first at the next second. */
+  readonly held: Set<Reader>
+  /** A resume is scheduled (at the rate's resumeAt); an episode is watched until it is over. */
+  resuming: boolean
+  watching: boolean
+  /** Lines dropped over the rate since the last `output_dropped`, which is due (at most one a second). */
   skipped: number
-}
-
-/** soad's own line saying how many lines of a service it dropped over the rate, in the log's format. */
-const droppedNotice = (format: Format, service: string, lines: number, now: number): string => {
-  const time = new Date(now).toISOString()
-  const message = `dropped ${lines} line${lines === 1 ? "" : "s"} of the app's output (more than ${rateLines} lines/s)`
-  return format === "json"
-    ? JSON.stringify({ time, level: "warn", service, event: "output_dropped", lines, message }) + "\n"
-    : `${time} WARN [${service}] ${message}\n`
+  noticing: boolean
 }
 
 /**
@@ -234,31 +263,102 @@ export const make = (
     const channels = new Map<string, Channel>()
     const open = new Set<Net.Socket>()
     yield* Effect.addFinalizer(() => Effect.sync(() => open.forEach((socket) => socket.destroy())))
+    // Pipes are read in libuv's callbacks: what waits (a resume, an episode's end) and what is said runs as fibers
+    // of this scope, on its Clock.
+    const clock = yield* Effect.clock
+    const fork = yield* FiberSet.makeRuntime<never, void, never>()
+    const say = (service: string, said: Effect.Effect<void>) => void fork(Effect.annotateLogs(said, "service", service))
 
     const channel = (service: string): Channel => {
       let found = channels.get(service)
       if (found === undefined) {
         const dropped = Metric.tagged(droppedLines, "service", service)
+        const paused = Metric.tagged(pausedSeconds, "service", service)
         dropped.unsafeUpdate(0, []) // exported at 0 before the first drop
-        found = { ring: new Ring(), followers: new Set(), dropped, second: 0, taken: 0, skipped: 0 }
+        paused.unsafeUpdate(0, [])
+        found = {
+          ring: new Ring(),
+          followers: new Set(),
+          dropped,
+          paused,
+          rate: new OutputRate(rateLines),
+          readers: new Set(),
+          held: new Set(),
+          resuming: false,
+          watching: false,
+          skipped: 0,
+          noticing: false
+        }
         channels.set(service, found)
       }
       return found
     }
 
-    /** Starts a new second for the channel once the last is over, saying what the last one dropped. */
-    const tick = (service: string, target: Channel, now: number) => {
-      if (now - target.second < 1000) return
-      if (target.skipped > 0) writeLine(droppedNotice(format, service, target.skipped, now), sink)
-      target.second = now
-      target.taken = 0
-      target.skipped = 0
-    }
-
-    /** Counts lines dropped over the rate. */
-    const skip = (target: Channel, lines: number) => {
+    /** Counts lines dropped over the rate (from a released app), said at most once a second with the count. */
+    const skip = (service: string, target: Channel, lines: number) => {
+      if (lines === 0) return
       target.skipped += lines
       target.dropped.unsafeUpdate(lines, [])
+      if (target.noticing) return
+      target.noticing = true
+      say(
+        service,
+        Effect.delay(
+          Effect.suspend(() => {
+            const count = target.skipped
+            target.skipped = 0
+            target.noticing = false
+            return event("warn", "output_dropped", `dropped ${count} line${count === 1 ? "" : "s"} of the app's output (more than ${rateLines} lines/s while it stops)`, { lines: count })
+          }),
+          Duration.millis(windowMs)
+        )
+      )
+    }
+
+    /** The second is over: the paused pipes are read again, the first paused first. */
+    const resumeAll = (target: Channel) => {
+      target.resuming = false
+      target.paused.unsafeUpdate(target.rate.resume(clock.unsafeCurrentTimeMillis()) / 1000, [])
+      const readers = [...target.held]
+      target.held.clear()
+      for (const reader of readers) reader.unhold()
+    }
+
+    /** Reads the paused pipes again once the current second is over. */
+    const scheduleResume = (service: string, target: Channel) => {
+      if (target.resuming) return
+      target.resuming = true
+      const wait = Math.max(0, target.rate.resumeAt - clock.unsafeCurrentTimeMillis())
+      say(service, Effect.delay(Effect.sync(() => resumeAll(target)), Duration.millis(wait)))
+    }
+
+    /** Says once, when the episode is over (no pause for calmMs), what it came to. */
+    const watchEpisode = (service: string, target: Channel) => {
+      if (target.watching) return
+      target.watching = true
+      say(
+        service,
+        Effect.gen(function*() {
+          for (;;) {
+            const now = yield* Clock.currentTimeMillis
+            const summary = target.rate.settle(now)
+            const calmAt = target.rate.calmAt
+            if (summary !== undefined || calmAt === undefined) {
+              target.watching = false
+              if (summary === undefined) return
+              const { lastedMs, lines, pausedMs, pauses } = summary
+              return yield* event(
+                "info",
+                "output_resumed",
+                `the app's output is under ${rateLines} lines/s again: soad held it back for ${(pausedMs / 1000).toFixed(1)} s ` +
+                  `of ${(lastedMs / 1000).toFixed(1)} s (${pauses} pause${pauses === 1 ? "" : "s"}, ${lines} lines read meanwhile)`,
+                { paused_ms: pausedMs, lasted_ms: lastedMs, pauses, lines }
+              )
+            }
+            yield* Effect.sleep(Duration.millis(Math.max(1, calmAt - now)))
+          }
+        })
+      )
     }
 
     /** Reads one stream of one app: a chunk's lines go to the ring, the followers, and stderr in one write. */
@@ -267,11 +367,9 @@ export const make = (
       let batch: Array<string> = []
       let continuing = false
       let now = 0
-      let overflow = 0 // lines of this chunk over the rate
       let time = ""
       const split = splitter((buffer, start, end, continued) => {
-        if (target.taken >= rateLines) return void overflow++
-        target.taken++
+        target.rate.take(1)
         const line: LogLine = { time: now, stream, pid, line: buffer.toString("utf8", start, end), continued, bytes: end - start }
         target.ring.push(line)
         for (const follower of target.followers) follower(line)
@@ -281,8 +379,6 @@ export const make = (
         continuing = continued
       })
       const flush = () => {
-        if (overflow > 0) skip(target, overflow)
-        overflow = 0
         if (batch.length === 0) return
         const lines = batch.length
         writeLine(batch.join(""), sink, stderrLimitBytes, () => target.dropped.unsafeUpdate(lines, []))
@@ -299,31 +395,93 @@ export const make = (
       open.add(socket)
       socket.unref() // the app's output never keeps soad alive
       const stamp = () => {
-        now = Date.now()
+        now = clock.unsafeCurrentTimeMillis()
         time = new Date(now).toISOString()
       }
-      socket.on("data", (chunk: Buffer) => {
-        stamp()
-        tick(service, target, now)
-        if (target.taken < rateLines) split.push(chunk)
-        else {
-          skip(target, countLines(chunk))
-          split.reset()
+      /** Over the rate: the pipe is left unread until the second is over, with the rest of its chunk held. */
+      const hold = (rest: Buffer) => {
+        reader.held = rest
+        socket.pause()
+        target.held.add(reader)
+        if (target.rate.pause(now)) {
+          say(
+            service,
+            event(
+              "warn",
+              "output_paused",
+              `the app writes more than ${rateLines} lines/s: soad reads its output at that rate, and the app waits on its writes meanwhile`,
+              { pid, stream, rate_lines: rateLines }
+            )
+          )
+          watchEpisode(service, target)
+        }
+        scheduleResume(service, target)
+      }
+      /** Takes the lines the rate allows; the rest of the chunk is held (or, once released, dropped). */
+      const feed = (chunk: Buffer) => {
+        const allowed = target.rate.allowance(now)
+        const cut = allowed === 0 ? 0 : cutAfter(chunk, allowed)
+        if (cut > 0) split.push(cut === chunk.length ? chunk : chunk.subarray(0, cut))
+        if (cut < chunk.length) {
+          const rest = chunk.subarray(cut)
+          if (reader.released) {
+            skip(service, target, countLines(rest))
+            split.reset()
+          } else hold(rest)
         }
         flush()
+      }
+      const reader: Reader = {
+        pid,
+        stream,
+        released: false,
+        held: undefined,
+        unhold: () => {
+          const rest = reader.held
+          if (rest === undefined || socket.destroyed) return
+          reader.held = undefined
+          stamp()
+          feed(rest)
+          if (reader.held === undefined) socket.resume()
+        }
+      }
+      target.readers.add(reader)
+      socket.on("data", (chunk: Buffer) => {
+        // Paused, a pipe delivers nothing; should a chunk come anyway, it waits behind the held one, in order.
+        if (reader.held !== undefined) return void (reader.held = Buffer.concat([reader.held, chunk]))
+        stamp()
+        feed(chunk)
       })
       socket.on("end", () => {
         stamp()
-        tick(service, target, now)
         split.end()
         flush()
       })
       socket.on("error", () => socket.destroy())
-      socket.on("close", () => open.delete(socket))
+      socket.on("close", () => {
+        open.delete(socket)
+        target.readers.delete(reader)
+        target.held.delete(reader)
+      })
+    }
+
+    /** The app `pid` of `service` is being stopped or is gone: its pipes are read now, and never paused again. */
+    const release = (service: string, pid: number) => {
+      const target = channels.get(service)
+      if (target === undefined) return
+      for (const reader of target.readers) {
+        if (reader.pid !== pid) continue
+        reader.released = true
+        if (target.held.delete(reader)) reader.unhold()
+      }
+      if (target.held.size === 0) target.paused.unsafeUpdate(target.rate.resume(clock.unsafeCurrentTimeMillis()) / 1000, [])
     }
 
     return {
-      output: (service) => ({ capture: (pid, stream, fd) => capture(service, pid, stream, fd) }),
+      output: (service) => ({
+        capture: (pid, stream, fd) => capture(service, pid, stream, fd),
+        release: (pid) => release(service, pid)
+      }),
       tail: (service, n) => channels.get(service)?.ring.tail(n) ?? [],
       follow: (service, follower) => {
         const target = channel(service)

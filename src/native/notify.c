@@ -172,8 +172,13 @@ static ssize_t notify_receive(int fd, char *buffer, struct ucred *cred) {
   return n > NOTIFY_MAX ? NOTIFY_MAX : n;
 }
 
-/* notifyRead(fd) -> [{ message, pid, uid }]: the datagrams waiting on a notifyListen socket, up to 64 a call (none:
- * []); the rest wait for the next readability. */
+/* How many datagrams one notifyRead takes at most: every one waiting (the queue holds net.unix.max_dgram_qlen + 1,
+ * 11 by default; a larger SO_RCVBUF does not change that: measured), but a flood that refills the queue as fast
+ * as soad reads still lets the loop turn. */
+#define NOTIFY_BATCH 1024
+
+/* notifyRead(fd) -> [{ message, pid, uid }]: the datagrams waiting on a notifyListen socket, up to NOTIFY_BATCH a
+ * call (none: []); the rest wait for the next readability. */
 napi_value notify_read(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
@@ -181,7 +186,7 @@ napi_value notify_read(napi_env env, napi_callback_info info) {
   napi_value list;
   NAPI_CALL(env, napi_create_array(env, &list));
   static char buffer[NOTIFY_MAX];
-  for (uint32_t i = 0; i < 64; i++) {
+  for (uint32_t i = 0; i < NOTIFY_BATCH; i++) {
     struct ucred cred;
     ssize_t n = notify_receive(fd, buffer, &cred);
     if (n < 0) return throw_errno(env, "recvmsg", errno);

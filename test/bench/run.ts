@@ -4,7 +4,10 @@
  * - cold activation (connect() to the full response): soad, systemd-socket-activate, the app already running;
  * - with the app running: latency and requests/s through soad's socket vs. the app started directly;
  * - soad's own memory while idle, its start-up time, and its CPU use (idle, and one request every 100 ms);
- * - idle-stop precision: last request to the shutdown signal, against -t.
+ * - idle-stop precision: last request to the shutdown signal, against -t;
+ * - a neighbour that floods its output: soad's CPU, and a quiet service's cold start and `soad status` meanwhile;
+ * - a notify socket flooded by a stranger: the notify datagram parser's CPU per datagram at its size limit, the
+ *   app's READY=1 under the flood, soad's CPU and log lines meanwhile.
  *
  * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
  * said so, when missing).
@@ -16,6 +19,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as NotifyMessage from "../../src/internal/notifyMessage.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
 const bin = Path.join(root, "dist", "bin.js")
@@ -23,7 +27,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -469,6 +473,216 @@ const stopPrecision = async () => {
   return { median: median(late), max: Math.max(...late) }
 }
 
+/** soad's stderr in a file, read from where the last look ended: its own lines (not the apps'), as they come. */
+const logFile = (path: string) => {
+  let offset = 0
+  let rest = ""
+  const own: Array<string> = []
+  const look = () => {
+    const fd = Fs.openSync(path, "r")
+    try {
+      const buffer = Buffer.alloc(1 << 20)
+      for (;;) {
+        const n = Fs.readSync(fd, buffer, 0, buffer.length, offset)
+        if (n === 0) break
+        offset += n
+        const lines = (rest + buffer.toString("utf8", 0, n)).split("\n")
+        rest = lines.pop()!
+        for (const line of lines) if (!line.startsWith("[")) own.push(line)
+      }
+    } finally {
+      Fs.closeSync(fd)
+    }
+  }
+  const waitFor = async (pattern: RegExp, count = 1, timeoutMs = 20_000) => {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      look()
+      if (own.filter((line) => pattern.test(line)).length >= count) return
+      if (Date.now() > end) throw new Error(`no ${count}× ${pattern} in ${path}:\n${own.join("\n")}`)
+      await sleep(20)
+    }
+  }
+  return { own, look, waitFor }
+}
+
+/**
+ * A neighbour that floods: one soad with three services: `flood` (`yes`, as fast as a pipe takes it), `bursts`
+ * (`yes | head -n 50000` every second) and `quiet` (the benchmark app, -t 0.2). soad's stderr is a file (as
+ * under a journal, nothing slows it down). soad's CPU over 10 s with each flooding app running alone, and the quiet
+ * service's cold start and `soad status` with no flood and during the `yes` flood.
+ */
+const flood = async () => {
+  const quietPath = Path.join(work, "flood-quiet.sock")
+  const toml = [
+    `[services.flood]`,
+    `listen = [${JSON.stringify(Path.join(work, "flood-flood.sock"))}]`,
+    `command = ["yes"]`,
+    `time-until-stop = 600`,
+    `start-timeout = 600`,
+    `[services.bursts]`,
+    `listen = [${JSON.stringify(Path.join(work, "flood-bursts.sock"))}]`,
+    `command = ["sh", "-c", "while :; do yes | head -n 50000; sleep 1; done"]`,
+    `time-until-stop = 600`,
+    `start-timeout = 600`,
+    `[services.quiet]`,
+    `listen = [${JSON.stringify(quietPath)}]`,
+    `command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}]`,
+    `time-until-stop = 0.2`,
+    `min-uptime = 0`
+  ]
+  const file = Path.join(work, "flood.toml")
+  Fs.writeFileSync(file, toml.join("\n") + "\n")
+  const control = Path.join(work, "flood-control.sock")
+  const logPath = Path.join(work, "flood.log")
+  const log = Fs.openSync(logPath, "w")
+  const child = ChildProcess.spawn(command, ["-c", file, "--control", control], { stdio: ["ignore", "ignore", log], env })
+  Fs.closeSync(log)
+  children.add(child)
+  child.on("exit", () => children.delete(child))
+  const lines = logFile(logPath)
+  await lines.waitFor(/listening on/, 3)
+  await waitForFile(control)
+  const pid = child.pid!
+  const soadCommand = (...args: ReadonlyArray<string>) => timeRun(command, [...args, "--control", control])
+  let exits = 0
+  /** The quiet service: cold starts (each waits for the app's exit first) and `soad status`, medians. */
+  const quiet = async () => {
+    const cold: Array<number> = []
+    const status: Array<number> = []
+    for (let i = 0; i < runs; i++) {
+      cold.push(await timedGet({ socketPath: quietPath }))
+      await lines.waitFor(/\[quiet\] app exited/, ++exits)
+      status.push(soadCommand("status"))
+    }
+    return { cold: median(cold), status: median(status) }
+  }
+  /** soad's CPU (ms) over 10 s, from 2 s after `service` was woken; then it is put to sleep. */
+  const cpuWith = async (service: string) => {
+    soadCommand("wake", service)
+    await sleep(2_000)
+    const before = procStat(pid).ticks
+    await sleep(10_000)
+    const cpu = (procStat(pid).ticks - before) * 10
+    return cpu
+  }
+  const calm = await quiet()
+  const yes = await cpuWith("flood")
+  const during = await quiet()
+  soadCommand("sleep", "flood")
+  const bursts = await cpuWith("bursts")
+  soadCommand("sleep", "bursts")
+  lines.look()
+  const told = lines.own.filter((line) => / WARN \[(flood|bursts)\]/.test(line)).length
+  child.kill("SIGTERM")
+  await new Promise((resolve) => child.once("exit", resolve))
+  return { calm, during, yes, bursts, told }
+}
+
+const reportFlood = async () => {
+  console.error("a neighbour that floods its output")
+  const f = await flood()
+  row("soad's CPU over 10 s, one service running `yes`", `${f.yes} ms`, "a core is 10000 ms")
+  row("soad's CPU over 10 s, one service writing 50,000-line bursts every second", `${f.bursts} ms`)
+  row("a quiet service's cold start while a neighbour runs `yes`", ms(f.during.cold), `no flood: ${ms(f.calm.cold)}`)
+  row("`soad status` while a neighbour runs `yes`", ms(f.during.status, 0), `no flood: ${ms(f.calm.status, 0)}`)
+  row("soad's warnings about the two flooding apps over ~25 s", String(f.told))
+}
+
+/**
+ * The notify datagram parser on inputs of its size limit (4096 characters), shaped to hurt: one long line, only
+ * newlines, only `=`, many short lines, a huge STATUS=, NULs, U+FFFD (what invalid UTF-8 becomes), a long number.
+ * Microseconds per datagram, the median of 20 rounds of 2,000 parses each; the slowest shape.
+ */
+const notifyParser = () => {
+  const n = NotifyMessage.maxBytes
+  const shapes: Record<string, string> = {
+    "one line": "x".repeat(n),
+    "newlines": "\n".repeat(n),
+    "equals": "=".repeat(n),
+    "READY=1 lines": "READY=1\n".repeat(n / 8),
+    "STATUS=": "STATUS=" + "s".repeat(n - 7),
+    "NUL": "\0".repeat(n),
+    "U+FFFD": "\uFFFD".repeat(n),
+    "EXTEND_TIMEOUT_USEC=": "EXTEND_TIMEOUT_USEC=" + "9".repeat(n - 20),
+    "a=b lines": "a=b\n".repeat(n / 4)
+  }
+  let worst = { shape: "", us: 0 }
+  for (const [shape, text] of Object.entries(shapes)) {
+    const rounds: Array<number> = []
+    for (let round = 0; round < 20; round++) {
+      const t0 = performance.now()
+      for (let i = 0; i < 2000; i++) NotifyMessage.parse(text)
+      rounds.push(((performance.now() - t0) * 1000) / 2000)
+    }
+    const us = median(rounds)
+    if (us > worst.us) worst = { shape, us }
+  }
+  return worst
+}
+
+/**
+ * A stranger floods an app's notify socket (test/fixtures/notify-flood.py, in a session of its own) while the app
+ * (test/fixtures/notify-app.py) sends READY=1 one second after the flood began, as sd_notify does (a blocking
+ * sendto): how long READY=1 took to get through, soad's CPU over 10 s of the flood once the app is ready, and how
+ * many lines soad wrote about the flood meanwhile.
+ */
+const notifyFlood = async () => {
+  const socketPath = Path.join(work, "notify.sock")
+  const info = Path.join(work, "notify-info")
+  const started = Path.join(work, "notify-flood-started")
+  const logPath = Path.join(work, "notify.log")
+  const log = Fs.openSync(logPath, "w")
+  const fixture = (name: string) => Path.join(root, "test", "fixtures", name)
+  const child = ChildProcess.spawn(
+    command,
+    ["-s", socketPath, "--ready", "notify", "--start-timeout", "120", "--", "python3", fixture("notify-app.py")],
+    { stdio: ["ignore", "ignore", log], env: { ...env, INFO_FILE: info, READY_DELAY: "1", READY_AFTER: started } }
+  )
+  Fs.closeSync(log)
+  children.add(child)
+  child.on("exit", () => children.delete(child))
+  const lines = logFile(logPath)
+  await lines.waitFor(/listening on/)
+  const client = Net.connect(socketPath).on("error", () => {})
+  await waitForFile(info)
+  await lines.waitFor(/app started/)
+  let notifySocket = ""
+  while (notifySocket === "") {
+    notifySocket = Fs.readFileSync(info, "utf8").split("\n")[1] ?? ""
+    await sleep(10)
+  }
+  const flooder = ChildProcess.spawn("setsid", ["python3", fixture("notify-flood.py"), notifySocket, started], { stdio: "ignore" })
+  children.add(flooder)
+  await waitForFile(started)
+  const floodAt = Date.now()
+  await lines.waitFor(/the app accepts/, 1, 60_000)
+  const readyAfter = Date.now() - floodAt - 1000 // the app sends READY=1 one second after the flood began
+  await sleep(1000)
+  const before = procStat(child.pid!).ticks
+  lines.look()
+  const toldBefore = lines.own.filter((line) => /notify datagram/.test(line)).length
+  await sleep(10_000)
+  const cpu = (procStat(child.pid!).ticks - before) * 10
+  lines.look()
+  const told = lines.own.filter((line) => /notify datagram/.test(line)).length - toldBefore
+  const counted = lines.own.map((line) => /ignored (\d+) notify datagrams/.exec(line)).reduce((sum, m) => sum + (m === null ? 0 : Number(m[1])), 0)
+  flooder.kill("SIGKILL")
+  client.destroy()
+  child.kill("SIGTERM")
+  await new Promise((resolve) => child.once("exit", resolve))
+  return { readyAfter, cpu, told, counted }
+}
+
+const reportNotify = async () => {
+  console.error("a stranger floods an app's notify socket")
+  const parser = notifyParser()
+  row("notify datagram parser, 4096 characters, slowest shape", `${parser.us.toFixed(1)} µs`, parser.shape)
+  const f = await notifyFlood()
+  row("the app's READY=1 under a notify flood: from its sendto to soad's ready", ms(f.readyAfter, 0))
+  row("soad's CPU over 10 s of a notify flood (the app ready)", `${f.cpu} ms`, `${f.told} log lines about it; ${f.counted} datagrams ignored in all`)
+}
+
 /** Cold activation: soad against systemd-socket-activate (Node app) and against a minimal C activator (C app). */
 const reportCold = async (soad: { readonly total: number; readonly spawn: number }) => {
   const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
@@ -615,6 +829,8 @@ const main = async () => {
   if (part("proxy") && installed("wrk")) await reportProxy()
   if (part("precision")) await reportPrecision()
   if (part("accept")) await reportAccept()
+  if (part("flood")) await reportFlood()
+  if (part("notify")) await reportNotify()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`

@@ -171,7 +171,64 @@ describe("an app that floods", () => {
     expect(peak - before).toBeLessThan(150 * 1024)
     // A generous bound: the point is that the other service is answered at all while the flood goes on.
     expect(Math.max(...answered)).toBeLessThan(5000)
-    await s.waitFor(/WARN \[flood\] dropped \d+ lines of the app's output \(more than 10000 lines\/s\)/)
+    await s.waitFor(/WARN \[flood\] the app writes more than 10000 lines\/s/)
+  })
+
+  /** An app that numbers its lines as fast as it can; on SIGTERM it writes 200,000 last lines and exits 0. */
+  const numbering = `import signal, sys
+stop = False
+def term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, term)
+out = sys.stdout
+i = 0
+while not stop:
+    i += 1
+    out.write(f"{i}\\n")
+for j in range(200000):
+    out.write(f"last {j}\\n")
+out.flush()
+`
+
+  it("is paused, not read and dropped: every line arrives, in order, after the first second too; said once; its stop completes", async () => {
+    const d = dir()
+    const app = Path.join(d, "numbering.py")
+    Fs.writeFileSync(app, numbering)
+    const control = Path.join(d, "control.sock")
+    const config = writeConfig(
+      d,
+      `[services.flood]\nlisten = [${JSON.stringify(Path.join(d, "flood.sock"))}]\ncommand = ["python3", ${JSON.stringify(app)}]\n` +
+        // Without the release at the stop, the 200,000 last lines would take 20 s at the rate: SIGKILL at 10 s.
+        `time-until-stop = 600\nstop-timeout = 10\n`
+    )
+    const log = Path.join(d, "soad.log")
+    soad(["-c", config, "--control", control, "--log-format", "json"], { stderrFile: log })
+    await eventually(() => Fs.existsSync(control), 10_000, "the control socket")
+    const events = () =>
+      Fs.readFileSync(log, "utf8").split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as Record<string, unknown>)
+    expect((await cli(["wake", "flood", "--control", control])).code).toBe(0)
+    // Lines keep coming after the first second's 10,000: the pipe is read again at each second.
+    let latest = 0
+    await eventually(() => {
+      const last = ChildProcess.spawnSync(process.execPath, [bin, "logs", "flood", "-n", "1", "--control", control], { encoding: "utf8" })
+      latest = Number(last.stdout.trim())
+      return latest > 2 * 10_000
+    }, 20_000, "lines after the first two seconds")
+    expect((await cli(["sleep", "flood", "--control", control])).code).toBe(0)
+    await eventually(() => events().some((e) => e.event === "exited"), 20_000, "the app's exit")
+    const all = events()
+    const numbered = all.filter((e) => e.event === "output" && /^\d+$/.test(e.line as string)).map((e) => Number(e.line))
+    // None dropped up to the stop (beyond the rate, the stopping app's last lines may be).
+    expect(numbered.slice(0, latest)).toEqual(Array.from({ length: latest }, (_, i) => i + 1))
+    expect(all.filter((e) => e.event === "output_paused")).toEqual([
+      expect.objectContaining({ service: "flood", level: "warn", rate_lines: 10_000, stream: "stdout" })
+    ])
+    // The stop completed by itself: the app wrote its last lines and exited 0, with no SIGKILL.
+    expect(all.find((e) => e.event === "exited")).toMatchObject({ code: 0 })
+    expect(all.some((e) => e.event === "kill")).toBe(false)
+    // Said a second after the drops, with their count.
+    await eventually(() => events().some((e) => e.event === "output_dropped" && (e.lines as number) > 0), 10_000, "output_dropped")
   })
 })
 

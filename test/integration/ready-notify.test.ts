@@ -1,14 +1,15 @@
 /**
  * `--ready notify` with real processes: the app gets a NOTIFY_SOCKET of its run's own, soad counts it ready only on
  * READY=1 (not when it accepts), shows its STATUS= in `soad status --json`, fails its start at --start-timeout
- * without READY=1, and ignores a datagram sent to that socket by a process that is not the app's.
+ * without READY=1, and ignores a datagram sent to that socket by a process that is not the app's; and under a
+ * stranger's flood of that socket, the app's own READY=1 still gets through and soad says so about once a second.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { eventually, killAll, root, soad, soadRun, tempDirs } from "../harness.js"
+import { eventually, killAll, root, sleep, soad, soadRun, tempDirs } from "../harness.js"
 
 const dir = tempDirs()
 afterEach(killAll)
@@ -68,6 +69,45 @@ describe("--ready notify", () => {
     expect(notReady.start_timeout_ms).toBe(1000)
     expect(events(s.lines).some((entry) => entry.event === "ready")).toBe(false)
     client.destroy()
+  })
+})
+
+describe("a stranger floods the app's notify socket", () => {
+  it("the app's READY=1 still gets through; soad says so at most about once a second, with the count", async () => {
+    const d = dir()
+    const socketPath = Path.join(d, "app.sock")
+    const info = Path.join(d, "info")
+    const started = Path.join(d, "flood-started")
+    const s = soad(
+      ["-s", socketPath, "--ready", "notify", "--start-timeout", "60", "--log-format", "json", "--", "python3", app],
+      // The app sends READY=1 (a blocking sendto, as sd_notify) 2 s after the flood began.
+      { env: { ...process.env, INFO_FILE: info, READY_DELAY: "2", READY_AFTER: started } }
+    )
+    await s.waitFor(/"event":"listening"/)
+    const client = Net.connect(socketPath).on("error", () => {})
+    await eventually(() => Fs.existsSync(info) && Fs.readFileSync(info, "utf8").split("\n").length >= 3, 10_000, "the app's info")
+    const [, notifySocket] = Fs.readFileSync(info, "utf8").split("\n")
+    // Its own session (setsid): not the app's. It sends as fast as it can and takes every slot soad frees.
+    const flooder = ChildProcess.spawn("setsid", ["python3", Path.join(root, "test", "fixtures", "notify-flood.py"), notifySocket!, started], {
+      stdio: "ignore"
+    })
+    try {
+      await eventually(() => Fs.existsSync(started), 10_000, "the flood")
+      const floodAt = Date.now()
+      await s.waitFor(/"event":"ready"/, 30_000)
+      await sleep(1000)
+      const seconds = (Date.now() - floodAt) / 1000
+      const said = events(s.lines).filter((entry) => entry.event === "notify_ignored")
+      expect(said.length).toBeGreaterThanOrEqual(2)
+      // At most one a second, and the one said at once (a margin of one for the seconds' edges).
+      expect(said.length).toBeLessThanOrEqual(Math.ceil(seconds) + 2)
+      expect(said.reduce((sum, entry) => sum + (entry.count as number), 0)).toBeGreaterThan(1000)
+      expect(said[0]).toMatchObject({ from_pid: flooder.pid, level: "warn" })
+      expect(events(s.lines).some((entry) => entry.event === "not_ready")).toBe(false)
+    } finally {
+      flooder.kill("SIGKILL")
+      client.destroy()
+    }
   })
 })
 

@@ -1,9 +1,18 @@
 /**
  * The machinery of per-app logs, without processes: cutting a byte stream into lines (long ones into marked
- * pieces that never split a UTF-8 character) and the bounded ring of each service's latest lines.
+ * pieces that never split a UTF-8 character), the bounded ring of each service's latest lines, and the pause of a
+ * service's pipes over its rate (real pipes, under TestClock).
  */
+import { it as effect } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as TestClock from "effect/TestClock"
+import * as Fs from "node:fs"
 import { describe, expect, it } from "vitest"
-import { type LogLine, Ring, splitter } from "../../src/internal/appLogs.js"
+import { type LogLine, make, pausedSeconds, rateLines, Ring, splitter } from "../../src/internal/appLogs.js"
+import { native } from "../../src/internal/native.js"
+import { captureEvents } from "../fakes.js"
 
 /** Feeds `chunks` to a splitter of `max` bytes; the pieces as [text, continued]. */
 const split = (chunks: ReadonlyArray<Buffer | string>, max = 8, end = true): Array<[string, boolean]> => {
@@ -64,4 +73,69 @@ describe("Ring", () => {
     ring.push(line("x".repeat(50)))
     expect(ring.tail(10).map((l) => l.line)).toEqual(["x".repeat(50)])
   })
+})
+
+/** Real event-loop turns (no test time passes) until `done`, for at most 10 s of real time. */
+const until = (done: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    const end = Date.now() + 10_000
+    while (!done()) {
+      if (Date.now() > end) return yield* Effect.dieMessage(`never: ${what}`)
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(() => setImmediate(resolve), 1)))
+    }
+  })
+
+describe("over the rate", () => {
+  effect.scoped("a service's pipe is left unread until the second is over, said once per episode, then summed up", () =>
+    Effect.gen(function*() {
+      const { events, layer } = captureEvents()
+      const context = yield* Layer.build(layer)
+      const written: Array<string> = []
+      const sink = { writableLength: 0, write: (chunk: string, done: () => void) => (written.push(chunk), done(), true), on: () => undefined }
+      const logs = yield* make("text", sink).pipe(Effect.provide(context))
+      const pipe = native().outputPipe()
+      yield* Effect.addFinalizer(() => Effect.sync(() => native().close(pipe.write)))
+      logs.output("flood").capture(42, "stdout", pipe.read)
+      const read = () => written.join("").split("\n").length - 1
+      Fs.writeSync(pipe.write, Buffer.alloc(2.5 * rateLines * 2, "y\n")) // 25,000 lines: fits in the pipe's buffer
+      yield* until(() => read() >= rateLines, "the first second's lines")
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 50)))
+      expect(read()).toBe(rateLines) // no more this second: the rest waits
+      const named = (name: string) => events.filter((e) => e.name === name)
+      yield* until(() => named("output_paused").length > 0, "output_paused")
+      expect(named("output_paused").map((e) => e.fields)).toEqual([{ service: "flood", pid: 42, stream: "stdout", rate_lines: rateLines }])
+      yield* TestClock.adjust("1 second")
+      yield* until(() => read() >= 2 * rateLines, "the second second's lines")
+      yield* TestClock.adjust("1 second")
+      yield* until(() => read() >= 2.5 * rateLines, "the rest")
+      expect(named("output_paused")).toHaveLength(1) // once for the episode, not once a second
+      expect(named("output_resumed")).toEqual([])
+      yield* TestClock.adjust("5 seconds")
+      yield* until(() => named("output_resumed").length > 0, "output_resumed")
+      expect(named("output_resumed")[0]!.fields).toMatchObject({ service: "flood", paused_ms: 2000, pauses: 2, lines: 1.5 * rateLines })
+      const paused = yield* Metric.value(Metric.tagged(pausedSeconds, "service", "flood"))
+      expect(paused.count).toBe(2)
+    }))
+
+  effect.scoped("an app being stopped is read at once and never paused again: beyond the rate its lines are dropped", () =>
+    Effect.gen(function*() {
+      const { events, layer } = captureEvents()
+      const context = yield* Layer.build(layer)
+      const written: Array<string> = []
+      const sink = { writableLength: 0, write: (chunk: string, done: () => void) => (written.push(chunk), done(), true), on: () => undefined }
+      const logs = yield* make("text", sink).pipe(Effect.provide(context))
+      const pipe = native().outputPipe()
+      const output = logs.output("stopping")
+      output.capture(7, "stderr", pipe.read)
+      const read = () => written.join("").split("\n").length - 1
+      Fs.writeSync(pipe.write, Buffer.alloc(2 * rateLines * 2, "y\n"))
+      yield* until(() => events.some((e) => e.name === "output_paused"), "output_paused")
+      output.release(7)
+      Fs.writeSync(pipe.write, Buffer.alloc(2 * rateLines * 2, "z\n")) // more than the pipe holds if it stayed unread
+      native().close(pipe.write)
+      yield* TestClock.adjust("1 second")
+      yield* until(() => events.some((e) => e.name === "output_dropped"), "output_dropped")
+      expect(read()).toBe(rateLines)
+      expect(events.find((e) => e.name === "output_dropped")!.fields).toMatchObject({ service: "stopping", lines: 3 * rateLines })
+    }))
 })

@@ -1,12 +1,15 @@
 /**
  * `--ready notify` in the lifecycle core, under TestClock with the fakes: the app gets a NOTIFY_SOCKET of the run's
  * own, counts as ready only once it sends READY=1 (even if it accepts at once), fails its start at --start-timeout
- * without it, EXTEND_TIMEOUT_USEC moves that deadline, and datagrams from processes not the app's are dropped.
+ * without it, EXTEND_TIMEOUT_USEC moves that deadline, and datagrams from processes not the app's are dropped,
+ * counted, and said at most once a second, however many come.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Metrics from "../../src/Metrics.js"
 import * as Activator from "../../src/Activator.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
@@ -86,9 +89,48 @@ describe("--ready notify", () => {
       yield* world.notify("READY=1", 4242, 65534)
       yield* settle
       expect(named("ready")).toEqual([])
-      expect(named("notify_ignored")).toEqual([expect.objectContaining({ from_pid: 4242 })])
+      expect(named("notify_ignored")).toEqual([expect.objectContaining({ from_pid: 4242, count: 1 })])
       yield* advance("10 seconds")
       expect(named("not_ready")).toHaveLength(1)
+    }))
+
+  it.scoped("a flood of strangers' datagrams: counted, said at most once a second with the count; the app's READY=1 still counts", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      const before = (yield* Metric.value(Metrics.forService(Metrics.notifyIgnored, "app"))).count
+      // 3 seconds of 10 bursts a second of 100 datagrams from two strangers; the app says READY=1 among them.
+      for (let tick = 0; tick < 30; tick++) {
+        for (let i = 0; i < 100; i++) yield* world.notify("READY=1", i % 2 === 0 ? 4242 : 4343, 65534)
+        if (tick === 15) yield* world.notify("READY=1")
+        yield* advance("100 millis")
+      }
+      yield* advance("2 seconds")
+      expect(named("ready")).toHaveLength(1)
+      const said = named("notify_ignored")
+      // One at once, then one a second at most: 3 s of flood, 4 lines at most, and their counts add up.
+      expect(said.length).toBeGreaterThanOrEqual(2)
+      expect(said.length).toBeLessThanOrEqual(4)
+      expect(said.reduce((sum, fields) => sum + (fields.count as number), 0)).toBe(30 * 100)
+      expect(said[0]).toMatchObject({ from_pid: 4242, from_uid: 65534 })
+      expect(said.at(-1)).toMatchObject({ senders: 2 })
+      const after = (yield* Metric.value(Metrics.forService(Metrics.notifyIgnored, "app"))).count
+      expect(after - before).toBe(30 * 100)
+    }))
+
+  it.scoped("after a wake that brought a stranger's datagrams, the socket is read again only 20 ms later", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup()
+      yield* world.connect(fd)
+      yield* settle
+      yield* world.notify("READY=1", 4242, 65534)
+      yield* settle
+      yield* world.notify("READY=1")
+      yield* settle
+      expect(named("ready")).toEqual([])
+      yield* advance("20 millis")
+      expect(named("ready")).toHaveLength(1)
     }))
 
   it.scoped("READY=1 from a short-lived sender with the app's uid (systemd-notify) counts", () =>
