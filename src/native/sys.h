@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -30,6 +31,14 @@ int unix_address_named(const char *path, size_t len, struct sockaddr_un *addr, s
 /* An IPv4 or IPv6 socket address as text (ip) and its port; with unmap, an IPv4-mapped IPv6 address as IPv4 (as
  * systemd's sockaddr_pretty). The family written (AF_INET, AF_INET6), or -1 with errno (EAFNOSUPPORT: not IP). */
 int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRSTRLEN], int *port);
+
+/* Who is at the other end of a UNIX socket: SO_PEERCRED on Linux, getpeereid elsewhere (pid -1: not known). */
+typedef struct {
+  int64_t pid, uid, gid;
+} peer_creds;
+
+/* The credentials of fd's peer; 0, or -1 with errno and *failed naming the call. */
+int peer_get(int fd, peer_creds *out, const char **failed);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 long long monotonic_ns(void);
