@@ -158,8 +158,8 @@ const maxConnectionsPerSource = Options.text("max-connections-per-source").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
     "With --accept: at most N instances at once for one source (a client's IP address; a UNIX peer's uid); a " +
-      "connection beyond it is closed at once. Default: half of --max-connections (set it to --max-connections " +
-      "behind a proxy)."
+      "connection beyond it is closed at once. Default: half of --max-connections per IP address (set it to " +
+      "--max-connections behind a proxy), --max-connections per UNIX uid."
   ),
   Options.optional
 )
