@@ -3,6 +3,9 @@
  * command for it alone, with the connection as its fds 0, 1 and 3 (`LISTEN_FDS=1`, `LISTEN_FDNAMES=connection`,
  * `REMOTE_ADDR`/`REMOTE_PORT` for TCP). At most `maxConnections` instances run at once: a permit is taken before a
  * connection is accepted, so further connections wait in the kernel's backlog, never accepted and then closed.
+ * No client can take every instance: one source (an IP address, a UNIX peer's uid) runs at most
+ * `maxConnectionsPerSource`, and a connection beyond it is closed at once, as systemd does; and instances start at
+ * most at `maxAcceptRate` (a token bucket): beyond it soad accepts nothing until a token is due (internal/acceptLimits.ts).
  * Each instance ends with its connection (no idle timeout); a stop or shutdown stops every instance gracefully.
  * Built only from SocketService, ProcessService and the Clock, so it runs against the fakes under TestClock.
  *
@@ -18,7 +21,8 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import type * as ServiceConfig from "./ServiceConfig.js"
+import * as ServiceConfig from "./ServiceConfig.js"
+import * as AcceptLimits from "./internal/acceptLimits.js"
 import * as Backoff from "./internal/backoff.js"
 import * as Format from "./internal/format.js"
 import { now, spawnRequest, stopPolicy, stopReason } from "./internal/lifecycle.js"
@@ -90,6 +94,26 @@ export const serve = (
     const policy = stopPolicy(config)
     const service = config.name
     const tell = (update: (f: Figures) => Figures) => Ref.update(figures, update)
+    const sources = new AcceptLimits.Sources()
+    const limitOf = (source: AcceptLimits.Source) => ServiceConfig.perSourceLimit(config, source.kind)
+    const bucket = yield* AcceptLimits.bucket(config.maxAcceptRate)
+    const rate = `${config.maxAcceptRate.count}/${Duration.format(config.maxAcceptRate.per)}`
+    const refusedPerSource = Metric.tagged(Metrics.forService(Metrics.acceptRefused, service), "reason", "per_source")
+    // A client that keeps connecting while its source has its share could write a line per connection: at most one
+    // a second, with the count.
+    const sayRefused = yield* AcceptLimits.throttled(Duration.seconds(1), (count, source: AcceptLimits.Source) => {
+      const limit = limitOf(source)
+      const instances = `${limit} instance${limit === 1 ? "" : "s"}`
+      return event(
+        "warn",
+        "accept_refused",
+        count === 1
+          ? `refused a connection from ${source.text}: it has ${instances} running already (--max-connections-per-source)`
+          : `refused ${count} more connections in the last second from sources with their share running already ` +
+            `(--max-connections-per-source), the latest from ${source.text} (${instances})`,
+        { reason: "per_source", count, source: source.text, max_connections_per_source: limit }
+      )
+    })
 
     /**
      * Logs why an interrupted instance stops, in the lifecycle core's words for an app: `soad sleep` (requested),
@@ -168,25 +192,39 @@ export const serve = (
       )
 
     /**
-     * Accepts one connection on `listener` and starts its instance, holding one permit: the instance gives it back
-     * when it ends; so does a connection gone before it was taken, or one no instance could be started for.
-     * soad's copy of the connection is closed as soon as the spawn has returned.
+     * Accepts one connection on `listener` and starts its instance, holding one permit and one instance of its
+     * source: the instance gives them back when it ends; so does a connection gone before it was taken, or one no
+     * instance could be started for. soad's copy of the connection is closed as soon as the spawn has returned, and
+     * at once if its source has its share already (the start's token is given back: a refusal starts nothing).
      */
     const takeOne = (listener: Listener): Effect.Effect<void, AcceptError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const scope = yield* Scope.make()
-          const giveBack = Effect.zipRight(Scope.close(scope, Exit.void), permits.release(1))
+          let held: string | undefined
+          const releaseSource = Effect.sync(() => {
+            if (held !== undefined) sources.release(held)
+            held = undefined
+          })
+          const giveBack = Effect.zipRight(Scope.close(scope, Exit.void), Effect.zipRight(releaseSource, permits.release(1)))
           const taken = yield* Effect.scoped(Effect.gen(function*() {
             const connection = yield* sockets.accept(listener)
             if (connection === undefined) return undefined
+            const source = AcceptLimits.sourceOf(connection)
+            if (!sources.take(source.key, limitOf(source))) return { _tag: "Refused", source } as const
+            held = source.key
             const spawned = yield* Effect.either(
               restore(startInstance(connection)).pipe(Scope.extend(scope), Effect.onInterrupt(() => giveBack))
             )
-            return { connection, spawned }
-          })).pipe(Effect.tapError(() => giveBack))
-          if (taken === undefined) return yield* giveBack
-          const { connection, spawned } = taken
+            return { _tag: "Taken", connection, source, spawned } as const
+          })).pipe(Effect.tapError(() => Effect.zipRight(bucket.refund, giveBack)))
+          if (taken === undefined) return yield* Effect.zipRight(bucket.refund, giveBack)
+          if (taken._tag === "Refused") {
+            yield* Effect.zipRight(bucket.refund, giveBack)
+            yield* Metric.increment(refusedPerSource)
+            return yield* sayRefused(taken.source)
+          }
+          const { connection, source, spawned } = taken
           const at = yield* now
           yield* tell((f) => ({ ...f, lastAccepted: at }))
           if (spawned._tag === "Left") {
@@ -212,6 +250,7 @@ export const serve = (
             pid: app.pid,
             remote_addr: connection.remote?.ip,
             remote_port: connection.remote?.port,
+            source: source.text,
             running
           })
           yield* FiberSet.run(
@@ -223,7 +262,26 @@ export const serve = (
         })
       )
 
-    /** One turn: a permit, the backoff after a failed start, a connection, its instance. */
+    /**
+     * Past the rate, accepting waits for the next token (connections wait in the backlog): said once, when it
+     * begins, until the bucket has refilled completely.
+     */
+    let limited = false
+    const pace = Effect.gen(function*() {
+      const { full, waited } = yield* bucket.take
+      if (full) limited = false
+      if (waited === 0 || limited) return
+      limited = true
+      yield* event(
+        "info",
+        "accept_rate_limited",
+        `more than ${rate} connections: accepting one every ${Format.seconds(Duration.toMillis(config.maxAcceptRate.per) / config.maxAcceptRate.count)}, ` +
+          "the others wait in the backlog (--max-accept-rate; said once until the rate drops)",
+        { max_accept_rate: rate }
+      )
+    })
+
+    /** One turn: a permit, the backoff after a failed start, a connection, a start's token, its instance. */
     const turn = Effect.gen(function*() {
       yield* permits.take(1)
       const { notBefore } = yield* backoff.state
@@ -231,6 +289,7 @@ export const serve = (
       if (notBefore > t) yield* Effect.sleep(Duration.millis(notBefore - t))
       const listener = yield* sockets.awaitReadable(listeners)
       if (listener === undefined) return yield* permits.release(1)
+      yield* pace
       yield* takeOne(listener)
     })
 
@@ -256,8 +315,14 @@ export const serve = (
     yield* event(
       "info",
       "accept_mode",
-      `a process per connection: at most ${config.maxConnections} at once, more wait in the backlog`,
-      { max_connections: config.maxConnections }
+      `a process per connection: at most ${config.maxConnections} at once, more wait in the backlog; ` +
+        `${ServiceConfig.perSourceText(config)}, more are refused; at most ${rate} started`,
+      {
+        max_connections: config.maxConnections,
+        max_connections_per_address: ServiceConfig.perSourceLimit(config, "ip"),
+        max_connections_per_uid: ServiceConfig.perSourceLimit(config, "unix"),
+        max_accept_rate: rate
+      }
     )
     return yield* Effect.forever(accepting)
   }).pipe(Effect.scoped)

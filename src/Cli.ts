@@ -155,6 +155,23 @@ const maxConnections = Options.text("max-connections").pipe(
   ),
   Options.optional
 )
+const maxConnectionsPerSource = Options.text("max-connections-per-source").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(
+    "With --accept: at most N instances at once for one source (a client's IP address; a UNIX peer's uid); a " +
+      "connection beyond it is closed at once. Default: half of --max-connections per IP address (set it to " +
+      "--max-connections behind a proxy), --max-connections per UNIX uid."
+  ),
+  Options.optional
+)
+const maxAcceptRate = Options.text("max-accept-rate").pipe(
+  Options.withPseudoName("N/DURATION"),
+  Options.withDescription(
+    "With --accept: start at most N instances per DURATION (50/1s, 50/s, 600/1m): bursts of N, then one every " +
+      "DURATION/N; beyond it connections wait in the backlog. Default: 200/2s."
+  ),
+  Options.optional
+)
 const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
@@ -273,6 +290,8 @@ const options = {
   waitingPageFile,
   accept: acceptOption,
   maxConnections,
+  maxConnectionsPerSource,
+  maxAcceptRate,
   timeUntilStop,
   shutdownSignal,
   stopTimeout,
@@ -331,6 +350,8 @@ export const serviceInput = (parsed: Parsed, argv: ReadonlyArray<string>): Servi
     "waiting-page-file": parsed.waitingPageFile,
     accept: parsed.accept ? true : undefined,
     "max-connections": parsed.maxConnections,
+    "max-connections-per-source": parsed.maxConnectionsPerSource,
+    "max-accept-rate": parsed.maxAcceptRate,
     "time-until-stop": parsed.timeUntilStop,
     "shutdown-signal": parsed.shutdownSignal,
     "stop-timeout": parsed.stopTimeout,

@@ -278,7 +278,9 @@ export const describe = (file: FileConfig): string => {
     if (service.cwd !== undefined) lines.push(`  cwd      ${service.cwd}`)
     if (service.user !== undefined) lines.push(`  user     uid ${service.user.uid}, gid ${service.user.gid}`)
     if (service.accept) {
-      lines.push(`  accept   a process per connection, at most ${service.maxConnections} at once`)
+      const rate = service.maxAcceptRate
+      lines.push(`  accept   a process per connection, at most ${service.maxConnections} at once, ` +
+        `${ServiceConfig.perSourceText(service)}, ${rate.count} started per ${Duration.format(rate.per)}`)
       lines.push(`  stop     each instance ends with its connection; on shutdown ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`)
       continue

@@ -66,6 +66,15 @@ export const notifyIgnored = Metric.counter("soad_notify_ignored_total", {
   incremental: true
 })
 
+/** Accept mode: connections closed without an instance, by `reason` (per_source: its source had its share). */
+export const acceptRefused = Metric.counter("soad_accept_refused_total", {
+  description: "Accept mode: connections closed at once without an instance, by reason (per_source: --max-connections-per-source).",
+  incremental: true
+})
+
+/** The reasons `acceptRefused` counts by. */
+export const refusalReasons = ["per_source"] as const
+
 /** From the pending connection to the app's first accept. */
 export const coldStart = Metric.histogram(
   "soad_cold_start_seconds",
@@ -124,6 +133,9 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     const pages = status.waitingPages === undefined ? [] : [waitingPages]
     for (const metric of [...perService, ...proxied, ...pages]) {
       yield* Metric.value(forService(metric, status.name))
+    }
+    if (status.instances !== undefined) {
+      for (const reason of refusalReasons) yield* Metric.value(Metric.tagged(forService(acceptRefused, status.name), "reason", reason))
     }
     yield* Metric.value(forService(coldStart, status.name))
   }

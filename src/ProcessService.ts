@@ -132,7 +132,11 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
   readonly signalAll: (signal: Signal.Signal) => Effect.Effect<void>
   /** Kills what a previous soad, now dead, left running for this unit (logged as `leftover`); before listening. */
   readonly reclaim: (unit: string) => Effect.Effect<void>
-  /** Logs once which guarantee this platform gives about what an app starts (event `containment`). */
+  /**
+   * Logs once which guarantee this platform gives about what an app starts (event `containment`) and, from then
+   * on, what becomes of soad-guard (`guard_died`, `guard_restarted`): the live layer replaces a guard that dies
+   * once this has run. Call it where soad logs as configured, once.
+   */
   readonly announce: Effect.Effect<void>
 }>() {}
 
@@ -755,7 +759,7 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
 
 /**
  * The live layer: finds where soad may create cgroups and starts soad-guard (Linux), for as long as the layer
- * lives.
+ * lives; once `announce` has run, a guard that dies is replaced.
  */
 export const layer: Layer.Layer<ProcessService> = Layer.scoped(
   ProcessService,
@@ -764,6 +768,12 @@ export const layer: Layer.Layer<ProcessService> = Layer.scoped(
     const cgroups = linux ? Cgroup.findRoot() : undefined
     const path = linux ? helperPath("soad-guard") : undefined
     const guard = path === undefined ? undefined : yield* Guard.start(path)
-    return yield* make(nativeDriver({ cgroups, guard }))
+    const processes = yield* make(nativeDriver({ cgroups, guard }))
+    if (guard === undefined) return processes
+    // The guard is watched for as long as this layer lives, by a fiber forked where `announce` runs: it logs
+    // with soad's logger, which is set up after this layer is built.
+    const scope = yield* Effect.scope
+    const watch = yield* Effect.once(Effect.forkIn(guard.supervise, scope))
+    return { ...processes, announce: Effect.zipRight(processes.announce, watch) }
   })
 )

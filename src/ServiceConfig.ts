@@ -55,6 +55,15 @@ export interface WaitingPage {
   readonly file: { readonly path: string; readonly text: string } | undefined
 }
 
+/**
+ * `--max-accept-rate N/DURATION`: a token bucket that holds `count` tokens and gains `count` per `per` (one every
+ * per/count); an instance takes one, and without one soad accepts nothing until the next is due.
+ */
+export interface Rate {
+  readonly count: number
+  readonly per: Duration.Duration
+}
+
 /** When a started app counts as ready: see ServiceConfig.ready. */
 export type Ready = "accept" | "notify"
 
@@ -90,6 +99,14 @@ export interface ServiceConfig {
   readonly accept: boolean
   /** `--accept`: at most this many instances run at once; more connections wait in the backlog (`--max-connections`). */
   readonly maxConnections: number
+  /**
+   * `--accept`: at most this many instances at once for one source, a client's IP address or a UNIX peer's uid
+   * (`--max-connections-per-source`); a connection beyond it is closed at once. At most `maxConnections`;
+   * undefined: the default, by the kind of source (`perSourceLimit`).
+   */
+  readonly maxConnectionsPerSource: number | undefined
+  /** `--accept`: the rate instances may start at (`--max-accept-rate`); beyond it connections wait in the backlog. */
+  readonly maxAcceptRate: Rate
   /** Run the app as this user; undefined: as soad. */
   readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
@@ -124,8 +141,28 @@ export const defaults = {
   initialBackoff: Duration.millis(500),
   maxBackoff: Duration.seconds(60),
   backlog: 1024,
-  maxConnections: 64
+  maxConnections: 64,
+  /** systemd's defaults for Accept=yes (TriggerLimitBurst=200, TriggerLimitIntervalSec=2s); soad waits, never fails. */
+  maxAcceptRate: { count: 200, per: Duration.seconds(2) } as Rate
 } as const
+
+/**
+ * How many instances one source may run at once: `maxConnectionsPerSource` if set; else, for a client's IP
+ * address, half of `maxConnections` rounded up (one remote client can hold at most half the instances, so the others
+ * always have the other half), and for a UNIX peer `maxConnections` (a local socket's clients are most often one
+ * user, soad's own app: a limit per uid would only refuse them).
+ */
+export const perSourceLimit = (
+  config: Pick<ServiceConfig, "maxConnections" | "maxConnectionsPerSource">,
+  kind: "ip" | "unix"
+): number => config.maxConnectionsPerSource ?? (kind === "ip" ? Math.ceil(config.maxConnections / 2) : config.maxConnections)
+
+/** The per-source limits in words: "at most 2 per source", or the defaults by kind of source. */
+export const perSourceText = (config: Pick<ServiceConfig, "maxConnections" | "maxConnectionsPerSource">): string =>
+  config.maxConnectionsPerSource !== undefined
+    ? `at most ${config.maxConnectionsPerSource} per source`
+    : `at most ${perSourceLimit(config, "ip")} per client address and ` +
+      `${perSourceLimit(config, "unix")} per UNIX peer's uid`
 
 type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
 
@@ -137,8 +174,8 @@ type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime
 export type Fields =
   & Pick<ServiceConfig, "command">
   & { readonly listeners: ReadonlyArray<Address.ListenerConfig | string> }
-  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | "maxConnections" | DurationField>>
-  & { readonly maxConnections?: number | undefined }
+  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | "maxConnections" | "maxConnectionsPerSource" | DurationField>>
+  & { readonly maxConnections?: number | undefined; readonly maxConnectionsPerSource?: number | undefined }
   & { readonly user?: RunAs | string | number | undefined }
   & { readonly [K in DurationField]?: Duration.DurationInput }
 
@@ -185,32 +222,40 @@ const userOf = (user: RunAs | string | number | undefined): RunAs | undefined =>
 
 /**
  * Builds a ServiceConfig from the required fields, the rest from the defaults. Throws ServiceConfigError for a
- * listener string or a user name it cannot use (a user name is looked up with getpwnam, through the addon).
+ * listener string or a user name it cannot use (a user name is looked up with getpwnam, through the addon). A
+ * `maxConnectionsPerSource` above `maxConnections` is lowered to it (it could never be reached).
  */
-export const make = (fields: Fields): ServiceConfig => ({
-  name: fields.name ?? baseName(fields.command[0]),
-  listeners: distinct(fields.listeners.map(listenerOf)),
-  socket: fields.socket ?? { backlog: defaults.backlog, mode: undefined, uid: undefined, gid: undefined },
-  command: fields.command,
-  env: envOf(fields.env ?? {}),
-  inheritEnv: fields.inheritEnv ?? true,
-  cwd: fields.cwd,
-  user: userOf(fields.user),
-  upstream: fields.upstream,
-  maxHeld: fields.maxHeld,
-  waitingPage: fields.waitingPage,
-  accept: fields.accept ?? false,
-  maxConnections: fields.maxConnections ?? defaults.maxConnections,
-  idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
-  shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
-  stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
-  startTimeout: Duration.decode(fields.startTimeout ?? defaults.startTimeout),
-  ready: fields.ready ?? "accept",
-  idleIgnoresOpenConnections: fields.idleIgnoresOpenConnections ?? false,
-  minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
-  initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),
-  maxBackoff: Duration.decode(fields.maxBackoff ?? defaults.maxBackoff)
-})
+export const make = (fields: Fields): ServiceConfig => {
+  const maxConnections = fields.maxConnections ?? defaults.maxConnections
+  return {
+    name: fields.name ?? baseName(fields.command[0]),
+    listeners: distinct(fields.listeners.map(listenerOf)),
+    socket: fields.socket ?? { backlog: defaults.backlog, mode: undefined, uid: undefined, gid: undefined },
+    command: fields.command,
+    env: envOf(fields.env ?? {}),
+    inheritEnv: fields.inheritEnv ?? true,
+    cwd: fields.cwd,
+    user: userOf(fields.user),
+    upstream: fields.upstream,
+    maxHeld: fields.maxHeld,
+    waitingPage: fields.waitingPage,
+    accept: fields.accept ?? false,
+    maxConnections,
+    maxConnectionsPerSource: fields.maxConnectionsPerSource === undefined
+      ? undefined
+      : Math.min(maxConnections, fields.maxConnectionsPerSource),
+    maxAcceptRate: fields.maxAcceptRate ?? defaults.maxAcceptRate,
+    idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
+    shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
+    stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
+    startTimeout: Duration.decode(fields.startTimeout ?? defaults.startTimeout),
+    ready: fields.ready ?? "accept",
+    idleIgnoresOpenConnections: fields.idleIgnoresOpenConnections ?? false,
+    minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
+    initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),
+    maxBackoff: Duration.decode(fields.maxBackoff ?? defaults.maxBackoff)
+  }
+}
 
 const baseName = (program: string): string => program.slice(program.lastIndexOf("/") + 1) || program
 

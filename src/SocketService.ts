@@ -72,6 +72,8 @@ export interface Connection {
   readonly fd: number
   /** The peer of a TCP connection (REMOTE_ADDR, REMOTE_PORT); undefined for a UNIX socket. */
   readonly remote?: { readonly ip: string; readonly port: number } | undefined
+  /** The uid of a UNIX connection's peer (SO_PEERCRED); undefined for TCP, or if it could not be read. */
+  readonly uid?: number | undefined
 }
 
 /** Accepting failed (`code`: EMFILE, ENFILE, ENOBUFS, ENOMEM when soad is out of fds or memory). */
@@ -209,8 +211,8 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
         try: (): Connection | undefined => {
           const taken = n.acceptConnection(listener.fd)
           if (taken === null) return undefined
-          const { fd, ip, port } = taken
-          return { fd, remote: ip !== undefined && port !== undefined ? { ip, port } : undefined }
+          const { fd, ip, port, uid } = taken
+          return { fd, remote: ip !== undefined && port !== undefined ? { ip, port } : undefined, uid }
         },
         catch: (cause) =>
           new AcceptError({ code: errnoName(cause), message: `accepting on ${listener.description}: ${(cause as Error).message}` })

@@ -20,6 +20,12 @@ import { type Conn, RelayService, type Target } from "../src/RelayService.js"
 import type * as Signal from "../src/Signal.js"
 import { AcceptError, type Connection, type Listener, ListenError, SocketService } from "../src/SocketService.js"
 
+/** `--accept`: who a fake client is: a TCP peer's address, or a UNIX peer's uid. */
+export interface Peer {
+  readonly remote?: { readonly ip: string; readonly port: number } | undefined
+  readonly uid?: number | undefined
+}
+
 /** What a fake app does when it gets a signal. */
 export type OnSignal = "exit" | "ignore"
 
@@ -65,6 +71,8 @@ export class World {
   readonly accepted: Array<Connection> = []
   /** `--accept`: the peer the next accepted connections have (undefined: a UNIX socket). */
   remote: { readonly ip: string; readonly port: number } | undefined = undefined
+  /** `--accept`: the uid the next accepted UNIX connections' peer has (when `remote` is undefined). */
+  uid: number | undefined = undefined
   /** `--accept`: the next accepts fail with this errno name (EMFILE), until cleared. */
   acceptError: string | undefined = undefined
   /** What the apps listen on by themselves, instead of taking their fds. */
@@ -92,8 +100,14 @@ export class World {
     return this.apps.find((app) => app.running)
   }
 
-  /** A client connects to the listener with this fd, now (Clock time); refused if the listener was shut down. */
-  connect(fd: number): Effect.Effect<void> {
+  /** `--accept`: the peers of the connections waiting in each backlog, in order (undefined: `remote` and `uid`). */
+  private readonly peers = new Map<number, Array<Peer | undefined>>()
+
+  /**
+   * A client connects to the listener with this fd, now (Clock time); refused if the listener was shut down.
+   * `peer`: who it is, for `--accept`.
+   */
+  connect(fd: number, peer?: Peer): Effect.Effect<void> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
       if (this.down.has(fd)) {
         this.refused++
@@ -107,6 +121,7 @@ export class World {
       const serving = this.apps.some((app) => app.running && app.request.fds.includes(fd))
       if (serving && this.accepting) return // accepted by the app at once
       this.backlog.set(fd, (this.backlog.get(fd) ?? 0) + 1)
+      this.peers.set(fd, [...(this.peers.get(fd) ?? []), peer])
       for (const wake of [...this.readableWaiters]) wake()
       this.changed()
     })
@@ -115,7 +130,10 @@ export class World {
   /** The running apps accept everything that waits on their listeners. */
   acceptAll(): void {
     for (const fd of this.backlog.keys()) {
-      if (this.apps.some((app) => app.running && app.request.fds.includes(fd))) this.backlog.set(fd, 0)
+      if (this.apps.some((app) => app.running && app.request.fds.includes(fd))) {
+        this.backlog.set(fd, 0)
+        this.peers.delete(fd)
+      }
     }
     this.changed()
   }
@@ -192,7 +210,8 @@ export class World {
           const waiting = this.backlog.get(listener.fd) ?? 0
           if (waiting === 0) return Effect.succeed(undefined)
           this.backlog.set(listener.fd, waiting - 1)
-          const connection: Connection = { fd: this.nextFd++, remote: this.remote }
+          const peer = this.peers.get(listener.fd)?.shift() ?? { remote: this.remote, uid: this.remote === undefined ? this.uid : undefined }
+          const connection: Connection = { fd: this.nextFd++, ...peer }
           this.accepted.push(connection)
           this.acceptedOpen.add(connection.fd)
           this.changed()

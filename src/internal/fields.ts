@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -85,12 +85,35 @@ export const acceptWithNotify = (accept: string, ready: string): string =>
 /** What a count takes. */
 export const countExpected = "a whole number, 1 or more"
 
-/** `backlog`, `max-held`, `max-running`, `max-connections`: a whole number, 1 or more (at most 2^31 - 1, what C's int holds). */
+/** `backlog`, `max-held`, `max-running`, `max-connections`, `max-connections-per-source`: a whole number, 1 or more (at most 2^31 - 1, what C's int holds). */
 export const count: Parse<number> = (input) => {
   const value = typeof input === "number" ? input : /^\s*\d+\s*$/.test(input) ? Number(input) : Number.NaN
   return Number.isInteger(value) && value >= 1 && value <= 2_147_483_647
     ? Either.right(value)
     : Either.left(expecting(countExpected))
+}
+
+/** What a rate takes. */
+export const rateExpected =
+  `a rate N/DURATION such as "50/1s", "50/s" or "600/1m" (N a whole number, 1 or more; DURATION from 1 ms to about 24.8 days)`
+
+/** A bare unit after the slash (`50/s`) means one of it. */
+const bareUnit = /^(?:ms|s|m|h|d)$/
+
+/**
+ * `max-accept-rate`: `N/DURATION` (`50/1s`, `50/s`, `600/1m`, `3/0.5`), N as a count, DURATION as every duration
+ * (seconds, or with units) from 1 ms to Durations.maxMillis. Linear: one split, then the count and duration parsers.
+ */
+export const rate: Parse<{ readonly count: number; readonly per: Duration.Duration }> = (input) => {
+  const text = String(input)
+  const slash = text.indexOf("/")
+  if (typeof input !== "string" || slash < 0) return Either.left(expecting(rateExpected))
+  const n = count(text.slice(0, slash))
+  const after = text.slice(slash + 1).trim()
+  const seconds = Durations.seconds(bareUnit.test(after) ? `1${after}` : after)
+  const millis = seconds === undefined ? Number.NaN : Math.round(seconds * 1000)
+  if (Either.isLeft(n) || !(millis >= 1 && millis <= Durations.maxMillis)) return Either.left(expecting(rateExpected))
+  return Either.right({ count: n.right, per: Duration.millis(millis) })
 }
 
 /** `socket` (`-s`): a UNIX socket path, `unix:` optional; relative to `cwd`. */

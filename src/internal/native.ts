@@ -179,9 +179,12 @@ export interface Native {
   readonly peerCredentials: (fd: number) => { readonly pid: number; readonly uid: number; readonly gid: number }
   /**
    * `--accept`: one connection from a listener (close-on-exec, blocking), with the peer's IP and port for TCP (an
-   * IPv4-mapped IPv6 peer as IPv4); null when none waits. Throws with errno (EMFILE, …) and syscall accept4.
+   * IPv4-mapped IPv6 peer as IPv4), its uid for UNIX (SO_PEERCRED; absent if unreadable); null when none waits.
+   * Throws with errno (EMFILE, …) and syscall accept4.
    */
-  readonly acceptConnection: (fd: number) => { readonly fd: number; readonly ip?: string; readonly port?: number } | null
+  readonly acceptConnection: (
+    fd: number
+  ) => { readonly fd: number; readonly ip?: string; readonly port?: number; readonly uid?: number } | null
   readonly relaySupported: () => boolean
   readonly relayOnClose: (callback: (id: number) => void) => void
   /**

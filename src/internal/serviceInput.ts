@@ -79,7 +79,9 @@ const serviceFields = {
   "waiting-page": Schema.optional(Seconds("waiting-page")),
   "waiting-page-file": Schema.optional(Text),
   accept: Schema.optional(Flag),
-  "max-connections": Schema.optional(Count)
+  "max-connections": Schema.optional(Count),
+  "max-connections-per-source": Schema.optional(Count),
+  "max-accept-rate": Schema.optional(ParsedBy(Fields.rate, Fields.rateExpected))
 }
 
 /** One service's settings (and a config file's [defaults]): every key optional; what is required is checked by `resolve`. */
@@ -132,7 +134,7 @@ const noListener: Fields.Refusal = { _tag: "Invalid", message: `expected at leas
 
 /** Where a rule about a service's mode applies: the keys that mean something only in one mode. */
 const proxyOnly: ReadonlyArray<Key> = ["max-held", "waiting-page"]
-const acceptOnly: ReadonlyArray<Key> = ["max-connections"]
+const acceptOnly: ReadonlyArray<Key> = ["max-connections", "max-connections-per-source", "max-accept-rate"]
 
 /** What `resolve` needs besides the settings. */
 export interface Context {
@@ -206,6 +208,18 @@ export const resolve = (
   const backlog = field("backlog", Fields.count, settings.backlog)
   const maxHeld = field("max-held", Fields.count, settings["max-held"])
   const maxConnections = field("max-connections", Fields.count, settings["max-connections"])
+  const perSource = field("max-connections-per-source", Fields.count, settings["max-connections-per-source"])
+  const acceptRate = field("max-accept-rate", Fields.rate, settings["max-accept-rate"])
+  // Above max-connections, a per-source limit could never be reached: refused when the service set it itself, as
+  // a mistake; from [defaults], it is lowered to the service's max-connections (ServiceConfig.make).
+  const allowed = maxConnections ?? ServiceConfig.defaults.maxConnections
+  if (perSource !== undefined && perSource > allowed && own.has("max-connections-per-source")) {
+    invalid(
+      undefined,
+      `${naming.key("max-connections-per-source")} is ${perSource}, more than ${naming.key("max-connections")} (${allowed}): ` +
+        `one source could never reach it; lower it, or raise ${naming.key("max-connections")}`
+    )
+  }
   const upstream = field("upstream", Fields.upstream(baseDir), settings.upstream)
   const after = field("waiting-page", Fields.duration("waiting-page"), settings["waiting-page"])
   const pageFile = after === undefined ? undefined : field("waiting-page-file", Fields.pageFile(baseDir), settings["waiting-page-file"])
@@ -251,6 +265,8 @@ export const resolve = (
     waitingPage: after === undefined ? undefined : { after, file: pageFile },
     accept,
     maxConnections,
+    maxConnectionsPerSource: perSource,
+    ...(acceptRate !== undefined ? { maxAcceptRate: acceptRate } : {}),
     idleIgnoresOpenConnections: settings["idle-ignores-open-connections"] ?? false,
     ready: settings.ready ?? "accept",
     ...definedOnly({ ...durations, shutdownSignal: signal })

@@ -1,6 +1,7 @@
 /*
  * accept.c: acceptConnection, one connection taken from a listener for `--accept` mode (a process per connection),
- * with the peer's address as systemd gives it to an Accept=yes instance (REMOTE_ADDR, REMOTE_PORT).
+ * with the peer's address as systemd gives it to an Accept=yes instance (REMOTE_ADDR, REMOTE_PORT), or a UNIX
+ * peer's uid: the source `--max-connections-per-source` counts by.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,6 +22,8 @@ typedef struct {
   bool inet; /* the peer has an IP address and a port */
   char ip[INET6_ADDRSTRLEN];
   int port;
+  bool has_uid; /* a UNIX peer whose credentials could be read */
+  int64_t uid;
 } accepted;
 
 /* The listener must never block soad's loop: a client that left between poll and accept leaves nothing to take. */
@@ -30,9 +33,21 @@ static int listener_nonblocking(int fd) {
   return (fl & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-/* The peer's address as text: IPv4, IPv6, or an IPv4-mapped IPv6 address as IPv4 (as systemd's sockaddr_pretty). */
-static void peer_text(const struct sockaddr_storage *ss, accepted *out) {
+/*
+ * Who the peer is: an IP address as text (IPv4, IPv6, or an IPv4-mapped IPv6 address as IPv4, as systemd's
+ * sockaddr_pretty) and its port; or, for a UNIX peer, its uid (SO_PEERCRED). A uid that cannot be read (never seen
+ * on Linux for a connection just accepted) is left out rather than the connection lost: soad then counts every such
+ * peer as one source.
+ */
+static void peer_of(int fd, const struct sockaddr_storage *ss, accepted *out) {
   out->inet = inet_text(ss, true, out->ip, &out->port) >= 0;
+  out->has_uid = false;
+  if (ss->ss_family != AF_UNIX) return;
+  peer_creds creds;
+  const char *failed = NULL;
+  if (peer_get(fd, &creds, &failed) < 0) return;
+  out->has_uid = true;
+  out->uid = creds.uid;
 }
 
 /* accept4(SOCK_CLOEXEC), or accept and FD_CLOEXEC where there is no accept4 (macOS): fd, or -1 with errno. */
@@ -70,12 +85,13 @@ static int accept_one(int listener, accepted *out, const char **failed) {
     return -1;
   }
   out->fd = fd;
-  peer_text(&ss, out);
+  peer_of(fd, &ss, out);
   return 1;
 }
 
 /*
- * acceptConnection(fd) -> { fd, ip?, port? } (ip and port for a TCP peer), or null when no connection waits.
+ * acceptConnection(fd) -> { fd, ip?, port?, uid? } (ip and port for a TCP peer, uid for a UNIX one), or null when
+ * no connection waits.
  * Throws with errno (EMFILE, ENFILE, ENOBUFS, ...) and syscall "accept4".
  */
 napi_value accept_connection(napi_env env, napi_callback_info info) {
@@ -89,7 +105,8 @@ napi_value accept_connection(napi_env env, napi_callback_info info) {
   if (r == 0) return make_null(env);
   napi_value result;
   if (napi_create_object(env, &result) != napi_ok || set_int(env, result, "fd", conn.fd) != napi_ok ||
-      (conn.inet && (set_string(env, result, "ip", conn.ip) != napi_ok || set_int(env, result, "port", conn.port) != napi_ok))) {
+      (conn.inet && (set_string(env, result, "ip", conn.ip) != napi_ok || set_int(env, result, "port", conn.port) != napi_ok)) ||
+      (conn.has_uid && set_int(env, result, "uid", conn.uid) != napi_ok)) {
     close_keep_errno(conn.fd);
     return NULL; /* a pending JS exception */
   }

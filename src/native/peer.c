@@ -1,5 +1,6 @@
 /*
- * peer.c: peerCredentials, who is at the other end of a UNIX socket (SO_PEERCRED on Linux, getpeereid elsewhere).
+ * peer.c: peerCredentials, who is at the other end of a UNIX socket (SO_PEERCRED on Linux, getpeereid elsewhere;
+ * the call itself is sys.c's peer_get, which accept.c shares).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -9,37 +10,8 @@
 #include <unistd.h>
 
 #include "soad.h"
+#include "sys.h"
 #include "glibc.h"
-
-typedef struct {
-  int64_t pid, uid, gid; /* pid -1: not known here */
-} peer_creds;
-
-/* The credentials of fd's peer; 0, or -1 with errno and *failed. */
-static int peer_get(int fd, peer_creds *out, const char **failed) {
-  out->pid = -1;
-#if defined(SO_PEERCRED) && defined(__linux__)
-  struct ucred cred;
-  socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-    *failed = "getsockopt(SO_PEERCRED)";
-    return -1;
-  }
-  out->pid = cred.pid;
-  out->uid = cred.uid;
-  out->gid = cred.gid;
-#else
-  uid_t u;
-  gid_t g;
-  if (getpeereid(fd, &u, &g) < 0) {
-    *failed = "getpeereid";
-    return -1;
-  }
-  out->uid = u;
-  out->gid = g;
-#endif
-  return 0;
-}
 
 /* peerCredentials(fd) -> { pid, uid, gid } of the process at the other end of a UNIX socket. */
 napi_value peer_credentials(napi_env env, napi_callback_info info) {

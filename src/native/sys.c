@@ -1,5 +1,5 @@
 /*
- * sys.c: small syscall helpers shared by listen.c, count.c and relay.c (see sys.h).
+ * sys.c: small syscall helpers shared by listen.c, count.c, relay.c, peer.c and accept.c (see sys.h).
  */
 #define _GNU_SOURCE
 #include "sys.h"
@@ -121,4 +121,30 @@ int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRS
   }
   errno = EAFNOSUPPORT;
   return -1;
+}
+
+/* The credentials of fd's peer (see sys.h). */
+int peer_get(int fd, peer_creds *out, const char **failed) {
+  out->pid = -1;
+#if defined(SO_PEERCRED) && defined(__linux__)
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    *failed = "getsockopt(SO_PEERCRED)";
+    return -1;
+  }
+  out->pid = cred.pid;
+  out->uid = cred.uid;
+  out->gid = cred.gid;
+#else
+  uid_t u;
+  gid_t g;
+  if (getpeereid(fd, &u, &g) < 0) {
+    *failed = "getpeereid";
+    return -1;
+  }
+  out->uid = u;
+  out->gid = g;
+#endif
+  return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -36,6 +37,14 @@ int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRS
  * refuses every connection, and polls POLLHUP (SHUT_RDWR) or POLLRDHUP (SHUT_RD) with POLLIN, which is not a
  * pending connection. *alive; 0, or -1 with errno and *failed. */
 int listener_alive(int fd, bool *alive, const char **failed);
+
+/* Who is at the other end of a UNIX socket: SO_PEERCRED on Linux, getpeereid elsewhere (pid -1: not known). */
+typedef struct {
+  int64_t pid, uid, gid;
+} peer_creds;
+
+/* The credentials of fd's peer; 0, or -1 with errno and *failed naming the call. */
+int peer_get(int fd, peer_creds *out, const char **failed);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 long long monotonic_ns(void);

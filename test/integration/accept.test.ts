@@ -7,7 +7,8 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { alive, eventually, freePort, sleep, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
+import * as ChildProcess from "node:child_process"
+import { alive, describeAsRoot, eventually, freePort, sleep, soad, soadRun, tempDirs, writeConfig } from "../harness.js"
 
 const dir = tempDirs()
 
@@ -44,8 +45,10 @@ const writeInstance = (d: string): string => {
   return path
 }
 
-/** A client: connects, and gives the lines it receives as they come. */
-const client = (target: { readonly path: string } | { readonly host: string; readonly port: number }) => {
+/** A client: connects (from `localAddress`, if given), and gives the lines it receives as they come. */
+const client = (
+  target: { readonly path: string } | { readonly host: string; readonly port: number; readonly localAddress?: string }
+) => {
   const socket = Net.connect(target)
   const lines: Array<string> = []
   let buffer = ""
@@ -157,6 +160,63 @@ describe("--accept", () => {
     expect(clients.every((c) => c.error === undefined)).toBe(true)
   })
 
+  it("--max-connections 4 --max-connections-per-source 2: idle clients of one address hold 2 instances, the next is closed at once; other addresses are served", async () => {
+    const d = dir()
+    const script = writeInstance(d)
+    const [port, metricsPort] = [await freePort("::"), await freePort()]
+    const s = soad([
+      "-l", `[::]:${port}`, "--accept", "--max-connections", "4", "--max-connections-per-source", "2",
+      "--metrics", `127.0.0.1:${metricsPort}`, "--log-format", "json", "--", "python3", script
+    ])
+    await s.waitFor(/"event":"accept_mode"/)
+    // Attack: one address opens idle connections to take every instance. Promise: it gets two; its third is
+    // closed at once (not left waiting), and clients from elsewhere still get an instance.
+    const idle = [client({ host: "127.0.0.1", port }), client({ host: "127.0.0.1", port })]
+    for (const c of idle) expect(await c.hello()).toMatchObject({ REMOTE_ADDR: "127.0.0.1" })
+    const third = client({ host: "127.0.0.1", port })
+    await eventually(() => third.closed, 10_000, "the third connection from 127.0.0.1 to be closed")
+    expect(third.lines).toEqual([])
+    const refused = JSON.parse(await s.waitFor(/"event":"accept_refused"/)) as Record<string, unknown>
+    expect(refused).toMatchObject({ level: "warn", reason: "per_source", source: "127.0.0.1", count: 1, max_connections_per_source: 2 })
+    const other = client({ host: "127.0.0.1", port, localAddress: "127.0.0.2" })
+    expect(await other.hello()).toMatchObject({ REMOTE_ADDR: "127.0.0.2" })
+    const v6 = client({ host: "::1", port })
+    expect(await v6.hello()).toMatchObject({ REMOTE_ADDR: "::1" })
+    const metrics = await new Promise<string>((resolve, reject) => {
+      Net.connect(metricsPort, "127.0.0.1", function(this: Net.Socket) {
+        let text = ""
+        this.on("data", (chunk) => (text += chunk.toString()))
+        this.on("end", () => resolve(text))
+        this.write("GET /metrics HTTP/1.0\r\n\r\n")
+      }).on("error", reject)
+    })
+    expect(metrics).toContain(`soad_accept_refused_total{service="python3",reason="per_source"} 1`)
+    for (const c of [...idle, other, v6]) c.send("bye")
+  })
+
+  it("soad check shows the limits of accept mode: the defaults, or what the file sets", () => {
+    const d = dir()
+    const config = writeConfig(d, `
+[services.echo]
+listen = ["${d}/echo.sock"]
+command = ["cat"]
+accept = true
+[services.tight]
+listen = ["${d}/tight.sock"]
+command = ["cat"]
+accept = true
+max-connections = 8
+max-connections-per-source = 2
+max-accept-rate = "10/s"
+`)
+    const checked = soadRun(["check", config])
+    expect(checked.code, checked.stderr).toBe(0)
+    expect(checked.stdout).toContain(
+      "accept   a process per connection, at most 64 at once, at most 32 per client address and 64 per UNIX peer's uid, 200 started per 2s"
+    )
+    expect(checked.stdout).toContain("accept   a process per connection, at most 8 at once, at most 2 per source, 10 started per 1s")
+  })
+
   it("SIGTERM to soad: running instances get the signal and are gone, and the socket file is removed", async () => {
     const d = dir()
     const path = Path.join(d, "echo.sock")
@@ -247,6 +307,10 @@ ready = "notify"
         [["--accept", "--max-connections", "0"], /--max-connections: .*whole number, 1 or more/],
         [["--accept", "--max-connections", "1.5"], /--max-connections/],
         [["--max-connections", "4"], /--max-connections works with --accept only/],
+        [["--max-connections-per-source", "2"], /--max-connections-per-source works with --accept only/],
+        [["--max-accept-rate", "10/s"], /--max-accept-rate works with --accept only/],
+        [["--accept", "--max-accept-rate", "10"], /--max-accept-rate: '10' is not a rate N\/DURATION/],
+        [["--accept", "--max-connections", "4", "--max-connections-per-source", "5"], /--max-connections-per-source is 5, more than --max-connections \(4\)/],
         [["--accept", "--ready", "notify"], /--ready notify has no meaning with --accept/]
       ] as const
     ) {
@@ -256,5 +320,34 @@ ready = "notify"
       expect(result.stderr).toMatch(pattern)
       expect(Fs.existsSync(path)).toBe(false)
     }
+  })
+})
+
+describeAsRoot("--accept on a UNIX socket: the source is the peer's uid", () => {
+  it("--max-connections-per-source 1: root's second connection is closed at once, nobody's is served", async () => {
+    const d = dir()
+    Fs.chmodSync(d, 0o777)
+    const path = Path.join(d, "echo.sock")
+    const s = soad([
+      "-s", path, "--socket-mode", "0666", "--accept", "--max-connections", "4", "--max-connections-per-source", "1",
+      "--log-format", "json", "--", "python3", writeInstance(d)
+    ])
+    await s.waitFor(/"event":"accept_mode"/)
+    const mine = client({ path })
+    await mine.hello()
+    const again = client({ path })
+    await eventually(() => again.closed, 10_000, "root's second connection to be closed")
+    expect(again.lines).toEqual([])
+    expect(JSON.parse(await s.waitFor(/"event":"accept_refused"/))).toMatchObject({ source: "uid 0", count: 1 })
+    // Another local user: its own share. (node as nobody prints the instance's first line.)
+    const connect = "const s = require('net').connect(process.argv[1]); s.on('data', (d) => { process.stdout.write(d); process.exit(0) })"
+    const nobody = ChildProcess.spawnSync(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", connect, path],
+      { encoding: "utf8", timeout: 10_000 }
+    )
+    expect(nobody.status, nobody.stderr).toBe(0)
+    expect(JSON.parse(nobody.stdout.split("\n")[0]!)).toMatchObject({ LISTEN_FDS: "1", REMOTE_ADDR: null })
+    mine.send("bye")
   })
 })

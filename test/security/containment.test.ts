@@ -125,12 +125,37 @@ suite("containment: nothing an app started outlives its stop or soad", () => {
     await expectCgroupGone(cgroup)
   })
 
+  it("fault: soad-guard is killed, then soad; promise: soad says so, a new guard takes over every app at once, and the daemon dies with soad", async () => {
+    const d = dir()
+    const { s, socketPath, daemonFile } = start(d)
+    await s.waitFor(/"event":"containment"/)
+    const { app, daemon, cgroup } = await activate(socketPath, daemonFile)
+    const guard = events(s, "containment")[0]!.guard_pid as number
+    process.kill(guard, "SIGKILL")
+    await s.waitFor(/"event":"guard_restarted"/)
+    expect(events(s, "guard_died")[0]).toMatchObject({ level: "error", guard_pid: guard, signal: "SIGKILL" })
+    const [restarted] = events(s, "guard_restarted")
+    expect(restarted).toMatchObject({ previous_guard_pid: guard })
+    expect(restarted!.entries as number).toBeGreaterThanOrEqual(1) // the app's cgroup, and one armed ahead maybe
+    const next = restarted!.guard_pid as number
+    expect(next).not.toBe(guard)
+    expect(alive(next)).toBe(true)
+    s.process.kill("SIGKILL")
+    await s.exited
+    // Only a guard reaches the daemon: it left the app's process group, and has no parent-death signal.
+    await eventually(() => !alive(app) && !alive(daemon), 5000, "the new guard to kill the app and its daemon")
+    await expectCgroupGone(cgroup)
+    await eventually(() => !alive(next), 5000, "the new guard to exit")
+  })
+
   it("fault: soad and its guard are killed, the daemon keeps the socket; promise: the next soad kills the leftover and serves", async () => {
     const d = dir()
     const first = start(d)
     await first.s.waitFor(/"event":"containment"/)
     const { daemon, cgroup } = await activate(first.socketPath, first.daemonFile)
     const guard = events(first.s, "containment")[0]?.guard_pid as number | undefined
+    // Both die at once (an OOM kill of the whole unit, say): soad, stopped first, cannot start a new guard.
+    first.s.process.kill("SIGSTOP")
     if (guard !== undefined) process.kill(guard, "SIGKILL")
     await eventually(() => guard === undefined || !alive(guard), 15_000, "the guard to die")
     first.s.process.kill("SIGKILL")
@@ -169,5 +194,29 @@ describeAsRoot("without cgroups (soad as an unprivileged user)", () => {
     await s.exited
     // The app dies by its parent-death signal; its child has none: only the guard reaches it.
     await eventually(() => !alive(reply.pid as number) && !alive(child), 15_000, "the app and its child to die with soad")
+  })
+
+  it("fault: soad-guard is killed, then soad; promise: a new guard, given the app's process group, kills its children", async () => {
+    const d = dir()
+    Fs.chmodSync(d, 0o777)
+    const socketPath = Path.join(d, "app.sock")
+    const childFile = Path.join(d, "child.pid")
+    const s = soad([
+      "-s", socketPath, "--control", Path.join(d, "control.sock"), "--log-format", "json", "--",
+      process.execPath, appFixture, "--child", "--child-pid-file", childFile
+    ], { setpriv: ["--reuid=65534", "--regid=65534", "--clear-groups"] })
+    await s.waitFor(/"event":"containment"/)
+    expect(events(s, "containment")[0]).toMatchObject({ guarantee: "process group + guard" })
+    const reply = await get({ socketPath })
+    const child = Number(Fs.readFileSync(childFile, "utf8"))
+    strays.push(reply.pid as number, child)
+    const guard = events(s, "containment")[0]!.guard_pid as number
+    process.kill(guard, "SIGKILL")
+    await s.waitFor(/"event":"guard_restarted"/)
+    expect(events(s, "guard_died")[0]).toMatchObject({ level: "error", guard_pid: guard, signal: "SIGKILL", entries: 1 })
+    expect(events(s, "guard_restarted")[0]).toMatchObject({ previous_guard_pid: guard, entries: 1 })
+    s.process.kill("SIGKILL")
+    await s.exited
+    await eventually(() => !alive(reply.pid as number) && !alive(child), 5000, "the new guard to kill the app's group")
   })
 })

@@ -9,8 +9,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Accept from "../../src/Accept.js"
 import * as Activator from "../../src/Activator.js"
+import * as Metrics from "../../src/Metrics.js"
 import * as ProcessService from "../../src/ProcessService.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
@@ -209,4 +211,157 @@ describe("Accept", () => {
         message: `soad is shutting down: stopping the instance (pid ${second}) with SIGTERM`
       })
     }))
+
+  describe("--max-connections-per-source", () => {
+    /** A client of this IPv4 (or IPv6) address. */
+    const from = (ip: string, port = 40000) => ({ remote: { ip, port } })
+    const refused = (service: string) =>
+      Metric.value(Metric.tagged(Metrics.forService(Metrics.acceptRefused, service), "reason", "per_source")).pipe(
+        Effect.map((state) => state.count)
+      )
+
+    it.scoped("a source with its share has its next connection closed at once, counted and said; another source is served", () =>
+      Effect.gen(function*() {
+        const { fd, named, running, world } = yield* setup({ name: "per-ip", maxConnections: 4, maxConnectionsPerSource: 2 })
+        // Attack: one address opens three idle connections, then holds on. Promise: it gets two instances, the
+        // third connection is closed (not kept waiting), and a client from elsewhere is still served.
+        for (const port of [1, 2, 3]) yield* world.connect(fd, from("203.0.113.7", port))
+        yield* world.connect(fd, from("198.51.100.2"))
+        yield* settle
+        expect(world.accepted).toHaveLength(4)
+        expect(running().map((app) => app.request.env.REMOTE_ADDR)).toEqual(["203.0.113.7", "203.0.113.7", "198.51.100.2"])
+        const third = world.accepted[2]!
+        expect(world.acceptedOpen.has(third.fd)).toBe(false) // closed by soad
+        expect(running().some((app) => app.request.connection === third.fd)).toBe(false)
+        expect(named("accept_refused")).toEqual([
+          expect.objectContaining({ reason: "per_source", count: 1, source: "203.0.113.7", max_connections_per_source: 2 })
+        ])
+        expect(yield* refused("per-ip")).toBe(1)
+        // The same client over a dual-stack listener (IPv4-mapped IPv6) is the same source.
+        yield* world.connect(fd, from("::ffff:203.0.113.7", 4))
+        yield* settle
+        expect(running()).toHaveLength(3)
+        expect(yield* refused("per-ip")).toBe(2)
+        // One of its instances ends: it may start one again.
+        running()[0]!.exit(0)
+        yield* settle
+        yield* world.connect(fd, from("203.0.113.7", 5))
+        yield* settle
+        expect(running().map((app) => app.request.env.REMOTE_ADDR)).toEqual(["203.0.113.7", "198.51.100.2", "203.0.113.7"])
+        expect(yield* refused("per-ip")).toBe(2)
+      }))
+
+    it.scoped("on a UNIX socket the source is the peer's uid", () =>
+      Effect.gen(function*() {
+        const { fd, running, world } = yield* setup({ name: "per-uid", maxConnections: 8, maxConnectionsPerSource: 1 })
+        yield* world.connect(fd, { uid: 1000 })
+        yield* world.connect(fd, { uid: 1000 })
+        yield* world.connect(fd, { uid: 33 })
+        yield* world.connect(fd, { uid: 0 })
+        yield* settle
+        expect(world.accepted).toHaveLength(4)
+        expect(running().map((app) => world.accepted.find((c) => c.fd === app.request.connection)!.uid)).toEqual([1000, 33, 0])
+        expect(yield* refused("per-uid")).toBe(1)
+      }))
+
+    it.scoped("refusals are said at most once a second: the first at once, the rest counted at the end of the second", () =>
+      Effect.gen(function*() {
+        const { fd, named, world } = yield* setup({ name: "per-ip-log", maxConnections: 4, maxConnectionsPerSource: 1 })
+        const attacker = from("192.0.2.66")
+        const attack = (n: number) => Effect.forEach(Array.from({ length: n }), () => world.connect(fd, attacker))
+        yield* world.connect(fd, attacker)
+        yield* attack(5)
+        yield* settle
+        const counts = () => named("accept_refused").map((fields) => fields.count)
+        expect(counts()).toEqual([1])
+        yield* advance("999 millis")
+        expect(counts()).toEqual([1])
+        yield* advance("1 millis")
+        expect(counts()).toEqual([1, 4])
+        yield* advance("500 millis")
+        yield* attack(3)
+        yield* settle
+        expect(counts()).toEqual([1, 4])
+        yield* advance("500 millis")
+        expect(counts()).toEqual([1, 4, 3])
+        yield* advance("5 seconds") // a second with none: the next is said at once again
+        yield* attack(1)
+        yield* settle
+        expect(counts()).toEqual([1, 4, 3, 1])
+        expect(yield* refused("per-ip-log")).toBe(9)
+      }))
+
+    it("defaults to half of --max-connections (rounded up) per client address, and --max-connections per UNIX uid", () => {
+      const make = (fields: Partial<ServiceConfig.Fields>) =>
+        ServiceConfig.make({ listeners: ["/run/a.sock"], command: ["handler"], accept: true, ...fields })
+      const limits = (config: ServiceConfig.ServiceConfig) =>
+        [ServiceConfig.perSourceLimit(config, "ip"), ServiceConfig.perSourceLimit(config, "unix")]
+      expect(limits(make({}))).toEqual([32, 64])
+      expect(limits(make({ maxConnections: 5 }))).toEqual([3, 5])
+      expect(limits(make({ maxConnections: 1 }))).toEqual([1, 1])
+      expect(limits(make({ maxConnections: 8, maxConnectionsPerSource: 2 }))).toEqual([2, 2])
+      // Above --max-connections it could never be reached: lowered to it.
+      expect(limits(make({ maxConnections: 4, maxConnectionsPerSource: 9 }))).toEqual([4, 4])
+    })
+
+    it.scoped("by default, idle clients of one address cannot take every instance, but one local user can", () =>
+      Effect.gen(function*() {
+        const { fd, running, world } = yield* setup({ name: "per-default", maxConnections: 4 })
+        for (let i = 0; i < 4; i++) yield* world.connect(fd, from("203.0.113.8", i))
+        yield* settle
+        expect(running()).toHaveLength(2)
+        yield* world.connect(fd, from("2001:db8::5"))
+        yield* settle
+        expect(running()).toHaveLength(3)
+        yield* world.connect(fd, { uid: 1000 })
+        yield* settle
+        expect(running()).toHaveLength(4)
+        expect(yield* refused("per-default")).toBe(2)
+      }))
+  })
+
+  describe("--max-accept-rate", () => {
+    it.scoped("2/1s: a burst of 2, then one start every 500 ms to the millisecond; the others wait in the backlog, none refused", () =>
+      Effect.gen(function*() {
+        const { fd, named, running, world } = yield* setup({ maxAcceptRate: { count: 2, per: Duration.seconds(1) } })
+        for (let i = 0; i < 6; i++) yield* world.connect(fd, { remote: { ip: `198.51.100.${i}`, port: 1 } })
+        yield* settle
+        const seen: Array<[number, number]> = []
+        const look = (at: number) => seen.push([at, world.accepted.length])
+        look(0)
+        for (const step of [499, 1, 499, 1, 500, 500]) {
+          yield* advance(Duration.millis(step))
+          look(seen.at(-1)![0] + step)
+        }
+        expect(seen).toEqual([[0, 2], [499, 2], [500, 3], [999, 3], [1000, 4], [1500, 5], [2000, 6]])
+        expect(running()).toHaveLength(6)
+        expect(world.backlog.get(fd)).toBe(0)
+        expect(named("accept_rate_limited")).toEqual([expect.objectContaining({ max_accept_rate: "2/1s" })])
+        // Idle for a second, the bucket is full again: a burst of 2 at once, and the limit is said again.
+        yield* advance("1 second")
+        for (let i = 0; i < 3; i++) yield* world.connect(fd, { remote: { ip: "198.51.100.9", port: i } })
+        yield* settle
+        expect(world.accepted).toHaveLength(8)
+        yield* advance("500 millis")
+        expect(world.accepted).toHaveLength(9)
+        expect(named("accept_rate_limited")).toHaveLength(2)
+      }))
+
+    it.scoped("a connection refused by its source's limit costs no token: the next source is served at its token's time", () =>
+      Effect.gen(function*() {
+        const { fd, running, world } = yield* setup({
+          maxAcceptRate: { count: 1, per: Duration.seconds(1) },
+          maxConnectionsPerSource: 1
+        })
+        yield* world.connect(fd, { remote: { ip: "192.0.2.1", port: 1 } })
+        yield* world.connect(fd, { remote: { ip: "192.0.2.1", port: 2 } })
+        yield* world.connect(fd, { remote: { ip: "192.0.2.2", port: 1 } })
+        yield* settle
+        expect(world.accepted).toHaveLength(1)
+        yield* advance("1 second")
+        // The refused one took its token at 1 s and gave it back: the other source's start is at 1 s too.
+        expect(world.accepted).toHaveLength(3)
+        expect(running().map((app) => app.request.env.REMOTE_ADDR)).toEqual(["192.0.2.1", "192.0.2.2"])
+      }))
+  })
 })

@@ -4,6 +4,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
+import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as Fields from "../../src/internal/fields.js"
 
@@ -51,6 +52,40 @@ describe("fields shared by flags and config keys", () => {
     expect(Fields.keyMessage("services.a.backlog", 0, refusal(Fields.count(0))!)).toBe(
       "services.a.backlog: expected a whole number, 1 or more, found 0"
     )
+  })
+
+  it("rates (max-accept-rate): N/DURATION, N a count, DURATION every duration form or a bare unit", () => {
+    const rate = (input: string | number) => Either.map(Fields.rate(input), (r) => [r.count, Duration.toMillis(r.per)])
+    expect(rate("50/1s")).toEqual(Either.right([50, 1000]))
+    expect(rate("50/s")).toEqual(Either.right([50, 1000]))
+    expect(rate(" 600 / 1m ")).toEqual(Either.right([600, 60_000]))
+    expect(rate("3/0.5")).toEqual(Either.right([3, 500]))
+    expect(rate("1/1h30m")).toEqual(Either.right([1, 5_400_000]))
+    expect(rate("200/2s")).toEqual(Either.right([200, 2000]))
+    for (const bad of ["50", "50/", "/1s", "0/1s", "-1/1s", "1.5/1s", "50/0", "50/0s", "50/0.0001", "50/soon", "50/1s/2", "50/30d", 50]) {
+      expect(refusal(Fields.rate(bad)), String(bad)).toEqual({ _tag: "Expected", expected: Fields.rateExpected })
+    }
+    expect(Fields.keyMessage("services.a.max-accept-rate", "fast", refusal(Fields.rate("fast"))!)).toBe(
+      `services.a.max-accept-rate: expected ${Fields.rateExpected}, found "fast"`
+    )
+  })
+
+  it("rates: any text is refused or gives a rate within bounds; every rate written N/MSms reads back as itself", () => {
+    const pieces = fc.constantFrom("/", "s", "ms", "m", "h", "d", ".", " ", "0", "1", "9", "e", "-", "x")
+    const texts = fc.oneof(fc.string(), fc.array(pieces, { maxLength: 40 }).map((parts) => parts.join("")))
+    fc.assert(fc.property(texts, (text) => {
+      const parsed = Fields.rate(text)
+      if (Either.isLeft(parsed)) return parsed.left._tag === "Expected"
+      const millis = Duration.toMillis(parsed.right.per)
+      return Number.isInteger(parsed.right.count) && parsed.right.count >= 1 && millis >= 1 && millis <= 2_147_483_647
+    }), { numRuns: 2000 })
+    fc.assert(fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 2 ** 31 - 1 }), (count, ms) => {
+      const parsed = Fields.rate(`${count}/${ms}ms`)
+      return Either.isRight(parsed) && parsed.right.count === count && Duration.toMillis(parsed.right.per) === ms
+    }))
+    // Adversarial: a long run of digits or spaces is read in linear time, and refused or taken as it should be.
+    expect(Either.isLeft(Fields.rate("1".repeat(100_000) + "/1s"))).toBe(true)
+    expect(Either.isLeft(Fields.rate("1/" + " ".repeat(100_000) + "x"))).toBe(true)
   })
 
   it("addresses: sockets, listeners, upstreams, relative to the directory given", () => {

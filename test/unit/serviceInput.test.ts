@@ -5,6 +5,7 @@
  */
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -91,6 +92,42 @@ describe("every rule across settings, from flags and from a file alike", () => {
       said: /max-connections works with .*accept.* only \(a process per connection\)/
     },
     {
+      rule: "max-connections-per-source without accept mode",
+      flags: ["-s", "/tmp/x.sock", "--max-connections-per-source", "2"],
+      table: { socket: "/tmp/x.sock", "max-connections-per-source": 2 },
+      said: /max-connections-per-source works with .*accept.* only \(a process per connection\)/
+    },
+    {
+      rule: "max-accept-rate without accept mode",
+      flags: ["-s", "/tmp/x.sock", "--max-accept-rate", "10/1s"],
+      table: { socket: "/tmp/x.sock", "max-accept-rate": "10/1s" },
+      said: /max-accept-rate works with .*accept.* only \(a process per connection\)/
+    },
+    {
+      rule: "max-connections-per-source above max-connections",
+      flags: ["-s", "/tmp/x.sock", "--accept", "--max-connections", "4", "--max-connections-per-source", "8"],
+      table: { socket: "/tmp/x.sock", accept: true, "max-connections": 4, "max-connections-per-source": 8 },
+      said: /max-connections-per-source is 8, more than (--)?max-connections \(4\): one source could never reach it/
+    },
+    {
+      rule: "max-connections-per-source above the default max-connections",
+      flags: ["-s", "/tmp/x.sock", "--accept", "--max-connections-per-source", "65"],
+      table: { socket: "/tmp/x.sock", accept: true, "max-connections-per-source": 65 },
+      said: /max-connections-per-source is 65, more than (--)?max-connections \(64\)/
+    },
+    {
+      rule: "a per-source limit that is not a count",
+      flags: ["-s", "/tmp/x.sock", "--accept", "--max-connections-per-source", "0"],
+      table: { socket: "/tmp/x.sock", accept: true, "max-connections-per-source": 0 },
+      said: /max-connections-per-source: ('0' is not|expected) a whole number, 1 or more/
+    },
+    {
+      rule: "a rate that is not one",
+      flags: ["-s", "/tmp/x.sock", "--accept", "--max-accept-rate", "fast"],
+      table: { socket: "/tmp/x.sock", accept: true, "max-accept-rate": "fast" },
+      said: /max-accept-rate: ('fast' is not|expected) a rate N\/DURATION such as "50\/1s"/
+    },
+    {
       rule: "max-held without proxy mode",
       flags: ["-s", "/tmp/x.sock", "--max-held", "4"],
       table: { socket: "/tmp/x.sock", "max-held": 4 },
@@ -136,8 +173,33 @@ describe("every rule across settings, from flags and from a file alike", () => {
     expect(viaFile({ socket: "/tmp/soad-valid.sock", listen: ["127.0.0.1:0", "[::1]:0"], upstream: "auto", "waiting-page": 2 })).toBe("ok")
   })
 
+  it("accept mode's limits, valid, pass both ways and reach the config", async () => {
+    const flags = ["-s", "/tmp/soad-valid.sock", "--accept", "--max-connections", "8", "--max-connections-per-source", "2", "--max-accept-rate", "10/s"]
+    expect(await viaFlags(flags)).toBe("ok")
+    const table = { socket: "/tmp/soad-valid.sock", accept: true, "max-connections": 8, "max-connections-per-source": 2, "max-accept-rate": "10/s" }
+    expect(viaFile(table)).toBe("ok")
+    const [service] = Either.getOrThrow(ConfigFile.decode("/f.toml", { services: { a: { command: ["x"], ...table } } }, resolver)).services
+    expect([service!.maxConnectionsPerSource, service!.maxAcceptRate.count, service!.maxAcceptRate.per]).toEqual([2, 10, Duration.seconds(1)])
+  })
+
+  it("a per-source limit in [defaults] above a service's max-connections is lowered to it, not refused", () => {
+    const file = ConfigFile.decode("/f.toml", {
+      defaults: { "max-connections-per-source": 16, "max-accept-rate": "5/1s" },
+      services: { small: { socket: "/tmp/s.sock", command: ["x"], accept: true, "max-connections": 4 } }
+    }, resolver)
+    const [small] = Either.getOrThrow(file).services
+    expect([small!.maxConnectionsPerSource, small!.maxAcceptRate.count]).toEqual([4, 5])
+  })
+
   it("a setting of one mode in [defaults] applies to that mode's services and leaves the others alone", () => {
-    const defaults = { "max-connections": 4, "max-held": 8, "waiting-page": 2, ready: "notify" }
+    const defaults = {
+      "max-connections": 4,
+      "max-connections-per-source": 2,
+      "max-accept-rate": "10/1s",
+      "max-held": 8,
+      "waiting-page": 2,
+      ready: "notify"
+    }
     expect(viaFile({ socket: "/tmp/x.sock" }, defaults)).toBe("ok")
     expect(viaFile({ socket: "/tmp/x.sock", accept: true }, defaults)).toBe("ok")
     expect(viaFile({ socket: "/tmp/x.sock", upstream: "auto" }, defaults)).toBe("ok")
@@ -151,7 +213,7 @@ describe("every rule across settings, from flags and from a file alike", () => {
     }, resolver)
     const [plain, each, proxied] = Either.getOrThrow(file).services
     expect([plain!.maxHeld, plain!.waitingPage, plain!.maxConnections, plain!.ready]).toEqual([undefined, undefined, 64, "notify"])
-    expect([each!.maxConnections, each!.ready]).toEqual([4, "accept"])
+    expect([each!.maxConnections, each!.maxConnectionsPerSource, each!.maxAcceptRate.count, each!.ready]).toEqual([4, 2, 10, "accept"])
     expect([proxied!.maxHeld, proxied!.waitingPage?.after !== undefined, proxied!.ready]).toEqual([8, true, "notify"])
   })
 })
