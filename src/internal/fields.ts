@@ -23,7 +23,7 @@ import * as WaitingPage from "./waitingPage.js"
  * sentence, which already names the value.
  */
 export type Refusal =
-  | { readonly _tag: "Expected"; readonly expected: string }
+  | { readonly _tag: "Expected"; readonly expected: string; readonly detail?: string | undefined }
   | { readonly _tag: "Invalid"; readonly message: string }
 
 /** A field's parser: the flag's text or the config file's value, to the typed value or a Refusal. */
@@ -37,11 +37,15 @@ export const show = (value: unknown): string => JSON.stringify(value) ?? String(
 
 /** The refusal of a flag's value, one line: `-t: 'abc' is not a positive number of seconds …`. */
 export const flagMessage = (flag: string, input: string | number, refusal: Refusal): string =>
-  refusal._tag === "Expected" ? `${flag}: '${input}' is not ${refusal.expected}` : `${flag}: ${refusal.message}`
+  refusal._tag === "Expected"
+    ? `${flag}: '${input}' is not ${refusal.expected}${refusal.detail === undefined ? "" : `: ${refusal.detail}`}`
+    : `${flag}: ${refusal.message}`
 
 /** The refusal of a config-file value, after its key: `expected a whole number, 1 or more, found 0`. */
 export const found = (input: unknown, refusal: Refusal): string =>
-  refusal._tag === "Expected" ? `expected ${refusal.expected}, found ${show(input)}` : refusal.message
+  refusal._tag === "Expected"
+    ? `expected ${refusal.expected}, found ${show(input)}${refusal.detail === undefined ? "" : `: ${refusal.detail}`}`
+    : refusal.message
 
 /** The refusal of a config-file value, one line: `services.a.backlog: expected a whole number, 1 or more, found 0`. */
 export const keyMessage = (key: string, input: unknown, refusal: Refusal): string => `${key}: ${found(input, refusal)}`

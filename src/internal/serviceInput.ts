@@ -226,7 +226,7 @@ export const resolve = (
   const lookUp = <A>(key: Key, kind: "user" | "group", value: string | number, find: (v: string | number) => A | undefined) => {
     const ref = Ids.parse(value)
     if (Either.isLeft(ref)) {
-      problems.push({ key, value, refusal: { _tag: "Expected", expected: `a ${kind} name or a valid id: ${ref.left}` } })
+      problems.push({ key, value, refusal: { _tag: "Expected", expected: `a ${kind} name or a ${kind === "user" ? "uid" : "gid"}`, detail: ref.left } })
       return undefined
     }
     const found = find(ref.right)
