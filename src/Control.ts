@@ -20,6 +20,7 @@ import * as AppLogs from "./internal/appLogs.js"
 import { native } from "./internal/native.js"
 import { shortHash } from "./internal/lifecycle.js"
 import * as Procfs from "./internal/procfs.js"
+import { printable } from "./internal/terminal.js"
 import { closer } from "./internal/serverClose.js"
 import { event } from "./Logging.js"
 import { Registry, type Status } from "./Registry.js"
@@ -398,7 +399,8 @@ export interface LogsOutput {
 /**
  * Sends a `logs` request and writes what comes back to `output` until soad ends it (at once without `follow`),
  * reading no faster than `output.out` takes it. A piece of a cut line is written without its newline, so the
- * pieces join into the line. Fails with the refusal (an unknown service) or the connection's error.
+ * pieces join into the line; control characters other than TAB are U+FFFD (the app chose them, the terminal is the
+ * operator's). Fails with the refusal (an unknown service) or the connection's error.
  */
 export const logs = (path: string, body: LogsRequest, output: LogsOutput): Effect.Effect<void, ControlError> =>
   Effect.async<void, ControlError>((resume) => {
@@ -422,7 +424,7 @@ export const logs = (path: string, body: LogsRequest, output: LogsOutput): Effec
       const message = JSON.parse(text) as LogMessage
       if ("dropped" in message) {
         output.err.write(`soad: ${message.dropped} line${message.dropped === 1 ? "" : "s"} missed: this reader was too slow\n`)
-      } else if (!output.out.write(message.continued === true ? message.line : message.line + "\n")) {
+      } else if (!output.out.write(printable(message.line) + (message.continued === true ? "" : "\n"))) {
         socket.pause()
         output.out.once("drain", () => socket.resume())
       }
@@ -498,11 +500,11 @@ const appStatusWidth = 40
 
 /**
  * An app's STATUS= text as the table shows it: the app chose it, so control characters (a terminal escape, a
- * carriage return) become U+FFFD before it reaches the operator's terminal, and a long text is cut.
+ * carriage return) become U+FFFD before it reaches the operator's terminal (TAB too: it would break the columns),
+ * and a long text is cut.
  */
 export const shownAppStatus = (text: string): string => {
-  // eslint-disable-next-line no-control-regex
-  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "\ufffd")
+  const safe = printable(text).replaceAll("\t", "\ufffd")
   const chars = [...safe]
   return chars.length > appStatusWidth ? `${chars.slice(0, appStatusWidth - 1).join("")}…` : safe
 }

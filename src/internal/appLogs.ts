@@ -28,6 +28,7 @@ import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import { native } from "./native.js"
+import { printable, stringify } from "./terminal.js"
 
 /** Which of the app's streams a line came from. */
 export type Stream = "stdout" | "stderr"
@@ -175,13 +176,16 @@ export interface Output {
 /** Receives each new line of a service while `soad logs -f` follows it. */
 export type Follower = (line: LogLine) => void
 
-/** A line as soad writes it on its stderr, in text: `[blog] line` (`[blog]+ …` for a piece continuing the previous one). */
+/**
+ * A line as soad writes it on its stderr, in text: `[blog] line` (`[blog]+ …` for a piece continuing the previous
+ * one), its control characters other than TAB replaced (a CR could forge another service's line).
+ */
 export const textLine = (service: string, line: LogLine, continuing: boolean): string =>
-  `[${service}]${continuing ? "+" : ""} ${line.line}\n`
+  `[${service}]${continuing ? "+" : ""} ${printable(line.line)}\n`
 
-/** A line as soad writes it on its stderr, in JSON: one event with service, stream, pid and line. */
+/** A line as soad writes it on its stderr, in JSON: one event with service, stream, pid and the exact line. */
 export const jsonLine = (service: string, line: LogLine, time: string): string =>
-  JSON.stringify({
+  stringify({
     time,
     level: "info",
     service,
