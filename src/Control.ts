@@ -17,6 +17,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as AppLogs from "./internal/appLogs.js"
+import { lineReader, parseRequest } from "./internal/controlRequest.js"
 import { native } from "./internal/native.js"
 import { shortHash } from "./internal/lifecycle.js"
 import * as Procfs from "./internal/procfs.js"
@@ -89,9 +90,6 @@ export type LogMessage =
 
 /** The most a `soad logs -f` client may leave unread in soad before its lines are dropped (and counted to it). */
 export const followLimitBytes = 256 * 1024
-
-/** The longest request line soad reads (a request is a small JSON object). */
-const maxRequestBytes = 64 * 1024
 
 /** A service in a status answer. */
 export interface ServiceReport {
@@ -176,23 +174,6 @@ export const handle = (request: Request): Effect.Effect<Response, never, Registr
     yield* event("info", request.command, `${request.command} ${service.name}: ${outcome}`, { target: service.name })
     return { ok: true, message: `${service.name}: ${outcome}` }
   })
-
-const parseRequest = (line: string): Request | LogsRequest | undefined => {
-  try {
-    const value = JSON.parse(line) as { command?: unknown; service?: unknown; lines?: unknown; follow?: unknown }
-    if (value.command === "status") return { command: "status" }
-    if (value.command === "logs" && typeof value.service === "string") {
-      const lines = Number.isSafeInteger(value.lines) && (value.lines as number) >= 0 ? value.lines as number : 10
-      return { command: "logs", service: value.service, lines, follow: value.follow === true }
-    }
-    if ((value.command === "wake" || value.command === "sleep") && typeof value.service === "string") {
-      return { command: value.command, service: value.service }
-    }
-  } catch {
-    // not JSON
-  }
-  return undefined
-}
 
 const logMessage = (line: AppLogs.LogLine): string =>
   JSON.stringify({
@@ -325,27 +306,23 @@ export const serve = (
         socket.end(JSON.stringify({ ok: false, error: refusal(credentials) }) + "\n")
         return
       }
-      let buffer = ""
-      socket.setEncoding("utf8")
-      socket.on("data", (chunk: string) => {
-        buffer += chunk
-        const newline = buffer.indexOf("\n")
-        if (newline < 0) {
-          // A request is one short JSON line: a peer that sends more without ending it is cut off, not buffered.
-          if (buffer.length > maxRequestBytes) {
-            socket.removeAllListeners("data")
-            socket.resume()
-            socket.end(JSON.stringify({ ok: false, error: "request too long" }) + "\n")
-          }
+      const read = lineReader()
+      const onData = (chunk: Buffer) => {
+        const got = read(chunk)
+        if (got._tag === "More") return
+        // One request per connection: what the peer sends after it (or past the limit) is read and dropped,
+        // never kept or parsed again.
+        socket.off("data", onData)
+        if (got._tag === "TooLong") {
+          socket.end(JSON.stringify({ ok: false, error: "request too long" }) + "\n")
           return
         }
-        const request = parseRequest(buffer.slice(0, newline))
+        const request = parseRequest(got.line)
         if (request === undefined) {
           socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n")
           return
         }
         if (request.command === "logs") {
-          socket.removeAllListeners("data") // one request per connection: what the client sends next is ignored
           Runtime.runCallback(runtime)(serveLogs(socket, request))
           return
         }
@@ -355,7 +332,8 @@ export const serve = (
               JSON.stringify(Exit.isSuccess(exit) ? exit.value : { ok: false, error: "internal error" }) + "\n"
             )
         })
-      })
+      }
+      socket.on("data", onData)
     })
     // An idle client must not hold shutdown: the release ends every open connection (see serverClose.ts).
     const close = closer(server)
