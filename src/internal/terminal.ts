@@ -6,31 +6,59 @@
  *
  * @internal
  */
+import * as Os from "node:os"
 
 /** A control character other than TAB: C0 (CR and ESC among them), DEL, C1 (U+0080–U+009F). */
 const control = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/
 
-/** Each control character other than TAB and NUL, as a string of one character. */
-const controls: ReadonlyArray<string> = Array.from({ length: 0xa0 }, (_, code) => String.fromCharCode(code))
-  .filter((char) => char !== "\t" && char !== "\u0000" && control.test(char))
+/** DEL or C1, which JSON.stringify leaves as they are. */
+const rawInJson = /[\u007f-\u009f]/
 
-/** DEL and C1, which JSON.stringify leaves as they are, each with its JSON escape. */
+/** Each control character other than TAB, as a string of one character. */
+const controls: ReadonlyArray<string> = Array.from({ length: 0xa0 }, (_, code) => String.fromCharCode(code))
+  .filter((char) => control.test(char))
+
+/** DEL and C1, each with its JSON escape. */
 const jsonRaw: ReadonlyArray<readonly [string, string]> = Array.from({ length: 0x21 }, (_, i) => {
   const char = String.fromCharCode(0x7f + i)
   return [char, `\\u${(0x7f + i).toString(16).padStart(4, "0")}`] as const
 })
+const jsonRawChars = jsonRaw.map(([char]) => char)
 
 /**
- * `text` with each control character other than TAB replaced by U+FFFD, for a line on a terminal. V8's split and
- * join replace one character throughout at native speed, where a loop of ours would cost about 60 ns a character
- * under soad's --lite-mode (measured): each control character present becomes NUL, then each NUL U+FFFD. A text
- * without one (nearly every line) is returned as it is after one search.
+ * Whether `text` holds one of `chars` (all matched by `pattern`, one character class). Under soad's --lite-mode a
+ * pattern costs about 5 ns a character and V8's `includes` under 0.1 ns (measured): a long text is searched
+ * once for each character, a short one once by the pattern.
+ */
+const holds = (text: string, pattern: RegExp, chars: ReadonlyArray<string>): boolean =>
+  text.length <= 1024 ? pattern.test(text) : chars.some((char) => text.includes(char))
+
+/** Each UTF-16 code unit below U+00A0 as a terminal gets it: a control character other than TAB is U+FFFD. */
+const shown = Uint16Array.from({ length: 0xa0 }, (_, unit) => control.test(String.fromCharCode(unit)) ? 0xfffd : unit)
+
+/** Whether this machine reads a Uint16Array big-endian (the UTF-16 below is little-endian: swapped around the pass). */
+const bigEndian = Os.endianness() === "BE"
+
+/**
+ * `text` with each control character other than TAB replaced by U+FFFD, for a line on a terminal. Nearly every
+ * line has none and is returned as it is after one search. Else one pass over its UTF-16 code units, about 33 ns a
+ * unit under soad's --lite-mode (measured: V8's split and join per control character cost twice that on a line
+ * full of them, a regular expression's replace four times): a 16 KiB line of control characters costs about 0.5 ms
+ * (`BENCH_ONLY=parsers npm run bench`).
  */
 export const printable = (text: string): string => {
-  if (!control.test(text)) return text
-  let out = text
-  for (const char of controls) if (out.includes(char)) out = out.split(char).join("\u0000")
-  return out.split("\u0000").join("\ufffd")
+  if (!holds(text, control, controls)) return text
+  const encoded = Buffer.from(text, "utf16le")
+  const bytes = encoded.byteOffset % 2 === 0 ? encoded : Buffer.from(encoded) // a Uint16Array starts at an even byte
+  if (bigEndian) bytes.swap16()
+  const units = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2)
+  const length = units.length
+  for (let i = 0; i < length; i++) {
+    const unit = units[i]!
+    if (unit < 0xa0) units[i] = shown[unit]!
+  }
+  if (bigEndian) bytes.swap16()
+  return bytes.toString("utf16le")
 }
 
 /**
@@ -39,7 +67,7 @@ export const printable = (text: string): string => {
  */
 export const stringify = (value: unknown, space?: number): string => {
   let out = JSON.stringify(value, null, space)
-  if (!/[\u007f-\u009f]/.test(out)) return out
+  if (!holds(out, rawInJson, jsonRawChars)) return out
   for (const [char, escaped] of jsonRaw) if (out.includes(char)) out = out.split(char).join(escaped)
   return out
 }
