@@ -38,6 +38,7 @@ import { collectGarbage } from "./internal/gc.js"
 import { keepStatus, notify, reloading } from "./internal/notify.js"
 import * as Reloads from "./internal/reloads.js"
 import * as Users from "./internal/users.js"
+import { stringify } from "./internal/terminal.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
 import * as Registry from "./Registry.js"
@@ -663,7 +664,7 @@ export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.
     Effect.gen(function*() {
       const response = yield* ask(yield* controlPath("status", own), { command: "status" })
       const services = response.services ?? []
-      yield* Console.log(own.json ? JSON.stringify(services, null, 2) : Control.table(services))
+      yield* Console.log(own.json ? stringify(services, 2) : Control.table(services))
     })).pipe(Command.withDescription("Show every service of the running soad: state, pid, uptime, idle time, memory."))
   const order = (verb: "wake" | "sleep", text: string) =>
     Command.make(verb, { name: serviceName, ...which }, (own) =>

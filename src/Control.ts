@@ -17,9 +17,11 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as AppLogs from "./internal/appLogs.js"
+import { lineReader, parseRequest } from "./internal/controlRequest.js"
 import { native } from "./internal/native.js"
 import { shortHash } from "./internal/lifecycle.js"
 import * as Procfs from "./internal/procfs.js"
+import { printable } from "./internal/terminal.js"
 import { closer } from "./internal/serverClose.js"
 import { event } from "./Logging.js"
 import { Registry, type Status } from "./Registry.js"
@@ -88,9 +90,6 @@ export type LogMessage =
 
 /** The most a `soad logs -f` client may leave unread in soad before its lines are dropped (and counted to it). */
 export const followLimitBytes = 256 * 1024
-
-/** The longest request line soad reads (a request is a small JSON object). */
-const maxRequestBytes = 64 * 1024
 
 /** A service in a status answer. */
 export interface ServiceReport {
@@ -175,23 +174,6 @@ export const handle = (request: Request): Effect.Effect<Response, never, Registr
     yield* event("info", request.command, `${request.command} ${service.name}: ${outcome}`, { target: service.name })
     return { ok: true, message: `${service.name}: ${outcome}` }
   })
-
-const parseRequest = (line: string): Request | LogsRequest | undefined => {
-  try {
-    const value = JSON.parse(line) as { command?: unknown; service?: unknown; lines?: unknown; follow?: unknown }
-    if (value.command === "status") return { command: "status" }
-    if (value.command === "logs" && typeof value.service === "string") {
-      const lines = Number.isSafeInteger(value.lines) && (value.lines as number) >= 0 ? value.lines as number : 10
-      return { command: "logs", service: value.service, lines, follow: value.follow === true }
-    }
-    if ((value.command === "wake" || value.command === "sleep") && typeof value.service === "string") {
-      return { command: value.command, service: value.service }
-    }
-  } catch {
-    // not JSON
-  }
-  return undefined
-}
 
 const logMessage = (line: AppLogs.LogLine): string =>
   JSON.stringify({
@@ -324,27 +306,23 @@ export const serve = (
         socket.end(JSON.stringify({ ok: false, error: refusal(credentials) }) + "\n")
         return
       }
-      let buffer = ""
-      socket.setEncoding("utf8")
-      socket.on("data", (chunk: string) => {
-        buffer += chunk
-        const newline = buffer.indexOf("\n")
-        if (newline < 0) {
-          // A request is one short JSON line: a peer that sends more without ending it is cut off, not buffered.
-          if (buffer.length > maxRequestBytes) {
-            socket.removeAllListeners("data")
-            socket.resume()
-            socket.end(JSON.stringify({ ok: false, error: "request too long" }) + "\n")
-          }
+      const read = lineReader()
+      const onData = (chunk: Buffer) => {
+        const got = read(chunk)
+        if (got._tag === "More") return
+        // One request per connection: what the peer sends after it (or past the limit) is read and dropped,
+        // never kept or parsed again.
+        socket.off("data", onData)
+        if (got._tag === "TooLong") {
+          socket.end(JSON.stringify({ ok: false, error: "request too long" }) + "\n")
           return
         }
-        const request = parseRequest(buffer.slice(0, newline))
+        const request = parseRequest(got.line)
         if (request === undefined) {
           socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n")
           return
         }
         if (request.command === "logs") {
-          socket.removeAllListeners("data") // one request per connection: what the client sends next is ignored
           Runtime.runCallback(runtime)(serveLogs(socket, request))
           return
         }
@@ -354,7 +332,8 @@ export const serve = (
               JSON.stringify(Exit.isSuccess(exit) ? exit.value : { ok: false, error: "internal error" }) + "\n"
             )
         })
-      })
+      }
+      socket.on("data", onData)
     })
     // An idle client must not hold shutdown: the release ends every open connection (see serverClose.ts).
     const close = closer(server)
@@ -398,7 +377,8 @@ export interface LogsOutput {
 /**
  * Sends a `logs` request and writes what comes back to `output` until soad ends it (at once without `follow`),
  * reading no faster than `output.out` takes it. A piece of a cut line is written without its newline, so the
- * pieces join into the line. Fails with the refusal (an unknown service) or the connection's error.
+ * pieces join into the line; control characters other than TAB are U+FFFD (the app chose them, the terminal is the
+ * operator's). Fails with the refusal (an unknown service) or the connection's error.
  */
 export const logs = (path: string, body: LogsRequest, output: LogsOutput): Effect.Effect<void, ControlError> =>
   Effect.async<void, ControlError>((resume) => {
@@ -422,7 +402,7 @@ export const logs = (path: string, body: LogsRequest, output: LogsOutput): Effec
       const message = JSON.parse(text) as LogMessage
       if ("dropped" in message) {
         output.err.write(`soad: ${message.dropped} line${message.dropped === 1 ? "" : "s"} missed: this reader was too slow\n`)
-      } else if (!output.out.write(message.continued === true ? message.line : message.line + "\n")) {
+      } else if (!output.out.write(printable(message.line) + (message.continued === true ? "" : "\n"))) {
         socket.pause()
         output.out.once("drain", () => socket.resume())
       }
@@ -498,11 +478,11 @@ const appStatusWidth = 40
 
 /**
  * An app's STATUS= text as the table shows it: the app chose it, so control characters (a terminal escape, a
- * carriage return) become U+FFFD before it reaches the operator's terminal, and a long text is cut.
+ * carriage return) become U+FFFD before it reaches the operator's terminal (TAB too: it would break the columns),
+ * and a long text is cut.
  */
 export const shownAppStatus = (text: string): string => {
-  // eslint-disable-next-line no-control-regex
-  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "\ufffd")
+  const safe = printable(text).replaceAll("\t", "\ufffd")
   const chars = [...safe]
   return chars.length > appStatusWidth ? `${chars.slice(0, appStatusWidth - 1).join("")}…` : safe
 }

@@ -23,6 +23,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
+import { printable, stringify } from "./internal/terminal.js"
 
 /** The levels `--log-level` takes, quietest first. */
 export const levels = ["quiet", "error", "warn", "info", "debug"] as const
@@ -152,13 +153,16 @@ export const priority = (level: LogLevel.LogLevel): number => {
 const prioritized = (level: LogLevel.LogLevel, line: string): string =>
   line.replace(/^(?=.)/gm, `<${priority(level)}>`)
 
-/** Human lines on stderr; for the journal (`journal`), with the priority prefix instead of the time. */
+/**
+ * Human lines on stderr; for the journal (`journal`), with the priority prefix instead of the time. A message may
+ * carry what an app chose (its STATUS=): control characters other than TAB are replaced, one event stays one line.
+ */
 const textLogger = (journal: boolean): Logger.Logger<unknown, void> =>
   Logger.make(({ annotations, cause, date, logLevel, message }) => {
     const service = HashMap.get(annotations, "service")
     const prefix = Option.isSome(service) ? `[${String(service.value)}] ` : ""
     const detail = Cause.isEmpty(cause) ? "" : ` ${Cause.pretty(cause).split("\n")[0]}`
-    const line = `${levelLabel(logLevel)} ${prefix}${text(message)}${detail}\n`
+    const line = `${levelLabel(logLevel)} ${printable(`${prefix}${text(message)}${detail}`)}\n`
     writeLine(journal ? prioritized(logLevel, line) : `${date.toISOString()} ${line}`)
   })
 
@@ -182,7 +186,7 @@ const jsonLogger = (journal: boolean): Logger.Logger<unknown, void> =>
     for (const [key, value] of annotations) if (!(key in line)) line[key] = value
     line.message = text(message)
     if (!Cause.isEmpty(cause)) line.cause = Cause.pretty(cause)
-    writeLine((journal ? `<${priority(logLevel)}>` : "") + JSON.stringify(line) + "\n")
+    writeLine((journal ? `<${priority(logLevel)}>` : "") + stringify(line) + "\n")
   })
 
 /** One JSON object per line on stderr: time, level, service, event, the event's fields, message. */

@@ -37,6 +37,7 @@ import * as Net from "node:net"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import { native } from "./native.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
+import { printable, stringify } from "./terminal.js"
 
 /** Which of the app's streams a line came from. */
 export type Stream = "stdout" | "stderr"
@@ -109,43 +110,61 @@ export interface Splitter {
   readonly reset: () => void
 }
 
-/** A splitter that calls `emit` for each line, and keeps at most `maxBytes` of an unfinished one. */
+/**
+ * A splitter that calls `emit` for each line, and keeps at most `maxBytes` of an unfinished one. Linear: each
+ * chunk is searched once for its newlines, and each byte of an unfinished line is copied a bounded number of
+ * times (into a buffer that doubles as it fills), however small the chunks: the pieces are the same whatever the
+ * chunks (test/unit/appLogs.test.ts).
+ */
 export const splitter = (emit: Emit, maxBytes: number = maxLineBytes): Splitter => {
-  let pending: Buffer | undefined
-  /** Emits `line` in pieces; a complete line ends with an uncontinued piece, an incomplete one returns its rest. */
-  const cut = (line: Buffer, complete: boolean): Buffer | undefined => {
+  let pending = Buffer.alloc(0)
+  let kept = 0 // bytes of the unfinished line in `pending`
+  /** Keeps `bytes` after the unfinished line (a copy: the chunk is not kept); they fit within `maxBytes`. */
+  const keep = (bytes: Buffer) => {
+    if (kept + bytes.length > pending.length) {
+      const grown = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(2 * pending.length, kept + bytes.length, 256)))
+      pending.copy(grown, 0, 0, kept)
+      pending = grown
+    }
+    bytes.copy(pending, kept)
+    kept += bytes.length
+  }
+  /** The unfinished line followed by `part`, and forgets it. */
+  const take = (part: Buffer): Buffer => {
+    const line = kept === 0 ? part : Buffer.concat([pending.subarray(0, kept), part])
+    kept = 0
+    if (pending.length > 256) pending = Buffer.alloc(0) // not held between lines
+    return line
+  }
+  /** Emits `line`'s pieces beyond `maxBytes`; the last one too if the line is complete, else it is kept. */
+  const cut = (line: Buffer, complete: boolean) => {
     let start = 0
-    while (line.length - start > maxBytes || (!complete && line.length - start >= maxBytes)) {
+    while (line.length - start > maxBytes) {
       const end = boundary(line, start, start + maxBytes)
       emit(line, start, end, true)
       start = end
     }
-    if (complete) {
-      emit(line, start, line.length, false)
-      return undefined
-    }
-    return start === line.length ? undefined : Buffer.from(line.subarray(start)) // a copy: the chunk is not kept
+    if (complete) emit(line, start, line.length, false)
+    else keep(line.subarray(start))
   }
   return {
     push: (chunk) => {
       let at = 0
       for (let newline = chunk.indexOf(10, at); newline >= 0; newline = chunk.indexOf(10, at)) {
-        const part = chunk.subarray(at, newline)
-        cut(pending === undefined ? part : Buffer.concat([pending, part]), true)
-        pending = undefined
+        cut(take(chunk.subarray(at, newline)), true)
         at = newline + 1
       }
-      if (at < chunk.length) {
-        const rest = chunk.subarray(at)
-        pending = cut(pending === undefined ? rest : Buffer.concat([pending, rest]), false)
-      }
+      if (at === chunk.length) return
+      const rest = chunk.subarray(at)
+      if (kept + rest.length <= maxBytes) keep(rest)
+      else cut(take(rest), false)
     },
     end: () => {
-      if (pending !== undefined) cut(pending, true)
-      pending = undefined
+      if (kept > 0) cut(take(Buffer.alloc(0)), true)
     },
     reset: () => {
-      pending = undefined
+      kept = 0
+      pending = Buffer.alloc(0)
     }
   }
 }
@@ -195,13 +214,16 @@ export interface Output {
 /** Receives each new line of a service while `soad logs -f` follows it. */
 export type Follower = (line: LogLine) => void
 
-/** A line as soad writes it on its stderr, in text: `[blog] line` (`[blog]+ …` for a piece continuing the previous one). */
+/**
+ * A line as soad writes it on its stderr, in text: `[blog] line` (`[blog]+ …` for a piece continuing the previous
+ * one), its control characters other than TAB replaced (a CR could forge another service's line).
+ */
 export const textLine = (service: string, line: LogLine, continuing: boolean): string =>
-  `[${service}]${continuing ? "+" : ""} ${line.line}\n`
+  `[${service}]${continuing ? "+" : ""} ${printable(line.line)}\n`
 
-/** A line as soad writes it on its stderr, in JSON: one event with service, stream, pid and line. */
+/** A line as soad writes it on its stderr, in JSON: one event with service, stream, pid and the exact line. */
 export const jsonLine = (service: string, line: LogLine, time: string): string =>
-  JSON.stringify({
+  stringify({
     time,
     level: "info",
     service,

@@ -8,6 +8,8 @@
  * - a neighbour that floods its output: soad's CPU, and a quiet service's cold start and `soad status` meanwhile;
  * - a notify socket flooded by a stranger: the notify datagram parser's CPU per datagram at its size limit, the
  *   app's READY=1 under the flood, soad's CPU and log lines meanwhile.
+ * - the parsers of outside bytes (a request head, a control request, a line of an app's output): the CPU of one
+ *   adversarial input at its size limit, under soad's own V8 flags (`parsers`, test/bench/parsers.ts).
  *
  * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
  * said so, when missing).
@@ -20,6 +22,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as NotifyMessage from "../../src/internal/notifyMessage.js"
+import * as Parsers from "./parsers.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
 const bin = Path.join(root, "dist", "bin.js")
@@ -27,7 +30,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -817,6 +820,40 @@ const reportPrecision = async () => {
   )
 }
 
+/** soad's V8 flags, as its launcher passes them (the `exec node --…` line of dist/soad). */
+const launcherFlags = (): Array<string> =>
+  (Fs.readFileSync(command, "utf8").split("\n").find((line) => line.startsWith("exec node ")) ?? "")
+    .split(" ")
+    .filter((word) => word.startsWith("--"))
+
+/** The parsers' figures, measured in a child run with soad's V8 flags (this bundle again, BENCH_PARSERS=child). */
+const reportParsers = () => {
+  const flags = launcherFlags()
+  console.error(`parsers of outside bytes, CPU per input at its size limit, under node ${flags.join(" ")}`)
+  const child = ChildProcess.spawnSync(process.execPath, [...flags, process.argv[1]!], {
+    env: { ...env, BENCH_PARSERS: "child" },
+    encoding: "utf8",
+    maxBuffer: 1 << 24
+  })
+  if (child.status !== 0) throw new Error(`the parsers' child failed: ${child.stderr}`)
+  const report = JSON.parse(child.stdout) as Parsers.Report
+  const us = (value: number) => `${(value / 1000).toFixed(3)} ms`
+  for (const f of report.figures) console.error(`    ${f.parser}: ${f.input} (${f.bytes} B): ${us(f.median)} (least ${us(f.min)})`)
+  const parsers = [...new Set(report.figures.map((f) => f.parser))]
+  for (const parser of parsers) {
+    const mine = report.figures.filter((f) => f.parser === parser)
+    const worst = mine.reduce((a, b) => (b.median > a.median ? b : a))
+    const note = parser.startsWith("HTTP head")
+      ? `the first classifier on the issue's head: ${us(report.firstClassifier)}; `
+      : ""
+    row(
+      `CPU of one input at its size limit, worst of ${mine.length}: ${parser}`,
+      us(worst.median),
+      `${note}worst: ${worst.input} (${worst.bytes} B); goal 1 ms; ${flags.join(" ")}`
+    )
+  }
+}
+
 const main = async () => {
   if (!Fs.existsSync(bin)) throw new Error("build first: npm run build")
   console.error(`soad benchmark, ${runs} runs each; this takes a few minutes`)
@@ -831,6 +868,7 @@ const main = async () => {
   if (part("accept")) await reportAccept()
   if (part("flood")) await reportFlood()
   if (part("notify")) await reportNotify()
+  if (part("parsers")) reportParsers()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
@@ -840,12 +878,18 @@ const main = async () => {
   for (const [what, value, note] of rows) console.log(`| ${what} | ${value} | ${note} |`)
 }
 
-main()
-  .catch((error) => {
-    console.error(error)
-    process.exitCode = 1
-  })
-  .finally(() => {
-    for (const child of children) child.kill("SIGKILL")
-    Fs.rmSync(work, { recursive: true, force: true })
-  })
+if (process.env.BENCH_PARSERS === "child") {
+  // The parsers' measurement, run by reportParsers under soad's V8 flags: figures on stdout, nothing else.
+  Fs.rmSync(work, { recursive: true, force: true })
+  console.log(JSON.stringify(Parsers.measure()))
+} else {
+  main()
+    .catch((error) => {
+      console.error(error)
+      process.exitCode = 1
+    })
+    .finally(() => {
+      for (const child of children) child.kill("SIGKILL")
+      Fs.rmSync(work, { recursive: true, force: true })
+    })
+}

@@ -272,3 +272,37 @@ describe("soad logs", () => {
     expect(result.stderr).toBe("soad: no service 'nope'; the services are counter\n")
   })
 })
+
+describe("an app's output cannot drive the operator's terminal", () => {
+  // Fault: the app's bytes went to the terminal as they were: a CR overwrote `[evil] ` to forge another service's
+  // line, OSC sequences set the window's title or wrote the clipboard, CSI (also C1's one-character U+009B) cleared
+  // the screen.
+  const hostile = ["\r[other] forged", "\u001b]0;owned\u0007", "\u001b]52;c;Y3VybCBldmlsIHwgc2g=\u0007", "\u001b[2J", "\u009b31m C1", "end"]
+  const app = writer(`for (const line of ${JSON.stringify(hostile)}) process.stdout.write(line + "\\n")`)
+  /** A control character other than TAB. */
+  // eslint-disable-next-line no-control-regex
+  const control = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/
+  const shown = (line: string) => line.replace(new RegExp(control.source, "g"), "\ufffd")
+
+  it("text: soad's stderr and soad logs show each control character as U+FFFD", async () => {
+    const d0 = dir()
+    const { s, control: path, wake } = await start({ evil: script(d0, "evil", app) })
+    await wake("evil")
+    await s.waitFor(/^\[evil\] end$/)
+    expect(s.lines.filter((line) => line.startsWith("[evil] "))).toEqual(hostile.map((line) => `[evil] ${shown(line)}`))
+    expect(s.lines.some((line) => control.test(line))).toBe(false)
+    const logs = await cli(["logs", "evil", "--control", path])
+    expect(logs.code).toBe(0)
+    expect(logs.stdout).toBe(hostile.map((line) => shown(line) + "\n").join(""))
+  })
+
+  it("json: each line is the exact text, escaped", async () => {
+    const d0 = dir()
+    const { s, wake } = await start({ evil: script(d0, "evil", app) }, ["--log-format", "json"])
+    await wake("evil")
+    await s.waitFor(/"line":"end"/)
+    expect(s.lines.some((line) => control.test(line))).toBe(false)
+    const lines = s.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((event) => event.event === "output")
+    expect(lines.map((event) => event.line)).toEqual(hostile)
+  })
+})

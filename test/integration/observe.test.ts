@@ -5,6 +5,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Effect from "effect/Effect"
 import { afterEach, describe, expect, it } from "vitest"
@@ -193,6 +194,53 @@ describe("the control socket", () => {
       )
     expect(await ask(() => undefined)).toEqual({ ok: false, error: "permission denied: cannot verify the peer" })
     expect(await ask()).toEqual({ ok: true, services: [] }) // the live reader lets soad's own user in
+  })
+
+  it("reads one request per connection, at most 4 KiB: what a peer sends after it is never parsed again", async () => {
+    // Fault: each chunk was appended to the request and the whole request parsed again: a peer that kept sending
+    // after `wake` woke the service once per chunk and piled its bytes up in soad's memory; and a line past the
+    // limit was still parsed when its newline came in the same chunk. The server, socket and peers are real.
+    const control = Path.join(dir(), "control.sock")
+    let wakes = 0
+    const handle: Registry.Handle = {
+      name: "x",
+      status: Effect.die("not asked"),
+      wake: Effect.sync(() => (wakes++, "starting")),
+      sleep: Effect.succeed("not running")
+    }
+    /** Connects, sends `first`, then `after` chunk by chunk once answered; the answer. */
+    const peer = (first: string, after: ReadonlyArray<string> = []): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = Net.connect(control)
+        let answer = ""
+        socket.on("error", reject)
+        socket.on("connect", () => socket.write(first))
+        socket.on("data", async (chunk) => {
+          answer += chunk.toString()
+          if (!answer.endsWith("\n")) return
+          for (const more of after) {
+            socket.write(more)
+            await sleep(20)
+          }
+          socket.end()
+          resolve(answer)
+        })
+      })
+    await Effect.runPromise(
+      Effect.scoped(Effect.gen(function*() {
+        yield* (yield* Registry.Registry).register(handle)
+        yield* Control.serve(control, true)
+        const woken = yield* Effect.promise(() => peer(`{"command":"wake","service":"x"}\n`, Array(10).fill("more\n")))
+        expect(JSON.parse(woken)).toEqual({ ok: true, message: "x: starting" })
+        yield* Effect.sleep("300 millis") // what the peer sent after its request has reached soad
+        expect(wakes).toBe(1)
+        const long = yield* Effect.promise(() => peer(`{"command":"wake","service":"x","pad":"${"x".repeat(10_000)}"}\n`))
+        expect(JSON.parse(long)).toEqual({ ok: false, error: "request too long" })
+        const nested = yield* Effect.promise(() => peer(`${"[".repeat(4000)}\n`))
+        expect(JSON.parse(nested)).toEqual({ ok: false, error: "bad request" })
+        expect(wakes).toBe(1)
+      })).pipe(Effect.provide(Registry.layer))
+    )
   })
 
   it("a second soad on the same default control socket runs without one and says so", async () => {

@@ -5,12 +5,13 @@
  */
 import { it as effect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as fc from "fast-check"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as TestClock from "effect/TestClock"
 import * as Fs from "node:fs"
-import { describe, expect, it } from "vitest"
-import { type LogLine, make, pausedSeconds, rateLines, Ring, splitter } from "../../src/internal/appLogs.js"
+import { describe, expect, it, vi } from "vitest"
+import { type LogLine, make, maxLineBytes, pausedSeconds, rateLines, Ring, splitter } from "../../src/internal/appLogs.js"
 import { native } from "../../src/internal/native.js"
 import { captureEvents } from "../fakes.js"
 
@@ -52,6 +53,99 @@ describe("splitter", () => {
     const pieces = split([Buffer.alloc(100, "z")], 8, false)
     expect(pieces).toHaveLength(12)
     expect(pieces.every(([text, continued]) => text.length === 8 && continued)).toBe(true)
+  })
+})
+
+/** A piece as the splitter emits it: its bytes (copied: the buffer is only lent) and whether the line goes on. */
+type Piece = readonly [Buffer, boolean]
+
+/** Feeds `bytes` cut at `cuts` to a splitter of `max` bytes, then ends it; the pieces. */
+const pieces = (bytes: Buffer, cuts: ReadonlyArray<number>, max: number): Array<Piece> => {
+  const out: Array<Piece> = []
+  const s = splitter((buffer, start, stop, continued) => out.push([Buffer.from(buffer.subarray(start, stop)), continued]), max)
+  let from = 0
+  for (const cut of [...cuts, bytes.length]) {
+    if (cut <= from) continue
+    s.push(bytes.subarray(from, cut))
+    from = cut
+  }
+  s.end()
+  return out
+}
+
+/** An app's output: lines of any length, long runs, CR, NUL, controls, UTF-8 (some cut) and bytes that are not. */
+const output = fc.array(
+  fc.oneof(
+    fc.constantFrom("\n", "\r", "\r\n", "\u0000", "\u001b[2J", "é", "€", "😀", "x").map((s) => Buffer.from(s)),
+    fc.tuple(fc.constantFrom(0x20, 0x0d, 0x1b, 0x80, 0xc3, 0xe2, 0xf0, 0xff), fc.integer({ min: 1, max: 40 }))
+      .map(([byte, count]) => Buffer.alloc(count, byte)),
+    fc.uint8Array({ maxLength: 12 }).map((a) => Buffer.from(a)),
+    fc.string({ unit: "grapheme", maxLength: 6 }).map((s) => Buffer.from(s))
+  ),
+  { maxLength: 40 }
+).map((parts) => Buffer.concat(parts))
+
+const cutsOf = (bytes: Buffer) => fc.uniqueArray(fc.integer({ min: 1, max: Math.max(1, bytes.length) }), { maxLength: 12 })
+  .map((cuts) => cuts.sort((a, b) => a - b))
+
+describe("splitter: properties", () => {
+  it("any chunks of the same bytes give the same pieces; pieces fit max, hold no newline, and rebuild the bytes", () => {
+    fc.assert(
+      fc.property(output.chain((bytes) => fc.tuple(fc.constant(bytes), cutsOf(bytes))), fc.integer({ min: 4, max: 24 }), ([bytes, cuts], max) => {
+        const whole = pieces(bytes, [], max)
+        expect(pieces(bytes, cuts, max)).toEqual(whole)
+        for (const [piece] of whole) {
+          expect(piece.length).toBeLessThanOrEqual(max)
+          expect(piece.includes(10)).toBe(false)
+        }
+        // The framing is the input's: pieces joined, a newline after each line's last piece (none after the last).
+        const rebuilt = Buffer.concat(whole.flatMap(([piece, continued]) => continued ? [piece] : [piece, Buffer.from("\n")]))
+        const expected = bytes.length > 0 && bytes[bytes.length - 1] !== 10 ? Buffer.concat([bytes, Buffer.from("\n")]) : bytes
+        expect(rebuilt.equals(expected)).toBe(true)
+        expect(whole.filter(([, continued]) => !continued)).toHaveLength(expected.filter((b) => b === 10).length)
+      }),
+      { numRuns: 1000 }
+    )
+  })
+
+  it("never cuts a UTF-8 character of a line that is UTF-8", () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: "grapheme", maxLength: 30 }), { maxLength: 5 }), fc.integer({ min: 4, max: 16 }), (lines, max) => {
+        const bytes = Buffer.from(lines.map((l) => l.replaceAll("\n", "") + "\n").join(""))
+        for (const [piece] of pieces(bytes, [], max)) expect(piece.toString("utf8")).not.toContain("\ufffd")
+      })
+    )
+  })
+
+  it("copies each byte a bounded number of times, however small the chunks: work in proportion to the bytes", () => {
+    // Fault: each chunk of an unfinished line was joined to all of it so far: a 16 KiB line written a byte at a
+    // time cost soad 1 + 2 + … + 16,384 bytes copied (134 MB).
+    const original = Buffer.concat.bind(Buffer)
+    const copy = Buffer.prototype.copy
+    const copied = () => {
+      let total = 0
+      const concat = vi.spyOn(Buffer, "concat").mockImplementation((list, length) => {
+        total += list.reduce((sum: number, b) => sum + b.length, 0)
+        return original(list, length)
+      })
+      const copying = vi.spyOn(Buffer.prototype, "copy").mockImplementation(function (this: Buffer, ...args) {
+        const copiedBytes = copy.apply(this, args)
+        total += copiedBytes
+        return copiedBytes
+      })
+      return { total: () => total, restore: () => (concat.mockRestore(), copying.mockRestore()) }
+    }
+    for (const bytes of [Buffer.alloc(maxLineBytes, 0x01), Buffer.alloc(3 * maxLineBytes + 5, "é"), Buffer.from("ab".repeat(maxLineBytes))]) {
+      const count = copied()
+      let out: Array<Piece>
+      try {
+        out = pieces(bytes, Array.from({ length: bytes.length }, (_, i) => i + 1), maxLineBytes)
+      } finally {
+        count.restore()
+      }
+      expect(count.total()).toBeLessThanOrEqual(4 * bytes.length)
+      expect(Buffer.concat(out.map(([piece]) => piece)).equals(bytes)).toBe(true)
+    }
   })
 })
 

@@ -4,6 +4,8 @@
  * waits for the app and is relayed to it.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { vi } from "vitest"
+import * as fc from "fast-check"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -14,6 +16,7 @@ import * as Registry from "../../src/Registry.js"
 import * as WaitingPage from "../../src/internal/waitingPage.js"
 import { advance, settle, supervised } from "../clock.js"
 import { captureEvents, World } from "../fakes.js"
+import * as Reference from "../reference/waitingPage.js"
 
 const upstream = { host: "127.0.0.1", port: 8000 } as const
 
@@ -62,6 +65,130 @@ describe("waiting page: which request gets it", () => {
     expect(headOnly.endsWith("\r\n\r\n")).toBe(true)
     expect(headOnly).toContain(`Content-Length: ${Buffer.byteLength(page)}`)
     expect(WaitingPage.customPage("<h1>{{service}}</h1>{{service}}", "a&b")).toBe("<h1>a&amp;b</h1>a&amp;b")
+  })
+})
+
+const bytes = (text: string) => Buffer.from(text, "latin1")
+const join = (parts: ReadonlyArray<string>) => parts.join("")
+/** Spaces and tabs: what a header's value may start or end with. */
+const blanks = fc.array(fc.constantFrom(" ", "\t"), { maxLength: 3 }).map(join)
+
+/** Heads as clients send them (and near misses): methods, line ends, header names and Accept values vary. */
+const wellFormed = fc.tuple(
+  fc.constantFrom("GET", "HEAD", "POST", "OPTIONS", "get"),
+  fc.constantFrom("/", "/page?x=1", "*", "http://a/b", ""),
+  fc.constantFrom("HTTP/1.1", "HTTP/1.0", "HTTP/2.0"),
+  fc.constantFrom("\r\n", "\n"),
+  fc.array(
+    fc.tuple(
+      fc.constantFrom("Accept", "accept", "ACCEPT", "Host", "Upgrade", "User-Agent", "X-Y", "Bad Name", ""),
+      blanks,
+      fc.array(
+        fc.tuple(
+          fc.constantFrom("text/html", "TEXT/Html", "application/xhtml+xml", "*/*", "text/htmlx", "xtext/html", "text/plain"),
+          fc.constantFrom("", ";q=0.9", " ; q=0.8", " ", "\v", "\u00a0")
+        ).map(join),
+        { maxLength: 4 }
+      ).chain((types) => fc.constantFrom(",", ", ", " ,", "\f").map((comma) => types.join(comma))),
+      blanks
+    ).map(([name, before, value, after]) => `${name}:${before}${value}${after}`),
+    { maxLength: 6 }
+  ),
+  fc.constantFrom("", "a=1", "\r\n")
+).map(([method, target, version, eol, headers, body]) =>
+  `${method} ${target} ${version}${eol}${headers.map((header) => header + eol).join("")}${eol}${body}`
+)
+
+/** Any bytes, biased to the pieces of a head: every corner the first version's patterns had. */
+const soup = fc.array(
+  fc.oneof(
+    fc.constantFrom(
+      "GET / HTTP/1.1", "HEAD", " ", "\t", "\r", "\n", "\r\n", ":", ",", ";", "text/html", "TEXT/HTML", "Accept:",
+      "accept: ", "Upgrade: x", "HTTP/1.0", "\v", "\f", "\u00a0", "\u0000", "\u00ff", "\u0085", "x"
+    ),
+    fc.integer({ min: 0, max: 255 }).map((code) => String.fromCharCode(code))
+  ),
+  { maxLength: 40 }
+).map(join)
+
+/** A head, cut anywhere (what a peek sees while the client still sends), with something spliced in or not. */
+const heads = fc.oneof(
+  wellFormed,
+  fc.tuple(wellFormed, fc.nat(), soup).map(([head, at, extra]) => head.slice(0, at % (head.length + 1)) + extra),
+  fc.tuple(wellFormed, fc.nat()).map(([head, at]) => head.slice(0, at % (head.length + 1))),
+  soup
+)
+
+describe("waiting page: the classifier reads each byte a bounded number of times and says what the first one said", () => {
+  it("the same verdict as the first (regular-expression) version on every head, whole, cut or spoiled", () => {
+    const seen = new Set<string>()
+    fc.assert(
+      fc.property(heads, (text) => {
+        const verdict = WaitingPage.classify(bytes(text))
+        expect(verdict).toEqual(Reference.classify(bytes(text)))
+        seen.add(verdict._tag)
+      }),
+      { numRuns: 3000 }
+    )
+    expect([...seen].sort()).toEqual(["Page", "Partial", "Wait"]) // the generators reach every verdict
+  })
+
+  it("the same verdict on long runs of blanks, controls and bytes that are not UTF-8, anywhere in a head", () => {
+    // Short enough for the first version (its cost is the square of the run).
+    const run = fc.tuple(fc.constantFrom(" ", "\t", "\r", "\u0000", "\u00a0", "\u00ff", "a", ":", "\n"), fc.integer({ min: 1, max: 1500 }))
+      .map(([char, count]) => char.repeat(count))
+    fc.assert(
+      fc.property(wellFormed, fc.nat(), run, (head, at, filler) => {
+        const text = head.slice(0, at % (head.length + 1)) + filler + "b" + head.slice(at % (head.length + 1))
+        expect(WaitingPage.classify(bytes(text))).toEqual(Reference.classify(bytes(text)))
+      }),
+      { numRuns: 200 }
+    )
+  })
+
+  it("runs no pattern on a client's bytes but single character classes, which cannot backtrack", () => {
+    // The first version's patterns backtracked O(n²). Every regular-expression method (test, split, replace, match)
+    // goes through RegExp.prototype.exec once it is replaced: a spy there sees each pattern the classifier runs.
+    const exec = vi.spyOn(RegExp.prototype, "exec")
+    try {
+      fc.assert(fc.property(heads, (text) => void WaitingPage.classify(bytes(text))), { numRuns: 300 })
+      const sources = new Set(exec.mock.contexts.map((pattern) => (pattern as RegExp).source))
+      expect(sources.size).toBeGreaterThan(0)
+      for (const source of sources) expect(source).toMatch(/^(\[\^?([^\]\\]|\\.)*\]|\\s)$/)
+    } finally {
+      exec.mockRestore()
+    }
+  })
+
+  it("gives the right verdict on adversarial heads at the 16 KiB limit (the first version's 1-3 s inputs)", () => {
+    const n = 16_000
+    const get = "GET / HTTP/1.1\r\n"
+    const page = { _tag: "Page", method: "GET" }
+    const cases: Array<[string, unknown]> = [
+      [`${get}X: a${" ".repeat(n)}b\r\nAccept: text/html\r\n\r\n`, page], // the issue's input
+      [`${get}X: a${"\t".repeat(n)}b\r\nAccept: text/html\r\n\r\n`, page],
+      [`${get}X: a${" \t".repeat(n / 2)}\r\nAccept: text/html\r\n\r\n`, page],
+      [`${get}Accept: text/html${" ".repeat(n)}x\r\n\r\n`, { _tag: "Wait" }],
+      [`${get}Accept: text/html${" ".repeat(n)};q=1\r\n\r\n`, page],
+      [`${get}Accept: ${"text/htmlx ".repeat(n / 10)}\r\n\r\n`, { _tag: "Wait" }],
+      [`${get}Accept: ${"text/html".repeat(n / 9)}\r\n\r\n`, { _tag: "Wait" }],
+      [`${get}${"A: b\r\n".repeat(n / 6)}Accept: text/html\r\n\r\n`, page], // thousands of headers
+      [`${get}${"A:\n".repeat(n / 3)}Accept: text/html\n\n`, page],
+      [`${get}Accept: text/html\r\n${"A: b\r\n".repeat(n / 6)}Upgrade: h2c\r\n\r\n`, { _tag: "Wait" }],
+      [`${get}X: ${"\r".repeat(n)}\r\nAccept: text/html\r\n\r\n`, { _tag: "Wait" }], // CR without LF
+      [`GET / HTTP/1.1${"\r".repeat(n)}`, { _tag: "Wait" }],
+      [`${get}X: ${"\u0000".repeat(n)}\r\nAccept: text/html\r\n\r\n`, page], // NUL
+      [`${get}X: ${"\u00ff\u00c3\u0080".repeat(n / 3)}\r\nAccept: text/html\r\n\r\n`, page], // not UTF-8
+      [`GET /${"a".repeat(n)} HTTP/1.1\r\nAccept: text/html\r\n\r\n`, page], // a long request line
+      [`GET /${" ".repeat(n)}x HTTP/1.1\r\nAccept: text/html\r\n\r\n`, { _tag: "Wait" }],
+      [`${"G".repeat(n)} / HTTP/1.1\r\n\r\n`, { _tag: "Wait" }],
+      [`${get}X: a${" ".repeat(n)}`, { _tag: "Partial" }], // not complete: looked at again, every 100 ms for 2 s
+      [`${get}X: a${" ".repeat(WaitingPage.maxHead)}`, { _tag: "Wait" }],
+      [`GET /${"a".repeat(n)}`, { _tag: "Partial" }],
+      [`GET / HTTP/1.1${" ".repeat(n)}\r\n`, { _tag: "Wait" }],
+      [`${get}${"\n".repeat(n)}`, { _tag: "Wait" }]
+    ]
+    for (const [text, verdict] of cases) expect(WaitingPage.classify(bytes(text))).toEqual(verdict)
   })
 })
 
