@@ -34,7 +34,7 @@ import * as AppLogs from "./internal/appLogs.js"
 import * as Durations from "./internal/durations.js"
 import * as Fields from "./internal/fields.js"
 import * as ServiceInput from "./internal/serviceInput.js"
-import { collectGarbage } from "./internal/gc.js"
+import { settle } from "./internal/gc.js"
 import { keepStatus, notify, reloading } from "./internal/notify.js"
 import * as Reloads from "./internal/reloads.js"
 import * as Users from "./internal/users.js"
@@ -501,7 +501,7 @@ const ready = Effect.zipRight(
   notify("READY=1"),
   Effect.zipRight(
     Effect.addFinalizer(() => notify("STOPPING=1")),
-    Effect.zipRight(keepStatus, Effect.forkScoped(Effect.delay(collectGarbage, "1 second")))
+    Effect.zipRight(keepStatus, Effect.forkScoped(Effect.delay(settle, "1 second")))
   )
 )
 
@@ -540,7 +540,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
             const next = yield* Effect.either(ConfigFile.load(path, Users.resolver))
             if (Either.isRight(next)) {
               yield* supervisor.apply(next.right)
-              yield* Effect.forkScoped(Effect.delay(collectGarbage, "1 second"))
+              yield* Effect.forkScoped(Effect.delay(settle, "1 second"))
             } else {
               for (const error of next.left.errors) yield* event("error", "config_error", error)
               yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)

@@ -8,9 +8,16 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import { event } from "../Logging.js"
 import { native } from "./native.js"
 
 /** Asks V8 for a full, memory-reducing GC and the C library to trim its heap; nothing where Node lacks it. */
 export const collectGarbage: Effect.Effect<void> = Effect.sync(() => {
   native().lowMemory()
 })
+
+/** The same, said at debug level once done (`settled`): a test that measures soad's CPU waits for it. */
+export const settle: Effect.Effect<void> = Effect.zipRight(
+  collectGarbage,
+  event("debug", "settled", "gave the memory start-up used back to the system")
+)

@@ -22,6 +22,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as NotifyMessage from "../../src/internal/notifyMessage.js"
+import * as Neighbours from "./neighbours.js"
 import * as Parsers from "./parsers.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
@@ -30,7 +31,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -686,6 +687,23 @@ const reportNotify = async () => {
   row("soad's CPU over 10 s of a notify flood (the app ready)", `${f.cpu} ms`, `${f.told} log lines about it; ${f.counted} datagrams ignored in all`)
 }
 
+/** A quiet service's cold start and `soad status` while its neighbours are attacked or misbehave (neighbours.ts). */
+const reportNeighbours = async () => {
+  console.error("a quiet service and its noisy neighbours")
+  const figures = await Neighbours.neighbours({
+    command, work, root, app, env, runs, children, sleep, median, timedGet, timeRun, waitForFile, freePort, logFile
+  })
+  const calm = figures[0]!
+  row("a quiet service's cold start / `soad status`, no pressure", `${ms(calm.cold)} / ${ms(calm.status, 0)}`, `${calm.failed} failed`)
+  for (const f of figures.slice(1)) {
+    row(
+      `the same while ${f.pressure}`,
+      `${ms(f.cold)} / ${ms(f.status, 0)}`,
+      `${(f.cold / calm.cold).toFixed(2)}× / ${(f.status / calm.status).toFixed(2)}× quiet; ${f.failed} failed`
+    )
+  }
+}
+
 /** Cold activation: soad against systemd-socket-activate (Node app) and against a minimal C activator (C app). */
 const reportCold = async (soad: { readonly total: number; readonly spawn: number }) => {
   const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
@@ -869,6 +887,7 @@ const main = async () => {
   if (part("flood")) await reportFlood()
   if (part("notify")) await reportNotify()
   if (part("parsers")) reportParsers()
+  if (part("neighbours")) await reportNeighbours()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`

@@ -87,7 +87,7 @@ const demo = async () => {
   const tree = descendants(npm.pid!)
   started.push(...tree)
   const script = tree.find((pid) => commandOf(pid).includes("src/demo/start.mjs") && !commandOf(pid).startsWith("sh"))!
-  const soad = tree.find((pid) => commandOf(pid).includes("dist/bin.js"))!
+  const soad = tree.find((pid) => commandOf(pid).startsWith("soad "))! // soad names itself soad in ps
   const app = tree.find((pid) => commandOf(pid) === `${process.execPath} ${root}/src/demo/app.mjs `)!
   expect([script, soad, app].every((pid) => pid !== undefined)).toBe(true)
   return { port, npm: npm.pid!, script, soad, app, tree, output: () => output }

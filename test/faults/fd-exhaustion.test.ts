@@ -77,8 +77,9 @@ const finish = async (s: Soad, clients: ReadonlyArray<ReturnType<typeof holdingC
 describe("fault: out of file descriptors in proxy mode", () => {
   it("EMFILE while connections are held for a starting app does not spin: soad pauses accepting, logs fd_exhausted once, resumes by itself, and every client is answered or closed with a logged reason", async () => {
     const socketPath = Path.join(dir(), "app.sock")
-    const s = soad(["-s", socketPath, "--upstream", "auto", "--log-format", "json", "--", "node", plainApp, "--delay", "3500"])
-    await s.waitFor(/"event":"listening"/)
+    const s = soad(["-s", socketPath, "--upstream", "auto", "--log-format", "json", "--log-level", "debug", "--", "node", plainApp, "--delay", "3500"])
+    // After the start-up's memory went back (a full GC, which would be counted as CPU below).
+    await s.waitFor(/"event":"settled"/, 15_000)
     limitFds(s.pid, fdCount(s.pid) + 12)
     const clients = Array.from({ length: 30 }, () => holdingClient(socketPath))
     await s.waitFor(/"event":"fd_exhausted"/)

@@ -54,13 +54,13 @@ with open(${JSON.stringify(received)}, "ab", buffering=0) as out:
       await eventually(() => Fs.existsSync(received) && Fs.readFileSync(received, "utf8").includes("hello from the app"), 15_000, "the entry")
       const entry = Fs.readFileSync(received, "utf8").split("--\n").find((e) => e.includes("hello from the app"))!
       expect(entry).toContain("MESSAGE=hello from the app\n")
-      expect(entry).toContain("SYSLOG_IDENTIFIER=node\n")
+      expect(entry).toContain("SYSLOG_IDENTIFIER=blog\n") // --name names the service: journalctl -t blog
       expect(entry).toContain("SOAD_STREAM=stdout\n")
       // an app cannot forge fields: a newline ends its line, so what follows is the MESSAGE of a line of its own
       await eventually(() => Fs.readFileSync(received, "utf8").includes("MESSAGE=SYSLOG_IDENTIFIER=sshd"), 15_000, "the forged line")
       for (const e of Fs.readFileSync(received, "utf8").split("--\n").filter((e) => e !== "")) {
         expect(e.match(/^SYSLOG_IDENTIFIER=/gm)).toEqual(["SYSLOG_IDENTIFIER="])
-        expect(e).toContain("SYSLOG_IDENTIFIER=node\n")
+        expect(e).toContain("SYSLOG_IDENTIFIER=blog\n")
         expect(e).not.toMatch(/^PRIORITY=0$/m)
       }
       // not also on stderr: one copy in the journal
