@@ -285,14 +285,12 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
 
   const connectionAware = Connections.available()
   const openConnections = (listeners: ReadonlyArray<Listener>) =>
-    Effect.sync(() =>
-      connectionAware
-        ? Connections.count(listeners.flatMap((listener) => listener.local === undefined ? [] : [listener.local]))
-        : 0
-    )
+    connectionAware
+      ? Connections.count(listeners.flatMap((listener) => listener.local === undefined ? [] : [listener.local]))
+      : Effect.succeed(0)
 
   const ownListening = (pgid: number, listeners: ReadonlyArray<Listener>) =>
-    Effect.sync(() => {
+    Effect.suspend(() => {
       const given = new Set<number>()
       for (const listener of listeners) {
         try {

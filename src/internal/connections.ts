@@ -1,12 +1,18 @@
 /**
- * Open connections to soad's listeners, read from /proc/net (Linux): the accepted, still open server-side
- * sockets that belong to a listener. Read only when an idle deadline comes, never polled while the app is busy.
+ * Open connections to soad's listeners (Linux): the accepted, still open server-side sockets that belong to a
+ * listener, and whether an app listens on an address yet. Asked of the kernel (sock_diag, internal/sockDiag.ts),
+ * which filters by state and port, so a look costs the same however many sockets the host has; read from
+ * /proc/net, which lists every socket of the host, where the kernel cannot answer. Looked at when an idle deadline
+ * comes (never while the app is busy), and while an app starts.
  *
  * @internal
  */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fs from "node:fs"
-import { readFresh } from "./procfs.js"
 import * as Net from "node:net"
+import { memo, readFresh } from "./procfs.js"
+import * as SockDiag from "./sockDiag.js"
 
 /** What a listener is bound to, as getsockname says. */
 export type Endpoint =
@@ -54,7 +60,8 @@ export const normalizeIp = (ip: string): string => {
   return [...left, ...zeros, ...right].map((group) => parseInt(group, 16).toString(16)).join(":")
 }
 
-const anyAddress = (ip: string) => ip === "0.0.0.0" || normalizeIp(ip) === "0:0:0:0:0:0:0:0"
+/** The wildcard address of either family: a listener there takes every address of its port. */
+export const anyAddress = (ip: string) => ip === "0.0.0.0" || normalizeIp(ip) === "0:0:0:0:0:0:0:0"
 
 /**
  * /proc/net/tcp{,6}: accepted established connections (st 01, inode not 0) whose local end is one of these
@@ -96,41 +103,117 @@ const readNow = (path: string): string => {
 /** Can open connections be seen here? */
 export const available = (): boolean => process.platform === "linux" && Fs.existsSync("/proc/net/unix")
 
-/** The open accepted connections to these listeners, now. */
-export const count = (endpoints: ReadonlyArray<Endpoint>): number => {
-  const paths = new Set<string>()
-  const tcp: Array<{ ip: string; port: number }> = []
-  for (const endpoint of endpoints) {
-    if (endpoint.family === "unix") {
-      if (endpoint.path !== "") paths.add(endpoint.path)
-    } else tcp.push(endpoint)
+/** Is a socket bound to `ip` one of these listeners' (all of one port)? */
+const matchesAny = (listeners: ReadonlyArray<{ readonly ip: string }>, ip: string): boolean =>
+  listeners.some((listener) => anyAddress(listener.ip) || normalizeIp(listener.ip) === ip)
+
+/**
+ * From sock_diag: the accepted connections (established, with an inode) on these listeners' ports and addresses.
+ * One question per port, filtered by the kernel: only that port's established sockets come back.
+ */
+export const countTcpSockets = (
+  byPort: ReadonlyMap<number, ReadonlyArray<{ readonly ip: string }>>,
+  ask: (port: number) => Either.Either<ReadonlyArray<SockDiag.InetSocket>, SockDiag.SockDiagError>
+): Either.Either<number, SockDiag.SockDiagError> => {
+  let count = 0
+  for (const [port, listeners] of byPort) {
+    const sockets = ask(port)
+    if (Either.isLeft(sockets)) return Either.left(sockets.left)
+    for (const socket of sockets.right) {
+      if (socket.inode !== 0 && socket.port === port && matchesAny(listeners, socket.ip)) count++
+    }
   }
-  let total = 0
-  if (paths.size > 0) total += countUnix(read("/proc/net/unix"), paths)
-  if (tcp.length > 0) total += countTcp(read("/proc/net/tcp"), tcp) + countTcp(read("/proc/net/tcp6"), tcp)
-  return total
+  return Either.right(count)
+}
+
+/** From sock_diag: how many accepted UNIX connections (established, with an inode) each name has. */
+export const countUnixSockets = (sockets: ReadonlyArray<SockDiag.UnixSocket>): Map<string, number> => {
+  const counts = new Map<string, number>()
+  for (const socket of sockets) {
+    if (socket.inode === 0 || socket.name === undefined || socket.state !== SockDiag.TCP_ESTABLISHED) continue
+    counts.set(socket.name, (counts.get(socket.name) ?? 0) + 1)
+  }
+  return counts
 }
 
 /**
- * Is something listening at this address (Linux: a LISTEN entry in /proc/net/tcp{,6}, or a listening UNIX socket
- * in /proc/net/unix)? Lets soad see an app come up without connecting to it.
+ * The established UNIX sockets by name, asked at most once every 50 ms: the kernel cannot filter UNIX sockets by
+ * name, only by state, so one answer serves every service of a status request or a scrape. An accepted
+ * connection carries its listener's name (the kernel gives it the listener's address at accept); the client end
+ * has none unless it bound one.
  */
-export const listening = (target: { readonly host: string; readonly port: number } | { readonly path: string }): boolean => {
-  if ("path" in target) {
-    return readNow("/proc/net/unix").split("\n").some((line) => {
-      const fields = line.trim().split(/\s+/)
-      return fields.length >= 8 && fields[3] === "00010000" && fields.slice(7).join(" ") === target.path
-    })
-  }
-  const wanted = normalizeIp(target.host)
-  const matches = (table: string) =>
-    table.split("\n").some((line) => {
-      const fields = line.trim().split(/\s+/)
-      if (fields.length < 4 || fields[3] !== "0A") return false
-      const [hexIp, hexPort] = fields[1]!.split(":") as [string, string | undefined]
-      if (hexPort === undefined || parseInt(hexPort, 16) !== target.port) return false
-      const ip = decodeIp(hexIp)
-      return ip === wanted || anyAddress(ip)
-    })
-  return matches(readNow("/proc/net/tcp")) || matches(readNow("/proc/net/tcp6"))
+const unixCounts = memo(() =>
+  Either.map(SockDiag.unixSockets(1 << SockDiag.TCP_ESTABLISHED), countUnixSockets)
+)
+
+const tcpEstablished = (port: number) => SockDiag.inetSockets(1 << SockDiag.TCP_ESTABLISHED, port)
+
+/** The open accepted connections to these listeners, now. */
+export const count = (endpoints: ReadonlyArray<Endpoint>): Effect.Effect<number> =>
+  Effect.gen(function*() {
+    const paths = new Set<string>()
+    const byPort = new Map<number, Array<{ ip: string; port: number }>>()
+    for (const endpoint of endpoints) {
+      if (endpoint.family === "unix") {
+        if (endpoint.path !== "") paths.add(endpoint.path)
+      } else byPort.set(endpoint.port, [...byPort.get(endpoint.port) ?? [], endpoint])
+    }
+    let total = 0
+    if (paths.size > 0) {
+      const counts = yield* SockDiag.fromKernel("unix", unixCounts)
+      if (counts === undefined) total += countUnix(read("/proc/net/unix"), paths)
+      else for (const path of paths) total += counts.get(path) ?? 0
+    }
+    if (byPort.size > 0) {
+      const counted = yield* SockDiag.fromKernel("tcp", () => countTcpSockets(byPort, tcpEstablished))
+      if (counted !== undefined) total += counted
+      else {
+        const tcp = [...byPort.values()].flat()
+        total += countTcp(read("/proc/net/tcp"), tcp) + countTcp(read("/proc/net/tcp6"), tcp)
+      }
+    }
+    return total
+  })
+
+/** /proc/net/unix: is a UNIX socket listening (flag __SO_ACCEPTCON) at `path`? */
+export const listeningUnixIn = (table: string, path: string): boolean =>
+  table.split("\n").some((line) => {
+    const fields = line.trim().split(/\s+/)
+    return fields.length >= 8 && fields[3] === "00010000" && fields.slice(7).join(" ") === path
+  })
+
+/** /proc/net/tcp{,6}: is a TCP socket listening (st 0A) on `port`, at `host` or a wildcard address? */
+export const listeningTcpIn = (table: string, host: string, port: number): boolean => {
+  const wanted = normalizeIp(host)
+  return table.split("\n").some((line) => {
+    const fields = line.trim().split(/\s+/)
+    if (fields.length < 4 || fields[3] !== "0A") return false
+    const [hexIp, hexPort] = fields[1]!.split(":") as [string, string | undefined]
+    if (hexPort === undefined || parseInt(hexPort, 16) !== port) return false
+    const ip = decodeIp(hexIp)
+    return ip === wanted || anyAddress(ip)
+  })
 }
+
+/**
+ * Is something listening at this address (Linux: a listening TCP socket on the port, at the host or a wildcard
+ * address; or a listening UNIX socket with this name)? Lets soad see an app come up without connecting to it.
+ * Asked anew at each look (it is polled while the app starts): the kernel answers with that port's listeners only.
+ */
+export const listening = (
+  target: { readonly host: string; readonly port: number } | { readonly path: string }
+): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    if ("path" in target) {
+      const sockets = yield* SockDiag.fromKernel("unix", () => SockDiag.unixSockets(1 << SockDiag.TCP_LISTEN))
+      if (sockets === undefined) return listeningUnixIn(readNow("/proc/net/unix"), target.path)
+      return sockets.some((socket) => socket.name === target.path)
+    }
+    const sockets = yield* SockDiag.fromKernel("tcp", () => SockDiag.inetSockets(1 << SockDiag.TCP_LISTEN, target.port))
+    if (sockets === undefined) {
+      return listeningTcpIn(readNow("/proc/net/tcp"), target.host, target.port) ||
+        listeningTcpIn(readNow("/proc/net/tcp6"), target.host, target.port)
+    }
+    const wanted = normalizeIp(target.host)
+    return sockets.some((socket) => socket.port === target.port && (socket.ip === wanted || anyAddress(socket.ip)))
+  })

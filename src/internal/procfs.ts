@@ -10,7 +10,8 @@ const freshFor = 50
 
 const pageSize = 4096
 
-const memo = <A>(compute: () => A): () => A => {
+/** `compute`, run again only when its last result is more than 50 ms old. */
+export const memo = <A>(compute: () => A): () => A => {
   let value: A | undefined
   let at = -Infinity
   return () => {

@@ -1,0 +1,285 @@
+/*
+ * diag.c: diagInet / diagUnix, the kernel's own list of sockets, asked for only what soad needs (Linux
+ * NETLINK_SOCK_DIAG, as `ss` does). /proc/net/tcp lists every socket of the host, and reading it means formatting
+ * and parsing all of them: with 19,500 TCP sockets on the host, parsing it four times a second cost soad half a
+ * core. Here the kernel filters: by state (a bit mask) and, for TCP, by local port (a bytecode program), so a
+ * look at one port costs the same with 0 or 20,000 other sockets on the host.
+ *
+ * This file only builds the request, sends it and collects the reply: it returns the reply's bytes as the kernel
+ * sent them (every datagram, up to and including NLMSG_DONE), and src/internal/sockDiag.ts decodes them, so the
+ * decoder is tested on recorded replies. What C checks here is only what it must to know where the reply ends:
+ * each datagram comes from the kernel (nl_pid 0) and is not truncated; a message of our sequence number that is
+ * NLMSG_DONE ends it, NLMSG_ERROR (or a DONE carrying an error) becomes an Error with that errno. Every length is
+ * checked before it is read (NLMSG_OK), and the whole reply is bounded (DIAG_REPLY_MAX).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#endif
+
+#include "soad.h"
+#include "sys.h"
+#include "glibc.h"
+
+#ifdef __linux__
+
+/* The largest datagram a dump sends: the kernel caps a dump's skb at 32 KiB (netlink_dump, max_recvmsg_len). */
+#define DIAG_DATAGRAM 32768
+
+/* The most soad keeps of one reply: about 300,000 UNIX sockets with names, or 180,000 TCP ones. A bigger reply
+ * fails with ENOBUFS (and soad reads /proc instead) rather than growing without bound. */
+#define DIAG_REPLY_MAX (16u << 20)
+
+/* How long a reply may take: the kernel answers at once (the dump runs in sendmsg and recvmsg themselves), so
+ * this only keeps a kernel that never answers from stopping Node's loop for good. */
+#define DIAG_TIMEOUT_MS 1000
+
+typedef struct {
+  unsigned char *data;
+  size_t len, cap;
+} diag_reply;
+
+/* Makes room for one more datagram; 0, or -1 with errno (ENOBUFS past DIAG_REPLY_MAX, ENOMEM). */
+static int reply_reserve(diag_reply *reply) {
+  if (reply->cap - reply->len >= DIAG_DATAGRAM) return 0;
+  if (reply->len + DIAG_DATAGRAM > DIAG_REPLY_MAX) {
+    errno = ENOBUFS;
+    return -1;
+  }
+  size_t cap = reply->cap == 0 ? 2 * DIAG_DATAGRAM : reply->cap * 2;
+  if (cap > DIAG_REPLY_MAX) cap = DIAG_REPLY_MAX;
+  unsigned char *data = realloc(reply->data, cap);
+  if (data == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  reply->data = data;
+  reply->cap = cap;
+  return 0;
+}
+
+/*
+ * Looks through one datagram's messages: 1 if one of them ends the reply (NLMSG_DONE), 0 if more follow, -1 with
+ * errno if the kernel answered with an error. Messages of another sequence number are not ours (none should come:
+ * the socket is new and ours alone) and are passed over.
+ */
+static int datagram_end(const unsigned char *data, size_t size, uint32_t seq) {
+  int len = (int)size;
+  for (const struct nlmsghdr *h = (const struct nlmsghdr *)data; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+    if (h->nlmsg_seq != seq) continue;
+    if (h->nlmsg_type == NLMSG_DONE) {
+      /* A dump that failed midway says so in DONE's payload: a negative errno. */
+      int status = 0;
+      if (h->nlmsg_len >= NLMSG_LENGTH(sizeof status)) memcpy(&status, NLMSG_DATA(h), sizeof status);
+      if (status < 0) {
+        errno = -status;
+        return -1;
+      }
+      return 1;
+    }
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      struct nlmsgerr err;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof err)) {
+        errno = EBADMSG;
+        return -1;
+      }
+      memcpy(&err, NLMSG_DATA(h), sizeof err);
+      if (err.error == 0) continue; /* an acknowledgement, not an error */
+      errno = err.error < 0 ? -err.error : err.error;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Sends a request on a fresh socket and collects the reply; 0, or -1 with errno and *failed. */
+static int diag_ask(int fd, const void *request, size_t size, uint32_t seq, diag_reply *reply, const char **failed) {
+  struct timeval timeout = {.tv_sec = DIAG_TIMEOUT_MS / 1000, .tv_usec = (DIAG_TIMEOUT_MS % 1000) * 1000};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) < 0) {
+    *failed = "setsockopt(SO_RCVTIMEO)";
+    return -1;
+  }
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t sent;
+  do sent = sendto(fd, request, size, 0, (const struct sockaddr *)&kernel, sizeof kernel);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) {
+    *failed = "sendto(NETLINK_SOCK_DIAG)";
+    return -1;
+  }
+  for (;;) {
+    if (reply_reserve(reply) < 0) {
+      *failed = "recvmsg(NETLINK_SOCK_DIAG)";
+      return -1;
+    }
+    struct sockaddr_nl from;
+    struct iovec iov = {.iov_base = reply->data + reply->len, .iov_len = DIAG_DATAGRAM};
+    struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t n = recvmsg(fd, &msg, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *failed = "recvmsg(NETLINK_SOCK_DIAG)";
+      return -1;
+    }
+    if (msg.msg_flags & MSG_TRUNC) {
+      errno = EMSGSIZE;
+      *failed = "recvmsg(NETLINK_SOCK_DIAG)";
+      return -1;
+    }
+    if (msg.msg_namelen < sizeof from || from.nl_pid != 0) continue; /* not from the kernel */
+    int end = datagram_end(reply->data + reply->len, (size_t)n, seq);
+    if (end < 0) {
+      *failed = "NETLINK_SOCK_DIAG";
+      return -1;
+    }
+    /* Kept 4-byte aligned, so the decoder walks one datagram into the next as the kernel's NLMSG_NEXT would. */
+    size_t kept = NLMSG_ALIGN((size_t)n);
+    memset(reply->data + reply->len + n, 0, kept - (size_t)n);
+    reply->len += kept;
+    if (end == 1) return 0;
+  }
+}
+
+/* One request, its reply in *reply (malloc'd); 0, or -1 with errno and *failed. */
+static int diag_query(const void *request, size_t size, uint32_t seq, diag_reply *reply, const char **failed) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) {
+    *failed = "socket(NETLINK_SOCK_DIAG)";
+    return -1;
+  }
+  int r = diag_ask(fd, request, size, seq, reply, failed);
+  close_keep_errno(fd);
+  return r;
+}
+
+static uint32_t next_seq = 1;
+
+/* The reply as a Buffer, or a thrown Error; frees the reply either way. */
+static napi_value reply_value(napi_env env, int r, diag_reply *reply, const char *failed) {
+  if (r < 0) {
+    int err = errno;
+    free(reply->data);
+    return throw_errno(env, failed, err);
+  }
+  napi_value buffer;
+  napi_status s = napi_create_buffer_copy(env, reply->len, reply->data, NULL, &buffer);
+  free(reply->data);
+  NAPI_CALL(env, s);
+  return buffer;
+}
+
+/*
+ * The bytecode that keeps only sockets whose local port is `port`: "port >= P, then port <= P". The kernel runs it
+ * over each socket: a true test goes `yes` bytes on, a false one `no` bytes on; a socket is kept if the program
+ * ends exactly at its end, so a failed test jumps 4 bytes past it. INET_DIAG_BC_S_EQ would be one test, but it came
+ * with Linux 4.17; S_GE and S_LE are in every kernel that has inet_diag.
+ */
+static size_t port_filter(struct inet_diag_bc_op ops[4], uint16_t port) {
+  ops[0] = (struct inet_diag_bc_op){.code = INET_DIAG_BC_S_GE, .yes = 8, .no = 16 + 4};
+  ops[1] = (struct inet_diag_bc_op){.no = port};
+  ops[2] = (struct inet_diag_bc_op){.code = INET_DIAG_BC_S_LE, .yes = 8, .no = 8 + 4};
+  ops[3] = (struct inet_diag_bc_op){.no = port};
+  return 4 * sizeof ops[0];
+}
+
+/* A TCP request as the kernel reads it: the header, inet_diag_req_v2, then the filter as an attribute. */
+typedef struct {
+  struct nlmsghdr header;
+  struct inet_diag_req_v2 request;
+  struct nlattr filter;
+  struct inet_diag_bc_op ops[4];
+} inet_request;
+_Static_assert(offsetof(inet_request, request) == NLMSG_HDRLEN, "the request follows the header");
+_Static_assert(offsetof(inet_request, filter) == NLMSG_ALIGN(NLMSG_LENGTH(sizeof(struct inet_diag_req_v2))),
+               "the filter attribute follows the request, aligned");
+_Static_assert(offsetof(inet_request, ops) == offsetof(inet_request, filter) + NLA_HDRLEN, "the program is its data");
+
+/* A UNIX request: the header, then unix_diag_req. */
+typedef struct {
+  struct nlmsghdr header;
+  struct unix_diag_req request;
+} unix_request;
+_Static_assert(offsetof(unix_request, request) == NLMSG_HDRLEN, "the request follows the header");
+
+/* diagInet(family 4|6, states (a mask of 1 << TCP_*), port|null) -> Buffer: the TCP sockets in those states (on
+ * that local port). */
+napi_value diag_inet(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int32_t family;
+  uint32_t states;
+  opt_u32 port;
+  if (!get_int(env, argv[0], &family) || (family != 4 && family != 6) || !get_id(env, argv[1], &states) ||
+      !get_opt_u32(env, argv[2], 65535, &port))
+    return throw_type(env, "diagInet(family 4|6, states, port|null)");
+  inet_request message;
+  memset(&message, 0, sizeof message);
+  uint32_t seq = next_seq++;
+  message.request.sdiag_family = family == 4 ? AF_INET : AF_INET6;
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = states;
+  size_t size = NLMSG_LENGTH(sizeof message.request);
+  if (port.set) {
+    size_t program = port_filter(message.ops, (uint16_t)port.value);
+    message.filter.nla_type = INET_DIAG_REQ_BYTECODE;
+    message.filter.nla_len = (uint16_t)(NLA_HDRLEN + program);
+    size = NLMSG_ALIGN(size) + NLA_HDRLEN + program;
+  }
+  message.header.nlmsg_len = (uint32_t)size;
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.header.nlmsg_seq = seq;
+  diag_reply reply = {0};
+  const char *failed = NULL;
+  int r = diag_query(&message, size, seq, &reply, &failed);
+  return reply_value(env, r, &reply, failed);
+}
+
+/* diagUnix(states (a mask of 1 << TCP_*), show (UDIAG_SHOW_*)) -> Buffer: the UNIX sockets in those states. */
+napi_value diag_unix(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  uint32_t states, show;
+  if (!get_id(env, argv[0], &states) || !get_id(env, argv[1], &show))
+    return throw_type(env, "diagUnix(states, show)");
+  unix_request message;
+  memset(&message, 0, sizeof message);
+  uint32_t seq = next_seq++;
+  message.request.sdiag_family = AF_UNIX;
+  message.request.udiag_states = states;
+  message.request.udiag_show = show;
+  message.header.nlmsg_len = NLMSG_LENGTH(sizeof message.request);
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.header.nlmsg_seq = seq;
+  diag_reply reply = {0};
+  const char *failed = NULL;
+  int r = diag_query(&message, message.header.nlmsg_len, seq, &reply, &failed);
+  return reply_value(env, r, &reply, failed);
+}
+
+#else
+
+/* No NETLINK_SOCK_DIAG here: soad reads what it can elsewhere (nothing, off Linux). */
+napi_value diag_inet(napi_env env, napi_callback_info info) {
+  (void)info;
+  return throw_errno(env, "socket(NETLINK_SOCK_DIAG)", ENOSYS);
+}
+
+napi_value diag_unix(napi_env env, napi_callback_info info) {
+  (void)info;
+  return throw_errno(env, "socket(NETLINK_SOCK_DIAG)", ENOSYS);
+}
+
+#endif
