@@ -145,7 +145,7 @@ const groupSocketInodes = (pgid: number): Set<number> => {
 /** Every listening TCP and UNIX socket of the host (there are few), from the kernel or else from /proc/net. */
 const allListening = Effect.gen(function*() {
   const listen = 1 << SockDiag.TCP_LISTEN
-  const tcp = yield* SockDiag.fromKernel("tcp", () => Either.map(SockDiag.inetSockets(listen), listeningFromInet))
+  const tcp = yield* SockDiag.fromKernel("tcp", () => Either.map(SockDiag.inetSocketsBoth(listen), listeningFromInet))
   const unix = yield* SockDiag.fromKernel("unix", () => Either.map(SockDiag.unixSockets(listen), listeningFromUnix))
   return [
     ...tcp ?? [...listeningTcp(readText("/proc/net/tcp")), ...listeningTcp(readText("/proc/net/tcp6"))],

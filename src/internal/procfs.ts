@@ -6,7 +6,8 @@
  */
 import * as Fs from "node:fs"
 
-const freshFor = 50
+/** How long something read from /proc (or asked of the kernel) serves again: one status request or scrape. */
+export const freshFor = 50
 
 const pageSize = 4096
 

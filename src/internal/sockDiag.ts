@@ -171,22 +171,60 @@ const asError = (cause: unknown): SockDiagError =>
     ...(typeof (cause as { errno?: unknown }).errno === "number" ? { errno: (cause as { errno: number }).errno } : {})
   })
 
-/** The TCP sockets (IPv4 and IPv6) in `states` (a mask of 1 << TCP_*), on local port `port` if given. */
-export const inetSockets = (states: number, port?: number): Either.Either<Array<InetSocket>, SockDiagError> => {
-  const all: Array<InetSocket> = []
-  for (const family of [4, 6] as const) {
-    let reply: Buffer
-    try {
-      reply = native().diagInet(family, states, port ?? null)
-    } catch (cause) {
-      return Either.left(asError(cause))
-    }
-    const decoded = decodeInet(reply)
-    if (Either.isLeft(decoded)) return decoded
-    for (const socket of decoded.right) all.push(socket)
+/** The most port ranges one request filters by (src/native/diag.c: each is 20 bytes of the kernel's program). */
+export const maxRanges = 1024
+
+/**
+ * Ports as ranges for the kernel's filter, flat ([lo, hi, lo, hi, …]): adjacent ports join into one range, and
+ * beyond `max` ranges the closest ones are joined across their gaps (the filter then keeps a few sockets more,
+ * which the caller passes over: it compares each socket's port anyway).
+ */
+export const portRanges = (ports: Iterable<number>, max = maxRanges): Array<number> => {
+  const sorted = [...new Set(ports)].sort((a, b) => a - b)
+  const ranges: Array<[number, number]> = []
+  for (const port of sorted) {
+    const last = ranges[ranges.length - 1]
+    if (last !== undefined && port === last[1] + 1) last[1] = port
+    else ranges.push([port, port])
   }
-  return Either.right(all)
+  if (ranges.length > max) {
+    // Close the smallest gaps: after range i comes a gap of ranges[i + 1][0] - ranges[i][1].
+    const gaps = ranges.slice(0, -1).map((range, i) => ({ i, size: ranges[i + 1]![0] - range[1] }))
+    gaps.sort((a, b) => a.size - b.size || a.i - b.i)
+    const closed = new Set(gaps.slice(0, ranges.length - max).map((gap) => gap.i))
+    const joined: Array<[number, number]> = []
+    for (let i = 0; i < ranges.length; i++) {
+      if (i > 0 && closed.has(i - 1)) joined[joined.length - 1]![1] = ranges[i]![1]
+      else joined.push([ranges[i]![0], ranges[i]![1]])
+    }
+    return joined.flat()
+  }
+  return ranges.flat()
 }
+
+/**
+ * The TCP sockets of one family (4: IPv4, 6: IPv6, which includes a dual-stack listener's IPv4 clients) in
+ * `states` (a mask of 1 << TCP_*), on the local ports in `ranges` (from portRanges) if given. Each question walks
+ * the kernel's whole table of established connections (its size is set by the host's memory, not by how many
+ * sockets there are): ask for one family where one will do.
+ */
+export const inetSockets = (
+  family: 4 | 6,
+  states: number,
+  ranges?: ReadonlyArray<number>
+): Either.Either<Array<InetSocket>, SockDiagError> => {
+  let reply: Buffer
+  try {
+    reply = native().diagInet(family, states, ranges === undefined || ranges.length === 0 ? null : ranges)
+  } catch (cause) {
+    return Either.left(asError(cause))
+  }
+  return decodeInet(reply)
+}
+
+/** The same over both families. */
+export const inetSocketsBoth = (states: number, ranges?: ReadonlyArray<number>): Either.Either<Array<InetSocket>, SockDiagError> =>
+  Either.flatMap(inetSockets(4, states, ranges), (v4) => Either.map(inetSockets(6, states, ranges), (v6) => [...v4, ...v6]))
 
 /** The UNIX sockets in `states`, with their names. */
 export const unixSockets = (states: number): Either.Either<Array<UnixSocket>, SockDiagError> => {

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -181,58 +182,94 @@ static napi_value reply_value(napi_env env, int r, diag_reply *reply, const char
   return buffer;
 }
 
-/*
- * The bytecode that keeps only sockets whose local port is `port`: "port >= P, then port <= P". The kernel runs it
- * over each socket: a true test goes `yes` bytes on, a false one `no` bytes on; a socket is kept if the program
- * ends exactly at its end, so a failed test jumps 4 bytes past it. INET_DIAG_BC_S_EQ would be one test, but it came
- * with Linux 4.17; S_GE and S_LE are in every kernel that has inet_diag.
- */
-static size_t port_filter(struct inet_diag_bc_op ops[4], uint16_t port) {
-  ops[0] = (struct inet_diag_bc_op){.code = INET_DIAG_BC_S_GE, .yes = 8, .no = 16 + 4};
-  ops[1] = (struct inet_diag_bc_op){.no = port};
-  ops[2] = (struct inet_diag_bc_op){.code = INET_DIAG_BC_S_LE, .yes = 8, .no = 8 + 4};
-  ops[3] = (struct inet_diag_bc_op){.no = port};
-  return 4 * sizeof ops[0];
-}
+/* The most port ranges one request filters by: 20 bytes of program each, well inside an attribute's 64 KiB. */
+#define DIAG_RANGES_MAX 1024
 
-/* A TCP request as the kernel reads it: the header, inet_diag_req_v2, then the filter as an attribute. */
+/* A TCP request as the kernel reads it: the header, inet_diag_req_v2, then the filter program as an attribute. */
 typedef struct {
   struct nlmsghdr header;
   struct inet_diag_req_v2 request;
   struct nlattr filter;
-  struct inet_diag_bc_op ops[4];
+  struct inet_diag_bc_op ops[DIAG_RANGES_MAX * 5];
 } inet_request;
 _Static_assert(offsetof(inet_request, request) == NLMSG_HDRLEN, "the request follows the header");
 _Static_assert(offsetof(inet_request, filter) == NLMSG_ALIGN(NLMSG_LENGTH(sizeof(struct inet_diag_req_v2))),
                "the filter attribute follows the request, aligned");
 _Static_assert(offsetof(inet_request, ops) == offsetof(inet_request, filter) + NLA_HDRLEN, "the program is its data");
+_Static_assert(sizeof(((inet_request *)0)->ops) + NLA_HDRLEN <= 65535, "the program fits an attribute's length");
 
-/* A UNIX request: the header, then unix_diag_req. */
-typedef struct {
-  struct nlmsghdr header;
-  struct unix_diag_req request;
-} unix_request;
-_Static_assert(offsetof(unix_request, request) == NLMSG_HDRLEN, "the request follows the header");
+/*
+ * The program that keeps only sockets whose local port lies in one of `count` ranges (lo, hi pairs), written as
+ * `ss` writes "sport in A or sport in B ...". The kernel runs it over each socket: a true test goes `yes` bytes on,
+ * a false one `no` bytes on, and keeps the socket if the program ends exactly at its end. Each range is
+ * "port >= lo, then port <= hi" (a test is two ops: the second holds the port); a failed test jumps to the next
+ * range, or 4 bytes past the end after the last one (rejected); a range that matched reaches the JMP after it,
+ * whose `no` (a JMP always takes it) goes to the very end (kept). The kernel checks that every jump lands on an op
+ * that the chain of `yes` jumps reaches: here that chain is the whole program. INET_DIAG_BC_S_EQ would be one
+ * test, but it came with Linux 4.17; S_GE and S_LE are in every kernel with inet_diag. Returns its length.
+ */
+static size_t port_program(struct inet_diag_bc_op *ops, const uint16_t *ranges, size_t count) {
+  const size_t range = 2 * sizeof *ops * 2, jump = sizeof *ops; /* 16 and 4 bytes */
+  size_t total = count * range + (count - 1) * jump, at = 0;
+  struct inet_diag_bc_op *op = ops;
+  for (size_t i = 0; i < count; i++) {
+    bool last = i == count - 1;
+    /* no: past this range and its JMP to the next range; after the last one, 4 bytes past the end */
+    *op++ = (struct inet_diag_bc_op){.code = INET_DIAG_BC_S_GE, .yes = 8, .no = (unsigned short)(range + jump)};
+    *op++ = (struct inet_diag_bc_op){.no = ranges[2 * i]};
+    *op++ = (struct inet_diag_bc_op){.code = INET_DIAG_BC_S_LE, .yes = 8, .no = (unsigned short)(range / 2 + jump)};
+    *op++ = (struct inet_diag_bc_op){.no = ranges[2 * i + 1]};
+    at += range;
+    if (!last) {
+      *op++ = (struct inet_diag_bc_op){.code = INET_DIAG_BC_JMP, .yes = 4, .no = (unsigned short)(total - at)};
+      at += jump;
+    }
+  }
+  return total;
+}
 
-/* diagInet(family 4|6, states (a mask of 1 << TCP_*), port|null) -> Buffer: the TCP sockets in those states (on
- * that local port). */
+/* Reads null (no filter) or an array of lo, hi pairs (0 <= lo <= hi <= 65535, at most DIAG_RANGES_MAX); false if
+ * it is anything else. */
+static bool get_ranges(napi_env env, napi_value v, uint16_t *ranges, size_t *count) {
+  napi_valuetype type;
+  *count = 0;
+  if (napi_typeof(env, v, &type) != napi_ok) return false;
+  if (type == napi_null || type == napi_undefined) return true;
+  uint32_t length;
+  if (napi_get_array_length(env, v, &length) != napi_ok || length == 0 || length % 2 != 0 ||
+      length > 2 * DIAG_RANGES_MAX)
+    return false;
+  for (uint32_t i = 0; i < length; i++) {
+    napi_value element;
+    uint32_t port;
+    if (napi_get_element(env, v, i, &element) != napi_ok || !get_id(env, element, &port) || port > 65535) return false;
+    ranges[i] = (uint16_t)port;
+    if (i % 2 == 1 && ranges[i] < ranges[i - 1]) return false;
+  }
+  *count = length / 2;
+  return true;
+}
+
+/* diagInet(family 4|6, states (a mask of 1 << TCP_*), ranges|null) -> Buffer: the TCP sockets in those states (whose
+ * local port lies in one of the ranges [lo, hi, lo, hi, ...]). */
 napi_value diag_inet(napi_env env, napi_callback_info info) {
   ARGS(3);
   int32_t family;
   uint32_t states;
-  opt_u32 port;
+  static uint16_t ranges[2 * DIAG_RANGES_MAX];
+  size_t count;
   if (!get_int(env, argv[0], &family) || (family != 4 && family != 6) || !get_id(env, argv[1], &states) ||
-      !get_opt_u32(env, argv[2], 65535, &port))
-    return throw_type(env, "diagInet(family 4|6, states, port|null)");
-  inet_request message;
+      !get_ranges(env, argv[2], ranges, &count))
+    return throw_type(env, "diagInet(family 4|6, states, [lo, hi, ...] (at most 1024 port ranges) | null)");
+  static inet_request message; /* 20 KiB: kept off the stack; Node calls this on its one JS thread */
   memset(&message, 0, sizeof message);
   uint32_t seq = next_seq++;
   message.request.sdiag_family = family == 4 ? AF_INET : AF_INET6;
   message.request.sdiag_protocol = IPPROTO_TCP;
   message.request.idiag_states = states;
   size_t size = NLMSG_LENGTH(sizeof message.request);
-  if (port.set) {
-    size_t program = port_filter(message.ops, (uint16_t)port.value);
+  if (count > 0) {
+    size_t program = port_program(message.ops, ranges, count);
     message.filter.nla_type = INET_DIAG_REQ_BYTECODE;
     message.filter.nla_len = (uint16_t)(NLA_HDRLEN + program);
     size = NLMSG_ALIGN(size) + NLA_HDRLEN + program;
@@ -246,6 +283,13 @@ napi_value diag_inet(napi_env env, napi_callback_info info) {
   int r = diag_query(&message, size, seq, &reply, &failed);
   return reply_value(env, r, &reply, failed);
 }
+
+/* A UNIX request: the header, then unix_diag_req. */
+typedef struct {
+  struct nlmsghdr header;
+  struct unix_diag_req request;
+} unix_request;
+_Static_assert(offsetof(unix_request, request) == NLMSG_HDRLEN, "the request follows the header");
 
 /* diagUnix(states (a mask of 1 << TCP_*), show (UDIAG_SHOW_*)) -> Buffer: the UNIX sockets in those states. */
 napi_value diag_unix(napi_env env, napi_callback_info info) {

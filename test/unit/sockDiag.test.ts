@@ -11,12 +11,13 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { listeningFromInet, listeningFromUnix } from "../../src/internal/appListening.js"
-import { countTcpSockets, countUnixSockets } from "../../src/internal/connections.js"
+import { countTcpSockets, countUnixSockets, type Family, makeEstablished } from "../../src/internal/connections.js"
 import {
   decodeInet,
   decodeUnix,
   type InetSocket,
   makeAsker,
+  portRanges,
   SockDiagError,
   TCP_ESTABLISHED,
   TCP_LISTEN
@@ -90,17 +91,86 @@ describe("sock_diag replies recorded on Linux", () => {
 })
 
 describe("what soad makes of them", () => {
-  const established = (port: number, name: "established4" | "established6" | "establishedMapped") =>
-    (asked: number) => asked === port ? decodeInet(reply(name)) : Either.right<ReadonlyArray<InetSocket>>([])
+  type Recorded = "established4" | "established6" | "establishedMapped"
+  /** A kernel that answers each family with a recorded reply. */
+  const kernel = (v4: Recorded | undefined, v6: Recorded | undefined) => {
+    const asked: Array<{ family: Family; ranges: ReadonlyArray<number> }> = []
+    const ask = (family: Family, ranges: ReadonlyArray<number>) => {
+      asked.push({ family, ranges })
+      const name = family === 4 ? v4 : v6
+      return name === undefined ? Either.right<ReadonlyArray<InetSocket>>([]) : decodeInet(reply(name))
+    }
+    return { asked, ask }
+  }
 
   it("counts the accepted TCP connection, not the one waiting in the accept queue", () => {
-    const count = (ip: string, port: number, name: "established4" | "established6" | "establishedMapped") =>
-      right(countTcpSockets(new Map([[port, [{ ip }]]]), established(port, name)))
-    expect(count("127.0.0.1", scene.p4, "established4")).toBe(1)
-    expect(count("0.0.0.0", scene.p4, "established4")).toBe(1)
-    expect(count("127.0.0.2", scene.p4, "established4")).toBe(0)
-    expect(count("::1", scene.p6, "established6")).toBe(1)
-    expect(count("::", scene.pm, "establishedMapped")).toBe(1)
+    const count = (family: "ipv4" | "ipv6", ip: string, port: number) => {
+      const { ask } = kernel("established4", family === "ipv6" && port === scene.pm ? "establishedMapped" : "established6")
+      return right(countTcpSockets([{ family, ip, port }], makeEstablished(ask, () => 0).on))
+    }
+    expect(count("ipv4", "127.0.0.1", scene.p4)).toBe(1)
+    expect(count("ipv4", "0.0.0.0", scene.p4)).toBe(1)
+    expect(count("ipv4", "127.0.0.2", scene.p4)).toBe(0)
+    expect(count("ipv4", "127.0.0.1", scene.p6)).toBe(0) // another port's
+    expect(count("ipv6", "::1", scene.p6)).toBe(1)
+    expect(count("ipv6", "::", scene.pm)).toBe(1) // an IPv4 client of a dual-stack listener
+  })
+
+  it.effect("asks once per family for every port soad's listeners hold, and shares the answer for 50 ms", () =>
+    Effect.scoped(Effect.gen(function*() {
+      let now = 0
+      const { ask, asked } = kernel("established4", "established6")
+      const established = makeEstablished(ask, () => now)
+      const v4 = { family: "ipv4", ip: "127.0.0.1", port: scene.p4 } as const
+      const other = { family: "ipv4", ip: "127.0.0.1", port: 8080 } as const
+      const v6 = { family: "ipv6", ip: "::1", port: scene.p6 } as const
+      for (const listener of [v4, other, v6]) yield* established.track(listener)
+      // Two services' looks (a scrape): one question for each family, over every tracked port of it.
+      expect(right(countTcpSockets([v4], established.on))).toBe(1)
+      expect(right(countTcpSockets([other], established.on))).toBe(0)
+      expect(right(countTcpSockets([v6], established.on))).toBe(1)
+      expect(asked).toEqual([
+        { family: 4, ranges: [8080, 8080, scene.p4, scene.p4].sort((a, b) => a - b) },
+        { family: 6, ranges: [scene.p6, scene.p6] }
+      ])
+      now = 51 // stale: asked again
+      expect(right(countTcpSockets([v4, other], established.on))).toBe(1)
+      expect(asked).toHaveLength(3)
+      // A port soad does not hold (a caller of its own) is asked about alone, and not kept.
+      expect(right(countTcpSockets([{ family: "ipv4", ip: "0.0.0.0", port: 9 }], established.on))).toBe(0)
+      expect(asked[3]).toEqual({ family: 4, ranges: [9, 9] })
+      expect(right(countTcpSockets([v4], established.on))).toBe(1)
+      expect(asked).toHaveLength(4)
+    })))
+
+  it.effect("a listener opened or closed changes the question at once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { ask, asked } = kernel("established4", undefined)
+      const established = makeEstablished(ask, () => 0) // the clock stands still: only the change asks again
+      const v4 = { family: "ipv4", ip: "127.0.0.1", port: scene.p4 } as const
+      yield* established.track(v4)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* established.track({ family: "ipv4", ip: "127.0.0.1", port: 8081 })
+        expect(right(countTcpSockets([v4], established.on))).toBe(1)
+      }))
+      expect(right(countTcpSockets([v4], established.on))).toBe(1) // 8081 closed: asked again, without it
+      expect(right(countTcpSockets([v4], established.on))).toBe(1) // and that answer is kept
+      expect(asked.map((a) => a.ranges)).toEqual([[scene.p4, scene.p4, 8081, 8081].sort((a, b) => a - b), [scene.p4, scene.p4]])
+    })))
+
+  it("port ranges: adjacent ports join; past the limit the closest ranges join across their gaps", () => {
+    expect(portRanges([])).toEqual([])
+    expect(portRanges([80, 8080, 81, 82, 80])).toEqual([80, 82, 8080, 8080])
+    expect(portRanges([1, 3, 10, 11, 20], 2)).toEqual([1, 11, 20, 20])
+    expect(portRanges([1, 3, 10, 11, 20], 1)).toEqual([1, 20])
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 65535 }), { maxLength: 3000 }), fc.integer({ min: 1, max: 1024 }), (ports, max) => {
+      const ranges = portRanges(ports, max)
+      expect(ranges.length / 2).toBeLessThanOrEqual(max)
+      for (const port of ports) {
+        expect(ranges.some((_, i) => i % 2 === 0 && ranges[i]! <= port && port <= ranges[i + 1]!)).toBe(true)
+      }
+      for (let i = 2; i < ranges.length; i += 2) expect(ranges[i]!).toBeGreaterThan(ranges[i - 1]! + 1)
+    }), { numRuns: 200 })
   })
 
   it("counts accepted UNIX connections by name", () => {
