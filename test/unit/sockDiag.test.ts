@@ -43,16 +43,18 @@ const right = <A>(either: Either.Either<A, SockDiagError>): A => {
   return either.right
 }
 const loopback6 = "0:0:0:0:0:0:0:1"
+/** The kernel lists sockets in its hash order: compare them sorted by inode. */
+const sorted = <A extends { readonly inode: number }>(sockets: ReadonlyArray<A>) => [...sockets].sort((a, b) => a.inode - b.inode)
 
 describe("sock_diag replies recorded on Linux", () => {
   it("established TCP on one port: the accepted connection and the one still in the accept queue (inode 0), no client end", () => {
-    expect(right(decodeInet(reply("established4")))).toEqual([
-      { family: "ipv4", state: TCP_ESTABLISHED, ip: "127.0.0.1", port: scene.p4, inode: scene.accepted.v4 },
-      { family: "ipv4", state: TCP_ESTABLISHED, ip: "127.0.0.1", port: scene.p4, inode: 0 }
+    expect(sorted(right(decodeInet(reply("established4"))))).toEqual([
+      { family: "ipv4", state: TCP_ESTABLISHED, ip: "127.0.0.1", port: scene.p4, inode: 0 },
+      { family: "ipv4", state: TCP_ESTABLISHED, ip: "127.0.0.1", port: scene.p4, inode: scene.accepted.v4 }
     ])
-    expect(right(decodeInet(reply("established6")))).toEqual([
-      { family: "ipv6", state: TCP_ESTABLISHED, ip: loopback6, port: scene.p6, inode: scene.accepted.v6 },
-      { family: "ipv6", state: TCP_ESTABLISHED, ip: loopback6, port: scene.p6, inode: 0 }
+    expect(sorted(right(decodeInet(reply("established6"))))).toEqual([
+      { family: "ipv6", state: TCP_ESTABLISHED, ip: loopback6, port: scene.p6, inode: 0 },
+      { family: "ipv6", state: TCP_ESTABLISHED, ip: loopback6, port: scene.p6, inode: scene.accepted.v6 }
     ])
   })
 
