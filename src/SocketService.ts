@@ -141,8 +141,9 @@ const readinessInterval = Duration.millis(20)
  * at every readinessInterval), from a second after the start. They say the app has begun to accept only while
  * more connections wait than it has taken yet (else nothing is pending any more), a backstop; and a look at
  * established TCP sockets walks the kernel's whole table of them, 10 to 17 ms on a 24 GB machine however few
- * sockets it holds (internal/connections.ts). Looked at every 20 ms, with the rest of a start, that cost soad
- * 150 ms of CPU per second of a start; every 500 ms, 52 ms; once a second, XX ms (test/bench, "scale").
+ * sockets it holds (internal/connections.ts). Looked at every 20 ms (then for both families) a start cost soad
+ * 150 ms of CPU per second, 230 with 20,000 other sockets on the host; once a second, 45 and 44
+ * (`BENCH_ONLY=scale npm run bench`).
  */
 const openLookInterval = 1000
 

@@ -2,8 +2,10 @@
  * diag.c: diagInet / diagUnix, the kernel's own list of sockets, asked for only what soad needs (Linux
  * NETLINK_SOCK_DIAG, as `ss` does). /proc/net/tcp lists every socket of the host, and reading it means formatting
  * and parsing all of them: with 19,500 TCP sockets on the host, parsing it four times a second cost soad half a
- * core. Here the kernel filters: by state (a bit mask) and, for TCP, by local port (a bytecode program), so a
- * look at one port costs the same with 0 or 20,000 other sockets on the host.
+ * core. Here the kernel filters: by state (a bit mask) and, for TCP, by local port (a bytecode program), so
+ * nothing is formatted, copied or decoded for the sockets soad does not ask about. (The kernel still walks its
+ * table of established connections for each TCP question, sized by the host's memory: 10 ms with no sockets in
+ * it, 12 to 17 ms with 19,000, on a 24 GB machine; internal/connections.ts asks seldom for that reason.)
  *
  * This file only builds the request, sends it and collects the reply: it returns the reply's bytes as the kernel
  * sent them (every datagram, up to and including NLMSG_DONE), and src/internal/sockDiag.ts decodes them, so the

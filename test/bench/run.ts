@@ -641,14 +641,16 @@ const busyHostRound = async (lookup: Lookup) => {
   await stop(proxy)
   // A hand-off app that accepts 2 s after it starts: soad looks whether it has accepted (pending, open) till then.
   const port = await freePort()
-  const handOff = start(command, ["-l", `127.0.0.1:${port}`, "-t", "0.5", "--", process.execPath, testApp, "--start-delay", "2000"], lookupEnv(lookup))
+  const handOff = start(command, ["-l", `127.0.0.1:${port}`, "-t", "3", "--", process.execPath, testApp, "--start-delay", "2000"], lookupEnv(lookup))
   await handOff.waitFor(/listening on/)
   await sleep(500)
-  const handOffStart = await cpuPerSecond(handOff.child.pid!, () => timedGet({ host: "127.0.0.1", port }))
-  // Then, the app running, a request it holds 4 s, with -t 0.5: from the deadline on, soad looks every second
-  // whether that accepted connection is still open.
-  const idleLooks = await cpuPerSecond(handOff.child.pid!, () => timedGet({ host: "127.0.0.1", port }, "/?delay=4000"))
+  const pid = handOff.child.pid!
+  const handOffStart = await cpuPerSecond(pid, () => timedGet({ host: "127.0.0.1", port }))
+  // Then a request the app holds 7 s: from the deadline (-t 3) until it closes, soad looks every second whether
+  // that accepted connection is still open; measured from its first look to the close.
+  const held = timedGet({ host: "127.0.0.1", port }, "/?delay=7000")
   await handOff.waitFor(/still open/)
+  const idleLooks = await cpuPerSecond(pid, () => held)
   await stop(handOff)
   return { proxyStart, handOffStart, idleLooks }
 }
@@ -671,7 +673,7 @@ const busyHost = async () => {
   const host = await hostSockets({ root, dir: hostDir, tcp: hostCount })
   try {
     const busy = await measure()
-    return { quiet, busy, held: host.tcp }
+    return { quiet, busy, held: host.tcp, rounds }
   } finally {
     await host.stop()
   }
@@ -679,7 +681,7 @@ const busyHost = async () => {
 
 const reportScale = async () => {
   console.error("a busy host: soad's CPU with 0 and with 20,000 other TCP sockets")
-  const { quiet, busy, held } = await busyHost()
+  const { quiet, busy, held, rounds } = await busyHost()
   const perSecond = (value: number) => `${value.toFixed(1)} ms/s`
   const figure = (key: "proxyStart" | "handOffStart" | "idleLooks", what: string) => {
     const q = quiet(key)
@@ -687,7 +689,7 @@ const reportScale = async () => {
     row(
       `busy host: soad's CPU ${what} (0 / ${held} host TCP sockets)`,
       `${perSecond(q.diag)} / ${perSecond(b.diag)}`,
-      `reading /proc/net instead (SOAD_SOCK_DIAG=0): ${perSecond(q.proc)} / ${perSecond(b.proc)}`
+      `reading /proc/net instead (SOAD_SOCK_DIAG=0): ${perSecond(q.proc)} / ${perSecond(b.proc)}; median of ${rounds} rounds`
     )
   }
   figure("proxyStart", "while a proxied app starts (binds after 2 s)")
