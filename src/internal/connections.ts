@@ -1,9 +1,9 @@
 /**
  * Open connections to soad's listeners (Linux): the accepted, still open server-side sockets that belong to a
  * listener, and whether an app listens on an address yet. Asked of the kernel (sock_diag, internal/sockDiag.ts),
- * which filters by state and port, so a look costs the same however many sockets the host has; read from
- * /proc/net, which lists every socket of the host, where the kernel cannot answer. Looked at when an idle deadline
- * comes (never while the app is busy), and while an app starts.
+ * which filters by state and port, so soad reads and decodes only the sockets of its own ports however many the
+ * host has; read from /proc/net, which lists every socket of the host, where the kernel cannot answer. Looked at
+ * when an idle deadline comes (never while the app is busy), and while an app starts.
  *
  * @internal
  */
@@ -62,7 +62,7 @@ export const normalizeIp = (ip: string): string => {
 }
 
 /** The wildcard address of either family: a listener there takes every address of its port. */
-export const anyAddress = (ip: string) => ip === "0.0.0.0" || normalizeIp(ip) === "0:0:0:0:0:0:0:0"
+const anyAddress = (ip: string) => ip === "0.0.0.0" || normalizeIp(ip) === "0:0:0:0:0:0:0:0"
 
 /**
  * /proc/net/tcp{,6}: accepted established connections (st 01, inode not 0) whose local end is one of these
@@ -255,14 +255,14 @@ export const count = (endpoints: ReadonlyArray<Endpoint>): Effect.Effect<number>
   })
 
 /** /proc/net/unix: is a UNIX socket listening (flag __SO_ACCEPTCON) at `path`? */
-export const listeningUnixIn = (table: string, path: string): boolean =>
+const listeningUnixIn = (table: string, path: string): boolean =>
   table.split("\n").some((line) => {
     const fields = line.trim().split(/\s+/)
     return fields.length >= 8 && fields[3] === "00010000" && fields.slice(7).join(" ") === path
   })
 
 /** /proc/net/tcp{,6}: is a TCP socket listening (st 0A) on `port`, at `host` or a wildcard address? */
-export const listeningTcpIn = (table: string, host: string, port: number): boolean => {
+const listeningTcpIn = (table: string, host: string, port: number): boolean => {
   const wanted = normalizeIp(host)
   return table.split("\n").some((line) => {
     const fields = line.trim().split(/\s+/)
