@@ -39,12 +39,12 @@ export class RelayService extends Context.Tag("soad/RelayService")<RelayService,
 const upstreamRetry = Schedule.exponential("10 millis", 1.5).pipe(Schedule.union(Schedule.spaced("250 millis")))
 
 /**
- * Is the app listening on `target`? On Linux soad looks for its listening socket in /proc/net, so the app sees no
- * connection of soad's own; elsewhere it connects and closes at once.
+ * Is the app listening on `target`? On Linux soad asks the kernel for a listening socket there (sock_diag, else
+ * /proc/net), so the app sees no connection of soad's own; elsewhere it connects and closes at once.
  */
 const isListening = (target: Target): Effect.Effect<boolean> =>
   Connections.available()
-    ? Effect.sync(() => Connections.listening(target))
+    ? Connections.listening(target)
     : Effect.async<boolean>((resume) => {
       const probe = Net.connect(target)
       probe.once("connect", () => {

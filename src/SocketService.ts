@@ -152,6 +152,17 @@ export class SocketService extends Context.Tag("soad/SocketService")<SocketServi
 /** How often the live service looks whether a starting app has accepted (only while it starts). */
 const readinessInterval = Duration.millis(20)
 
+/**
+ * While a start waits, how often the open connections are looked at besides (whether one is pending is looked
+ * at every readinessInterval), from a second after the start. They say the app has begun to accept only while
+ * more connections wait than it has taken yet (else nothing is pending any more), a backstop; and a look at
+ * established TCP sockets walks the kernel's whole table of them, 10 to 17 ms on a 24 GB machine however few
+ * sockets it holds (internal/connections.ts). Looked at every 20 ms (then for both families) a start cost soad
+ * 150 ms of CPU per second, 230 with 20,000 other sockets on the host; once a second, 45 and 44
+ * (`BENCH_ONLY=scale npm run bench`).
+ */
+const openLookInterval = 1000
+
 /** Without exact counting, how often readability is looked at while the app runs. */
 const readabilityInterval = Duration.millis(100)
 
@@ -224,10 +235,17 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
     Effect.sync(() => listeners.some((listener) => n.pending(listener.fd)))
 
   const awaitAccepting = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
-    Effect.asVoid(Effect.repeat(
-      Effect.zipWith(isPending(listeners), openConnections(listeners), (pending, open) => !pending || open > 0),
-      { schedule: Schedule.spaced(readinessInterval), until: (ready) => ready }
-    ))
+    Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
+      let openLookedAt = startedAt
+      const accepting = Effect.gen(function*() {
+        if (!(yield* isPending(listeners))) return true
+        const now = yield* Clock.currentTimeMillis
+        if (now - openLookedAt < openLookInterval) return false
+        openLookedAt = now
+        return (yield* openConnections(listeners)) > 0
+      })
+      return Effect.asVoid(Effect.repeat(accepting, { schedule: Schedule.spaced(readinessInterval), until: (ready) => ready }))
+    })
 
   const counted = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
     Effect.acquireRelease(
@@ -291,7 +309,8 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
         description: Address.format(config.address),
         local: n.localAddress(fd),
         file
-      }))
+      })),
+      Effect.tap((listener) => Connections.track(listener.local))
     )
 
   const revive = (listener: Listener, options: ServiceConfig.SocketOptions) =>
@@ -304,14 +323,12 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
 
   const connectionAware = Connections.available()
   const openConnections = (listeners: ReadonlyArray<Listener>) =>
-    Effect.sync(() =>
-      connectionAware
-        ? Connections.count(listeners.flatMap((listener) => listener.local === undefined ? [] : [listener.local]))
-        : 0
-    )
+    connectionAware
+      ? Connections.count(listeners.flatMap((listener) => listener.local === undefined ? [] : [listener.local]))
+      : Effect.succeed(0)
 
   const ownListening = (pgid: number, listeners: ReadonlyArray<Listener>) =>
-    Effect.sync(() => {
+    Effect.suspend(() => {
       const given = new Set<number>()
       for (const listener of listeners) {
         try {

@@ -5,8 +5,11 @@
  *
  * @internal
  */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fs from "node:fs"
 import { decodeIp, type Endpoint } from "./connections.js"
+import * as SockDiag from "./sockDiag.js"
 
 /** A listening socket found in /proc/net: its inode and address. */
 export interface ListeningSocket {
@@ -42,6 +45,21 @@ export const listeningUnix = (table: string): Array<ListeningSocket> => {
   }
   return found
 }
+
+/** From sock_diag: the TCP listeners with their inodes. */
+export const listeningFromInet = (sockets: ReadonlyArray<SockDiag.InetSocket>): Array<ListeningSocket> =>
+  sockets.filter((socket) => socket.state === SockDiag.TCP_LISTEN && socket.inode > 0).map((socket) => ({
+    inode: socket.inode,
+    endpoint: { family: socket.ip.includes(":") ? "ipv6" : "ipv4", ip: socket.ip, port: socket.port }
+  }))
+
+/** From sock_diag: the UNIX listeners that have a name, with their inodes. */
+export const listeningFromUnix = (sockets: ReadonlyArray<SockDiag.UnixSocket>): Array<ListeningSocket> =>
+  sockets.flatMap((socket) =>
+    socket.state === SockDiag.TCP_LISTEN && socket.inode > 0 && socket.name !== undefined && socket.name !== ""
+      ? [{ inode: socket.inode, endpoint: { family: "unix", path: socket.name } }]
+      : []
+  )
 
 /** The inode of a /proc/PID/fd link to a socket ("socket:[12345]"); undefined for anything else. */
 export const socketInode = (link: string): number | undefined => {
@@ -124,18 +142,26 @@ const groupSocketInodes = (pgid: number): Set<number> => {
   return inodes
 }
 
+/** Every listening TCP and UNIX socket of the host (there are few), from the kernel or else from /proc/net. */
+const allListening = Effect.gen(function*() {
+  const listen = 1 << SockDiag.TCP_LISTEN
+  const tcp = yield* SockDiag.fromKernel("tcp", () => Either.map(SockDiag.inetSocketsBoth(listen), listeningFromInet))
+  const unix = yield* SockDiag.fromKernel("unix", () => Either.map(SockDiag.unixSockets(listen), listeningFromUnix))
+  return [
+    ...tcp ?? [...listeningTcp(readText("/proc/net/tcp")), ...listeningTcp(readText("/proc/net/tcp6"))],
+    ...unix ?? listeningUnix(readText("/proc/net/unix"))
+  ]
+})
+
 /**
  * The addresses that process group `pgid` listens on, apart from the sockets whose inodes are in `given`
- * (soad's listeners). Empty where /proc cannot tell (not Linux).
+ * (soad's listeners). Empty where it cannot be seen (not Linux).
  */
-export const ownListening = (pgid: number, given: ReadonlySet<number>): Array<Endpoint> => {
-  if (process.platform !== "linux") return []
-  const held = groupSocketInodes(pgid)
-  if (held.size === 0) return []
-  const listening = [
-    ...listeningTcp(readText("/proc/net/tcp")),
-    ...listeningTcp(readText("/proc/net/tcp6")),
-    ...listeningUnix(readText("/proc/net/unix"))
-  ]
-  return listening.filter((socket) => held.has(socket.inode) && !given.has(socket.inode)).map((socket) => socket.endpoint)
-}
+export const ownListening = (pgid: number, given: ReadonlySet<number>): Effect.Effect<Array<Endpoint>> =>
+  Effect.gen(function*() {
+    if (process.platform !== "linux") return []
+    const held = groupSocketInodes(pgid)
+    if (held.size === 0) return []
+    const listening = yield* allListening
+    return listening.filter((socket) => held.has(socket.inode) && !given.has(socket.inode)).map((socket) => socket.endpoint)
+  })

@@ -208,6 +208,14 @@ export interface Native {
   readonly relayPeek: (id: number) => Buffer | null
   /** soad answers a held connection: what its client sent is dropped, `response` written, the connection closed. */
   readonly relayAnswer: (id: number, response: Buffer) => void
+  /**
+   * The kernel's TCP sockets of one family (4 or 6) in `states` (a mask of 1 << TCP_*), whose local port lies in
+   * one of `ranges` ([lo, hi, lo, hi, …], at most 1024 ranges; null: any port), as the raw NETLINK_SOCK_DIAG reply
+   * (internal/sockDiag.ts decodes it). Throws with errno where the kernel has no sock_diag or answers with an error.
+   */
+  readonly diagInet: (family: 4 | 6, states: number, ranges: ReadonlyArray<number> | null) => Buffer
+  /** The same for UNIX sockets; `show` is unix_diag's UDIAG_SHOW_* mask. */
+  readonly diagUnix: (states: number, show: number) => Buffer
   readonly relayStats: (group: number) => {
     readonly open: number
     readonly bytesIn: number

@@ -6,11 +6,13 @@
  */
 import * as Fs from "node:fs"
 
-const freshFor = 50
+/** How long something read from /proc (or asked of the kernel) serves again: one status request or scrape. */
+export const freshFor = 50
 
 const pageSize = 4096
 
-const memo = <A>(compute: () => A): () => A => {
+/** `compute`, run again only when its last result is more than 50 ms old. */
+export const memo = <A>(compute: () => A): () => A => {
   let value: A | undefined
   let at = -Infinity
   return () => {

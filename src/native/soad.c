@@ -36,6 +36,8 @@
  *   relay.c    relay*                   proxy mode: accept, connect to the app, splice both ways (Linux);
  *              relayPeek / relayAnswer  a held connection's request, answered by soad (the waiting page)
  *   accept.c   acceptConnection         --accept mode: one connection and its peer's IP and port, for an instance
+ *   diag.c     diagInet / diagUnix      the kernel's list of TCP and UNIX sockets, filtered by state and port
+ *                                       (NETLINK_SOCK_DIAG): open connections and an app's listeners without /proc
  *   memory.c   lowMemory                V8's memory-reducing GC and malloc_trim, once soad sleeps
  *
  *   napi.c     the N-API layer: errors, argument readers, result builders, JS callbacks (no syscalls)
@@ -99,6 +101,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"relayFdLimit", NULL, relay_fd_limit_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayPeek", NULL, relay_peek, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayAnswer", NULL, relay_answer, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"diagInet", NULL, diag_inet, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"diagUnix", NULL, diag_unix, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

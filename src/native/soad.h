@@ -76,4 +76,8 @@ napi_value relay_fd_limit_js(napi_env env, napi_callback_info info);
 napi_value relay_peek(napi_env env, napi_callback_info info);
 napi_value relay_answer(napi_env env, napi_callback_info info);
 
+/* diag.c */
+napi_value diag_inet(napi_env env, napi_callback_info info);
+napi_value diag_unix(napi_env env, napi_callback_info info);
+
 #endif

@@ -10,6 +10,8 @@
  *   app's READY=1 under the flood, soad's CPU and log lines meanwhile.
  * - the parsers of outside bytes (a request head, a control request, a line of an app's output): the CPU of one
  *   adversarial input at its size limit, under soad's own V8 flags (`parsers`, test/bench/parsers.ts).
+ * - a busy host (scale): soad's CPU while apps start and while it looks at open connections, with 0 and with
+ *   20,000 other TCP sockets on the host, asking the kernel (sock_diag) and reading /proc/net (SOAD_SOCK_DIAG=0).
  *
  * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
  * said so, when missing).
@@ -24,6 +26,7 @@ import { fileURLToPath } from "node:url"
 import * as NotifyMessage from "../../src/internal/notifyMessage.js"
 import * as Neighbours from "./neighbours.js"
 import * as Parsers from "./parsers.js"
+import { hostSockets } from "../hostSockets.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
 const bin = Path.join(root, "dist", "bin.js")
@@ -31,7 +34,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -62,8 +65,8 @@ interface Proc {
  */
 const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/" }
 
-const start = (command: string, args: ReadonlyArray<string>): Proc => {
-  const child = ChildProcess.spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env })
+const start = (command: string, args: ReadonlyArray<string>, extraEnv: Record<string, string> = {}): Proc => {
+  const child = ChildProcess.spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...env, ...extraEnv } })
   children.add(child)
   child.on("exit", () => children.delete(child))
   const lines: Array<{ at: number; text: string }> = []
@@ -101,10 +104,10 @@ const stop = async (proc: Proc) => {
 type Target = { readonly socketPath: string } | { readonly host: string; readonly port: number }
 
 /** One GET on a new connection: milliseconds from connect() to the full response. */
-const timedGet = (target: Target): Promise<number> =>
+const timedGet = (target: Target, path = "/"): Promise<number> =>
   new Promise((resolve, reject) => {
     const t0 = performance.now()
-    Http.get({ ...target, path: "/", agent: false }, (response) => {
+    Http.get({ ...target, path, agent: false }, (response) => {
       response.resume()
       response.on("end", () => resolve(performance.now() - t0))
     }).on("error", reject)
@@ -872,6 +875,97 @@ const reportParsers = () => {
   }
 }
 
+/** CPU time of every thread of a process so far, in milliseconds (schedstat: nanoseconds, not 10 ms ticks). */
+const cpuMs = (pid: number): number => {
+  let total = 0
+  for (const task of Fs.readdirSync(`/proc/${pid}/task`)) {
+    total += Number(Fs.readFileSync(`/proc/${pid}/task/${task}/schedstat`, "utf8").split(" ")[0]) / 1e6
+  }
+  return total
+}
+
+/** soad's CPU over `during` (which returns once it is over), per second of it. */
+const cpuPerSecond = async (pid: number, during: () => Promise<unknown>): Promise<number> => {
+  const cpu0 = cpuMs(pid)
+  const t0 = performance.now()
+  await during()
+  return (cpuMs(pid) - cpu0) / ((performance.now() - t0) / 1000)
+}
+
+/** How soad looks at sockets: asking the kernel (sock_diag), or reading /proc/net as before it did. */
+type Lookup = "sock_diag" | "proc"
+const lookupEnv = (lookup: Lookup): Record<string, string> => lookup === "proc" ? { SOAD_SOCK_DIAG: "0" } : {}
+
+/** The three moments soad looks at sockets, each measured as soad's CPU per second of it. */
+const busyHostRound = async (lookup: Lookup) => {
+  const plainApp = Path.join(root, "test", "fixtures", "plain-app.mjs")
+  const testApp = Path.join(root, "test", "fixtures", "app.mjs")
+  // A proxied app that binds its port 2 s after it starts: soad looks for its listener until then.
+  const upstream = await freePort()
+  const socketPath = Path.join(work, `busy-proxy-${lookup}.sock`)
+  const proxy = start(command, ["-s", socketPath, "--upstream", `127.0.0.1:${upstream}`, "-t", "300", "--", process.execPath, plainApp, "--port", String(upstream), "--delay", "2000"], lookupEnv(lookup))
+  await proxy.waitFor(/listening on/)
+  await sleep(500)
+  const proxyStart = await cpuPerSecond(proxy.child.pid!, () => timedGet({ socketPath }))
+  await stop(proxy)
+  // A hand-off app that accepts 2 s after it starts: soad looks whether it has accepted (pending, open) till then.
+  const port = await freePort()
+  const handOff = start(command, ["-l", `127.0.0.1:${port}`, "-t", "3", "--", process.execPath, testApp, "--start-delay", "2000"], lookupEnv(lookup))
+  await handOff.waitFor(/listening on/)
+  await sleep(500)
+  const pid = handOff.child.pid!
+  const handOffStart = await cpuPerSecond(pid, () => timedGet({ host: "127.0.0.1", port }))
+  // Then a request the app holds 7 s: from the deadline (-t 3) until it closes, soad looks every second whether
+  // that accepted connection is still open; measured from its first look to the close.
+  const held = timedGet({ host: "127.0.0.1", port }, "/?delay=7000")
+  await handOff.waitFor(/still open/)
+  const idleLooks = await cpuPerSecond(pid, () => held)
+  await stop(handOff)
+  return { proxyStart, handOffStart, idleLooks }
+}
+
+/** The busy-host figures: each moment with 0 and with 20,000 host TCP sockets, for both ways of looking. */
+const busyHost = async () => {
+  const hostCount = 20_000
+  const rounds = Math.min(runs, 3)
+  type Figures = Awaited<ReturnType<typeof busyHostRound>>
+  const measure = async () => {
+    const results: Record<Lookup, Array<Figures>> = { sock_diag: [], proc: [] }
+    for (let i = 0; i < rounds; i++) {
+      for (const lookup of ["sock_diag", "proc"] as const) results[lookup].push(await busyHostRound(lookup))
+    }
+    const med = (lookup: Lookup, key: keyof Figures) => median(results[lookup].map((r) => r[key]))
+    return (key: keyof Figures) => ({ diag: med("sock_diag", key), proc: med("proc", key) })
+  }
+  const quiet = await measure()
+  const hostDir = Fs.mkdtempSync(Path.join(work, "host-"))
+  const host = await hostSockets({ root, dir: hostDir, tcp: hostCount })
+  try {
+    const busy = await measure()
+    return { quiet, busy, held: host.tcp, rounds }
+  } finally {
+    await host.stop()
+  }
+}
+
+const reportScale = async () => {
+  console.error("a busy host: soad's CPU with 0 and with 20,000 other TCP sockets")
+  const { quiet, busy, held, rounds } = await busyHost()
+  const perSecond = (value: number) => `${value.toFixed(1)} ms/s`
+  const figure = (key: "proxyStart" | "handOffStart" | "idleLooks", what: string) => {
+    const q = quiet(key)
+    const b = busy(key)
+    row(
+      `busy host: soad's CPU ${what} (0 / ${held} host TCP sockets)`,
+      `${perSecond(q.diag)} / ${perSecond(b.diag)}`,
+      `reading /proc/net instead (SOAD_SOCK_DIAG=0): ${perSecond(q.proc)} / ${perSecond(b.proc)}; median of ${rounds} rounds`
+    )
+  }
+  figure("proxyStart", "while a proxied app starts (binds after 2 s)")
+  figure("handOffStart", "while a hand-off app starts (accepts after 2 s)")
+  figure("idleLooks", "while an accepted connection stays open past -t (a look each second)")
+}
+
 const main = async () => {
   if (!Fs.existsSync(bin)) throw new Error("build first: npm run build")
   console.error(`soad benchmark, ${runs} runs each; this takes a few minutes`)
@@ -888,6 +982,7 @@ const main = async () => {
   if (part("notify")) await reportNotify()
   if (part("parsers")) reportParsers()
   if (part("neighbours")) await reportNeighbours()
+  if (part("scale")) await reportScale()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
