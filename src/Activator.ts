@@ -1,7 +1,7 @@
 /**
  * One service's lifecycle: wait for a connection, start the app with the listeners, watch its activity
  * against the Clock, stop it when idle, and again. Socket hand-off is a mode of the lifecycle core
- * (internal/run.ts), as proxy mode (Proxy.ts) is; built only from SocketService, ProcessService, RelayService and
+ * (core/run.ts), as proxy mode (modes/proxy.ts) is; built only from SocketService, ProcessService, RelayService and
  * Clock, so tests run it against fake layers under TestClock.
  *
  * @since 0.1.0
@@ -14,17 +14,17 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as ServiceConfig from "./ServiceConfig.js"
-import * as Accept from "./Accept.js"
+import * as Accept from "./modes/accept.js"
 import { Budget } from "./Budget.js"
-import * as AppListening from "./internal/appListening.js"
-import * as Format from "./internal/format.js"
-import * as Idle from "./internal/idle.js"
-import * as ListenerHealth from "./internal/listenerHealth.js"
-import { now, spawnRequest, stopPolicy, unitOf } from "./internal/lifecycle.js"
-import * as Run from "./internal/run.js"
+import * as AppListening from "./os/appListening.js"
+import * as Format from "./observe/format.js"
+import * as Idle from "./core/idle.js"
+import * as ListenerHealth from "./modes/listenerHealth.js"
+import { now, spawnRequest, stopPolicy, unitOf } from "./core/lifecycle.js"
+import * as Run from "./core/run.js"
 import { event } from "./Logging.js"
 import { ProcessService } from "./ProcessService.js"
-import * as Proxy from "./Proxy.js"
+import * as Proxy from "./modes/proxy.js"
 import type { RelayService } from "./RelayService.js"
 import type { Arrivals, ListenError, Listener } from "./SocketService.js"
 import { SocketService } from "./SocketService.js"
@@ -77,7 +77,7 @@ export const listen = (
   })
 
 /**
- * One look at a hand-off app's activity (see internal/idle.ts): no connection arrived for `idleTimeout`, none
+ * One look at a hand-off app's activity (see core/idle.ts): no connection arrived for `idleTimeout`, none
  * waits in the backlog, none it accepted is still open. Reads what arrived only at the deadlines the decisions ask
  * for (nothing runs per connection); `lastActivity` is moved to the activity seen.
  */
@@ -168,7 +168,7 @@ const coldStart = (service: Run.Service, processes: ProcessService["Type"]) => {
  * Socket hand-off: a connection pending on a listener (or `soad wake`) starts the app with the listeners as fds
  * 3, 4, …; it is ready once it accepts; activity is every connection that arrives (counted), one waiting, or one
  * it accepted still open. The app shares the listeners and may shut them down: before each wait they are looked at
- * and brought back (internal/listenerHealth.ts), and a listener that wakes a wait only because it was shut down is
+ * and brought back (modes/listenerHealth.ts), and a listener that wakes a wait only because it was shut down is
  * no connection.
  */
 const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type"]) =>

@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
-import { native } from "./internal/native.js"
+import { native } from "./os/native.js"
 
 /** One datagram and who sent it (from SCM_CREDENTIALS; pid 0 if the kernel gave none). */
 export interface NotifyMessage {

@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import type { BudgetConfig } from "./ConfigFile.js"
-import * as Format from "./internal/format.js"
+import * as Format from "./observe/format.js"
 import { event } from "./Logging.js"
 
 /** A running app, as the budget sees it. */

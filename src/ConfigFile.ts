@@ -24,8 +24,8 @@ import * as Path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
 import * as Address from "./Address.js"
 import * as ServiceConfig from "./ServiceConfig.js"
-import * as Fields from "./internal/fields.js"
-import * as ServiceInput from "./internal/serviceInput.js"
+import * as Fields from "./config/fields.js"
+import * as ServiceInput from "./config/serviceInput.js"
 
 /** The config file cannot be used; `errors` lists every problem, one line each. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -59,7 +59,7 @@ export const defaultMinWarm = Duration.seconds(30)
 
 const { Count, Seconds, expecting } = ServiceInput
 
-/** One service's table (and the defaults table): the keys flags and files share (internal/serviceInput.ts). */
+/** One service's table (and the defaults table): the keys flags and files share (config/serviceInput.ts). */
 export const Service = ServiceInput.ServiceInput
 type Service = ServiceInput.ServiceInput
 

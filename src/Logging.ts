@@ -23,7 +23,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
-import { printable, stringify } from "./internal/terminal.js"
+import { printable, stringify } from "./observe/terminal.js"
 
 /** The levels `--log-level` takes, quietest first. */
 export const levels = ["quiet", "error", "warn", "info", "debug"] as const
@@ -92,7 +92,7 @@ const countDropped = () => droppedLines.unsafeUpdate(1, [])
 /**
  * Writes one line to `sink` without throwing and without letting more than `limit` bytes (`queueLimitBytes`) wait
  * in memory; a line that is not written is counted by `onDrop` (in `droppedLines`), once. Apps' output passes a
- * lower limit and its own count (internal/appLogs.ts), so a flooding app never crowds out soad's own lines.
+ * lower limit and its own count (observe/appLogs.ts), so a flooding app never crowds out soad's own lines.
  */
 export const writeLine = (
   line: string,

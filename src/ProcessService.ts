@@ -16,10 +16,10 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as AppLogs from "./internal/appLogs.js"
-import * as Cgroup from "./internal/cgroup.js"
-import * as Guard from "./internal/guard.js"
-import { errnoName, helperPath, native, type NativeError, type SpawnOptions } from "./internal/native.js"
+import * as AppLogs from "./observe/appLogs.js"
+import * as Cgroup from "./os/cgroup.js"
+import * as Guard from "./os/guard.js"
+import { errnoName, helperPath, native, type NativeError, type SpawnOptions } from "./os/native.js"
 import * as Signal from "./Signal.js"
 import { event } from "./Logging.js"
 import type { Wakeup } from "./SocketService.js"
@@ -52,7 +52,7 @@ export interface SpawnRequest {
   readonly unit?: string | undefined
   /**
    * The service's name: with an AppLogs in the context, the app's stdout and stderr are pipes soad reads, and
-   * each line is logged and kept under this name (internal/appLogs.ts).
+   * each line is logged and kept under this name (observe/appLogs.ts).
    */
   readonly service?: string | undefined
   /**

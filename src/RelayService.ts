@@ -11,8 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Net from "node:net"
-import * as Connections from "./internal/connections.js"
-import * as Relay from "./internal/relay.js"
+import * as Connections from "./os/connections.js"
+import * as Relay from "./os/relay.js"
 
 /** Where the app listens. */
 export type Target = Relay.Target
@@ -20,7 +20,7 @@ export type Target = Relay.Target
 /** An accepted connection, held or relayed. */
 export type Conn = Relay.Conn
 
-/** Accepts on a service's listeners and relays its connections (see internal/relay.ts). */
+/** Accepts on a service's listeners and relays its connections (see os/relay.ts). */
 export type Relayer = Relay.Relayer
 
 /** The relay operations proxy mode needs. */

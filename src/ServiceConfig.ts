@@ -9,12 +9,12 @@ import * as Either from "effect/Either"
 import * as Equal from "effect/Equal"
 import * as Utils from "effect/Utils"
 import * as Address from "./Address.js"
-import * as FieldParsers from "./internal/fields.js"
-import * as Ids from "./internal/ids.js"
-import * as Users from "./internal/users.js"
+import * as FieldParsers from "./config/fields.js"
+import * as Ids from "./config/ids.js"
+import * as Users from "./os/users.js"
 import * as Signal from "./Signal.js"
 
-/** The mode of a UNIX socket file soad creates when none is given: 0666, whatever soad's umask (see internal/fields.ts). */
+/** The mode of a UNIX socket file soad creates when none is given: 0666, whatever soad's umask (see config/fields.ts). */
 export const defaultSocketMode = FieldParsers.defaultSocketMode
 
 /** How the listeners are created. */
@@ -48,7 +48,7 @@ export interface RunAs {
 
 /**
  * Proxy mode, HTTP/1.x: a browser navigation that has waited `after` for a starting app gets a page that brings it
- * to the app once it is up (internal/waitingPage.ts); `file`: a page of one's own, read when the config is.
+ * to the app once it is up (modes/waitingPage.ts); `file`: a page of one's own, read when the config is.
  */
 export interface WaitingPage {
   readonly after: Duration.Duration
@@ -87,7 +87,7 @@ export interface ServiceConfig {
   readonly upstream: Upstream | undefined
   /**
    * Proxy mode: at most this many connections are held while the app starts (`--max-held`); more wait in the
-   * kernel's backlog. undefined: from RLIMIT_NOFILE (see internal/relay.ts defaultMaxHeld).
+   * kernel's backlog. undefined: from RLIMIT_NOFILE (see os/relay.ts defaultMaxHeld).
    */
   readonly maxHeld: number | undefined
   /** Proxy mode: the waiting page (`--waiting-page`, `--waiting-page-file`); undefined: none, requests just wait. */
@@ -202,7 +202,7 @@ const distinct = (listeners: ReadonlyArray<Address.ListenerConfig>): ReadonlyArr
   return listeners
 }
 
-/** The app's extra environment, if every entry can reach it (internal/fields.ts envProblem). */
+/** The app's extra environment, if every entry can reach it (config/fields.ts envProblem). */
 const envOf = (env: Readonly<Record<string, string>>): Readonly<Record<string, string>> => {
   for (const [name, value] of Object.entries(env)) {
     const problem = FieldParsers.envProblem(name, value)

@@ -16,13 +16,13 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Address from "./Address.js"
 import type * as ServiceConfig from "./ServiceConfig.js"
-import * as AppListening from "./internal/appListening.js"
-import * as Connections from "./internal/connections.js"
-import * as Listeners from "./internal/listeners.js"
-import type { ListenError, SocketFileError } from "./internal/listeners.js"
-import { errnoName, native } from "./internal/native.js"
+import * as AppListening from "./os/appListening.js"
+import * as Connections from "./os/connections.js"
+import * as Listeners from "./os/listeners.js"
+import type { ListenError, SocketFileError } from "./os/listeners.js"
+import { errnoName, native } from "./os/native.js"
 import { event } from "./Logging.js"
-import * as Sentinel from "./internal/sentinel.js"
+import * as Sentinel from "./os/sentinel.js"
 
 /** An open listening socket. */
 export interface Listener {
@@ -83,13 +83,13 @@ export class AcceptError extends Data.TaggedError("AcceptError")<{
 }> {}
 
 /** Opening a listener failed; `message` says what is wrong and what to do. */
-export { ListenError } from "./internal/listeners.js"
+export { ListenError } from "./os/listeners.js"
 
 /** A reloaded mode or owner could not be given to a socket file (`replaced`: the file is not soad's any more). */
-export { SocketFileError } from "./internal/listeners.js"
+export { SocketFileError } from "./os/listeners.js"
 
 /** How a listener that no longer listened was brought back: `listen()` again, or a new socket at its address. */
-export type { Revival } from "./internal/listeners.js"
+export type { Revival } from "./os/listeners.js"
 
 /** The socket operations the Activator needs. */
 export class SocketService extends Context.Tag("soad/SocketService")<SocketService, {
@@ -157,7 +157,7 @@ const readinessInterval = Duration.millis(20)
  * at every readinessInterval), from a second after the start. They say the app has begun to accept only while
  * more connections wait than it has taken yet (else nothing is pending any more), a backstop; and a look at
  * established TCP sockets walks the kernel's whole table of them, 10 to 17 ms on a 24 GB machine however few
- * sockets it holds (internal/connections.ts). Looked at every 20 ms (then for both families) a start cost soad
+ * sockets it holds (os/connections.ts). Looked at every 20 ms (then for both families) a start cost soad
  * 150 ms of CPU per second, 230 with 20,000 other sockets on the host; once a second, 45 and 44
  * (`BENCH_ONLY=scale npm run bench`).
  */

@@ -2,7 +2,7 @@
 /**
  * The `soad` command: argv → the CLI, run by NodeRuntime.runMain.
  */
-import * as CliFileSystem from "./internal/cliFileSystem.js"
+import * as CliFileSystem from "./cli/fileSystem.js"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
@@ -13,8 +13,8 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
-import * as Cli from "./Cli.js"
-import { NativeBindingError } from "./internal/native.js"
+import * as Cli from "./cli/command.js"
+import { NativeBindingError } from "./os/native.js"
 import * as Logging from "./Logging.js"
 import * as ProcessService from "./ProcessService.js"
 import * as RelayService from "./RelayService.js"

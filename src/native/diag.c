@@ -5,10 +5,10 @@
  * core. Here the kernel filters: by state (a bit mask) and, for TCP, by local port (a bytecode program), so
  * nothing is formatted, copied or decoded for the sockets soad does not ask about. (The kernel still walks its
  * table of established connections for each TCP question, sized by the host's memory: 10 ms with no sockets in
- * it, 12 to 17 ms with 19,000, on a 24 GB machine; internal/connections.ts asks seldom for that reason.)
+ * it, 12 to 17 ms with 19,000, on a 24 GB machine; os/connections.ts asks seldom for that reason.)
  *
  * This file only builds the request, sends it and collects the reply: it returns the reply's bytes as the kernel
- * sent them (every datagram, up to and including NLMSG_DONE), and src/internal/sockDiag.ts decodes them, so the
+ * sent them (every datagram, up to and including NLMSG_DONE), and src/os/sockDiag.ts decodes them, so the
  * decoder is tested on recorded replies. What C checks here is only what it must to know where the reply ends:
  * each datagram comes from the kernel (nl_pid 0) and is not truncated; a message of our sequence number that is
  * NLMSG_DONE ends it, NLMSG_ERROR (or a DONE carrying an error) becomes an Error with that errno. Every length is

@@ -2,7 +2,7 @@
  * memory.c: asks V8 to give back what it can, as it does for a system low on memory (a full GC that also shrinks
  * the heap's committed pages and drops compiled-code caches), then has the C library return its free pages
  * (malloc_trim). Node's own `gc()` is a plain full GC, which keeps the pages; V8 shrinks them only from its memory
- * reducer, some 10 s later. soad calls this once it sleeps (internal/gc.ts).
+ * reducer, some 10 s later. soad calls this once it sleeps (os/gc.ts).
  *
  * The entry point is Node's public `node::LowMemoryNotification()` (node.h), found at run time: N-API offers nothing
  * of the kind, and a missing symbol (another runtime) only means there is nothing to do.

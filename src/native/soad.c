@@ -45,7 +45,7 @@
  *
  * Each exported function reads its arguments (napi.h), calls plain C that makes the syscalls and returns 0, or -1
  * with errno, and marshals the result. Every syscall is checked; a failure throws an Error carrying `errno` and
- * `syscall`. Node's own loop runs everything; no thread is created. src/internal/native.ts is the contract.
+ * `syscall`. Node's own loop runs everything; no thread is created. src/os/native.ts is the contract.
  */
 #include "soad.h"
 #include "glibc.h"

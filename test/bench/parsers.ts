@@ -4,9 +4,9 @@
  * this in a child process with soad's own V8 flags (--lite-mode: V8 only interprets, so a loop costs what it costs
  * in soad) and prints the worst input of each parser. The goal: 1 ms at most.
  */
-import * as AppLogs from "../../src/internal/appLogs.js"
-import * as ControlRequest from "../../src/internal/controlRequest.js"
-import * as WaitingPage from "../../src/internal/waitingPage.js"
+import * as AppLogs from "../../src/observe/appLogs.js"
+import * as ControlRequest from "../../src/observe/controlRequest.js"
+import * as WaitingPage from "../../src/modes/waitingPage.js"
 import * as FirstClassifier from "../reference/waitingPage.js"
 
 /** One input's figure: CPU per call in µs (median and least of the runs). */

@@ -8,7 +8,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import * as Cgroup from "../../src/internal/cgroup.js"
+import * as Cgroup from "../../src/os/cgroup.js"
 import { appFixture, describeAsRoot, eventually, get, soad, tempDirs, writeConfig } from "../harness.js"
 
 const dir = tempDirs()

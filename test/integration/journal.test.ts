@@ -7,7 +7,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { expect, it } from "vitest"
-import { journalEntry, journalSocket } from "../../src/internal/appLogs.js"
+import { journalEntry, journalSocket } from "../../src/observe/appLogs.js"
 import { describeAsRoot, eventually, get, soad, tempDirs } from "../harness.js"
 
 const dir = tempDirs()

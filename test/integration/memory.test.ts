@@ -1,5 +1,5 @@
 /**
- * The settle GC soad runs once it sleeps (internal/gc.ts): it must give V8's pages back, which a plain gc() does
+ * The settle GC soad runs once it sleeps (os/gc.ts): it must give V8's pages back, which a plain gc() does
  * not (V8 keeps them until its memory reducer runs, ~10 s later). Checked in a fresh Node process: after dropping
  * ~40 MB of objects and a plain gc(), the committed heap is still large; lowMemory shrinks it at once. How much RSS this saves is `npm run bench`'s figure.
  */

@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Effect from "effect/Effect"
 import { afterEach, describe, expect, it } from "vitest"
-import * as Control from "../../src/Control.js"
+import * as Control from "../../src/observe/control.js"
 import * as Registry from "../../src/Registry.js"
 import { alive, appFixture, bin, eventually, freePort, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
 

@@ -1,10 +1,10 @@
 /**
  * The waiting page's first classifier, with regular expressions, kept as the reference model of the property
- * tests (the linear one in src/internal/waitingPage.ts must give the same verdict on every input) and for the
+ * tests (the linear one in src/modes/waitingPage.ts must give the same verdict on every input) and for the
  * benchmark's "before" figure: its header pattern `/^(…):[ \t]*(.*?)[ \t]*$/` backtracks O(n²) on a value of many
  * spaces followed by a non-space (a 16 KiB head took 1 s in plain Node, about 3 s under soad's --lite-mode).
  */
-import type { Verdict } from "../../src/internal/waitingPage.js"
+import type { Verdict } from "../../src/modes/waitingPage.js"
 
 const maxHead = 16 * 1024
 const requestLine = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.[01]$/

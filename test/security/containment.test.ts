@@ -6,7 +6,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import * as Cgroup from "../../src/internal/cgroup.js"
+import * as Cgroup from "../../src/os/cgroup.js"
 import { alive, appFixture, describeAsRoot, eventually, get, type Soad, soad, tempDirs } from "../harness.js"
 
 const dir = tempDirs()

@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
-import { native } from "../../src/internal/native.js"
+import { native } from "../../src/os/native.js"
 import { alive, appFixture, describeAsRoot, eventually, sleep, soad, soadRun, tempDirs } from "../harness.js"
 
 const dir = tempDirs()

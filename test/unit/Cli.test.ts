@@ -3,7 +3,7 @@
  * soad's --log-level kept from @effect/cli's built-in one, the library's errors in soad's words, plain help.
  */
 import { describe, expect, it } from "vitest"
-import * as Cli from "../../src/Cli.js"
+import * as Cli from "../../src/cli/command.js"
 
 describe("splitArgv", () => {
   it("keeps everything after the first -- verbatim, flags and subcommand names included", () => {

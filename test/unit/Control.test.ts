@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
-import * as Control from "../../src/Control.js"
-import { peerAllowed } from "../../src/Control.js"
+import * as Control from "../../src/observe/control.js"
+import { peerAllowed } from "../../src/observe/control.js"
 
 describe("who may use the control socket", () => {
   const peer = (uid: number) => ({ pid: 1234, uid, gid: uid })

@@ -7,7 +7,7 @@ import {
   processGroup,
   socketInode,
   upstreamFor
-} from "../../src/internal/appListening.js"
+} from "../../src/os/appListening.js"
 
 // Captured on Linux 6.x. tcp: a listener on 127.0.0.1:51119 (inode 7710) with one accepted and one pending
 // connection and the client ends, and a listener on 0.0.0.0:8000 (33047). tcp6: [::1]:53149 (7720) with its

@@ -11,8 +11,8 @@ import * as Metric from "effect/Metric"
 import * as TestClock from "effect/TestClock"
 import * as Fs from "node:fs"
 import { describe, expect, it, vi } from "vitest"
-import { type LogLine, make, maxLineBytes, pausedSeconds, rateLines, Ring, splitter } from "../../src/internal/appLogs.js"
-import { native } from "../../src/internal/native.js"
+import { type LogLine, make, maxLineBytes, pausedSeconds, rateLines, Ring, splitter } from "../../src/observe/appLogs.js"
+import { native } from "../../src/os/native.js"
 import { captureEvents } from "../fakes.js"
 
 /** Feeds `chunks` to a splitter of `max` bytes; the pieces as [text, continued]. */

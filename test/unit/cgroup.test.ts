@@ -6,7 +6,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import * as Cgroup from "../../src/internal/cgroup.js"
+import * as Cgroup from "../../src/os/cgroup.js"
 
 const dirs: Array<string> = []
 afterEach(() => {

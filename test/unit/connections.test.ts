@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { countTcp, countUnix, decodeIp, normalizeIp } from "../../src/internal/connections.js"
+import { countTcp, countUnix, decodeIp, normalizeIp } from "../../src/os/connections.js"
 
 describe("open connections from /proc/net", () => {
   it("counts accepted unix connections (St 03) on soad's paths, not pending ones (St 02) or the listener", () => {

@@ -5,7 +5,7 @@
  */
 import * as fc from "fast-check"
 import { describe, expect, it, vi } from "vitest"
-import { lineReader, maxRequestBytes, parseRequest, type Read } from "../../src/internal/controlRequest.js"
+import { lineReader, maxRequestBytes, parseRequest, type Read } from "../../src/observe/controlRequest.js"
 
 /** Feeds `bytes` cut at `cuts` (sorted offsets) to a reader until it answers; its answer. */
 const readAll = (bytes: Buffer, cuts: ReadonlyArray<number>, max = maxRequestBytes): Read => {

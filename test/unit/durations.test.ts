@@ -5,7 +5,7 @@
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import { describe, expect, it } from "vitest"
-import * as Durations from "../../src/internal/durations.js"
+import * as Durations from "../../src/config/durations.js"
 
 const millis = (result: Either.Either<Duration.Duration, string>) =>
   Either.isRight(result) ? Duration.toMillis(result.right) : `refused: ${result.left}`

@@ -1,12 +1,12 @@
 /**
- * One parser per field that is both a flag and a config-file key (internal/fields.ts): the CLI and the config file
+ * One parser per field that is both a flag and a config-file key (config/fields.ts): the CLI and the config file
  * call the same function, so they accept and refuse the same values; only the wording around the value differs.
  */
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import * as Fields from "../../src/internal/fields.js"
+import * as Fields from "../../src/config/fields.js"
 
 const refusal = <A>(result: Either.Either<A, Fields.Refusal>) => (Either.isLeft(result) ? result.left : undefined)
 

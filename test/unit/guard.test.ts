@@ -1,5 +1,5 @@
 /**
- * The guard's supervision (internal/guard.ts) over fake guard processes under TestClock: a guard that dies is
+ * The guard's supervision (os/guard.ts) over fake guard processes under TestClock: a guard that dies is
  * logged and replaced at once, the new one is given every entry held (those added while it started included, none
  * removed), a close is not a death, and starts that fail or guards that die at once back off (100 ms doubling to
  * 30 s), to the millisecond.
@@ -10,7 +10,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import * as Guard from "../../src/internal/guard.js"
+import * as Guard from "../../src/os/guard.js"
 import { advance, settle, supervised } from "../clock.js"
 import { captureEvents } from "../fakes.js"
 

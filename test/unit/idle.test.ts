@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
-import * as Idle from "../../src/internal/idle.js"
+import * as Idle from "../../src/core/idle.js"
 
 const rule: Idle.Rule = { idleMillis: 60_000, recheckMillis: 1_000 }
 const seen = (fields: Partial<Idle.Observation>): Idle.Observation => ({

@@ -1,6 +1,6 @@
 import * as Either from "effect/Either"
 import { describe, expect, it } from "vitest"
-import * as Ids from "../../src/internal/ids.js"
+import * as Ids from "../../src/config/ids.js"
 
 describe("user and group ids", () => {
   it("accepts whole numbers 0..4294967294, as numbers or digits, and names", () => {

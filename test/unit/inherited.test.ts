@@ -2,7 +2,7 @@
  * takeInherited: LISTEN_* is checked before any fd is trusted, and always removed from soad's environment.
  */
 import { describe, expect, it } from "vitest"
-import { takeInherited } from "../../src/internal/listeners.js"
+import { takeInherited } from "../../src/os/listeners.js"
 
 const take = (env: NodeJS.ProcessEnv, limit?: number) => {
   const copy = { ...env }

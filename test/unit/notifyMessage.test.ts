@@ -6,7 +6,7 @@
  */
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { maxBytes, type Notice, parse } from "../../src/internal/notifyMessage.js"
+import { maxBytes, type Notice, parse } from "../../src/core/notifyMessage.js"
 
 /** The reference: what systemd's protocol says each line means, written the obvious way. */
 const model = (message: string): Array<Notice> =>

@@ -4,7 +4,7 @@
  */
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { calmMs, cutAfter, OutputRate, windowMs } from "../../src/internal/outputRate.js"
+import { calmMs, cutAfter, OutputRate, windowMs } from "../../src/observe/outputRate.js"
 
 describe("OutputRate", () => {
   it("allows `rate` lines per second, then none until the second is over", () => {

@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
-import * as Reloads from "../../src/internal/reloads.js"
+import * as Reloads from "../../src/core/reloads.js"
 
 /** A reloader whose reload takes 300 ms and returns its number (1, 2, …); `runs` lists when each started. */
 const counting = Effect.gen(function*() {

@@ -1,6 +1,6 @@
 /** The memory account behind PEAK and SAVED: pure, so each rule is checked with exact numbers. */
 import { describe, expect, it } from "vitest"
-import * as Saving from "../../src/internal/saving.js"
+import * as Saving from "../../src/os/saving.js"
 
 describe("the memory account", () => {
   it("saves nothing before the app has run and been sampled: an unknown peak saves nothing we can measure", () => {

@@ -1,13 +1,13 @@
 /**
- * The counting sentinel (internal/sentinel.ts) falls back to readability when it cannot run; the fallback says
+ * The counting sentinel (os/sentinel.ts) falls back to readability when it cannot run; the fallback says
  * what failed, with the native call and its errno, never "An unknown error occurred in Effect.try" (what soad said
  * when soad held more than 1,020 fds and the sentinel's start failed with EMFILE).
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Sentinel from "../../src/internal/sentinel.js"
-import { helperPath, type Native } from "../../src/internal/native.js"
+import * as Sentinel from "../../src/os/sentinel.js"
+import { helperPath, type Native } from "../../src/os/native.js"
 import type { Arrivals, Listener } from "../../src/SocketService.js"
 import { captureEvents, nativeError } from "../fakes.js"
 

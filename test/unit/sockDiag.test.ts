@@ -10,8 +10,8 @@ import fc from "fast-check"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { listeningFromInet, listeningFromUnix } from "../../src/internal/appListening.js"
-import { countTcpSockets, countUnixSockets, type Family, makeEstablished } from "../../src/internal/connections.js"
+import { listeningFromInet, listeningFromUnix } from "../../src/os/appListening.js"
+import { countTcpSockets, countUnixSockets, type Family, makeEstablished } from "../../src/os/connections.js"
 import {
   decodeInet,
   decodeUnix,
@@ -21,7 +21,7 @@ import {
   SockDiagError,
   TCP_ESTABLISHED,
   TCP_LISTEN
-} from "../../src/internal/sockDiag.js"
+} from "../../src/os/sockDiag.js"
 import { captureEvents } from "../fakes.js"
 
 const fixture = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "sockdiag", "replies.json")

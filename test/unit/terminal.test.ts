@@ -13,9 +13,9 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { PassThrough } from "node:stream"
 import { describe, expect, it, vi } from "vitest"
-import * as Control from "../../src/Control.js"
-import { jsonLine, type LogLine, textLine } from "../../src/internal/appLogs.js"
-import { printable, stringify } from "../../src/internal/terminal.js"
+import * as Control from "../../src/observe/control.js"
+import { jsonLine, type LogLine, textLine } from "../../src/observe/appLogs.js"
+import { printable, stringify } from "../../src/observe/terminal.js"
 import * as Logging from "../../src/Logging.js"
 
 /** A control character other than TAB, raw. */

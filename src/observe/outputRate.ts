@@ -2,7 +2,7 @@
  * The rate of one service's app output, as a pure state machine over the Clock's milliseconds: how many lines soad
  * may still take in the current second, when pipes paused over the rate may be read again, and the episode of
  * pauses a flooding app is in, so that soad says so once when it begins and once when it is over, not once a second.
- * internal/appLogs.ts does the reading, pausing and saying.
+ * observe/appLogs.ts does the reading, pausing and saying.
  *
  * @internal
  */

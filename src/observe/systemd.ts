@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
 import { Registry } from "../Registry.js"
-import { native } from "./native.js"
+import { native } from "../os/native.js"
 
 /** Sends `message` to $NOTIFY_SOCKET, if there is one. */
 export const notify = (message: string): Effect.Effect<void> =>

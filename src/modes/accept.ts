@@ -5,7 +5,7 @@
  * connection is accepted, so further connections wait in the kernel's backlog, never accepted and then closed.
  * No client can take every instance: one source (an IP address, a UNIX peer's uid) runs at most
  * `maxConnectionsPerSource`, and a connection beyond it is closed at once, as systemd does; and instances start at
- * most at `maxAcceptRate` (a token bucket): beyond it soad accepts nothing until a token is due (internal/acceptLimits.ts).
+ * most at `maxAcceptRate` (a token bucket): beyond it soad accepts nothing until a token is due (modes/acceptLimits.ts).
  * Each instance ends with its connection (no idle timeout); a stop or shutdown stops every instance gracefully.
  * Built only from SocketService, ProcessService and the Clock, so it runs against the fakes under TestClock.
  *
@@ -21,17 +21,17 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import * as ServiceConfig from "./ServiceConfig.js"
-import * as AcceptLimits from "./internal/acceptLimits.js"
-import * as Backoff from "./internal/backoff.js"
-import * as Format from "./internal/format.js"
-import { now, spawnRequest, stopPolicy, stopReason } from "./internal/lifecycle.js"
-import { event } from "./Logging.js"
-import * as Metrics from "./Metrics.js"
-import { type App, ProcessService, type SpawnError, type SpawnRequest } from "./ProcessService.js"
-import { Registry, type Status } from "./Registry.js"
-import type { AcceptError, Connection, Listener } from "./SocketService.js"
-import { SocketService } from "./SocketService.js"
+import * as ServiceConfig from "../ServiceConfig.js"
+import * as AcceptLimits from "./acceptLimits.js"
+import * as Backoff from "../core/backoff.js"
+import * as Format from "../observe/format.js"
+import { now, spawnRequest, stopPolicy, stopReason } from "../core/lifecycle.js"
+import { event } from "../Logging.js"
+import * as Metrics from "../observe/metrics.js"
+import { type App, ProcessService, type SpawnError, type SpawnRequest } from "../ProcessService.js"
+import { Registry, type Status } from "../Registry.js"
+import type { AcceptError, Connection, Listener } from "../SocketService.js"
+import { SocketService } from "../SocketService.js"
 
 /** Out of fds or memory, accepting pauses: 100 ms, doubling, at most 1 s between tries. */
 const exhaustedPause = Schedule.exponential(Duration.millis(100)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(1))))

@@ -1,9 +1,9 @@
 /**
  * Loads soad's native binding (src/native) and gives it types. The binding is loaded on the first call of
  * `native()`, and only live code calls it: the live layers (SocketService.layer, ProcessService.layer,
- * RelayService.layer, through internal/listeners, sentinel and relay), and the command line's own edges, which
- * are not part of a service's lifecycle (the control socket and its peer check in Control.ts, the metrics
- * endpoint in Metrics.ts, user lookup in internal/users.ts, sd_notify in internal/notify.ts). The Activator,
+ * RelayService.layer, through os/listeners, sentinel and relay), and the command line's own edges, which
+ * are not part of a service's lifecycle (the control socket and its peer check in observe/control.ts, the metrics
+ * endpoint in observe/metrics.ts, user lookup in os/users.ts, sd_notify in observe/systemd.ts). The Activator,
  * proxy mode and the lifecycle core reach the OS only through the services, so a program that provides its own
  * layers (the unit tests' fakes) never loads the addon.
  *
@@ -211,7 +211,7 @@ export interface Native {
   /**
    * The kernel's TCP sockets of one family (4 or 6) in `states` (a mask of 1 << TCP_*), whose local port lies in
    * one of `ranges` ([lo, hi, lo, hi, …], at most 1024 ranges; null: any port), as the raw NETLINK_SOCK_DIAG reply
-   * (internal/sockDiag.ts decodes it). Throws with errno where the kernel has no sock_diag or answers with an error.
+   * (os/sockDiag.ts decodes it). Throws with errno where the kernel has no sock_diag or answers with an error.
    */
   readonly diagInet: (family: 4 | 6, states: number, ranges: ReadonlyArray<number> | null) => Buffer
   /** The same for UNIX sockets; `show` is unix_diag's UDIAG_SHOW_* mask. */

@@ -2,7 +2,7 @@
  * The command line as an @effect/cli Command tree: `soad` runs one app (`soad -s /run/app.sock -t 240 -S TERM --
  * gunicorn app:app`) or every service of a config file (`soad -c FILE`), and its subcommands `check`, `status`,
  * `wake` and `sleep` validate a file or talk to a running soad. A service's flags are taken as typed and resolved by
- * the same function as a config file's table (internal/serviceInput.ts: one parser per field, every rule across
+ * the same function as a config file's table (config/serviceInput.ts: one parser per field, every rule across
  * fields written once), so the core sees only a typed ServiceConfig.
  *
  * @since 0.1.0
@@ -26,28 +26,28 @@ import * as Path from "node:path"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import * as Activator from "./Activator.js"
-import * as ServiceConfig from "./ServiceConfig.js"
-import * as Control from "./Control.js"
-import * as ConfigFile from "./ConfigFile.js"
-import * as AppLogs from "./internal/appLogs.js"
-import * as Durations from "./internal/durations.js"
-import * as Fields from "./internal/fields.js"
-import * as ServiceInput from "./internal/serviceInput.js"
-import { settle } from "./internal/gc.js"
-import { keepStatus, notify, reloading } from "./internal/notify.js"
-import * as Reloads from "./internal/reloads.js"
-import * as Users from "./internal/users.js"
-import { stringify } from "./internal/terminal.js"
-import * as Logging from "./Logging.js"
-import * as Metrics from "./Metrics.js"
-import * as Registry from "./Registry.js"
-import { event } from "./Logging.js"
-import { ProcessService } from "./ProcessService.js"
-import * as Signal from "./Signal.js"
-import * as Services from "./Services.js"
-import type { RelayService } from "./RelayService.js"
-import type { SocketService } from "./SocketService.js"
+import * as Activator from "../Activator.js"
+import * as ServiceConfig from "../ServiceConfig.js"
+import * as Control from "../observe/control.js"
+import * as ConfigFile from "../ConfigFile.js"
+import * as AppLogs from "../observe/appLogs.js"
+import * as Durations from "../config/durations.js"
+import * as Fields from "../config/fields.js"
+import * as ServiceInput from "../config/serviceInput.js"
+import { settle } from "../os/gc.js"
+import { keepStatus, notify, reloading } from "../observe/systemd.js"
+import * as Reloads from "../core/reloads.js"
+import * as Users from "../os/users.js"
+import { stringify } from "../observe/terminal.js"
+import * as Logging from "../Logging.js"
+import * as Metrics from "../observe/metrics.js"
+import * as Registry from "../Registry.js"
+import { event } from "../Logging.js"
+import { ProcessService } from "../ProcessService.js"
+import * as Signal from "../Signal.js"
+import * as Services from "../Services.js"
+import type { RelayService } from "../RelayService.js"
+import type { SocketService } from "../SocketService.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -79,8 +79,8 @@ const checkedOptional = <A>(flag: string, parse: Fields.Parse<A>) =>
 const durationForms = "seconds (90, 0.5) or with units (90s, 5m, 1h30m, 250ms)"
 
 /**
- * A duration option, as typed: the rule its config-file key shares (internal/durations.ts) checks it when the
- * service's settings are resolved (internal/serviceInput.ts).
+ * A duration option, as typed: the rule its config-file key shares (config/durations.ts) checks it when the
+ * service's settings are resolved (config/serviceInput.ts).
  */
 const duration = (field: Durations.Field, flag: string, description: string, fallback: string) => {
   const option = Options.text(field).pipe(
@@ -378,7 +378,7 @@ export const serviceInput = (parsed: Parsed, argv: ReadonlyArray<string>): Servi
 
 /**
  * Turns parsed flags into a ServiceConfig, by the rules a config file's service goes through
- * (internal/serviceInput.ts): the first problem is the usage error. `appCommand` is what came after `--`.
+ * (config/serviceInput.ts): the first problem is the usage error. `appCommand` is what came after `--`.
  */
 export const toConfig = (
   parsed: Parsed,

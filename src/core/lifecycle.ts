@@ -17,13 +17,13 @@ import type * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "../observe/metrics.js"
 import type { App, ExitStatus, SpawnRequest, StopPolicy } from "../ProcessService.js"
 import { Registry, type State, type Status } from "../Registry.js"
 import type { Listener, Wakeup } from "../SocketService.js"
 import type * as Backoff from "./backoff.js"
-import * as Format from "./format.js"
-import * as Saving from "./saving.js"
+import * as Format from "../observe/format.js"
+import * as Saving from "../os/saving.js"
 
 /** Clock time in whole milliseconds (from the monotonic nanosecond clock), so deadlines compare exactly. */
 export const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))

@@ -14,7 +14,7 @@
  * soad's own log. Each service keeps at most `ringLines` lines and `ringBytes` bytes.
  *
  * Two limits, two answers. Beyond `rateLines` lines a second from one service's apps, soad stops reading their
- * pipes until the second is over (internal/outputRate.ts): the kernel's pipe buffer fills and the app waits on its
+ * pipes until the second is over (observe/outputRate.ts): the kernel's pipe buffer fills and the app waits on its
  * own write(2), as it would on a slow terminal, and soad says so once per episode (`output_paused`, then
  * `output_resumed` with what it came to). Reading and dropping instead, as soad did first, cost it the whole core
  * the app wrote with (9.2 s of CPU per 10 s under `yes`, `BENCH_ONLY=flood`): a flooding app slowed every other
@@ -35,7 +35,7 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
-import { native } from "./native.js"
+import { native } from "../os/native.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
 import { printable, stringify } from "./terminal.js"
 

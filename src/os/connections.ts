@@ -1,6 +1,6 @@
 /**
  * Open connections to soad's listeners (Linux): the accepted, still open server-side sockets that belong to a
- * listener, and whether an app listens on an address yet. Asked of the kernel (sock_diag, internal/sockDiag.ts),
+ * listener, and whether an app listens on an address yet. Asked of the kernel (sock_diag, os/sockDiag.ts),
  * which filters by state and port, so soad reads and decodes only the sockets of its own ports however many the
  * host has; read from /proc/net, which lists every socket of the host, where the kernel cannot answer. Looked at
  * when an idle deadline comes (never while the app is busy), and while an app starts.

@@ -12,8 +12,8 @@
 import * as Effect from "effect/Effect"
 import { event } from "../Logging.js"
 import type { Listener, SocketService } from "../SocketService.js"
-import { failedWith, logFailing, now } from "./lifecycle.js"
-import type { Service } from "./run.js"
+import { failedWith, logFailing, now } from "../core/lifecycle.js"
+import type { Service } from "../core/run.js"
 
 /** A service's listeners, kept listening. */
 export interface Health {

@@ -1,5 +1,5 @@
 /**
- * One parser per field that is both a flag and a config-file key, so the two cannot drift: the CLI (Cli.ts) and the
+ * One parser per field that is both a flag and a config-file key, so the two cannot drift: the CLI (cli/command.ts) and the
  * config file (ConfigFile.ts) call the same function and only word the refusal their own way:
  *
  *     -t: 'abc' is not a positive number of seconds …          (a flag: what was typed, then what is expected)
@@ -16,7 +16,7 @@ import * as Path from "node:path"
 import * as Address from "../Address.js"
 import * as Signal from "../Signal.js"
 import * as Durations from "./durations.js"
-import * as WaitingPage from "./waitingPage.js"
+import * as WaitingPage from "../modes/waitingPage.js"
 
 /**
  * Why a value was refused: what the field takes (worded by the caller around the value), or the parser's own
@@ -50,7 +50,7 @@ export const found = (input: unknown, refusal: Refusal): string =>
 /** The refusal of a config-file value, one line: `services.a.backlog: expected a whole number, 1 or more, found 0`. */
 export const keyMessage = (key: string, input: unknown, refusal: Refusal): string => `${key}: ${found(input, refusal)}`
 
-/** `time-until-stop`, `stop-timeout`, `start-timeout`, `min-uptime`, `max-backoff`, `min-warm` (internal/durations.ts). */
+/** `time-until-stop`, `stop-timeout`, `start-timeout`, `min-uptime`, `max-backoff`, `min-warm` (config/durations.ts). */
 export const duration = (field: Durations.Field): Parse<Duration.Duration> => (input) =>
   Either.mapLeft(Durations.parse(field, input), expecting)
 

@@ -20,7 +20,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import { event } from "../Logging.js"
-import * as Format from "./format.js"
+import * as Format from "../observe/format.js"
 
 /** How a guard process ended. */
 export interface Exited {

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import type { LogsRequest, Request } from "../Control.js"
+import type { LogsRequest, Request } from "./control.js"
 
 /**
  * The longest request line soad reads. A request is a flat JSON object of about 100 bytes (service names are at

@@ -10,7 +10,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
-import * as Fields from "./fields.js"
+import * as Fields from "../config/fields.js"
 import { errnoName, type Native } from "./native.js"
 
 /**

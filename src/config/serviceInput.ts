@@ -1,8 +1,8 @@
 /**
  * One service's settings as a person gives them, flags or a config file's table, and the one function that turns
- * them into a ServiceConfig. The command line (Cli.ts) and the config file (ConfigFile.ts) both build a
+ * them into a ServiceConfig. The command line (cli/command.ts) and the config file (ConfigFile.ts) both build a
  * `ServiceInput` (keys are the long flag names, values as typed: text, numbers, booleans, lists) and call
- * `resolve`, so every field is parsed by one parser (internal/fields.ts) and every rule across fields is written
+ * `resolve`, so every field is parsed by one parser (config/fields.ts) and every rule across fields is written
  * once, here; each side only words the settings its own way (a `Naming`: `--accept` or `accept = true`).
  *
  * @internal
@@ -16,9 +16,9 @@ import * as Durations from "./durations.js"
 import * as Fields from "./fields.js"
 import * as Ids from "./ids.js"
 
-/** Name → id lookups (the live ones use getpwnam/getgrnam, internal/users.ts). */
+/** Name → id lookups (the live ones use getpwnam/getgrnam, os/users.ts). */
 export interface Resolver {
-  /** A user by name or uid (checked by internal/ids.ts); undefined if unknown or not a valid id. */
+  /** A user by name or uid (checked by config/ids.ts); undefined if unknown or not a valid id. */
   readonly user: (nameOrId: string | number) => ServiceConfig.RunAs | undefined
   readonly gid: (nameOrId: string | number) => number | undefined
   /** soad runs as root (may set users and groups). */
@@ -30,7 +30,7 @@ export const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Sche
   schema.annotations({ message: (issue) => ({ message: `expected ${what}, found ${Fields.show(issue.actual)}`, override: true }) })
 
 /**
- * A key that is also a flag: a string or a number, valid when the parser the flag shares (internal/fields.ts)
+ * A key that is also a flag: a string or a number, valid when the parser the flag shares (config/fields.ts)
  * takes it; its refusal reads as that parser words it. `resolve` calls the same parser for the typed value.
  */
 export const ParsedBy = <A>(parse: Fields.Parse<A>, what: string) =>

@@ -3,7 +3,7 @@
  * once) and one run of the app through the phases of lifecycle.ts (idle → starting → running → stopping → idle),
  * one function per transition. A Mode gives what differs between socket hand-off (Activator) and relaying
  * (Proxy): what to spawn, when the app is ready, how its activity is seen, and what becomes of the connections
- * soad holds. The idle decision is internal/idle.ts's, for every mode.
+ * soad holds. The idle decision is core/idle.ts's, for every mode.
  *
  * @internal
  */
@@ -19,13 +19,13 @@ import { AppNotify, type NotifySocket } from "../AppNotify.js"
 import { Budget } from "../Budget.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event, type Fields } from "../Logging.js"
-import * as Metrics from "../Metrics.js"
+import * as Metrics from "../observe/metrics.js"
 import { type App, SpawnError, type SpawnRequest, type Started } from "../ProcessService.js"
 import { ProcessService } from "../ProcessService.js"
 import type { Status } from "../Registry.js"
 import type { Listener } from "../SocketService.js"
 import * as Backoff from "./backoff.js"
-import * as Format from "./format.js"
+import * as Format from "../observe/format.js"
 import * as Idle from "./idle.js"
 import * as NotifyMessage from "./notifyMessage.js"
 import {
@@ -81,7 +81,7 @@ export interface Session {
   readonly awaitReady: Effect.Effect<void>
   /** The app is ready (proxy: the held connections go to it). */
   readonly onReady: Effect.Effect<void>
-  /** One look at the app's activity: the idle decision (internal/idle.ts). */
+  /** One look at the app's activity: the idle decision (core/idle.ts). */
   readonly look: Effect.Effect<Idle.Decision>
   /** Proxy mode: hold new connections from the outcome on, close relays after the stop, drop held ones on failure. */
   readonly hooks?: Pick<Run, "beforeStop" | "afterStop" | "afterFailure">

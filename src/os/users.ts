@@ -1,12 +1,12 @@
 /**
  * Users and groups by name or number, through the native binding (Node has no getpwnam): the resolver the
- * command line and the config file share. Input is checked by internal/ids.ts first.
+ * command line and the config file share. Input is checked by config/ids.ts first.
  *
  * @internal
  */
 import * as Either from "effect/Either"
-import type { Resolver } from "./serviceInput.js"
-import * as Ids from "./ids.js"
+import type { Resolver } from "../config/serviceInput.js"
+import * as Ids from "../config/ids.js"
 import { native } from "./native.js"
 
 /** Users with their primary and supplementary groups; a uid without a passwd entry stands for itself. */
