@@ -13,10 +13,10 @@ import type * as Scope from "effect/Scope"
 import type { Listener } from "./SocketService.js"
 
 /** Where a service's app stands. */
-export type State = "stopped" | "starting" | "running" | "stopping" | "failing"
+export type State = "stopped" | "starting" | "running" | "stopping" | "failing" | "failed"
 
 /** The states, in the order the metrics list them. */
-export const states: ReadonlyArray<State> = ["stopped", "starting", "running", "stopping", "failing"]
+export const states: ReadonlyArray<State> = ["stopped", "starting", "running", "stopping", "failing", "failed"]
 
 /** A service as `soad status` shows it. */
 export interface Status {

@@ -129,6 +129,13 @@ export interface ServiceConfig {
   /** The first backoff delay after a failure; it doubles up to `maxBackoff`. */
   readonly initialBackoff: Duration.Duration
   readonly maxBackoff: Duration.Duration
+  /**
+   * The start limit (`--start-limit-burst`, `--start-limit-interval`), as systemd's StartLimitBurst=: this many
+   * failed starts within the interval and the service is failed (what waits is refused) until `soad wake`,
+   * `restart` or a reload; 0: retry for ever.
+   */
+  readonly startLimitBurst: number
+  readonly startLimitInterval: Duration.Duration
 }
 
 /** The defaults, as the original soad where it has them. */
@@ -140,6 +147,9 @@ export const defaults = {
   minUptime: Duration.seconds(5),
   initialBackoff: Duration.millis(500),
   maxBackoff: Duration.seconds(60),
+  /** systemd's defaults (DefaultStartLimitBurst=5, DefaultStartLimitIntervalSec=10s). */
+  startLimitBurst: 5,
+  startLimitInterval: Duration.seconds(10),
   backlog: 1024,
   maxConnections: 64,
   /** systemd's defaults for Accept=yes (TriggerLimitBurst=200, TriggerLimitIntervalSec=2s); soad waits, never fails. */
@@ -164,7 +174,14 @@ export const perSourceText = (config: Pick<ServiceConfig, "maxConnections" | "ma
     : `at most ${perSourceLimit(config, "ip")} per client address and ` +
       `${perSourceLimit(config, "unix")} per UNIX peer's uid`
 
-type DurationField = "idleTimeout" | "stopTimeout" | "startTimeout" | "minUptime" | "initialBackoff" | "maxBackoff"
+type DurationField =
+  | "idleTimeout"
+  | "stopTimeout"
+  | "startTimeout"
+  | "minUptime"
+  | "initialBackoff"
+  | "maxBackoff"
+  | "startLimitInterval"
 
 /**
  * What `make` takes: the listeners (as `-l` takes them: `"/run/app.sock"`, `"http=127.0.0.1:8080"`, `"fd:3"`, or
@@ -253,7 +270,9 @@ export const make = (fields: Fields): ServiceConfig => {
     idleIgnoresOpenConnections: fields.idleIgnoresOpenConnections ?? false,
     minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
     initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),
-    maxBackoff: Duration.decode(fields.maxBackoff ?? defaults.maxBackoff)
+    maxBackoff: Duration.decode(fields.maxBackoff ?? defaults.maxBackoff),
+    startLimitBurst: fields.startLimitBurst ?? defaults.startLimitBurst,
+    startLimitInterval: Duration.decode(fields.startLimitInterval ?? defaults.startLimitInterval)
   }
 }
 

@@ -206,6 +206,15 @@ const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connection
 )
 const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", "5")
 const maxBackoff = duration("max-backoff", "--max-backoff", "The longest wait between starts of a crashing app (from 0.5 s, doubling)", "60")
+const startLimitBurst = Options.text("start-limit-burst").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(
+    "After N failed starts within --start-limit-interval the service is failed: what waits is refused (a proxied HTTP " +
+      "client gets a 503) until soad wake, soad restart or a reload. 0: retry for ever. Default: 5."
+  ),
+  Options.optional
+)
+const startLimitInterval = duration("start-limit-interval", "--start-limit-interval", "The window --start-limit-burst counts failed starts in", "10")
 const backlog = Options.text("backlog").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${ServiceConfig.defaults.backlog}.`),
@@ -301,6 +310,8 @@ const options = {
   idleIgnoresOpenConnections,
   minUptime,
   maxBackoff,
+  startLimitBurst,
+  startLimitInterval,
   backlog,
   socketMode,
   socketUser,
@@ -361,6 +372,8 @@ export const serviceInput = (parsed: Parsed, argv: ReadonlyArray<string>): Servi
     "idle-ignores-open-connections": parsed.idleIgnoresOpenConnections ? true : undefined,
     "min-uptime": parsed.minUptime,
     "max-backoff": parsed.maxBackoff,
+    "start-limit-burst": parsed.startLimitBurst,
+    "start-limit-interval": parsed.startLimitInterval,
     backlog: parsed.backlog,
     "socket-mode": parsed.socketMode,
     "socket-user": parsed.socketUser,

@@ -22,6 +22,7 @@ export type Field =
   | "max-backoff"
   | "min-warm"
   | "waiting-page"
+  | "start-limit-interval"
 
 /** Fields where 0 means something (stop at once with SIGKILL, never a crash, no warm-up): 0 is allowed there. */
 const zeroAllowed: Readonly<Record<Field, boolean>> = {
@@ -31,7 +32,8 @@ const zeroAllowed: Readonly<Record<Field, boolean>> = {
   "min-uptime": true,
   "max-backoff": false,
   "min-warm": true,
-  "waiting-page": false
+  "waiting-page": false,
+  "start-limit-interval": false
 }
 
 const forms = "or a duration such as 90s, 5m, 1h30m, 250ms"

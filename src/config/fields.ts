@@ -120,6 +120,17 @@ export const rate: Parse<{ readonly count: number; readonly per: Duration.Durati
   return Either.right({ count: n.right, per: Duration.millis(millis) })
 }
 
+/** What a count that may be 0 takes. */
+export const countOrZeroExpected = "a whole number, 0 or more"
+
+/** `start-limit-burst`: a whole number, 0 (no limit) or more. */
+export const countOrZero: Parse<number> = (input) => {
+  const value = typeof input === "number" ? input : /^\s*\d+\s*$/.test(input) ? Number(input) : Number.NaN
+  return Number.isInteger(value) && value >= 0 && value <= 2_147_483_647
+    ? Either.right(value)
+    : Either.left(expecting(countOrZeroExpected))
+}
+
 /** `socket` (`-s`): a UNIX socket path, `unix:` optional; relative to `cwd`. */
 export const socket = (cwd: string): Parse<Address.Address> => (input) => {
   const text = String(input)

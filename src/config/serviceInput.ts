@@ -68,6 +68,8 @@ const serviceFields = {
   "start-timeout": Schema.optional(Seconds("start-timeout")),
   "min-uptime": Schema.optional(Seconds("min-uptime")),
   "max-backoff": Schema.optional(Seconds("max-backoff")),
+  "start-limit-burst": Schema.optional(ParsedBy(Fields.countOrZero, Fields.countOrZeroExpected)),
+  "start-limit-interval": Schema.optional(Seconds("start-limit-interval")),
   "idle-ignores-open-connections": Schema.optional(Flag),
   ready: Schema.optional(expecting(Schema.Literal(...ServiceConfig.readyModes), `"accept" or "notify"`)),
   backlog: Schema.optional(Count),
@@ -202,8 +204,10 @@ export const resolve = (
     stopTimeout: seconds("stop-timeout"),
     startTimeout: seconds("start-timeout"),
     minUptime: seconds("min-uptime"),
-    maxBackoff: seconds("max-backoff")
+    maxBackoff: seconds("max-backoff"),
+    startLimitInterval: seconds("start-limit-interval")
   }
+  const startLimitBurst = field("start-limit-burst", Fields.countOrZero, settings["start-limit-burst"])
   const mode = field("socket-mode", Fields.socketMode, settings["socket-mode"])
   const backlog = field("backlog", Fields.count, settings.backlog)
   const maxHeld = field("max-held", Fields.count, settings["max-held"])
@@ -269,7 +273,7 @@ export const resolve = (
     ...(acceptRate !== undefined ? { maxAcceptRate: acceptRate } : {}),
     idleIgnoresOpenConnections: settings["idle-ignores-open-connections"] ?? false,
     ready: settings.ready ?? "accept",
-    ...definedOnly({ ...durations, shutdownSignal: signal })
+    ...definedOnly({ ...durations, shutdownSignal: signal, startLimitBurst })
   }))
 }
 

@@ -1,6 +1,8 @@
 /**
- * Crash backoff: after a failed start, the next start waits an exponentially growing, jittered delay
- * (a Schedule: from `initial`, doubling, capped at `max`); a good run resets it.
+ * Crash backoff and the start limit. After a failed start, the next start waits an exponentially growing,
+ * jittered delay (a Schedule: from `initial`, doubling, capped at `max`); a good run resets it. And as systemd's
+ * StartLimitBurst=/StartLimitIntervalSec=: `burst` failed starts within `interval` and the service gives up (it is
+ * `failed`: what waits is refused) until it is reset by hand (`soad wake`, `restart`) or by a reload.
  *
  * @internal
  */
@@ -18,6 +20,14 @@ export interface BackoffState {
   readonly failures: number
   /** The earliest time (Clock millis) the app may start again. */
   readonly notBefore: number
+  /** The start limit was reached: the service is failed until reset. */
+  readonly gaveUp: boolean
+}
+
+/** The start limit: `burst` failed starts within `interval`; a burst of 0 never gives up. */
+export interface StartLimit {
+  readonly burst: number
+  readonly interval: Duration.Duration
 }
 
 /** A backoff for one service. */
@@ -25,7 +35,7 @@ export interface Backoff {
   readonly state: Effect.Effect<BackoffState>
   /** Records a failure now; returns the new state. */
   readonly failed: Effect.Effect<BackoffState>
-  /** Records a good run: the next failure starts from the initial delay again. */
+  /** Records a good run, or a reset by hand: the next failure starts from the initial delay, and no limit is reached. */
   readonly reset: Effect.Effect<void>
 }
 
@@ -36,23 +46,50 @@ export const schedule = (initial: Duration.Duration, max: Duration.Duration) =>
     Schedule.modifyDelay((_, delay) => Duration.min(delay, max))
   )
 
-/** Makes a backoff. */
-export const make = (initial: Duration.Duration, max: Duration.Duration): Effect.Effect<Backoff> =>
+/** One schedule per pair of delays, shared: with 1,000 services, most have the same. */
+const schedules = new Map<string, ReturnType<typeof schedule>>()
+const shared = (initial: Duration.Duration, max: Duration.Duration) => {
+  const key = `${Duration.toMillis(initial)}/${Duration.toMillis(max)}`
+  let found = schedules.get(key)
+  if (found === undefined) {
+    found = schedule(initial, max)
+    schedules.set(key, found)
+  }
+  return found
+}
+
+interface Internal {
+  readonly step: unknown
+  readonly failures: number
+  readonly notBefore: number
+  /** Clock ms of the failed starts within the limit's interval, oldest first. */
+  readonly recent: ReadonlyArray<number>
+  readonly gaveUp: boolean
+}
+
+/** Makes a backoff; `limit`: the start limit (none: retry for ever). */
+export const make = (initial: Duration.Duration, max: Duration.Duration, limit?: StartLimit): Effect.Effect<Backoff> =>
   Effect.gen(function*() {
-    const policy = schedule(initial, max)
-    const ref = yield* Ref.make({ step: policy.initial, failures: 0, notBefore: 0 })
+    const policy = shared(initial, max)
+    const fresh: Internal = { step: policy.initial, failures: 0, notBefore: 0, recent: [], gaveUp: false }
+    const ref = yield* Ref.make(fresh)
+    const intervalMs = limit === undefined ? 0 : Duration.toMillis(limit.interval)
     const failed = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const current = yield* Ref.get(ref)
-      const [step, , decision] = yield* policy.step(now, undefined, current.step)
+      const [step, , decision] = yield* policy.step(now, undefined, current.step as never)
       const notBefore = ScheduleDecision.isContinue(decision) ? Math.ceil(Intervals.start(decision.intervals)) : now
-      const next = { step, failures: current.failures + 1, notBefore }
+      const recent = limit === undefined || limit.burst === 0
+        ? []
+        : [...current.recent.filter((at) => at > now - intervalMs), now]
+      const gaveUp = current.gaveUp || (limit !== undefined && limit.burst > 0 && recent.length >= limit.burst)
+      const next: Internal = { step, failures: current.failures + 1, notBefore, recent, gaveUp }
       yield* Ref.set(ref, next)
-      return { failures: next.failures, notBefore }
+      return { failures: next.failures, notBefore, gaveUp }
     })
     return {
-      state: Ref.get(ref).pipe(Effect.map(({ failures, notBefore }) => ({ failures, notBefore }))),
+      state: Effect.map(Ref.get(ref), ({ failures, gaveUp, notBefore }) => ({ failures, notBefore, gaveUp })),
       failed,
-      reset: Ref.set(ref, { step: policy.initial, failures: 0, notBefore: 0 })
+      reset: Ref.set(ref, fresh)
     }
   })

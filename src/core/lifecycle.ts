@@ -10,14 +10,13 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
-import * as Metrics from "../observe/metrics.js"
+import * as Counters from "../observe/counters.js"
 import type { App, ExitStatus, SpawnRequest, StopPolicy } from "../ProcessService.js"
 import { Registry, type State, type Status } from "../Registry.js"
 import type { Listener, Wakeup } from "../SocketService.js"
@@ -79,25 +78,41 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
  */
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
   Effect.gen(function*() {
-    const before = yield* Ref.get(tracker.phase)
-    const after = transition(before, event)
-    yield* Ref.set(tracker.phase, after)
-    const registry = yield* Effect.serviceOption(Registry)
-    if (Option.isSome(registry)) yield* registry.value.changed
-    if ((before.phase === "idle") === (after.phase === "idle")) return
     const at = yield* now
-    yield* Ref.update(tracker.memory, (account) =>
-      after.phase === "idle" ? Saving.stopped(account, at) : Saving.started(account, at))
+    const [before, after] = yield* Ref.modify(tracker.state, (known): [readonly [Phase, Phase], Known] => {
+      const next = transition(known.phase, event)
+      const memory = (known.phase.phase === "idle") === (next.phase === "idle")
+        ? known.memory
+        : next.phase === "idle"
+        ? Saving.stopped(known.memory, at)
+        : Saving.started(known.memory, at)
+      return [[known.phase, next], { ...known, phase: next, memory }]
+    })
+    if (before !== after) {
+      const registry = yield* Effect.serviceOption(Registry)
+      if (Option.isSome(registry)) yield* registry.value.changed
+    }
   })
 
 /** Samples the running app's memory into the account (status and metrics reads, and each stop). */
 export const sampleMemory = (tracker: Tracker): Effect.Effect<void> =>
-  Effect.flatMap(Ref.get(tracker.phase), ({ pid }) =>
-    pid === undefined ? Effect.void : Ref.update(tracker.memory, (account) => Saving.sampled(account, Saving.sample(pid))))
+  Ref.update(tracker.state, (known) =>
+    known.phase.pid === undefined ? known : { ...known, memory: Saving.sampled(known.memory, Saving.sample(known.phase.pid)) })
 
 /** Keeps why the app last failed (a start that failed, a crash), for `soad status` and `soad wake`. */
 export const failedWith = (tracker: Tracker, message: string): Effect.Effect<void> =>
-  Effect.flatMap(now, (at) => Ref.set(tracker.lastError, { message, at }))
+  Effect.flatMap(now, (at) => Ref.update(tracker.state, (known) => ({ ...known, lastError: { message, at } })))
+
+/** The app's STATUS= (`--ready notify`), or undefined when a run begins or ends. */
+export const setAppStatus = (tracker: Tracker, text: string | undefined): Effect.Effect<void> =>
+  Ref.update(tracker.state, (known) => ({ ...known, appStatus: text }))
+
+/** The current run (undefined: none), for `soad sleep` and the budget. */
+export const setRun = (tracker: Tracker, run: CurrentRun | undefined): Effect.Effect<void> =>
+  Ref.update(tracker.state, (known) => ({ ...known, run }))
+
+/** What the service knows of itself now. */
+export const known = (tracker: Tracker): Effect.Effect<Known> => Ref.get(tracker.state)
 
 /**
  * Why an interrupted service stops its app: unset, soad is shutting down; whoever interrupts a service for
@@ -114,58 +129,76 @@ export interface CurrentRun {
   readonly lastActivity: Effect.Effect<number>
 }
 
+/** What a service knows of itself, in one record (one Ref a service: an idle service costs little). */
+export interface Known {
+  readonly phase: Phase
+  /** The current run, while there is one. */
+  readonly run: CurrentRun | undefined
+  /** The app's peak memory and the RAM-time saved while it was stopped. */
+  readonly memory: Saving.Account
+  /** Why the app last failed, and when (Clock ms). */
+  readonly lastError: { readonly message: string; readonly at: number } | undefined
+  /** `--ready notify`: the app's latest STATUS= text in the current run. */
+  readonly appStatus: string | undefined
+}
+
 /** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
 export interface Tracker {
-  readonly phase: Ref.Ref<Phase>
-  readonly counts: Ref.Ref<{ activations: number; idleStops: number; crashes: number; failedStarts: number }>
-  readonly run: Ref.Ref<Option.Option<CurrentRun>>
-  /** The app's peak memory and the RAM-time saved while it was stopped. */
-  readonly memory: Ref.Ref<Saving.Account>
-  /** Why the app last failed, and when (Clock ms). */
-  readonly lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>
-  /** `--ready notify`: the app's latest STATUS= text in the current run. */
-  readonly appStatus: Ref.Ref<string | undefined>
+  readonly service: string
+  readonly state: Ref.Ref<Known>
+  /** Its counters when the service began: status counts from there (the counters are Counters', soad-wide). */
+  readonly since: Counters.Counts
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
 }
 
-/** Counts one activation, idle stop, crash or failed start. */
-export const count = (tracker: Tracker, key: "activations" | "idleStops" | "crashes" | "failedStarts") =>
-  Ref.update(tracker.counts, (counts) => ({ ...counts, [key]: counts[key] + 1 }))
+/** Counts one activation, idle stop, crash or failed start: the service's counter, which status reads back. */
+export const count = (tracker: Tracker, key: keyof Counters.Counts): Effect.Effect<void> => Counters.count(tracker.service, key)
 
-/** Logs that the service is failing and when it tries again. */
-export const logFailing = (state: Backoff.BackoffState, at: number) =>
-  event(
-    "warn",
-    "failing",
-    `failing: next try in ${Format.seconds(Math.max(0, state.notBefore - at))}, ` +
-      `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`,
-    { failures: state.failures, next_try_ms: Math.max(0, state.notBefore - at) }
-  )
+/**
+ * Logs that the service is failing and when it tries again; or, once the start limit is reached, that it has
+ * given up (`failed`): what waits is refused until `soad wake`, `soad restart` or a reload.
+ */
+export const logFailing = (state: Backoff.BackoffState, at: number, config?: ServiceConfig.ServiceConfig) =>
+  state.gaveUp
+    ? event(
+      "error",
+      "failed",
+      `failed: ${state.failures} failures in a row` +
+        (config === undefined
+          ? ""
+          : ` (${config.startLimitBurst} within ${Format.seconds(Duration.toMillis(config.startLimitInterval))}: start-limit-burst)`) +
+        "; connections are refused until soad wake, soad restart or a reload",
+      { failures: state.failures }
+    )
+    : event(
+      "warn",
+      "failing",
+      `failing: next try in ${Format.seconds(Math.max(0, state.notBefore - at))}, ` +
+        `${state.failures} failure${state.failures === 1 ? "" : "s"} in a row`,
+      { failures: state.failures, next_try_ms: Math.max(0, state.notBefore - at) }
+    )
 
 /** The service's status, as `soad status` and the metrics see it. */
 const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
   Effect.gen(function*() {
-    const { phase, pid, startedAt } = yield* Ref.get(tracker.phase)
-    const counts = yield* Ref.get(tracker.counts)
-    const run = yield* Ref.get(tracker.run)
-    const failing = (yield* backoff.state).failures > 0
-    const state: State = phase === "idle" ? (failing ? "failing" : "stopped") : phase
-    const lastActivity = Option.isSome(run) && pid !== undefined ? yield* run.value.lastActivity : undefined
     yield* sampleMemory(tracker)
-    const account = yield* Ref.get(tracker.memory)
+    const { appStatus, lastError, memory, phase: { phase, pid, startedAt }, run } = yield* Ref.get(tracker.state)
+    const { failures, gaveUp } = yield* backoff.state
+    const state: State = phase === "idle" ? (gaveUp ? "failed" : failures > 0 ? "failing" : "stopped") : phase
+    const lastActivity = run !== undefined && pid !== undefined ? yield* run.lastActivity : undefined
     return {
       name: config.name,
       state,
       pid,
       startedAt,
       lastActivity,
-      ...counts,
+      ...(yield* Counters.counts(tracker.service, tracker.since)),
       listeners,
-      peakMemory: Saving.peak(account, pid !== undefined),
-      savedByteSeconds: Saving.savedAt(account, yield* now) / 1000,
-      lastError: yield* Ref.get(tracker.lastError),
-      appStatus: yield* Ref.get(tracker.appStatus)
+      peakMemory: Saving.peak(memory, pid !== undefined),
+      savedByteSeconds: Saving.savedAt(memory, yield* now) / 1000,
+      lastError,
+      appStatus
     } satisfies Status
   })
 
@@ -197,49 +230,66 @@ const makeWakeSignal = (): WakeSignal => {
   }
 }
 
-/** A fresh tracker. */
-export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
-  return {
-    phase: yield* Ref.make<Phase>(idlePhase),
-    counts: yield* Ref.make({ activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }),
-    run: yield* Ref.make(Option.none<CurrentRun>()),
-    memory: yield* Ref.make(Saving.empty),
-    lastError: yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined),
-    appStatus: yield* Ref.make<string | undefined>(undefined),
-    wake: makeWakeSignal()
-  }
-})
+/** A fresh tracker for `service`. */
+export const makeTracker = (service: string): Effect.Effect<Tracker> =>
+  Effect.gen(function*() {
+    return {
+      service,
+      state: yield* Ref.make<Known>({ phase: idlePhase, run: undefined, memory: Saving.empty, lastError: undefined, appStatus: undefined }),
+      since: yield* Counters.counts(service),
+      wake: makeWakeSignal()
+    }
+  })
 
-/** Registers the service for status, wake and sleep, if a Registry is there; `extra` adds proxy figures. */
+/** What a mode adds to its service's registration: figures, and its own wake and sleep. */
+export interface Registered {
+  readonly status?: Effect.Effect<Partial<Status>> | undefined
+  readonly wake?: Effect.Effect<string> | undefined
+  readonly sleep?: Effect.Effect<string> | undefined
+}
+
+/** Registers the service for status, wake and sleep, if a Registry is there. */
 export const register = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   tracker: Tracker,
   backoff: Backoff.Backoff,
-  extra: Effect.Effect<Partial<Status>> = Effect.succeed({})
+  mode: Registered = {}
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const registry = yield* Effect.serviceOption(Registry)
     if (Option.isNone(registry)) return
+    const status = statusOf(config, listeners, tracker, backoff)
+    /** A failed service (its start limit reached) starts over when asked by hand. */
+    const reset = Effect.gen(function*() {
+      if (!(yield* backoff.state).gaveUp) return false
+      yield* backoff.reset
+      yield* event("info", "reset", "the failed service tries again, as asked")
+      return true
+    })
     yield* registry.value.register({
       name: config.name,
-      status: Effect.zipWith(statusOf(config, listeners, tracker, backoff), extra, (status, more) => ({ ...status, ...more })),
-      wake: Effect.gen(function*() {
-        if ((yield* Ref.get(tracker.phase)).phase !== "idle") return "already running"
+      status: mode.status === undefined ? status : Effect.zipWith(status, mode.status, (status, more) => ({ ...status, ...more })),
+      wake: mode.wake !== undefined ? Effect.zipRight(reset, mode.wake) : Effect.gen(function*() {
+        if ((yield* Ref.get(tracker.state)).phase.phase !== "idle") return "already running"
+        if (yield* reset) {
+          yield* Effect.sync(() => tracker.wake.fire())
+          return "failed; trying again, as asked"
+        }
         yield* Effect.sync(() => tracker.wake.fire())
         const { failures, notBefore } = yield* backoff.state
         const at = yield* now
         if (failures === 0 || notBefore <= at) return "starting"
         // Backing off: say so, and why; the wake itself does not wait for the backoff.
-        const last = yield* Ref.get(tracker.lastError)
+        const last = (yield* Ref.get(tracker.state)).lastError
         return `failing: next try in ${Format.seconds(notBefore - at)} (${failures} failure${failures === 1 ? "" : "s"} in a row` +
           `${last === undefined ? "" : `; last: ${last.message}`}); trying now, as asked`
       }),
-      sleep: Effect.gen(function*() {
-        const run = yield* Ref.get(tracker.run)
-        if (Option.isNone(run) || (yield* Ref.get(tracker.phase)).pid === undefined) return "not running"
-        yield* Deferred.succeed(run.value.stop, "on request (soad sleep)")
-        yield* Deferred.await(run.value.done)
+      sleep: mode.sleep ?? Effect.gen(function*() {
+        const { phase, run } = yield* Ref.get(tracker.state)
+        if (run === undefined || phase.pid === undefined) return "not running"
+        yield* Deferred.succeed(run.stop, "on request (soad sleep)")
+        yield* Deferred.await(run.done)
         return "stopped"
       })
     })
@@ -316,11 +366,8 @@ export interface Run {
   readonly backoff: Backoff.Backoff
   readonly app: App
   readonly startedAt: number
-  /** Proxy mode: hold new connections before the stop, close the relays left after it. */
-  readonly beforeStop?: Effect.Effect<void>
-  readonly afterStop?: Effect.Effect<void>
-  /** Proxy mode: close the connections that waited for an app that did not come up. */
-  readonly afterFailure?: (why: string) => Effect.Effect<void>
+  /** What the mode does as soon as its app is asked to stop (proxy: hold new connections instead of relaying them). */
+  readonly onStop?: Effect.Effect<void> | undefined
 }
 
 /** Logs how the app exited. */
@@ -336,20 +383,21 @@ const logExit = (run: Run, status: ExitStatus, byItself: boolean, level: "info" 
 /** Stops the app gracefully (shutdown signal, SIGKILL after the stop timeout) and logs why; its exit status. */
 const stopApp = (run: Run, reason: string, message: string, fields: Record<string, number> = {}) =>
   Effect.gen(function*() {
-    if (run.beforeStop !== undefined) yield* run.beforeStop
+    if (run.onStop !== undefined) yield* run.onStop
     yield* sampleMemory(run.tracker)
     yield* enter(run.tracker, { _tag: "Stop" })
     yield* event("info", "stopping", message, { pid: run.app.pid, reason, ...fields })
     const status = yield* run.app.stop
-    if (run.afterStop !== undefined) yield* run.afterStop
     return status
   })
 
-/** What follows an outcome: stop the app if it still runs, count it, log it, move the backoff. */
-export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
+/**
+ * What follows an outcome: stop the app if it still runs, count it, log it, move the backoff. A run that failed
+ * (the app did not come up, or crashed within min-uptime) says why, for what the mode held for it.
+ */
+export const conclude = (run: Run, outcome: Outcome, notReady: string): Effect.Effect<{ readonly failed?: string }> =>
   Effect.gen(function*() {
     const { app, backoff, config, tracker } = run
-    const service = config.name
     switch (outcome._tag) {
       case "NotReady": {
         const timeout = Duration.toMillis(config.startTimeout)
@@ -361,14 +409,14 @@ export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
         yield* failedWith(tracker, `the app ${notReady} within ${Format.seconds(timeout)}`)
         const state = yield* backoff.failed
         yield* count(tracker, "failedStarts")
-        yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
         yield* logExit(run, status, false, "warn")
-        if (run.afterFailure !== undefined) yield* run.afterFailure("the app did not come up")
-        return yield* logFailing(state, yield* now)
+        yield* logFailing(state, yield* now, config)
+        return { failed: "the app did not come up" }
       }
       case "Stopped": {
         yield* logExit(run, yield* stopApp(run, "requested", `stopping the app (pid ${app.pid}) ${outcome.reason}`), false)
-        return yield* backoff.reset
+        yield* backoff.reset
+        return {}
       }
       case "Idle": {
         const status = yield* stopApp(
@@ -378,27 +426,26 @@ export const conclude = (run: Run, outcome: Outcome, notReady: string) =>
           { idle_ms: outcome.idleFor }
         )
         yield* count(tracker, "idleStops")
-        yield* Metric.increment(Metrics.forService(Metrics.idleStops, service))
         yield* logExit(run, status, false)
-        return yield* backoff.reset
+        yield* backoff.reset
+        return {}
       }
       case "Exited": {
-        if (run.afterStop !== undefined) yield* run.afterStop
         const uptime = (yield* now) - run.startedAt
         if (uptime < Duration.toMillis(config.minUptime)) {
           yield* failedWith(tracker, `the app exited by itself after ${Format.seconds(uptime)} (${Format.exit(outcome.status)})`)
           const state = yield* backoff.failed
           yield* count(tracker, "crashes")
-          yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
           yield* logExit(run, outcome.status, true, "warn")
-          if (run.afterFailure !== undefined) yield* run.afterFailure("the app exited before it came up")
-          return yield* logFailing(state, yield* now)
+          yield* logFailing(state, yield* now, config)
+          return { failed: "the app exited before it came up" }
         }
         yield* backoff.reset
         if (outcome.status.code !== 0) {
           yield* failedWith(tracker, `the app exited by itself after ${Format.seconds(uptime)} (${Format.exit(outcome.status)})`)
         }
-        return yield* logExit(run, outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
+        yield* logExit(run, outcome.status, true, outcome.status.code === 0 ? "info" : "warn")
+        return {}
       }
     }
   })

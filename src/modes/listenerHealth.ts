@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import { event } from "../Logging.js"
 import type { Listener, SocketService } from "../SocketService.js"
 import { failedWith, logFailing, now } from "../core/lifecycle.js"
-import type { Service } from "../core/run.js"
+import type { Service } from "../core/shell.js"
 
 /** A service's listeners, kept listening. */
 export interface Health {

@@ -24,7 +24,9 @@ import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Idle from "../core/idle.js"
 import { now, spawnRequest } from "../core/lifecycle.js"
 import * as Relay from "../os/relay.js"
-import * as Run from "../core/run.js"
+import * as AppRun from "../core/appRun.js"
+import * as Shell from "../core/shell.js"
+import * as Refusals from "./refusals.js"
 import * as WaitingPage from "./waitingPage.js"
 import { event } from "../Logging.js"
 import * as Metrics from "../observe/metrics.js"
@@ -104,6 +106,23 @@ const upstreamOf = (relay: RelayService.RelayService["Type"], upstream: ServiceC
       : { SOAD_UPSTREAM: describe(address) }
     return { address, env }
   })
+
+/** Does a held connection's first bytes look like an HTTP/1 request (a method token, then a space)? */
+const looksLikeHttp = (bytes: Uint8Array): boolean => {
+  let i = 0
+  while (i < bytes.length && i < 16 && bytes[i]! >= 0x41 && bytes[i]! <= 0x5a) i++ // A-Z
+  return i > 0 && i < bytes.length && bytes[i] === 0x20
+}
+
+/** What an HTTP client of a failed service gets: 503, and why, in one line. */
+const unavailable = (service: string): Uint8Array => {
+  const body = `${service} is failed: its app could not be started; soad refuses connections until it is reset\n`
+  return Buffer.from(
+    `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    "utf8"
+  )
+}
 
 /** A held request whose head is not complete is looked at again this much later... */
 const recheckMillis = 100
@@ -214,7 +233,7 @@ const waitingPages = (options: {
  * ready once its upstream address listens; the held connections are relayed then, in arrival order; activity is
  * a connection opened or a byte relayed; on a failed start the held connections are closed.
  */
-const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig.Upstream) => (service: Run.Service) =>
+const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig.Upstream) => (service: Shell.Service) =>
   Effect.gen(function*() {
     const { config, listeners, tracker } = service
     const relayer = yield* relay.relayer
@@ -278,9 +297,19 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
 
     const rule: Idle.Rule = { idleMillis: Duration.toMillis(config.idleTimeout), recheckMillis: 0 }
 
-    const session = (_trigger: Run.Trigger, activity: Ref.Ref<number>) =>
+    const session = (_trigger: Shell.Trigger, activity: Ref.Ref<number>) =>
       Effect.gen(function*() {
         const { address, env } = yield* upstreamOf(relay, upstream)
+        // When the run ends: the relays left are closed (the app has exited); if its app failed, the connections
+        // that waited for it are closed too, with the reason.
+        yield* Effect.addFinalizer((exit) =>
+          Effect.suspend(() => {
+            target = undefined
+            relayer.closeRelayed()
+            const why = AppRun.failure(exit)
+            return why === undefined ? Effect.void : dropHeld(why)
+          })
+        )
         const lastActivity = Effect.zipWith(Ref.get(activity), relayer.stats, (own, stats) => Math.max(own, stats.lastActivity ?? own))
         return {
           // The app gets no socket in this mode: it binds its upstream address itself.
@@ -303,14 +332,22 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
             )),
           // Exact activity: an open connection with no bytes for -t does not keep the app.
           look: Effect.zipWith(now, lastActivity, (t, last) => Idle.decide(rule, { now: t, lastActivity: last, pending: false, open: 0 })),
-          hooks: {
-            // new connections are held while the app stops; the relays left are closed once it has exited
-            beforeStop: Effect.sync(() => (target = undefined)),
-            afterStop: Effect.sync(() => relayer.closeRelayed()),
-            afterFailure: dropHeld
-          }
-        } satisfies Run.Session
+          // New connections are held while the app stops, for its next run.
+          onStop: Effect.sync(() => (target = undefined))
+        } satisfies AppRun.Session
       })
+
+    /** Failed: the held connections are answered 503 (an HTTP request) or closed at once. */
+    const refuse = Effect.suspend(() => {
+      const refused = held.splice(0)
+      updateHold()
+      for (const conn of refused) {
+        const bytes = relayer.peek(conn)
+        if (bytes !== undefined && looksLikeHttp(bytes)) relayer.answer(conn, unavailable(config.name))
+        relayer.close(conn)
+      }
+      return refused.length === 0 ? Effect.void : Refusals.refused(config.name, refused.length)
+    })
 
     return {
       // A held connection (or `soad wake`) starts the app; held ones left from the last run first.
@@ -321,13 +358,14 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
         return wake ? { _tag: "Wake" } : { _tag: "Connection" }
       }),
       stillWaiting: Effect.map(waiting, (count) => count > 0),
-      session,
+      act: Shell.runs(service, session),
+      refuse,
       status: Effect.map(relayer.stats, (stats) => ({
         openConnections: stats.open + held.length,
         relayedBytes: { in: stats.bytesIn, out: stats.bytesOut },
         ...(pages !== undefined ? { waitingPages: pages.served() } : {})
       }))
-    } satisfies Run.Mode<never>
+    } satisfies Shell.Mode<ProcessService>
   })
 
 /**
@@ -339,4 +377,4 @@ export const serve = (
   listeners: ReadonlyArray<Listener>,
   upstream: ServiceConfig.Upstream
 ): Effect.Effect<never, never, RelayService.RelayService | ProcessService> =>
-  Effect.flatMap(RelayService.RelayService, (relay) => Run.serve(config, listeners, proxy(relay, upstream)))
+  Effect.flatMap(RelayService.RelayService, (relay) => Shell.serve(config, listeners, proxy(relay, upstream)))

@@ -1,9 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
+import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Signal from "../../src/Signal.js"
 import { advance, settle, supervised } from "../clock.js"
@@ -172,7 +174,7 @@ describe("Activator", () => {
 
   it.scoped("a command that cannot start is retried with backoff, never in a loop", () =>
     Effect.gen(function*() {
-      const { events, fd, named, world } = yield* setup()
+      const { events, fd, named, world } = yield* setup({ startLimitBurst: 0 }) // no start limit: retry for ever
       world.spawnError = nativeError("execve", 2, "No such file or directory")
       yield* world.connect(fd) // stays pending: no app accepts it
       yield* settle
@@ -190,6 +192,57 @@ describe("Activator", () => {
       expect(world.spawnAttempts).toBe(6)
       expect(world.apps).toHaveLength(1)
       expect(world.apps[0]!.running).toBe(true)
+    }))
+
+  it.scoped("the start limit: 5 failed starts within 10 s and the service is failed; what waits is refused at once until soad wake", () =>
+    Effect.gen(function*() {
+      const world = new World()
+      const { events, layer } = captureEvents()
+      const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer))
+      const config = ServiceConfig.make({ listeners: ["/run/test.sock"], command: ["app"] })
+      const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+      yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+      yield* settle
+      const fd = listeners[0]!.fd
+      const named = (name: string) => events.filter((event) => event.name === name).map((event) => event.fields)
+      const registry = Context.get(context, Registry.Registry)
+      const status = Effect.flatMap(registry.services, (all) => all[0]!.status)
+      world.spawnError = nativeError("execve", 2, "No such file or directory")
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("9 seconds") // failures near 0, 0.5, 1.5, 3.5 and 7.5 s: the fifth is within 10 s
+      expect(world.spawnAttempts).toBe(5)
+      expect(named("failed")).toEqual([expect.objectContaining({ failures: 5 })])
+      expect(yield* status).toMatchObject({ state: "failed", failedStarts: 5, lastError: { message: expect.stringContaining("command not found") } })
+      // What waits is refused at once (not held for a backoff), and so is each new connection; nothing starts.
+      expect(world.backlog.get(fd)).toBe(0)
+      for (let i = 0; i < 3; i++) {
+        yield* world.connect(fd)
+        yield* settle
+        expect(world.backlog.get(fd)).toBe(0)
+      }
+      yield* advance("1 hour")
+      expect(world.spawnAttempts).toBe(5)
+      expect(named("refused").length).toBeGreaterThanOrEqual(3)
+      // soad wake starts it over: it is tried at once, and serves.
+      world.spawnError = undefined
+      const woken = yield* Effect.flatMap(registry.services, (all) => all[0]!.wake)
+      expect(woken).toBe("failed; trying again, as asked")
+      yield* settle
+      expect(world.spawnAttempts).toBe(6)
+      expect(world.running).toBeDefined()
+      expect((yield* status).state).toBe("running")
+    }))
+
+  it.scoped("failed starts spread wider than the start limit's interval keep retrying, with backoff", () =>
+    Effect.gen(function*() {
+      const { fd, named, world } = yield* setup({ maxBackoff: Duration.seconds(4), startLimitInterval: Duration.seconds(5) })
+      world.spawnError = nativeError("execve", 2, "No such file or directory")
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("60 seconds") // a failure every 4 s or so: never 5 within 5 s
+      expect(world.spawnAttempts).toBeGreaterThan(10)
+      expect(named("failed")).toEqual([])
     }))
 
   it.scoped("an app that crashes at start is restarted only after the backoff, and a good run resets it", () =>

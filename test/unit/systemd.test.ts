@@ -80,7 +80,7 @@ describe("the STATUS= line", () => {
   it("a phase change is a Registry change, heard by whoever waits", async () => {
     await Effect.runPromise(Effect.gen(function*() {
       const registry = yield* Registry.make
-      const tracker = yield* Lifecycle.makeTracker
+      const tracker = yield* Lifecycle.makeTracker("blog")
       const waiting = yield* Effect.fork(registry.nextChange)
       yield* Effect.yieldNow()
       expect(waiting.unsafePoll()).toBeNull()

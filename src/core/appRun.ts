@@ -1,0 +1,223 @@
+/**
+ * One run of an app, for the modes that run one app at a time (socket hand-off, proxy): start it, wait until it
+ * is ready (the mode's sign and the readiness policy, core/readiness.ts, within the start timeout), watch its
+ * activity until it is idle, exits or is asked to stop, and conclude (stop, count, log, backoff), through the phases
+ * of lifecycle.ts, one function per transition. What differs between the modes is their Session.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import { Budget } from "../Budget.js"
+import { event, type Fields } from "../Logging.js"
+import * as Counters from "../observe/counters.js"
+import * as Format from "../observe/format.js"
+import { type App, ProcessService, SpawnError, type SpawnRequest } from "../ProcessService.js"
+import * as Idle from "./idle.js"
+import {
+  conclude,
+  count,
+  enter,
+  failedWith,
+  known,
+  logFailing,
+  now,
+  onShutdown,
+  type Outcome,
+  preciseNow,
+  type Run,
+  setAppStatus,
+  setRun,
+  stopPolicy
+} from "./lifecycle.js"
+import * as Readiness from "./readiness.js"
+import type { Service, Trigger } from "./shell.js"
+
+/**
+ * What a mode gives one run of its app, set up in the run's scope. What the mode holds for the run (proxy: the
+ * connections waiting for it) it gives back with the scope's finalizers: the scope closes with `RunFailed` when the
+ * app never came up or crashed, and successfully otherwise.
+ */
+export interface Session {
+  readonly request: SpawnRequest
+  /** The latest activity (Clock ms), for the budget and `soad status`. */
+  readonly lastActivity: Effect.Effect<number>
+  /** Said after "app started (pid N, …" (proxy: the upstream address), and the started event's extra fields. */
+  readonly startedNote?: string
+  readonly startedFields?: Fields
+  /** What the app accepts once ready, for the ready event ("connections", "on 127.0.0.1:8000"). */
+  readonly accepts: string
+  /** What a start that never became ready did not do, for the not_ready event. */
+  readonly notReady: string
+  /** The mode's sign that the app is ready; bounded by the start timeout. */
+  readonly awaitReady: Effect.Effect<void>
+  /** The app is ready (proxy: the held connections go to it). */
+  readonly onReady: Effect.Effect<void>
+  /** One look at the app's activity: the idle decision (core/idle.ts). */
+  readonly look: Effect.Effect<Idle.Decision>
+  /** As soon as the app is asked to stop (proxy: new connections are held, not relayed to an app that stops). */
+  readonly onStop?: Effect.Effect<void>
+  /** Looked at before a failed start's app is stopped; the effect it returns runs once the run has concluded. */
+  readonly diagnose?: (app: App) => Effect.Effect<Effect.Effect<void>>
+}
+
+/** A run that failed: its app did not start, did not come up, or crashed; `why`, for what waited for it. */
+export class RunFailed extends Data.TaggedError("RunFailed")<{ readonly why: string }> {}
+
+/** Why the run's scope closed on a failed app (what the mode held for it goes, with that reason); undefined if not. */
+export const failure = (exit: Exit.Exit<unknown, unknown>): string | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const failed = Cause.failureOption(exit.cause)
+  return Option.isSome(failed) && failed.value instanceof RunFailed ? failed.value.why : undefined
+}
+
+const because = (trigger: Trigger): string =>
+  trigger._tag === "Wake"
+    ? "on request (soad wake)"
+    : trigger.listener === undefined
+    ? "on a connection"
+    : `on a connection to ${trigger.listener.description}`
+
+/** Transition: the spawn failed (idle stays idle): count it, log it, move the backoff. */
+const startFailed = (service: Service, error: SpawnError) =>
+  Effect.gen(function*() {
+    yield* failedWith(service.tracker, `cannot start the app: ${error.message}`)
+    const state = yield* service.backoff.failed
+    yield* count(service.tracker, "failedStarts")
+    yield* event("error", "start_failed", `cannot start the app: ${error.message}`, { code: error.code })
+    yield* logFailing(state, yield* now, service.config)
+    return yield* Effect.fail(new RunFailed({ why: "the app cannot start" }))
+  })
+
+/** Transition idle → starting: the app exists. */
+const spawned = (service: Service, session: Session, app: App, trigger: Trigger, startedAt: number, spawnMs: number) =>
+  Effect.gen(function*() {
+    yield* enter(service.tracker, { _tag: "Spawned", pid: app.pid, startedAt })
+    yield* count(service.tracker, "activations")
+    const after = trigger._tag === "Wake"
+      ? "on request"
+      : `${Format.millis(spawnMs)} after the connection` +
+        (trigger.listener === undefined ? "" : ` on ${trigger.listener.description}`)
+    yield* event("info", "started", `app started (pid ${app.pid}, ${after}${session.startedNote ?? ""})`, {
+      pid: app.pid,
+      spawn_ms: Number(spawnMs.toFixed(3)),
+      trigger: trigger._tag === "Wake" ? "wake" : "connection",
+      // Started by the armed listener itself (the cold path), or by soad after the wake.
+      armed: trigger._tag === "Connection" && trigger.started !== undefined,
+      ...session.startedFields
+    })
+  })
+
+/** Transition starting → running: the app is ready. */
+const ready = (service: Service, session: Session, app: App, trigger: Trigger, pendingSince: number) =>
+  Effect.gen(function*() {
+    yield* enter(service.tracker, { _tag: "Ready" })
+    const coldStart = (yield* preciseNow) - pendingSince
+    if (trigger._tag === "Connection") {
+      yield* Metric.update(Counters.forService(Counters.coldStart, service.config.name), coldStart / 1000)
+    }
+    const since = trigger._tag === "Wake" ? "the request (soad wake)" : "the connection"
+    yield* event("info", "ready", `the app accepts ${session.accepts} (${Format.millis(coldStart)} after ${since})`, {
+      pid: app.pid,
+      cold_start_ms: Number(coldStart.toFixed(3))
+    })
+    yield* session.onReady
+  })
+
+/** Asks the budget for room, if there is one; `stop` is how it evicts this run. */
+const reserve = (service: Service, lastActivity: Effect.Effect<number>, stop: Deferred.Deferred<string>, done: Deferred.Deferred<void>) =>
+  Effect.flatMap(Effect.serviceOption(Budget), (budget) =>
+    Option.isNone(budget) ? Effect.void : budget.value.reserve(service.config.name, {
+      lastActivity,
+      evict: (reason) => Deferred.succeed(stop, reason).pipe(Effect.zipRight(Deferred.await(done)))
+    }))
+
+/**
+ * One run of the app, in the current scope: start it, wait until it is ready, watch it until it is idle, exits or
+ * is asked to stop, and conclude. Fails with RunFailed when the app never came up or crashed. Interrupting it
+ * stops the app gracefully.
+ */
+export const run = (
+  service: Service,
+  session: Session,
+  activity: Ref.Ref<number>,
+  trigger: Trigger,
+  pendingSince: number
+): Effect.Effect<void, RunFailed, ProcessService | Scope.Scope> =>
+  Effect.gen(function*() {
+    const { backoff, config, tracker } = service
+    const processes = yield* ProcessService
+    // The budget or `soad sleep` may ask the app to stop; `done` completes once it has.
+    const stop = yield* Deferred.make<string>()
+    const done = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() =>
+      Deferred.succeed(done, undefined).pipe(
+        Effect.zipRight(setRun(tracker, undefined)),
+        Effect.zipRight(setAppStatus(tracker, undefined)),
+        Effect.zipRight(enter(tracker, { _tag: "Exited" }))
+      )
+    )
+    yield* setRun(tracker, { stop, done, lastActivity: session.lastActivity })
+    yield* reserve(service, session.lastActivity, stop, done)
+    const started = trigger._tag === "Connection" ? trigger.started : undefined
+    yield* event("debug", "starting", `starting ${config.command.join(" ")} ${because(trigger)}`)
+    const readiness = yield* Effect.either(Readiness.prepare(config, tracker))
+    if (Either.isLeft(readiness)) {
+      const { code, message } = readiness.left
+      return yield* startFailed(service, new SpawnError({ command: config.command[0], code, message }))
+    }
+    const policy = readiness.right
+    const request = { ...session.request, env: { ...session.request.env, ...policy.env } }
+    const result = started !== undefined
+      ? Either.map(started, ({ app }) => app)
+      : yield* Effect.either(processes.spawn(request, stopPolicy(config)))
+    if (Either.isLeft(result)) return yield* startFailed(service, result.left)
+    const app = result.right
+    const startedAt = yield* now
+    yield* Ref.set(activity, startedAt)
+    const watch = yield* policy.watch(app, startedAt)
+    yield* spawned(
+      service,
+      session,
+      app,
+      trigger,
+      startedAt,
+      started !== undefined && Either.isRight(started) ? started.right.spawnMs : (yield* preciseNow) - pendingSince
+    )
+    const theRun: Run = { config, tracker, backoff, app, startedAt, onStop: session.onStop }
+    const exited = Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status }))
+    const watching = Effect.gen(function*() {
+      const notReady = yield* Effect.raceFirst(
+        exited,
+        Effect.raceFirst(
+          Effect.as(Effect.zipRight(session.awaitReady, watch.ready), undefined),
+          Effect.as(watch.deadline, { _tag: "NotReady" } satisfies Outcome)
+        )
+      )
+      if (notReady !== undefined) return notReady
+      yield* ready(service, session, app, trigger, pendingSince)
+      return yield* Effect.raceFirst(
+        exited,
+        Effect.map(Idle.untilIdle(session.look), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
+      )
+    })
+    const outcome = yield* Effect.raceFirst(
+      watching,
+      Effect.map(Deferred.await(stop), (reason): Outcome => ({ _tag: "Stopped", reason }))
+    ).pipe(onShutdown(theRun))
+    // A failed start: look, before the app is stopped, at what may explain it.
+    const failedStart = (outcome._tag === "NotReady" || outcome._tag === "Exited") && (yield* known(tracker)).phase.phase === "starting"
+    const explain = failedStart && session.diagnose !== undefined ? yield* session.diagnose(app) : Effect.void
+    const notReady = (yield* watch.notReady) ?? session.notReady
+    const concluded = yield* conclude(theRun, outcome, notReady)
+    yield* explain
+    if (concluded.failed !== undefined) return yield* Effect.fail(new RunFailed({ why: concluded.failed }))
+  })

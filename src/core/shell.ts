@@ -1,0 +1,135 @@
+/**
+ * The service shell: what every mode of serving a service shares, written once. It keeps what the service knows
+ * of itself (lifecycle.ts's Tracker), its backoff and start limit (backoff.ts), its registration for `soad status`,
+ * `wake` and `sleep`, and its serve loop: wait for a reason to act (the mode's `next`: a connection or a wake),
+ * refuse it while the service is failed, let the backoff pass, and let the mode act on it. A mode (modes/: socket
+ * hand-off, proxy, a process per connection) says only what differs: what it waits for, how it acts (one run of
+ * the app, core/appRun.ts, or an instance per connection), and how it refuses.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import { event } from "../Logging.js"
+import * as Format from "../observe/format.js"
+import type { SpawnError, Started } from "../ProcessService.js"
+import type { Status } from "../Registry.js"
+import type * as ServiceConfig from "../ServiceConfig.js"
+import type { Listener } from "../SocketService.js"
+import * as AppRun from "./appRun.js"
+import * as Backoff from "./backoff.js"
+import { makeTracker, now, preciseNow, register, type Tracker } from "./lifecycle.js"
+
+/**
+ * Why the shell wakes: a connection (on this listener, if known; `started`: on the cold path, the app the armed
+ * listener already started, or why that failed), or `soad wake`.
+ */
+export type Trigger =
+  | {
+    readonly _tag: "Connection"
+    readonly listener?: Listener | undefined
+    readonly started?: Either.Either<Started, SpawnError> | undefined
+  }
+  | { readonly _tag: "Wake" }
+
+/** A service being served: its config, what it knows of itself, its backoff. */
+export interface Service {
+  readonly config: ServiceConfig.ServiceConfig
+  readonly listeners: ReadonlyArray<Listener>
+  readonly tracker: Tracker
+  readonly backoff: Backoff.Backoff
+}
+
+/** A way of serving a service: what it waits for, how it acts on it, how it refuses while the service is failed. */
+export interface Mode<R> {
+  /**
+   * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
+   * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold
+   * path) lives in the scope given, the turn's.
+   */
+  readonly next: Effect.Effect<Trigger | undefined, never, R | Scope.Scope>
+  /** Does a connection still wait (looked at after a backoff delay)? */
+  readonly stillWaiting: Effect.Effect<boolean, never, R>
+  /** Acts on a trigger, in the turn's scope: one run of the app (`runs`), or an instance for a connection. */
+  readonly act: (trigger: Trigger, pendingSince: number) => Effect.Effect<void, never, R | Scope.Scope>
+  /** The service is failed (its start limit reached): what waits is refused now (closed; proxy: HTTP gets a 503). */
+  readonly refuse: Effect.Effect<void, never, R>
+  /** Extra figures for `soad status` (proxy: open connections, bytes relayed; accept: instances). */
+  readonly status?: Effect.Effect<Partial<Status>>
+  /** `soad wake` and `soad sleep`, where the mode answers them itself (accept mode: its instances). */
+  readonly wake?: Effect.Effect<string>
+  readonly sleep?: Effect.Effect<string>
+}
+
+/**
+ * `act` for the modes that run one app at a time: each trigger is one run of the app (core/appRun.ts) with the
+ * mode's session; `activity` is the activity soad itself saw (the start), which the session reads and moves. The
+ * session's scope closes with the run's failure, if it failed: what it held is given back with the reason.
+ */
+export const runs = <R>(
+  service: Service,
+  session: (trigger: Trigger, activity: Ref.Ref<number>) => Effect.Effect<AppRun.Session, never, R | Scope.Scope>
+) =>
+(trigger: Trigger, pendingSince: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const activity = yield* Ref.make(yield* now)
+    yield* AppRun.run(service, yield* session(trigger, activity), activity, trigger, pendingSince)
+  })).pipe(Effect.catchTag("RunFailed", () => Effect.void))
+
+/** One turn of the serve loop: a reason to act; refused while failed; the backoff for a connection; the mode acts. */
+const turn = <R>(service: Service, mode: Mode<R>) =>
+  Effect.gen(function*() {
+    const trigger = yield* mode.next
+    if (trigger === undefined) return
+    // On the cold path the app started at the wake: the times are counted from it.
+    const started = trigger._tag === "Connection" ? trigger.started : undefined
+    let pendingSince = (yield* preciseNow) - (started !== undefined && started._tag === "Right" ? started.right.sinceWake() : 0)
+    const { failures, gaveUp, notBefore } = yield* service.backoff.state
+    // Failed (a wake by hand resets it before it fires): what waits is refused, at once.
+    if (gaveUp && trigger._tag === "Connection") return yield* mode.refuse
+    const t = yield* now
+    // A wake by hand does not wait for the backoff.
+    if (trigger._tag === "Connection" && started === undefined && notBefore > t) {
+      yield* event(
+        "debug",
+        "waiting",
+        `a connection waits${trigger.listener === undefined ? "" : ` on ${trigger.listener.description}`}; next try in ${
+          Format.seconds(notBefore - t)
+        } (${failures} failure${failures === 1 ? "" : "s"} in a row)`
+      )
+      yield* Effect.sleep(Duration.millis(notBefore - t))
+      // The connection may have given up meanwhile: act only for one still waiting.
+      if (!(yield* mode.stillWaiting)) return
+      pendingSince = yield* preciseNow
+    }
+    yield* mode.act(trigger, pendingSince)
+  }).pipe(Effect.scoped)
+
+/**
+ * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for
+ * a reason to act and lets the mode act, again and again. Interrupting it stops what runs gracefully first.
+ */
+export const serve = <R, R2>(
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
+): Effect.Effect<never, never, Exclude<R | R2, Scope.Scope>> =>
+  Effect.gen(function*() {
+    // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber.
+    yield* Effect.annotateLogsScoped({ service: config.name })
+    const service: Service = {
+      config,
+      listeners,
+      tracker: yield* makeTracker(config.name),
+      backoff: yield* Backoff.make(config.initialBackoff, config.maxBackoff, {
+        burst: config.startLimitBurst,
+        interval: config.startLimitInterval
+      })
+    }
+    const mode = yield* makeMode(service)
+    yield* register(config, listeners, service.tracker, service.backoff, mode)
+    return yield* Effect.forever(turn(service, mode))
+  }).pipe(Effect.scoped)

@@ -1,0 +1,24 @@
+/**
+ * The modes, by what a service's config asks for: the one table a new mode is added to.
+ *
+ * @internal
+ */
+import type * as Effect from "effect/Effect"
+import type { ProcessService } from "../ProcessService.js"
+import type { RelayService } from "../RelayService.js"
+import type * as ServiceConfig from "../ServiceConfig.js"
+import type { Listener, SocketService } from "../SocketService.js"
+import * as Accept from "./accept.js"
+import * as HandOff from "./handOff.js"
+import * as Proxy from "./proxy.js"
+
+/** Serves a service on listeners already open, forever, in the mode its config asks for. */
+export const serve = (
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>
+): Effect.Effect<never, never, SocketService | ProcessService | RelayService> =>
+  config.accept
+    ? Accept.serve(config, listeners)
+    : config.upstream !== undefined
+    ? Proxy.serve(config, listeners, config.upstream)
+    : HandOff.serve(config, listeners)
