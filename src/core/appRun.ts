@@ -192,7 +192,7 @@ export const run = (
       startedAt,
       started !== undefined && Either.isRight(started) ? started.right.spawnMs : (yield* preciseNow) - pendingSince
     )
-    const theRun: Run = { config, tracker, backoff, app, startedAt, onStop: session.onStop }
+    const theRun: Run = { config, tracker, backoff, app, startedAt, onStop: session.onStop, stopReason: service.stopReason }
     const exited = Effect.map(app.exit, (status): Outcome => ({ _tag: "Exited", status }))
     const watching = Effect.gen(function*() {
       const notReady = yield* Effect.raceFirst(

@@ -115,8 +115,9 @@ export const setRun = (tracker: Tracker, run: CurrentRun | undefined): Effect.Ef
 export const known = (tracker: Tracker): Effect.Effect<Known> => Ref.get(tracker.state)
 
 /**
- * Why an interrupted service stops its app: unset, soad is shutting down; whoever interrupts a service for
- * another reason (a reload) sets it first, in the Ref the service's fiber was given.
+ * Why a service's apps are stopped when it is interrupted: unset, soad is shutting down; whoever interrupts a
+ * service for another reason (a reload) sets it first, in the Ref the service's fiber was given. The shell reads it
+ * once (Service.stopReason): the one place every mode learns why its apps stop.
  */
 export const stopReason: FiberRef.FiberRef<Ref.Ref<string | undefined> | undefined> = FiberRef.unsafeMake<
   Ref.Ref<string | undefined> | undefined
@@ -368,6 +369,8 @@ export interface Run {
   readonly startedAt: number
   /** What the mode does as soon as its app is asked to stop (proxy: hold new connections instead of relaying them). */
   readonly onStop?: Effect.Effect<void> | undefined
+  /** Why the service's apps are stopped when it is interrupted (unset: soad is shutting down). */
+  readonly stopReason: Ref.Ref<string | undefined>
 }
 
 /** Logs how the app exited. */
@@ -454,8 +457,7 @@ export const conclude = (run: Run, outcome: Outcome, notReady: string): Effect.E
 export const onShutdown = (run: Run) =>
   Effect.onInterrupt(() =>
     Effect.gen(function*() {
-      const reason = yield* FiberRef.get(stopReason)
-      const why = reason === undefined ? undefined : yield* Ref.get(reason)
+      const why = yield* Ref.get(run.stopReason)
       const signal = run.config.shutdownSignal.name
       const status = yield* why === undefined
         ? stopApp(run, "shutdown", `soad is shutting down: stopping the app (pid ${run.app.pid}) with ${signal}`)

@@ -10,6 +10,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import type * as Either from "effect/Either"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
@@ -21,7 +22,7 @@ import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener } from "../SocketService.js"
 import * as AppRun from "./appRun.js"
 import * as Backoff from "./backoff.js"
-import { makeTracker, now, preciseNow, register, type Tracker } from "./lifecycle.js"
+import { makeTracker, now, preciseNow, register, stopReason, type Tracker } from "./lifecycle.js"
 
 /**
  * Why the shell wakes: a connection (on this listener, if known; `started`: on the cold path, the app the armed
@@ -35,12 +36,17 @@ export type Trigger =
   }
   | { readonly _tag: "Wake" }
 
-/** A service being served: its config, what it knows of itself, its backoff. */
+/** A service being served: its config, what it knows of itself, its backoff, why its apps are stopped. */
 export interface Service {
   readonly config: ServiceConfig.ServiceConfig
   readonly listeners: ReadonlyArray<Listener>
   readonly tracker: Tracker
   readonly backoff: Backoff.Backoff
+  /**
+   * Why the service's apps are stopped when it is interrupted (a reload's reason, `soad sleep`); unset, soad is
+   * shutting down. The one stop channel of every mode: the run's own stop request (core/appRun.ts) says it too.
+   */
+  readonly stopReason: Ref.Ref<string | undefined>
 }
 
 /** A way of serving a service: what it waits for, how it acts on it, how it refuses while the service is failed. */
@@ -124,6 +130,7 @@ export const serve = <R, R2>(
       config,
       listeners,
       tracker: yield* makeTracker(config.name),
+      stopReason: (yield* FiberRef.get(stopReason)) ?? (yield* Ref.make<string | undefined>(undefined)),
       backoff: yield* Backoff.make(config.initialBackoff, config.maxBackoff, {
         burst: config.startLimitBurst,
         interval: config.startLimitInterval

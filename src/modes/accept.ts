@@ -14,22 +14,22 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as ServiceConfig from "../ServiceConfig.js"
 import * as AcceptLimits from "./acceptLimits.js"
-import * as Backoff from "../core/backoff.js"
+import { count, failedWith, logFailing, now, spawnRequest, stopPolicy } from "../core/lifecycle.js"
+import * as Shell from "../core/shell.js"
 import * as Format from "../observe/format.js"
-import { now, spawnRequest, stopPolicy, stopReason } from "../core/lifecycle.js"
 import { event } from "../Logging.js"
-import * as Metrics from "../observe/metrics.js"
+import * as Counters from "../observe/counters.js"
+import * as Exhaustion from "../core/exhaustion.js"
+import * as Refusals from "./refusals.js"
 import { type App, ProcessService, type SpawnError, type SpawnRequest } from "../ProcessService.js"
-import { Registry, type Status } from "../Registry.js"
+import type { Status } from "../Registry.js"
 import type { AcceptError, Connection, Listener } from "../SocketService.js"
 import { SocketService } from "../SocketService.js"
 
@@ -38,22 +38,6 @@ const exhaustedPause = Schedule.exponential(Duration.millis(100)).pipe(Schedule.
 
 /** Is this failure the system's lack of file descriptors (not the command's)? */
 const isExhaustion = (error: SpawnError): boolean => error.code === "EMFILE" || error.code === "ENFILE"
-
-/** What an accept-mode service counts, for `soad status` and the metrics. */
-interface Figures {
-  /** Instances running now. */
-  readonly running: number
-  /** Connections given to an instance. */
-  readonly served: number
-  /** Instances that exited with a status other than 0. */
-  readonly crashes: number
-  /** Connections for which no instance could be started. */
-  readonly failedStarts: number
-  /** Clock ms of the latest connection accepted. */
-  readonly lastAccepted: number | undefined
-}
-
-const noFigures: Figures = { running: 0, served: 0, crashes: 0, failedStarts: 0, lastAccepted: undefined }
 
 /** The instance's spawn request: the connection as fds 0, 1 and 3, named `connection`, and its peer for TCP. */
 export const instanceRequest = (config: ServiceConfig.ServiceConfig, connection: Connection): SpawnRequest => {
@@ -70,35 +54,24 @@ const from = (connection: Connection, listener: Listener): string =>
     : `from ${connection.remote.ip.includes(":") ? `[${connection.remote.ip}]` : connection.remote.ip}:${connection.remote.port}`
 
 /**
- * Serves a service in accept mode on listeners already open, forever: takes a permit, waits for a connection,
- * accepts it and runs an instance for it. Registers with the Registry if there is one. Interrupting it stops every
- * running instance gracefully (the shutdown signal, SIGKILL after the stop timeout, the group and cgroup killed).
+ * Accept mode as the shell (core/shell.ts) runs it: `next` waits until a permit is free and a connection waits;
+ * `act` takes it (the rate, the source's share) and starts its instance, which runs in a FiberSet beside the loop;
+ * a failed start moves the shell's backoff, and the start limit makes the service failed like any other.
  */
-export const serve = (
-  config: ServiceConfig.ServiceConfig,
-  listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService> =>
+const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["Type"]) => (service: Shell.Service) =>
   Effect.gen(function*() {
-    yield* Effect.annotateLogsScoped({ service: config.name })
-    const sockets = yield* SocketService
-    const processes = yield* ProcessService
+    const { backoff, config, listeners, tracker } = service
     const permits = yield* Effect.makeSemaphore(config.maxConnections)
     const instances = yield* FiberSet.make<void>()
-    const figures = yield* Ref.make(noFigures)
-    const lastError = yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined)
-    // Set by `soad sleep` while it stops the instances, so their stop line says so rather than "shutting down".
-    const requested = yield* Ref.make<string | undefined>(undefined)
-    // A command that cannot be started backs off before the next connection is taken: no fork storm, and the
-    // connections wait in the backlog meanwhile.
-    const backoff = yield* Backoff.make(config.initialBackoff, config.maxBackoff)
+    let running = 0
+    let lastAccepted: number | undefined
     const policy = stopPolicy(config)
-    const service = config.name
-    const tell = (update: (f: Figures) => Figures) => Ref.update(figures, update)
+    const name = config.name
     const sources = new AcceptLimits.Sources()
     const limitOf = (source: AcceptLimits.Source) => ServiceConfig.perSourceLimit(config, source.kind)
     const bucket = yield* AcceptLimits.bucket(config.maxAcceptRate)
     const rate = `${config.maxAcceptRate.count}/${Duration.format(config.maxAcceptRate.per)}`
-    const refusedPerSource = Metric.tagged(Metrics.forService(Metrics.acceptRefused, service), "reason", "per_source")
+    const refusedPerSource = Metric.tagged(Counters.forService(Counters.acceptRefused, name), "reason", "per_source")
     // A client that keeps connecting while its source has its share could write a line per connection: at most one
     // a second, with the count.
     const sayRefused = yield* AcceptLimits.throttled(Duration.seconds(1), (count, source: AcceptLimits.Source) => {
@@ -115,22 +88,17 @@ export const serve = (
       )
     })
 
-    /**
-     * Logs why an interrupted instance stops, in the lifecycle core's words for an app: `soad sleep` (requested),
-     * a reload (stopReason says why), else soad is shutting down.
-     */
+    /** Logs why an interrupted instance stops, in the shell's words: the stop reason, else soad is shutting down. */
     const logStop = (pid: number) =>
       Effect.gen(function*() {
         const signal = config.shutdownSignal.name
-        const sleep = yield* Ref.get(requested)
-        if (sleep !== undefined) {
-          return yield* event("info", "stopping", `stopping the instance (pid ${pid}) ${sleep} with ${signal}`, { pid, reason: "requested" })
-        }
-        const reason = yield* FiberRef.get(stopReason)
-        const reload = reason === undefined ? undefined : yield* Ref.get(reason)
-        yield* reload === undefined
+        const why = yield* Ref.get(service.stopReason)
+        yield* why === undefined
           ? event("info", "stopping", `soad is shutting down: stopping the instance (pid ${pid}) with ${signal}`, { pid, reason: "shutdown" })
-          : event("info", "stopping", `stopping the instance (pid ${pid}) ${reload} with ${signal}`, { pid, reason: "reload" })
+          : event("info", "stopping", `stopping the instance (pid ${pid}) ${why} with ${signal}`, {
+            pid,
+            reason: why.startsWith("on request") ? "requested" : "reload"
+          })
       })
 
     /** An instance runs until it exits by itself; interrupted (shutdown, `soad sleep`), it is stopped. */
@@ -143,9 +111,8 @@ export const serve = (
           return yield* event("debug", "instance_exited", `instance (pid ${app.pid}) exited (code 0, ${Format.seconds(uptime)})`, fields)
         }
         const message = `instance (pid ${app.pid}) exited with ${Format.exit(status)} after ${Format.seconds(uptime)}`
-        yield* tell((f) => ({ ...f, crashes: f.crashes + 1 }))
-        yield* Metric.increment(Metrics.forService(Metrics.crashes, service))
-        yield* Ref.set(lastError, { message, at: yield* now })
+        yield* count(tracker, "crashes")
+        yield* failedWith(tracker, message)
         yield* event("warn", "instance_exited", message, fields)
       }).pipe(
         Effect.onInterrupt(() =>
@@ -162,7 +129,14 @@ export const serve = (
       )
 
     /** Out of fds for an instance's pipes or its fork: said once per episode (`fd_exhausted`, `fd_recovered`). */
-    let exhausted = false
+    const outOfFds = Exhaustion.episodes(
+      "fd_exhausted",
+      (code) =>
+        `out of file descriptors (${code}) for an instance: the connection waits for it, new connections ` +
+        "wait in the backlog; raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
+      "fd_recovered",
+      "file descriptors are available again: starting instances"
+    )
 
     /**
      * Starts the instance for a connection soad has taken. Out of file descriptors (EMFILE, ENFILE: the log pipe
@@ -171,24 +145,9 @@ export const serve = (
      */
     const startInstance = (connection: Connection) =>
       processes.spawn(instanceRequest(config, connection), policy).pipe(
-        Effect.tapError((error) =>
-          !isExhaustion(error) || exhausted ? Effect.void : Effect.zipRight(
-            Effect.sync(() => (exhausted = true)),
-            event(
-              "warn",
-              "fd_exhausted",
-              `out of file descriptors (${error.code}) for an instance: the connection waits for it, new connections ` +
-                "wait in the backlog; raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
-              { code: error.code }
-            )
-          )
-        ),
+        Effect.tapError((error) => isExhaustion(error) ? outOfFds.began(error.code) : Effect.void),
         Effect.retry({ schedule: exhaustedPause, while: isExhaustion }),
-        Effect.tap(() =>
-          exhausted
-            ? Effect.zipRight(Effect.sync(() => (exhausted = false)), event("info", "fd_recovered", "file descriptors are available again: starting instances"))
-            : Effect.void
-        )
+        Effect.tap(() => outOfFds.ended)
       )
 
     /**
@@ -200,6 +159,7 @@ export const serve = (
     const takeOne = (listener: Listener): Effect.Effect<void, AcceptError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
+          yield* permits.take(1)
           const scope = yield* Scope.make()
           let held: string | undefined
           const releaseSource = Effect.sync(() => {
@@ -226,26 +186,27 @@ export const serve = (
           }
           const { connection, source, spawned } = taken
           const at = yield* now
-          yield* tell((f) => ({ ...f, lastAccepted: at }))
+          lastAccepted = at
           if (spawned._tag === "Left") {
             const error = spawned.left
             yield* giveBack
-            yield* tell((f) => ({ ...f, failedStarts: f.failedStarts + 1 }))
-            yield* Metric.increment(Metrics.forService(Metrics.failedStarts, service))
-            yield* Ref.set(lastError, { message: `cannot start the app: ${error.message}`, at })
+            yield* count(tracker, "failedStarts")
+            yield* failedWith(tracker, `cannot start the app: ${error.message}`)
             const state = yield* backoff.failed
-            return yield* event(
+            yield* event(
               "error",
               "start_failed",
               `cannot start an instance for a connection ${from(connection, listener)}: ${error.message}; ` +
                 `next try in ${Format.seconds(Math.max(0, state.notBefore - at))}`,
               { code: error.code, failures: state.failures }
             )
+            if (state.gaveUp) yield* logFailing(state, at, config)
+            return
           }
           const app = spawned.right
           yield* backoff.reset
-          const running = (yield* Ref.updateAndGet(figures, (f) => ({ ...f, running: f.running + 1, served: f.served + 1 }))).running
-          yield* Metric.increment(Metrics.forService(Metrics.activations, service))
+          running++
+          yield* count(tracker, "activations")
           yield* event("debug", "instance_started", `instance started (pid ${app.pid}) for a connection ${from(connection, listener)}`, {
             pid: app.pid,
             remote_addr: connection.remote?.ip,
@@ -256,7 +217,7 @@ export const serve = (
           yield* FiberSet.run(
             instances,
             restore(watch(app, at)).pipe(
-              Effect.ensuring(Effect.zipRight(tell((f) => ({ ...f, running: f.running - 1 })), giveBack))
+              Effect.ensuring(Effect.zipRight(Effect.sync(() => running--), giveBack))
             )
           ).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : giveBack))
         })
@@ -281,37 +242,26 @@ export const serve = (
       )
     })
 
-    /** One turn: a permit, the backoff after a failed start, a connection, a start's token, its instance. */
-    const turn = Effect.gen(function*() {
-      yield* permits.take(1)
-      const { notBefore } = yield* backoff.state
-      const t = yield* now
-      if (notBefore > t) yield* Effect.sleep(Duration.millis(notBefore - t))
-      const listener = yield* sockets.awaitReadable(listeners)
-      if (listener === undefined) return yield* permits.release(1)
-      yield* pace
-      yield* takeOne(listener)
-    })
-
     /** Accepting failed (out of fds, most often): said once per episode; accepting pauses and tries again. */
-    let failing = false
-    const accepting = turn.pipe(
-      Effect.tapError((error) =>
-        failing ? Effect.void : Effect.zipRight(
-          Effect.sync(() => (failing = true)),
-          event("warn", "accept_failed", `${error.message}: pausing, then accepting again (said once until it works)`, {
-            code: error.code
-          })
-        )
-      ),
-      Effect.retry(exhaustedPause), // forever: the schedule never ends
-      Effect.orDie,
-      Effect.tap(() =>
-        failing ? Effect.zipRight(Effect.sync(() => (failing = false)), event("info", "accept_recovered", "accepting again")) : Effect.void
-      )
+    const acceptFailed = Exhaustion.episodes(
+      "accept_failed",
+      (message) => `${message}: pausing, then accepting again (said once until it works)`,
+      "accept_recovered",
+      "accepting again"
     )
 
-    yield* register(config, listeners, figures, lastError, instances, requested)
+    /** The rate, then the connection and its instance; out of fds, paused and tried again until it works. */
+    const act = (trigger: Shell.Trigger) =>
+      trigger._tag === "Wake" || trigger.listener === undefined ? Effect.void : Effect.zipRight(
+        pace,
+        takeOne(trigger.listener).pipe(
+          Effect.tapError((error) => acceptFailed.began(error.message, { code: error.code })),
+          Effect.retry(exhaustedPause), // for ever: the schedule never ends
+          Effect.orDie,
+          Effect.zipRight(acceptFailed.ended)
+        )
+      )
+
     yield* event(
       "info",
       "accept_mode",
@@ -324,47 +274,41 @@ export const serve = (
         max_accept_rate: rate
       }
     )
-    return yield* Effect.forever(accepting)
-  }).pipe(Effect.scoped)
 
-/** Registers the service for `soad status` (instances running, connections served) and `soad sleep`, if a Registry is there. */
-const register = (
-  config: ServiceConfig.ServiceConfig,
-  listeners: ReadonlyArray<Listener>,
-  figures: Ref.Ref<Figures>,
-  lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>,
-  instances: FiberSet.FiberSet<void>,
-  requested: Ref.Ref<string | undefined>
-): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const registry = yield* Effect.serviceOption(Registry)
-    if (Option.isNone(registry)) return
-    yield* registry.value.register({
-      name: config.name,
-      status: Effect.gen(function*() {
-        const f = yield* Ref.get(figures)
-        return {
-          name: config.name,
-          state: f.running > 0 ? "running" : "stopped",
-          pid: undefined,
-          startedAt: undefined,
-          lastActivity: f.lastAccepted,
-          activations: f.served,
-          idleStops: 0,
-          crashes: f.crashes,
-          failedStarts: f.failedStarts,
-          listeners,
-          instances: f.running,
-          lastError: yield* Ref.get(lastError)
-        } satisfies Status
-      }),
+    return {
+      // Only while a permit is free: beyond --max-connections, connections wait in the backlog, not in soad.
+      next: Effect.map(
+        permits.withPermits(1)(sockets.awaitReadable(listeners)),
+        (listener): Shell.Trigger | undefined => listener === undefined ? undefined : { _tag: "Connection", listener }
+      ),
+      stillWaiting: sockets.isPending(listeners),
+      act,
+      refuse: Refusals.closeWaiting(sockets, listeners, name),
+      status: Effect.sync((): Partial<Status> => ({
+        ...(running > 0 ? { state: "running" } : {}),
+        instances: running,
+        lastActivity: lastAccepted
+      })),
       wake: Effect.succeed("accept mode: an instance starts for each connection"),
       sleep: Effect.gen(function*() {
-        const running = yield* FiberSet.size(instances)
-        if (running === 0) return "not running"
-        yield* Ref.set(requested, "on request (soad sleep)")
-        yield* Effect.ensuring(FiberSet.clear(instances), Ref.set(requested, undefined))
-        return `stopped ${running} instance${running === 1 ? "" : "s"}`
+        const count = yield* FiberSet.size(instances)
+        if (count === 0) return "not running"
+        yield* Ref.set(service.stopReason, "on request (soad sleep)")
+        yield* Effect.ensuring(FiberSet.clear(instances), Ref.set(service.stopReason, undefined))
+        return `stopped ${count} instance${count === 1 ? "" : "s"}`
       })
-    })
+    } satisfies Shell.Mode<never>
   })
+
+/**
+ * Serves a service in accept mode on listeners already open, forever. Interrupting it stops every running
+ * instance gracefully (the shutdown signal, SIGKILL after the stop timeout, the group and cgroup killed).
+ */
+export const serve = (
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>
+): Effect.Effect<never, never, SocketService | ProcessService> =>
+  Effect.flatMap(
+    Effect.zip(SocketService, ProcessService),
+    ([sockets, processes]) => Shell.serve(config, listeners, acceptMode(sockets, processes))
+  )

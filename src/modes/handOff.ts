@@ -146,22 +146,11 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
       if (woken !== undefined && !(yield* health.woke(woken))) return undefined
       return trigger
     })
-    /** Failed: every connection waiting on a listener is taken and closed at once. */
-    const refuse = Effect.gen(function*() {
-      let closed = 0
-      for (const listener of listeners) {
-        for (;;) {
-          const taken = yield* Effect.scoped(Effect.either(sockets.accept(listener)))
-          if (taken._tag === "Left" || taken.right === undefined) break
-          closed++
-        }
-      }
-      if (closed > 0) yield* Refusals.refused(config.name, closed)
-    })
     return {
       next,
       stillWaiting: sockets.isPending(listeners),
-      refuse,
+      // Failed: every connection waiting on a listener is taken and closed at once.
+      refuse: Refusals.closeWaiting(sockets, listeners, config.name),
       act: Shell.runs(service, (_trigger, activity) =>
         Effect.gen(function*() {
           // Watch arrivals before the app starts, so connections during its start count too.
