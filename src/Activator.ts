@@ -1,8 +1,8 @@
 /**
- * One service's lifecycle: wait for a connection, start the app with the listeners, watch its activity
- * against the Clock, stop it when idle, and again. Socket hand-off is a mode of the lifecycle core
- * (core/run.ts), as proxy mode (modes/proxy.ts) is; built only from SocketService, ProcessService, RelayService and
- * Clock, so tests run it against fake layers under TestClock.
+ * One service: open its listeners, and serve it in the mode its config asks for (modes/index.ts: socket hand-off,
+ * proxy, a process per connection), on the one service shell (core/shell.ts): wait for a connection, start the app,
+ * watch its activity against the Clock, stop it when idle, and again. Built only from SocketService,
+ * ProcessService, RelayService and the Clock, so tests run it against fake layers under TestClock.
  *
  * @since 0.1.0
  */
