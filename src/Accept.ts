@@ -51,9 +51,11 @@ interface Figures {
   readonly failedStarts: number
   /** Clock ms of the latest connection accepted. */
   readonly lastAccepted: number | undefined
+  /** Clock ms of the latest instance started. */
+  readonly lastStarted: number | undefined
 }
 
-const noFigures: Figures = { running: 0, served: 0, crashes: 0, failedStarts: 0, lastAccepted: undefined }
+const noFigures: Figures = { running: 0, served: 0, crashes: 0, failedStarts: 0, lastAccepted: undefined, lastStarted: undefined }
 
 /** The instance's spawn request: the connection as fds 0, 1 and 3, named `connection`, and its peer for TCP. */
 export const instanceRequest = (config: ServiceConfig.ServiceConfig, connection: Connection): SpawnRequest => {
@@ -85,6 +87,7 @@ export const serve = (
     const permits = yield* Effect.makeSemaphore(config.maxConnections)
     const instances = yield* FiberSet.make<void>()
     const figures = yield* Ref.make(noFigures)
+    const registry = yield* Effect.serviceOption(Registry)
     const lastError = yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined)
     // Set by `soad sleep` while it stops the instances, so their stop line says so rather than "shutting down".
     const requested = yield* Ref.make<string | undefined>(undefined)
@@ -244,8 +247,10 @@ export const serve = (
           }
           const app = spawned.right
           yield* backoff.reset
-          const running = (yield* Ref.updateAndGet(figures, (f) => ({ ...f, running: f.running + 1, served: f.served + 1 }))).running
+          const running = (yield* Ref.updateAndGet(figures, (f) => ({ ...f, running: f.running + 1, served: f.served + 1, lastStarted: at })))
+            .running
           yield* Metric.increment(Metrics.forService(Metrics.activations, service))
+          if (Option.isSome(registry)) yield* registry.value.record({ starts: 1 })
           yield* event("debug", "instance_started", `instance started (pid ${app.pid}) for a connection ${from(connection, listener)}`, {
             pid: app.pid,
             remote_addr: connection.remote?.ip,
@@ -355,7 +360,8 @@ const register = (
           failedStarts: f.failedStarts,
           listeners,
           instances: f.running,
-          lastError: yield* Ref.get(lastError)
+          lastError: yield* Ref.get(lastError),
+          lastStart: f.lastStarted === undefined ? undefined : { at: f.lastStarted, coldStartMs: undefined }
         } satisfies Status
       }),
       wake: Effect.succeed("accept mode: an instance starts for each connection"),

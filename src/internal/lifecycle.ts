@@ -75,7 +75,8 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
 
 /**
  * Moves the service's phase by `event` and tells the Registry, if there is one (systemd's STATUS= line); a start or
- * a stop also opens or closes a stopped period of the memory account.
+ * a stop also opens or closes a stopped period of the memory account, and goes into the Registry's history (a
+ * start, and the change in the RAM the stopped apps save).
  */
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
   Effect.gen(function*() {
@@ -86,8 +87,11 @@ export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> 
     if (Option.isSome(registry)) yield* registry.value.changed
     if ((before.phase === "idle") === (after.phase === "idle")) return
     const at = yield* now
-    yield* Ref.update(tracker.memory, (account) =>
-      after.phase === "idle" ? Saving.stopped(account, at) : Saving.started(account, at))
+    const saving = yield* Ref.modify(tracker.memory, (account) => {
+      const next = after.phase === "idle" ? Saving.stopped(account, at) : Saving.started(account, at)
+      return [Saving.savingNow(next) - Saving.savingNow(account), next]
+    })
+    if (Option.isSome(registry)) yield* registry.value.record({ starts: after.phase === "idle" ? 0 : 1, saving })
   })
 
 /** Samples the running app's memory into the account (status and metrics reads, and each stop). */
@@ -125,6 +129,8 @@ export interface Tracker {
   readonly lastError: Ref.Ref<{ readonly message: string; readonly at: number } | undefined>
   /** `--ready notify`: the app's latest STATUS= text in the current run. */
   readonly appStatus: Ref.Ref<string | undefined>
+  /** The latest start (Clock ms) and its cold-start time once the app was ready. */
+  readonly lastStart: Ref.Ref<Status["lastStart"]>
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
 }
@@ -165,7 +171,8 @@ const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<
       peakMemory: Saving.peak(account, pid !== undefined),
       savedByteSeconds: Saving.savedAt(account, yield* now) / 1000,
       lastError: yield* Ref.get(tracker.lastError),
-      appStatus: yield* Ref.get(tracker.appStatus)
+      appStatus: yield* Ref.get(tracker.appStatus),
+      lastStart: yield* Ref.get(tracker.lastStart)
     } satisfies Status
   })
 
@@ -206,6 +213,7 @@ export const makeTracker: Effect.Effect<Tracker> = Effect.gen(function*() {
     memory: yield* Ref.make(Saving.empty),
     lastError: yield* Ref.make<{ readonly message: string; readonly at: number } | undefined>(undefined),
     appStatus: yield* Ref.make<string | undefined>(undefined),
+    lastStart: yield* Ref.make<Status["lastStart"]>(undefined),
     wake: makeWakeSignal()
   }
 })
@@ -221,6 +229,11 @@ export const register = (
   Effect.gen(function*() {
     const registry = yield* Effect.serviceOption(Registry)
     if (Option.isNone(registry)) return
+    // A service that goes (a reload, a removal, soad's exit) takes its share of the saving out of the history. Its
+    // runs have ended by then: each run's scope lies inside the service's, so no phase change comes after this.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Ref.get(tracker.memory), (account) => registry.value.record({ saving: -Saving.savingNow(account) }))
+    )
     yield* registry.value.register({
       name: config.name,
       status: Effect.zipWith(statusOf(config, listeners, tracker, backoff), extra, (status, more) => ({ ...status, ...more })),

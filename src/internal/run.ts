@@ -128,6 +128,7 @@ const startFailed = (service: Service, session: Session, error: SpawnError) =>
 const spawned = (service: Service, session: Session, app: App, trigger: Trigger, startedAt: number, spawnMs: number) =>
   Effect.gen(function*() {
     yield* enter(service.tracker, { _tag: "Spawned", pid: app.pid, startedAt })
+    yield* Ref.set(service.tracker.lastStart, { at: startedAt, coldStartMs: undefined })
     yield* count(service.tracker, "activations")
     yield* Metric.increment(Metrics.forService(Metrics.activations, service.config.name))
     const after = trigger._tag === "Wake"
@@ -149,6 +150,7 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
   Effect.gen(function*() {
     yield* enter(service.tracker, { _tag: "Ready" })
     const coldStart = (yield* preciseNow) - pendingSince
+    yield* Ref.update(service.tracker.lastStart, (last) => last === undefined ? last : { ...last, coldStartMs: coldStart })
     if (trigger._tag === "Connection") {
       yield* Metric.update(Metrics.forService(Metrics.coldStart, service.config.name), coldStart / 1000)
     }
