@@ -14,7 +14,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Os from "node:os"
-import { bytes, ramTime, seconds, shownAppStatus } from "../Control.js"
+import { bytes, ramTime, seconds } from "../Control.js"
 import { Registry, type State, type Status } from "../Registry.js"
 import * as Format from "./format.js"
 import type * as History from "./history.js"
@@ -26,6 +26,9 @@ export const refreshSeconds = 10
 
 /** The longest last error a row shows (`soad status --json` has it whole). */
 const errorWidth = 160
+
+/** The longest app STATUS= a row shows: twice the terminal table's, a page has the room. */
+const appStatusWidth = 80
 
 /** What the page is made from. */
 export interface Input {
@@ -66,7 +69,7 @@ const row = (status: Status, now: number): string => {
   const instances = status.instances === undefined
     ? ""
     : ` (${status.instances} instance${status.instances === 1 ? "" : "s"})`
-  const appStatus = status.appStatus === undefined ? "" : ` <bdi class=app>${escapeHtml(shownAppStatus(status.appStatus))}</bdi>`
+  const appStatus = status.appStatus === undefined ? "" : ` <bdi class=app>${text(cut(status.appStatus, appStatusWidth))}</bdi>`
   const start = status.lastStart
   const error = status.lastError === undefined
     ? "-"
@@ -176,7 +179,7 @@ const style = `:root{color-scheme:light dark;--bg:#fafafa;--fg:#1d1d1f;--dim:#6b
   `.axis{stroke:var(--line);fill:none}.bar{fill:var(--accent)}.area{fill:var(--ok);fill-opacity:.35;stroke:var(--ok)}` +
   `table{border-collapse:collapse;width:100%;background:var(--card)}` +
   `th,td{text-align:left;padding:.25rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}` +
-  `th{color:var(--dim);font-weight:600;position:sticky;top:0;background:var(--card)}` +
+  `th{color:var(--dim);font-weight:600;white-space:nowrap;position:sticky;top:0;background:var(--card)}` +
   `td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}` +
   `td.err{color:var(--dim);overflow-wrap:anywhere}.app{color:var(--dim);overflow-wrap:anywhere}` +
   `.st{font-weight:600}.running .st{color:var(--ok)}.starting .st,.stopping .st{color:var(--warn)}` +
