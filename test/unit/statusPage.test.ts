@@ -207,3 +207,27 @@ describe("the page's figures from a run on the fake layers", () => {
       expect(rowOf(page, "app")).toMatch(/^<tr class=running>.*<td>0s ago<td class=n>[\d.]+ ms/)
     }))
 })
+
+describe("the page's figures from accept mode on the fake layers", () => {
+  it.scoped("each instance started is a start in the history and the latest is the service's last start", () =>
+    Effect.gen(function*() {
+      const world = new World()
+      const { layer } = captureEvents()
+      const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer))
+      const config = ServiceConfig.make({
+        listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
+        command: ["echo-server"],
+        accept: true
+      })
+      const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+      yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+      yield* settle
+      const registry = yield* Effect.provide(Registry.Registry, context)
+      yield* advance("2 seconds")
+      for (let i = 0; i < 3; i++) yield* world.connect(listeners[0]!.fd)
+      yield* settle
+      const status = yield* (yield* registry.services)[0]!.status
+      expect(status.lastStart).toEqual({ at: 2000, coldStartMs: undefined })
+      expect((yield* registry.history).buckets.at(-1)!.starts).toBe(3)
+    }))
+})
