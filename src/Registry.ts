@@ -5,11 +5,13 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as History from "./observe/history.js"
 import type { Listener } from "./SocketService.js"
 
 /** Where a service's app stands. */
@@ -49,6 +51,11 @@ export interface Status {
   readonly appStatus?: string | undefined
   /** Why the app last failed (a start that failed, a crash) and when (Clock ms). */
   readonly lastError?: { readonly message: string; readonly at: number } | undefined
+  /**
+   * The app's latest start (Clock ms; accept mode: the latest instance's) and, once it was ready, how long it took
+   * from the connection (or `soad wake`) to the app's first accept or READY=1.
+   */
+  readonly lastStart?: { readonly at: number; readonly coldStartMs: number | undefined } | undefined
 }
 
 /** What a registered service offers. */
@@ -74,12 +81,18 @@ export class Registry extends Context.Tag("soad/Registry")<Registry, {
    * nobody waits count as one. For a single watcher (systemd's STATUS= line).
    */
   readonly nextChange: Effect.Effect<void>
+  /** Adds to the history of every service's starts and RAM saved (the status page's charts), at the Clock's time. */
+  readonly record: (change: History.Change) => Effect.Effect<void>
+  /** That history, brought up to the Clock's time. */
+  readonly history: Effect.Effect<History.Snapshot>
 }>() {}
 
-/** An empty registry. */
-export const make: Effect.Effect<Registry["Type"]> = Effect.map(Queue.sliding<void>(1), (changes) => {
+/** An empty registry, its history beginning now. */
+export const make: Effect.Effect<Registry["Type"]> = Effect.gen(function*() {
+  const changes = yield* Queue.sliding<void>(1)
   const handles = new Map<string, Handle>()
   const changed = Queue.offer(changes, undefined).pipe(Effect.asVoid)
+  const history = History.make(yield* Clock.currentTimeMillis)
   return {
     register: (handle) =>
       Effect.acquireRelease(
@@ -88,7 +101,9 @@ export const make: Effect.Effect<Registry["Type"]> = Effect.map(Queue.sliding<vo
       ),
     services: Effect.sync(() => [...handles.values()]),
     changed,
-    nextChange: Queue.take(changes)
+    nextChange: Queue.take(changes),
+    record: (change) => Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => history.record(at, change))),
+    history: Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => history.snapshot(at)))
   }
 })
 

@@ -101,6 +101,7 @@ const startFailed = (service: Service, error: SpawnError) =>
 const spawned = (service: Service, session: Session, app: App, trigger: Trigger, startedAt: number, spawnMs: number) =>
   Effect.gen(function*() {
     yield* enter(service.tracker, { _tag: "Spawned", pid: app.pid, startedAt })
+    yield* Ref.update(service.tracker.state, (known) => ({ ...known, lastStart: { at: startedAt, coldStartMs: undefined } }))
     yield* count(service.tracker, "activations")
     const after = trigger._tag === "Wake"
       ? "on request"
@@ -121,6 +122,8 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
   Effect.gen(function*() {
     yield* enter(service.tracker, { _tag: "Ready" })
     const coldStart = (yield* preciseNow) - pendingSince
+    yield* Ref.update(service.tracker.state, (known) =>
+      known.lastStart === undefined ? known : { ...known, lastStart: { ...known.lastStart, coldStartMs: coldStart } })
     if (trigger._tag === "Connection") {
       yield* Metric.update(Counters.forService(Counters.coldStart, service.config.name), coldStart / 1000)
     }

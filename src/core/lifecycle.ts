@@ -79,18 +79,22 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
   Effect.gen(function*() {
     const at = yield* now
-    const [before, after] = yield* Ref.modify(tracker.state, (known): [readonly [Phase, Phase], Known] => {
+    const [before, after, saving] = yield* Ref.modify(tracker.state, (known): [readonly [Phase, Phase, number], Known] => {
       const next = transition(known.phase, event)
       const memory = (known.phase.phase === "idle") === (next.phase === "idle")
         ? known.memory
         : next.phase === "idle"
         ? Saving.stopped(known.memory, at)
         : Saving.started(known.memory, at)
-      return [[known.phase, next], { ...known, phase: next, memory }]
+      return [[known.phase, next, Saving.savingNow(memory) - Saving.savingNow(known.memory)], { ...known, phase: next, memory }]
     })
-    if (before !== after) {
-      const registry = yield* Effect.serviceOption(Registry)
-      if (Option.isSome(registry)) yield* registry.value.changed
+    if (before === after) return
+    const registry = yield* Effect.serviceOption(Registry)
+    if (Option.isNone(registry)) return
+    yield* registry.value.changed
+    // A start or a stop goes into the history (the status page's charts): a start, the change in RAM saved.
+    if ((before.phase === "idle") !== (after.phase === "idle")) {
+      yield* registry.value.record({ starts: after.phase === "idle" ? 0 : 1, saving })
     }
   })
 
@@ -141,6 +145,8 @@ export interface Known {
   readonly lastError: { readonly message: string; readonly at: number } | undefined
   /** `--ready notify`: the app's latest STATUS= text in the current run. */
   readonly appStatus: string | undefined
+  /** The latest start (Clock ms) and its cold-start time once the app was ready. */
+  readonly lastStart: Status["lastStart"]
 }
 
 /** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
@@ -184,7 +190,7 @@ export const logFailing = (state: Backoff.BackoffState, at: number, config?: Ser
 const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
   Effect.gen(function*() {
     yield* sampleMemory(tracker)
-    const { appStatus, lastError, memory, phase: { phase, pid, startedAt }, run } = yield* Ref.get(tracker.state)
+    const { appStatus, lastError, lastStart, memory, phase: { phase, pid, startedAt }, run } = yield* Ref.get(tracker.state)
     const { failures, gaveUp } = yield* backoff.state
     const state: State = phase === "idle" ? (gaveUp ? "failed" : failures > 0 ? "failing" : "stopped") : phase
     const lastActivity = run !== undefined && pid !== undefined ? yield* run.lastActivity : undefined
@@ -199,7 +205,8 @@ const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<
       peakMemory: Saving.peak(memory, pid !== undefined),
       savedByteSeconds: Saving.savedAt(memory, yield* now) / 1000,
       lastError,
-      appStatus
+      appStatus,
+      lastStart
     } satisfies Status
   })
 
@@ -236,7 +243,14 @@ export const makeTracker = (service: string): Effect.Effect<Tracker> =>
   Effect.gen(function*() {
     return {
       service,
-      state: yield* Ref.make<Known>({ phase: idlePhase, run: undefined, memory: Saving.empty, lastError: undefined, appStatus: undefined }),
+      state: yield* Ref.make<Known>({
+        phase: idlePhase,
+        run: undefined,
+        memory: Saving.empty,
+        lastError: undefined,
+        appStatus: undefined,
+        lastStart: undefined
+      }),
       since: yield* Counters.counts(service),
       wake: makeWakeSignal()
     }
@@ -260,6 +274,11 @@ export const register = (
   Effect.gen(function*() {
     const registry = yield* Effect.serviceOption(Registry)
     if (Option.isNone(registry)) return
+    // A service that goes (a reload, a removal, soad's exit) takes its share of the saving out of the history. Its
+    // runs have ended by then: each run's scope lies inside the service's, so no phase change comes after this.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Ref.get(tracker.state), (known) => registry.value.record({ saving: -Saving.savingNow(known.memory) }))
+    )
     const status = statusOf(config, listeners, tracker, backoff)
     /** A failed service (its start limit reached) starts over when asked by hand. */
     const reset = Effect.gen(function*() {

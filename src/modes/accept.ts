@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -29,7 +30,7 @@ import * as Counters from "../observe/counters.js"
 import * as Exhaustion from "../core/exhaustion.js"
 import * as Refusals from "./refusals.js"
 import { type App, ProcessService, type SpawnError, type SpawnRequest } from "../ProcessService.js"
-import type { Status } from "../Registry.js"
+import { Registry, type Status } from "../Registry.js"
 import type { AcceptError, Connection, Listener } from "../SocketService.js"
 import { SocketService } from "../SocketService.js"
 
@@ -65,6 +66,8 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
     const instances = yield* FiberSet.make<void>()
     let running = 0
     let lastAccepted: number | undefined
+    let lastStarted: number | undefined
+    const registry = yield* Effect.serviceOption(Registry)
     const policy = stopPolicy(config)
     const name = config.name
     const sources = new AcceptLimits.Sources()
@@ -206,7 +209,9 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
           const app = spawned.right
           yield* backoff.reset
           running++
+          lastStarted = at
           yield* count(tracker, "activations")
+          if (Option.isSome(registry)) yield* registry.value.record({ starts: 1 })
           yield* event("debug", "instance_started", `instance started (pid ${app.pid}) for a connection ${from(connection, listener)}`, {
             pid: app.pid,
             remote_addr: connection.remote?.ip,
@@ -287,7 +292,8 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
       status: Effect.sync((): Partial<Status> => ({
         ...(running > 0 ? { state: "running" } : {}),
         instances: running,
-        lastActivity: lastAccepted
+        lastActivity: lastAccepted,
+        lastStart: lastStarted === undefined ? undefined : { at: lastStarted, coldStartMs: undefined }
       })),
       wake: Effect.succeed("accept mode: an instance starts for each connection"),
       sleep: Effect.gen(function*() {

@@ -455,18 +455,20 @@ export const request = (path: string, body: Request): Effect.Effect<Response, Co
     return Effect.sync(() => socket.destroy())
   })
 
-const seconds = (value: number | null): string => {
+/** A duration in seconds as the status table shows it: "42s", "4m10s", "3h05m"; "-" for none. */
+export const seconds = (value: number | null): string => {
   if (value === null) return "-"
   if (value < 60) return `${Math.round(value)}s`
   if (value < 3600) return `${Math.floor(value / 60)}m${String(Math.round(value % 60)).padStart(2, "0")}s`
   return `${Math.floor(value / 3600)}h${String(Math.floor((value % 3600) / 60)).padStart(2, "0")}m`
 }
 
-const bytes = (value: number | null): string =>
+/** Memory as the status table shows it: "46M", "1.2G"; "-" for none. */
+export const bytes = (value: number | null): string =>
   value === null ? "-" : value >= 1e9 ? `${(value / 1e9).toFixed(1)}G` : `${Math.round(value / 1e6)}M`
 
 /** RAM-time in MB·h (GB·h from 1,000 MB·h). */
-const ramTime = (byteSeconds: number): string => {
+export const ramTime = (byteSeconds: number): string => {
   const mbHours = byteSeconds / 1e6 / 3600
   if (mbHours >= 1000) return `${(mbHours / 1000).toFixed(1)} GB·h`
   const shown = mbHours >= 10 ? String(Math.round(mbHours)) : mbHours >= 1 ? mbHours.toFixed(1) : String(Number(mbHours.toPrecision(2)))

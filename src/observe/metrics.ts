@@ -171,28 +171,42 @@ const metricsSocket = (): ServiceConfig.SocketOptions => ({ backlog: 511, mode: 
 export class MetricsError extends Data.TaggedError("MetricsError")<{ readonly message: string }> {}
 
 /**
- * Serves the exposition over HTTP at `address` (host:port or a UNIX socket path) until the scope closes:
- * GET /metrics (or /). node:http is loaded only when metrics are asked for.
+ * The status page's headers: no caching, and a policy that lets the page load nothing and run no script at all,
+ * so even a text that escaped the escaping could not act (the page needs only its inline style).
+ */
+const pageHeaders = {
+  "content-type": "text/html; charset=utf-8",
+  "cache-control": "no-store",
+  "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer"
+}
+
+/**
+ * Serves over HTTP at `address` (host:port or a UNIX socket path) until the scope closes: GET /metrics, the
+ * exposition; GET /, the status page (observe/statusPage.ts). node:http and the page are loaded only when metrics
+ * are asked for.
  */
 export const serve = (
   address: Address.Address
 ): Effect.Effect<void, MetricsError, Registry | SocketService | Scope.Scope> =>
   Effect.gen(function*() {
     const Http = yield* Effect.promise(() => import("node:http"))
+    const StatusPage = yield* Effect.promise(() => import("./statusPage.js"))
     const runtime = yield* Effect.runtime<Registry | SocketService>()
     const server = Http.createServer((request, response) => {
       // HEAD answers as GET does, without the body (node:http leaves it out).
       if ((request.method !== "GET" && request.method !== "HEAD") || (request.url !== "/metrics" && request.url !== "/")) {
-        response.writeHead(404).end("not found: GET /metrics\n")
+        response.writeHead(404).end("not found: GET / (the status page) or GET /metrics\n")
         return
       }
-      Runtime.runCallback(runtime)(exposition, {
+      const [body, headers] = request.url === "/"
+        ? [StatusPage.page, pageHeaders] as const
+        : [exposition, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }] as const
+      Runtime.runCallback(runtime)(body, {
         onExit: (exit) => {
           if (Exit.isSuccess(exit)) {
-            response.writeHead(200, {
-              "content-type": "text/plain; version=0.0.4; charset=utf-8",
-              "content-length": Buffer.byteLength(exit.value)
-            }).end(exit.value)
+            response.writeHead(200, { ...headers, "content-length": Buffer.byteLength(exit.value) }).end(exit.value)
           } else response.writeHead(500).end("internal error\n")
         }
       })
@@ -226,5 +240,10 @@ export const serve = (
       }),
       () => close
     )
-    yield* event("info", "metrics", `metrics on http://${Address.format(address)}/metrics`, { address: Address.format(address) })
+    yield* event(
+      "info",
+      "metrics",
+      `metrics on http://${Address.format(address)}/metrics, the status page on http://${Address.format(address)}/`,
+      { address: Address.format(address) }
+    )
   })

@@ -35,6 +35,10 @@ export const savedAt = (account: Account, at: number): number =>
   account.savedByteMs +
   (account.stoppedAt !== undefined && account.lastPeak !== undefined ? account.lastPeak * Math.max(0, at - account.stoppedAt) : 0)
 
+/** The bytes the stopped app does not use now: its latest peak while it is stopped, else 0 (the rate `savedAt` grows at). */
+export const savingNow = (account: Account): number =>
+  account.stoppedAt !== undefined && account.lastPeak !== undefined ? account.lastPeak : 0
+
 /** The app starts at `at`: the stopped period ends. */
 export const started = (account: Account, at: number): Account => ({
   runPeak: 0,

@@ -12,6 +12,8 @@
  *   adversarial input at its size limit, under soad's own V8 flags (`parsers`, test/bench/parsers.ts).
  * - a busy host (scale): soad's CPU while apps start and while it looks at open connections, with 0 and with
  *   20,000 other TCP sockets on the host, asking the kernel (sock_diag) and reading /proc/net (SOAD_SOCK_DIAG=0).
+ * - the status page of --metrics with 1,000 services: its size, GET / against GET /metrics, soad's CPU a page
+ *   (`page`, test/bench/page.ts).
  *
  * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
  * said so, when missing).
@@ -25,6 +27,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as NotifyMessage from "../../src/core/notifyMessage.js"
 import * as Neighbours from "./neighbours.js"
+import * as Page from "./page.js"
 import * as Parsers from "./parsers.js"
 import { hostSockets } from "../hostSockets.js"
 
@@ -34,7 +37,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale, page); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -707,6 +710,16 @@ const reportNeighbours = async () => {
   }
 }
 
+const reportPage = async () => {
+  console.error("the status page of --metrics with 1,000 services")
+  const f = await Page.page({ command, work, app, env, children, median, freePort, logFile })
+  row(
+    `status page (GET /), ${f.services.toLocaleString("en")} services, 10 running`,
+    `${ms(f.page)}, ${Math.round(f.bytes / 1024)} KiB`,
+    `soad's CPU ${ms(f.cpu)} a page (test/bench/page.ts); GET /metrics ${ms(f.metrics)}`
+  )
+}
+
 /** Cold activation: soad against systemd-socket-activate (Node app) and against a minimal C activator (C app). */
 const reportCold = async (soad: { readonly total: number; readonly spawn: number }) => {
   const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
@@ -983,6 +996,7 @@ const main = async () => {
   if (part("parsers")) reportParsers()
   if (part("neighbours")) await reportNeighbours()
   if (part("scale")) await reportScale()
+  if (part("page")) await reportPage()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`
