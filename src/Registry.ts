@@ -66,6 +66,8 @@ export interface Handle {
   readonly wake: Effect.Effect<string>
   /** Stops the app now, if it runs; the next connection starts it again. Says what happened. */
   readonly sleep: Effect.Effect<string>
+  /** A failed service (its start limit reached) starts over: true if it was failed (a reload does this). */
+  readonly reset?: Effect.Effect<boolean>
 }
 
 /** The services of this soad. */

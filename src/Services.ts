@@ -13,6 +13,7 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -25,6 +26,7 @@ import type * as ConfigFile from "./ConfigFile.js"
 import { stopReason, unitOf } from "./core/lifecycle.js"
 import { ListenError } from "./os/listeners.js"
 import { ProcessService } from "./ProcessService.js"
+import { Registry } from "./Registry.js"
 import type { RelayService } from "./RelayService.js"
 import { type Listener, SocketService } from "./SocketService.js"
 
@@ -80,6 +82,7 @@ export const start = (
     const outer = yield* Effect.scope
     const context = yield* Effect.context<SocketService | ProcessService | RelayService>()
     const budget = yield* Budget.make(file.budget)
+    const registry = yield* Effect.serviceOption(Registry)
     const pool = new Map<string, Pooled>()
     const running = new Map<string, Running>()
 
@@ -259,6 +262,15 @@ export const start = (
         yield* closeUnused
         const unchangedNames = next.services.filter((config) => !changed.includes(config) && !added.includes(config))
           .map((config) => config.name)
+        // A failed service that the reload leaves as it is starts over (a reload is what an operator does once the
+        // cause is fixed).
+        const reset: Array<string> = []
+        if (Option.isSome(registry)) {
+          const unchanged = new Set(unchangedNames)
+          for (const handle of yield* registry.value.services) {
+            if (unchanged.has(handle.name) && handle.reset !== undefined && (yield* handle.reset)) reset.push(handle.name)
+          }
+        }
         const unchanged = next.services.length - changed.length - added.length
         // What it did, service by service: "blog restarted (command changed), api added, old removed, shop unchanged";
         // beyond 10 of a kind, counted ("300 restarted (listen changed)"): each error has its own line above.
@@ -268,7 +280,8 @@ export const start = (
           ...listed(removed.map((name) => [name, "removed"])),
           ...listed(kept.map(({ config, reason }) => [config.name, `kept as it was (${reason})`]), "kept as they were (see above)"),
           ...listed(failed.map(({ config, reason }) => [config.name, `not started (${reason})`]), "not started (see above)"),
-          ...listed(unchangedNames.map((name) => [name, "unchanged"]))
+          ...listed(reset.map((name) => [name, "reset (it was failed)"])),
+          ...listed(unchangedNames.filter((name) => !reset.includes(name)).map((name) => [name, "unchanged"]))
         ]
         yield* event(
           notApplied.length === 0 ? "info" : "warn",

@@ -289,6 +289,7 @@ export const register = (
     })
     yield* registry.value.register({
       name: config.name,
+      reset,
       status: mode.status === undefined ? status : Effect.zipWith(status, mode.status, (status, more) => ({ ...status, ...more })),
       wake: mode.wake !== undefined ? Effect.zipRight(reset, mode.wake) : Effect.gen(function*() {
         if ((yield* Ref.get(tracker.state)).phase.phase !== "idle") return "already running"

@@ -111,7 +111,8 @@ describe("splitter: properties", () => {
   it("never cuts a UTF-8 character of a line that is UTF-8", () => {
     fc.assert(
       fc.property(fc.array(fc.string({ unit: "grapheme", maxLength: 30 }), { maxLength: 5 }), fc.integer({ min: 4, max: 16 }), (lines, max) => {
-        const bytes = Buffer.from(lines.map((l) => l.replaceAll("\n", "") + "\n").join(""))
+        // (U+FFFD itself may be in a line: it is what a cut character would become, so the lines hold none.)
+        const bytes = Buffer.from(lines.map((l) => l.replaceAll("\n", "").replaceAll("\ufffd", "") + "\n").join(""))
         for (const [piece] of pieces(bytes, [], max)) expect(piece.toString("utf8")).not.toContain("\ufffd")
       })
     )
