@@ -75,14 +75,47 @@ describe("the launcher", () => {
     expect(result.status).toBe(0)
   })
 
+  it("passes over a node older than 20 first on PATH for a newer one later on PATH", () => {
+    const { linked, tools } = layout(false)
+    Fs.writeFileSync(Path.join(tools, "node"), "#!/bin/sh\necho v18.20.4\n", { mode: 0o755 })
+    const result = run(linked, `${tools}:${Path.dirname(process.execPath)}`)
+    expect(result.stderr).toBe("")
+    expect(result.stdout.trim()).toBe(version)
+    expect(result.status).toBe(0)
+  })
+
+  it("passes over a node older than 20 on PATH for the one beside it", () => {
+    const { linked, tools } = layout(true)
+    // Debian 12's node is 18: a "node" that says so (and says only that, whatever it is asked)
+    Fs.writeFileSync(Path.join(tools, "node"), "#!/bin/sh\necho v18.20.4\n", { mode: 0o755 })
+    const result = run(linked, tools)
+    expect(result.stderr).toBe("")
+    expect(result.stdout.trim()).toBe(version)
+    expect(result.status).toBe(0)
+  })
+
+  const advice =
+    "install Node.js 20 or newer, or put the directory of its node in PATH (in a systemd unit: Environment=PATH=/that/dir:/usr/bin:/bin)"
+
   it("says in one line what is missing and what to do when no node is found, and exits 127", () => {
     const { linked, tools } = layout(false)
     const result = run(linked, tools)
     expect(result.stdout).toBe("")
     const lines = result.stderr.trim().split("\n")
     expect(lines).toHaveLength(1)
+    expect(lines[0]).toBe(`soad: cannot find node (Node.js 20 or newer) on PATH=${tools} nor beside ${linked}: ${advice}`)
+    expect(result.status).toBe(127)
+  })
+
+  it("names each node it found too old, with its version, and exits 127", () => {
+    const { linked, tools } = layout(false)
+    Fs.writeFileSync(Path.join(tools, "node"), "#!/bin/sh\necho v18.20.4\n", { mode: 0o755 })
+    const result = run(linked, tools)
+    expect(result.stdout).toBe("")
+    const lines = result.stderr.trim().split("\n")
+    expect(lines).toHaveLength(1)
     expect(lines[0]).toBe(
-      `soad: cannot find node (Node.js 20 or newer) on PATH=${tools} nor beside ${linked}: install Node.js, or put the directory of its node in PATH (in a systemd unit: Environment=PATH=/that/dir:/usr/bin:/bin)`
+      `soad: cannot find node (Node.js 20 or newer) on PATH=${tools} nor beside ${linked}; ${tools}/node is v18.20.4: ${advice}`
     )
     expect(result.status).toBe(127)
   })
