@@ -206,8 +206,18 @@ describe("the README's install, in a clone", () => {
     // In a mount namespace of its own (root), soad appears in one of the directories where npm's usual global
     // prefixes put it (an overlay adds a link to the installed command), and systemd looks `soad` up itself. Outside
     // it, `soad` is nowhere on systemd's search path, and verify says so: the check has teeth.
-    const canUnshare = isRoot && ChildProcess.spawnSync("unshare", ["-m", "true"]).status === 0
-    describe.skipIf(!canUnshare)("as written (root: a mount namespace)", () => {
+    const overlay = `mount --make-rprivate / && mount -t overlay overlay -o "lowerdir=$0:$1" "$1" && shift && exec "$@"`
+    // the probe: an empty overlay on /usr/bin in a namespace of its own (needs root and CAP_SYS_ADMIN)
+    const canOverlay = isRoot && (() => {
+      const empty = tempDir()
+      try {
+        return ChildProcess.spawnSync("unshare", ["-m", "sh", "-ec", overlay, empty, "/usr/bin", "true"]).status === 0
+      } finally {
+        Fs.rmSync(empty, { recursive: true, force: true })
+      }
+    })()
+    const asWritten = "as written, soad where npm's usual prefixes put it (a mount namespace)"
+    describe.skipIf(!canOverlay)(canOverlay ? asWritten : `${asWritten} [skipped: needs root and unshare -m with overlayfs]`, () => {
       it.each([
         ["/usr/bin", "prefix /usr: NodeSource's Node"],
         ["/usr/local/bin", "prefix /usr/local: Debian's npm"]
@@ -217,15 +227,7 @@ describe("the README's install, in a clone", () => {
         Fs.mkdirSync(extra, { recursive: true })
         Fs.symlinkSync(Fs.realpathSync(Path.join(globalPrefix, "bin", "soad")), Path.join(extra, "soad"))
         const files = writeUnits(d, (text) => text)
-        const mounted = verify(files, [
-          "unshare",
-          "-m",
-          "sh",
-          "-ec",
-          `mount --make-rprivate / && mount -t overlay overlay -o "lowerdir=$0:$1" "$1" && shift && exec "$@"`,
-          extra,
-          bin
-        ])
+        const mounted = verify(files, ["unshare", "-m", "sh", "-ec", overlay, extra, bin])
         expect(mounted.error).toBeUndefined()
         expect(mounted.stderr).toBe("")
         expect(mounted.status).toBe(0)
