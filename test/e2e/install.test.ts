@@ -159,7 +159,7 @@ describe("the README's install, in a clone", () => {
     try {
       let log = ""
       soad.stderr.on("data", (chunk) => (log += chunk))
-      await eventually(() => log.includes("listening on"), 15_000, "soad to listen")
+      await eventually(() => log.includes("listening on"), 30_000, "soad to listen")
       expect(await getBody(socketPath)).toMatch(/^hello \d+$/)
       expect(log).toMatch(/app started/)
     } finally {
@@ -301,5 +301,5 @@ it.live("activates the app", () => Effect.map(activate, (body) => expect(body).t
     )
     const tested = run("npx", ["vitest", "run", "soad.test.mjs"], project, userEnv)
     expect(tested.stdout).toMatch(/1 passed/)
-  })
+  }, 120_000) // two Node programs and vitest's start on a busy machine
 })
