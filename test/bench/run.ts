@@ -854,9 +854,9 @@ const reportPrecision = async () => {
   )
 }
 
-/** soad's V8 flags, as its launcher passes them (the `exec node --…` line of dist/soad). */
+/** soad's V8 flags, as its launcher passes them (the `exec "$node" --…` line of dist/soad). */
 const launcherFlags = (): Array<string> =>
-  (Fs.readFileSync(command, "utf8").split("\n").find((line) => line.startsWith("exec node ")) ?? "")
+  (Fs.readFileSync(command, "utf8").split("\n").map((line) => line.trim()).find((line) => line.startsWith("exec ") && line.includes("bin.js")) ?? "")
     .split(" ")
     .filter((word) => word.startsWith("--"))
 

@@ -216,7 +216,7 @@ Effect.runPromise(program).then(() => console.log("library: scope closed"))
     expect(result.stdout).toMatch(/^library: scope closed$/m)
     expect(result.stdout.indexOf("library: hello")).toBeLessThan(result.stdout.indexOf("library: scope closed"))
     expect(Fs.existsSync(Path.join(project, "lib.sock"))).toBe(false)
-  })
+  }, 120_000) // tsc alone took 25 s of the default 30 here with a load average of 10
 
   describe("the command alone (no effect installed)", () => {
     const soadIn = (cwd: string, args: ReadonlyArray<string>) =>
