@@ -2,18 +2,27 @@ import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   test: {
-    // The native binding installs signal handlers and forks: every test file gets its own process.
+    // The native binding installs signal handlers and forks: the integration tests get a process per file.
     pool: "forks",
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     projects: [
       {
+        // The unit tests run against fakes (one loads the binding for real pipes): two processes for all of them,
+        // the modules loaded once per process rather than once per file (most of their time was loading Effect).
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts"],
+          poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } }
+        }
+      },
+      {
         extends: true,
         test: {
           name: "soad",
           include: [
-            "test/unit/**/*.test.ts",
             "test/integration/**/*.test.ts",
             "test/security/**/*.test.ts",
             "test/faults/**/*.test.ts",
@@ -28,7 +37,8 @@ export default defineConfig({
         test: {
           name: "slow path",
           include: ["test/unit/Activator.test.ts", "test/unit/run.test.ts", "test/unit/Budget.test.ts", "test/unit/listenerHealth.test.ts"],
-          env: { SOAD_FAKE_ARM: "0" }
+          env: { SOAD_FAKE_ARM: "0" },
+          poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } }
         }
       }
     ]

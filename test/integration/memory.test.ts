@@ -9,7 +9,7 @@ import { expect, it } from "vitest"
 import { root } from "../harness.js"
 
 const script = `
-import { native } from ${JSON.stringify(Path.join(root, "dist", "internal", "native.js"))}
+import { native } from ${JSON.stringify(Path.join(root, "dist", "os", "native.js"))}
 let junk = Array.from({ length: 400_000 }, (_, i) => ({ i, s: "x".repeat(64) + i }))
 junk = undefined
 globalThis.gc()
