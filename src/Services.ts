@@ -60,10 +60,17 @@ export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.Ser
 
 const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.address)
 
+/** What applying a config did: the `reloaded` event's message, and whether every service is as the file says. */
+export interface Applied {
+  readonly summary: string
+  /** No service was kept as it was or left unstarted because a listener could not be opened. */
+  readonly complete: boolean
+}
+
 /** The services of one config file, running: apply a new config to them. */
 export interface Services {
-  /** Applies a new config: start, stop, restart what changed. */
-  readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<void>
+  /** Applies a new config: start, stop, restart what changed; says what it did. */
+  readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<Applied>
 }
 
 /**
@@ -270,10 +277,11 @@ export const start = (
           ...listed(failed.map(({ config, reason }) => [config.name, `not started (${reason})`]), "not started (see above)"),
           ...listed(unchangedNames.map((name) => [name, "unchanged"]))
         ]
+        const summary = `reloaded ${next.path}: ${said.length === 0 ? "nothing to do" : said.join(", ")}`
         yield* event(
           notApplied.length === 0 ? "info" : "warn",
           "reloaded",
-          `reloaded ${next.path}: ${said.length === 0 ? "nothing to do" : said.join(", ")}`,
+          summary,
           {
             added: started.length,
             removed: removed.length,
@@ -283,6 +291,7 @@ export const start = (
             notStarted: failed.length
           }
         )
+        return { summary, complete: notApplied.length === 0 }
       })
 
     return { apply }
