@@ -615,7 +615,7 @@ export const check = (path: string) =>
  * Runs a control command the way the light path does (cli/controlVerbs.ts), for the lines only this tree parses;
  * a failure has been printed, and fails with its exit code.
  */
-const runControl = (command: ControlArgs.ControlCommand) =>
+const runVerbs = (command: ControlArgs.ControlCommand): Effect.Effect<void, Reported> =>
   Effect.flatMap(
     Effect.promise((signal) =>
       ControlVerbs.run(command, { out: process.stdout, err: process.stderr, env: process.env, signal })
@@ -676,11 +676,15 @@ const description = "Socket activator/deactivator: holds the listening sockets, 
 
 /**
  * `soad` as an @effect/cli Command tree: run (the root), check, status, wake/start, sleep/stop, restart, reload
- * and logs. `appCommand` is the
- * app's command, split off after `--` by splitArgv. `live` provides the services a run needs: only the run
- * builds it, so help, versions, check and the control subcommands never load the native binding or start a guard.
+ * and logs. `appCommand` is the app's command, split off after `--` by splitArgv. `live` provides the services a
+ * run needs: only the run builds it, so help, versions, check and the control subcommands never load the native
+ * binding or start a guard. `control` runs a parsed control command (tests pass one that records it).
  */
-export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.Layer<Requirements>) => {
+export const make = (
+  appCommand: ReadonlyArray<string> | undefined,
+  live: Layer.Layer<Requirements>,
+  control: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported> = runVerbs
+) => {
   const root = Command.make("soad", options, (parsed) => Effect.provide(serve(parsed, appCommand), live)).pipe(
     Command.withDescription(description)
   )
@@ -713,9 +717,14 @@ export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.
     Effect.zipRight(alone("check"), check(file))).pipe(
       Command.withDescription("Validate a config file and print what would run; exit 0 if it is valid, 1 if not.")
     )
-  const status = Command.make("status", { json, all, patterns: servicePatterns, ...which }, (own) =>
-    Effect.flatMap(whichOf("status", own), (found) =>
-      runControl({ verb: "status", json: own.json, all: own.all, patterns: own.patterns, which: found }))).pipe(
+  const status = Command.make("status", { json, all, patterns: servicePatterns, ...which }, (own) => {
+    // @effect/cli takes an unknown option (`--jsn`) for one more NAME: it is a mistyped option.
+    const option = own.patterns.find((pattern) => pattern.startsWith("-"))
+    return option !== undefined
+      ? Effect.fail(usage(`unknown option '${option}' for soad status`))
+      : Effect.flatMap(whichOf("status", own), (found) =>
+        control({ verb: "status", json: own.json, all: own.all, patterns: own.patterns, which: found }))
+  }).pipe(
       Command.withDescription(
         "Show the services of the running soad (of each, when several run): a summary line, then state, pid, uptime, " +
           "idle time, memory, RAM saved and the last error of each."
@@ -724,9 +733,9 @@ export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.
   const order = (typed: string, verb: "wake" | "sleep" | "restart", text: string) =>
     Command.make(typed, { name: serviceName, ...which }, (own) =>
       Effect.flatMap(whichOf(typed, own), (found) =>
-        runControl({ verb, typed, service: own.name, which: found }))).pipe(Command.withDescription(text))
+        control({ verb, typed, service: own.name, which: found }))).pipe(Command.withDescription(text))
   const reload = Command.make("reload", which, (own) =>
-    Effect.flatMap(whichOf("reload", own), (found) => runControl({ verb: "reload", which: found }))).pipe(
+    Effect.flatMap(whichOf("reload", own), (found) => control({ verb: "reload", which: found }))).pipe(
       Command.withDescription(
         "Reload a -c FILE soad's config file (as SIGHUP does), wait for it and print what it did; exit 1 if the file " +
           "was refused (its errors are printed) or a service could not be applied."
@@ -734,7 +743,7 @@ export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.
     )
   const logs = Command.make("logs", { name: logsService, lines: logLines, follow, ...which }, (own) =>
     Effect.flatMap(whichOf("logs", own), (found) =>
-      runControl({
+      control({
         verb: "logs",
         service: Option.getOrUndefined(own.name),
         lines: own.lines,
@@ -836,15 +845,22 @@ const soadConsole = (own: ReadonlyArray<string>, plain: () => boolean) => <A, E,
     })
   )
 
+/** How `run` prints and steers: help without colours (`plain`), the runner of control commands (`control`). */
+export interface RunOptions {
+  /** Default: when stdout is no terminal, or NO_COLOR is set. */
+  readonly plain?: () => boolean
+  readonly control?: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported>
+}
+
 /**
  * Parses `args` (without node and the script) and runs soad, a run with the services of `live` (built only for
  * a run). Fails with UsageError or a ValidationError (exit 2), ConfigError, ControlError or ListenError (exit 1),
- * or Reported (a control command's code); the message has been printed. `plain`: print help without colours
- * (default: when stdout is no terminal, or NO_COLOR is set).
+ * or Reported (a control command's code); the message has been printed.
  */
-export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>, plain: () => boolean = plainOutput) => {
+export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>, options: RunOptions = {}) => {
   const { command: appCommand, own } = splitArgv(args)
-  const cli = Command.run(make(appCommand, live), { name: "soad", version, footer: examples })
+  const plain = options.plain ?? plainOutput
+  const cli = Command.run(make(appCommand, live, options.control), { name: "soad", version, footer: examples })
   return cli(["node", "soad", ...own]).pipe(
     soadConsole(own, plain),
     Effect.tapError((error) =>

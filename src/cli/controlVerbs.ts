@@ -50,7 +50,13 @@ const noneRunning = (env: NodeJS.ProcessEnv): string =>
   `no soad is running: no control socket answers in ${Paths.directories(env).join(" or ")} ` +
   "(a soad started with --control PATH is asked with the same --control PATH)"
 
-/** Whether a soad answers on `path`: it accepts a connection (closed at once, unused), or not, or not for us. */
+/** A socket no soad answers on: removed if it is ours and old (Paths.removeStale), so the next look is shorter. */
+const forget = (path: string): void => void Paths.removeStale(path, process.getuid?.())
+
+/**
+ * Whether a soad answers on `path`: it accepts a connection (closed at once, unused), or nobody listens (the socket
+ * of a killed soad: forgotten), or it is not ours to use.
+ */
 const probe = (path: string): Promise<"live" | "none" | "denied" | "other"> =>
   new Promise((resolve) => {
     const socket = Net.connect(path)
@@ -58,7 +64,11 @@ const probe = (path: string): Promise<"live" | "none" | "denied" | "other"> =>
       socket.destroy()
       resolve("live")
     })
-    socket.on("error", (error: NodeJS.ErrnoException) => resolve(Client.connectionFailure(path, error).reason))
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      const reason = Client.connectionFailure(path, error).reason
+      if (reason === "none") forget(path)
+      resolve(reason)
+    })
   })
 
 /**
@@ -127,7 +137,7 @@ const status = async (command: Extract<ControlCommand, { verb: "status" }>, io: 
     const instance = targets[i]!.instance
     if ("services" in answer) return void answered.push({ instance, services: answer.services })
     const error = answer.error
-    if (error instanceof Client.ControlFailure && error.reason === "none") return // a socket left by a killed soad
+    if (error instanceof Client.ControlFailure && error.reason === "none") return forget(targets[i]!.path) // a killed soad's
     if (error instanceof Client.ControlFailure && error.reason === "denied") return void denied.push(instance)
     faults++
     io.err.write(`soad: ${instance}: ${error instanceof Error ? error.message : String(error)}\n`)

@@ -21,7 +21,7 @@ const render = (args: ReadonlyArray<string>): Promise<string> => {
   // Help and versions never build what a run needs.
   const noRun = Layer.effectContext(Effect.dieMessage("help needs no run") as Effect.Effect<Context.Context<Cli.Requirements>>)
   return Effect.runPromise(
-    Cli.run(args, noRun, () => false).pipe(
+    Cli.run(args, noRun, { plain: () => false }).pipe(
       (effect) =>
         Console.consoleWith((console) =>
           Effect.withConsole(effect, {

@@ -38,18 +38,23 @@ export const instanceOf = (file: string): string => {
   return `${stem.slice(0, 40) || "soad"}-${hash(real)}`
 }
 
+/** An environment variable's value, if it is set to something. */
+const given = (value: string | undefined): string | undefined => value !== undefined && value !== "" ? value : undefined
+
 /**
- * The directories where soads make their control sockets, in the order clients look: `$XDG_RUNTIME_DIR/soad`
- * (where a soad with XDG_RUNTIME_DIR makes its own: a user's soad, or systemd's RuntimeDirectory) and `/run/soad`
- * (a system soad's), so root in a login shell, whose XDG_RUNTIME_DIR is /run/user/0, still finds the system soad.
+ * The directories where soads make their control sockets, in the order clients look: `$SOAD_CONTROL_DIR` alone if
+ * set; else `$XDG_RUNTIME_DIR/soad` (where a soad with XDG_RUNTIME_DIR makes its own: a user's soad) and
+ * `/run/soad` (a system soad's), so root in a login shell, whose XDG_RUNTIME_DIR is /run/user/0, still finds the
+ * system soad.
  */
 export const directories = (env: NodeJS.ProcessEnv = process.env): ReadonlyArray<string> => {
-  const runtime = env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== "" ? env.XDG_RUNTIME_DIR : undefined
-  const own = Path.join(runtime ?? "/run", "soad")
+  const only = given(env.SOAD_CONTROL_DIR)
+  if (only !== undefined) return [Path.resolve(only)]
+  const own = Path.join(given(env.XDG_RUNTIME_DIR) ?? "/run", "soad")
   return own === "/run/soad" ? [own] : [own, "/run/soad"]
 }
 
-/** The control socket a soad named `instance` makes: `$XDG_RUNTIME_DIR/soad/INSTANCE.sock`, else `/run/soad/…`. */
+/** The control socket a soad named `instance` makes: in the first of the directories, `INSTANCE.sock`. */
 export const socketOf = (instance: string, env: NodeJS.ProcessEnv = process.env): string =>
   Path.join(directories(env)[0]!, `${instance}.sock`)
 
@@ -101,4 +106,23 @@ export const found = (env: NodeJS.ProcessEnv = process.env): ReadonlyArray<Found
     }
   }
   return [...seen.values()].sort((a, b) => a.instance.localeCompare(b.instance))
+}
+
+/** How old a socket nobody listens on must be before a client removes it: older than any soad's start-up. */
+export const staleAfterMs = 60_000
+
+/**
+ * Removes a control socket no soad listens on any more (its soad was killed): only if it is still a socket, is
+ * ours (`uid`), and was made more than `staleAfterMs` ago, so that a soad starting now (its socket bound, not yet
+ * listening) never loses its own. Never fails.
+ */
+export const removeStale = (path: string, uid: number | undefined, now: number = Date.now()): boolean => {
+  try {
+    const stat = Fs.lstatSync(path)
+    if (!stat.isSocket() || stat.uid !== uid || now - stat.mtimeMs < staleAfterMs) return false
+    Fs.unlinkSync(path)
+    return true
+  } catch {
+    return false
+  }
 }
