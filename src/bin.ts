@@ -4,7 +4,6 @@
  * command tree, answered in about Node's own start-up); anything else, a run above all, imports the full command
  * tree (cli/main.ts), which esbuild puts in a chunk of its own that only such lines load.
  */
-import { setMaxListeners } from "node:events"
 import * as Fs from "node:fs"
 import * as Light from "./cli/light.js"
 
@@ -21,7 +20,6 @@ const args = process.argv.slice(2)
 // `soad status | head -1`: a reader that goes away ends the output, not with an unhandled EPIPE.
 process.stdout.on("error", () => {})
 const interrupted = new AbortController()
-setMaxListeners(Infinity, interrupted.signal) // one listener per soad asked at once: no leak
 const interrupt = () => interrupted.abort()
 process.once("SIGINT", interrupt)
 process.once("SIGTERM", interrupt)

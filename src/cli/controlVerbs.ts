@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { setMaxListeners } from "node:events"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import type { ControlCommand, Which } from "./controlArgs.js"
@@ -214,6 +215,7 @@ const logs = async (command: Extract<ControlCommand, { verb: "logs" }>, io: Io):
  * (0; 1 when soad refused or cannot be reached; 2 when the line must say which soad).
  */
 export const run = async (command: ControlCommand, io: Io): Promise<number> => {
+  if (io.signal !== undefined) setMaxListeners(Infinity, io.signal) // a listener per soad asked at once: no leak
   try {
     switch (command.verb) {
       case "status":
