@@ -228,6 +228,8 @@ export const run = async (command: ControlCommand, io: Io): Promise<number> => {
         return await order(command, io)
     }
   } catch (error) {
+    // Interrupted (Ctrl-C): nothing to say; 130, as a shell says of SIGINT (`soad logs -f` ends with 0 instead).
+    if (io.signal?.aborted === true) return 130
     const failed = error instanceof Failed ? error : undefined
     for (const detail of failed?.details ?? []) io.err.write(`soad: ${detail}\n`)
     io.err.write(`soad: ${error instanceof Error ? error.message : String(error)}${failed?.code === 2 ? " (see soad --help)" : ""}\n`)

@@ -30,6 +30,7 @@ export const connectionFailure = (path: string, error: NodeJS.ErrnoException): C
 /** Sends one request to the soad whose control socket is at `path`; its answer. Aborting closes the connection. */
 export const request = (path: string, body: Request, signal?: AbortSignal): Promise<Response> =>
   new Promise((resolve, reject) => {
+    if (signal?.aborted === true) return reject(new ControlFailure(`${path}: interrupted`))
     const socket = Net.connect(path)
     const chunks: Array<string> = []
     const abort = () => {
@@ -81,6 +82,7 @@ export const shownLine = (
  */
 export const logs = (path: string, body: LogsRequest, output: LogsOutput, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
+    if (signal?.aborted === true) return resolve()
     const socket = Net.connect(path)
     let buffer = ""
     let answered = false

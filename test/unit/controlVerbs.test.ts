@@ -72,14 +72,14 @@ const soadOf = (path: string, names: ReadonlyArray<string>) =>
   })
 
 /** Runs a control command with SOAD_CONTROL_DIR=dir: its exit code, stdout and stderr. */
-const run = async (dir: string, command: ControlCommand, env: NodeJS.ProcessEnv = {}) => {
+const run = async (dir: string, command: ControlCommand, env: NodeJS.ProcessEnv = {}, signal?: AbortSignal) => {
   const out = new PassThrough()
   const err = new PassThrough()
   const outText: Array<string> = []
   const errText: Array<string> = []
   out.on("data", (chunk) => outText.push(String(chunk)))
   err.on("data", (chunk) => errText.push(String(chunk)))
-  const code = await ControlVerbs.run(command, { out, err, env: { SOAD_CONTROL_DIR: dir, ...env } })
+  const code = await ControlVerbs.run(command, { out, err, env: { SOAD_CONTROL_DIR: dir, ...env }, ...(signal === undefined ? {} : { signal }) })
   return { code, stdout: outText.join(""), stderr: errText.join("") }
 }
 
@@ -245,5 +245,21 @@ describe("soad reload", () => {
       stdout: "reloaded /etc/soad/apps.toml: blog not started (listener /run/blog.sock: in use)\n",
       stderr: "soad: the reload did not apply to every service (see above)\n"
     })
+  })
+})
+
+describe("interrupted", () => {
+  it("a command interrupted while soad has not answered ends quietly with 130", async () => {
+    const dir = tempDir()
+    let connected = () => {}
+    const server = Net.createServer(() => connected()) // accepts, never answers
+    await new Promise<void>((resolve) => server.listen(Path.join(dir, "slow.sock"), resolve))
+    cleanups.push(() => server.close())
+    const interrupt = new AbortController()
+    const asked = new Promise<void>((resolve) => (connected = resolve))
+    const result = run(dir, { verb: "reload", which: {} }, {}, interrupt.signal)
+    await asked
+    interrupt.abort()
+    expect(await result).toEqual({ code: 130, stdout: "", stderr: "" })
   })
 })
