@@ -97,7 +97,7 @@ export const table = (services: ReadonlyArray<ServiceReport>): string => {
 }
 
 /** The order the summary counts states in: what runs first, what fails last. */
-const stateOrder = ["running", "starting", "stopping", "stopped", "failing"]
+const stateOrder = ["running", "starting", "stopping", "stopped", "failing", "failed"]
 
 /**
  * One line for a soad's services: `12 services: 3 running, 8 stopped, 1 failing; 107M in use, 264 MB·h saved`
