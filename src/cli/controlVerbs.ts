@@ -81,7 +81,8 @@ const one = async (which: Which, env: NodeJS.ProcessEnv, example: string): Promi
   if (target !== undefined) return target
   const candidates = Paths.found(env)
   const states = await Promise.all(candidates.map((candidate) => probe(candidate.path)))
-  const live = candidates.filter((_, i) => states[i] === "live")
+  // Another fault (a full backlog: EAGAIN) may be a soad that is there: asking it says what is wrong.
+  const live = candidates.filter((_, i) => states[i] === "live" || states[i] === "other")
   if (live.length === 1) return live[0]!
   if (live.length > 1) {
     throw new Failed(
