@@ -342,12 +342,20 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         const disarm = armed.right
         const outcome = yield* Effect.async<ArmOutcome | undefined>((resume) => {
           if (state.outcome !== undefined) return resume(Effect.succeed(state.outcome))
-          state.heard = (outcome) => resume(Effect.succeed(outcome))
+          // Whichever ends the wait leaves the wake signal: a wake after it (`soad restart`'s, before the next
+          // arming) must find no listener, and wait for the next one, rather than go to this finished start.
+          let unsubscribe = () => {}
+          state.heard = (outcome) => {
+            unsubscribe()
+            resume(Effect.succeed(outcome))
+          }
           // A wake disarms the start, unless the connection has already fired it.
-          const unsubscribe = wakeup.subscribe(() => {
-            if (disarm()) resume(Effect.succeed(undefined))
+          unsubscribe = wakeup.subscribe(() => {
+            if (!disarm()) return
+            unsubscribe()
+            resume(Effect.succeed(undefined))
           })
-          return Effect.sync(unsubscribe)
+          return Effect.sync(() => unsubscribe())
         })
         if (outcome === undefined) return { _tag: "Woken" } satisfies Pending
         if (outcome._tag === "NotListening") return outcome satisfies Pending

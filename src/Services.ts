@@ -62,10 +62,17 @@ export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.Ser
 
 const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.address)
 
+/** What applying a config did: the `reloaded` event's message, and whether every service is as the file says. */
+export interface Applied {
+  readonly summary: string
+  /** No service was kept as it was or left unstarted because a listener could not be opened. */
+  readonly complete: boolean
+}
+
 /** The services of one config file, running: apply a new config to them. */
 export interface Services {
-  /** Applies a new config: start, stop, restart what changed. */
-  readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<void>
+  /** Applies a new config: start, stop, restart what changed; says what it did. */
+  readonly apply: (file: ConfigFile.FileConfig) => Effect.Effect<Applied>
 }
 
 /**
@@ -283,10 +290,11 @@ export const start = (
           ...listed(reset.map((name) => [name, "reset (it was failed)"])),
           ...listed(unchangedNames.filter((name) => !reset.includes(name)).map((name) => [name, "unchanged"]))
         ]
+        const summary = `reloaded ${next.path}: ${said.length === 0 ? "nothing to do" : said.join(", ")}`
         yield* event(
           notApplied.length === 0 ? "info" : "warn",
           "reloaded",
-          `reloaded ${next.path}: ${said.length === 0 ? "nothing to do" : said.join(", ")}`,
+          summary,
           {
             added: started.length,
             removed: removed.length,
@@ -296,6 +304,7 @@ export const start = (
             notStarted: failed.length
           }
         )
+        return { summary, complete: notApplied.length === 0 }
       })
 
     return { apply }

@@ -15,7 +15,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
-          poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } }
+          poolOptions: { forks: { isolate: false } }
         }
       },
       {
@@ -38,7 +38,7 @@ export default defineConfig({
           name: "slow path",
           include: ["test/unit/Activator.test.ts", "test/unit/run.test.ts", "test/unit/Budget.test.ts", "test/unit/listenerHealth.test.ts"],
           env: { SOAD_FAKE_ARM: "0" },
-          poolOptions: { forks: { maxForks: 2, minForks: 1, isolate: false } }
+          poolOptions: { forks: { isolate: false } }
         }
       }
     ]

@@ -1,7 +1,8 @@
 /**
  * The command line as an @effect/cli Command tree: `soad` runs one app (`soad -s /run/app.sock -t 240 -S TERM --
- * gunicorn app:app`) or every service of a config file (`soad -c FILE`), and its subcommands `check`, `status`,
- * `wake` and `sleep` validate a file or talk to a running soad. A service's flags are taken as typed and resolved by
+ * gunicorn app:app`) or every service of a config file (`soad -c FILE`), and its subcommands `check` (validates a
+ * file) and `status`, `wake`/`start`, `sleep`/`stop`, `restart`, `reload` and `logs` (talk to a running soad; the
+ * light path, cli/light.ts, runs the usual lines of these without this tree, and both run cli/controlVerbs.ts). A service's flags are taken as typed and resolved by
  * the same function as a config file's table (config/serviceInput.ts: one parser per field, every rule across
  * fields written once), so the core sees only a typed ServiceConfig.
  *
@@ -29,6 +30,11 @@ import type * as Scope from "effect/Scope"
 import * as Activator from "../Activator.js"
 import * as ServiceConfig from "../ServiceConfig.js"
 import * as Control from "../observe/control.js"
+import * as ControlPaths from "../observe/controlPaths.js"
+import type { ReloadOutcome } from "../observe/controlProtocol.js"
+import type * as ControlArgs from "./controlArgs.js"
+import * as ControlVerbs from "./controlVerbs.js"
+import { unitOf } from "../core/lifecycle.js"
 import * as ConfigFile from "../ConfigFile.js"
 import * as AppLogs from "../observe/appLogs.js"
 import * as Durations from "../config/durations.js"
@@ -38,7 +44,6 @@ import { settle } from "../os/gc.js"
 import { keepStatus, notify, reloading } from "../observe/systemd.js"
 import * as Reloads from "../core/reloads.js"
 import * as Users from "../os/users.js"
-import { stringify } from "../observe/terminal.js"
 import * as Logging from "../Logging.js"
 import * as Metrics from "../observe/metrics.js"
 import * as Registry from "../Registry.js"
@@ -51,6 +56,9 @@ import type { SocketService } from "../SocketService.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/** A control command failed and has said why (cli/controlVerbs.ts); exit `code`. */
+export class Reported extends Data.TaggedError("Reported")<{ readonly code: number }> {}
 
 /** soad's version, as `--version` prints it. */
 export const version = "0.1.0"
@@ -258,14 +266,15 @@ const metrics = Options.text("metrics").pipe(
 const control = Options.text("control").pipe(
   Options.withPseudoName("PATH"),
   Options.withDescription(
-    "The control socket for soad status/wake/sleep. Default: $XDG_RUNTIME_DIR/soad/NAME.sock (else /run/soad/NAME.sock) " +
-      "for a soad with --name NAME or -c FILE (NAME derived from FILE), else $XDG_RUNTIME_DIR/soad.sock (else /run/soad/control.sock)."
+    "The control socket for soad status, wake, sleep, restart, reload and logs. Default: $XDG_RUNTIME_DIR/soad/NAME.sock " +
+      "(else /run/soad/NAME.sock), where those commands find every running soad: NAME is --name, else derived from -c " +
+      "FILE, else from the app and its first listener."
   ),
   Options.optional
 )
-/** A `--name` value, as Control.instanceName allows. */
+/** A `--name` value, as ControlPaths.instanceName allows. */
 const instanceRef: Fields.Parse<string> = (input) =>
-  Control.instanceName.test(String(input))
+  ControlPaths.instanceName.test(String(input))
     ? Either.right(String(input))
     : Either.left({ _tag: "Expected", expected: "letters, digits, _ . @ -, starting with a letter or digit, at most 64" })
 /** `--name`, named `pseudo` in the usage. */
@@ -279,7 +288,7 @@ const instanceOption = (pseudo: string, description: string) =>
 const instance = instanceOption(
   "NAME",
   "This soad's instance name: its control socket is $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock. " +
-    "Default: derived from -c FILE; none for a single app."
+    "Default: derived from -c FILE (apps-1f0c9a2e), else from the app's name and its first listener (gunicorn-5d41c0a2)."
 )
 const logLevel = Options.choice("log-level", Logging.levels).pipe(
   Options.withDescription("How much soad logs on stderr. Default: info."),
@@ -483,26 +492,37 @@ export const explain = (message: string, own: ReadonlyArray<string>): string => 
   return message
 }
 
-/** Where a soad's control socket is: --control PATH, else the instance's (--name NAME, else from -c FILE), else the default. */
-const controlSocket = (
-  control: Option.Option<string>,
-  name: Option.Option<string>,
-  configPath: Option.Option<string>
-): string =>
-  Option.match(control, {
+/**
+ * A single app's instance name when --name does not give one: its cgroup's (the app's name and a hash of its first
+ * listener, `gunicorn-5d41c0a2`), the same at every start of the same soad, and another for each listener, so
+ * two single-app soads never share a control socket.
+ */
+const singleInstance = (config: ServiceConfig.ServiceConfig): string => {
+  const unit = unitOf(config)
+  return ControlPaths.instanceName.test(unit) ? unit : `soad-${unit}`.slice(0, 64)
+}
+
+/**
+ * Where this soad's control socket is: --control PATH, else its instance's in the directory every soad's is in
+ * (where the control commands look): the instance is --name, else derived from -c FILE, else `single`'s.
+ */
+const controlSocket = (parsed: Parsed, single: string): string =>
+  Option.match(parsed.control, {
     onSome: (path) => Path.resolve(path),
     onNone: () =>
-      Control.defaultPath(
-        process.env,
-        Option.getOrUndefined(Option.orElse(name, () => Option.map(configPath, Control.instanceOf)))
+      ControlPaths.socketOf(
+        Option.getOrElse(Option.orElse(parsed.instance, () => Option.map(parsed.configFile, ControlPaths.instanceOf)), () => single)
       )
   })
 
-/** The control socket and the metrics endpoint, as the flags ask, until the scope closes. */
-const observability = (parsed: Parsed) =>
+/**
+ * The control socket (answering `soad reload` with `reload`, in config mode) and the metrics endpoint, as the flags
+ * ask, until the scope closes.
+ */
+const observability = (parsed: Parsed, single: string, reload?: Effect.Effect<ReloadOutcome>) =>
   Effect.gen(function*() {
     const explicit = Option.isSome(parsed.control)
-    yield* Control.serve(controlSocket(parsed.control, parsed.instance, parsed.configFile), explicit)
+    yield* Control.serve(controlSocket(parsed, single), explicit, undefined, reload)
     if (Option.isSome(parsed.metrics)) yield* Metrics.serve(parsed.metrics.value)
   })
 
@@ -545,26 +565,32 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
           // SIGHUP is caught before anything listens (its default action would end soad); a reload asked for
           // while the services start runs once they have.
           const started = yield* Deferred.make<Services.Services>()
-          // systemd sees the reload from RELOADING=1 to READY=1, whether the new config applies or not.
+          // systemd sees the reload from RELOADING=1 to READY=1, whether the new config applies or not. What it
+          // did goes to `soad reload`.
           const reload = Effect.gen(function*() {
             const supervisor = yield* Deferred.await(started)
             yield* reloading
-            yield* event("info", "reloading", `SIGHUP: reloading ${path}`)
+            yield* event("info", "reloading", `reloading ${path} (SIGHUP or soad reload)`)
             const next = yield* Effect.either(ConfigFile.load(path, Users.resolver))
+            let outcome: ReloadOutcome
             if (Either.isRight(next)) {
-              yield* supervisor.apply(next.right)
+              const applied = yield* supervisor.apply(next.right)
               yield* Effect.forkScoped(Effect.delay(settle, "1 second"))
+              outcome = { applied: applied.complete, summary: applied.summary, errors: [] }
             } else {
+              const summary = "the reload failed: soad keeps running the config it had"
               for (const error of next.left.errors) yield* event("error", "config_error", error)
-              yield* event("error", "reload_failed", `the reload failed: soad keeps running the config it had`)
+              yield* event("error", "reload_failed", summary)
+              outcome = { applied: false, summary, errors: next.left.errors }
             }
             yield* notify("READY=1")
+            return outcome
           })
           const reloader = yield* Reloads.make(reload)
           yield* onSignal("SIGHUP", reloader.unsafeRequest)
           yield* Deferred.succeed(started, yield* Services.start(file))
           yield* (yield* ProcessService).announce
-          yield* observability(parsed)
+          yield* observability(parsed, ControlPaths.instanceOf(path), reloader.request)
           yield* ready
           return yield* Effect.never
         })
@@ -577,7 +603,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
         const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
         yield* (yield* ProcessService).announce
         const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
-        yield* observability(parsed)
+        yield* observability(parsed, singleInstance(config))
         yield* ready
         return yield* Fiber.join(serving)
       })
@@ -598,13 +624,37 @@ export const check = (path: string) =>
       Console.log(`${ConfigFile.describe(file)}\n\n${warnings.map((warning) => `warning: ${warning}\n`).join("")}${path}: OK`))
   )
 
-/** Sends one request to a running soad; its refusal is a ControlError (exit 1). */
-const ask = (path: string, body: Control.Request) =>
-  Effect.flatMap(Control.request(path, body), (response) =>
-    response.ok ? Effect.succeed(response) : Effect.fail(new Control.ControlError({ message: response.error })))
+/**
+ * Runs a control command the way the light path does (cli/controlVerbs.ts), for the lines only this tree parses;
+ * a failure has been printed, and fails with its exit code.
+ */
+const runVerbs = (command: ControlArgs.ControlCommand): Effect.Effect<void, Reported> =>
+  Effect.flatMap(
+    Effect.promise((signal) =>
+      ControlVerbs.run(command, { out: process.stdout, err: process.stderr, env: process.env, signal })
+    ),
+    (code) => code === 0 ? Effect.void : Effect.fail(new Reported({ code }))
+  )
 
-const json = Options.boolean("json").pipe(Options.withDescription("Print the services as a JSON array instead of a table."))
+const json = Options.boolean("json").pipe(
+  Options.withDescription("Print every service (of every soad found) as a JSON array, each with its instance.")
+)
+const all = Options.boolean("all").pipe(
+  Options.withDescription(
+    "Show every service: beyond 50, the table leaves out the stopped ones unless asked for all (or by NAME)."
+  )
+)
 const serviceName = Args.text({ name: "NAME" }).pipe(Args.withDescription("The service, as soad status names it."))
+const servicePatterns = Args.text({ name: "NAME" }).pipe(
+  Args.withDescription(
+    "Only these services, and their socket files' mode and owner; * and ? match any characters and one ('blog*')."
+  ),
+  Args.repeated
+)
+const logsService = Args.text({ name: "NAME" }).pipe(
+  Args.withDescription("The service, as soad status names it. Default: every service, each line after its [name]."),
+  Args.optional
+)
 const logLines = Options.text("lines").pipe(
   Options.withAlias("n"),
   Options.withPseudoName("N"),
@@ -638,11 +688,16 @@ const description = "Socket activator/deactivator: holds the listening sockets, 
   "with the sockets at fd 3, 4, … (LISTEN_FDS), and stops it after a time without activity."
 
 /**
- * `soad` as an @effect/cli Command tree: run (the root), check, status, wake, sleep and logs. `appCommand` is the
- * app's command, split off after `--` by splitArgv. `live` provides the services a run needs: only the run
- * builds it, so help, versions, check and the control subcommands never load the native binding or start a guard.
+ * `soad` as an @effect/cli Command tree: run (the root), check, status, wake/start, sleep/stop, restart, reload
+ * and logs. `appCommand` is the app's command, split off after `--` by splitArgv. `live` provides the services a
+ * run needs: only the run builds it, so help, versions, check and the control subcommands never load the native
+ * binding or start a guard. `control` runs a parsed control command (tests pass one that records it).
  */
-export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.Layer<Requirements>) => {
+export const make = (
+  appCommand: ReadonlyArray<string> | undefined,
+  live: Layer.Layer<Requirements>,
+  control: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported> = runVerbs
+) => {
   const root = Command.make("soad", options, (parsed) => Effect.provide(serve(parsed, appCommand), live)).pipe(
     Command.withDescription(description)
   )
@@ -658,46 +713,69 @@ export const make = (appCommand: ReadonlyArray<string> | undefined, live: Layer.
         : parent.command.length > 0
         ? Effect.fail(usage(`unexpected argument '${parent.command[0]}' for soad ${name}`))
         : Effect.succeed(parent))
-  /**
-   * The control socket: --control, else --name, else -c FILE's instance, else the default; each the
-   * subcommand's own, else one given before it.
-   */
-  const controlPath = (name: string, own: Command.Command.ParseConfig<typeof which>) =>
-    Effect.map(alone(name, true), (parent) =>
-      controlSocket(
-        Option.orElse(own.control, () => parent.control),
-        Option.orElse(own.instance, () => parent.instance),
-        Option.orElse(own.config, () => parent.configFile)
-      ))
+  /** Which soad a control subcommand talks to: its own --control, --name or -c, else one given before it. */
+  const whichOf = (name: string, own: Command.Command.ParseConfig<typeof which>) =>
+    Effect.map(alone(name, true), (parent): ControlArgs.Which => {
+      const pick = <A>(mine: Option.Option<A>, theirs: Option.Option<A>) => Option.getOrUndefined(Option.orElse(mine, () => theirs))
+      const control = pick(own.control, parent.control)
+      const name = pick(own.instance, parent.instance)
+      const config = pick(own.config, parent.configFile)
+      return {
+        ...(control === undefined ? {} : { control }),
+        ...(name === undefined ? {} : { name }),
+        ...(config === undefined ? {} : { config })
+      }
+    })
   const checkCommand = Command.make("check", { file: checkedFile }, ({ file }) =>
     Effect.zipRight(alone("check"), check(file))).pipe(
       Command.withDescription("Validate a config file and print what would run; exit 0 if it is valid, 1 if not.")
     )
-  const status = Command.make("status", { json, ...which }, (own) =>
-    Effect.gen(function*() {
-      const response = yield* ask(yield* controlPath("status", own), { command: "status" })
-      const services = response.services ?? []
-      yield* Console.log(own.json ? stringify(services, 2) : Control.table(services))
-    })).pipe(Command.withDescription("Show every service of the running soad: state, pid, uptime, idle time, memory."))
-  const order = (verb: "wake" | "sleep", text: string) =>
-    Command.make(verb, { name: serviceName, ...which }, (own) =>
-      Effect.gen(function*() {
-        const response = yield* ask(yield* controlPath(verb, own), { command: verb, service: own.name })
-        yield* Console.log(response.message ?? "done")
-      })).pipe(Command.withDescription(text))
-  const logs = Command.make("logs", { name: serviceName, lines: logLines, follow, ...which }, (own) =>
-    Effect.gen(function*() {
-      const path = yield* controlPath("logs", own)
-      yield* Control.logs(path, { command: "logs", service: own.name, lines: own.lines, follow: own.follow }, {
-        out: process.stdout,
-        err: process.stderr
-      })
-    })).pipe(Command.withDescription("Print the latest lines a service's app wrote (stdout and stderr); -f follows new ones."))
+  const status = Command.make("status", { json, all, patterns: servicePatterns, ...which }, (own) => {
+    // @effect/cli takes an unknown option (`--jsn`) for one more NAME: it is a mistyped option.
+    const option = own.patterns.find((pattern) => pattern.startsWith("-"))
+    return option !== undefined
+      ? Effect.fail(usage(`unknown option '${option}' for soad status`))
+      : Effect.flatMap(whichOf("status", own), (found) =>
+        control({ verb: "status", json: own.json, all: own.all, patterns: own.patterns, which: found }))
+  }).pipe(
+      Command.withDescription(
+        "Show the services of the running soad (of each, when several run): a summary line, then state, pid, uptime, " +
+          "idle time, memory, RAM saved and the last error of each."
+      )
+    )
+  const order = (typed: string, verb: "wake" | "sleep" | "restart", text: string) =>
+    Command.make(typed, { name: serviceName, ...which }, (own) =>
+      Effect.flatMap(whichOf(typed, own), (found) =>
+        control({ verb, typed, service: own.name, which: found }))).pipe(Command.withDescription(text))
+  const reload = Command.make("reload", which, (own) =>
+    Effect.flatMap(whichOf("reload", own), (found) => control({ verb: "reload", which: found }))).pipe(
+      Command.withDescription(
+        "Reload a -c FILE soad's config file (as SIGHUP does), wait for it and print what it did; exit 1 if the file " +
+          "was refused (its errors are printed) or a service could not be applied."
+      )
+    )
+  const logs = Command.make("logs", { name: logsService, lines: logLines, follow, ...which }, (own) =>
+    Effect.flatMap(whichOf("logs", own), (found) =>
+      control({
+        verb: "logs",
+        service: Option.getOrUndefined(own.name),
+        lines: own.lines,
+        follow: own.follow,
+        which: found
+      }))).pipe(
+      Command.withDescription(
+        "Print the latest lines a service's app wrote (stdout and stderr), or every service's in time order; -f follows new ones."
+      )
+    )
   return root.pipe(Command.withSubcommands([
     checkCommand,
     status,
-    order("wake", "Start a service's app now, as a connection would."),
-    order("sleep", "Stop a service's app now; the next connection starts it again."),
+    order("wake", "wake", "Start a service's app now, as a connection would."),
+    order("start", "wake", "The same as wake."),
+    order("sleep", "sleep", "Stop a service's app now; the next connection starts it again."),
+    order("stop", "sleep", "The same as sleep."),
+    order("restart", "restart", "Stop a service's app now and start it again (sleep, then wake)."),
+    reload,
     logs
   ]))
 }
@@ -717,7 +795,11 @@ const examples = HelpDoc.blocks([
       "A process per connection, as inetd: the connection is the handler's stdin and stdout; 16 at once, the rest wait."
     )],
     [Span.code("soad -c /etc/soad/apps.toml"), HelpDoc.p("Every service of a config file; soad check FILE validates one.")],
-    [Span.code("soad status"), HelpDoc.p("What a running soad does; soad wake NAME and soad sleep NAME start or stop an app now.")],
+    [Span.code("soad status"), HelpDoc.p(
+      "What the running soads do; soad start NAME, soad stop NAME and soad restart NAME steer an app now."
+    )],
+    [Span.code("soad reload"), HelpDoc.p("Read a -c FILE soad's config file again and print what changed.")],
+    [Span.code("soad logs -f"), HelpDoc.p("Follow every app's output, each line after its [service].")],
     [Span.code("soad --completions bash"), HelpDoc.p("A completion script for bash (also sh, zsh, fish).")]
   ])
 ])
@@ -764,11 +846,11 @@ const plainOutput = (): boolean => process.stdout.isTTY !== true || (process.env
  * @effect/cli prints help and versions with Console.log and its parse errors as documents on Console.error: soad
  * prints help as helpText does, and each error as one line in its own words (explain).
  */
-const soadConsole = (own: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+const soadConsole = (own: ReadonlyArray<string>, plain: () => boolean) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Console.consoleWith((console) =>
     Effect.withConsole(effect, {
       ...console,
-      log: (...args: ReadonlyArray<unknown>) => console.log(helpText(args.map(String).join(" "), plainOutput())),
+      log: (...args: ReadonlyArray<unknown>) => console.log(helpText(args.map(String).join(" "), plain())),
       error: (...args: ReadonlyArray<unknown>) => {
         const text = args.map(String).join(" ").replace(ansi, "").replace(/\s+/g, " ").trim()
         return text === "" ? Effect.void : console.error(`soad: ${explain(text, own)} (see soad --help)`)
@@ -776,18 +858,26 @@ const soadConsole = (own: ReadonlyArray<string>) => <A, E, R>(effect: Effect.Eff
     })
   )
 
+/** How `run` prints and steers: help without colours (`plain`), the runner of control commands (`control`). */
+export interface RunOptions {
+  /** Default: when stdout is no terminal, or NO_COLOR is set. */
+  readonly plain?: () => boolean
+  readonly control?: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported>
+}
+
 /**
  * Parses `args` (without node and the script) and runs soad, a run with the services of `live` (built only for
- * a run). Fails with UsageError or a ValidationError (exit 2), ConfigError, ControlError or ListenError (exit 1);
- * the message has been printed.
+ * a run). Fails with UsageError or a ValidationError (exit 2), ConfigError, ControlError or ListenError (exit 1),
+ * or Reported (a control command's code); the message has been printed.
  */
-export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>) => {
+export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>, options: RunOptions = {}) => {
   const { command: appCommand, own } = splitArgv(args)
-  const cli = Command.run(make(appCommand, live), { name: "soad", version, footer: examples })
+  const plain = options.plain ?? plainOutput
+  const cli = Command.run(make(appCommand, live, options.control), { name: "soad", version, footer: examples })
   return cli(["node", "soad", ...own]).pipe(
-    soadConsole(own),
+    soadConsole(own, plain),
     Effect.tapError((error) =>
-      ValidationError.isValidationError(error)
+      ValidationError.isValidationError(error) || error._tag === "Reported"
         ? Effect.void
         : error._tag === "UsageError"
         ? Console.error(`soad: ${error.message} (see soad --help)`)
@@ -801,7 +891,9 @@ export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>
 
 /** The exit code for a failure of `run`. */
 export const exitCode = (error: unknown): number =>
-  ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ||
+  error instanceof Reported
+    ? error.code
+    : ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ||
     (error as { usage?: boolean }).usage === true
     ? 2
     : 1

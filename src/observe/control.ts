@@ -1,8 +1,10 @@
 /**
- * The control socket: `soad status`, `soad wake NAME` and `soad sleep NAME` talk to the running soad over a
- * UNIX socket that only soad's own user (and root) may use: created 0600 before it listens, and each peer's
- * credentials checked (SO_PEERCRED). One JSON request per connection, one JSON answer; `soad logs` gets its
- * answer and then one JSON line per line of the app's output (followed until the client closes, with `-f`).
+ * The control socket: `soad status`, `wake`, `sleep`, `restart`, `reload` and `logs` talk to the running soad over
+ * a UNIX socket that only soad's own user (and root) may use: created 0600 before it listens, and each peer's
+ * credentials checked (SO_PEERCRED). One JSON request per connection, one JSON answer (controlProtocol.ts);
+ * `soad logs` gets its answer and then one JSON line per line of the apps' output (followed until the client
+ * closes, with `-f`). The client is controlClient.ts (plain Node, for the light path); `request` and `logs` here
+ * are it for Effect callers.
  *
  * @since 0.1.0
  */
@@ -17,116 +19,27 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as AppLogs from "./appLogs.js"
+import * as Client from "./controlClient.js"
+import type { LogMessage, LogsRequest, ReloadOutcome, Request, Response, ServiceReport } from "./controlProtocol.js"
 import { lineReader, parseRequest } from "./controlRequest.js"
+import { idNames, type IdNames, socketFiles } from "./socketFiles.js"
 import { native } from "../os/native.js"
-import { shortHash } from "../core/lifecycle.js"
 import * as Procfs from "../os/procfs.js"
-import { printable } from "./terminal.js"
 import { closer } from "../os/serverClose.js"
 import { event } from "../Logging.js"
-import { Registry, type Status } from "../Registry.js"
+import { type Handle, Registry, type Status } from "../Registry.js"
 
 /** The control socket cannot be used; `message` says why. */
 export class ControlError extends Data.TaggedError("ControlError")<{ readonly message: string }> {}
 
-/**
- * Where the control socket is when `--control` does not say. A named instance (`--name NAME`, or the name
- * `instanceOf` derives from `-c FILE`) has its own: $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock, so
- * two soads never answer for each other. Without a name: $XDG_RUNTIME_DIR/soad.sock, else /run/soad/control.sock.
- */
-export const defaultPath = (env: NodeJS.ProcessEnv = process.env, instance?: string): string => {
-  const runtime = env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== "" ? env.XDG_RUNTIME_DIR : undefined
-  if (instance !== undefined) return Path.join(runtime ?? "/run", "soad", `${instance}.sock`)
-  return runtime !== undefined ? Path.join(runtime, "soad.sock") : "/run/soad/control.sock"
-}
-
-/** What `--name` takes: letters, digits, `_`, `.`, `@`, `-`, starting with a letter or digit, at most 64. */
-export const instanceName = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/
-
-/**
- * The instance name of a soad run with `-c FILE`: the file's name without its extension and a hash of its real
- * absolute path (`apps-1f0c9a2e` for /etc/soad/apps.toml), the same for `soad -c FILE` and `soad status -c FILE`
- * from any directory or through any symlink.
- */
-export const instanceOf = (file: string): string => {
-  let real = Path.resolve(file)
-  try {
-    real = Fs.realpathSync(real)
-  } catch {
-    // not there (yet): its absolute path
-  }
-  const stem = Path.basename(real, Path.extname(real)).replace(/[^A-Za-z0-9_.@-]/g, "_").replace(/^[^A-Za-z0-9]+/, "")
-  return `${stem.slice(0, 40) || "soad"}-${shortHash(real)}`
-}
-
-/** A request. */
-export type Request =
-  | { readonly command: "status" }
-  | { readonly command: "wake"; readonly service: string }
-  | { readonly command: "sleep"; readonly service: string }
-
-/**
- * `soad logs`: the latest `lines` lines of a service's output, then (with `follow`) each new one until the client
- * closes. The answer is a Response line, then one LogMessage per line.
- */
-export interface LogsRequest {
-  readonly command: "logs"
-  readonly service: string
-  readonly lines: number
-  readonly follow: boolean
-}
-
-/** After a `logs` answer's first line: a line of the app's output, or how many lines a slow reader missed. */
-export type LogMessage =
-  | {
-    readonly stream: AppLogs.Stream
-    readonly pid: number
-    readonly time: number
-    readonly line: string
-    /** The next message continues this line (it was cut at 16 KiB). */
-    readonly continued?: true
-  }
-  | { readonly dropped: number }
+export type { LogMessage, LogsRequest, ReloadOutcome, Request, Response, ServiceReport, SocketFileReport } from "./controlProtocol.js"
+export { instanceName, instanceOf } from "./controlPaths.js"
+export { bytes, ramTime, seconds, shownAppStatus, table } from "./statusTable.js"
 
 /** The most a `soad logs -f` client may leave unread in soad before its lines are dropped (and counted to it). */
 export const followLimitBytes = 256 * 1024
 
-/** A service in a status answer. */
-export interface ServiceReport {
-  readonly name: string
-  readonly state: string
-  readonly pid: number | null
-  readonly uptime_s: number | null
-  readonly idle_s: number | null
-  readonly memory_bytes: number | null
-  readonly activations: number
-  readonly idle_stops: number
-  readonly crashes: number
-  readonly failed_starts: number
-  readonly listeners: ReadonlyArray<string>
-  /** The app's peak resident memory while it ran (this run's, else the latest run's); null before any sample. */
-  readonly peak_memory_bytes: number | null
-  /** RAM-time saved while the app was stopped: peak memory × time stopped. */
-  readonly saved_byte_seconds: number
-  /** Why the app last failed (a failed start, a crash), and how long ago. */
-  readonly last_error: string | null
-  readonly last_error_age_s: number | null
-  /** `--ready notify`: the app's latest STATUS= text in this run. */
-  readonly app_status?: string
-  /** `--accept`: the instances running now, one per connection (`activations`: connections served). */
-  readonly instances?: number
-  readonly open_connections?: number
-  readonly relayed_bytes?: { readonly in: number; readonly out: number }
-  /** Proxy mode with --waiting-page: waiting pages served. */
-  readonly waiting_pages?: number
-}
-
-/** An answer. */
-export type Response =
-  | { readonly ok: true; readonly services?: ReadonlyArray<ServiceReport>; readonly message?: string }
-  | { readonly ok: false; readonly error: string }
-
-const report = (status: Status, now: number): ServiceReport => {
+const report = (status: Status, now: number, names: IdNames): ServiceReport => {
   const running = status.pid !== undefined && status.startedAt !== undefined
   return {
     name: status.name,
@@ -140,6 +53,7 @@ const report = (status: Status, now: number): ServiceReport => {
     crashes: status.crashes,
     failed_starts: status.failedStarts,
     listeners: status.listeners.map((listener) => listener.description),
+    sockets: socketFiles(status.listeners, names),
     peak_memory_bytes: status.peakMemory ?? null,
     saved_byte_seconds: status.savedByteSeconds ?? 0,
     last_error: status.lastError?.message ?? null,
@@ -152,68 +66,120 @@ const report = (status: Status, now: number): ServiceReport => {
   }
 }
 
-/** Carries out one request against the registry. */
-export const handle = (request: Request): Effect.Effect<Response, never, Registry> =>
+/** The refusal of a request for a service soad does not have: the services it has (the first ten, and a count). */
+const noService = (name: string, services: ReadonlyArray<Handle>): Response => {
+  const names = services.map((s) => s.name)
+  const listed = names.length <= 10
+    ? names.join(", ") || "none"
+    : `${names.slice(0, 10).join(", ")} and ${names.length - 10} more (soad status lists them)`
+  return { ok: false, error: `no service '${name}'; the services are ${listed}` }
+}
+
+/** A reload's outcome as `soad reload` gets it: the summary, or the refusal with the file's errors. */
+const reloaded = (outcome: ReloadOutcome): Response =>
+  outcome.errors.length > 0
+    ? { ok: false, error: outcome.summary, details: outcome.errors }
+    : { ok: true, message: outcome.summary, ...(outcome.applied ? {} : { incomplete: true as const }) }
+
+/**
+ * Carries out one request against the registry. `reload` (config mode) reloads the file and waits for the reload
+ * that covers this request; without it, a reload is refused: a single app's soad has no file to read again.
+ */
+export const handle = (request: Request, reload?: Effect.Effect<ReloadOutcome>): Effect.Effect<Response, never, Registry> =>
   Effect.gen(function*() {
     const registry = yield* Registry
     const services = yield* registry.services
     if (request.command === "status") {
       const now = yield* Clock.currentTimeMillis
+      const names = idNames()
       const reports: Array<ServiceReport> = []
-      for (const service of services) reports.push(report(yield* service.status, now))
+      for (const service of services) reports.push(report(yield* service.status, now, names))
       return { ok: true, services: reports }
     }
-    const service = services.find((candidate) => candidate.name === request.service)
-    if (service === undefined) {
-      return {
-        ok: false,
-        error: `no service '${request.service}'; the services are ${services.map((s) => s.name).join(", ") || "none"}`
+    if (request.command === "reload") {
+      if (reload === undefined) {
+        return { ok: false, error: "this soad runs one app from its flags, not a config file (-c FILE): there is nothing to reload" }
       }
+      return reloaded(yield* reload)
+    }
+    const service = services.find((candidate) => candidate.name === request.service)
+    if (service === undefined) return noService(request.service, services)
+    if (request.command === "restart") {
+      const stopped = yield* service.sleep
+      const started = yield* service.wake
+      yield* event("info", "restart", `restart ${service.name}: ${stopped}, then ${started}`, { target: service.name })
+      return { ok: true, message: `${service.name}: ${stopped}, then ${started}` }
     }
     const outcome = yield* (request.command === "wake" ? service.wake : service.sleep)
     yield* event("info", request.command, `${request.command} ${service.name}: ${outcome}`, { target: service.name })
     return { ok: true, message: `${service.name}: ${outcome}` }
   })
 
-const logMessage = (line: AppLogs.LogLine): string =>
+const logMessage = (line: AppLogs.LogLine, service?: string): string =>
   JSON.stringify({
     stream: line.stream,
     pid: line.pid,
     time: line.time,
     line: line.line,
-    ...(line.continued ? { continued: true } : {})
+    ...(line.continued ? { continued: true } : {}),
+    ...(service === undefined ? {} : { service })
   } satisfies LogMessage) + "\n"
 
 /**
- * Answers a `logs` request on `socket`: the latest lines, then, when following, each new line until the client
- * closes; a client that reads too slowly misses lines (told as `{"dropped":N}`), soad never queues more for it
- * than `followLimitBytes`.
+ * The latest `n` of several services' lines, oldest first: each tail is in time order, so the newest line is at
+ * one of their ends; `n` picks among k ends cost O(n·k) (1,000 services × 1,000 lines: 1M comparisons, a few ms),
+ * where sorting every tail would cost O(n·k·log) and hold them all at once. Each line with its tail's index.
+ */
+export const latest = <T extends { readonly time: number }>(
+  tails: ReadonlyArray<ReadonlyArray<T>>,
+  n: number
+): ReadonlyArray<readonly [number, T]> => {
+  const ends = tails.map((tail) => tail.length)
+  const picked: Array<readonly [number, T]> = []
+  while (picked.length < n) {
+    let best = -1
+    for (let i = 0; i < tails.length; i++) {
+      if (ends[i]! > 0 && (best < 0 || tails[i]![ends[i]! - 1]!.time > tails[best]![ends[best]! - 1]!.time)) best = i
+    }
+    if (best < 0) break
+    ends[best]!--
+    picked.push([best, tails[best]![ends[best]!]!])
+  }
+  return picked.reverse()
+}
+
+/**
+ * Answers a `logs` request on `socket`: the latest lines (of every service, each line with its service's name, when
+ * the request names none), then, when following, each new line until the client closes; a client that reads too
+ * slowly misses lines (told as `{"dropped":N}`), soad never queues more for it than `followLimitBytes`.
  */
 const serveLogs = (socket: Net.Socket, request: LogsRequest): Effect.Effect<void, never, Registry> =>
   Effect.gen(function*() {
     const services = yield* (yield* Registry).services
     const logs = yield* Effect.serviceOption(AppLogs.AppLogs)
-    const refuse = (error: string) => Effect.sync(() => socket.end(JSON.stringify({ ok: false, error } satisfies Response) + "\n"))
-    if (!services.some((service) => service.name === request.service)) {
-      return yield* refuse(
-        `no service '${request.service}'; the services are ${services.map((s) => s.name).join(", ") || "none"}`
-      )
-    }
-    if (Option.isNone(logs)) return yield* refuse("this soad does not capture its apps' output")
+    const refuse = (response: Response) => Effect.sync(() => socket.end(JSON.stringify(response) + "\n"))
+    const one = request.service
+    if (one !== undefined && !services.some((service) => service.name === one)) return yield* refuse(noService(one, services))
+    if (Option.isNone(logs)) return yield* refuse({ ok: false, error: "this soad does not capture its apps' output" })
+    const names = one === undefined ? services.map((service) => service.name) : [one]
+    const prefixed = one === undefined
+    const n = Math.min(request.lines, AppLogs.ringLines)
     yield* Effect.sync(() => {
       socket.write(JSON.stringify({ ok: true } satisfies Response) + "\n")
-      for (const line of logs.value.tail(request.service, Math.min(request.lines, AppLogs.ringLines))) {
-        socket.write(logMessage(line))
+      for (const [i, line] of latest(names.map((name) => logs.value.tail(name, n)), n)) {
+        socket.write(logMessage(line, prefixed ? names[i] : undefined))
       }
       if (!request.follow) return socket.end()
       let dropped = 0
-      const unfollow = logs.value.follow(request.service, (line) => {
-        if (socket.writableLength > followLimitBytes) return void dropped++
-        if (dropped > 0) socket.write(JSON.stringify({ dropped } satisfies LogMessage) + "\n")
-        dropped = 0
-        socket.write(logMessage(line))
-      })
-      socket.once("close", unfollow)
+      const unfollow = names.map((name) =>
+        logs.value.follow(name, (line) => {
+          if (socket.writableLength > followLimitBytes) return void dropped++
+          if (dropped > 0) socket.write(JSON.stringify({ dropped } satisfies LogMessage) + "\n")
+          dropped = 0
+          socket.write(logMessage(line, prefixed ? name : undefined))
+        })
+      )
+      socket.once("close", () => unfollow.forEach((stop) => stop()))
     })
   })
 
@@ -252,19 +218,24 @@ const refusal = (credentials: PeerCredentials | undefined): string =>
 /**
  * Serves the control socket at `path` until the scope closes. If another soad owns the path, fails when the
  * path was asked for (`explicit`), else logs it and serves nothing. `peer` reads each client's credentials
- * (tests pass one that cannot).
+ * (tests pass one that cannot). `reload` answers `soad reload` (config mode; without it, the request is refused).
  */
 export const serve = (
   path: string,
   explicit: boolean,
-  peer: PeerReader = livePeer
+  peer: PeerReader = livePeer,
+  reload?: Effect.Effect<ReloadOutcome>
 ): Effect.Effect<void, ControlError, Registry | Scope.Scope> =>
   Effect.gen(function*() {
     const n = native()
     const fail = (message: string) =>
       explicit
         ? Effect.fail(new ControlError({ message: `--control ${path}: ${message}` }))
-        : event("warn", "control_unavailable", `no control socket: ${path}: ${message} (choose one with --control PATH)`)
+        : event(
+          "warn",
+          "control_unavailable",
+          `no control socket: ${path}: ${message} (give this soad its own --name NAME, or --control PATH)`
+        )
     const dir = Path.dirname(path)
     try {
       if (!Fs.existsSync(dir)) Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -326,7 +297,7 @@ export const serve = (
           Runtime.runCallback(runtime)(serveLogs(socket, request))
           return
         }
-        Runtime.runCallback(runtime)(handle(request), {
+        Runtime.runCallback(runtime)(handle(request, reload), {
           onExit: (exit) =>
             socket.end(
               JSON.stringify(Exit.isSuccess(exit) ? exit.value : { ok: false, error: "internal error" }) + "\n"
@@ -358,179 +329,19 @@ export const serve = (
     yield* event("debug", "control", `control socket: ${path}`, { path })
   })
 
-/** Why a control connection failed, in the words the client prints. */
-const connectionError = (path: string, error: NodeJS.ErrnoException): ControlError =>
-  new ControlError({
-    message: error.code === "ENOENT" || error.code === "ECONNREFUSED"
-      ? `no soad is running with control socket ${path} (give its --control PATH)`
-      : error.code === "EACCES"
-      ? `${path}: permission denied: only soad's user may control it`
-      : `${path}: ${error.message}`
-  })
-
 /** Where `soad logs` writes: the lines on `out`, what the client says about them (lines missed) on `err`. */
-export interface LogsOutput {
-  readonly out: NodeJS.WritableStream
-  readonly err: NodeJS.WritableStream
-}
+export type LogsOutput = Client.LogsOutput
 
-/**
- * Sends a `logs` request and writes what comes back to `output` until soad ends it (at once without `follow`),
- * reading no faster than `output.out` takes it. A piece of a cut line is written without its newline, so the
- * pieces join into the line; control characters other than TAB are U+FFFD (the app chose them, the terminal is the
- * operator's). Fails with the refusal (an unknown service) or the connection's error.
- */
+/** Client.logs for Effect callers: the refusal or the connection's error is a ControlError; interruption closes. */
 export const logs = (path: string, body: LogsRequest, output: LogsOutput): Effect.Effect<void, ControlError> =>
-  Effect.async<void, ControlError>((resume) => {
-    const socket = Net.connect(path)
-    let buffer = ""
-    let answered = false
-    let finished = false
-    const finish = (result: Effect.Effect<void, ControlError>) => {
-      if (finished) return
-      finished = true
-      socket.destroy()
-      resume(result)
-    }
-    const onLine = (text: string) => {
-      if (!answered) {
-        answered = true
-        const response = JSON.parse(text) as Response
-        if (!response.ok) finish(Effect.fail(new ControlError({ message: response.error })))
-        return
-      }
-      const message = JSON.parse(text) as LogMessage
-      if ("dropped" in message) {
-        output.err.write(`soad: ${message.dropped} line${message.dropped === 1 ? "" : "s"} missed: this reader was too slow\n`)
-      } else if (!output.out.write(printable(message.line) + (message.continued === true ? "" : "\n"))) {
-        socket.pause()
-        output.out.once("drain", () => socket.resume())
-      }
-    }
-    socket.setEncoding("utf8")
-    socket.on("connect", () => socket.write(JSON.stringify(body) + "\n"))
-    socket.on("data", (chunk: string) => {
-      buffer += chunk
-      try {
-        for (let newline = buffer.indexOf("\n"); newline >= 0; newline = buffer.indexOf("\n")) {
-          const line = buffer.slice(0, newline)
-          buffer = buffer.slice(newline + 1)
-          onLine(line)
-        }
-      } catch {
-        finish(Effect.fail(new ControlError({ message: `${path}: soad's answer cannot be read` })))
-      }
-    })
-    socket.on("end", () =>
-      finish(answered ? Effect.void : Effect.fail(new ControlError({ message: `${path}: no answer from soad` }))))
-    socket.on("error", (error: NodeJS.ErrnoException) => finish(Effect.fail(connectionError(path, error))))
-    // The reader went away (`soad logs -f | head`): that ends the command, quietly.
-    output.out.once("error", () => finish(Effect.void))
-    return Effect.sync(() => socket.destroy())
+  Effect.tryPromise({
+    try: (signal) => Client.logs(path, body, output, signal),
+    catch: (error) => new ControlError({ message: (error as Error).message })
   })
 
-/** Sends one request to the soad whose control socket is at `path`. */
+/** Sends one request to the soad whose control socket is at `path` (Client.request for Effect callers). */
 export const request = (path: string, body: Request): Effect.Effect<Response, ControlError> =>
-  Effect.async<Response, ControlError>((resume) => {
-    const socket = Net.connect(path)
-    let answer = ""
-    socket.setEncoding("utf8")
-    socket.on("connect", () => socket.write(JSON.stringify(body) + "\n"))
-    socket.on("data", (chunk: string) => (answer += chunk))
-    socket.on("end", () => {
-      try {
-        resume(Effect.succeed(JSON.parse(answer) as Response))
-      } catch {
-        resume(Effect.fail(new ControlError({ message: `${path}: no answer from soad` })))
-      }
-    })
-    socket.on("error", (error: NodeJS.ErrnoException) => {
-      const why = error.code === "ENOENT" || error.code === "ECONNREFUSED"
-        ? `no soad is running with control socket ${path} (give its --control PATH, --name NAME or -c FILE)`
-        : error.code === "EACCES"
-        ? `${path}: permission denied: only soad's user may control it`
-        : `${path}: ${error.message}`
-      resume(Effect.fail(new ControlError({ message: why })))
-    })
-    return Effect.sync(() => socket.destroy())
+  Effect.tryPromise({
+    try: (signal) => Client.request(path, body, signal),
+    catch: (error) => new ControlError({ message: (error as Error).message })
   })
-
-/** A duration in seconds as the status table shows it: "42s", "4m10s", "3h05m"; "-" for none. */
-export const seconds = (value: number | null): string => {
-  if (value === null) return "-"
-  if (value < 60) return `${Math.round(value)}s`
-  if (value < 3600) return `${Math.floor(value / 60)}m${String(Math.round(value % 60)).padStart(2, "0")}s`
-  return `${Math.floor(value / 3600)}h${String(Math.floor((value % 3600) / 60)).padStart(2, "0")}m`
-}
-
-/** Memory as the status table shows it: "46M", "1.2G"; "-" for none. */
-export const bytes = (value: number | null): string =>
-  value === null ? "-" : value >= 1e9 ? `${(value / 1e9).toFixed(1)}G` : `${Math.round(value / 1e6)}M`
-
-/** RAM-time in MB·h (GB·h from 1,000 MB·h). */
-export const ramTime = (byteSeconds: number): string => {
-  const mbHours = byteSeconds / 1e6 / 3600
-  if (mbHours >= 1000) return `${(mbHours / 1000).toFixed(1)} GB·h`
-  const shown = mbHours >= 10 ? String(Math.round(mbHours)) : mbHours >= 1 ? mbHours.toFixed(1) : String(Number(mbHours.toPrecision(2)))
-  return `${shown} MB·h`
-}
-
-/** The longest app STATUS= text the table shows; the rest is cut to "…" (`--json` has it whole). */
-const appStatusWidth = 40
-
-/**
- * An app's STATUS= text as the table shows it: the app chose it, so control characters (a terminal escape, a
- * carriage return) become U+FFFD before it reaches the operator's terminal (TAB too: it would break the columns),
- * and a long text is cut.
- */
-export const shownAppStatus = (text: string): string => {
-  const safe = printable(text).replaceAll("\t", "\ufffd")
-  const chars = [...safe]
-  return chars.length > appStatusWidth ? `${chars.slice(0, appStatusWidth - 1).join("")}…` : safe
-}
-
-/**
- * The status table `soad status` prints: one row per service, PEAK (the app's peak memory while it ran) and SAVED
- * (that peak × the time it was stopped), the last error, and a total row. An accept-mode service shows its
- * instances after its state; APP STATUS (the STATUS= of `--ready notify` apps) is there only when an app sent one.
- */
-export const table = (services: ReadonlyArray<ServiceReport>): string => {
-  const sum = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
-  const withAppStatus = services.some((s) => s.app_status !== undefined)
-  /** The APP STATUS cell, or none when no app sent a STATUS=. */
-  const appStatus = (cell: string): ReadonlyArray<string> => withAppStatus ? [cell] : []
-  const rows = [
-    ["SERVICE", "STATE", ...appStatus("APP STATUS"), "PID", "UPTIME", "IDLE", "MEMORY", "PEAK", "SAVED", "STARTS", "LISTEN", "LAST ERROR"],
-    ...services.map((s) => [
-      s.name,
-      s.instances === undefined ? s.state : `${s.state} (${s.instances} instance${s.instances === 1 ? "" : "s"})`,
-      ...appStatus(s.app_status === undefined ? "-" : shownAppStatus(s.app_status)),
-      s.pid === null ? "-" : String(s.pid),
-      seconds(s.uptime_s),
-      seconds(s.idle_s),
-      bytes(s.memory_bytes),
-      bytes(s.peak_memory_bytes),
-      ramTime(s.saved_byte_seconds),
-      String(s.activations),
-      s.listeners.join(","),
-      s.last_error === null ? "-" : `${seconds(s.last_error_age_s)} ago: ${s.last_error}`
-    ]),
-    [
-      "total",
-      `${services.filter((s) => s.pid !== null || (s.instances ?? 0) > 0).length} running`,
-      ...appStatus(""),
-      "",
-      "",
-      "",
-      bytes(sum(services.map((s) => s.memory_bytes ?? 0))),
-      "",
-      ramTime(sum(services.map((s) => s.saved_byte_seconds))),
-      String(sum(services.map((s) => s.activations))),
-      "",
-      ""
-    ]
-  ]
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-  return rows.map((row) => row.map((cell, column) => column === row.length - 1 ? cell : cell.padEnd(widths[column]!)).join("  ").trimEnd())
-    .join("\n")
-}

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import type { LogsRequest, Request } from "./control.js"
+import type { LogsRequest, Request } from "./controlProtocol.js"
 
 /**
  * The longest request line soad reads. A request is a flat JSON object of about 100 bytes (service names are at
@@ -63,12 +63,15 @@ export const parseRequest = (line: string): Request | LogsRequest | undefined =>
   try {
     const value = JSON.parse(line) as { command?: unknown; service?: unknown; lines?: unknown; follow?: unknown } | null
     if (value === null || typeof value !== "object") return undefined
-    if (value.command === "status") return { command: "status" }
-    if (value.command === "logs" && typeof value.service === "string") {
+    if (value.command === "status" || value.command === "reload") return { command: value.command }
+    if (value.command === "logs" && (value.service === undefined || typeof value.service === "string")) {
       const lines = Number.isSafeInteger(value.lines) && (value.lines as number) >= 0 ? value.lines as number : 10
       return { command: "logs", service: value.service, lines, follow: value.follow === true }
     }
-    if ((value.command === "wake" || value.command === "sleep") && typeof value.service === "string") {
+    if (
+      (value.command === "wake" || value.command === "sleep" || value.command === "restart") &&
+      typeof value.service === "string"
+    ) {
       return { command: value.command, service: value.service }
     }
   } catch {

@@ -14,6 +14,8 @@
  *   20,000 other TCP sockets on the host, asking the kernel (sock_diag) and reading /proc/net (SOAD_SOCK_DIAG=0).
  * - the status page of --metrics with 1,000 services: its size, GET / against GET /metrics, soad's CPU a page
  *   (`page`, test/bench/page.ts).
+ * - the control commands (control): `soad --version`, `--help` and `soad status` of 1 and 1,000 services against
+ *   `node -e 0`, and soad's own share of a status of 1,000.
  *
  * Medians of BENCH_RUNS runs (default 7). Needs systemd-socket-activate and wrk for their rows (skipped, and
  * said so, when missing).
@@ -37,7 +39,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale, page); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale, page, control); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -326,10 +328,10 @@ const idle = async () => {
   }
 }
 
-/** Wall time of a command that exits by itself, in milliseconds (same small environment as the rest). */
-const timeRun = (program: string, args: ReadonlyArray<string>): number => {
+/** Wall time of a command that exits by itself, in milliseconds (same small environment as the rest, plus `more`). */
+const timeRun = (program: string, args: ReadonlyArray<string>, more: Record<string, string> = {}): number => {
   const t0 = performance.now()
-  ChildProcess.spawnSync(program, args, { env, stdio: "ignore" })
+  ChildProcess.spawnSync(program, args, { env: { ...env, ...more }, stdio: "ignore" })
   return performance.now() - t0
 }
 
@@ -720,6 +722,74 @@ const reportPage = async () => {
   )
 }
 
+/** One control request's round trip from this (already running) process: soad's own share of a control command. */
+const controlRoundTrip = (path: string, body: object): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    const socket = Net.connect(path)
+    socket.on("connect", () => socket.write(JSON.stringify(body) + "\n"))
+    socket.resume()
+    socket.on("end", () => resolve(performance.now() - t0))
+    socket.on("error", reject)
+  })
+
+/**
+ * The control commands as people type them: `soad --version`, `--help`, and `soad status` of a soad with one
+ * service and of one with 1,000 (the folded table, one service by name, `--json`), each with no flag (found in
+ * SOAD_CONTROL_DIR), beside `node -e 0` in the same rounds; and soad's own share of a status of 1,000 (a request's
+ * round trip from this process).
+ */
+const controlCommands = async () => {
+  const ctl = Path.join(work, "ctl")
+  const one = Path.join(ctl, "one")
+  const many = Path.join(ctl, "many")
+  const single = start(command, ["-s", Path.join(work, "ctl-one.sock"), "--", process.execPath, app], { SOAD_CONTROL_DIR: one })
+  const lines: Array<string> = [`[defaults]`, `command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}]`]
+  for (let i = 0; i < 1000; i++) lines.push(`[services.s${i}]`, `listen = [${JSON.stringify(Path.join(work, `ctl-${i}.sock`))}]`)
+  const file = Path.join(work, "ctl.toml")
+  Fs.writeFileSync(file, lines.join("\n") + "\n")
+  const thousand = start(command, ["-c", file, "--log-level", "warn"], { SOAD_CONTROL_DIR: many })
+  const socketIn = async (dir: string) => {
+    for (;;) {
+      const found = Fs.existsSync(dir) ? Fs.readdirSync(dir).filter((name) => name.endsWith(".sock")) : []
+      if (found.length > 0) return Path.join(dir, found[0]!)
+      await sleep(20)
+    }
+  }
+  await socketIn(one)
+  const manySocket = await socketIn(many)
+  await sleep(2000) // past start-up's GC
+  const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, Record<string, string>]> = [
+    ["node -e 0", ["-e", "0"], {}],
+    ["--version", ["--version"], {}],
+    ["--help", ["--help"], {}],
+    ["status, 1 service", ["status"], { SOAD_CONTROL_DIR: one }],
+    ["status, 1,000 services", ["status"], { SOAD_CONTROL_DIR: many }],
+    ["status NAME, 1,000 services", ["status", "s500"], { SOAD_CONTROL_DIR: many }],
+    ["status --json, 1,000 services", ["status", "--json"], { SOAD_CONTROL_DIR: many }]
+  ]
+  const times = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))
+  const server: Array<number> = []
+  for (let i = 0; i < runs; i++) {
+    for (const [name, args, more] of cases) times.get(name)!.push(timeRun(name === "node -e 0" ? process.execPath : command, args, more))
+    server.push(await controlRoundTrip(manySocket, { command: "status" }))
+  }
+  await stop(single)
+  await stop(thousand)
+  return { times: new Map([...times].map(([name, values]) => [name, median(values)])), server: median(server) }
+}
+
+const reportControl = async () => {
+  console.error("control commands: soad --version, --help, status (1 and 1,000 services) against node -e 0")
+  const { server, times } = await controlCommands()
+  const node = times.get("node -e 0")!
+  for (const [name, value] of times) {
+    if (name === "node -e 0") continue
+    row(`soad ${name}`, ms(value, 0), `node -e 0: ${ms(node, 0)} (+${ms(value - node, 0)})`)
+  }
+  row("soad's answer to status, 1,000 services", ms(server), "one request's round trip, from a client already running")
+}
+
 /** Cold activation: soad against systemd-socket-activate (Node app) and against a minimal C activator (C app). */
 const reportCold = async (soad: { readonly total: number; readonly spawn: number }) => {
   const systemd = installed("systemd-socket-activate") ? await coldSystemd() : undefined
@@ -997,6 +1067,7 @@ const main = async () => {
   if (part("neighbours")) await reportNeighbours()
   if (part("scale")) await reportScale()
   if (part("page")) await reportPage()
+  if (part("control")) await reportControl()
 
   const date = new Date().toISOString().slice(0, 10)
   const machine = `${Os.cpus().length} cores, ${Os.cpus()[0]?.model.trim() ?? "?"}, Linux ${Os.release()}, Node ${process.versions.node}`

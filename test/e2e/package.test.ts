@@ -105,6 +105,8 @@ describe("the package", () => {
     ) {
       expect(files).toContain(file)
     }
+    // the command is bin.js (the light path) and its chunks: the full command tree, loaded only for a run
+    expect(files.filter((file) => /^dist\/chunks\/main-[A-Z0-9]+\.js$/.test(file))).toHaveLength(1)
     expect(files.some((file) => file.startsWith("test/") || file.includes("/build/") || file === "dist/bench.js")).toBe(false)
     const manifest = JSON.parse(Fs.readFileSync(Path.join(project, "node_modules", "soad", "package.json"), "utf8")) as {
       scripts?: Record<string, string>

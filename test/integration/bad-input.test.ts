@@ -151,7 +151,12 @@ describe("the command line", () => {
       expect(result.stdout).not.toContain(boilerplate)
     }
     expect(result.stdout).toMatch(/^COMMANDS$/m)
-    for (const command of ["check <FILE>", "status [--json] [--control PATH] [--name INSTANCE] [(-c, --config FILE)]", "wake [--control PATH] [--name INSTANCE] [(-c, --config FILE)] <NAME>", "sleep [--control PATH] [--name INSTANCE] [(-c, --config FILE)] <NAME>"]) {
+    const which = "[--control PATH] [--name INSTANCE] [(-c, --config FILE)]"
+    for (const command of [
+      "check <FILE>", `status [--json] [--all] ${which} <NAME>...`, `wake ${which} <NAME>`, `start ${which} <NAME>`,
+      `sleep ${which} <NAME>`, `stop ${which} <NAME>`, `restart ${which} <NAME>`, `reload ${which}`,
+      `logs [(-n, --lines N)] [(-f, --follow)] ${which} [<NAME>]`
+    ]) {
       expect(result.stdout).toContain(`- ${command}`)
     }
     expect(result.stdout).toMatch(/^EXAMPLES$/m)

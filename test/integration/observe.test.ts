@@ -243,19 +243,21 @@ describe("the control socket", () => {
     )
   })
 
-  it("a second soad on the same default control socket runs without one and says so", async () => {
+  it("a second soad with the same --name runs without a control socket and says so; the same --control is an error", async () => {
     const d = dir()
     const env = { ...process.env, XDG_RUNTIME_DIR: d }
-    const first = soad(["-s", Path.join(d, "a.sock"), "--", "node", appFixture], { env })
+    const first = soad(["--name", "x", "-s", Path.join(d, "a.sock"), "--", "node", appFixture], { env })
     await first.waitFor(/listening on/)
-    await eventually(() => Fs.existsSync(Path.join(d, "soad.sock")), 15_000, "the control socket")
-    const second = soad(["-s", Path.join(d, "b.sock"), "--", "node", appFixture], { env })
-    await second.waitFor(/no control socket: .*soad\.sock: another soad is using it \(choose one with --control PATH\)/)
+    await eventually(() => Fs.existsSync(Path.join(d, "soad", "x.sock")), 15_000, "the control socket")
+    const second = soad(["--name", "x", "-s", Path.join(d, "b.sock"), "--", "node", appFixture], { env })
+    await second.waitFor(
+      /no control socket: .*x\.sock: another soad is using it \(give this soad its own --name NAME, or --control PATH\)/
+    )
     expect(soadRun(["status"], { env }).stdout).toMatch(/a\.sock/)
     // asked for explicitly, the same path is an error
-    const third = soadRun(["-s", Path.join(d, "c.sock"), "--control", Path.join(d, "soad.sock"), "--", "app"], { env })
+    const third = soadRun(["-s", Path.join(d, "c.sock"), "--control", Path.join(d, "soad", "x.sock"), "--", "app"], { env })
     expect(third.code).toBe(1)
-    expect(third.stderr).toMatch(/--control .*soad\.sock: another soad is using it/)
+    expect(third.stderr).toMatch(/--control .*x\.sock: another soad is using it/)
   })
 })
 

@@ -211,8 +211,7 @@ describe("a control socket per instance", () => {
     expect(soadRun(["status", "--name", "blog"], { env }).stdout).toMatch(/blog\.sock/)
     expect(soadRun(["--name", "wiki", "status"], { env }).stdout).toMatch(/wiki\.sock/)
     expect(soadRun(["status", "--name", "wiki"], { env }).stdout).not.toMatch(/blog\.sock/)
-    // a single app without --name keeps today's default
-    expect(Fs.existsSync(Path.join(d, "soad.sock"))).toBe(false)
+    expect(Fs.readdirSync(Path.join(d, "soad")).sort()).toEqual(["blog.sock", "wiki.sock"])
   })
 
   it("refuses a --name that is not a plain file name", () => {

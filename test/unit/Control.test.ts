@@ -1,3 +1,4 @@
+import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as Control from "../../src/observe/control.js"
 import { peerAllowed } from "../../src/observe/control.js"
@@ -71,5 +72,29 @@ describe("the status table's app status and instances", () => {
   it("has no APP STATUS column when no app sent one", () => {
     const text = Control.table([{ ...base, name: "blog", state: "stopped", activations: 0 }])
     expect(text.split("\n")[0]).toMatch(/^SERVICE\s+STATE\s+PID\s/)
+  })
+})
+
+describe("soad logs of every service", () => {
+  it("takes the latest n lines of all the tails, oldest first, each with its tail: as sorting them all would", () => {
+    // The reference: every line of every tail, stably sorted by time, the last n. `latest` must pick the same
+    // lines (ties in any order across tails, in their tail's order within one).
+    const tails = fc.array(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 12 }).map((times) => times.sort((a, b) => a - b)), { maxLength: 6 })
+    fc.assert(
+      fc.property(tails, fc.nat({ max: 40 }), (times, n) => {
+        const lines = times.map((tail, i) => tail.map((time, at) => ({ time, tail: i, at })))
+        const picked = Control.latest(lines, n)
+        const all = lines.flat().sort((a, b) => a.time - b.time)
+        expect(picked.length).toBe(Math.min(n, all.length))
+        expect(picked.map(([, line]) => line.time)).toEqual(all.slice(all.length - picked.length).map((line) => line.time))
+        for (const [i, line] of picked) expect(line.tail).toBe(i)
+        // within one tail, in its order, and its latest lines (a suffix of it)
+        for (let i = 0; i < lines.length; i++) {
+          const mine = picked.filter(([j]) => j === i).map(([, line]) => line.at)
+          expect(mine).toEqual(Array.from({ length: mine.length }, (_, k) => lines[i]!.length - mine.length + k))
+        }
+      }),
+      { numRuns: 2000 }
+    )
   })
 })

@@ -77,6 +77,26 @@ describe("the cold path", () => {
       expect(world.coldStarts).toBe(0)
     }))
 
+  it.scoped("a wake right after a stop (soad restart: sleep, then wake) starts the app again, whichever fired the last start", () =>
+    Effect.gen(function*() {
+      // Fault: the armed start's wake listener stayed subscribed after the start it armed had fired, so a wake that
+      // came before the next arming went to it and was lost: `soad restart` said "starting" and nothing started.
+      const { fd, handle, world } = yield* setup()
+      for (const [i, startBy] of (["wake", "connection"] as const).entries()) {
+        if (startBy === "wake") expect(yield* handle.wake).toBe("starting")
+        else yield* world.connect(fd)
+        yield* settle
+        expect(world.apps).toHaveLength(2 * i + 1)
+        expect(yield* handle.sleep).toBe("stopped")
+        expect(yield* handle.wake).toBe("starting")
+        yield* settle
+        expect(world.apps).toHaveLength(2 * i + 2)
+        expect(world.apps[2 * i + 1]!.running).toBe(true)
+        expect(yield* handle.sleep).toBe("stopped")
+        yield* settle
+      }
+    }))
+
   it.scoped("a shutdown while armed disarms it: no app, nothing left armed", () =>
     Effect.gen(function*() {
       const { fiber, world } = yield* setup()

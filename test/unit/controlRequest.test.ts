@@ -91,7 +91,7 @@ describe("the request line", () => {
 describe("the request", () => {
   /** Service names as they are (letters, digits, `_.-`), and any short string. */
   const services = fc.oneof(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/), fc.string({ maxLength: 15 }))
-  it("status, wake, sleep and logs as the clients send them", () => {
+  it("status, wake, sleep, restart, reload and logs (of one service or every one) as the clients send them", () => {
     fc.assert(
       fc.property(services, fc.option(fc.nat()), fc.boolean(), (service, lines, follow) => {
         expect(parseRequest(JSON.stringify({ command: "status" }))).toEqual({ command: "status" })
@@ -99,6 +99,10 @@ describe("the request", () => {
         expect(parseRequest(JSON.stringify({ command: "sleep", service }))).toEqual({ command: "sleep", service })
         expect(parseRequest(JSON.stringify({ command: "logs", service, lines: lines ?? undefined, follow })))
           .toEqual({ command: "logs", service, lines: lines ?? 10, follow })
+        expect(parseRequest(JSON.stringify({ command: "restart", service }))).toEqual({ command: "restart", service })
+        expect(parseRequest(JSON.stringify({ command: "reload" }))).toEqual({ command: "reload" })
+        expect(parseRequest(JSON.stringify({ command: "logs", lines: lines ?? undefined, follow })))
+          .toEqual({ command: "logs", lines: lines ?? 10, follow })
       })
     )
   })
@@ -109,7 +113,7 @@ describe("the request", () => {
       "[".repeat(n), "[".repeat(n / 2) + "]".repeat(n / 2), "{\"a\":".repeat(n / 5), "{".repeat(n), "}".repeat(n),
       `{"command":"status","x":${"[".repeat(16)}${"]".repeat(16)}}`, "\u0000".repeat(n), " ".repeat(n),
       Buffer.from(Array.from({ length: n }, (_, i) => 0x80 + (i % 64))).toString("utf8"), "null", "1", "\"status\"",
-      `{"command":"wake"}`, `{"command":"logs","service":1}`, `{"command":"wake","service":"${"\\".repeat(n - 40)}`
+      `{"command":"wake"}`, `{"command":"restart"}`, `{"command":"logs","service":1}`, `{"command":"logs","service":null}`, `{"command":"wake","service":"${"\\".repeat(n - 40)}`
     ]
     for (const line of adversarial) expect(parseRequest(line)).toBeUndefined()
     fc.assert(fc.property(fc.string({ maxLength: 200 }), (line) => void parseRequest(line)))

@@ -10,18 +10,16 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import * as Control from "../../src/observe/control.js"
+import * as ControlPaths from "../../src/observe/controlPaths.js"
 import * as Lifecycle from "../../src/core/lifecycle.js"
 import { statusText } from "../../src/observe/systemd.js"
 import * as Logging from "../../src/Logging.js"
 import * as Registry from "../../src/Registry.js"
 
-describe("Control.defaultPath", () => {
-  it("gives a named instance its own socket, under XDG_RUNTIME_DIR or /run", () => {
-    expect(Control.defaultPath({ XDG_RUNTIME_DIR: "/run/user/1000" }, "blog")).toBe("/run/user/1000/soad/blog.sock")
-    expect(Control.defaultPath({}, "blog")).toBe("/run/soad/blog.sock")
-    // without a name, today's default
-    expect(Control.defaultPath({ XDG_RUNTIME_DIR: "/run/user/1000" })).toBe("/run/user/1000/soad.sock")
-    expect(Control.defaultPath({})).toBe("/run/soad/control.sock")
+describe("an instance's control socket", () => {
+  it("gives each instance its own socket, under XDG_RUNTIME_DIR or /run", () => {
+    expect(ControlPaths.socketOf("blog", { XDG_RUNTIME_DIR: "/run/user/1000" })).toBe("/run/user/1000/soad/blog.sock")
+    expect(ControlPaths.socketOf("blog", {})).toBe("/run/soad/blog.sock")
   })
 
   it("derives one instance name per config file, whatever path reaches it", () => {
