@@ -367,19 +367,35 @@ const commandProblem = (service: ServiceConfig.ServiceConfig, warnings: Array<st
  * certainly fail at start, so each is an error naming the path; what may differ when soad runs (a relative
  * command without a cwd) is a warning.
  */
+/**
+ * Why a service's app can never be started on this machine, as configured: its command (not on the app's PATH, not
+ * executable by its user) or its cwd; each `field: message`. `soad check` says these, and a run says them in the
+ * same words at start (the service is failed at once, the others run).
+ */
+export const runProblems = (service: ServiceConfig.ServiceConfig, warnings: Array<string> = []): Array<{ readonly field: string; readonly message: string }> => {
+  const problems: Array<{ readonly field: string; readonly message: string }> = []
+  const command = commandProblem(service, warnings)
+  if (command !== undefined) problems.push({ field: "command", message: command })
+  if (service.cwd !== undefined) {
+    const stat = statOf(service.cwd)
+    const message = stat === undefined
+      ? `${service.cwd} does not exist`
+      : !stat.isDirectory()
+      ? `${service.cwd} is not a directory`
+      : !mayExecute(service.cwd, stat, service.user)
+      ? `${service.cwd} cannot be entered by ${runsAs(service.user)}`
+      : undefined
+    if (message !== undefined) problems.push({ field: "cwd", message })
+  }
+  return problems
+}
+
 export const machineProblems = (file: FileConfig): { readonly errors: Array<string>; readonly warnings: Array<string> } => {
   const errors: Array<string> = []
   const warnings: Array<string> = []
   for (const service of file.services) {
     const at = (field: string, message: string) => errors.push(`${file.path}: services.${service.name}.${field}: ${message}`)
-    const command = commandProblem(service, warnings)
-    if (command !== undefined) at("command", command)
-    if (service.cwd !== undefined) {
-      const stat = statOf(service.cwd)
-      if (stat === undefined) at("cwd", `${service.cwd} does not exist`)
-      else if (!stat.isDirectory()) at("cwd", `${service.cwd} is not a directory`)
-      else if (!mayExecute(service.cwd, stat, service.user)) at("cwd", `${service.cwd} cannot be entered by ${runsAs(service.user)}`)
-    }
+    for (const { field, message } of runProblems(service, warnings)) at(field, message)
     for (const listener of service.listeners) {
       if (listener.address._tag !== "Unix") continue
       const dir = Path.dirname(listener.address.path)

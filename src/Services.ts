@@ -22,8 +22,8 @@ import * as Address from "./Address.js"
 import * as Budget from "./Budget.js"
 import * as ServiceConfig from "./ServiceConfig.js"
 import { event } from "./Logging.js"
-import type * as ConfigFile from "./ConfigFile.js"
-import { stopReason, unitOf } from "./core/lifecycle.js"
+import * as ConfigFile from "./ConfigFile.js"
+import { cannotRun, stopReason, unitOf } from "./core/lifecycle.js"
 import { ListenError } from "./os/listeners.js"
 import { ProcessService } from "./ProcessService.js"
 import { Registry } from "./Registry.js"
@@ -143,6 +143,15 @@ export const start = (
     const launch = (config: ServiceConfig.ServiceConfig) =>
       Effect.gen(function*() {
         const reason = yield* Ref.make<string | undefined>(undefined)
+        // What `soad check` would refuse is said now, in its words, and the service starts failed (not at its first
+        // connection: under systemd the unit would look healthy while the app can never start).
+        const problems = ConfigFile.runProblems(config)
+        for (const { field, message } of problems) {
+          yield* event("error", "cannot_run", `services.${config.name}.${field}: ${message}; the service is failed until it is fixed and reloaded`, {
+            field
+          }).pipe(Effect.annotateLogs("service", config.name))
+        }
+        const cannot = problems.length === 0 ? undefined : problems.map(({ field, message }) => `${field}: ${message}`).join("; ")
         const serve = Activator.serve(config, listenersOf(config)).pipe(
           // One service's defect never takes the others down: log it, start that service again.
           Effect.catchAllCause((cause) =>
@@ -160,7 +169,8 @@ export const start = (
           Effect.annotateLogs("service", config.name),
           Effect.provideService(Budget.Budget, budget),
           Effect.provide(context),
-          Effect.locally(stopReason, reason)
+          Effect.locally(stopReason, reason),
+          Effect.locally(cannotRun, cannot)
         )
         running.set(config.name, { config, fiber, stopReason: reason })
       })
@@ -275,7 +285,11 @@ export const start = (
         if (Option.isSome(registry)) {
           const unchanged = new Set(unchangedNames)
           for (const handle of yield* registry.value.services) {
-            if (unchanged.has(handle.name) && handle.reset !== undefined && (yield* handle.reset)) reset.push(handle.name)
+            if (!unchanged.has(handle.name) || handle.reset === undefined) continue
+            // One that still cannot run stays failed.
+            const config = wanted.get(handle.name)
+            if (config !== undefined && ConfigFile.runProblems(config).length > 0) continue
+            if (yield* handle.reset) reset.push(handle.name)
           }
         }
         const unchanged = next.services.length - changed.length - added.length

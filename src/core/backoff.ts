@@ -37,6 +37,8 @@ export interface Backoff {
   readonly failed: Effect.Effect<BackoffState>
   /** Records a good run, or a reset by hand: the next failure starts from the initial delay, and no limit is reached. */
   readonly reset: Effect.Effect<void>
+  /** Gives up at once (the service can never start as configured): failed until reset. */
+  readonly giveUp: Effect.Effect<void>
 }
 
 /** The delays: exponential from `initial`, doubling, with jitter, capped at `max`. */
@@ -90,6 +92,7 @@ export const make = (initial: Duration.Duration, max: Duration.Duration, limit?:
     return {
       state: Effect.map(Ref.get(ref), ({ failures, gaveUp, notBefore }) => ({ failures, notBefore, gaveUp })),
       failed,
-      reset: Ref.set(ref, fresh)
+      reset: Ref.set(ref, fresh),
+      giveUp: Ref.update(ref, (current) => ({ ...current, gaveUp: true }))
     }
   })

@@ -127,6 +127,12 @@ export const stopReason: FiberRef.FiberRef<Ref.Ref<string | undefined> | undefin
   Ref.Ref<string | undefined> | undefined
 >(undefined)
 
+/**
+ * Why a service's app can never start as configured (its command is not on its PATH, its cwd is missing), found
+ * when it is launched: the service starts failed, with this as its last error, until a reload or `soad wake`.
+ */
+export const cannotRun: FiberRef.FiberRef<string | undefined> = FiberRef.unsafeMake<string | undefined>(undefined)
+
 /** The current run: a way to ask it to stop (eviction, sleep), completed once the app has stopped. */
 export interface CurrentRun {
   readonly stop: Deferred.Deferred<string>

@@ -22,7 +22,7 @@ import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener } from "../SocketService.js"
 import * as AppRun from "./appRun.js"
 import * as Backoff from "./backoff.js"
-import { makeTracker, now, preciseNow, register, stopReason, type Tracker } from "./lifecycle.js"
+import { cannotRun, failedWith, makeTracker, now, preciseNow, register, stopReason, type Tracker } from "./lifecycle.js"
 
 /**
  * Why the shell wakes: a connection (on this listener, if known; `started`: on the cold path, the app the armed
@@ -138,5 +138,11 @@ export const serve = <R, R2>(
     }
     const mode = yield* makeMode(service)
     yield* register(config, listeners, service.tracker, service.backoff, mode)
+    // An app that can never start as configured: failed at once (the others run), not at its first connection.
+    const cannot = yield* FiberRef.get(cannotRun)
+    if (cannot !== undefined) {
+      yield* failedWith(service.tracker, cannot)
+      yield* service.backoff.giveUp
+    }
     return yield* Effect.forever(turn(service, mode))
   }).pipe(Effect.scoped)

@@ -55,7 +55,7 @@ describe("failures", () => {
     const socketPath = Path.join(d, "app.sock")
     const flag = Path.join(d, "crash")
     Fs.writeFileSync(flag, "")
-    const s = soad(["-s", socketPath, "--max-backoff", "2", "--", "node", appFixture, "--crash-if", flag])
+    const s = soad(["-s", socketPath, "--max-backoff", "2", "--start-limit-burst", "0", "--", "node", appFixture, "--crash-if", flag]) // no start limit: retried for ever
     await s.waitFor(/listening on/)
     const cpu0 = cpuSeconds(s.pid)
     const waiting = get({ socketPath }, "/", 30_000) // waits in the backlog through every crash

@@ -82,4 +82,41 @@ max-backoff = 0.2
     await s.waitFor(/"event":"reloaded".*shop reset \(it was failed\)/, 15_000)
     expect(s.count(/"event":"reset"/)).toBe(1)
   }, 60_000)
+
+  it("check and a run agree: a service whose command is not on its PATH is failed at start, in check's words; the others serve", async () => {
+    const d = dir()
+    const a = Path.join(d, "a.sock")
+    const b = Path.join(d, "b.sock")
+    const control = Path.join(d, "control.sock")
+    const path = writeConfig(d, `[services.a]
+listen = [${JSON.stringify(a)}]
+command = ["no-such-app-x"]
+
+[services.b]
+listen = [${JSON.stringify(b)}]
+command = [${appCommand}]
+`)
+    const checked = soadRun(["check", path])
+    expect(checked.code).toBe(1)
+    const said = /services\.a\.command: no-such-app-x is not on the app's PATH/
+    expect(checked.stderr).toMatch(said)
+    const s = soad(["-c", path, "--control", control, "--log-format", "json"])
+    const line = await s.waitFor(/"event":"cannot_run"/)
+    expect(line).toMatch(said)
+    await s.waitFor(/"event":"listening".*b\.sock/)
+    const json = JSON.parse(soadRun(["status", "--json", "--control", control]).stdout) as Array<{ name: string; state: string }>
+    expect(json.find((service) => service.name === "a")?.state).toBe("failed")
+    expect(await closedAtOnce(a)).toBe("closed")
+    expect(s.count(/"event":"start_failed"/)).toBe(0)
+    // b serves; a reload of the same file leaves a failed (it still cannot run).
+    await new Promise<void>((resolve, reject) => {
+      Http.get({ socketPath: b, path: "/", agent: false }, (response) => {
+        response.resume()
+        response.on("end", resolve)
+      }).on("error", reject)
+    })
+    s.process.kill("SIGHUP")
+    await s.waitFor(/"event":"reloaded"/)
+    expect(s.count(/reset \(it was failed\)/)).toBe(0)
+  }, 60_000)
 })
