@@ -34,7 +34,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, warm, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -264,6 +264,99 @@ const runningComparison = async () => {
   const viaDirect = await loadOn(directPort)
   await stop(direct)
   return { viaSoad, viaDirect, soadPid }
+}
+
+/** soad's sentinels (the counting helper of an app run as another user): processes named soad-sentinel under `parent`. */
+const sentinelsOf = (parent: number): Array<number> =>
+  Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+      const ppid = Number(stat.split(") ")[1]!.split(" ")[1])
+      return stat.includes("(soad-sentinel)") && ppid === parent ? [Number(entry)] : []
+    } catch {
+      return []
+    }
+  })
+
+/** CPU time (ms) of these processes so far, all threads (utime + stime). */
+const cpuMillis = (pids: ReadonlyArray<number>): number =>
+  pids.reduce((total, pid) => total + procStat(pid).ticks * 10, 0)
+
+/** Rounds of wrk per warm-path figure: soad and systemd-socket-activate take turns; each figure is their median. */
+const warmRounds = 3
+
+/**
+ * The warm path: new connections to a running app (the tiny C app, blocking accept) through soad's listener and
+ * through systemd-socket-activate's (which adds nothing once the app runs), `wrk -t2 -c32 -H "Connection: close"`,
+ * alternating round after round; and soad's CPU (with its counting sentinel's) per second of that load. `user`: the
+ * app runs as that user (soad counts through a sentinel then), under systemd-socket-activate through setpriv.
+ */
+const warmComparison = async (tinyApp: string, user: { readonly name: string; readonly uid: number } | undefined) => {
+  if (user !== undefined) Fs.chmodSync(work, 0o711) // the other user runs the tiny app from it (mkdtemp made it 0700)
+  const soadPort = await freePort()
+  const soad = start(command, [
+    "-l",
+    `127.0.0.1:${soadPort}`,
+    "-t",
+    "300",
+    ...(user === undefined ? [] : ["--user", user.name]),
+    "--",
+    tinyApp
+  ])
+  await soad.waitFor(/listening on/)
+  const systemdPort = await freePort()
+  const asUser = user === undefined ? [] : ["setpriv", `--reuid=${user.uid}`, `--regid=${user.uid}`, "--clear-groups"]
+  const launcher = installed("systemd-socket-activate")
+    ? start("systemd-socket-activate", ["-l", `127.0.0.1:${systemdPort}`, ...asUser, tinyApp])
+    : undefined
+  await sleep(300)
+  await timedGet({ host: "127.0.0.1", port: soadPort }) // starts the app
+  if (launcher !== undefined) await timedGet({ host: "127.0.0.1", port: systemdPort })
+  const load = (port: number) => wrk(`http://127.0.0.1:${port}/`, 32, ["-H", "Connection: close"])
+  const viaSoad: Array<number> = []
+  const viaSystemd: Array<number> = []
+  const cpu: Array<number> = []
+  for (let round = 0; round < warmRounds; round++) {
+    const pids = [soad.child.pid!, ...sentinelsOf(soad.child.pid!)]
+    const before = cpuMillis(pids)
+    const began = performance.now()
+    viaSoad.push(load(soadPort).rps)
+    cpu.push((cpuMillis(pids) - before) / ((performance.now() - began) / 1000))
+    if (launcher !== undefined) viaSystemd.push(load(systemdPort).rps)
+  }
+  const sentinels = sentinelsOf(soad.child.pid!).length
+  if (launcher !== undefined) await stop(launcher)
+  await stop(soad)
+  return {
+    soad: median(viaSoad),
+    systemd: launcher === undefined ? undefined : median(viaSystemd),
+    ratios: launcher === undefined ? [] : viaSoad.map((rps, i) => rps / viaSystemd[i]!),
+    cpu: median(cpu),
+    sentinels
+  }
+}
+
+const reportWarm = async () => {
+  console.error("the warm path: new connections to a running app, soad vs. systemd-socket-activate")
+  const tinyApp = compile("tiny-app")
+  if (tinyApp === undefined) return row("the warm path", "no C compiler")
+  if (!installed("wrk")) return row("the warm path", "wrk not installed")
+  const cases: Array<[string, { readonly name: string; readonly uid: number } | undefined]> = [["soad's own user", undefined]]
+  if (process.geteuid?.() === 0) cases.push(["another user (nobody: a sentinel counts)", { name: "nobody", uid: 65534 }])
+  else row("the warm path, app as another user", "needs root")
+  for (const [who, user] of cases) {
+    const warm = await warmComparison(tinyApp, user)
+    const ratio = warm.systemd === undefined
+      ? "systemd-socket-activate not installed"
+      : `soad/systemd ${(warm.soad / warm.systemd).toFixed(2)} (rounds ${warm.ratios.map((r) => r.toFixed(2)).join(", ")})`
+    row(`warm path, new connection per request (wrk -c32, tiny C app as ${who}): soad`, `${warm.soad.toFixed(0)} req/s`, ratio)
+    if (warm.systemd !== undefined) row(`the same: systemd-socket-activate`, `${warm.systemd.toFixed(0)} req/s`)
+    row(
+      `the same: soad's CPU under that load${user === undefined ? "" : ", with its sentinel"}`,
+      `${warm.cpu.toFixed(0)} ms per second`,
+      `median of ${warmRounds} rounds${user === undefined ? "" : `; ${warm.sentinels} sentinel`}`
+    )
+  }
 }
 
 /**
@@ -972,6 +1065,7 @@ const main = async () => {
   const soad = part("cold") || part("many") ? await coldSoad() : { total: NaN, spawn: NaN }
   if (part("cold")) await reportCold(soad)
   if (part("running")) await reportRunning()
+  if (part("warm")) await reportWarm()
   const idleFigures = part("idle") || part("many") ? await idle() : undefined
   if (idleFigures !== undefined && part("idle")) reportIdle(idleFigures)
   if (idleFigures !== undefined && part("many")) await reportMany(soad, idleFigures)
