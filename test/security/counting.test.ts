@@ -129,6 +129,17 @@ command = [${node}, ${app}]
       // soad's latest activity is at or after the start of the pattern's last connection (1 ms: whole ms clocks)
       expect(await idleMillis(control, "a"), what).toBeLessThanOrEqual(Date.now() - began + 1)
     }
+    // A connection whose signal the sentinel has not taken yet (it is stopped) counts too: soad sees it queued.
+    await sleep(1000)
+    process.kill(sentinel, "SIGSTOP")
+    try {
+      const began = Date.now()
+      await get({ socketPath })
+      expect(await idleMillis(control, "a"), "a signal still queued").toBeLessThanOrEqual(Date.now() - began + 1)
+    } finally {
+      process.kill(sentinel, "SIGCONT")
+    }
+    await sleep(300)
     const connections = 400
     const before = contextSwitches(sentinel)
     const seconds = await connectInTurn(socketPath, connections)
