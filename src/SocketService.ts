@@ -46,13 +46,20 @@ export interface Listener {
 export interface Arrivals {
   /** Each connection is counted (true), or only readability is seen (false: some may be missed). */
   readonly exact: boolean
-  /** The latest arrival so far, read when needed (soad does not wake per connection). */
+  /**
+   * The latest arrival so far, read when needed. Counting does not wake soad (or its sentinel) per connection: after
+   * one, the listener is disarmed for 100 ms and the moment it is armed again counts as its latest arrival, so `at`
+   * is never earlier than the real latest connection and at most about 100 ms later (src/native/count.c).
+   */
   readonly latest: Effect.Effect<LatestArrival>
 }
 
 /** The latest arrival on watched listeners. */
 export interface LatestArrival {
-  /** Clock time (milliseconds) of the latest connection since watching began; undefined if none yet. */
+  /**
+   * Clock time (milliseconds) of the latest connection since watching began, or a moment at most about 100 ms after
+   * it (never before); undefined if none yet.
+   */
   readonly at: number | undefined
   /** Counting had stopped (an app cleared O_ASYNC) and was set again: arrivals meanwhile may be missing. */
   readonly rearmed: boolean

@@ -37,6 +37,39 @@ export interface FakeApp {
   exit: (code: number | null, signal?: NodeJS.Signals | null) => void
 }
 
+/**
+ * How long counting keeps a listener on its quiet signal after a connection (src/native/count.c, COUNT_REARM_MS;
+ * helper/sentinel.c, REARM_MS): connections meanwhile only set a bit, and the moment it ends is their time.
+ */
+export const quietMillis = 100
+
+/** Listeners watched for arrivals, as counting sees them. */
+interface Watched {
+  readonly fds: ReadonlySet<number>
+  /** The latest arrival as counting says it. */
+  at: number | undefined
+  /** Since a connection's signal: on the quiet signal since `since`; `came`: a connection set its bit since. */
+  quiet: { readonly since: number; came: boolean } | undefined
+}
+
+/** Ends a quiet spell that is over by `now`, as the timer does: its end is the latest arrival if a connection came. */
+const settleQuiet = (entry: Watched, now: number): void => {
+  if (entry.quiet === undefined || now < entry.quiet.since + quietMillis) return
+  if (entry.quiet.came) entry.at = entry.quiet.since + quietMillis
+  entry.quiet = undefined
+}
+
+/** A connection at `now`: signalled (its time is known, the quiet spell begins), or only the quiet bit. */
+const arrive = (entry: Watched, now: number): void => {
+  settleQuiet(entry, now)
+  if (entry.quiet !== undefined) {
+    entry.quiet.came = true
+    return
+  }
+  entry.at = now
+  entry.quiet = { since: now, came: false }
+}
+
 /** The world the fakes share: listeners with backlogs, and apps. */
 export class World {
   /** Connections waiting in each listener's backlog, by fd. */
@@ -94,7 +127,7 @@ export class World {
   private nextFd = 10
   private nextPid = 1000
   private readableWaiters = new Set<() => void>()
-  private watched = new Set<{ readonly fds: ReadonlySet<number>; at: number | undefined }>()
+  private watched = new Set<Watched>()
 
   get running(): FakeApp | undefined {
     return this.apps.find((app) => app.running)
@@ -114,9 +147,7 @@ export class World {
         return
       }
       for (const entry of this.watched) {
-        if (entry.fds.has(fd)) {
-          entry.at = now
-        }
+        if (entry.fds.has(fd)) arrive(entry, now)
       }
       const serving = this.apps.some((app) => app.running && app.request.fds.includes(fd))
       if (serving && this.accepting) return // accepted by the app at once
@@ -236,14 +267,20 @@ export class World {
     ownListening: () => Effect.sync(() => this.ownListening),
     arrivals: (listeners) =>
       Effect.gen(this, function*() {
-        const entry = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined }
+        const entry: Watched = { fds: new Set(listeners.map((listener) => listener.fd)), at: undefined, quiet: undefined }
         yield* Effect.acquireRelease(
           Effect.sync(() => this.watched.add(entry)),
           () => Effect.sync(() => this.watched.delete(entry))
         )
         return {
           exact: true,
-          latest: Effect.sync(() => {
+          latest: Effect.map(Clock.currentTimeMillis, (now) => {
+            settleQuiet(entry, now)
+            if (entry.quiet !== undefined) {
+              // a read switches the listeners back at once
+              if (entry.quiet.came) entry.at = now
+              entry.quiet = undefined
+            }
             const read = { at: entry.at, rearmed: this.clearedAsync }
             this.clearedAsync = false
             return read

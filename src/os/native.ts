@@ -111,9 +111,14 @@ export interface Native {
   readonly countOwner: (fd: number) => { readonly owner: number; readonly signal: number; readonly async: boolean }
   readonly sentinelMemory: (listeners: number) => { readonly id: number; readonly fd: number } | null
   readonly sentinelRead: (id: number) => {
+    /** Per listener, read before `ago`: odd while the sentinel has it on the quiet signal after a connection. */
+    readonly windows: ReadonlyArray<number>
     readonly ago: ReadonlyArray<number>
     readonly armed: number
+    /** The signal the sentinel counts with. */
     readonly signal: number
+    /** The signal it switches a listener to for 100 ms after a connection (blocked: it only sets a pending bit). */
+    readonly quiet: number
   }
   readonly sentinelFree: (id: number) => void
   readonly spawn: (

@@ -4,6 +4,8 @@
  * - cold activation (connect() to the full response): soad, systemd-socket-activate, the app already running;
  * - with the app running: latency and requests/s through soad's socket vs. the app started directly;
  * - soad's own memory while idle, its start-up time, and its CPU use (idle, and one request every 100 ms);
+ * - the warm path: new connections to a running app through soad's listener vs systemd-socket-activate's, and
+ *   soad's CPU (with its counting sentinel's) under that load;
  * - idle-stop precision: last request to the shutdown signal, against -t;
  * - a neighbour that floods its output: soad's CPU, and a quiet service's cold start and `soad status` meanwhile;
  * - a notify socket flooded by a stranger: the notify datagram parser's CPU per datagram at its size limit, the
@@ -39,7 +41,7 @@ const bin = Path.join(root, "dist", "bin.js")
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
-/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale, page, control); all by default. */
+/** BENCH_ONLY=cold,idle,… runs only those parts (cold, running, idle, many, proxy, precision, accept, flood, notify, parsers, neighbours, scale, page, control, warm); all by default. */
 const only = process.env.BENCH_ONLY?.split(",")
 const part = (name: string) => only === undefined || only.includes(name)
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bench-"))
@@ -271,6 +273,99 @@ const runningComparison = async () => {
   return { viaSoad, viaDirect, soadPid }
 }
 
+/** soad's sentinels (the counting helper of an app run as another user): processes named soad-sentinel under `parent`. */
+const sentinelsOf = (parent: number): Array<number> =>
+  Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+      const ppid = Number(stat.split(") ")[1]!.split(" ")[1])
+      return stat.includes("(soad-sentinel)") && ppid === parent ? [Number(entry)] : []
+    } catch {
+      return []
+    }
+  })
+
+/** CPU time (ms) of these processes so far, all threads (utime + stime). */
+const cpuMillis = (pids: ReadonlyArray<number>): number =>
+  pids.reduce((total, pid) => total + procStat(pid).ticks * 10, 0)
+
+/** Rounds of wrk per warm-path figure: soad and systemd-socket-activate take turns; each figure is their median. */
+const warmRounds = 3
+
+/**
+ * The warm path: new connections to a running app (the tiny C app, blocking accept) through soad's listener and
+ * through systemd-socket-activate's (which adds nothing once the app runs), `wrk -t2 -c32 -H "Connection: close"`,
+ * alternating round after round; and soad's CPU (with its counting sentinel's) per second of that load. `user`: the
+ * app runs as that user (soad counts through a sentinel then), under systemd-socket-activate through setpriv.
+ */
+const warmComparison = async (tinyApp: string, user: { readonly name: string; readonly uid: number } | undefined) => {
+  if (user !== undefined) Fs.chmodSync(work, 0o711) // the other user runs the tiny app from it (mkdtemp made it 0700)
+  const soadPort = await freePort()
+  const soad = start(command, [
+    "-l",
+    `127.0.0.1:${soadPort}`,
+    "-t",
+    "300",
+    ...(user === undefined ? [] : ["--user", user.name]),
+    "--",
+    tinyApp
+  ])
+  await soad.waitFor(/listening on/)
+  const systemdPort = await freePort()
+  const asUser = user === undefined ? [] : ["setpriv", `--reuid=${user.uid}`, `--regid=${user.uid}`, "--clear-groups"]
+  const launcher = installed("systemd-socket-activate")
+    ? start("systemd-socket-activate", ["-l", `127.0.0.1:${systemdPort}`, ...asUser, tinyApp])
+    : undefined
+  await sleep(300)
+  await timedGet({ host: "127.0.0.1", port: soadPort }) // starts the app
+  if (launcher !== undefined) await timedGet({ host: "127.0.0.1", port: systemdPort })
+  const load = (port: number) => wrk(`http://127.0.0.1:${port}/`, 32, ["-H", "Connection: close"])
+  const viaSoad: Array<number> = []
+  const viaSystemd: Array<number> = []
+  const cpu: Array<number> = []
+  for (let round = 0; round < warmRounds; round++) {
+    const pids = [soad.child.pid!, ...sentinelsOf(soad.child.pid!)]
+    const before = cpuMillis(pids)
+    const began = performance.now()
+    viaSoad.push(load(soadPort).rps)
+    cpu.push((cpuMillis(pids) - before) / ((performance.now() - began) / 1000))
+    if (launcher !== undefined) viaSystemd.push(load(systemdPort).rps)
+  }
+  const sentinels = sentinelsOf(soad.child.pid!).length
+  if (launcher !== undefined) await stop(launcher)
+  await stop(soad)
+  return {
+    soad: median(viaSoad),
+    systemd: launcher === undefined ? undefined : median(viaSystemd),
+    ratios: launcher === undefined ? [] : viaSoad.map((rps, i) => rps / viaSystemd[i]!),
+    cpu: median(cpu),
+    sentinels
+  }
+}
+
+const reportWarm = async () => {
+  console.error("the warm path: new connections to a running app, soad vs. systemd-socket-activate")
+  const tinyApp = compile("tiny-app")
+  if (tinyApp === undefined) return row("the warm path", "no C compiler")
+  if (!installed("wrk")) return row("the warm path", "wrk not installed")
+  const cases: Array<[string, { readonly name: string; readonly uid: number } | undefined]> = [["soad's own user", undefined]]
+  if (process.geteuid?.() === 0) cases.push(["another user (nobody: a sentinel counts)", { name: "nobody", uid: 65534 }])
+  else row("the warm path, app as another user", "needs root")
+  for (const [who, user] of cases) {
+    const warm = await warmComparison(tinyApp, user)
+    const ratio = warm.systemd === undefined
+      ? "systemd-socket-activate not installed"
+      : `soad/systemd ${(warm.soad / warm.systemd).toFixed(2)} (rounds ${warm.ratios.map((r) => r.toFixed(2)).join(", ")})`
+    row(`warm path, new connection per request (wrk -c32, tiny C app as ${who}): soad`, `${warm.soad.toFixed(0)} req/s`, ratio)
+    if (warm.systemd !== undefined) row(`the same: systemd-socket-activate`, `${warm.systemd.toFixed(0)} req/s`)
+    row(
+      `the same: soad's CPU under that load${user === undefined ? "" : ", with its sentinel"}`,
+      `${warm.cpu.toFixed(0)} ms per second`,
+      `median of ${warmRounds} rounds${user === undefined ? "" : `; ${warm.sentinels} sentinel`}`
+    )
+  }
+}
+
 /**
  * soad idle with no app: memory, start-up, and CPU and wake-ups over 10 s, from 15 s after its start (V8 tidies
  * its heap in the first seconds after start-up; after that soad sleeps in epoll_wait until a connection comes).
@@ -466,26 +561,41 @@ const proxyComparison = async () => {
   return { viaDirect, viaSoad, viaProxyd, perConnection }
 }
 
-/** From the last request's connect() to soad's "stopping" line, against -t 2. */
+/**
+ * From the last request's connect() to soad's "stopping" line, against -t 2: after a lone request (its time is
+ * counted exactly), and after a burst of 20 at once (counting is quiet for 100 ms after the first one's signal, so
+ * the others are seen together when that ends: the stop may be up to 100 ms later).
+ */
 const stopPrecision = async () => {
   const socketPath = Path.join(work, "precision.sock")
   const soad = start(command, ["-s", socketPath, "-t", "2", "--", process.execPath, app])
   await soad.waitFor(/listening on/)
   const late: Array<number> = []
+  const lateAfterBurst: Array<number> = []
+  let stops = 0
   for (let i = 1; i <= Math.min(runs, 5); i++) {
-    await timedGet({ socketPath }) // starts the app
-    await sleep(300)
-    const last = performance.now() // the connect() of the last request: the activity soad sees
-    await timedGet({ socketPath })
-    const stopping = await soad.waitFor(/stopping the app/, i)
-    late.push(stopping.at - last - 2000)
-    await soad.waitFor(/app exited/, i)
+    for (const burst of [1, 20]) {
+      await timedGet({ socketPath }) // starts the app
+      await sleep(300)
+      let last = 0 // the connect() of the last request: the activity soad sees
+      await Promise.all(Array.from({ length: burst }, () => {
+        last = Math.max(last, performance.now())
+        return timedGet({ socketPath })
+      }))
+      const stopping = await soad.waitFor(/stopping the app/, ++stops)
+      ;(burst === 1 ? late : lateAfterBurst).push(stopping.at - last - 2000)
+      await soad.waitFor(/app exited/, stops)
+    }
   }
   await stop(soad)
-  return { median: median(late), max: Math.max(...late) }
+  return {
+    median: median(late),
+    max: Math.max(...late),
+    burstMedian: median(lateAfterBurst),
+    burstMax: Math.max(...lateAfterBurst)
+  }
 }
 
-/** soad's stderr in a file, read from where the last look ended: its own lines (not the apps'), as they come. */
 const logFile = (path: string) => {
   let offset = 0
   let rest = ""
@@ -922,6 +1032,11 @@ const reportPrecision = async () => {
     `${ms(precision.median)} / ${ms(precision.max)}`,
     "the original checks every 5 s"
   )
+  row(
+    "the same after a burst of 20 connections at once (median / max)",
+    `${ms(precision.burstMedian)} / ${ms(precision.burstMax)}`,
+    "a listener is quiet for 100 ms after a connection's signal"
+  )
 }
 
 /** soad's V8 flags, as its launcher passes them (the `exec "$node" --…` line of dist/soad). */
@@ -1055,6 +1170,7 @@ const main = async () => {
   const soad = part("cold") || part("many") ? await coldSoad() : { total: NaN, spawn: NaN }
   if (part("cold")) await reportCold(soad)
   if (part("running")) await reportRunning()
+  if (part("warm")) await reportWarm()
   const idleFigures = part("idle") || part("many") ? await idle() : undefined
   if (idleFigures !== undefined && part("idle")) reportIdle(idleFigures)
   if (idleFigures !== undefined && part("many")) await reportMany(soad, idleFigures)

@@ -7,6 +7,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { expect, it } from "vitest"
 import { alive, appFixture, describeAsRoot, eventually, get, root, sleep, soad, tempDirs } from "../harness.js"
+import { connectInTurn, connectionPatterns, contextSwitches, idleMillis } from "../warm.js"
 
 const dir = tempDirs()
 const hostileApp = JSON.stringify(Path.join(root, "test", "fixtures", "hostile_app.py"))
@@ -103,5 +104,48 @@ command = [${node}, ${app}]
     await s.waitFor(/stopping the app/, 15_000)
     await s.waitFor(/exited/, 15_000)
     await eventually(() => sentinels(s.pid).length === 0, 15_000, "the sentinel to end with the run")
+  })
+
+  it("the sentinel sees every connection the app accepts at once, and wakes a few times a second, not once per connection", async () => {
+    const d = dir()
+    const path = Path.join(d, "apps.toml")
+    Fs.writeFileSync(path, `
+[services.a]
+user = "nobody"
+socket-mode = "0666"
+time-until-stop = 60
+listen = ["${d}/a.sock"]
+command = [${node}, ${app}]
+`)
+    const control = Path.join(d, "control.sock")
+    const s = soad(["-c", path, "--control", control])
+    await s.waitFor(/listening on/)
+    const socketPath = Path.join(d, "a.sock")
+    await get({ socketPath })
+    await eventually(() => sentinels(s.pid).length === 1, 15_000, "the sentinel")
+    const sentinel = sentinels(s.pid)[0]![0]
+    for (const [what, connect] of connectionPatterns(socketPath)) {
+      const began = await connect()
+      // soad's latest activity is at or after the start of the pattern's last connection (1 ms: whole ms clocks)
+      expect(await idleMillis(control, "a"), what).toBeLessThanOrEqual(Date.now() - began + 1)
+    }
+    // A connection whose signal the sentinel has not taken yet (it is stopped) counts too: soad sees it queued.
+    await sleep(1000)
+    process.kill(sentinel, "SIGSTOP")
+    try {
+      const began = Date.now()
+      await get({ socketPath })
+      expect(await idleMillis(control, "a"), "a signal still queued").toBeLessThanOrEqual(Date.now() - began + 1)
+    } finally {
+      process.kill(sentinel, "SIGCONT")
+    }
+    await sleep(300)
+    const connections = 400
+    const before = contextSwitches(sentinel)
+    const seconds = await connectInTurn(socketPath, connections)
+    const switches = contextSwitches(sentinel) - before
+    // It woke once per connection (measured: 400 for 400); now twice per 100 ms at most while connections come.
+    expect(switches, `${switches} wakes of the sentinel for ${connections} connections in ${seconds} s`).toBeLessThan(connections / 2)
+    expect(s.count(/stopping the app|counting_fallback|counting_lost|readability|disturbed/)).toBe(0)
   })
 })

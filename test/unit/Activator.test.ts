@@ -3,6 +3,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as fc from "fast-check"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
 import * as Registry from "../../src/Registry.js"
@@ -77,6 +78,68 @@ describe("Activator", () => {
       yield* advance("1 millis")
       expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
       expect(world.apps).toHaveLength(1)
+    }))
+
+  // Counting is quiet for 100 ms after a connection's signal (test/fakes.ts models it): connections meanwhile are
+  // seen together at its end. The stop is never earlier than -t after the last connection, and at most 100 ms
+  // later; a lone connection's time is known exactly.
+  it.scoped("a burst right before the deadline, the app accepting at once: the stop is -t after its last connection, at most 100 ms late", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("59950 millis")
+      for (let i = 0; i < 5; i++) {
+        yield* world.connect(fd) // at 59.95 s (signalled), then 59.96 .. 59.99 s (in the quiet spell)
+        yield* advance("10 millis")
+      }
+      // the deadline look at 60 s finds the quiet spell with connections in it: activity now
+      yield* advance("59989 millis") // 1 ms before 60 s after the last connection
+      expect(world.apps[0]!.signals).toEqual([])
+      yield* advance("101 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+      expect(world.apps).toHaveLength(1)
+    }))
+
+  it.scoped("connections on both sides of the deadline look, and lone ones: each stop exactly -t after the last", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+      yield* world.connect(fd)
+      yield* settle
+      yield* advance("59950 millis")
+      yield* world.connect(fd) // at 59.95 s: its spell is quiet till 60.05 s; the look at 60 s ends it (nothing came)
+      yield* advance("70 millis")
+      yield* world.connect(fd) // at 60.02 s, after the look: signalled, its time known
+      yield* advance("59999 millis")
+      expect(world.apps[0]!.signals).toEqual([])
+      yield* advance("1 millis")
+      expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
+    }))
+
+  it.scoped("whatever the timing of connections, the stop is never before -t after the last one, nor 100 ms after", () =>
+    Effect.gen(function*() {
+      // Seeded scenarios of gaps (ms) between connections: bursts, quiet spells, gaps around 100 ms and the deadline.
+      const scenarios = fc.sample(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 30 }), fc.integer({ min: 80, max: 120 }), fc.integer({ min: 0, max: 59_999 })), {
+          minLength: 1,
+          maxLength: 12
+        }),
+        { numRuns: 10, seed: 7 }
+      )
+      for (const gaps of scenarios) {
+        const { fd, world } = yield* setup({ idleTimeout: Duration.seconds(60) })
+        yield* world.connect(fd)
+        yield* settle
+        for (const gap of gaps) {
+          yield* advance(Duration.millis(gap))
+          yield* world.connect(fd)
+        }
+        expect(world.apps.length, `gaps ${gaps}`).toBe(1)
+        yield* advance("59999 millis")
+        expect(world.apps[0]!.signals, `gaps ${gaps}`).toEqual([])
+        yield* advance("101 millis")
+        expect(world.apps[0]!.signals, `gaps ${gaps}`).toEqual(["SIGTERM"])
+      }
     }))
 
   it.scoped("uses the configured shutdown signal and escalates to SIGKILL exactly at the stop timeout", () =>
