@@ -145,7 +145,8 @@ export const start = (
         const reason = yield* Ref.make<string | undefined>(undefined)
         // What `soad check` would refuse is said now, in its words, and the service starts failed (not at its first
         // connection: under systemd the unit would look healthy while the app can never start).
-        const problems = ConfigFile.runProblems(config)
+        // (Only the command: a missing cwd or socket directory may be made later, and fails at its start as ever.)
+        const problems = ConfigFile.runProblems(config).filter(({ field }) => field === "command")
         for (const { field, message } of problems) {
           yield* event("error", "cannot_run", `services.${config.name}.${field}: ${message}; the service is failed until it is fixed and reloaded`, {
             field
@@ -288,7 +289,7 @@ export const start = (
             if (!unchanged.has(handle.name) || handle.reset === undefined) continue
             // One that still cannot run stays failed.
             const config = wanted.get(handle.name)
-            if (config !== undefined && ConfigFile.runProblems(config).length > 0) continue
+            if (config !== undefined && ConfigFile.runProblems(config).some(({ field }) => field === "command")) continue
             if (yield* handle.reset) reset.push(handle.name)
           }
         }

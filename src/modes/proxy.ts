@@ -107,6 +107,9 @@ const upstreamOf = (relay: RelayService.RelayService["Type"], upstream: ServiceC
     return { address, env }
   })
 
+/** A failed service waits this long for a held client's first bytes (to answer an HTTP request 503), then closes it. */
+const firstBytesMillis = 1000
+
 /** Does a held connection's first bytes look like an HTTP/1 request (a method token, then a space)? */
 const looksLikeHttp = (bytes: Uint8Array): boolean => {
   let i = 0
@@ -237,6 +240,9 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
   Effect.gen(function*() {
     const { config, listeners, tracker } = service
     const relayer = yield* relay.relayer
+    const clock = yield* Effect.clock
+    /** When each held connection came (Clock ms), for a failed service's refusal. */
+    const heldSince = new Map<Conn, number>()
     /** Connections waiting for the app, in arrival order. */
     const held: Array<Conn> = []
     /** Where connections go now; undefined while no app accepts (they are held). */
@@ -270,6 +276,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
     yield* relayer.listen(listeners.map((listener) => listener.fd), (conn) => {
       if (target !== undefined) return relayer.connect(conn, target, onFail)
       held.push(conn)
+      heldSince.set(conn, clock.unsafeCurrentTimeMillis())
       updateHold()
       pages?.held(conn)
       Queue.unsafeOffer(arrived, false)
@@ -278,7 +285,9 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
 
     /** Held connections whose client is still there. */
     const waiting = Effect.sync(() => {
-      for (let i = held.length - 1; i >= 0; i--) if (relayer.gone(held[i]!)) held.splice(i, 1)
+      for (let i = held.length - 1; i >= 0; i--) {
+        if (relayer.gone(held[i]!)) heldSince.delete(held.splice(i, 1)[0]!)
+      }
       updateHold()
       return held.length
     })
@@ -286,6 +295,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
     const dropHeld = (why: string) =>
       Effect.suspend(() => {
         const dropped = held.splice(0)
+        heldSince.clear()
         updateHold()
         dropped.forEach(relayer.close)
         return dropped.length === 0
@@ -326,6 +336,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
               Ref.set(activity, t),
               Effect.sync(() => {
                 for (const conn of held.splice(0)) relayer.connect(conn, address, onFail)
+                heldSince.clear()
                 target = address
                 updateHold()
               })
@@ -337,16 +348,30 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
         } satisfies AppRun.Session
       })
 
-    /** Failed: the held connections are answered 503 (an HTTP request) or closed at once. */
-    const refuse = Effect.suspend(() => {
-      const refused = held.splice(0)
-      updateHold()
-      for (const conn of refused) {
+    /**
+     * Failed: the held connections are answered 503 (an HTTP request) and closed, at once; one whose client has
+     * sent nothing yet is given up to `firstBytesMillis` for it (looked at again every 50 ms), then closed.
+     */
+    const refuse = Effect.gen(function*() {
+      const t = yield* Clock.currentTimeMillis
+      const answered: Array<Conn> = []
+      const kept: Array<Conn> = []
+      for (const conn of held.splice(0)) {
         const bytes = relayer.peek(conn)
+        const since = heldSince.get(conn) ?? t
+        if ((bytes === undefined || bytes.length === 0) && t - since < firstBytesMillis && !relayer.gone(conn)) {
+          kept.push(conn)
+          continue
+        }
         if (bytes !== undefined && looksLikeHttp(bytes)) relayer.answer(conn, unavailable(config.name))
         relayer.close(conn)
+        heldSince.delete(conn)
+        answered.push(conn)
       }
-      return refused.length === 0 ? Effect.void : Refusals.refused(config.name, refused.length)
+      held.push(...kept)
+      updateHold()
+      if (answered.length > 0) yield* Refusals.refused(config.name, answered.length)
+      if (kept.length > 0) yield* Effect.sleep(Duration.millis(50))
     })
 
     return {

@@ -61,7 +61,7 @@ describe("the status page in a browser", () => {
     const shop = Net.connect(shopPort, "127.0.0.1").on("error", () => {})
     await s.waitFor(/\[shop\] the app accepts/, 15_000)
     shop.destroy()
-    await s.waitFor(/\[broken\] cannot start the app/, 15_000)
+    await s.waitFor(/\[broken\] services\.broken\.command: /, 15_000)
 
     const { evaluate, send, sessionId } = await open(`http://127.0.0.1:${port}/`)
     const seen = async (): Promise<Seen | undefined> => evaluate<Seen>(look) // undefined between two documents
@@ -84,8 +84,8 @@ describe("the status page in a browser", () => {
     expect(first.rows.shop!.height).toBeGreaterThan(0)
     expect(first.rows.shop!.cells[1]).toContain(`running <script>document.title='pwned'</script>"><img src=x onerror="`)
     expect(first.rows.broken!.cells[0]).toBe("broken")
-    expect(first.rows.broken!.cells[1]).toBe("failing")
-    expect(first.rows.broken!.cells[7]).toMatch(/ago: cannot start the app: .*"><img src=x onerror=alert\(1\)>/)
+    expect(first.rows.broken!.cells[1]).toBe("failed")
+    expect(first.rows.broken!.cells[7]).toMatch(/ago: command: .*"><img src=x onerror=alert\(1\)>/)
     // Nothing of theirs became an element, so nothing ran or loaded.
     expect(first.elements).toEqual({ scripts: 0, images: 0, iframes: 0 })
     expect(first.title).not.toContain("pwned")

@@ -38,16 +38,16 @@ describe("the status page", () => {
     expect(first.body).toContain("<svg id=starts")
     expect(first.body).toContain("<svg id=saved")
 
-    // A start of blog, of shop (its STATUS=), and broken's failed start (its error quotes the command).
+    // A start of blog, of shop (its STATUS=); broken is failed from the start (its error quotes the command).
     await get({ socketPath: Path.join(d, "blog.sock") })
     expect((await request(shopPort, "/")).body).toBe("hi\n")
     await poke(Path.join(d, "broken.sock"))
     await s.waitFor(/\[blog\] app exited/, 15_000)
-    await s.waitFor(/\[broken\] cannot start the app/, 15_000)
+    await s.waitFor(/\[broken\] services\.broken\.command: /, 15_000)
     let page = ""
     const end = Date.now() + 15_000
-    while (!(page.includes("&lt;script&gt;") && page.includes("<tr class=failing><td><bdi>broken</bdi>"))) {
-      if (Date.now() > end) throw new Error(`timed out waiting for the page to show shop's STATUS= and broken failing:\n${page}`)
+    while (!(page.includes("&lt;script&gt;") && page.includes("<tr class=failed><td><bdi>broken</bdi>"))) {
+      if (Date.now() > end) throw new Error(`timed out waiting for the page to show shop's STATUS= and broken failed:\n${page}`)
       await sleep(100)
       page = (await request(port, "/")).body
     }
