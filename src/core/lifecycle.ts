@@ -153,20 +153,24 @@ export interface Known {
   readonly appStatus: string | undefined
   /** The latest start (Clock ms) and its cold-start time once the app was ready. */
   readonly lastStart: Status["lastStart"]
+  /** Its counts since the service began (`soad status`); `count` adds to them and to the metrics at once. */
+  readonly counts: Counters.Counts
 }
 
 /** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
 export interface Tracker {
   readonly service: string
   readonly state: Ref.Ref<Known>
-  /** Its counters when the service began: status counts from there (the counters are Counters', soad-wide). */
-  readonly since: Counters.Counts
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
 }
 
 /** Counts one activation, idle stop, crash or failed start: the service's counter, which status reads back. */
-export const count = (tracker: Tracker, key: keyof Counters.Counts): Effect.Effect<void> => Counters.count(tracker.service, key)
+export const count = (tracker: Tracker, key: keyof Counters.Counts): Effect.Effect<void> =>
+  Effect.zipRight(
+    Ref.update(tracker.state, (known) => ({ ...known, counts: { ...known.counts, [key]: known.counts[key] + 1 } })),
+    Counters.count(tracker.service, key)
+  )
 
 /**
  * Logs that the service is failing and when it tries again; or, once the start limit is reached, that it has
@@ -196,7 +200,8 @@ export const logFailing = (state: Backoff.BackoffState, at: number, config?: Ser
 const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
   Effect.gen(function*() {
     yield* sampleMemory(tracker)
-    const { appStatus, lastError, lastStart, memory, phase: { phase, pid, startedAt }, run } = yield* Ref.get(tracker.state)
+    const known = yield* Ref.get(tracker.state)
+    const { appStatus, lastError, lastStart, memory, phase: { phase, pid, startedAt }, run } = known
     const { failures, gaveUp } = yield* backoff.state
     const state: State = phase === "idle" ? (gaveUp ? "failed" : failures > 0 ? "failing" : "stopped") : phase
     const lastActivity = run !== undefined && pid !== undefined ? yield* run.lastActivity : undefined
@@ -206,7 +211,7 @@ const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<
       pid,
       startedAt,
       lastActivity,
-      ...(yield* Counters.counts(tracker.service, tracker.since)),
+      ...known.counts,
       listeners,
       peakMemory: Saving.peak(memory, pid !== undefined),
       savedByteSeconds: Saving.savedAt(memory, yield* now) / 1000,
@@ -255,9 +260,9 @@ export const makeTracker = (service: string): Effect.Effect<Tracker> =>
         memory: Saving.empty,
         lastError: undefined,
         appStatus: undefined,
-        lastStart: undefined
+        lastStart: undefined,
+        counts: Counters.zero
       }),
-      since: yield* Counters.counts(service),
       wake: makeWakeSignal()
     }
   })

@@ -1,6 +1,8 @@
 /**
- * What soad counts, kept with Effect's Metric module: the one set of counters every mode increments and `soad
- * status` reads back (`counts`), and the cold-start histogram. The exposition is metrics.ts.
+ * What soad counts, kept with Effect's Metric module, and the cold-start histogram; the exposition is metrics.ts.
+ * Every count goes through one function (core/lifecycle.ts `count`), which adds to the service's own counts (what
+ * `soad status` shows since the service began: a metric's hook per service and counter would cost an idle service
+ * about 1.5 KB) and to these counters (soad-wide, through reloads, as Prometheus expects).
  *
  * @internal
  */
@@ -87,21 +89,6 @@ export interface Counts {
 
 /** No counts. */
 export const zero: Counts = { activations: 0, idleStops: 0, crashes: 0, failedStarts: 0 }
-
-const countValue = (metric: Metric.Metric.Counter<number>, service: string) =>
-  Effect.map(Metric.value(forService(metric, service)), (state) => state.count)
-
-/** A service's counts, read back from the counters (since `since`: what they were when the service began). */
-export const counts = (service: string, since: Counts = zero): Effect.Effect<Counts> =>
-  Effect.gen(function*() {
-    return {
-      activations: (yield* countValue(activations, service)) - since.activations,
-      idleStops: (yield* countValue(idleStops, service)) - since.idleStops,
-      crashes: (yield* countValue(crashes, service)) - since.crashes,
-      failedStarts: (yield* countValue(failedStarts, service)) - since.failedStarts
-    }
-  })
-
 
 /** Counts one activation, idle stop, crash or failed start of a service. */
 export const count = (service: string, key: keyof Counts): Effect.Effect<void> =>
