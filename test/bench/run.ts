@@ -33,6 +33,7 @@ import * as NotifyMessage from "../../src/core/notifyMessage.js"
 import * as Neighbours from "./neighbours.js"
 import * as Page from "./page.js"
 import * as Parsers from "./parsers.js"
+import * as Scale from "./scale.js"
 import { hostSockets } from "../hostSockets.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
@@ -1147,6 +1148,21 @@ const busyHost = async () => {
 }
 
 const reportScale = async () => {
+  console.error("1, 100 and 1,000 services in one soad")
+  const tinyApp = compile("tiny-app")
+  if (tinyApp !== undefined) {
+    const sizes: Array<Scale.Figures> = []
+    for (const count of [1, 100, 1000]) {
+      sizes.push(await Scale.scale({ command, work, env, runs, children, sleep, median, timeRun, rss: (pid) => memory(pid).rss }, tinyApp, count))
+    }
+    const one = sizes[0]!
+    for (const f of sizes) {
+      const perService = f.services === 1 ? "" : `; ${(((f.rss - one.rss) * 1024) / (f.services - 1)).toFixed(0)} KB RSS a service beyond one`
+      row(`${f.services.toLocaleString("en")} service${f.services === 1 ? "" : "s"}: start-up to every listener / RSS 5 s after`, `${ms(f.startup, 0)} / ${f.rss.toFixed(1)} MB`, `tiny C apps, UNIX listeners${perService}`)
+      row(`${f.services.toLocaleString("en")} service${f.services === 1 ? "" : "s"}: soad status / a reload changing one service`, `${ms(f.status, 0)} / ${ms(f.reloadOne, 0)}`, "status: the whole command")
+      row(`${f.services.toLocaleString("en")} service${f.services === 1 ? "" : "s"}: 30 SIGHUPs 50 ms apart`, `quiet ${ms(f.storm, 0)} after the last`, `${f.stormReloads} reloads`)
+    }
+  }
   console.error("a busy host: soad's CPU with 0 and with 20,000 other TCP sockets")
   const { quiet, busy, held, rounds } = await busyHost()
   const perSecond = (value: number) => `${value.toFixed(1)} ms/s`
