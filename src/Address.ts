@@ -176,6 +176,23 @@ export const overlaps = (a: Address, b: Address): boolean => {
   }
 }
 
+/**
+ * Addresses that may overlap share this key (a path, a name, an fd, a TCP port), so a set of listeners is checked
+ * by key, not each against all (1,000 services: 500,000 comparisons). undefined: overlaps nothing (port 0).
+ */
+export const overlapKey = (address: Address): string | undefined => {
+  switch (address._tag) {
+    case "Unix":
+      return `unix:${address.path}`
+    case "Abstract":
+      return `abstract:${address.name}`
+    case "Inherited":
+      return address.fd !== undefined ? `fd:${address.fd}` : `fdname:${address.fdName}`
+    case "Tcp":
+      return address.port === 0 ? undefined : `tcp:${address.port}`
+  }
+}
+
 /** Where a proxied app listens: an address of its own, or `auto`. */
 export type UpstreamAddress =
   | { readonly _tag: "Tcp"; readonly host: string; readonly port: number }

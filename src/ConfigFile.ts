@@ -128,6 +128,16 @@ const closest = (key: string, known: ReadonlyArray<string>): string | undefined 
   return best
 }
 
+/** The services of the last decode, by their tables (see decode): what a reload that changed nothing reuses. */
+let lastLoad = new Map<string, ServiceConfig.ServiceConfig>()
+
+/** Keys whose value is looked up on the machine when the file is loaded: such a service is always resolved anew. */
+const machineKeys = ["user", "group", "socket-user", "socket-group", "waiting-page-file"]
+const machineBound = (value: unknown, defaults: Record<string, unknown> | undefined): boolean => {
+  const table = typeof value === "object" && value !== null ? value as Record<string, unknown> : {}
+  return machineKeys.some((key) => table[key] !== undefined || defaults?.[key] !== undefined)
+}
+
 /** Validates parsed TOML: the FileConfig, or every error, each prefixed with the file's path. */
 export const decode = (
   path: string,
@@ -176,7 +186,18 @@ export const decode = (
   const rawServices = table(top.services) ?? {}
   const services: Array<ServiceConfig.ServiceConfig> = []
   const baseDir = Path.dirname(Path.resolve(path))
+  const memo = new Map<string, ServiceConfig.ServiceConfig>()
   for (const [name, value] of Object.entries(rawServices)) {
+    // A service whose table (and [defaults]) is as it was at the last load is that load's config, the same object:
+    // a reload of 1,000 services that changes one validates one (and compares the others at once), unless its
+    // settings depend on the machine at load time (a user's ids, a waiting page's file), which are read again.
+    const key = JSON.stringify([name, baseDir, rawDefaults ?? null, value])
+    const known = machineBound(value, rawDefaults) ? undefined : lastLoad.get(key)
+    if (known !== undefined) {
+      memo.set(key, known)
+      services.push(known)
+      continue
+    }
     const fields = part(Service, value, ["services", name])
     if (fields === undefined) continue
     if (!validName.test(name)) {
@@ -191,8 +212,12 @@ export const decode = (
       baseDir
     })
     if (Either.isLeft(service)) errors.push(...service.left.map((problem) => ServiceInput.keyMessage(name, problem)))
-    else services.push(service.right)
+    else {
+      services.push(service.right)
+      memo.set(key, service.right)
+    }
   }
+  lastLoad = memo
   if (file !== undefined && Object.keys(rawServices).length === 0) {
     errors.push("services: expected at least one [services.NAME] table, found none")
   }
@@ -205,10 +230,13 @@ export const decode = (
     }
   }
   // Two services cannot listen on one address (nor on overlapping ones: a wildcard and an address of its port).
-  const taken: Array<{ readonly address: Address.Address; readonly service: string }> = []
+  const taken = new Map<string, Array<{ readonly address: Address.Address; readonly service: string }>>()
   for (const service of services) {
     for (const listener of service.listeners) {
-      const owner = taken.find((other) => other.service !== service.name && Address.overlaps(other.address, listener.address))
+      const key = Address.overlapKey(listener.address)
+      if (key === undefined) continue
+      const same = taken.get(key) ?? []
+      const owner = same.find((other) => other.service !== service.name && Address.overlaps(other.address, listener.address))
       if (owner !== undefined) {
         const text = Address.format(listener.address)
         const other = Address.format(owner.address)
@@ -216,7 +244,8 @@ export const decode = (
           `services.${service.name}.listen: ${text} ${text === other ? "is already" : `overlaps ${other},`} a listener of service ${owner.service}`
         )
       }
-      taken.push({ address: listener.address, service: service.name })
+      same.push({ address: listener.address, service: service.name })
+      taken.set(key, same)
     }
   }
   const minWarm = topLevel("min-warm", Fields.duration("min-warm"), file["min-warm"]) ?? defaultMinWarm

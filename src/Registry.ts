@@ -68,6 +68,8 @@ export interface Handle {
   readonly sleep: Effect.Effect<string>
   /** A failed service (its start limit reached) starts over: true if it was failed (a reload does this). */
   readonly reset?: Effect.Effect<boolean>
+  /** Is it failed (its start limit reached, or its app cannot run)? */
+  readonly failed?: Effect.Effect<boolean>
 }
 
 /** The services of this soad. */

@@ -287,6 +287,7 @@ export const start = (
           const unchanged = new Set(unchangedNames)
           for (const handle of yield* registry.value.services) {
             if (!unchanged.has(handle.name) || handle.reset === undefined) continue
+            if (handle.failed !== undefined && !(yield* handle.failed)) continue
             // One that still cannot run stays failed.
             const config = wanted.get(handle.name)
             if (config !== undefined && ConfigFile.runProblems(config).some(({ field }) => field === "command")) continue

@@ -301,6 +301,7 @@ export const register = (
     yield* registry.value.register({
       name: config.name,
       reset,
+      failed: Effect.map(backoff.state, (state) => state.gaveUp),
       status: mode.status === undefined ? status : Effect.zipWith(status, mode.status, (status, more) => ({ ...status, ...more })),
       wake: mode.wake !== undefined ? Effect.zipRight(reset, mode.wake) : Effect.gen(function*() {
         if ((yield* Ref.get(tracker.state)).phase.phase !== "idle") return "already running"

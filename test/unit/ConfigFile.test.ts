@@ -152,3 +152,16 @@ describe("soad check's summary of a service", () => {
     expect(service("echo")).toContain("  accept   a process per connection, at most 16 at once")
   })
 })
+
+describe("a reload that changes one service of many", () => {
+  it("reuses the last load's config of every unchanged table (the same object), and resolves the changed one and any that depends on the machine", () => {
+    const table = (i: number, t: number) => ({ listen: [`/run/s${i}.sock`], command: ["x"], "time-until-stop": t })
+    const first = Either.getOrThrow(decode({ services: { a: table(1, 60), b: table(2, 60), c: { ...table(3, 60), user: "blog" } } }))
+    const second = Either.getOrThrow(decode({ services: { a: table(1, 60), b: table(2, 61), c: { ...table(3, 60), user: "blog" } } }))
+    expect(second.services[0]).toBe(first.services[0]) // unchanged: the same config, compared at once
+    expect(second.services[1]).not.toBe(first.services[1])
+    expect(Duration.toMillis(second.services[1]!.idleTimeout)).toBe(61_000)
+    expect(second.services[2]).not.toBe(first.services[2]) // its user is looked up again
+    expect(second.services[2]).toEqual(first.services[2])
+  })
+})
