@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as History from "./observe/history.js"
+import type * as ServiceConfig from "./ServiceConfig.js"
 import type { Listener } from "./SocketService.js"
 
 /** Where a service's app stands. */
@@ -70,6 +71,8 @@ export interface Handle {
   readonly reset?: Effect.Effect<boolean>
   /** Is it failed (its start limit reached, or its app cannot run)? */
   readonly failed?: Effect.Effect<boolean>
+  /** Takes a config that differs only in what the running app does not see (a reload's "updated"). */
+  readonly update?: (config: ServiceConfig.ServiceConfig) => Effect.Effect<void>
 }
 
 /** The services of this soad. */

@@ -26,7 +26,7 @@ import * as ConfigFile from "./ConfigFile.js"
 import { cannotRun, stopReason, unitOf } from "./core/lifecycle.js"
 import { ListenError } from "./os/listeners.js"
 import { ProcessService } from "./ProcessService.js"
-import { Registry } from "./Registry.js"
+import { type Handle, Registry } from "./Registry.js"
 import type { RelayService } from "./RelayService.js"
 import { type Listener, SocketService } from "./SocketService.js"
 
@@ -45,6 +45,23 @@ interface Running {
   /** Why it is stopped, when it is stopped for a reload (its app logs it); unset, soad is shutting down. */
   readonly stopReason: Ref.Ref<string | undefined>
 }
+
+/**
+ * The keys a reload applies to a running service in place: they change how soad watches and stops the app, not
+ * what the app was started with (its command, environment, sockets, user), so the app keeps running. Each takes
+ * effect at its next use: -t at the next look, the stop's signal and timeout at the next stop of a new run.
+ */
+const inPlace: ReadonlySet<string> = new Set([
+  "time-until-stop",
+  "idle-ignores-open-connections",
+  "start-timeout",
+  "stop-timeout",
+  "shutdown-signal",
+  "min-uptime",
+  "max-backoff",
+  "start-limit-burst",
+  "start-limit-interval"
+])
 
 /** The config keys by which two configs of a service differ, as the config file names them. */
 export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.ServiceConfig): Array<string> => {
@@ -215,10 +232,25 @@ export const start = (
         yield* budget.configure(next.budget)
         const wanted = new Map(next.services.map((config) => [config.name, config]))
         const removed = [...running.keys()].filter((name) => !wanted.has(name))
-        const changed = next.services.filter((config) => {
+        const differing = next.services.filter((config) => {
           const current = running.get(config.name)
           return current !== undefined && !ServiceConfig.equivalent(current.config, config)
         })
+        // What the running app does not see (how long it may idle, how it is stopped, the backoff) is applied in
+        // place: its app keeps running; the rest restarts the service.
+        const handles = new Map<string, Handle>(
+          Option.isSome(registry) ? (yield* registry.value.services).map((handle) => [handle.name, handle] as const) : []
+        )
+        const updated: Array<{ readonly config: ServiceConfig.ServiceConfig; readonly keys: ReadonlyArray<string> }> = []
+        for (const config of differing) {
+          const keys = changedKeys(running.get(config.name)!.config, config)
+          const handle = handles.get(config.name)
+          if (handle?.update === undefined || !keys.every((key) => inPlace.has(key))) continue
+          yield* handle.update(config)
+          running.set(config.name, { ...running.get(config.name)!, config })
+          updated.push({ config, keys })
+        }
+        const changed = differing.filter((config) => !updated.some((u) => u.config === config))
         const added = next.services.filter((config) => !running.has(config.name))
         const isChanged = (config: ServiceConfig.ServiceConfig) => running.has(config.name)
         const ready: Array<ServiceConfig.ServiceConfig> = []
@@ -278,7 +310,7 @@ export const start = (
         )
         for (const config of ready) yield* launch(config)
         yield* closeUnused
-        const unchangedNames = next.services.filter((config) => !changed.includes(config) && !added.includes(config))
+        const unchangedNames = next.services.filter((config) => !differing.includes(config) && !added.includes(config))
           .map((config) => config.name)
         // A failed service that the reload leaves as it is starts over (a reload is what an operator does once the
         // cause is fixed).
@@ -299,6 +331,7 @@ export const start = (
         // beyond 10 of a kind, counted ("300 restarted (listen changed)"): each error has its own line above.
         const said = [
           ...listed(restarted.map((config) => [config.name, `restarted (${changedText(config.name)})`])),
+          ...listed(updated.map(({ config, keys }) => [config.name, `updated (${keys.join(", ")} changed)`])),
           ...listed(started.map((config) => [config.name, "added"])),
           ...listed(removed.map((name) => [name, "removed"])),
           ...listed(kept.map(({ config, reason }) => [config.name, `kept as it was (${reason})`]), "kept as they were (see above)"),
@@ -315,6 +348,7 @@ export const start = (
             added: started.length,
             removed: removed.length,
             restarted: restarted.length,
+            updated: updated.length,
             unchanged,
             kept: kept.length,
             notStarted: failed.length

@@ -135,6 +135,13 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
     yield* session.onReady
   })
 
+/** Looks until idle; a reload that changes the settings in place (-t) makes it look again at once, by them. */
+const untilIdle = (service: Service, look: Effect.Effect<Idle.Decision>): Effect.Effect<number> =>
+  Effect.flatMap(
+    Effect.raceFirst(Effect.map(Idle.untilIdle(look), Option.some), Effect.as(service.updated, Option.none<number>())),
+    Option.match({ onNone: () => untilIdle(service, look), onSome: Effect.succeed })
+  )
+
 /** Asks the budget for room, if there is one; `stop` is how it evicts this run. */
 const reserve = (service: Service, lastActivity: Effect.Effect<number>, stop: Deferred.Deferred<string>, done: Deferred.Deferred<void>) =>
   Effect.flatMap(Effect.serviceOption(Budget), (budget) =>
@@ -209,7 +216,7 @@ export const run = (
       yield* ready(service, session, app, trigger, pendingSince)
       return yield* Effect.raceFirst(
         exited,
-        Effect.map(Idle.untilIdle(session.look), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
+        Effect.map(untilIdle(service, session.look), (idleFor): Outcome => ({ _tag: "Idle", idleFor }))
       )
     })
     const outcome = yield* Effect.raceFirst(

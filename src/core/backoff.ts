@@ -69,14 +69,27 @@ interface Internal {
   readonly gaveUp: boolean
 }
 
-/** Makes a backoff; `limit`: the start limit (none: retry for ever). */
-export const make = (initial: Duration.Duration, max: Duration.Duration, limit?: StartLimit): Effect.Effect<Backoff> =>
+/** A backoff's settings: its delays and its start limit (none: retry for ever). */
+export interface Settings {
+  readonly initial: Duration.Duration
+  readonly max: Duration.Duration
+  readonly limit?: StartLimit | undefined
+}
+
+/**
+ * Makes a backoff. `settings` (or a function giving them) is read at each failure, so a reload that changes
+ * `max-backoff` or the start limit applies from the next failure on.
+ */
+export const make = (settings: Settings | (() => Settings)): Effect.Effect<Backoff> =>
   Effect.gen(function*() {
-    const policy = shared(initial, max)
-    const fresh: Internal = { step: policy.initial, failures: 0, notBefore: 0, recent: [], gaveUp: false }
+    const read = typeof settings === "function" ? settings : () => settings
+    const start = read()
+    const fresh: Internal = { step: shared(start.initial, start.max).initial, failures: 0, notBefore: 0, recent: [], gaveUp: false }
     const ref = yield* Ref.make(fresh)
-    const intervalMs = limit === undefined ? 0 : Duration.toMillis(limit.interval)
     const failed = Effect.gen(function*() {
+      const { initial, limit, max } = read()
+      const policy = shared(initial, max)
+      const intervalMs = limit === undefined ? 0 : Duration.toMillis(limit.interval)
       const now = yield* Clock.currentTimeMillis
       const current = yield* Ref.get(ref)
       const [step, , decision] = yield* policy.step(now, undefined, current.step as never)

@@ -269,6 +269,8 @@ export const makeTracker = (service: string): Effect.Effect<Tracker> =>
 
 /** What a mode adds to its service's registration: figures, and its own wake and sleep. */
 export interface Registered {
+  /** Applies a config whose changes the running app does not see (see Services' reload). */
+  readonly update?: ((config: ServiceConfig.ServiceConfig) => Effect.Effect<void>) | undefined
   readonly status?: Effect.Effect<Partial<Status>> | undefined
   readonly wake?: Effect.Effect<string> | undefined
   readonly sleep?: Effect.Effect<string> | undefined
@@ -301,6 +303,7 @@ export const register = (
     yield* registry.value.register({
       name: config.name,
       reset,
+      ...(mode.update === undefined ? {} : { update: mode.update }),
       failed: Effect.map(backoff.state, (state) => state.gaveUp),
       status: mode.status === undefined ? status : Effect.zipWith(status, mode.status, (status, more) => ({ ...status, ...more })),
       wake: mode.wake !== undefined ? Effect.zipRight(reset, mode.wake) : Effect.gen(function*() {

@@ -10,6 +10,8 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Deferred from "effect/Deferred"
+import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import type * as Either from "effect/Either"
 import * as Ref from "effect/Ref"
@@ -47,6 +49,8 @@ export interface Service {
    * shutting down. The one stop channel of every mode: the run's own stop request (core/appRun.ts) says it too.
    */
   readonly stopReason: Ref.Ref<string | undefined>
+  /** Completes at the next reload that updates `config` in place (what waits on the old settings looks again). */
+  readonly updated: Effect.Effect<void>
 }
 
 /** A way of serving a service: what it waits for, how it acts on it, how it refuses while the service is failed. */
@@ -126,18 +130,33 @@ export const serve = <R, R2>(
   Effect.gen(function*() {
     // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber.
     yield* Effect.annotateLogsScoped({ service: config.name })
+    // The service's config as it is now: a reload may update what the running app does not see (inPlace), which
+    // each use reads here (the next look, run or failure), so the app keeps running.
+    let current = config
+    let updated = Deferred.unsafeMake<void>(FiberId.none)
     const service: Service = {
-      config,
+      updated: Effect.suspend(() => Deferred.await(updated)),
+      get config() {
+        return current
+      },
       listeners,
       tracker: yield* makeTracker(config.name),
       stopReason: (yield* FiberRef.get(stopReason)) ?? (yield* Ref.make<string | undefined>(undefined)),
-      backoff: yield* Backoff.make(config.initialBackoff, config.maxBackoff, {
-        burst: config.startLimitBurst,
-        interval: config.startLimitInterval
-      })
+      backoff: yield* Backoff.make(() => ({
+        initial: current.initialBackoff,
+        max: current.maxBackoff,
+        limit: { burst: current.startLimitBurst, interval: current.startLimitInterval }
+      }))
     }
     const mode = yield* makeMode(service)
-    yield* register(config, listeners, service.tracker, service.backoff, mode)
+    const update = (next: ServiceConfig.ServiceConfig) =>
+      Effect.suspend(() => {
+        current = next
+        const done = updated
+        updated = Deferred.unsafeMake<void>(FiberId.none)
+        return Deferred.succeed(done, undefined)
+      })
+    yield* register(config, listeners, service.tracker, service.backoff, { ...mode, update })
     // An app that can never start as configured: failed at once (the others run), not at its first connection.
     const cannot = yield* FiberRef.get(cannotRun)
     if (cannot !== undefined) {

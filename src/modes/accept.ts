@@ -68,7 +68,6 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
     let lastAccepted: number | undefined
     let lastStarted: number | undefined
     const registry = yield* Effect.serviceOption(Registry)
-    const policy = stopPolicy(config)
     const name = config.name
     const sources = new AcceptLimits.Sources()
     const limitOf = (source: AcceptLimits.Source) => ServiceConfig.perSourceLimit(config, source.kind)
@@ -147,7 +146,7 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
      * new connections wait in the backlog, as when accept itself runs out.
      */
     const startInstance = (connection: Connection) =>
-      processes.spawn(instanceRequest(config, connection), policy).pipe(
+      processes.spawn(instanceRequest(config, connection), stopPolicy(service.config)).pipe(
         Effect.tapError((error) => isExhaustion(error) ? outOfFds.began(error.code) : Effect.void),
         Effect.retry({ schedule: exhaustedPause, while: isExhaustion }),
         Effect.tap(() => outOfFds.ended)

@@ -35,15 +35,17 @@ const openConnectionRecheckMillis = 1000
  * for (nothing runs per connection); `lastActivity` is moved to the activity seen.
  */
 const lookAtActivity = (
-  config: ServiceConfig.ServiceConfig,
+  service: Shell.Service,
   listeners: ReadonlyArray<Listener>,
   sockets: SocketService["Type"],
   arrivals: Arrivals,
   lastActivity: Ref.Ref<number>
 ): Effect.Effect<Idle.Decision> => {
-  const rule: Idle.Rule = { idleMillis: Duration.toMillis(config.idleTimeout), recheckMillis: openConnectionRecheckMillis }
   let waitingForClose = false
   return Effect.gen(function*() {
+    // The config as it is now: a reload may change -t in place.
+    const config = service.config
+    const rule: Idle.Rule = { idleMillis: Duration.toMillis(config.idleTimeout), recheckMillis: openConnectionRecheckMillis }
     const t = yield* now
     let last = yield* Ref.get(lastActivity)
     if (!Idle.beforeDeadline(rule, t, last)) {
@@ -89,12 +91,13 @@ const lookAtActivity = (
  * listener woke it only because it no longer listens (nothing started; the next turn brings it back).
  */
 const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) => {
-  const { config, listeners, tracker } = service
+  const { listeners, tracker } = service
   const spawnOnPending = processes.spawnOnPending
-  if (spawnOnPending === undefined || config.ready === "notify") return undefined
-  const request = spawnRequest(config, listeners)
-  const policy = stopPolicy(config)
+  if (spawnOnPending === undefined || service.config.ready === "notify") return undefined
+  const request = spawnRequest(service.config, listeners)
   return Effect.gen(function*() {
+    // Read at each arming: a reload may have changed the stop signal or timeout in place.
+    const policy = stopPolicy(service.config)
     const budget = yield* Effect.serviceOption(Budget)
     const { gaveUp, notBefore } = yield* service.backoff.state
     if (Option.isSome(budget) || gaveUp || notBefore > (yield* now)) return Option.none()
@@ -163,7 +166,8 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
             // Readiness: the app takes the waiting connection (`--ready notify`: its READY=1 alone, which the core awaits).
             awaitReady: config.ready === "notify" ? Effect.void : sockets.awaitAccepting(listeners),
             onReady: Effect.void,
-            look: lookAtActivity(config, listeners, sockets, arrivals, activity),
+            // The service's config as it is now: a reload may change -t in place.
+            look: lookAtActivity(service, listeners, sockets, arrivals, activity),
             // Does it listen on an address of its own instead? Looked at before it is stopped, said after.
             diagnose: (app) =>
               Effect.map(sockets.ownListening(app.pid, listeners), (own) => {

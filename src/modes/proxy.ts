@@ -305,7 +305,6 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
           })
       })
 
-    const rule: Idle.Rule = { idleMillis: Duration.toMillis(config.idleTimeout), recheckMillis: 0 }
 
     const session = (_trigger: Shell.Trigger, activity: Ref.Ref<number>) =>
       Effect.gen(function*() {
@@ -342,7 +341,9 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
               })
             )),
           // Exact activity: an open connection with no bytes for -t does not keep the app.
-          look: Effect.zipWith(now, lastActivity, (t, last) => Idle.decide(rule, { now: t, lastActivity: last, pending: false, open: 0 })),
+          // -t as it is now: a reload may change it in place.
+          look: Effect.zipWith(now, lastActivity, (t, last) =>
+            Idle.decide({ idleMillis: Duration.toMillis(service.config.idleTimeout), recheckMillis: 0 }, { now: t, lastActivity: last, pending: false, open: 0 })),
           // New connections are held while the app stops, for its next run.
           onStop: Effect.sync(() => (target = undefined))
         } satisfies AppRun.Session

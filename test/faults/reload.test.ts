@@ -93,3 +93,36 @@ describe("a reload that cannot apply keeps what works", () => {
     }
   })
 })
+
+describe("a reload applies in place what the running app does not see", () => {
+  it("only time-until-stop changed: the app keeps running (same pid), the summary says updated, and the new -t applies", async () => {
+    const d = dir()
+    const socketPath = Path.join(d, "a.sock")
+    const service = (t: number) => `[services.a]\nlisten = [${JSON.stringify(socketPath)}]\ncommand = [${appCommand}]\ntime-until-stop = ${t}\n`
+    const path = writeConfig(d, service(600))
+    const s = soad(["-c", path, "--control", Path.join(d, "control.sock")])
+    await s.waitFor(/listening on/)
+    const before = await get({ socketPath })
+    writeConfig(d, service(1))
+    s.process.kill("SIGHUP")
+    await s.waitFor(/reloaded .*: a updated \(time-until-stop changed\)$/)
+    expect(alive(before.pid as number)).toBe(true)
+    expect((await get({ socketPath })).pid).toBe(before.pid)
+    // The new -t: idle for 1 s, it stops (not after 600 s).
+    await s.waitFor(/stopping the app \(pid \d+, idle for 1(\.\d+)? s\)/, 15_000)
+    expect(s.count(/app started/)).toBe(1)
+  })
+
+  it("the command changed: the service restarts", async () => {
+    const d = dir()
+    const socketPath = Path.join(d, "a.sock")
+    const service = (extra: string) => `[services.a]\nlisten = [${JSON.stringify(socketPath)}]\ncommand = [${appCommand}${extra}]\n`
+    const path = writeConfig(d, service(""))
+    const s = soad(["-c", path, "--control", Path.join(d, "control.sock")])
+    await s.waitFor(/listening on/)
+    await get({ socketPath })
+    writeConfig(d, service(`, "--child"`))
+    s.process.kill("SIGHUP")
+    await s.waitFor(/reloaded .*: a restarted \(command changed\)$/)
+  })
+})

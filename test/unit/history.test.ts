@@ -152,7 +152,7 @@ describe("the Registry's history under TestClock", () => {
     Effect.gen(function*() {
       const registry = yield* Registry.make
       const tracker = yield* Lifecycle.makeTracker("blog")
-      const backoff = yield* Backoff.make(Duration.seconds(1), Duration.seconds(10))
+      const backoff = yield* Backoff.make({ initial: Duration.seconds(1), max: Duration.seconds(10) })
       const scope = yield* Scope.make()
       const inRegistry = <A, R>(effect: Effect.Effect<A, never, R>) => Effect.provideService(effect, Registry.Registry, registry)
       yield* inRegistry(Lifecycle.register(config, [], tracker, backoff)).pipe(Scope.extend(scope))
