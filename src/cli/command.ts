@@ -22,6 +22,7 @@ import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as HashMap from "effect/HashMap"
@@ -37,6 +38,7 @@ import * as Control from "../observe/control.js"
 import * as ControlPaths from "../observe/controlPaths.js"
 import type { ReloadOutcome } from "../observe/controlProtocol.js"
 import type * as ControlArgs from "./controlArgs.js"
+import { defaultLines } from "./controlArgs.js"
 import * as ControlVerbs from "./controlVerbs.js"
 import * as Help from "./help.js"
 import { unitOf } from "../core/lifecycle.js"
@@ -99,14 +101,19 @@ const checkedOptional = <A>(flag: string, parse: Fields.Parse<A>) =>
 
 const durationForms = "seconds (90, 0.5) or with units (90s, 5m, 1h30m, 250ms)"
 
+/** A default duration in help, in seconds as a flag takes it: `60`, `0.5`. */
+const seconds = (duration: Duration.Duration): string => String(Duration.toSeconds(duration))
+
+const defaults = ServiceConfig.defaults
+
 /**
  * A duration option, as typed: the rule its config-file key shares (config/durations.ts) checks it when the
  * service's settings are resolved (config/serviceInput.ts).
  */
-const duration = (field: Durations.Field, flag: string, description: string, fallback: string) => {
+const duration = (field: Durations.Field, flag: string, description: string, fallback: Duration.Duration) => {
   const option = Options.text(field).pipe(
     Options.withPseudoName("DURATION"),
-    Options.withDescription(`${description}: ${durationForms}. Default: ${fallback}.`)
+    Options.withDescription(`${description}: ${durationForms}. Default: ${seconds(fallback)}.`)
   )
   return (flag.startsWith("--") ? option : Options.withAlias(option, flag.slice(1))).pipe(Options.optional)
 }
@@ -173,7 +180,7 @@ const acceptOption = Options.boolean("accept").pipe(
 const maxConnections = Options.text("max-connections").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
-    `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${ServiceConfig.defaults.maxConnections}.`
+    `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${defaults.maxConnections}.`
   ),
   Options.optional
 )
@@ -190,33 +197,35 @@ const maxAcceptRate = Options.text("max-accept-rate").pipe(
   Options.withPseudoName("N/DURATION"),
   Options.withDescription(
     "With --accept: start at most N instances per DURATION (50/1s, 50/s, 600/1m): bursts of N, then one every " +
-      "DURATION/N; beyond it connections wait in the backlog. Default: 200/2s."
+      `DURATION/N; beyond it connections wait in the backlog. Default: ${defaults.maxAcceptRate.count}/${seconds(defaults.maxAcceptRate.per)}s.`
   ),
   Options.optional
 )
-const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
+const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", defaults.idleTimeout)
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
   Options.withPseudoName("SIGNAL"),
-  Options.withDescription("The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: TERM."),
+  Options.withDescription(
+    `The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: ${defaults.shutdownSignal.name.slice(3)}.`
+  ),
   Options.optional
 )
 const stopTimeout = duration(
   "stop-timeout",
   "--stop-timeout",
   "Time the app may take to exit after the shutdown signal before it gets SIGKILL",
-  "30"
+  defaults.stopTimeout
 )
 const startTimeout = duration(
   "start-timeout",
   "--start-timeout",
   "An app that has not accepted the waiting connection by then is stopped, a failed start",
-  "60"
+  defaults.startTimeout
 )
 const readyOption = Options.choice("ready", ServiceConfig.readyModes).pipe(
   Options.withDescription(
     "When a started app is ready: accept (it accepts the connection; proxy: its port listens) or notify (it sends " +
-      "READY=1 on the NOTIFY_SOCKET soad gives it; proxy: and its port listens). Default: accept."
+      `READY=1 on the NOTIFY_SOCKET soad gives it; proxy: and its port listens). Default: ${defaults.ready}.`
   ),
   Options.optional
 )
@@ -225,25 +234,32 @@ const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connection
     "Stop the app after -t without new connections even while accepted ones are still open (the original's rule)."
   )
 )
-const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", "5")
-const maxBackoff = duration("max-backoff", "--max-backoff", "The longest wait between starts of a crashing app (from 0.5 s, doubling)", "60")
+const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", defaults.minUptime)
+const maxBackoff = duration(
+  "max-backoff",
+  "--max-backoff",
+  `The longest wait between starts of a crashing app (from ${seconds(defaults.initialBackoff)} s, doubling)`,
+  defaults.maxBackoff
+)
 const startLimitBurst = Options.text("start-limit-burst").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
     "After N failed starts within --start-limit-interval the service is failed: what waits is refused (a proxied HTTP " +
-      "client gets a 503) until soad wake, soad restart or a reload. 0: retry for ever. Default: 5."
+      `client gets a 503) until soad wake, soad restart or a reload. 0: retry for ever. Default: ${defaults.startLimitBurst}.`
   ),
   Options.optional
 )
-const startLimitInterval = duration("start-limit-interval", "--start-limit-interval", "The window --start-limit-burst counts failed starts in", "10")
+const startLimitInterval = duration("start-limit-interval", "--start-limit-interval", "The window --start-limit-burst counts failed starts in", defaults.startLimitInterval)
 const backlog = Options.text("backlog").pipe(
   Options.withPseudoName("N"),
-  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${ServiceConfig.defaults.backlog}.`),
+  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${defaults.backlog}.`),
   Options.optional
 )
 const socketMode = Options.text("socket-mode").pipe(
   Options.withPseudoName("OCTAL"),
-  Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666, whatever the umask."),
+  Options.withDescription(
+    `Permissions of the UNIX socket files soad creates, such as 0660. Default: 0${Fields.defaultSocketMode.toString(8)}, whatever the umask.`
+  ),
   Options.optional
 )
 const socketUser = Options.text("socket-user").pipe(
@@ -266,9 +282,10 @@ const group = Options.text("group").pipe(
   Options.withDescription("Run the app with this primary group, a name or a gid. Default: the user's group."),
   Options.optional
 )
+const defaultLogFormat: Logging.Format = "text"
 const logFormat = Options.choice("log-format", Logging.formats).pipe(
-  Options.withDescription("Log lines for people (text) or one JSON object per line (json) for log collectors. Default: text."),
-  Options.withDefault("text" as const)
+  Options.withDescription(`Log lines for people (text) or one JSON object per line (json) for log collectors. Default: ${defaultLogFormat}.`),
+  Options.withDefault(defaultLogFormat)
 )
 const metrics = Options.text("metrics").pipe(
   Options.withPseudoName("ADDR"),
@@ -303,9 +320,10 @@ const instance = instanceOption(
   "This soad's instance name: its control socket is $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock. " +
     "Default: derived from -c FILE (apps-1f0c9a2e), else from the app's name and its first listener (gunicorn-5d41c0a2)."
 )
+const defaultLogLevel: Logging.Level = "info"
 const logLevel = Options.choice("log-level", Logging.levels).pipe(
-  Options.withDescription("How much soad logs on stderr. Default: info."),
-  Options.withDefault("info" as const)
+  Options.withDescription(`How much soad logs on stderr. Default: ${defaultLogLevel}.`),
+  Options.withDefault(defaultLogLevel)
 )
 const command = Args.text({ name: "command" }).pipe(
   Args.withDescription("The app's command and its arguments, after --, passed on verbatim and run without a shell."),
@@ -669,8 +687,8 @@ const logsService = Args.text({ name: "NAME" }).pipe(
 const logLines = Options.text("lines").pipe(
   Options.withAlias("n"),
   Options.withPseudoName("N"),
-  Options.withDescription(`How many of the latest lines to print (soad keeps up to ${AppLogs.ringLines} per service). Default: 10.`),
-  Options.withDefault("10"),
+  Options.withDescription(`How many of the latest lines to print (soad keeps up to ${AppLogs.ringLines} per service). Default: ${defaultLines}.`),
+  Options.withDefault(String(defaultLines)),
   checked("-n", (input) =>
     /^\d{1,9}$/.test(String(input))
       ? Either.right(Number(input))

@@ -13,7 +13,9 @@ import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -23,6 +25,7 @@ import type * as ControlArgs from "../../src/cli/controlArgs.js"
 import { recognize } from "../../src/cli/controlArgs.js"
 import * as Cli from "../../src/cli/command.js"
 import * as CliFileSystem from "../../src/cli/fileSystem.js"
+import * as Users from "../../src/os/users.js"
 
 const noRun = Layer.effectContext(Effect.dieMessage("no run") as Effect.Effect<Context.Context<Cli.Requirements>>)
 const platform = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer)
@@ -142,6 +145,34 @@ describe("help: the library's documents, less its faults", () => {
       expect(coloured.out).toContain("\x1b[")
       expect(coloured.out.replace(ansi, "")).toBe(plain.out)
     }
+  })
+
+  it("states the defaults a run resolves to when the flags are not given", async () => {
+    // Fault: a default changed in one place (or written twice) and help saying another.
+    const help = (await soad(["--help"])).out
+    const stated = (flag: string): string => {
+      const entry = new RegExp(`^\\(?(?:-\\w, )?${flag}\\b[^\\n]*\\n\\n {2}[^\\n]*Default: ([^\\n]*?)\\.$`, "m").exec(help)
+      expect(entry, flag).not.toBeNull()
+      return entry![1]!
+    }
+    const directive = await parse(["-s", "/run/a.sock"])
+    if (directive._tag !== "UserDefined") throw new Error("not a run")
+    const config = Either.getOrThrow(Cli.toConfig(directive.value, ["app"], Users.resolver))
+    const seconds = (duration: Duration.Duration) => String(Duration.toSeconds(duration))
+    expect(stated("--time-until-stop")).toBe(seconds(config.idleTimeout))
+    expect(stated("--stop-timeout")).toBe(seconds(config.stopTimeout))
+    expect(stated("--start-timeout")).toBe(seconds(config.startTimeout))
+    expect(stated("--min-uptime")).toBe(seconds(config.minUptime))
+    expect(stated("--max-backoff")).toBe(seconds(config.maxBackoff))
+    expect(stated("--start-limit-interval")).toBe(seconds(config.startLimitInterval))
+    expect(stated("--start-limit-burst")).toBe(String(config.startLimitBurst))
+    expect(stated("--shutdown-signal")).toBe(config.shutdownSignal.name.replace(/^SIG/, ""))
+    expect(stated("--ready")).toBe(config.ready)
+    expect(stated("--backlog")).toBe(String(config.socket.backlog))
+    expect(stated("--max-connections")).toBe(String(config.maxConnections))
+    expect(stated("--max-accept-rate")).toBe(`${config.maxAcceptRate.count}/${seconds(config.maxAcceptRate.per)}s`)
+    expect(stated("--log-level")).toBe((directive.value as Cli.Parsed).logLevel)
+    expect(stated("--log-format")).toBe((directive.value as Cli.Parsed).logFormat)
   })
 
   it("--version prints the version of package.json, once, without the library's empty line", async () => {
