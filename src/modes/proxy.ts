@@ -12,7 +12,6 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -208,7 +207,7 @@ const waitingPages = (options: {
         }
       }
       if (due.size === 0) return yield* Queue.take(arrived)
-      const t = yield* Clock.currentTimeMillis
+      const t = yield* now
       let next = Number.POSITIVE_INFINITY
       for (const at of due.values()) next = Math.min(next, at)
       if (next > t) return yield* Effect.sleep(Duration.millis(next - t))
