@@ -74,17 +74,6 @@ export const serve = (
   Modes.serve(config, listeners)
 
 /**
- * Runs one service until interrupted: opens its listeners, serves, and on interruption stops the app and
- * closes the listeners (removing the socket files soad created).
- */
-export const run = (
-  config: ServiceConfig.ServiceConfig
-): Effect.Effect<never, ListenError, SocketService | ProcessService | RelayService> =>
-  Effect.scoped(Effect.flatMap(listen(config), (listeners) => serve(config, listeners))).pipe(
-    Effect.annotateLogs("service", config.name)
-  )
-
-/**
  * Starts one service in the current scope: returns once its listeners are open, with the serving fiber;
  * closing the scope stops the app and closes the listeners.
  */

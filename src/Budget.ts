@@ -5,13 +5,13 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
+import * as Monotonic from "./core/monotonic.js"
 import type { BudgetConfig } from "./ConfigFile.js"
 import * as Format from "./observe/format.js"
 import { event } from "./Logging.js"
@@ -90,7 +90,7 @@ export const make = (
         for (;;) {
           const why = yield* pressure(service)
           if (why === undefined) return
-          const now = yield* Clock.currentTimeMillis
+          const now = yield* Monotonic.now
           const minWarm = Duration.toMillis(config.minWarm)
           const candidates = [...running.values()].filter((entry) =>
             entry.service !== service && !entry.evicting && now - entry.startedAt >= minWarm
@@ -138,7 +138,7 @@ export const make = (
         lock.withPermits(1)(
           Effect.gen(function*() {
             yield* admit(service)
-            const startedAt = yield* Clock.currentTimeMillis
+            const startedAt = yield* Monotonic.now
             running.set(service, { ...entry, service, startedAt, evicting: false })
           })
         ),

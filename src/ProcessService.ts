@@ -362,6 +362,8 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         if (outcome._tag === "Failed") return yield* Effect.fail(spawnError(request, outcome.error))
         const { index, pid, spawnMs, wokeAtNs } = outcome
         const app: App = { pid, exit, signal: (signal: Signal.Signal) => killGroup(pid, signal), stop }
+        // The addon took wokeAtNs from CLOCK_MONOTONIC in its poll callback: the same clock as process.hrtime, and a
+        // real latency (the cold path's), which the Clock of durations (TestClock in tests) cannot measure.
         const sinceWake = () => Number(process.hrtime.bigint() - wokeAtNs) / 1e6
         return { _tag: "Started", index, app, spawnMs, sinceWake } satisfies Pending
       })

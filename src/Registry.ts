@@ -5,12 +5,12 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Monotonic from "./core/monotonic.js"
 import * as History from "./observe/history.js"
 import type * as ServiceConfig from "./ServiceConfig.js"
 import type { Listener } from "./SocketService.js"
@@ -99,7 +99,7 @@ export const make: Effect.Effect<Registry["Type"]> = Effect.gen(function*() {
   const changes = yield* Queue.sliding<void>(1)
   const handles = new Map<string, Handle>()
   const changed = Queue.offer(changes, undefined).pipe(Effect.asVoid)
-  const history = History.make(yield* Clock.currentTimeMillis)
+  const history = History.make(yield* Monotonic.now)
   return {
     register: (handle) =>
       Effect.acquireRelease(
@@ -109,8 +109,8 @@ export const make: Effect.Effect<Registry["Type"]> = Effect.gen(function*() {
     services: Effect.sync(() => [...handles.values()]),
     changed,
     nextChange: Queue.take(changes),
-    record: (change) => Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => history.record(at, change))),
-    history: Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => history.snapshot(at)))
+    record: (change) => Effect.flatMap(Monotonic.now, (at) => Effect.sync(() => history.record(at, change))),
+    history: Effect.flatMap(Monotonic.now, (at) => Effect.sync(() => history.snapshot(at)))
   }
 })
 

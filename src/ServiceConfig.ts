@@ -151,6 +151,7 @@ export const defaults = {
   startLimitBurst: 5,
   startLimitInterval: Duration.seconds(10),
   backlog: 1024,
+  ready: "accept" as Ready,
   maxConnections: 64,
   /** systemd's defaults for Accept=yes (TriggerLimitBurst=200, TriggerLimitIntervalSec=2s); soad waits, never fails. */
   maxAcceptRate: { count: 200, per: Duration.seconds(2) } as Rate

@@ -7,7 +7,6 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
@@ -413,6 +412,6 @@ export const layer = (hosted: Hosted): Layer.Layer<never, ListenError, SocketSer
     budget: {
       maxRunning: hosted.budget?.maxRunning,
       minAvailableMemory: hosted.budget?.minAvailableMemory,
-      minWarm: hosted.budget?.minWarm ?? Duration.seconds(30) // the config file's default min-warm
+      minWarm: hosted.budget?.minWarm ?? ConfigFile.defaultMinWarm
     }
   }))

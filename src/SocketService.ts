@@ -4,7 +4,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -15,6 +14,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Address from "./Address.js"
+import * as Monotonic from "./core/monotonic.js"
 import type * as ServiceConfig from "./ServiceConfig.js"
 import * as AppListening from "./os/appListening.js"
 import * as Connections from "./os/connections.js"
@@ -242,11 +242,11 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
     Effect.sync(() => listeners.some((listener) => n.pending(listener.fd)))
 
   const awaitAccepting = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
-    Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
+    Effect.flatMap(Monotonic.now, (startedAt) => {
       let openLookedAt = startedAt
       const accepting = Effect.gen(function*() {
         if (!(yield* isPending(listeners))) return true
-        const now = yield* Clock.currentTimeMillis
+        const now = yield* Monotonic.now
         if (now - openLookedAt < openLookInterval) return false
         openLookedAt = now
         return (yield* openConnections(listeners)) > 0
@@ -263,8 +263,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
         started.every(Boolean)
           ? Effect.succeed<Arrivals>({
             exact: true,
-            latest: Effect.map(Clock.currentTimeNanos, (nanos) => {
-              const now = Number(nanos / 1_000_000n)
+            latest: Effect.map(Monotonic.now, (now) => {
               let at: number | undefined
               let rearmed = false
               for (const listener of listeners) {
@@ -286,7 +285,7 @@ export const make: Effect.Effect<SocketService["Type"]> = Effect.sync(() => {
     Effect.gen(function*() {
       const seen = yield* Ref.make<number | undefined>(undefined)
       yield* isPending(listeners).pipe(
-        Effect.flatMap((pending) => pending ? Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.set(seen, at)) : Effect.void),
+        Effect.flatMap((pending) => pending ? Effect.flatMap(Monotonic.now, (at) => Ref.set(seen, at)) : Effect.void),
         Effect.repeat(Schedule.spaced(readabilityInterval)),
         Effect.forkScoped
       )

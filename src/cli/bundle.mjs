@@ -8,13 +8,16 @@ import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..")
+// package.json's version is soad's (cli/command.ts reads SOAD_VERSION): the one place it is written.
+const { version } = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8"))
 const common = {
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
   external: ["node-gyp-build"],
-  logLevel: "warning"
+  logLevel: "warning",
+  define: { SOAD_VERSION: JSON.stringify(version) }
 }
 
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bundle-"))
@@ -31,7 +34,7 @@ try {
     splitting: true,
     chunkNames: "chunks/[name]-[hash]",
     minify: true,
-    define: { SOAD_HELP: JSON.stringify(texts) }
+    define: { ...common.define, SOAD_HELP: JSON.stringify(texts) }
   })
 } finally {
   Fs.rmSync(work, { recursive: true, force: true })

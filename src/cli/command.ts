@@ -11,6 +11,8 @@
 import * as Args from "@effect/cli/Args"
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
+import * as CommandDescriptor from "@effect/cli/CommandDescriptor"
+import * as CommandDirective from "@effect/cli/CommandDirective"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Span from "@effect/cli/HelpDoc/Span"
 import * as Options from "@effect/cli/Options"
@@ -20,9 +22,12 @@ import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
@@ -33,7 +38,9 @@ import * as Control from "../observe/control.js"
 import * as ControlPaths from "../observe/controlPaths.js"
 import type { ReloadOutcome } from "../observe/controlProtocol.js"
 import type * as ControlArgs from "./controlArgs.js"
+import { defaultLines } from "./controlArgs.js"
 import * as ControlVerbs from "./controlVerbs.js"
+import * as Help from "./help.js"
 import { unitOf } from "../core/lifecycle.js"
 import * as ConfigFile from "../ConfigFile.js"
 import * as AppLogs from "../observe/appLogs.js"
@@ -60,8 +67,16 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly messag
 /** A control command failed and has said why (cli/controlVerbs.ts); exit `code`. */
 export class Reported extends Data.TaggedError("Reported")<{ readonly code: number }> {}
 
-/** soad's version, as `--version` prints it. */
-export const version = "0.1.0"
+/** package.json's version, defined by the build (cli/bundle.mjs); undefined when run from the sources. */
+declare const SOAD_VERSION: string | undefined
+
+/**
+ * soad's version, as `--version` prints it: package.json's, the one source. The bundle has it built in; from the
+ * sources (tests, dist/cli) package.json is two folders up from this module.
+ */
+export const version: string = typeof SOAD_VERSION === "string"
+  ? SOAD_VERSION
+  : (JSON.parse(Fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { readonly version: string }).version
 
 const usage = (message: string) => new UsageError({ message })
 
@@ -86,14 +101,19 @@ const checkedOptional = <A>(flag: string, parse: Fields.Parse<A>) =>
 
 const durationForms = "seconds (90, 0.5) or with units (90s, 5m, 1h30m, 250ms)"
 
+/** A default duration in help, in seconds as a flag takes it: `60`, `0.5`. */
+const seconds = (duration: Duration.Duration): string => String(Duration.toSeconds(duration))
+
+const defaults = ServiceConfig.defaults
+
 /**
  * A duration option, as typed: the rule its config-file key shares (config/durations.ts) checks it when the
  * service's settings are resolved (config/serviceInput.ts).
  */
-const duration = (field: Durations.Field, flag: string, description: string, fallback: string) => {
+const duration = (field: Durations.Field, flag: string, description: string, fallback: Duration.Duration) => {
   const option = Options.text(field).pipe(
     Options.withPseudoName("DURATION"),
-    Options.withDescription(`${description}: ${durationForms}. Default: ${fallback}.`)
+    Options.withDescription(`${description}: ${durationForms}. Default: ${seconds(fallback)}.`)
   )
   return (flag.startsWith("--") ? option : Options.withAlias(option, flag.slice(1))).pipe(Options.optional)
 }
@@ -160,7 +180,7 @@ const acceptOption = Options.boolean("accept").pipe(
 const maxConnections = Options.text("max-connections").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
-    `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${ServiceConfig.defaults.maxConnections}.`
+    `With --accept: at most N instances at once; more connections wait in the backlog. Default: ${defaults.maxConnections}.`
   ),
   Options.optional
 )
@@ -177,33 +197,35 @@ const maxAcceptRate = Options.text("max-accept-rate").pipe(
   Options.withPseudoName("N/DURATION"),
   Options.withDescription(
     "With --accept: start at most N instances per DURATION (50/1s, 50/s, 600/1m): bursts of N, then one every " +
-      "DURATION/N; beyond it connections wait in the backlog. Default: 200/2s."
+      `DURATION/N; beyond it connections wait in the backlog. Default: ${defaults.maxAcceptRate.count}/${seconds(defaults.maxAcceptRate.per)}s.`
   ),
   Options.optional
 )
-const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", "60")
+const timeUntilStop = duration("time-until-stop", "-t", "Time without activity before the app is stopped", defaults.idleTimeout)
 const shutdownSignal = Options.text("shutdown-signal").pipe(
   Options.withAlias("S"),
   Options.withPseudoName("SIGNAL"),
-  Options.withDescription("The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: TERM."),
+  Options.withDescription(
+    `The signal that asks the app to stop: a name (TERM, SIGINT, quit) or a number (15). Default: ${defaults.shutdownSignal.name.slice(3)}.`
+  ),
   Options.optional
 )
 const stopTimeout = duration(
   "stop-timeout",
   "--stop-timeout",
   "Time the app may take to exit after the shutdown signal before it gets SIGKILL",
-  "30"
+  defaults.stopTimeout
 )
 const startTimeout = duration(
   "start-timeout",
   "--start-timeout",
   "An app that has not accepted the waiting connection by then is stopped, a failed start",
-  "60"
+  defaults.startTimeout
 )
 const readyOption = Options.choice("ready", ServiceConfig.readyModes).pipe(
   Options.withDescription(
     "When a started app is ready: accept (it accepts the connection; proxy: its port listens) or notify (it sends " +
-      "READY=1 on the NOTIFY_SOCKET soad gives it; proxy: and its port listens). Default: accept."
+      `READY=1 on the NOTIFY_SOCKET soad gives it; proxy: and its port listens). Default: ${defaults.ready}.`
   ),
   Options.optional
 )
@@ -212,25 +234,32 @@ const idleIgnoresOpenConnections = Options.boolean("idle-ignores-open-connection
     "Stop the app after -t without new connections even while accepted ones are still open (the original's rule)."
   )
 )
-const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", "5")
-const maxBackoff = duration("max-backoff", "--max-backoff", "The longest wait between starts of a crashing app (from 0.5 s, doubling)", "60")
+const minUptime = duration("min-uptime", "--min-uptime", "A run shorter than this counts as a crash, and the next start backs off", defaults.minUptime)
+const maxBackoff = duration(
+  "max-backoff",
+  "--max-backoff",
+  `The longest wait between starts of a crashing app (from ${seconds(defaults.initialBackoff)} s, doubling)`,
+  defaults.maxBackoff
+)
 const startLimitBurst = Options.text("start-limit-burst").pipe(
   Options.withPseudoName("N"),
   Options.withDescription(
     "After N failed starts within --start-limit-interval the service is failed: what waits is refused (a proxied HTTP " +
-      "client gets a 503) until soad wake, soad restart or a reload. 0: retry for ever. Default: 5."
+      `client gets a 503) until soad wake, soad restart or a reload. 0: retry for ever. Default: ${defaults.startLimitBurst}.`
   ),
   Options.optional
 )
-const startLimitInterval = duration("start-limit-interval", "--start-limit-interval", "The window --start-limit-burst counts failed starts in", "10")
+const startLimitInterval = duration("start-limit-interval", "--start-limit-interval", "The window --start-limit-burst counts failed starts in", defaults.startLimitInterval)
 const backlog = Options.text("backlog").pipe(
   Options.withPseudoName("N"),
-  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${ServiceConfig.defaults.backlog}.`),
+  Options.withDescription(`The listen(2) backlog of every listener: connections that wait while the app starts. Default: ${defaults.backlog}.`),
   Options.optional
 )
 const socketMode = Options.text("socket-mode").pipe(
   Options.withPseudoName("OCTAL"),
-  Options.withDescription("Permissions of the UNIX socket files soad creates, such as 0660. Default: 0666, whatever the umask."),
+  Options.withDescription(
+    `Permissions of the UNIX socket files soad creates, such as 0660. Default: 0${Fields.defaultSocketMode.toString(8)}, whatever the umask.`
+  ),
   Options.optional
 )
 const socketUser = Options.text("socket-user").pipe(
@@ -253,9 +282,10 @@ const group = Options.text("group").pipe(
   Options.withDescription("Run the app with this primary group, a name or a gid. Default: the user's group."),
   Options.optional
 )
+const defaultLogFormat: Logging.Format = "text"
 const logFormat = Options.choice("log-format", Logging.formats).pipe(
-  Options.withDescription("Log lines for people (text) or one JSON object per line (json) for log collectors. Default: text."),
-  Options.withDefault("text" as const)
+  Options.withDescription(`Log lines for people (text) or one JSON object per line (json) for log collectors. Default: ${defaultLogFormat}.`),
+  Options.withDefault(defaultLogFormat)
 )
 const metrics = Options.text("metrics").pipe(
   Options.withPseudoName("ADDR"),
@@ -290,9 +320,10 @@ const instance = instanceOption(
   "This soad's instance name: its control socket is $XDG_RUNTIME_DIR/soad/NAME.sock, else /run/soad/NAME.sock. " +
     "Default: derived from -c FILE (apps-1f0c9a2e), else from the app's name and its first listener (gunicorn-5d41c0a2)."
 )
+const defaultLogLevel: Logging.Level = "info"
 const logLevel = Options.choice("log-level", Logging.levels).pipe(
-  Options.withDescription("How much soad logs on stderr. Default: info."),
-  Options.withDefault("info" as const)
+  Options.withDescription(`How much soad logs on stderr. Default: ${defaultLogLevel}.`),
+  Options.withDefault(defaultLogLevel)
 )
 const command = Args.text({ name: "command" }).pipe(
   Args.withDescription("The app's command and its arguments, after --, passed on verbatim and run without a shell."),
@@ -461,7 +492,7 @@ export const splitArgv = (args: ReadonlyArray<string>): {
   return { own, command: dashes >= 0 ? args.slice(dashes + 1) : undefined }
 }
 
-/** The option choices and whole numbers @effect/cli checks itself, to name them in its refusals. */
+/** The options whose choices @effect/cli checks itself, to name them in its refusals (explain). */
 const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["--log-level", Logging.levels],
   ["--log-format", Logging.formats],
@@ -475,21 +506,19 @@ const valueOf = (own: ReadonlyArray<string>, flag: string): string | undefined =
 }
 
 /**
- * @effect/cli's words for a parse error, in soad's: the flag as typed, the value, what it takes. `own` is the
- * command line as the parser saw it (splitArgv).
+ * A parse error of @effect/cli as one line in soad's words, or undefined if it says nothing. `own` is the command
+ * line as the parser saw it (splitArgv). The library refuses a choice with only `Expected one of the following
+ * cases: accept, notify`: soad names the flag and the value given.
  */
-export const explain = (message: string, own: ReadonlyArray<string>): string => {
-  const choices = /^Expected one of the following cases: (.*)$/.exec(message)
-  if (choices !== null) {
-    const known = choiceFlags.find(([, values]) => values.join(", ") === choices[1])
-    const value = known !== undefined ? valueOf(own, known[0]) : undefined
-    if (known !== undefined && value !== undefined) return `${known[0]}: '${value}' is not one of ${choices[1]}`
+export const explain = (error: ValidationError.ValidationError, own: ReadonlyArray<string>): string | undefined => {
+  if (ValidationError.isInvalidValue(error)) {
+    for (const [flag, values] of choiceFlags) {
+      const value = valueOf(own, flag)
+      if (value !== undefined && !values.includes(value)) return `${flag}: '${value}' is not one of ${values.join(", ")}`
+    }
   }
-  const noValue = /^Expected a value following option: '(.*)'$/.exec(message)
-  if (noValue !== null) return `option ${own.at(-1)?.startsWith("-") ? own.at(-1) : noValue[1]} needs a value`
-  const unknown = /^Received unknown argument: '(.*)'$/s.exec(message)
-  if (unknown !== null) return `unexpected argument '${unknown[1]}'`
-  return message
+  const text = Help.render(error.error, true).replace(/\s+/g, " ").trim()
+  return text === "" ? undefined : text
 }
 
 /**
@@ -658,8 +687,8 @@ const logsService = Args.text({ name: "NAME" }).pipe(
 const logLines = Options.text("lines").pipe(
   Options.withAlias("n"),
   Options.withPseudoName("N"),
-  Options.withDescription(`How many of the latest lines to print (soad keeps up to ${AppLogs.ringLines} per service). Default: 10.`),
-  Options.withDefault("10"),
+  Options.withDescription(`How many of the latest lines to print (soad keeps up to ${AppLogs.ringLines} per service). Default: ${defaultLines}.`),
+  Options.withDefault(String(defaultLines)),
   checked("-n", (input) =>
     /^\d{1,9}$/.test(String(input))
       ? Either.right(Number(input))
@@ -804,59 +833,73 @@ const examples = HelpDoc.blocks([
   ])
 ])
 
-/**
- * The lines @effect/cli adds to every option and argument, which say nothing our own descriptions do not:
- * "A user-defined piece of text.", "A file.", "An integer.", "A true or false value." (for a flag that takes no
- * value), "This setting is optional.", "This option may be
- * repeated zero or more times." (each option's text already says "repeatable" or gives its default).
- */
-const placeholder =
-  /^[ \t]*(?:A user-defined piece of text\.|A file\.|An integer\.|A true or false value\.|This setting is optional\.|This (?:option|argument) may be repeated zero or more times\.)[ \t]*\n(?:[ \t]*\n)?/gm
-
-/** ANSI colour and style sequences. */
-// eslint-disable-next-line no-control-regex
-const ansi = /\x1b\[[0-9;]*m/g
-
-/** A line of a zsh or fish completion script about the built-in --log-level, whose levels are not soad's. */
-const builtInLogLevel = /^.*Sets the minimum log level for a command\..*\n/gm
-
-/** A zsh completion spec of an option with no argument: `'--socket[…]' \`. */
-const zshSpec = /^(\s*)'(-{1,2}[A-Za-z][A-Za-z-]*)(\[.*\])'( \\)$/gm
-
-/**
- * What soad prints of @effect/cli's output: help without the placeholder, and plain text (no colours) when `plain`
- * (stdout is no terminal, or NO_COLOR is set: no-color.org). Completion scripts as the library makes them, less
- * three faults of @effect/cli 0.77: bash choices joined by commas (compgen wants spaces), the built-in --log-level
- * offered beside soad's own with other levels, and zsh specs that say a text option takes no value.
- */
-export const helpText = (text: string, plain: boolean): string => {
-  const fixed = text
-    .replace(placeholder, "")
-    .replace(/compgen -W "([^"$]*)"/g, (_, list: string) => `compgen -W "${list.replaceAll(",", " ")}"`)
-    .replace(builtInLogLevel, "")
-    .replace(zshSpec, (line, indent: string, name: string, description: string, end: string) =>
-      valueFlags.has(name) ? `${indent}'${name}${description}:VALUE:_files'${end}` : line)
-  return plain ? fixed.replace(ansi, "") : fixed
-}
-
-/** Whether to print plain text: stdout is no terminal, or NO_COLOR is set to something. */
+/** Whether to print plain text: stdout is no terminal, or NO_COLOR is set to something (no-color.org). */
 const plainOutput = (): boolean => process.stdout.isTTY !== true || (process.env.NO_COLOR ?? "") !== ""
 
+/** The names of the built-in options whose output soad prints itself. */
+const builtInNames: ReadonlySet<string> = new Set(["--help", "-h", "--completions", "--version"])
+
+/** The command tree `make` builds. */
+type Soad = ReturnType<typeof make>
+
 /**
- * @effect/cli prints help and versions with Console.log and its parse errors as documents on Console.error: soad
- * prints help as helpText does, and each error as one line in its own words (explain).
+ * Prints what a built-in option of @effect/cli asks for, soad's way (cli/help.ts): help, a completion script or
+ * the version; false if the line asks for none of them. The library's own parse decides (`soad status --json
+ * --help` is status's help), and fails with its ValidationError on a bad line.
  */
-const soadConsole = (own: ReadonlyArray<string>, plain: () => boolean) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Console.consoleWith((console) =>
-    Effect.withConsole(effect, {
-      ...console,
-      log: (...args: ReadonlyArray<unknown>) => console.log(helpText(args.map(String).join(" "), plain())),
-      error: (...args: ReadonlyArray<unknown>) => {
-        const text = args.map(String).join(" ").replace(ansi, "").replace(/\s+/g, " ").trim()
-        return text === "" ? Effect.void : console.error(`soad: ${explain(text, own)} (see soad --help)`)
+const builtIn = (soad: Soad, own: ReadonlyArray<string>, plain: boolean) =>
+  Effect.gen(function*() {
+    // A line without their names asks for none: a run is parsed once, by Command.run (a parse takes 5-30 ms).
+    if (!own.some((arg) => builtInNames.has(arg))) return false
+    const config = yield* CliConfig.CliConfig
+    const directive = yield* CommandDescriptor.parse(soad.descriptor, ["soad", ...own], config)
+    if (!CommandDirective.isBuiltIn(directive)) return false
+    const option = directive.option
+    switch (option._tag) {
+      case "ShowHelp": {
+        // The subcommand asked about is the line's first word that names one, as the library splits the line.
+        const subcommands = Command.getSubcommands(soad)
+        const subcommand = own.find((arg) => HashMap.has(subcommands, arg))
+        const descriptor = subcommand === undefined ? Option.none() : HashMap.get(subcommands, subcommand)
+        const doc = Help.page({
+          name: "soad",
+          version,
+          subcommand,
+          usage: Option.match(descriptor, { onNone: () => option.usage, onSome: CommandDescriptor.getUsage }),
+          help: Option.match(descriptor, {
+            onNone: () => option.helpDoc,
+            onSome: (command) => CommandDescriptor.getHelp(command, config)
+          }),
+          examples
+        }, config)
+        yield* Console.log(Help.render(doc, plain))
+        return true
       }
-    })
-  )
+      case "ShowCompletions": {
+        const shell = option.shellType
+        const lines = yield* (shell === "bash"
+          ? Command.getBashCompletions(soad, "soad")
+          : shell === "zsh"
+          ? Command.getZshCompletions(soad, "soad")
+          : Command.getFishCompletions(soad, "soad"))
+        yield* Console.log(Help.completions(shell, lines, valueFlags))
+        return true
+      }
+      case "ShowVersion": {
+        yield* Console.log(version)
+        return true
+      }
+      default:
+        return false // --log-level first on a subcommand's line, --wizard: the library's
+    }
+  })
+
+/**
+ * Runs `effect` without @effect/cli's own copies of its errors: it prints each as a document (in colour) before it
+ * fails with it, and `run` says each failure once, in soad's words.
+ */
+const withoutLibraryErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Console.consoleWith((console) => Effect.withConsole(effect, { ...console, error: () => Effect.void }))
 
 /** How `run` prints and steers: help without colours (`plain`), the runner of control commands (`control`). */
 export interface RunOptions {
@@ -872,19 +915,23 @@ export interface RunOptions {
  */
 export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>, options: RunOptions = {}) => {
   const { command: appCommand, own } = splitArgv(args)
-  const plain = options.plain ?? plainOutput
-  const cli = Command.run(make(appCommand, live, options.control), { name: "soad", version, footer: examples })
-  return cli(["node", "soad", ...own]).pipe(
-    soadConsole(own, plain),
-    Effect.tapError((error) =>
-      ValidationError.isValidationError(error) || error._tag === "Reported"
+  const soad = make(appCommand, live, options.control)
+  const cli = Command.run(soad, { name: "soad", version })
+  return builtIn(soad, own, (options.plain ?? plainOutput)()).pipe(
+    Effect.flatMap((printed) => printed ? Effect.void : withoutLibraryErrors(cli(["node", "soad", ...own]))),
+    Effect.tapError((error) => {
+      if (ValidationError.isValidationError(error)) {
+        const line = explain(error, own)
+        return line === undefined ? Effect.void : Console.error(`soad: ${line} (see soad --help)`)
+      }
+      return error._tag === "Reported"
         ? Effect.void
         : error._tag === "UsageError"
         ? Console.error(`soad: ${error.message} (see soad --help)`)
         : error._tag === "ConfigError"
         ? Effect.forEach(error.errors, (line) => Console.error(`soad: ${line}`), { discard: true })
         : Console.error(`soad: ${error.message}`)
-    ),
+    }),
     Effect.provide(CliConfig.layer({ isCaseSensitive: true, showBuiltIns: false, showTypes: false }))
   )
 }

@@ -63,6 +63,9 @@ export const verbs: Readonly<Record<string, "status" | "wake" | "sleep" | "resta
   logs: "logs"
 }
 
+/** How many lines `soad logs` prints without -n. */
+export const defaultLines = 10
+
 /** Subcommands whose `--help` the light path prints (from the help baked in at build time). */
 export const helpTopics: ReadonlyArray<string> = ["check", ...Object.keys(verbs)]
 
@@ -167,7 +170,7 @@ export const recognize = (argv: ReadonlyArray<string>): Recognized => {
       return positional.length <= 1
         ? {
           _tag: "Control",
-          command: { verb, service: positional[0], lines: lines ?? 10, follow: flags.has("--follow"), which }
+          command: { verb, service: positional[0], lines: lines ?? defaultLines, follow: flags.has("--follow"), which }
         }
         : full
     default:

@@ -272,7 +272,7 @@ export const resolve = (
     maxConnectionsPerSource: perSource,
     ...(acceptRate !== undefined ? { maxAcceptRate: acceptRate } : {}),
     idleIgnoresOpenConnections: settings["idle-ignores-open-connections"] ?? false,
-    ready: settings.ready ?? "accept",
+    ready: settings.ready ?? ServiceConfig.defaults.ready,
     ...definedOnly({ ...durations, shutdownSignal: signal, startLimitBurst })
   }))
 }

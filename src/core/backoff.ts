@@ -6,13 +6,13 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
+import * as Monotonic from "./monotonic.js"
 
 /** Where the backoff stands. */
 export interface BackoffState {
@@ -90,7 +90,7 @@ export const make = (settings: Settings | (() => Settings)): Effect.Effect<Backo
       const { initial, limit, max } = read()
       const policy = shared(initial, max)
       const intervalMs = limit === undefined ? 0 : Duration.toMillis(limit.interval)
-      const now = yield* Clock.currentTimeMillis
+      const now = yield* Monotonic.now
       const current = yield* Ref.get(ref)
       const [step, , decision] = yield* policy.step(now, undefined, current.step as never)
       const notBefore = ScheduleDecision.isContinue(decision) ? Math.ceil(Intervals.start(decision.intervals)) : now

@@ -5,7 +5,6 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -23,12 +22,10 @@ import type { Listener, Wakeup } from "../SocketService.js"
 import type * as Backoff from "./backoff.js"
 import * as Format from "../observe/format.js"
 import * as Saving from "../os/saving.js"
+import { now } from "./monotonic.js"
 
-/** Clock time in whole milliseconds (from the monotonic nanosecond clock), so deadlines compare exactly. */
-export const now = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
-
-/** Clock time in fractional milliseconds, for measuring short intervals. */
-export const preciseNow = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
+/** The one clock for durations (core/monotonic.ts). */
+export { now, preciseNow } from "./monotonic.js"
 
 /** The phases of a service's app. */
 export type PhaseName = "idle" | "starting" | "running" | "stopping"

@@ -7,11 +7,11 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import * as Monotonic from "../core/monotonic.js"
 import type { Rate } from "../ServiceConfig.js"
 import type { Connection } from "../SocketService.js"
 
@@ -87,7 +87,7 @@ export const bucket = (rate: Rate): Effect.Effect<Bucket> =>
     const interval = Duration.toMillis(rate.per) / rate.count
     const tolerance = Duration.toMillis(rate.per) - interval
     const take = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
+      const now = yield* Monotonic.now
       const previous = yield* Ref.get(due)
       const at = Math.max(previous, now)
       yield* Ref.set(due, at + interval)

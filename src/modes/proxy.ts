@@ -12,7 +12,6 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -22,6 +21,7 @@ import * as Ref from "effect/Ref"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Idle from "../core/idle.js"
+import * as Monotonic from "../core/monotonic.js"
 import { now, spawnRequest } from "../core/lifecycle.js"
 import * as Relay from "../os/relay.js"
 import * as AppRun from "../core/appRun.js"
@@ -211,7 +211,7 @@ const waitingPages = (options: {
         }
       }
       if (due.size === 0) return yield* Queue.take(arrived)
-      const t = yield* Clock.currentTimeMillis
+      const t = yield* now
       let next = Number.POSITIVE_INFINITY
       for (const at of due.values()) next = Math.min(next, at)
       if (next > t) return yield* Effect.sleep(Duration.millis(next - t))
@@ -222,7 +222,7 @@ const waitingPages = (options: {
     return {
       /** A connection is held from now on. */
       held: (conn: Conn) => {
-        const t = clock.unsafeCurrentTimeMillis()
+        const t = Monotonic.unsafeNow(clock)
         due.set(conn, t + afterMillis)
         arrivals.set(conn, t)
         Queue.unsafeOffer(arrived, undefined)
@@ -276,7 +276,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
     yield* relayer.listen(listeners.map((listener) => listener.fd), (conn) => {
       if (target !== undefined) return relayer.connect(conn, target, onFail)
       held.push(conn)
-      heldSince.set(conn, clock.unsafeCurrentTimeMillis())
+      heldSince.set(conn, Monotonic.unsafeNow(clock))
       updateHold()
       pages?.held(conn)
       Queue.unsafeOffer(arrived, false)
@@ -354,7 +354,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
      * sent nothing yet is given up to `firstBytesMillis` for it (looked at again every 50 ms), then closed.
      */
     const refuse = Effect.gen(function*() {
-      const t = yield* Clock.currentTimeMillis
+      const t = yield* now
       const answered: Array<Conn> = []
       const kept: Array<Conn> = []
       for (const conn of held.splice(0)) {

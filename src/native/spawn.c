@@ -2,8 +2,8 @@
  * spawn.c: spawn, fork/exec of an app with the listeners at fds 3.. (blocking), LISTEN_PID = the child's own pid,
  * a new session, a cgroup (created in it with clone3 where the kernel can), uid/gid, the parent-death signal, and
  * last the app's RLIMIT_NOFILE; the exit is reported from SIGCHLD. Between fork and exec the child makes only
- * async-signal-safe calls (the child_* steps). On Linux x86_64 and aarch64 the child shares soad's memory until it
- * execs (clone_vm): it allocates nothing, writes nothing soad reads but the error pipe, and soad's thread waits.
+ * async-signal-safe calls (the child_* steps). On Linux x86_64 the child shares soad's memory until it execs
+ * (clone_vm): it allocates nothing, writes nothing soad reads but the error pipe, and soad's thread waits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -455,19 +455,15 @@ static void child_entry(void *arg) {
  * tear down at exec), and soad's thread waits until the child has exec'd or exited. No libc wrapper runs a
  * function on a new stack for clone3, hence this trampoline, as glibc's clone.S: soad_clone3_vm(args, size, fn, arg)
  * returns the pid or -errno in soad; the child, on the stack given in args, calls fn(arg) and never returns into
- * soad's frames. Only architectures with a trampoline here get it (SOAD_CLONE_VM).
+ * soad's frames. x86_64 only: elsewhere soad forks (fork_into). An aarch64 trampoline was deleted unrun: the only arm64 soad can
+ * test here runs under qemu-user (test/e2e/arm64.test.ts), whose clone3 answers ENOSYS and whose clone turns
+ * CLONE_VM | CLONE_VFORK into a plain fork (measured with qemu 7.2: the child's writes are not seen by the parent).
  */
-/*
- * aarch64's trampoline compiles but has not run yet: test/e2e/arm64.test.ts runs the arm64 prebuild under
- * qemu-user, whose clone3 (Debian 12's qemu 7.2) answers ENOSYS, so only the fork path has run there. x86_64 only
- * until it runs on an arm64 machine (build with -DSOAD_TRY_AARCH64_CLONE_VM).
- */
-#if defined(__linux__) && (defined(__x86_64__) || (defined(__aarch64__) && defined(SOAD_TRY_AARCH64_CLONE_VM)))
+#if defined(__linux__) && defined(__x86_64__)
 #define SOAD_CLONE_VM 1
 #define SOAD_CLONE_VM_FLAGS 0x4100ULL /* CLONE_VM | CLONE_VFORK */
 long soad_clone3_vm(struct soad_clone_args *args, size_t size, void (*fn)(void *), void *arg)
     __attribute__((visibility("hidden")));
-#if defined(__x86_64__)
 /* rdi args, rsi size, rdx fn, rcx arg; syscall clobbers rcx and r11 only, so the child still has rdx and r8. */
 __asm__(".text\n"
         ".globl soad_clone3_vm\n"
@@ -490,29 +486,6 @@ __asm__(".text\n"
         "1:\n"
         "  ret\n"
         ".size soad_clone3_vm, .-soad_clone3_vm\n");
-#else
-/* x0 args, x1 size, x2 fn, x3 arg; svc preserves every register but x0. */
-__asm__(".text\n"
-        ".globl soad_clone3_vm\n"
-        ".hidden soad_clone3_vm\n"
-        ".type soad_clone3_vm, %function\n"
-        "soad_clone3_vm:\n"
-        "  hint 34\n" /* bti c */
-        "  mov x8, #435\n" /* SYS_clone3 */
-        "  svc #0\n"
-        "  cbnz x0, 1f\n"
-        "  mov x29, #0\n" /* the child: a new stack, 16-byte aligned at its top; no frame to return to */
-        "  mov x30, #0\n"
-        "  mov x0, x3\n"
-        "  blr x2\n"
-        "  mov x0, #127\n"
-        "  mov x8, #93\n" /* SYS_exit, should fn return */
-        "  svc #0\n"
-        "  brk #0\n"
-        "1:\n"
-        "  ret\n"
-        ".size soad_clone3_vm, .-soad_clone3_vm\n");
-#endif
 
 /* The child's stack, in the frame of clone_vm, which soad's thread does not touch until the child has exec'd. */
 #define SOAD_CHILD_STACK (32 * 1024)

@@ -25,7 +25,6 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -34,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
+import * as Monotonic from "../core/monotonic.js"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import { native } from "../os/native.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
@@ -362,7 +362,7 @@ export const make = (
         service,
         Effect.gen(function*() {
           for (;;) {
-            const now = yield* Clock.currentTimeMillis
+            const now = yield* Monotonic.now
             const summary = target.rate.settle(now)
             const calmAt = target.rate.calmAt
             if (summary !== undefined || calmAt === undefined) {

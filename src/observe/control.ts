@@ -8,7 +8,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -18,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Monotonic from "../core/monotonic.js"
 import * as AppLogs from "./appLogs.js"
 import * as Client from "./controlClient.js"
 import type { LogMessage, LogsRequest, ReloadOutcome, Request, Response, ServiceReport } from "./controlProtocol.js"
@@ -90,7 +90,7 @@ export const handle = (request: Request, reload?: Effect.Effect<ReloadOutcome>):
     const registry = yield* Registry
     const services = yield* registry.services
     if (request.command === "status") {
-      const now = yield* Clock.currentTimeMillis
+      const now = yield* Monotonic.now
       const names = idNames()
       const reports: Array<ServiceReport> = []
       for (const service of services) reports.push(report(yield* service.status, now, names))

@@ -114,7 +114,8 @@ export const staleAfterMs = 60_000
 /**
  * Removes a control socket no soad listens on any more (its soad was killed): only if it is still a socket, is
  * ours (`uid`), and was made more than `staleAfterMs` ago, so that a soad starting now (its socket bound, not yet
- * listening) never loses its own. Never fails.
+ * listening) never loses its own. Never fails. `now` is the wall clock, which file times are in (and the light
+ * path, which runs this, has no Effect Clock).
  */
 export const removeStale = (path: string, uid: number | undefined, now: number = Date.now()): boolean => {
   try {

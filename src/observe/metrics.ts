@@ -4,7 +4,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -13,6 +12,7 @@ import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
+import * as Monotonic from "../core/monotonic.js"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Listeners from "../os/listeners.js"
@@ -59,6 +59,7 @@ const processMetrics = (): Array<string> => {
   const cpu = process.cpuUsage()
   gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", (cpu.user + cpu.system) / 1e6, "counter")
   gauge("process_resident_memory_bytes", "Resident memory size in bytes.", process.memoryUsage.rss())
+  // A date (the epoch's seconds, as Prometheus wants it), hence the wall clock, not the Clock of durations.
   gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", Math.round(Date.now() / 1000 - process.uptime()))
   gauge("process_open_fds", "Number of open file descriptors.", Procfs.openFds())
   gauge("process_max_fds", "Maximum number of open file descriptors.", Procfs.maxFds())
@@ -116,7 +117,7 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   }
   // Read at scrape time: where each service stands.
   const sockets = yield* SocketService
-  const now = yield* Clock.currentTimeMillis
+  const now = yield* Monotonic.now
   header("soad_service_state", "gauge", "1 for the state each service is in (stopped, starting, running, stopping, failing).")
   const uptime: Array<string> = []
   const open: Array<string> = []

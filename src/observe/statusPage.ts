@@ -11,9 +11,9 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Os from "node:os"
+import * as Monotonic from "../core/monotonic.js"
 import { bytes, ramTime, seconds } from "./control.js"
 import { Registry, type State, type Status } from "../Registry.js"
 import * as Format from "./format.js"
@@ -243,5 +243,5 @@ export const page: Effect.Effect<string, never, Registry> = Effect.gen(function*
   const registry = yield* Registry
   const statuses: Array<Status> = []
   for (const handle of yield* registry.services) statuses.push(yield* handle.status)
-  return render({ statuses, history: yield* registry.history, now: yield* Clock.currentTimeMillis, host: Os.hostname() })
+  return render({ statuses, history: yield* registry.history, now: yield* Monotonic.now, host: Os.hostname() })
 })

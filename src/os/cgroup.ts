@@ -155,7 +155,10 @@ export const leftoverIndex = (root: string, ownPid: number): Map<string, Array<s
   return index
 }
 
-/** The index, read at most once a second: a start or a reload of 1,000 services asks for each (once a listing each). */
+/**
+ * The index, read at most once a second: a start or a reload of 1,000 services asks for each (once a listing each).
+ * Real time (performance.now), not the Clock: it bounds how old a listing of the cgroup tree may be.
+ */
 let remembered: { readonly root: string; readonly at: number; readonly index: Map<string, Array<string>> } | undefined
 
 /** Cgroups of this unit that another soad, now dead, left under `root`. */

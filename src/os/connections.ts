@@ -175,6 +175,7 @@ export const makeEstablished = (
   }
 }
 
+// Real time, not the Clock: it bounds how old an answer of the kernel may be, which no TestClock moves.
 const established = makeEstablished(
   (family, ranges) => SockDiag.inetSockets(family, 1 << SockDiag.TCP_ESTABLISHED, ranges),
   () => performance.now()

@@ -11,7 +11,6 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -19,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
+import * as Monotonic from "../core/monotonic.js"
 import { event } from "../Logging.js"
 import * as Format from "../observe/format.js"
 
@@ -123,7 +123,7 @@ export const make = (spawn: Spawner): Effect.Effect<Guard | undefined, never, Sc
         })
     )
     if (state === undefined) return undefined
-    state.startedAt = yield* Clock.currentTimeMillis
+    state.startedAt = yield* Monotonic.now
 
     /** The new guard takes over, in one step: every entry added from now on goes to it, and it gets all the others. */
     const takeOver = (child: Child, at: number) =>
@@ -141,7 +141,7 @@ export const make = (spawn: Spawner): Effect.Effect<Guard | undefined, never, Sc
         const dead = state.current
         const status = yield* dead.exited
         if (state.closing) return
-        const lived = (yield* Clock.currentTimeMillis) - state.startedAt
+        const lived = (yield* Monotonic.now) - state.startedAt
         yield* event(
           "error",
           "guard_died",
@@ -157,7 +157,7 @@ export const make = (spawn: Spawner): Effect.Effect<Guard | undefined, never, Sc
         for (let failures = 1;; failures++) {
           const started = yield* Effect.either(spawn)
           if (started._tag === "Right") {
-            yield* takeOver(started.right, yield* Clock.currentTimeMillis)
+            yield* takeOver(started.right, yield* Monotonic.now)
             break
           }
           yield* event(

@@ -11,7 +11,10 @@ export const freshFor = 50
 
 const pageSize = 4096
 
-/** `compute`, run again only when its last result is more than 50 ms old. */
+/**
+ * `compute`, run again only when its last result is more than 50 ms old. Real time (performance.now), not the
+ * Clock: this synchronous cache bounds how old a read of /proc may be, which no TestClock moves.
+ */
 export const memo = <A>(compute: () => A): () => A => {
   let value: A | undefined
   let at = -Infinity

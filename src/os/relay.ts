@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import * as Monotonic from "../core/monotonic.js"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -178,7 +179,7 @@ const nativeRelayer = (clock: Clock.Clock): Relayer => {
         open: stats.open,
         bytesIn: stats.bytesIn,
         bytesOut: stats.bytesOut,
-        lastActivity: stats.ago < 0 ? undefined : Math.floor(clock.unsafeCurrentTimeMillis() - stats.ago)
+        lastActivity: stats.ago < 0 ? undefined : Math.floor(Monotonic.unsafeNow(clock) - stats.ago)
       }
     })
   }
@@ -191,7 +192,7 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
   let bytesIn = 0
   let bytesOut = 0
   let lastActivity: number | undefined
-  const touch = () => (lastActivity = clock.unsafeCurrentTimeMillis())
+  const touch = () => (lastActivity = Monotonic.unsafeNow(clock))
   return {
     // Node's libuv already keeps a spare fd to get out of EMFILE: no pressure is reported here.
     listen: (fds, onArrive, _onPressure) =>

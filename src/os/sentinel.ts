@@ -7,7 +7,6 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -15,6 +14,7 @@ import * as Ref from "effect/Ref"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import type * as Scope from "effect/Scope"
+import * as Monotonic from "../core/monotonic.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
 import type { Arrivals, LatestArrival, Listener } from "../SocketService.js"
@@ -110,7 +110,7 @@ export const arrivals = (
     const latest = Effect.gen(function*() {
       const fallbackArrivals = yield* Ref.get(degraded)
       if (Option.isSome(fallbackArrivals)) return yield* fallbackArrivals.value.latest
-      const now = Number((yield* Clock.currentTimeNanos) / 1_000_000n)
+      const now = yield* Monotonic.now
       // First: signals still in the sentinel's queue (it writes their moment before it takes them).
       const queued = signalsQueued(pid, [countSignal, sigio])
       const before = n.sentinelRead(memory.id)

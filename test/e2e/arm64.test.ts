@@ -3,8 +3,8 @@
  * on arm64: an arm64 Node (Debian's, fetched by .ci/arm64-node, never installed over the machine's) runs under
  * qemu-aarch64-static, loads src/native/prebuilds/linux-arm64/node.node and uses it: a UNIX listener, connection
  * counting, a spawn, the arm64 sentinel helper, which exits 2 for a bad argument, and an armed start (the cold path). The fault it catches: a
- * prebuild for the wrong machine, one that needs a library or symbol the arm64 system lacks, or a spawn path
- * (fork or the clone3 trampoline) that crashes on aarch64. It runs only where qemu-aarch64-static, the prebuild
+ * prebuild for the wrong machine, one that needs a library or symbol the arm64 system lacks, or a spawn (fork, the
+ * only way on aarch64) that crashes. It runs only where qemu-aarch64-static, the prebuild
  * and the arm64 Node exist, and otherwise is skipped with the reason in its name.
  */
 import * as ChildProcess from "node:child_process"

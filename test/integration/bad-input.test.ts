@@ -147,7 +147,7 @@ describe("the command line", () => {
     expect(result.code).toBe(0)
     expect(result.stdout).not.toContain("\x1b[")
     // none of the library's boilerplate lines, which say nothing our descriptions do not
-    for (const boilerplate of ["A user-defined piece of text", "A file.", "An integer.", "A true or false value", "This setting is optional", "may be repeated zero or more times"]) {
+    for (const boilerplate of ["A user-defined piece of text", "A file.", "An integer.", "A true or false value", "This setting is optional", "may be repeated zero or more times", "One of the following"]) {
       expect(result.stdout).not.toContain(boilerplate)
     }
     expect(result.stdout).toMatch(/^COMMANDS$/m)
@@ -179,10 +179,12 @@ describe("the command line", () => {
     expect(plain.stdout).not.toContain("A user-defined piece of text")
   })
 
-  it("help of a subcommand", () => {
+  it("help of a subcommand: its usage after soad, without soad's examples", () => {
     const result = soadRun(["status", "--help"])
     expect(result.code).toBe(0)
     expect(result.stdout).toContain("--json")
+    expect(result.stdout).toMatch(/^\$ soad status \[--json\]/m)
+    expect(result.stdout).not.toMatch(/^EXAMPLES$/m)
     expect(result.stdout).not.toContain("A user-defined piece of text")
   })
 
