@@ -232,6 +232,24 @@ Effect.runPromise(program).then(() => console.log("library: scope closed"))
     /** Makes the addon's loading fail loudly: node-gyp-build loads it through process.dlopen. */
     const trap = `process.dlopen = (_module, file) => { throw new Error("the native addon was loaded: " + file) }\n`
 
+    it("depends on effect alone: no test runner, nothing else at run time", () => {
+      const dist = Path.join(project, "node_modules", "soad", "dist")
+      const files = ["testing.js", ...Fs.readdirSync(Path.join(dist, "testing")).filter((name) => name.endsWith(".js")).map((name) => `testing/${name}`)]
+      const outside = new Set<string>()
+      for (const file of files) {
+        const text = Fs.readFileSync(Path.join(dist, file), "utf8")
+        for (const match of text.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gm)) {
+          if (!/^(\.\.?\/|node:|effect\/)/.test(match[1]!)) outside.add(match[1]!)
+        }
+      }
+      expect([...outside]).toEqual([])
+      expect(files).toContain("testing/world.js")
+      const manifest = JSON.parse(Fs.readFileSync(Path.join(project, "node_modules", "soad", "package.json"), "utf8")) as {
+        dependencies?: Record<string, string>
+      }
+      expect(Object.keys(manifest.dependencies ?? {}).filter((name) => /vitest/.test(name))).toEqual([])
+    })
+
     it("the README's example and a program of its own type-check in strict mode against the package's types", () => {
       const blocks = libraryTestBlocks()
       for (const [name, code] of Object.entries(blocks)) Fs.writeFileSync(Path.join(project, name), code)
