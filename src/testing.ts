@@ -18,9 +18,9 @@
  *   says an arrival earlier than it was (the idle stop is never early), and at most `quietMillis` later.
  *   `awaitAccepting` completes once nothing waits in the backlog or a connection is open. `accept` gives undefined
  *   when nothing waits; closing its scope closes soad's copy.
- * - ProcessService.Driver: `spawn` returns the pid at once or throws an Error with `errno` (`nativeError`);
- *   `onExit` is called once, when the app exits, possibly from inside `killGroup` (a group that is gone is no
- *   error). `arm`, if present, starts the app from a pending connection as `spawn` would and reports it to
+ * - ProcessService.Driver: `spawn` returns the pid at once or throws an Error with `errno` (as `nativeError`
+ *   makes) or `code` (ENOENT); `onExit` is called once, when the app exits, possibly from inside `killGroup` (a
+ *   group that is gone is no error). `arm`, if present, starts the app from a pending connection as `spawn` would and reports it to
  *   `onStarted` once; its disarm says whether it was still armed.
  * - RelayService: the relayer calls `onArrive` for each accepted connection and stops accepting while `hold(true)`;
  *   `awaitListening` completes once the app accepts on its upstream address.
