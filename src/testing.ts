@@ -20,8 +20,8 @@
  *   when nothing waits; closing its scope closes soad's copy.
  * - ProcessService.Driver: `spawn` returns the pid at once or throws an Error with `errno` (as `nativeError`
  *   makes) or `code` (ENOENT); `onExit` is called once, when the app exits, possibly from inside `killGroup` (a
- *   group that is gone is no error). `arm`, if present, starts the app from a pending connection as `spawn` would and reports it to
- *   `onStarted` once; its disarm says whether it was still armed.
+ *   group that is gone is no error). `arm`, if present, starts the app from a pending connection as `spawn` would
+ *   and reports it to `onStarted` once; its disarm says whether it was still armed.
  * - RelayService: the relayer calls `onArrive` for each accepted connection and stops accepting while `hold(true)`;
  *   `awaitListening` completes once the app accepts on its upstream address.
  * - AppNotify: `receive` waits for at least one datagram; `sessionOf` says undefined for a process gone.
