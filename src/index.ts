@@ -1,6 +1,7 @@
 /**
  * soad as a library: the services, their live layers, one service's lifecycle (Activator) and many services under
- * a budget (Services), for Effect programs that run socket-activated apps in their own scope.
+ * a budget (Services), for Effect programs that run socket-activated apps in their own scope. Fakes of the services
+ * and TestClock helpers for testing such programs are in `soad/testing`.
  *
  * @since 0.1.0
  */
@@ -34,6 +35,9 @@ export * as ProcessService from "./ProcessService.js"
 
 /** Proxy mode's relay: accept, hold, connect to the app, splice both ways. */
 export * as RelayService from "./RelayService.js"
+
+/** An app's own NOTIFY_SOCKET for one run (`--ready notify`): the socket soad reads, and whose processes may send. */
+export * as AppNotify from "./AppNotify.js"
 
 /** Signals by name or number. */
 export * as Signal from "./Signal.js"

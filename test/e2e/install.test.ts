@@ -9,7 +9,8 @@
  *   command runs as written.
  * - the project block runs in a new project (its own package.json) holding a copy of that tarball.
  * Then the installed command activates a real app, the README's systemd units pass `systemd-analyze verify` with
- * it, and the library, Effect 3's Node runtime and its test kit run a real activation together.
+ * it, the library, Effect 3's Node runtime and its test kit run a real activation together, and the README's test
+ * of an idle stop on `soad/testing` ("Testing your services") passes there as written.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -17,6 +18,7 @@ import * as Http from "node:http"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { eventually, groupMembers, isRoot, root, tempDir } from "../harness.js"
+import { libraryTestBlocks } from "./readme.js"
 
 const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
 const version = (JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as { version: string }).version
@@ -302,4 +304,15 @@ it.live("activates the app", () => Effect.map(activate, (body) => expect(body).t
     const tested = run("npx", ["vitest", "run", "soad.test.mjs"], project, userEnv)
     expect(tested.stdout).toMatch(/1 passed/)
   }, 120_000) // two Node programs and vitest's start on a busy machine
+
+  it("the README's test on soad/testing passes as written", () => {
+    const blocks = libraryTestBlocks()
+    for (const [name, code] of Object.entries(blocks)) {
+      Fs.writeFileSync(Path.join(project, name), code)
+      // (vitest colours its summary when the environment asks for it: FORCE_COLOR)
+      const said = run("npx", ["vitest", "run", name], project, userEnv).stdout.replace(/\x1b\[[0-9;]*m/g, "")
+      expect(said).toMatch(/Tests\s+\d+ passed \(\d+\)/)
+      expect(said).not.toMatch(/failed|skipped/)
+    }
+  }, 120_000)
 })

@@ -1,6 +1,8 @@
 /**
  * The published package: `npm pack`, then install the tarball into a fresh project with install scripts
- * disabled, and use it as a command (`npx soad`) and as a library from a strict TypeScript program. A second
+ * disabled, and use it as a command (`npx soad`) and as a library from a strict TypeScript program, and its test kit
+ * (`soad/testing`: the README's example type-checks; the fakes run an idle stop under TestClock without loading the
+ * native addon). A second
  * project installs the tarball alone, as a user of the command does: no `effect` (an optional peer of the library;
  * the command bundles what it needs), and then no native binding either: help, version, check and the control
  * subcommands still work, and a run says in one line what is missing and why.
@@ -11,6 +13,7 @@ import * as Http from "node:http"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { appFixture, eventually, groupMembers, killAll, root, soad, tempDir } from "../harness.js"
+import { libraryTestBlocks } from "./readme.js"
 
 const ownPackage = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as {
   readonly version: string
@@ -60,7 +63,10 @@ beforeAll(() => {
     tarball,
     `effect@${installed("effect")}`,
     `typescript@${installed("typescript")}`,
-    `@types/node@${installed("@types/node")}`
+    `@types/node@${installed("@types/node")}`,
+    // the test kit the README's soad/testing example is written for
+    `@effect/vitest@${installed("@effect/vitest")}`,
+    `vitest@${installed("vitest")}`
   ], project)
   // What a user of the command alone does.
   bare = Path.join(work, "bare")
@@ -94,6 +100,8 @@ describe("the package", () => {
         "dist/soad",
         "dist/index.js",
         "dist/index.d.ts",
+        "dist/testing.js",
+        "dist/testing.d.ts",
         ...sources,
         "src/native/binding.gyp",
         "src/native/prebuilds/linux-x64/node.node",
@@ -219,6 +227,110 @@ Effect.runPromise(program).then(() => console.log("library: scope closed"))
     expect(result.stdout.indexOf("library: hello")).toBeLessThan(result.stdout.indexOf("library: scope closed"))
     expect(Fs.existsSync(Path.join(project, "lib.sock"))).toBe(false)
   }, 120_000) // tsc alone took 25 s of the default 30 here with a load average of 10
+
+  describe("soad/testing", () => {
+    /** Makes the addon's loading fail loudly: node-gyp-build loads it through process.dlopen. */
+    const trap = `process.dlopen = (_module, file) => { throw new Error("the native addon was loaded: " + file) }\n`
+
+    it("depends on effect alone: no test runner, nothing else at run time", () => {
+      const dist = Path.join(project, "node_modules", "soad", "dist")
+      const files = ["testing.js", ...Fs.readdirSync(Path.join(dist, "testing")).filter((name) => name.endsWith(".js")).map((name) => `testing/${name}`)]
+      const outside = new Set<string>()
+      for (const file of files) {
+        const text = Fs.readFileSync(Path.join(dist, file), "utf8")
+        for (const match of text.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gm)) {
+          if (!/^(\.\.?\/|node:|effect\/)/.test(match[1]!)) outside.add(match[1]!)
+        }
+      }
+      expect([...outside]).toEqual([])
+      expect(files).toContain("testing/world.js")
+      const manifest = JSON.parse(Fs.readFileSync(Path.join(project, "node_modules", "soad", "package.json"), "utf8")) as {
+        dependencies?: Record<string, string>
+      }
+      expect(Object.keys(manifest.dependencies ?? {}).filter((name) => /vitest/.test(name))).toEqual([])
+    })
+
+    it("the README's example and a program of its own type-check in strict mode against the package's types", () => {
+      const blocks = libraryTestBlocks()
+      for (const [name, code] of Object.entries(blocks)) Fs.writeFileSync(Path.join(project, name), code)
+      Fs.writeFileSync(Path.join(project, "trap.mjs"), trap)
+      // An idle stop whose app ignores SIGTERM, without a test runner: TestContext gives the TestClock.
+      Fs.writeFileSync(
+        Path.join(project, "fake.ts"),
+        `import { Activator, ServiceConfig } from "soad"
+import { advance, captureEvents, type FakeApp, settle, supervised, World } from "soad/testing"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
+
+const config = ServiceConfig.make({
+  listeners: ["http=/run/fake.sock"],
+  command: ["app"],
+  idleTimeout: "1 minute",
+  stopTimeout: "10 seconds"
+})
+const world = new World({ armable: false })
+world.onTerm = "ignore"
+const { events, layer } = captureEvents()
+
+const program = Effect.gen(function*() {
+  yield* supervised(Activator.start(config))
+  yield* world.connect(world.listeners[0]!.fd)
+  yield* settle
+  const app: FakeApp = world.running!
+  yield* advance("60 seconds")
+  const atIdle = [...app.signals]
+  yield* advance("9999 millis")
+  const before = [...app.signals]
+  yield* advance("1 millis")
+  const kill = events.find((event) => event.name === "kill")
+  return { atIdle, before, after: [...app.signals], running: app.running, at: yield* TestClock.currentTimeMillis, kill: kill?.fields }
+}).pipe(Effect.scoped, Effect.provide(Layer.merge(world.layer, layer)), Effect.provide(TestContext.TestContext))
+
+Effect.runPromise(program).then((result) => console.log(JSON.stringify(result)))
+`
+      )
+      Fs.writeFileSync(
+        Path.join(project, "tsconfig.testing.json"),
+        JSON.stringify({
+          compilerOptions: {
+            target: "ES2022",
+            module: "NodeNext",
+            moduleResolution: "NodeNext",
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            types: ["node"],
+            outDir: "out-testing"
+          },
+          include: ["fake.ts", ...Object.keys(blocks)]
+        })
+      )
+      run("npx", ["--no-install", "tsc", "-p", "tsconfig.testing.json"], project)
+      expect(Fs.existsSync(Path.join(project, "out-testing", "fake.js"))).toBe(true)
+    }, 120_000) // tsc on a busy machine
+
+    it("runs an idle stop to the millisecond on the fakes, and never loads the native addon", () => {
+      // the trap has teeth: a live layer does load it
+      const live = ChildProcess.spawnSync(
+        process.execPath,
+        ["--import", "./trap.mjs", "--input-type=module", "-e", `import { SocketService } from "soad"; import * as Effect from "effect/Effect"; Effect.runSync(SocketService.make)`],
+        { cwd: project, encoding: "utf8", timeout: 30_000, env: userEnv }
+      )
+      expect(live.status).not.toBe(0)
+      expect(live.stderr).toContain("the native addon was loaded")
+
+      const result = run(process.execPath, ["--import", "./trap.mjs", "out-testing/fake.js"], project, 30_000)
+      expect(JSON.parse(result.stdout)).toEqual({
+        atIdle: ["SIGTERM"], // 60 s after the start
+        before: ["SIGTERM"],
+        after: ["SIGTERM", "SIGKILL"], // the stop timeout, 10 s after SIGTERM
+        running: false,
+        at: 70_000,
+        kill: { pid: 1000, stop_timeout_ms: 10_000, service: "app" }
+      })
+    })
+  })
 
   describe("the command alone (no effect installed)", () => {
     const soadIn = (cwd: string, args: ReadonlyArray<string>) =>

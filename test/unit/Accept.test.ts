@@ -16,8 +16,7 @@ import * as Metrics from "../../src/observe/metrics.js"
 import * as ProcessService from "../../src/ProcessService.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, nativeError, World } from "../fakes.js"
+import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
   Effect.gen(function*() {

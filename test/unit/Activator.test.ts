@@ -9,13 +9,12 @@ import * as Activator from "../../src/Activator.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Signal from "../../src/Signal.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, nativeError, World } from "../fakes.js"
+import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, exactCounting = true) =>
   Effect.gen(function*() {
-    const world = new World(exactCounting)
+    const world = new World({ exactCounting })
     const { events, layer } = captureEvents()
     const context = yield* Layer.build(Layer.merge(world.layer, layer))
     const config = ServiceConfig.make({
@@ -80,7 +79,7 @@ describe("Activator", () => {
       expect(world.apps).toHaveLength(1)
     }))
 
-  // Counting is quiet for 100 ms after a connection's signal (test/fakes.ts models it): connections meanwhile are
+  // Counting is quiet for 100 ms after a connection's signal (soad/testing's World models it): connections meanwhile are
   // seen together at its end. The stop is never earlier than -t after the last connection, and at most 100 ms
   // later; a lone connection's time is known exactly.
   it.scoped("a burst right before the deadline, the app accepting at once: the stop is -t after its last connection, at most 100 ms late", () =>

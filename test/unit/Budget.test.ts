@@ -10,8 +10,7 @@ import * as Activator from "../../src/Activator.js"
 import * as Budget from "../../src/Budget.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import type { BudgetConfig } from "../../src/ConfigFile.js"
-import { advance, settle, supervised } from "../clock.js"
-import { World } from "../fakes.js"
+import { advance, settle, supervised, World } from "../../src/testing.js"
 
 const setup = (budget: Partial<BudgetConfig>, names: ReadonlyArray<string>, memory = { available: 1e12 }) =>
   Effect.gen(function*() {

@@ -5,7 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as ProcessService from "../../src/ProcessService.js"
 import * as Signal from "../../src/Signal.js"
-import { World } from "../fakes.js"
+import { World } from "../../src/testing.js"
 
 const request: ProcessService.SpawnRequest = {
   command: ["app"],

@@ -10,8 +10,7 @@ import { createRequire } from "node:module"
 import * as Activator from "../../src/Activator.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Registry from "../../src/Registry.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, nativeError, World } from "../fakes.js"
+import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
 const upstream = { host: "127.0.0.1", port: 8000 } as const
 

@@ -13,7 +13,7 @@ import * as Fs from "node:fs"
 import { describe, expect, it, vi } from "vitest"
 import { type LogLine, make, maxLineBytes, pausedSeconds, rateLines, Ring, splitter } from "../../src/observe/appLogs.js"
 import { native } from "../../src/os/native.js"
-import { captureEvents } from "../fakes.js"
+import { captureEvents } from "../../src/testing.js"
 
 /** Feeds `chunks` to a splitter of `max` bytes; the pieces as [text, continued]. */
 const split = (chunks: ReadonlyArray<Buffer | string>, max = 8, end = true): Array<[string, boolean]> => {

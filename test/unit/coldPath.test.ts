@@ -13,8 +13,7 @@ import * as Activator from "../../src/Activator.js"
 import * as Budget from "../../src/Budget.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, nativeError, World } from "../fakes.js"
+import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, budget = false) =>
   Effect.gen(function*() {

@@ -11,8 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Guard from "../../src/os/guard.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents } from "../fakes.js"
+import { advance, captureEvents, settle, supervised } from "../../src/testing.js"
 
 /** A fake guard process: the lines written to it, whether its stdin was closed; `die` ends it. */
 interface FakeGuard extends Guard.Child {

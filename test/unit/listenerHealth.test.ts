@@ -12,8 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, World } from "../fakes.js"
+import { advance, captureEvents, settle, supervised, World } from "../../src/testing.js"
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
   Effect.gen(function*() {

@@ -13,8 +13,7 @@ import * as Metrics from "../../src/observe/metrics.js"
 import * as Activator from "../../src/Activator.js"
 import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, World } from "../fakes.js"
+import { advance, captureEvents, settle, supervised, World } from "../../src/testing.js"
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
   Effect.gen(function*() {

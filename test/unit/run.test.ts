@@ -10,8 +10,7 @@ import * as Activator from "../../src/Activator.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { idlePhase, type Phase, type PhaseEvent, transition } from "../../src/core/lifecycle.js"
 import * as Registry from "../../src/Registry.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, nativeError, World } from "../fakes.js"
+import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
 const spawned: PhaseEvent = { _tag: "Spawned", pid: 42, startedAt: 1000 }
 const run = (events: ReadonlyArray<PhaseEvent>, from: Phase = idlePhase) => events.reduce(transition, from)

@@ -13,7 +13,7 @@ import * as Sentinel from "../../src/os/sentinel.js"
 import { pendingIn, readSentinel } from "../../src/os/sentinel.js"
 import { helperPath, type Native } from "../../src/os/native.js"
 import type { Arrivals, Listener } from "../../src/SocketService.js"
-import { captureEvents, nativeError } from "../fakes.js"
+import { captureEvents, nativeError } from "../../src/testing.js"
 
 const listeners: ReadonlyArray<Listener> = [{ name: "soad", address: { _tag: "Unix", path: "/run/a.sock" }, fd: 10, description: "/run/a.sock" }]
 const nobody = { uid: 65534, gid: 65534, groups: [65534] }

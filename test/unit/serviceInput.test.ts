@@ -15,7 +15,7 @@ import * as Cli from "../../src/cli/command.js"
 import * as ConfigFile from "../../src/ConfigFile.js"
 import * as CliFileSystem from "../../src/cli/fileSystem.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
-import { World } from "../fakes.js"
+import { World } from "../../src/testing.js"
 
 const resolver: ConfigFile.Resolver = {
   user: (ref) => (ref === "blog" || ref === 1000 ? { uid: 1000, gid: 1000, groups: [1000], name: "blog" } : undefined),

@@ -22,7 +22,7 @@ import {
   TCP_ESTABLISHED,
   TCP_LISTEN
 } from "../../src/os/sockDiag.js"
-import { captureEvents } from "../fakes.js"
+import { captureEvents } from "../../src/testing.js"
 
 const fixture = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "sockdiag", "replies.json")
 const recorded = JSON.parse(Fs.readFileSync(fixture, "utf8")) as Record<string, string> & {

@@ -13,8 +13,7 @@ import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as History from "../../src/observe/history.js"
 import * as StatusPage from "../../src/observe/statusPage.js"
 import * as Registry from "../../src/Registry.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, World } from "../fakes.js"
+import { advance, captureEvents, settle, supervised, World } from "../../src/testing.js"
 
 const now = 50 * 3_600_000
 

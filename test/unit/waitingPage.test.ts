@@ -14,8 +14,7 @@ import * as Activator from "../../src/Activator.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Registry from "../../src/Registry.js"
 import * as WaitingPage from "../../src/modes/waitingPage.js"
-import { advance, settle, supervised } from "../clock.js"
-import { captureEvents, World } from "../fakes.js"
+import { advance, captureEvents, settle, supervised, World } from "../../src/testing.js"
 import * as Reference from "../reference/waitingPage.js"
 
 const upstream = { host: "127.0.0.1", port: 8000 } as const

@@ -1,24 +1,24 @@
 /**
- * Fake layers for the Activator's unit tests: the same SocketService, ProcessService and RelayService tags, with
- * sockets, processes and relayed connections that a test drives by hand. The ProcessService is the real one
- * (`ProcessService.make`) over a fake driver, so its stop logic is under test too.
+ * The fake OS of `soad/testing`: one `World` holds listeners with backlogs, apps, relayed connections and notify
+ * sockets, and gives the SocketService, ProcessService, RelayService and AppNotify over them (`world.layer`). A test
+ * drives it by hand (a client connects, an app exits, ignores SIGTERM, shuts its socket down) and reads what soad
+ * did (the apps it started, the signals it sent). The ProcessService is the real one (`ProcessService.make`) over a
+ * fake `Driver`, so its stop logic (the signal, the stop timeout, SIGKILL) runs under test to the millisecond.
+ *
+ * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
-import type * as Address from "../src/Address.js"
-import type * as Relay from "../src/os/relay.js"
-import type { Endpoint } from "../src/os/connections.js"
-import { AppNotify, type AppNotifyApi, type NotifyMessage } from "../src/AppNotify.js"
-import * as ProcessService from "../src/ProcessService.js"
-import { type Conn, RelayService, type Target } from "../src/RelayService.js"
-import type * as Signal from "../src/Signal.js"
-import { AcceptError, type Connection, type Listener, ListenError, SocketService } from "../src/SocketService.js"
+import type * as Address from "../Address.js"
+import { AppNotify, type AppNotifyApi, type NotifyMessage } from "../AppNotify.js"
+import type { Endpoint } from "../os/connections.js"
+import * as ProcessService from "../ProcessService.js"
+import { RelayService } from "../RelayService.js"
+import type * as Signal from "../Signal.js"
+import { AcceptError, type Connection, type Listener, ListenError, SocketService } from "../SocketService.js"
+import { RelayWorld } from "./relayWorld.js"
 
 /** `--accept`: who a fake client is: a TCP peer's address, or a UNIX peer's uid. */
 export interface Peer {
@@ -26,20 +26,45 @@ export interface Peer {
   readonly uid?: number | undefined
 }
 
-/** What a fake app does when it gets a signal. */
+/** What a fake app does when it gets its shutdown signal (SIGTERM, or the service's `stop-signal`). */
 export type OnSignal = "exit" | "ignore"
 
+/** An app soad started in the fake world (one per spawn, in order, in `World.apps`). */
 export interface FakeApp {
+  /** Its pid (1000, 1001, … in the order of the spawns). */
   readonly pid: number
+  /** What soad asked to run: command, environment (`NOTIFY_SOCKET`, …), listener fds and names, user. */
   readonly request: ProcessService.SpawnRequest
-  readonly signals: Array<string>
-  running: boolean
-  exit: (code: number | null, signal?: NodeJS.Signals | null) => void
+  /** Every signal soad sent its process group, by name (`SIGTERM`, `SIGKILL`, …), in order, while it ran. */
+  readonly signals: ReadonlyArray<string>
+  /** It runs: spawned, and has not exited. */
+  readonly running: boolean
+  /**
+   * The app exits now with this code, or killed by `signal` (code null): soad's ProcessService hears it as from the
+   * live driver. Does nothing once it has exited.
+   */
+  readonly exit: (code: number | null, signal?: NodeJS.Signals | null) => void
+}
+
+/** How a `World` starts. */
+export interface WorldOptions {
+  /**
+   * Every connection is counted (true, as on Linux), or only readability is seen (false: the fallback of other
+   * platforms, where a connection the app accepts at once goes unseen). Default true.
+   */
+  readonly exactCounting?: boolean | undefined
+  /**
+   * The driver arms starts (true: the cold path of Linux, where a pending connection starts the app with no JS in
+   * between), or soad waits for the connection and then spawns (false: other platforms, and `--ready notify`).
+   * Default true, unless the environment says `SOAD_FAKE_ARM=0` (to run a whole suite again on the other path).
+   */
+  readonly armable?: boolean | undefined
 }
 
 /**
  * How long counting keeps a listener on its quiet signal after a connection (src/native/count.c, COUNT_REARM_MS;
- * helper/sentinel.c, REARM_MS): connections meanwhile only set a bit, and the moment it ends is their time.
+ * helper/sentinel.c, REARM_MS): connections meanwhile only set a bit, and the moment it ends is their time. The
+ * fake counts the same way, so an idle stop comes at most this much after `-t` past a burst's last connection.
  */
 export const quietMillis = 100
 
@@ -70,21 +95,60 @@ const arrive = (entry: Watched, now: number): void => {
   entry.quiet = { since: now, came: false }
 }
 
-/** The world the fakes share: listeners with backlogs, and apps. */
+/** An app as the fake driver keeps it (FakeApp, writable here). */
+interface AppState {
+  readonly pid: number
+  readonly request: ProcessService.SpawnRequest
+  readonly signals: Array<string>
+  running: boolean
+  readonly exit: (code: number | null, signal?: NodeJS.Signals | null) => void
+}
+
+/**
+ * The world the fakes share: listeners with backlogs, apps, relayed connections, notify sockets. Provide `layer` to
+ * the code under test (the Activator, Services) and drive the world from the test; run the code `supervised` and
+ * move time with `advance` (`soad/testing`'s clock helpers). Everything happens at Clock time and nothing waits on
+ * a real timer, so TestClock decides every moment.
+ */
 export class World {
-  /** Connections waiting in each listener's backlog, by fd. */
+  /** Every connection is counted (see `WorldOptions`); read by the SocketService when soad asks. */
+  exactCounting: boolean
+  /** Does the driver arm starts (see `WorldOptions`)? Read when `layer` (or `driver`) is taken. */
+  armable: boolean
+
+  constructor(options: WorldOptions = {}) {
+    this.exactCounting = options.exactCounting ?? true
+    this.armable = options.armable ?? process.env["SOAD_FAKE_ARM"] !== "0"
+  }
+
+  /** Connections waiting in each listener's backlog (not accepted by anyone), by fd; a test may set a count. */
   readonly backlog = new Map<number, number>()
-  readonly apps: Array<FakeApp> = []
+  /** Every app soad started, in order, running or not. */
+  get apps(): ReadonlyArray<FakeApp> {
+    return this.appStates
+  }
+  private readonly appStates: Array<AppState> = []
+  /** Every signal soad sent to a process group (running or gone), in order. */
   readonly groupSignals: Array<{ readonly pid: number; readonly signal: string }> = []
-  /** Thrown by the next spawns, if set (an Error with errno, as the native binding throws). */
+  /**
+   * Thrown by the next spawns (and cold starts), while set: an Error with errno as the native binding throws it
+   * (`nativeError("execve", 2, "No such file or directory")`); soad then reports a SpawnError with code ENOENT.
+   */
   spawnError: Error | undefined = undefined
-  /** How the next apps answer the shutdown signal. */
+  /** How the next apps answer the shutdown signal: exit at once (code 0), or ignore it (soad then sends SIGKILL). */
   onTerm: OnSignal = "exit"
-  /** Does the running app accept connections at once? */
+  /**
+   * The running app accepts connections at once (true): a connection to its listener never waits in the backlog,
+   * and soad sees it only by counting. false: connections pile up in `backlog` until `acceptAll`; a starting app
+   * is ready only once it accepts (`awaitAccepting`).
+   */
   accepting = true
-  /** The next read of arrivals finds that the app had cleared O_ASYNC. */
+  /** The next read of arrivals finds that the app had cleared O_ASYNC (soad set it again; arrivals may be missed). */
   clearedAsync = false
-  /** Accepted connections still open (long requests, WebSockets). */
+  /**
+   * Accepted connections still open now (long requests, WebSockets), as soad sees them: while some are, an app is
+   * not idle (unless `--idle-ignores-open-connections`), and a starting one is ready.
+   */
   get open(): number {
     return this.openCount
   }
@@ -98,6 +162,8 @@ export class World {
   private changed(): void {
     for (const check of [...this.changeWaiters]) check()
   }
+  /** Every listener soad opened, in order (their fds are what `connect` takes). */
+  readonly listeners: Array<Listener> = []
   /** `--accept`: connections soad accepted whose fd it has not closed yet. */
   readonly acceptedOpen = new Set<number>()
   /** `--accept`: every connection soad accepted, in order. */
@@ -108,7 +174,7 @@ export class World {
   uid: number | undefined = undefined
   /** `--accept`: the next accepts fail with this errno name (EMFILE), until cleared. */
   acceptError: string | undefined = undefined
-  /** What the apps listen on by themselves, instead of taking their fds. */
+  /** What the apps listen on by themselves, instead of taking their fds (soad warns: `ownListening`). */
   ownListening: ReadonlyArray<Endpoint> = []
   /**
    * Listeners (by fd) that were shut down (shutdown(2) by an app): they refuse connections and read as readable
@@ -123,12 +189,14 @@ export class World {
   readonly revivals: Array<{ readonly fd: number; readonly how: string }> = []
   /** Connections refused because their listener was shut down. */
   refused = 0
+  /** How many spawns soad asked for (failed ones too). */
   spawnAttempts = 0
   private nextFd = 10
   private nextPid = 1000
   private readableWaiters = new Set<() => void>()
   private watched = new Set<Watched>()
 
+  /** The app running now, if any (the first, in accept mode's many). */
   get running(): FakeApp | undefined {
     return this.apps.find((app) => app.running)
   }
@@ -137,8 +205,11 @@ export class World {
   private readonly peers = new Map<number, Array<Peer | undefined>>()
 
   /**
-   * A client connects to the listener with this fd, now (Clock time); refused if the listener was shut down.
-   * `peer`: who it is, for `--accept`.
+   * A client connects to the listener with this fd (see `listeners`), now (Clock time). Counting sees it (activity
+   * at this time, as the live count does, quiet spells included: `quietMillis`). If an app that `accepting` runs on
+   * that listener, it takes the connection at once; else the connection waits in `backlog`, which wakes soad (it
+   * starts the app) as a pending connection does. Refused (`refused`) if the listener was shut down. `peer`: who it
+   * is, for `--accept`.
    */
   connect(fd: number, peer?: Peer): Effect.Effect<void> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
@@ -158,7 +229,7 @@ export class World {
     })
   }
 
-  /** The running apps accept everything that waits on their listeners. */
+  /** The running apps accept everything that waits on their listeners (an app that was not `accepting` catches up). */
   acceptAll(): void {
     for (const fd of this.backlog.keys()) {
       if (this.apps.some((app) => app.running && app.request.fds.includes(fd))) {
@@ -169,6 +240,7 @@ export class World {
     this.changed()
   }
 
+  /** Is a connection waiting on any of these fds (not on a listener that was shut down)? */
   pending(fds: ReadonlyArray<number>): boolean {
     return fds.some((fd) => (this.backlog.get(fd) ?? 0) > 0 && !this.down.has(fd))
   }
@@ -185,10 +257,9 @@ export class World {
     return (this.backlog.get(fd) ?? 0) > 0 || this.down.has(fd)
   }
 
-  constructor(public exactCounting = true) {}
-
+  /** The fake SocketService over this world's listeners (the one in `layer`). */
   readonly sockets: SocketService["Type"] = ((world: World) => ({
-    // read when used: field initializers run before the constructor sets exactCounting
+    // read when used: a test may change it after the world is made
     get exactCounting(): boolean {
       return world.exactCounting
     },
@@ -196,7 +267,9 @@ export class World {
       Effect.sync((): Listener => {
         const fd = this.nextFd++
         this.backlog.set(fd, 0)
-        return { name: config.name, address: config.address, fd, description: `fake:${fd}` }
+        const listener = { name: config.name, address: config.address, fd, description: `fake:${fd}` }
+        this.listeners.push(listener)
+        return listener
       }),
     applyOptions: () => Effect.void,
     revive: (listener) =>
@@ -289,13 +362,11 @@ export class World {
       })
   }))(this)
 
-  /** Does the driver arm starts (the cold path, as on Linux)? Off: soad waits for the connection, then spawns. */
-  armable = process.env.SOAD_FAKE_ARM !== "0"
-  /** Starts armed now and not fired. */
+  /** Starts armed now and not fired (the cold path). */
   armed = 0
   /** Starts fired by a connection (the cold path). */
   coldStarts = 0
-  /** Thrown by the next arms, if set (nothing armed: the command cannot be found, say). */
+  /** Thrown by the next arms, while set (nothing armed: the command cannot be found, say); soad then spawns later. */
   armError: Error | undefined = undefined
 
   /** The cold path: a connection pending on one of the request's fds starts the app at once, as the native poll does. */
@@ -334,7 +405,11 @@ export class World {
     }
   }
 
-  /** The driver a ProcessService is made over: it arms starts if `armable` is set when it is taken. */
+  /**
+   * The fake process Driver a ProcessService is made over (`ProcessService.make(world.driver)`): spawns are apps in
+   * `apps`; a signal to a group is recorded, and the app answers it by `onTerm` (SIGKILL always ends it). It arms
+   * starts if `armable` is set when it is taken.
+   */
   get driver(): ProcessService.Driver {
     return this.armable ? { ...this.baseDriver, arm: (request, onExit, onStarted) => this.arm(request, onExit, onStarted) } : this.baseDriver
   }
@@ -344,7 +419,7 @@ export class World {
       this.spawnAttempts++
       if (this.spawnError !== undefined) throw this.spawnError
       const pid = this.nextPid++
-      const app: FakeApp = {
+      const app: AppState = {
         pid,
         request,
         signals: [],
@@ -355,13 +430,13 @@ export class World {
           onExit({ code, signal })
         }
       }
-      this.apps.push(app)
+      this.appStates.push(app)
       if (this.accepting) this.acceptAll()
       return pid
     },
     killGroup: (pid: number, signal: Signal.Signal) => {
       this.groupSignals.push({ pid, signal: signal.name })
-      const app = this.apps.find((candidate) => candidate.pid === pid)
+      const app = this.appStates.find((candidate) => candidate.pid === pid)
       if (app === undefined || !app.running) return
       app.signals.push(signal.name)
       if (signal.name === "SIGKILL") app.exit(null, "SIGKILL")
@@ -372,7 +447,7 @@ export class World {
     }
   }
 
-  /** The relay of proxy mode: connections soad accepted, held or relayed. */
+  /** The relay of proxy mode: connections soad accepted, held or relayed (see `RelayWorld`). */
   readonly relay = new RelayWorld()
 
   /** The notify sockets runs opened (`--ready notify`), by path, while open. */
@@ -397,219 +472,30 @@ export class World {
   }
 
   /**
-   * Sends a datagram to the running app's NOTIFY_SOCKET, from the app itself unless `pid` says otherwise (a pid not
-   * an app's is a process gone by the time soad looks), as `uid` (default: the test's own, as the apps run).
+   * Sends a datagram to the running app's NOTIFY_SOCKET (`READY=1`, `STOPPING=1`, …), from the app itself unless
+   * `pid` says otherwise (a pid not an app's is a process gone by the time soad looks), as `uid` (default: the
+   * test's own, as the apps run). Dies if no app runs with a notify socket (`--ready notify`).
    */
   notify(message: string, pid?: number, uid = process.getuid?.() ?? 0): Effect.Effect<void> {
     return Effect.suspend(() => {
       const app = this.running
-      const path = app?.request.env.NOTIFY_SOCKET
+      const path = app?.request.env["NOTIFY_SOCKET"]
       const queue = path === undefined ? undefined : this.notifySockets.get(path)
       if (app === undefined || queue === undefined) return Effect.dieMessage("no running app with a notify socket")
       return Queue.offer(queue, { message, pid: pid ?? app.pid, uid })
     })
   }
 
-  /** Layers with this world's sockets, processes and relay. */
-  readonly layer: Layer.Layer<SocketService | ProcessService.ProcessService | RelayService | AppNotify> = Layer.mergeAll(
-    Layer.succeed(SocketService, this.sockets),
-    Layer.succeed(AppNotify, this.appNotify),
-    Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver)),
-    Layer.succeed(RelayService, this.relay.service)
-  )
-}
-
-/** A connection the fake relay accepted: where it went, and whether soad closed it. */
-export interface FakeConn {
-  readonly id: number
-  /** Where it was relayed (undefined while held). */
-  target: Target | undefined
-  /** The order in which it was relayed (0, 1, …); undefined while held. */
-  relayedAs: number | undefined
-  closed: boolean
-  /** The client went away. */
-  gone: boolean
-  /** What the client has sent so far (peeked by the waiting page), as text. */
-  sent: string
-  /** What soad answered it itself (the waiting page), as text; undefined if it did not. */
-  answered: string | undefined
-}
-
-/** The fake world of proxy mode: clients connect, apps listen (or not) on their upstream address, bytes flow. */
-export class RelayWorld {
-  /** Looks at held connections' first bytes (the waiting page). */
-  peeks = 0
-  readonly conns: Array<FakeConn> = []
-  /** The upstream addresses apps listen on now (by description); apps are up once theirs is here. */
-  private readonly up = new Set<string>()
-  /** Each hold(full) call, in order. */
-  readonly holds: Array<boolean> = []
-  /** The next relays fail (the app refuses), with this errno name. */
-  refuse: string | undefined = undefined
-  fdLimit: number | undefined = 1024
-  private nextId = 1
-  private relayedCount = 0
-  private bytes = 0
-  private last: number | undefined
-  private onArrive: ((conn: Conn) => void) | undefined
-  private onPressure: ((pressure: Relay.Pressure) => void) | undefined
-  private upWaiters = new Set<() => void>()
-
-  private key(target: Target): string {
-    return "path" in target ? target.path : `${target.host}:${target.port}`
-  }
-
-  /** Connections being relayed now. */
-  get relayed(): Array<FakeConn> {
-    return this.conns.filter((conn) => conn.relayedAs !== undefined && !conn.closed).sort((a, b) => a.relayedAs! - b.relayedAs!)
-  }
-
-  /** Connections held: accepted, neither relayed, answered nor closed. */
-  get held(): Array<FakeConn> {
-    return this.conns.filter((conn) =>
-      conn.relayedAs === undefined && conn.answered === undefined && !conn.closed && !this.backlog.includes(conn)
+  /**
+   * The layers the code under test needs, over this world: SocketService, ProcessService (the real one over
+   * `driver`, made anew at each build), RelayService, AppNotify. Take it after setting `armable`.
+   */
+  get layer(): Layer.Layer<SocketService | ProcessService.ProcessService | RelayService | AppNotify> {
+    return Layer.mergeAll(
+      Layer.succeed(SocketService, this.sockets),
+      Layer.succeed(AppNotify, this.appNotify),
+      Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver)),
+      Layer.succeed(RelayService, this.relay.service)
     )
   }
-
-  /** Connections waiting in the backlog while soad holds as many as it may (hold(true)). */
-  readonly backlog: Array<FakeConn> = []
-  private full = false
-
-  /**
-   * A client connects, now, having sent `sent` (what soad may peek at; `conn.sent` can grow later): soad accepts it
-   * at once, unless it holds as many as it may.
-   */
-  connect(sent = ""): Effect.Effect<FakeConn> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
-      const conn: FakeConn = {
-        id: this.nextId++,
-        target: undefined,
-        relayedAs: undefined,
-        closed: false,
-        gone: false,
-        sent,
-        answered: undefined
-      }
-      this.conns.push(conn)
-      if (this.full) this.backlog.push(conn)
-      else this.accept(conn, now)
-      return conn
-    })
-  }
-
-  private accept(conn: FakeConn, now: number): void {
-    this.last = now
-    this.onArrive?.(conn.id)
-  }
-
-  /** Bytes pass on a relayed connection, now. */
-  transfer(count: number): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
-      this.bytes += count
-      this.last = now
-    })
-  }
-
-  /** soad runs out of fds, or has them back. */
-  pressure(pressure: Relay.Pressure): void {
-    this.onPressure?.(pressure)
-  }
-
-  /** The app listens on `target` from now on (or stops listening). */
-  listening(target: Target, up = true): void {
-    if (up) this.up.add(this.key(target))
-    else this.up.delete(this.key(target))
-    for (const check of [...this.upWaiters]) check()
-  }
-
-  private find(conn: Conn): FakeConn {
-    return this.conns.find((candidate) => candidate.id === conn)!
-  }
-
-  private readonly relayer: Relay.Relayer = {
-    listen: (_fds, onArrive, onPressure) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          this.onArrive = onArrive
-          this.onPressure = onPressure
-        }),
-        () =>
-          Effect.sync(() => {
-            this.onArrive = undefined
-            this.onPressure = undefined
-          })
-      ),
-    connect: (conn, target, onFail) => {
-      const fake = this.find(conn)
-      if (this.refuse !== undefined || !this.up.has(this.key(target))) {
-        fake.closed = true
-        return onFail({ syscall: "connect", code: this.refuse ?? "ECONNREFUSED" })
-      }
-      fake.target = target
-      fake.relayedAs = this.relayedCount++
-    },
-    hold: (full) => {
-      this.holds.push(full)
-      this.full = full
-      while (!this.full && this.backlog.length > 0) this.accept(this.backlog.shift()!, this.last ?? 0)
-    },
-    peek: (conn) => {
-      this.peeks++
-      const fake = this.find(conn)
-      return fake.gone || fake.closed ? undefined : Buffer.from(fake.sent, "latin1")
-    },
-    answer: (conn, response) => void (this.find(conn).answered = Buffer.from(response).toString("utf8")),
-    close: (conn) => void (this.find(conn).closed = true),
-    closeRelayed: () => this.relayed.forEach((conn) => (conn.closed = true)),
-    gone: (conn) => this.find(conn).gone,
-    stats: Effect.sync(() => ({ open: this.relayed.length, bytesIn: this.bytes, bytesOut: 0, lastActivity: this.last }))
-  }
-
-  readonly service: RelayService["Type"] = {
-    relayer: Effect.sync(() => this.relayer),
-    fdLimit: Effect.sync(() => this.fdLimit),
-    freePort: Effect.succeed(41000),
-    awaitListening: (target) =>
-      Effect.async<void>((resume) => {
-        const check = () => {
-          if (!this.up.has(this.key(target))) return
-          this.upWaiters.delete(check)
-          resume(Effect.void)
-        }
-        this.upWaiters.add(check)
-        check()
-        return Effect.sync(() => this.upWaiters.delete(check))
-      })
-  }
-}
-
-/** An Error as the native binding throws it. */
-export const nativeError = (syscall: string, errno: number, message: string): Error =>
-  Object.assign(new Error(`${syscall}: ${message}`), { errno, syscall })
-
-/** A structured event as soad logs it (src/Logging.ts `event`): its name, level and fields, and the message. */
-export interface LoggedEvent {
-  readonly name: string
-  readonly level: string
-  readonly fields: Readonly<Record<string, unknown>>
-  readonly message: string
-}
-
-/** Captures every event logged under the returned layer (the only logger), debug ones too, in order. */
-export const captureEvents = (): { readonly events: Array<LoggedEvent>; readonly layer: Layer.Layer<never> } => {
-  const events: Array<LoggedEvent> = []
-  const layer = Layer.merge(Logger.minimumLogLevel(LogLevel.Debug), Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ annotations, logLevel, message }) => {
-      const fields: Record<string, unknown> = {}
-      for (const [key, value] of HashMap.toEntries(annotations)) if (key !== "event") fields[key] = value
-      events.push({
-        name: String(Option.getOrElse(HashMap.get(annotations, "event"), () => "")),
-        level: logLevel.label,
-        fields,
-        message: Array.isArray(message) ? message.join(" ") : String(message)
-      })
-    })
-  ))
-  return { events, layer }
 }
