@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
+import * as Monotonic from "../core/monotonic.js"
 import * as Effect from "effect/Effect"
 import type * as Relay from "../os/relay.js"
 import type { Conn, RelayService, Target } from "../RelayService.js"
@@ -78,7 +78,7 @@ export class RelayWorld {
    * it may: then it waits in `backlog` until soad accepts again. Counts as activity at that time.
    */
   connect(sent = ""): Effect.Effect<FakeConn> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
+    return Effect.map(Monotonic.now, (now) => {
       const conn: FakeConn = {
         id: this.nextId++,
         target: undefined,
@@ -102,7 +102,7 @@ export class RelayWorld {
 
   /** `count` bytes pass on a relayed connection, now (Clock time): activity, as the relayer's stats report it. */
   transfer(count: number): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
+    return Effect.map(Monotonic.now, (now) => {
       this.bytes += count
       this.last = now
     })

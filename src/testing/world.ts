@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
+import * as Monotonic from "../core/monotonic.js"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
@@ -212,7 +212,7 @@ export class World {
    * is, for `--accept`.
    */
   connect(fd: number, peer?: Peer): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
+    return Effect.map(Monotonic.now, (now) => {
       if (this.down.has(fd)) {
         this.refused++
         return
@@ -347,7 +347,7 @@ export class World {
         )
         return {
           exact: true,
-          latest: Effect.map(Clock.currentTimeMillis, (now) => {
+          latest: Effect.map(Monotonic.now, (now) => {
             settleQuiet(entry, now)
             if (entry.quiet !== undefined) {
               // a read switches the listeners back at once
