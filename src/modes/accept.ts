@@ -109,7 +109,12 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
     // The lane's callbacks run outside any fiber: what they log or update in Effect runs on this runtime (this
     // fiber's logger, annotations and Clock), only where it must. A debug event that the level drops still cost
     // 58 µs as an Effect of its own (measured under --lite-mode), so it is not run at all then.
-    const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+    const runtime = yield* Effect.runtime<never>()
+    /** Runs `effect` now, from a callback; it never throws into the driver that called: a failure is logged. */
+    const runSync = (effect: Effect.Effect<void>) => {
+      const exit = Runtime.runSyncExit(runtime)(effect)
+      if (Exit.isFailure(exit)) Runtime.runFork(runtime)(Effect.logError("accept mode's bookkeeping failed", exit.cause))
+    }
     const clock = yield* Effect.clock
     const debug = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
     const activated = Counters.counter(name, "activations")
