@@ -383,8 +383,9 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
         admitted = { source, peer, listener: listeners[index] ?? listeners[0]! }
         return true
       },
+      // admit said yes to the connection whose start (or failure) this is: the driver asks before each start.
       started: (app) => {
-        const taken = admitted
+        const taken = admitted!
         admitted = undefined
         const at = clock.unsafeCurrentTimeMillis()
         takeToken(at)
@@ -392,9 +393,9 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
         lastStarted = at
         running++
         activated()
-        laneInstances.set(app.pid, { app, source: taken?.source.key ?? "unix", startedAt: at })
+        laneInstances.set(app.pid, { app, source: taken.source.key, startedAt: at })
         if (Option.isSome(registry)) runSync(registry.value.record({ starts: 1 }))
-        if (debug && taken !== undefined) {
+        if (debug) {
           runSync(event("debug", "instance_started", `instance started (pid ${app.pid}) for a connection ${from(taken.peer, taken.listener)}`, {
             pid: app.pid,
             remote_addr: taken.peer.remote?.ip,
@@ -427,7 +428,8 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
       },
       exited: (app, status) => {
         const instance = laneInstances.get(app.pid)
-        if (instance === undefined || !laneInstances.delete(app.pid)) return
+        if (instance === undefined) return
+        laneInstances.delete(app.pid)
         laneInstanceGone(instance)
         if (status.code !== 0 || debug) runSync(exitedItself(app.pid, status, clock.unsafeCurrentTimeMillis() - instance.startedAt))
       }
