@@ -450,17 +450,15 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
 
     /**
      * An app that exited by itself, its leftovers dealt with now, without a fiber: its output released, its group
-     * killed, its cgroup removed. false (nothing forgotten yet) if its cgroup still has processes, or anything
-     * failed: `reap` does it then, with its waits.
+     * killed, its cgroup removed (an empty one goes at the first rmdir). false (nothing forgotten yet) if its cgroup
+     * still has processes, or anything failed: `reap` does it then, with its waits, and says what it killed.
      */
     const reapNow = (pid: number, output: AppLogs.Output | undefined): boolean => {
       try {
         output?.release(pid)
         driver.killGroup(pid, Signal.SIGKILL)
         const cgroup = containment?.cgroupOf(pid)
-        if (containment !== undefined && cgroup !== undefined && (containment.kill(cgroup) > 0 || !containment.remove(cgroup))) {
-          return false
-        }
+        if (cgroup !== undefined && !containment!.remove(cgroup)) return false
       } catch {
         return false
       }
