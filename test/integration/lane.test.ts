@@ -3,12 +3,14 @@
  * this process: while a start is given the poll callback accepts, asks `admit`, and starts the instance with the
  * connection as fds 0, 1 and 3 and the peer's variables; without one, connections wait in the backlog; a refusal
  * closes the connection and keeps the start; a start that fails leaves the connection to the caller; an instance's
- * exit is reported with its pid once its cgroup is gone; a start not used is taken back.
+ * exit is reported with its pid once its cgroup is gone; a start not used is taken back; out of fds, an accept that
+ * fails gives the start back and leaves the connection in the backlog.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -40,6 +42,7 @@ interface Seen {
   readonly started: Array<ProcessService.App>
   readonly failed: Array<{ readonly error: ProcessService.SpawnError; readonly connection: ProcessService.HeldConnection }>
   readonly exited: Array<{ readonly pid: number; readonly status: ProcessService.ExitStatus }>
+  readonly acceptFailed: Array<{ readonly index: number; readonly code: string }>
   /** What admit answers next. */
   admit: boolean
 }
@@ -55,7 +58,7 @@ const arm = async (listeners: ReadonlyArray<number>, command: readonly [string, 
   scopes.push(scope)
   const context = await Effect.runPromise(Layer.buildWithScope(ProcessService.layer, scope))
   const processes = context.unsafeMap.get(ProcessService.ProcessService.key) as ProcessService.ProcessService["Type"]
-  const seen: Seen = { admitted: [], started: [], failed: [], exited: [], admit: true }
+  const seen: Seen = { admitted: [], started: [], failed: [], exited: [], acceptFailed: [], admit: true }
   const config = ServiceConfig.make({ listeners: ["/run/lane.sock"], command, accept: true })
   const lane = await Effect.runPromise(Scope.extend(
     processes.acceptLane!(listeners, Accept.instanceRequest(config, { fd: -1 }), { signal: config.shutdownSignal, timeout: config.stopTimeout }, {
@@ -65,7 +68,7 @@ const arm = async (listeners: ReadonlyArray<number>, command: readonly [string, 
       },
       started: (app) => void seen.started.push(app),
       failed: (error, connection) => void seen.failed.push({ error, connection }),
-      acceptFailed: () => {},
+      acceptFailed: (index, code) => void seen.acceptFailed.push({ index, code }),
       exited: (app, status) => void seen.exited.push({ pid: app.pid, status })
     }),
     scope
@@ -100,6 +103,54 @@ const client = (target: { readonly path: string } | { readonly host: string; rea
 const unixListener = (path: string) => native().listenUnix(path, false, 16, 0o666, null, null).fd
 
 describe("accept mode's lane (lane.c)", () => {
+  it("out of fds, accepting fails: the start is the caller's again and the connection stays in the backlog, taken once fds are back", async () => {
+    const d = dir()
+    const path = Path.join(d, "lane.sock")
+    const listener = unixListener(path)
+    const { lane, seen } = await arm([listener], ["sh", "-c", instance])
+    const c = client({ path })
+    await eventually(() => native().pending(listener), 10_000, "the connection in the backlog")
+    // Every fd number below the soft limit taken: spares held open, to be given back for prlimit to run again, and
+    // whatever is free under the new limit filled.
+    const spares = Array.from({ length: 16 }, () => Fs.openSync("/dev/null", "r"))
+    const open = new Set(Fs.readdirSync("/proc/self/fd").map(Number))
+    let lowest = 0
+    while (open.has(lowest)) lowest++
+    const hard = Fs.readFileSync("/proc/self/limits", "utf8").match(/Max open files\s+\d+\s+(\d+)/)![1]!
+    ChildProcess.execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${lowest}:${hard}`])
+    // Fds closed meanwhile (a child's pipes, a socket of Node's) would free a number: filled again till none does.
+    const fill = () => {
+      for (;;) {
+        try {
+          spares.push(Fs.openSync("/dev/null", "r"))
+        } catch {
+          return
+        }
+      }
+    }
+    for (let i = 0; i < 5; i++) {
+      fill()
+      await sleep(100)
+    }
+    try {
+      fill()
+      expect(lane.give()).toBeUndefined()
+      await eventually(() => seen.acceptFailed.length === 1, 10_000, "the failed accept")
+    } finally {
+      for (const fd of spares) Fs.closeSync(fd)
+      ChildProcess.execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${hard}:${hard}`])
+    }
+    expect(seen.acceptFailed).toEqual([{ index: 0, code: "EMFILE" }])
+    expect(seen.admitted).toHaveLength(0)
+    expect(c.closed).toBe(false)
+    expect(native().pending(listener)).toBe(true)
+    expect(lane.takeBack()).toBe(false) // nothing given any more
+    expect(lane.give()).toBeUndefined()
+    await eventually(() => c.lines.length > 0, 10_000, "the instance's line")
+    c.socket.write("bye\n")
+    await eventually(() => seen.exited.length === 1, 10_000, "the exit")
+  })
+
   it("a start given: the connection is accepted, admitted and its instance started with it as fds 0, 1 and 3; the exit comes with the pid", async () => {
     const d = dir()
     const port = await freePort()
@@ -187,4 +238,5 @@ describe("accept mode's lane (lane.c)", () => {
     seen.failed[0]!.connection.close()
     await eventually(() => c.closed, 10_000, "the connection to be closed")
   })
+
 })
