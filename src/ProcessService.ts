@@ -10,8 +10,10 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -111,6 +113,43 @@ export class SpawnError extends Data.TaggedError("SpawnError")<{
   readonly cause?: unknown
 }> {}
 
+/** `--accept`: who is at the other end of a connection: a TCP peer's address, or a UNIX peer's uid (if known). */
+export interface Peer {
+  readonly remote?: { readonly ip: string; readonly port: number } | undefined
+  readonly uid?: number | undefined
+}
+
+/** A connection soad still holds because its instance could not be started: its fd, and how to close it. */
+export interface HeldConnection {
+  readonly fd: number
+  readonly close: () => void
+}
+
+/**
+ * What accept mode's lane tells, synchronously, as it happens (no fiber runs for a connection). A start given
+ * (`Lane.give`) is used up by `started` or `failed`, and given back by `acceptFailed`.
+ */
+export interface LaneEvents {
+  /** A connection from `peer` on listener `index`: may it have an instance? false: it is closed at once. Must not give or take back a start. */
+  readonly admit: (index: number, peer: Peer) => boolean
+  /** Its instance runs, with the start given. */
+  readonly started: (app: App) => void
+  /** Its instance could not be started (the start given is used up); soad still holds the connection: close it, or start it again. */
+  readonly failed: (error: SpawnError, connection: HeldConnection) => void
+  /** Accepting on listener `index` failed (out of fds, most often): the start given is the caller's again. */
+  readonly acceptFailed: (index: number, code: string, message: string) => void
+  /** An instance exited by itself, and what it left is gone (its process group, its cgroup). Not said of one stopped by `stop`. */
+  readonly exited: (app: App, status: ExitStatus) => void
+}
+
+/** Accept mode's lane: connections taken and instances started in the driver's own callback while a start is given. */
+export interface Lane {
+  /** Gives a start (the caller holds a permit and a token for it): the next connection admitted uses it. The error: nothing was given (its cgroup could not be made). */
+  readonly give: () => SpawnError | undefined
+  /** Takes back a start given and not used: true; false if none was. */
+  readonly takeBack: () => boolean
+}
+
 /** The process operations the Activator needs. */
 export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessService, {
   /** Starts the app; closing the scope stops it by `stop` and waits for it. */
@@ -126,6 +165,18 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
     stop: StopPolicy,
     wakeup: Wakeup
   ) => Effect.Effect<Pending, SpawnError, Scope.Scope>
+  /**
+   * `--accept`'s lane: `request` is an instance's (its connection a placeholder), and the driver polls `listeners`
+   * itself; while a start is given, it takes a connection, asks `events.admit`, starts its instance and only then
+   * says so, with no fiber per connection (the mode's bookkeeping runs in `events`). Each instance stops by `stop`
+   * as a spawned app does. Closing the scope ends the lane (instances live on). Absent where the driver cannot.
+   */
+  readonly acceptLane?: (
+    listeners: ReadonlyArray<number>,
+    request: SpawnRequest,
+    stop: StopPolicy,
+    events: LaneEvents
+  ) => Effect.Effect<Lane, SpawnError, Scope.Scope>
   /** Sends SIGKILL to every running app's process group now (a second Ctrl-C). */
   readonly killAll: Effect.Effect<void>
   /** Sends a signal to every running app's process group (SIGHUP and others soad passes on). */
@@ -194,10 +245,41 @@ export interface Driver {
     onStarted: (outcome: ArmOutcome) => void,
     output?: AppLogs.Output
   ) => () => boolean
+  /**
+   * `--accept`: arms `listeners` with a prepared start of `request` (an instance's; its connection a placeholder).
+   * While a start is given (`give`), a connection is taken, `events.admit` asked, and its instance started with the
+   * connection as fds 0, 1 and 3 (REMOTE_* for an IP peer), then `started` or `failed` said (the connection then
+   * soad's, for `close`). Throws if the spec is wrong or the command cannot be found. Absent where the driver cannot.
+   */
+  readonly armAccept?: (
+    listeners: ReadonlyArray<number>,
+    request: SpawnRequest,
+    events: DriverLaneEvents,
+    output?: AppLogs.Output
+  ) => DriverLane
   /** Sends a signal to the process group `pgid`; a group that is gone is not an error. */
   readonly killGroup: (pgid: number, signal: Signal.Signal) => void
   /** Cgroups and the guard, where the platform has them; without it only process groups are used. */
   readonly containment?: Containment | undefined
+}
+
+/** What an armed accept (Driver.armAccept) says, from its callbacks. */
+export interface DriverLaneEvents {
+  readonly admit: (index: number, peer: Peer) => boolean
+  readonly started: (pid: number) => void
+  /** As `spawn` throws it; `connection`: soad's fd, the caller's now. */
+  readonly failed: (error: unknown, connection: number) => void
+  readonly acceptFailed: (index: number, error: unknown) => void
+  /** An instance exited (every instance of the lane, even after `disarm`). */
+  readonly exit: (pid: number, status: ExitStatus) => void
+}
+
+/** An armed accept: a start given (throws if it cannot be prepared), taken back, the lane ended; a held connection closed. */
+export interface DriverLane {
+  readonly give: () => void
+  readonly takeBack: () => boolean
+  readonly disarm: () => void
+  readonly close: (connection: number) => void
 }
 
 /** How long a cgroup may take to empty after SIGKILL before soad gives up on removing it. */
@@ -368,6 +450,125 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         return { _tag: "Started", index, app, spawnMs, sinceWake } satisfies Pending
       })
 
+    /**
+     * An app that exited by itself, its leftovers dealt with now, without a fiber: its output released, its group
+     * killed, its cgroup removed (an empty one goes at the first rmdir). false (nothing forgotten yet) if its cgroup
+     * still has processes, or anything failed: `reap` does it then, with its waits, and says what it killed.
+     */
+    const reapNow = (pid: number, output: AppLogs.Output | undefined): boolean => {
+      try {
+        output?.release(pid)
+        driver.killGroup(pid, Signal.SIGKILL)
+        const cgroup = containment?.cgroupOf(pid)
+        if (cgroup !== undefined && !containment!.remove(cgroup)) return false
+      } catch {
+        return false
+      }
+      containment?.forget(pid)
+      running.delete(pid)
+      return true
+    }
+
+    /** What reapNow could not do at once: the group killed, the cgroup emptied (waiting up to emptyTimeout) and removed. */
+    const reap = (pid: number) =>
+      Effect.gen(function*() {
+        yield* killGroup(pid, Signal.SIGKILL)
+        yield* release(pid)
+        running.delete(pid)
+      })
+
+    /**
+     * Accept mode's lane over the driver's armed accept. Each instance is an App whose exit the driver reports with
+     * its pid; one that exits by itself is reaped at once in that callback (reapNow), and `events.exited` follows;
+     * one being stopped is left to its stop. A connection costs no fiber.
+     */
+    const armAccept = driver.armAccept
+    const acceptLane = armAccept === undefined
+      ? undefined
+      : (listeners: ReadonlyArray<number>, request: SpawnRequest, policy: StopPolicy, events: LaneEvents) =>
+        Effect.gen(function*() {
+          const output = yield* outputOf(request)
+          const runtime = yield* Effect.runtime<never>()
+          interface Instance {
+            readonly app: App
+            /** The exit, as the driver reported it. */
+            readonly exited: Deferred.Deferred<ExitStatus>
+            /** The exit, once what the instance left is gone too. */
+            readonly done: Deferred.Deferred<ExitStatus>
+            /** A stop (or the reaping of its exit) has begun: it finishes the instance. */
+            ending: boolean
+          }
+          const instances = new Map<number, Instance>()
+          const finished = (instance: Instance, status: ExitStatus) => {
+            instances.delete(instance.app.pid)
+            Deferred.unsafeDone(instance.done, Effect.succeed(status))
+          }
+          const exit = (pid: number, status: ExitStatus) => {
+            const instance = instances.get(pid)
+            if (instance === undefined) return
+            Deferred.unsafeDone(instance.exited, Effect.succeed(status))
+            if (instance.ending) return // its stop takes it from here
+            instance.ending = true
+            const gone = () => {
+              finished(instance, status)
+              events.exited(instance.app, status)
+            }
+            if (reapNow(pid, output)) return gone()
+            Runtime.runFork(runtime)(Effect.zipRight(reap(pid), Effect.sync(gone)))
+          }
+          const started = (pid: number) => {
+            running.add(pid)
+            const exited = Deferred.unsafeMake<ExitStatus>(FiberId.none)
+            const instance: Instance = {
+              exited,
+              done: Deferred.unsafeMake<ExitStatus>(FiberId.none),
+              ending: false,
+              app: {
+                pid,
+                exit: Deferred.await(exited),
+                signal: (signal: Signal.Signal) => killGroup(pid, signal),
+                stop: Effect.suspend(() => {
+                  if (instance.ending) return Deferred.await(instance.done)
+                  instance.ending = true
+                  return Effect.tap(
+                    stopGracefully(pid, Deferred.await(exited), exited, policy, output),
+                    (status) => Effect.sync(() => finished(instance, status))
+                  )
+                })
+              }
+            }
+            instances.set(pid, instance)
+            events.started(instance.app)
+          }
+          let armed: DriverLane | undefined
+          const lane = yield* Effect.acquireRelease(
+            Effect.try({
+              try: () =>
+                armed = armAccept(listeners, request, {
+                  admit: events.admit,
+                  started,
+                  failed: (error, fd) => events.failed(spawnError(request, error), { fd, close: () => armed?.close(fd) }),
+                  acceptFailed: (index, error) =>
+                    events.acceptFailed(index, errnoName(error), (error as Error).message ?? String(error)),
+                  exit
+                }, output),
+              catch: (cause) => spawnError(request, cause)
+            }),
+            (lane) => Effect.sync(() => lane.disarm())
+          )
+          return {
+            give: () => {
+              try {
+                lane.give()
+                return undefined
+              } catch (cause) {
+                return spawnError(request, cause)
+              }
+            },
+            takeBack: () => lane.takeBack()
+          } satisfies Lane
+        })
+
     const signalAll = (signal: Signal.Signal) =>
       Effect.sync(() => {
         for (const pid of running) driver.killGroup(pid, signal)
@@ -403,7 +604,15 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         ...containment.fields
       })
 
-    return { spawn, ...(spawnOnPending === undefined ? {} : { spawnOnPending }), killAll, signalAll, reclaim, announce }
+    return {
+      spawn,
+      ...(spawnOnPending === undefined ? {} : { spawnOnPending }),
+      ...(acceptLane === undefined ? {} : { acceptLane }),
+      killAll,
+      signalAll,
+      reclaim,
+      announce
+    }
   })
 
 const spawnError = (request: SpawnRequest, cause: unknown): SpawnError => {
@@ -742,9 +951,76 @@ const nativeDriver = (keeping: Keeping = {}): Driver => {
     }
   }
 
+  /**
+   * Accept mode's lane: the instance's start prepared once (its environment, its command found); each start given
+   * has a cgroup made for it (guarded) before it is given, and its stderr is a pipe soad reads when there is an
+   * output. The cgroup of a start not used is removed when it is taken back.
+   */
+  const armAccept: Driver["armAccept"] = (listeners, request, events, output) => {
+    let given: string | undefined // the cgroup directory of the start given
+    const undo = () => {
+      const dir = given
+      given = undefined
+      if (dir === undefined) return
+      armedDirs.delete(dir)
+      dropCgroup(dir)
+    }
+    const id = n.acceptArm(
+      listeners,
+      request.command[0],
+      request.command,
+      environmentOf(request),
+      { cwd: request.cwd, uid: request.uid, gid: request.gid, groups: request.groups, listenPid: true, pdeathsig: true },
+      (code, signal, pid) => events.exit(pid, { code, signal: signal === null ? null : Signal.fromNumber(signal)?.name ?? null }),
+      (index, ip, port, uid) => events.admit(index, ip === null ? { uid: uid < 0 ? undefined : uid } : { remote: { ip, port } }),
+      (_index, pid, error, connection, stderrRead) => {
+        if (pid === null) {
+          undo()
+          return events.failed(error, connection)
+        }
+        const dir = given
+        given = undefined
+        if (dir !== undefined) {
+          armedDirs.delete(dir)
+          cgroups.set(pid, dir)
+        } else guard?.add(String(pid))
+        if (output !== undefined && stderrRead >= 0) output.capture(pid, "stderr", stderrRead)
+        events.started(pid)
+      },
+      (index, error) => {
+        undo()
+        events.acceptFailed(index, error)
+      },
+      { stderr: output !== undefined }
+    )
+    return {
+      give: () => {
+        const dir = root === undefined ? undefined : newCgroup(root, request.unit)
+        if (dir !== undefined) armedDirs.add(dir)
+        given = dir
+        try {
+          n.acceptOpen(id, dir ?? null)
+        } catch (error) {
+          undo()
+          throw error
+        }
+      },
+      takeBack: () => {
+        if (!n.acceptClose(id)) return false
+        undo()
+        return true
+      },
+      disarm: () => {
+        n.acceptDisarm(id)
+        undo()
+      },
+      close: (connection) => n.close(connection)
+    }
+  }
+
   return {
     spawn,
-    ...(process.platform === "linux" ? { arm } : {}),
+    ...(process.platform === "linux" ? { arm, armAccept } : {}),
     killGroup: (pgid, signal) => {
       try {
         process.kill(-pgid, signal.number)

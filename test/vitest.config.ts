@@ -36,7 +36,14 @@ export default defineConfig({
         extends: true,
         test: {
           name: "slow path",
-          include: ["test/unit/Activator.test.ts", "test/unit/run.test.ts", "test/unit/Budget.test.ts", "test/unit/listenerHealth.test.ts"],
+          include: [
+            "test/unit/Activator.test.ts",
+            "test/unit/run.test.ts",
+            "test/unit/Budget.test.ts",
+            "test/unit/listenerHealth.test.ts",
+            // accept mode without the lane: each connection accepted and its instance started by the serve loop
+            "test/unit/Accept.test.ts"
+          ],
           env: { SOAD_FAKE_ARM: "0" },
           poolOptions: { forks: { isolate: false } }
         }

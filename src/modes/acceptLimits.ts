@@ -3,17 +3,17 @@
  * the source a connection comes from and the instances each source runs (`--max-connections-per-source`, as
  * systemd's MaxConnectionsPerSource=), the start rate (`--max-accept-rate`, a token bucket on the Clock), and a
  * report of what was refused, at most one line a second. Each per-client cost is bounded: a source is remembered
- * only while it has instances running (at most `--max-connections` sources).
+ * only while it has instances running (at most `--max-connections` sources). The permits and the bucket can be
+ * taken without a fiber, as accept mode's lane does in its callbacks.
  *
  * @internal
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Monotonic from "../core/monotonic.js"
 import type { Rate } from "../ServiceConfig.js"
-import type { Connection } from "../SocketService.js"
+import type { Peer } from "../ProcessService.js"
 
 /** Where a connection comes from: its kind (an IP address, a UNIX peer), a key to count by, how the log names it. */
 export interface Source {
@@ -30,7 +30,7 @@ const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i
  * IPv4 one: the same client on a dual-stack listener), a UNIX peer's uid; a UNIX peer whose uid could not be read
  * is one source with every other such peer.
  */
-export const sourceOf = (connection: Connection): Source => {
+export const sourceOf = (connection: Peer): Source => {
   if (connection.remote !== undefined) {
     const ip = connection.remote.ip.replace(mapped, "$1").toLowerCase()
     return { kind: "ip", key: `ip ${ip}`, text: ip }
@@ -75,6 +75,15 @@ export interface Bucket {
   readonly take: Effect.Effect<Taken>
   /** The token last taken started nothing (the connection was gone, or refused): it is there again. */
   readonly refund: Effect.Effect<void>
+  /**
+   * Waits until a token is there, and takes none: how long it waited (ms). Accept mode's lane gives a start once
+   * one is there and takes it when a connection uses the start (`takeNow`): a token stays there as time passes.
+   */
+  readonly ready: Effect.Effect<number>
+  /** Is a token there at `now` (Clock ms)? */
+  readonly available: (now: number) => boolean
+  /** Takes a token if one is there at `now`, without a fiber; undefined: none is. */
+  readonly takeNow: (now: number) => Taken | undefined
 }
 
 /**
@@ -83,20 +92,76 @@ export interface Bucket {
  * needs no timer: a take computes when its token is due and sleeps until then. For one taker at a time.
  */
 export const bucket = (rate: Rate): Effect.Effect<Bucket> =>
-  Effect.map(Ref.make(Number.NEGATIVE_INFINITY), (due) => {
+  Effect.sync(() => {
     const interval = Duration.toMillis(rate.per) / rate.count
     const tolerance = Duration.toMillis(rate.per) - interval
+    let due = Number.NEGATIVE_INFINITY
     const take = Effect.gen(function*() {
       const now = yield* Monotonic.now
-      const previous = yield* Ref.get(due)
+      const previous = due
       const at = Math.max(previous, now)
-      yield* Ref.set(due, at + interval)
+      due = at + interval
       const wait = at - tolerance - now
       if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
       return { waited: Math.max(0, wait), full: previous <= now }
     })
-    return { take, refund: Ref.update(due, (at) => at - interval) }
+    /** How long until a token is there at `now` (ms; 0 or less: it is). */
+    const until = (now: number) => Math.max(due, now) - tolerance - now
+    const ready = Effect.gen(function*() {
+      const wait = until(yield* Monotonic.now)
+      if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+      return Math.max(0, wait)
+    })
+    const takeNow = (now: number): Taken | undefined => {
+      if (until(now) > 0) return undefined
+      const full = due <= now
+      due = Math.max(due, now) + interval
+      return { waited: 0, full }
+    }
+    return {
+      take,
+      refund: Effect.sync(() => {
+        due -= interval
+      }),
+      ready,
+      available: (now) => until(now) <= 0,
+      takeNow
+    }
   })
+
+/**
+ * The instances that may run at once (`--max-connections`), counted without a fiber, so that accept mode's lane
+ * takes and gives them back in its callbacks; `free` and `take` wait for one in a fiber.
+ */
+export class Permits {
+  private held = 0
+  private readonly waiters = new Set<() => void>()
+  constructor(readonly max: number) {}
+  /** Takes one if one is free. */
+  tryTake(): boolean {
+    if (this.held >= this.max) return false
+    this.held++
+    return true
+  }
+  /** Gives one back: whoever waits for one may go on. */
+  release(): void {
+    this.held--
+    for (const wake of [...this.waiters]) wake()
+  }
+  /** Waits until one is free (takes none). */
+  readonly free: Effect.Effect<void> = Effect.async<void>((resume) => {
+    const wake = () => {
+      if (this.held >= this.max) return
+      this.waiters.delete(wake)
+      resume(Effect.void)
+    }
+    this.waiters.add(wake)
+    wake()
+    return Effect.sync(() => void this.waiters.delete(wake))
+  })
+  /** Takes one, waiting until one is free. */
+  readonly take: Effect.Effect<void> = Effect.suspend(() => this.tryTake() ? Effect.void : Effect.zipRight(this.free, this.take))
+}
 
 /**
  * Says what happened `item` by `item`, at most once per `interval`: the first at once (`say(1, it)`), those that

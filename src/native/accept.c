@@ -13,18 +13,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "soad.h"
 #include "sys.h"
 #include "glibc.h"
-
-typedef struct {
-  int fd;
-  bool inet; /* the peer has an IP address and a port */
-  char ip[INET6_ADDRSTRLEN];
-  int port;
-  bool has_uid; /* a UNIX peer whose credentials could be read */
-  int64_t uid;
-} accepted;
 
 /* The listener must never block soad's loop: a client that left between poll and accept leaves nothing to take. */
 static int listener_nonblocking(int fd) {
@@ -64,11 +56,7 @@ static int accept_cloexec(int listener, struct sockaddr *sa, socklen_t *len) {
 #endif
 }
 
-/*
- * Takes one connection from the listener, close-on-exec and blocking (the app gets it as fds 0, 1 and 3): 1, 0 when
- * none waits (or the one that waited was aborted), or -1 with errno and *failed.
- */
-static int accept_one(int listener, accepted *out, const char **failed) {
+int accept_one(int listener, accepted *out, const char **failed) {
   if (listener_nonblocking(listener) < 0) {
     *failed = "fcntl(O_NONBLOCK)";
     return -1;

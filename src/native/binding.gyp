@@ -4,7 +4,7 @@
       "target_name": "soad",
       "sources": [
         "soad.c", "napi.c", "sys.c", "listen.c", "poll.c", "count.c", "spawn.c", "relay.c", "notify.c", "peer.c",
-        "users.c", "pipe.c", "memory.c", "accept.c", "arm.c", "diag.c"
+        "users.c", "pipe.c", "memory.c", "accept.c", "arm.c", "lane.c", "diag.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes", "-fvisibility=hidden", "-O2"],
       "xcode_settings": {

@@ -173,6 +173,23 @@ void call_js(napi_env env, napi_ref fn_ref, napi_async_context ctx, size_t argc,
   napi_close_handle_scope(env, scope);
 }
 
+bool call_js_bool(napi_env env, napi_ref fn_ref, napi_async_context ctx, size_t argc, napi_value *argv) {
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return false;
+  bool answer = false;
+  napi_value fn, recv, result, truth;
+  if (napi_get_reference_value(env, fn_ref, &fn) == napi_ok && fn != NULL && napi_get_global(env, &recv) == napi_ok) {
+    if (napi_make_callback(env, ctx, recv, fn, argc, argv, &result) != napi_ok) {
+      napi_value exception;
+      if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
+    } else if (napi_coerce_to_bool(env, result, &truth) != napi_ok || napi_get_value_bool(env, truth, &answer) != napi_ok) {
+      answer = false;
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  return answer;
+}
+
 bool callback_init(napi_env env, napi_value fn, const char *name, js_callback *cb) {
   napi_valuetype type;
   if (napi_typeof(env, fn, &type) != napi_ok || type != napi_function) return false;

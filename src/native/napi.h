@@ -99,4 +99,7 @@ void callback_free(napi_env env, js_callback *cb);
 /* Runs a JS callback from a libuv callback, with the microtask queue drained afterwards. */
 void call_js(napi_env env, napi_ref fn_ref, napi_async_context ctx, size_t argc, napi_value *argv);
 
+/* The same for a callback whose answer counts: its result as a boolean; false if it threw (handed to Node). */
+bool call_js_bool(napi_env env, napi_ref fn_ref, napi_async_context ctx, size_t argc, napi_value *argv);
+
 #endif

@@ -36,6 +36,10 @@
  *   relay.c    relay*                   proxy mode: accept, connect to the app, splice both ways (Linux);
  *              relayPeek / relayAnswer  a held connection's request, answered by soad (the waiting page)
  *   accept.c   acceptConnection         --accept mode: one connection and its peer's IP and port, for an instance
+ *   lane.c     acceptArm / acceptOpen / acceptClose / acceptDisarm
+ *                                       --accept mode's hot path: listeners armed with a prepared start; while JS
+ *                                       gives a start, the poll callback accepts, asks JS about the source, and
+ *                                       starts the instance (no other JS before the fork)
  *   diag.c     diagInet / diagUnix      the kernel's list of TCP and UNIX sockets, filtered by state and port
  *                                       (NETLINK_SOCK_DIAG): open connections and an app's listeners without /proc
  *   memory.c   lowMemory                V8's memory-reducing GC and malloc_trim, once soad sleeps
@@ -90,6 +94,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"notifyRead", NULL, notify_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptConnection", NULL, accept_connection, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptArm", NULL, accept_arm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptOpen", NULL, accept_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptClose", NULL, accept_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptDisarm", NULL, accept_disarm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relaySupported", NULL, relay_supported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayOnClose", NULL, relay_set_on_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relayListen", NULL, relay_listen, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -63,6 +63,12 @@ napi_value peer_credentials(napi_env env, napi_callback_info info);
 /* accept.c */
 napi_value accept_connection(napi_env env, napi_callback_info info);
 
+/* lane.c */
+napi_value accept_arm(napi_env env, napi_callback_info info);
+napi_value accept_open(napi_env env, napi_callback_info info);
+napi_value accept_close(napi_env env, napi_callback_info info);
+napi_value accept_disarm(napi_env env, napi_callback_info info);
+
 /* relay.c */
 napi_value relay_supported(napi_env env, napi_callback_info info);
 napi_value relay_set_on_close(napi_env env, napi_callback_info info);

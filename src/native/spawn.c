@@ -49,12 +49,14 @@ static void sigchld_update_ref(void) {
   else uv_unref((uv_handle_t *)&sigchld);
 }
 
-/* onExit(code | null, signal | null) for a child waitpid returned r (with status) for. */
+/* onExit(code | null, signal | null, pid) for a child waitpid returned r (with status) for. The pid lets one JS
+ * function serve many children (accept mode's instances). */
 static void child_report(child *c, pid_t r, int status) {
   napi_env env = c->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value args[2];
+  napi_value args[3];
+  napi_create_int32(env, c->pid, &args[2]);
   if (r > 0 && WIFEXITED(status)) {
     napi_create_int32(env, WEXITSTATUS(status), &args[0]);
     napi_get_null(env, &args[1]);
@@ -65,7 +67,7 @@ static void child_report(child *c, pid_t r, int status) {
     napi_get_null(env, &args[0]);
     napi_get_null(env, &args[1]);
   }
-  call_js(env, c->cb.fn, c->cb.ctx, 2, args);
+  call_js(env, c->cb.fn, c->cb.ctx, 3, args);
   napi_close_handle_scope(env, scope);
 }
 
@@ -659,7 +661,7 @@ bool spawn_spec_read(napi_env env, napi_value *argv, spawn_spec *s) {
 }
 
 /*
- * spawn(file, argv, env, fds, options, onExit(code | null, signal | null)) -> pid
+ * spawn(file, argv, env, fds, options, onExit(code | null, signal | null, pid)) -> pid
  * options: { cwd?, uid?, gid?, groups?, listenPid: boolean, pdeathsig: boolean }
  * options.cgroupFd?: an fd open on a cgroup v2 directory: the child is created in it (or joins it after setsid)
  * options.stdoutFd?, stderrFd?: write ends of pipes soad reads: the child gets them as its fds 1 and 2

@@ -340,7 +340,7 @@ export const make = (
     /** The second is over: the paused pipes are read again, the first paused first. */
     const resumeAll = (target: Channel) => {
       target.resuming = false
-      target.paused.unsafeUpdate(target.rate.resume(clock.unsafeCurrentTimeMillis()) / 1000, [])
+      target.paused.unsafeUpdate(target.rate.resume(Monotonic.unsafeNow(clock)) / 1000, [])
       const readers = [...target.held]
       target.held.clear()
       for (const reader of readers) reader.unhold()
@@ -350,7 +350,7 @@ export const make = (
     const scheduleResume = (service: string, target: Channel) => {
       if (target.resuming) return
       target.resuming = true
-      const wait = Math.max(0, target.rate.resumeAt - clock.unsafeCurrentTimeMillis())
+      const wait = Math.max(0, target.rate.resumeAt - Monotonic.unsafeNow(clock))
       say(service, Effect.delay(Effect.sync(() => resumeAll(target)), Duration.millis(wait)))
     }
 
@@ -417,7 +417,7 @@ export const make = (
       open.add(socket)
       socket.unref() // the app's output never keeps soad alive
       const stamp = () => {
-        now = clock.unsafeCurrentTimeMillis()
+        now = Monotonic.unsafeNow(clock)
         time = new Date(now).toISOString()
       }
       /** Over the rate: the pipe is left unread until the second is over, with the rest of its chunk held. */
@@ -496,7 +496,7 @@ export const make = (
         reader.released = true
         if (target.held.delete(reader)) reader.unhold()
       }
-      if (target.held.size === 0) target.paused.unsafeUpdate(target.rate.resume(clock.unsafeCurrentTimeMillis()) / 1000, [])
+      if (target.held.size === 0) target.paused.unsafeUpdate(target.rate.resume(Monotonic.unsafeNow(clock)) / 1000, [])
     }
 
     return {

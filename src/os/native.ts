@@ -127,7 +127,7 @@ export interface Native {
     env: ReadonlyArray<string>,
     fds: ReadonlyArray<number>,
     options: SpawnOptions,
-    onExit: (code: number | null, signal: number | null) => void
+    onExit: (code: number | null, signal: number | null, pid: number) => void
   ) => number
   /**
    * The cold path: arms the listeners with a prepared start (arguments after listenerFds as for spawn, but the
@@ -159,6 +159,35 @@ export interface Native {
   ) => number
   /** Ends an armed start that has not fired: true; false if it had fired. */
   readonly disarmSpawn: (id: number) => boolean
+  /**
+   * `--accept`'s lane (lane.c): arms the listeners with a prepared start of an instance (arguments as for spawn,
+   * without fds and the cgroup and stdio fds: each instance gets its connection as fds 0, 1 and 3, REMOTE_ADDR and
+   * REMOTE_PORT for an IP peer, and with `stderr` a stderr pipe whose read end `onStarted` gives). Nothing is polled
+   * until `acceptOpen` gives a start. Then a connection on listenerFds[index] is accepted and `admit` asked (ip null
+   * and port -1 for a UNIX peer; uid -1 where unknown): false closes it (the start stays given; admit must not close
+   * or disarm the lane), true starts its instance with the start given, and `onStarted` follows: the pid, or the
+   * error with `connection`, the connection's fd, which is then the caller's (to close, or start again; -1 once an
+   * instance has it). `onFailed`: accepting failed, the start is the caller's again. `onExit` as for spawn, for every
+   * instance. Throws (nothing armed) if the spec is wrong or the command cannot be found.
+   */
+  readonly acceptArm: (
+    listenerFds: ReadonlyArray<number>,
+    file: string,
+    argv: ReadonlyArray<string>,
+    env: ReadonlyArray<string>,
+    options: Omit<SpawnOptions, "cgroupFd" | "stdinFd" | "stdoutFd" | "stderrFd">,
+    onExit: (code: number | null, signal: number | null, pid: number) => void,
+    admit: (index: number, ip: string | null, port: number, uid: number) => boolean,
+    onStarted: (index: number, pid: number | null, error: NativeError | null, connection: number, stderrRead: number) => void,
+    onFailed: (index: number, error: NativeError) => void,
+    armOptions: { readonly stderr: boolean }
+  ) => number
+  /** Gives the lane a start (a permit, a token held; the instance's cgroup directory, or null): it polls till it is used. */
+  readonly acceptOpen: (id: number, cgroup: string | null) => void
+  /** Takes back a start given and not used: true (its cgroup directory is the caller's again); false if none was. */
+  readonly acceptClose: (id: number) => boolean
+  /** Ends the lane (a start given is taken back); the instances it started live on. */
+  readonly acceptDisarm: (id: number) => void
   /** A pipe with both ends close-on-exec, for an app's stdout or stderr. */
   readonly outputPipe: () => { readonly read: number; readonly write: number }
   /** The newlines in a buffer. */

@@ -405,13 +405,89 @@ export class World {
     }
   }
 
+  /** `--accept`: instances the lane started (the driver's own accept, as the native poll callback does it). */
+  laneStarts = 0
+  /** `--accept`: thrown by the lane's next starts given, if set (the instance's cgroup could not be made). */
+  giveError: Error | undefined = undefined
+
+  /**
+   * `--accept`'s lane: while a start is given, a connection waiting on one of `listeners` is taken (as `accept`
+   * takes one), admitted or closed, and its instance spawned; the outcome is said at once, as lane.c does.
+   */
+  private armAccept(
+    listeners: ReadonlyArray<number>,
+    request: ProcessService.SpawnRequest,
+    events: ProcessService.DriverLaneEvents
+  ): ProcessService.DriverLane {
+    if (this.armError !== undefined) throw this.armError
+    let given = false
+    const stop = () => {
+      given = false
+      this.readableWaiters.delete(fire)
+    }
+    const fire = (): void => {
+      while (given) {
+        const index = listeners.findIndex((fd) => (this.backlog.get(fd) ?? 0) > 0)
+        if (index < 0) return
+        const fd = listeners[index]!
+        if (this.acceptError !== undefined) {
+          stop()
+          return events.acceptFailed(index, Object.assign(new Error(`accept4: ${this.acceptError}`), { code: this.acceptError }))
+        }
+        this.backlog.set(fd, this.backlog.get(fd)! - 1)
+        const peer = this.peers.get(fd)?.shift() ?? { remote: this.remote, uid: this.remote === undefined ? this.uid : undefined }
+        const connection: Connection = { fd: this.nextFd++, ...peer }
+        this.accepted.push(connection)
+        this.acceptedOpen.add(connection.fd)
+        this.changed()
+        if (!events.admit(index, peer)) {
+          this.acceptedOpen.delete(connection.fd)
+          continue
+        }
+        stop()
+        const remote = peer.remote === undefined ? {} : { REMOTE_ADDR: peer.remote.ip, REMOTE_PORT: String(peer.remote.port) }
+        const instance = { ...request, env: { ...request.env, ...remote }, fds: [connection.fd], connection: connection.fd }
+        let pid: number
+        try {
+          pid = this.baseDriver.spawn(instance, (status) => events.exit(pid, status))
+        } catch (error) {
+          return events.failed(error, connection.fd)
+        }
+        this.acceptedOpen.delete(connection.fd)
+        this.laneStarts++
+        events.started(pid)
+      }
+    }
+    return {
+      give: () => {
+        if (this.giveError !== undefined) throw this.giveError
+        given = true
+        this.readableWaiters.add(fire)
+        fire()
+      },
+      takeBack: () => {
+        if (!given) return false
+        stop()
+        return true
+      },
+      disarm: stop,
+      close: (fd) => void this.acceptedOpen.delete(fd)
+    }
+  }
+
   /**
    * The fake process Driver a ProcessService is made over (`ProcessService.make(world.driver)`): spawns are apps in
    * `apps`; a signal to a group is recorded, and the app answers it by `onTerm` (SIGKILL always ends it). It arms
    * starts if `armable` is set when it is taken.
    */
   get driver(): ProcessService.Driver {
-    return this.armable ? { ...this.baseDriver, arm: (request, onExit, onStarted) => this.arm(request, onExit, onStarted) } : this.baseDriver
+    return this.armable
+      ? {
+        ...this.baseDriver,
+        arm: (request, onExit, onStarted) => this.arm(request, onExit, onStarted),
+        armAccept: (listeners, request, events) => this.armAccept(listeners, request, events)
+      }
+      : this.baseDriver
   }
 
   private readonly baseDriver: ProcessService.Driver = {

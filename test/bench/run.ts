@@ -983,46 +983,76 @@ const reportProxy = async () => {
   row("proxy, soad's memory per open relayed connection", `${(proxy.perConnection / 1024).toFixed(1)} KB`, "2000 idle connections")
 }
 
+/** Rounds of the accept comparison: soad and systemd-socket-activate take turns; each figure is their median. */
+const acceptRounds = 3
+
 /**
  * A process per connection: one client after another, each connection gets its own instance of the inetd app, via
- * soad --accept and via systemd-socket-activate --accept --inetd, in the same run.
+ * soad --accept and via systemd-socket-activate --accept --inetd, alternating round after round (both kept running),
+ * and soad's CPU per connection. soad runs with --max-accept-rate above what one client can reach: the default
+ * (200 per 2 s, as systemd's TriggerLimitBurst= for Accept=yes) paces a client that keeps connecting, and that
+ * pacing is no cost of a connection; systemd-socket-activate has no such limit.
  */
 const acceptComparison = async (inetdApp: string) => {
   const connections = runs * 40
-  const measure = async (label: string, program: string, args: ReadonlyArray<string>, socketPath: string) => {
-    const proc = start(program, args)
-    await waitForFile(socketPath)
-    await sleep(200)
+  const soadPath = Path.join(work, "accept-soad.sock")
+  const soad = start(command, ["-s", soadPath, "--accept", "--max-accept-rate", "100000/1s", "--log-level", "warn", "--", inetdApp])
+  const systemdPath = Path.join(work, "accept-systemd.sock")
+  const systemd = installed("systemd-socket-activate")
+    ? start("systemd-socket-activate", ["-l", systemdPath, "--accept", "--inetd", inetdApp])
+    : undefined
+  await waitForFile(soadPath)
+  if (systemd !== undefined) await waitForFile(systemdPath)
+  await sleep(300)
+  const round = async (socketPath: string) => {
     const times: Array<number> = []
     const began = performance.now()
     for (let i = 0; i < connections; i++) times.push(await timedGet({ socketPath }))
     const elapsed = performance.now() - began
-    await stop(proc)
-    return { label, p50: median(times), p99: percentile(times, 99), rate: connections / (elapsed / 1000) }
+    return { p50: median(times), p99: percentile(times, 99), rate: connections / (elapsed / 1000) }
   }
-  const soadPath = Path.join(work, "accept-soad.sock")
-  const soad = await measure("soad", command, ["-s", soadPath, "--accept", "--log-level", "warn", "--", inetdApp], soadPath)
-  const systemdPath = Path.join(work, "accept-systemd.sock")
-  const systemd = installed("systemd-socket-activate")
-    ? await measure("systemd", "systemd-socket-activate", ["-l", systemdPath, "--accept", "--inetd", inetdApp], systemdPath)
-    : undefined
-  return { soad, systemd, connections }
+  const viaSoad: Array<Awaited<ReturnType<typeof round>>> = []
+  const viaSystemd: Array<Awaited<ReturnType<typeof round>>> = []
+  const cpu: Array<number> = []
+  for (let i = 0; i < acceptRounds; i++) {
+    const before = cpuMillis([soad.child.pid!])
+    viaSoad.push(await round(soadPath))
+    cpu.push((cpuMillis([soad.child.pid!]) - before) / connections)
+    if (systemd !== undefined) viaSystemd.push(await round(systemdPath))
+  }
+  if (systemd !== undefined) await stop(systemd)
+  await stop(soad)
+  const summary = (rounds: ReadonlyArray<{ readonly p50: number; readonly p99: number; readonly rate: number }>) => ({
+    p50: median(rounds.map((r) => r.p50)),
+    p99: median(rounds.map((r) => r.p99)),
+    rate: median(rounds.map((r) => r.rate))
+  })
+  return {
+    connections,
+    soad: summary(viaSoad),
+    systemd: systemd === undefined ? undefined : summary(viaSystemd),
+    ratios: systemd === undefined ? [] : viaSoad.map((r, i) => r.rate / viaSystemd[i]!.rate),
+    cpu: median(cpu)
+  }
 }
 
 const reportAccept = async () => {
   console.error("a process per connection (--accept)")
   const inetdApp = compile("inetd-app")
   if (inetdApp === undefined) return row("a process per connection", "no C compiler")
-  const { connections, soad, systemd } = await acceptComparison(inetdApp)
+  const { connections, cpu, ratios, soad, systemd } = await acceptComparison(inetdApp)
   const figure = (f: { readonly p50: number; readonly p99: number; readonly rate: number }) =>
     `${f.rate.toFixed(0)} conn/s, p50 ${ms(f.p50, 2)}, p99 ${ms(f.p99, 2)}`
   row(
     "a process per connection, one client after another: soad --accept",
     figure(soad),
-    systemd === undefined ? `${connections} connections` : `soad/systemd p50: ${(soad.p50 / systemd.p50).toFixed(2)}`
+    systemd === undefined
+      ? `${connections} connections`
+      : `soad/systemd ${(soad.rate / systemd.rate).toFixed(2)} (rounds ${ratios.map((r) => r.toFixed(2)).join(", ")})`
   )
   if (systemd !== undefined) row("a process per connection: systemd-socket-activate --accept --inetd", figure(systemd))
   else row("a process per connection: systemd-socket-activate --accept --inetd", "not installed")
+  row("the same: soad's CPU per connection", ms(cpu, 2), `median of ${acceptRounds} rounds of ${connections}`)
 }
 
 const reportPrecision = async () => {
