@@ -12,6 +12,7 @@ import * as Address from "./Address.js"
 import * as FieldParsers from "./config/fields.js"
 import * as Ids from "./config/ids.js"
 import * as Users from "./os/users.js"
+import type { RunAs } from "./os/users.js"
 import * as Signal from "./Signal.js"
 
 /** The mode of a UNIX socket file soad creates when none is given: 0666, whatever soad's umask (see config/fields.ts). */
@@ -34,17 +35,7 @@ export type Upstream =
   | { readonly _tag: "Unix"; readonly path: string }
   | { readonly _tag: "Auto" }
 
-/** The user and groups an app runs as (soad must be root). Ids are whole numbers 0..4294967294. */
-export interface RunAs {
-  readonly uid: number
-  readonly gid: number
-  /** Supplementary groups. */
-  readonly groups: ReadonlyArray<number>
-  /** From the passwd entry, for the app's USER/LOGNAME, HOME and SHELL; absent for a bare uid. */
-  readonly name?: string | undefined
-  readonly home?: string | undefined
-  readonly shell?: string | undefined
-}
+export type { RunAs } from "./os/users.js"
 
 /**
  * Proxy mode, HTTP/1.x: a browser navigation that has waited `after` for a starting app gets a page that brings it

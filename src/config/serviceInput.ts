@@ -15,15 +15,9 @@ import * as ServiceConfig from "../ServiceConfig.js"
 import * as Durations from "./durations.js"
 import * as Fields from "./fields.js"
 import * as Ids from "./ids.js"
+import type { Resolver } from "../os/users.js"
 
-/** Name → id lookups (the live ones use getpwnam/getgrnam, os/users.ts). */
-export interface Resolver {
-  /** A user by name or uid (checked by config/ids.ts); undefined if unknown or not a valid id. */
-  readonly user: (nameOrId: string | number) => ServiceConfig.RunAs | undefined
-  readonly gid: (nameOrId: string | number) => number | undefined
-  /** soad runs as root (may set users and groups). */
-  readonly root: boolean
-}
+export type { Resolver } from "../os/users.js"
 
 /** A schema whose failure reads "expected WHAT, found VALUE". */
 export const expecting = <A, I>(schema: Schema.Schema<A, I>, what: string): Schema.Schema<A, I> =>

@@ -17,10 +17,10 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import { Budget } from "../Budget.js"
-import { event, type Fields } from "../Logging.js"
+import { event } from "../Logging.js"
 import * as Counters from "../observe/counters.js"
 import * as Format from "../observe/format.js"
-import { type App, ProcessService, SpawnError, type SpawnRequest } from "../ProcessService.js"
+import { type App, ProcessService, SpawnError } from "../ProcessService.js"
 import * as Idle from "./idle.js"
 import {
   conclude,
@@ -39,35 +39,9 @@ import {
   stopPolicy
 } from "./lifecycle.js"
 import * as Readiness from "./readiness.js"
-import type { Service, Trigger } from "./shell.js"
+import type { Service, Session, Trigger } from "./service.js"
 
-/**
- * What a mode gives one run of its app, set up in the run's scope. What the mode holds for the run (proxy: the
- * connections waiting for it) it gives back with the scope's finalizers: the scope closes with `RunFailed` when the
- * app never came up or crashed, and successfully otherwise.
- */
-export interface Session {
-  readonly request: SpawnRequest
-  /** The latest activity (Clock ms), for the budget and `soad status`. */
-  readonly lastActivity: Effect.Effect<number>
-  /** Said after "app started (pid N, …" (proxy: the upstream address), and the started event's extra fields. */
-  readonly startedNote?: string
-  readonly startedFields?: Fields
-  /** What the app accepts once ready, for the ready event ("connections", "on 127.0.0.1:8000"). */
-  readonly accepts: string
-  /** What a start that never became ready did not do, for the not_ready event. */
-  readonly notReady: string
-  /** The mode's sign that the app is ready; bounded by the start timeout. */
-  readonly awaitReady: Effect.Effect<void>
-  /** The app is ready (proxy: the held connections go to it). */
-  readonly onReady: Effect.Effect<void>
-  /** One look at the app's activity: the idle decision (core/idle.ts). */
-  readonly look: Effect.Effect<Idle.Decision>
-  /** As soon as the app is asked to stop (proxy: new connections are held, not relayed to an app that stops). */
-  readonly onStop?: Effect.Effect<void>
-  /** Looked at before a failed start's app is stopped; the effect it returns runs once the run has concluded. */
-  readonly diagnose?: (app: App) => Effect.Effect<Effect.Effect<void>>
-}
+export type { Session } from "./service.js"
 
 /** A run that failed: its app did not start, did not come up, or crashed; `why`, for what waited for it. */
 export class RunFailed extends Data.TaggedError("RunFailed")<{ readonly why: string }> {}

@@ -13,66 +13,19 @@ import * as Effect from "effect/Effect"
 import * as Deferred from "effect/Deferred"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
-import type * as Either from "effect/Either"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
 import * as Format from "../observe/format.js"
-import type { SpawnError, Started } from "../ProcessService.js"
-import type { Status } from "../Registry.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener } from "../SocketService.js"
 import * as AppRun from "./appRun.js"
 import * as Backoff from "./backoff.js"
-import { cannotRun, failedWith, makeTracker, now, preciseNow, register, stopReason, type Tracker } from "./lifecycle.js"
+import { cannotRun, failedWith, makeTracker, now, preciseNow, register, stopReason } from "./lifecycle.js"
+import type { Mode, Service, Trigger } from "./service.js"
 
-/**
- * Why the shell wakes: a connection (on this listener, if known; `started`: on the cold path, the app the armed
- * listener already started, or why that failed), or `soad wake`.
- */
-export type Trigger =
-  | {
-    readonly _tag: "Connection"
-    readonly listener?: Listener | undefined
-    readonly started?: Either.Either<Started, SpawnError> | undefined
-  }
-  | { readonly _tag: "Wake" }
 
-/** A service being served: its config, what it knows of itself, its backoff, why its apps are stopped. */
-export interface Service {
-  readonly config: ServiceConfig.ServiceConfig
-  readonly listeners: ReadonlyArray<Listener>
-  readonly tracker: Tracker
-  readonly backoff: Backoff.Backoff
-  /**
-   * Why the service's apps are stopped when it is interrupted (a reload's reason, `soad sleep`); unset, soad is
-   * shutting down. The one stop channel of every mode: the run's own stop request (core/appRun.ts) says it too.
-   */
-  readonly stopReason: Ref.Ref<string | undefined>
-  /** Completes at the next reload that updates `config` in place (what waits on the old settings looks again). */
-  readonly updated: Effect.Effect<void>
-}
-
-/** A way of serving a service: what it waits for, how it acts on it, how it refuses while the service is failed. */
-export interface Mode<R> {
-  /**
-   * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
-   * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold
-   * path) lives in the scope given, the turn's.
-   */
-  readonly next: Effect.Effect<Trigger | undefined, never, R | Scope.Scope>
-  /** Does a connection still wait (looked at after a backoff delay)? */
-  readonly stillWaiting: Effect.Effect<boolean, never, R>
-  /** Acts on a trigger, in the turn's scope: one run of the app (`runs`), or an instance for a connection. */
-  readonly act: (trigger: Trigger, pendingSince: number) => Effect.Effect<void, never, R | Scope.Scope>
-  /** The service is failed (its start limit reached): what waits is refused now (closed; proxy: HTTP gets a 503). */
-  readonly refuse: Effect.Effect<void, never, R>
-  /** Extra figures for `soad status` (proxy: open connections, bytes relayed; accept: instances). */
-  readonly status?: Effect.Effect<Partial<Status>>
-  /** `soad wake` and `soad sleep`, where the mode answers them itself (accept mode: its instances). */
-  readonly wake?: Effect.Effect<string>
-  readonly sleep?: Effect.Effect<string>
-}
+export type { Mode, Service, Trigger } from "./service.js"
 
 /**
  * `act` for the modes that run one app at a time: each trigger is one run of the app (core/appRun.ts) with the

@@ -17,8 +17,8 @@ import type * as Scope from "effect/Scope"
 import * as Monotonic from "../core/monotonic.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
-import type { Arrivals, LatestArrival, Listener } from "../SocketService.js"
 import { helperPath, type Native } from "./native.js"
+import type { Arrivals, LatestArrival, Listener } from "./socketTypes.js"
 
 /**
  * What a native call that threw says: its message names the call and the errno (`fcntl(F_DUPFD): Too many open

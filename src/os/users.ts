@@ -5,9 +5,29 @@
  * @internal
  */
 import * as Either from "effect/Either"
-import type { Resolver } from "../config/serviceInput.js"
 import * as Ids from "../config/ids.js"
 import { native } from "./native.js"
+
+/** The user and groups an app runs as (soad must be root). Ids are whole numbers 0..4294967294. */
+export interface RunAs {
+  readonly uid: number
+  readonly gid: number
+  /** Supplementary groups. */
+  readonly groups: ReadonlyArray<number>
+  /** From the passwd entry, for the app's USER/LOGNAME, HOME and SHELL; absent for a bare uid. */
+  readonly name?: string | undefined
+  readonly home?: string | undefined
+  readonly shell?: string | undefined
+}
+
+/** Name → id lookups (the live ones, `resolver` below, use getpwnam/getgrnam). */
+export interface Resolver {
+  /** A user by name or uid (checked by config/ids.ts); undefined if unknown or not a valid id. */
+  readonly user: (nameOrId: string | number) => RunAs | undefined
+  readonly gid: (nameOrId: string | number) => number | undefined
+  /** soad runs as root (may set users and groups). */
+  readonly root: boolean
+}
 
 /** Users with their primary and supplementary groups; a uid without a passwd entry stands for itself. */
 export const resolver: Resolver = {
