@@ -238,3 +238,37 @@ export const describeAsRoot = (name: string, body: () => void): void => {
   if (isRoot) describe(name, body)
   else describe.skip(`${name} [skipped: needs root; CI runs it as root]`, body)
 }
+
+/** What a command run to its end printed, and how it ended (status null: killed, by `timeout` or a signal). */
+export interface Ran {
+  readonly status: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Runs a command to its end without blocking this process: a long npm install or build must not stop the test
+ * worker's event loop, or vitest's own calls to it time out after 60 s and fail the run ("Timeout calling
+ * onTaskUpdate"). Killed after `timeout` ms.
+ */
+export const runAsync = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv; readonly timeout: number }
+): Promise<Ran> =>
+  new Promise((resolve, reject) => {
+    const child = ChildProcess.spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout)
+    child.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    child.on("close", (status) => {
+      clearTimeout(timer)
+      resolve({ status, stdout, stderr })
+    })
+  })

@@ -17,7 +17,7 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, groupMembers, isRoot, root, tempDir } from "../harness.js"
+import { eventually, groupMembers, isRoot, root, runAsync, tempDir } from "../harness.js"
 import { libraryTestBlocks } from "./readme.js"
 
 const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
@@ -69,15 +69,15 @@ let project = ""
 let path = ""
 
 /** Runs a README block as written, with `sh -e` (a command that fails stops it), in `cwd`. */
-const runBlock = (block: string, cwd: string, env: NodeJS.ProcessEnv) => {
-  const result = ChildProcess.spawnSync("/bin/sh", ["-ec", block], { cwd, env, encoding: "utf8", timeout: 540_000 })
+const runBlock = async (block: string, cwd: string, env: NodeJS.ProcessEnv) => {
+  const result = await runAsync("/bin/sh", ["-ec", block], { cwd, env, timeout: 540_000 })
   if (result.status !== 0) {
     throw new Error(`the README's commands failed (${result.status}) in ${cwd}:\n${block}\n${result.stdout}\n${result.stderr}`)
   }
 }
 
-const run = (command: string, args: ReadonlyArray<string>, cwd: string, env: NodeJS.ProcessEnv = { ...userEnv, PATH: path }) => {
-  const result = ChildProcess.spawnSync(command, args, { cwd, env, encoding: "utf8", timeout: 120_000 })
+const run = async (command: string, args: ReadonlyArray<string>, cwd: string, env: NodeJS.ProcessEnv = { ...userEnv, PATH: path }) => {
+  const result = await runAsync(command, args, { cwd, env, timeout: 120_000 })
   if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.status}):\n${result.stdout}\n${result.stderr}`)
   return result
 }
@@ -109,7 +109,7 @@ const getBody = (socketPath: string) =>
     }).on("error", reject)
   })
 
-beforeAll(() => {
+beforeAll(async () => {
   const blocks = installBlocks()
   expect(Object.keys(blocks).sort()).toEqual(["clone", "project"])
   work = tempDir()
@@ -121,14 +121,14 @@ beforeAll(() => {
   copyRepository(clone)
   expect(Fs.existsSync(Path.join(clone, "node_modules"))).toBe(false)
   expect(Fs.existsSync(Path.join(clone, "dist"))).toBe(false)
-  runBlock(blocks["clone"]!, clone, { ...userEnv, npm_config_prefix: globalPrefix })
+  await runBlock(blocks["clone"]!, clone, { ...userEnv, npm_config_prefix: globalPrefix })
 
   Fs.mkdirSync(project)
   Fs.writeFileSync(Path.join(project, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module" }))
   for (const file of Fs.readdirSync(clone).filter((name) => name.endsWith(".tgz"))) {
     Fs.copyFileSync(Path.join(clone, file), Path.join(project, file))
   }
-  runBlock(blocks["project"]!, project, userEnv)
+  await runBlock(blocks["project"]!, project, userEnv)
 }, 600_000)
 
 afterAll(() => {
@@ -136,14 +136,14 @@ afterAll(() => {
 })
 
 describe("the README's install, in a clone", () => {
-  it("packs soad-VERSION.tgz and installs the command as $(npm prefix -g)/bin/soad, which runs", () => {
+  it("packs soad-VERSION.tgz and installs the command as $(npm prefix -g)/bin/soad, which runs", async () => {
     expect(Fs.existsSync(Path.join(clone, `soad-${version}.tgz`))).toBe(true)
     expect(Fs.readlinkSync(Path.join(globalPrefix, "bin", "soad"))).toBe("../lib/node_modules/soad/dist/soad")
     // how the README says to find it
     const env = { ...userEnv, PATH: path, npm_config_prefix: globalPrefix }
-    expect(run("npm", ["prefix", "-g"], work, env).stdout.trim()).toBe(globalPrefix)
-    expect(run("/bin/sh", ["-c", "command -v soad"], work).stdout.trim()).toBe(Path.join(globalPrefix, "bin", "soad"))
-    expect(run("soad", ["--version"], work).stdout.trim()).toBe(version)
+    expect((await run("npm", ["prefix", "-g"], work, env)).stdout.trim()).toBe(globalPrefix)
+    expect((await run("/bin/sh", ["-c", "command -v soad"], work)).stdout.trim()).toBe(Path.join(globalPrefix, "bin", "soad"))
+    expect((await run("soad", ["--version"], work)).stdout.trim()).toBe(version)
   })
 
   it("the installed command activates a real app", async () => {
@@ -192,10 +192,10 @@ describe("the README's install, in a clone", () => {
       return ChildProcess.spawnSync(command[0]!, command.slice(1), { encoding: "utf8", cwd: work, timeout: 60_000 })
     }
 
-    it("pass systemd-analyze verify with the installed command's path written in, as the README says to", () => {
+    it("pass systemd-analyze verify with the installed command's path written in, as the README says to", async () => {
       const d = Path.join(work, "units-path")
       Fs.mkdirSync(d)
-      const soadPath = run("/bin/sh", ["-c", "command -v soad"], work).stdout.trim()
+      const soadPath = (await run("/bin/sh", ["-c", "command -v soad"], work)).stdout.trim()
       // the README's sed: s|^ExecStart=soad |ExecStart=$(command -v soad) |
       const files = writeUnits(d, (text) => text.replace(/^ExecStart=soad /gm, `ExecStart=${soadPath} `))
       expect(Fs.readFileSync(files[0]!, "utf8")).toContain(`ExecStart=${soadPath} -c `)
@@ -242,8 +242,8 @@ describe("the README's install, in a clone", () => {
 })
 
 describe("the README's install, in a library user's project", () => {
-  it("installs one effect, of Effect 3, shared by soad, the Node runtime and the test kit", () => {
-    const copies = run("npm", ["ls", "effect", "--all", "--parseable"], project).stdout.trim().split("\n")
+  it("installs one effect, of Effect 3, shared by soad, the Node runtime and the test kit", async () => {
+    const copies = (await run("npm", ["ls", "effect", "--all", "--parseable"], project)).stdout.trim().split("\n")
     expect(copies).toEqual([Path.join(project, "node_modules", "effect")])
     const installed = (name: string) =>
       (JSON.parse(Fs.readFileSync(Path.join(project, "node_modules", name, "package.json"), "utf8")) as { version: string }).version
@@ -257,11 +257,11 @@ describe("the README's install, in a library user's project", () => {
     expect(manifest.dependencies["soad"]).toBe(`file:soad-${version}.tgz`)
   })
 
-  it("npx soad runs the project's soad", () => {
-    expect(run("npx", ["soad", "--version"], project, userEnv).stdout.trim()).toBe(version)
+  it("npx soad runs the project's soad", async () => {
+    expect((await run("npx", ["soad", "--version"], project, userEnv)).stdout.trim()).toBe(version)
   })
 
-  it("a program on NodeRuntime.runMain and a test on @effect/vitest each activate a real app with the library", () => {
+  it("a program on NodeRuntime.runMain and a test on @effect/vitest each activate a real app with the library", async () => {
     Fs.writeFileSync(Path.join(project, "app.mjs"), app)
     const activation = (socket: string) => `
 const socketPath = Path.resolve(${JSON.stringify(socket)})
@@ -291,7 +291,7 @@ ${activation("main.sock")}
 NodeRuntime.runMain(Effect.flatMap(activate, (body) => Effect.sync(() => console.log("program: " + body))))
 `
     )
-    const program = run(process.execPath, ["main.mjs"], project, userEnv)
+    const program = await run(process.execPath, ["main.mjs"], project, userEnv)
     expect(program.stdout).toMatch(/^program: hello \d+$/m)
 
     Fs.writeFileSync(
@@ -301,16 +301,16 @@ ${activation("test.sock")}
 it.live("activates the app", () => Effect.map(activate, (body) => expect(body).toMatch(/^hello \\d+$/)))
 `
     )
-    const tested = run("npx", ["vitest", "run", "soad.test.mjs"], project, userEnv)
+    const tested = await run("npx", ["vitest", "run", "soad.test.mjs"], project, userEnv)
     expect(tested.stdout).toMatch(/1 passed/)
   }, 120_000) // two Node programs and vitest's start on a busy machine
 
-  it("the README's test on soad/testing passes as written", () => {
+  it("the README's test on soad/testing passes as written", async () => {
     const blocks = libraryTestBlocks()
     for (const [name, code] of Object.entries(blocks)) {
       Fs.writeFileSync(Path.join(project, name), code)
       // (vitest colours its summary when the environment asks for it: FORCE_COLOR)
-      const said = run("npx", ["vitest", "run", name], project, userEnv).stdout.replace(/\x1b\[[0-9;]*m/g, "")
+      const said = (await run("npx", ["vitest", "run", name], project, userEnv)).stdout.replace(/\x1b\[[0-9;]*m/g, "")
       expect(said).toMatch(/Tests\s+\d+ passed \(\d+\)/)
       expect(said).not.toMatch(/failed|skipped/)
     }

@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { appFixture, eventually, groupMembers, killAll, root, soad, tempDir } from "../harness.js"
+import { appFixture, eventually, groupMembers, killAll, root, runAsync, soad, tempDir } from "../harness.js"
 import { libraryTestBlocks } from "./readme.js"
 
 const ownPackage = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as {
@@ -32,20 +32,20 @@ const userEnv = Object.fromEntries(
   Object.entries(process.env).filter(([key]) => !key.toLowerCase().startsWith("npm_"))
 )
 
-const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeout = 180_000) => {
-  const result = ChildProcess.spawnSync(command, args, { cwd, encoding: "utf8", timeout, env: userEnv })
+const run = async (command: string, args: ReadonlyArray<string>, cwd: string, timeout = 180_000) => {
+  const result = await runAsync(command, args, { cwd, timeout, env: userEnv })
   if (result.status !== 0) {
     throw new Error(`${command} ${args.join(" ")} failed (${result.status}):\n${result.stdout}\n${result.stderr}`)
   }
   return result
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   work = tempDir()
   project = Path.join(work, "project")
   Fs.mkdirSync(project)
   // The build is the one `npm test` just made; packing runs no script again.
-  const packed = run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", work], root)
+  const packed = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", work], root)
   const info = (JSON.parse(packed.stdout) as Array<{ filename: string; size: number; files: Array<{ path: string }> }>)[0]!
   tarball = Path.join(work, info.filename)
   Fs.writeFileSync(Path.join(work, "files.json"), JSON.stringify(info))
@@ -54,7 +54,7 @@ beforeAll(() => {
     JSON.stringify({ name: "uses-soad", version: "1.0.0", private: true, type: "module" })
   )
   // What a library user does (`npm install soad effect`); no install script may run.
-  run("npm", [
+  await run("npm", [
     "install",
     "--ignore-scripts",
     "--no-audit",
@@ -72,7 +72,7 @@ beforeAll(() => {
   bare = Path.join(work, "bare")
   Fs.mkdirSync(bare)
   Fs.writeFileSync(Path.join(bare, "package.json"), JSON.stringify({ name: "uses-soad-command", version: "1.0.0", private: true }))
-  run("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", tarball], bare)
+  await run("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", tarball], bare)
 }, 240_000)
 
 afterAll(() => {
@@ -81,7 +81,7 @@ afterAll(() => {
 })
 
 describe("the package", () => {
-  it("holds the compiled library with types, the native sources and a linux-x64 prebuild, and no install script", () => {
+  it("holds the compiled library with types, the native sources and a linux-x64 prebuild, and no install script", async () => {
     const info = JSON.parse(Fs.readFileSync(Path.join(work, "files.json"), "utf8")) as {
       size: number
       files: Array<{ path: string }>
@@ -126,14 +126,14 @@ describe("the package", () => {
     expect(manifest.peerDependencies?.effect).toBeDefined()
     expect(manifest.peerDependenciesMeta?.effect?.optional).toBe(true)
     expect(Fs.existsSync(Path.join(project, "node_modules", "effect", "package.json"))).toBe(true)
-    const dependencies = run("npm", ["ls", "--all", "--parseable", "--omit=dev"], project).stdout.trim().split("\n").length - 1
+    const dependencies = (await run("npm", ["ls", "--all", "--parseable", "--omit=dev"], project)).stdout.trim().split("\n").length - 1
     console.log(`package: ${info.files.length} files, ${(info.size / 1024).toFixed(0)} kB packed; ${dependencies} packages installed in the project`)
   })
 
-  it("npx soad --help and --version work", () => {
-    const help = run("npx", ["--no-install", "soad", "--help"], project)
+  it("npx soad --help and --version work", async () => {
+    const help = await run("npx", ["--no-install", "soad", "--help"], project)
     expect(help.stdout).toContain("--time-until-stop")
-    const version = run("npx", ["--no-install", "soad", "--version"], project)
+    const version = await run("npx", ["--no-install", "soad", "--version"], project)
     expect(version.stdout.trim()).toBe(ownPackage.version)
   })
 
@@ -169,7 +169,7 @@ describe("the package", () => {
     }
   })
 
-  it("a strict TypeScript program imports the library, type-checks and runs an activator in its own scope", () => {
+  it("a strict TypeScript program imports the library, type-checks and runs an activator in its own scope", async () => {
     Fs.writeFileSync(
       Path.join(project, "tsconfig.json"),
       JSON.stringify({
@@ -219,8 +219,8 @@ const program = Effect.scoped(
 Effect.runPromise(program).then(() => console.log("library: scope closed"))
 `
     )
-    run("npx", ["--no-install", "tsc", "-p", "."], project)
-    const result = run(process.execPath, ["out/main.js"], project, 30_000)
+    await run("npx", ["--no-install", "tsc", "-p", "."], project)
+    const result = await run(process.execPath, ["out/main.js"], project, 30_000)
     // (Effect's default logger writes its lines to stdout as well)
     expect(result.stdout).toMatch(/^library: hello \d+$/m)
     expect(result.stdout).toMatch(/^library: scope closed$/m)
@@ -250,7 +250,7 @@ Effect.runPromise(program).then(() => console.log("library: scope closed"))
       expect(Object.keys(manifest.dependencies ?? {}).filter((name) => /vitest/.test(name))).toEqual([])
     })
 
-    it("the README's example and a program of its own type-check in strict mode against the package's types", () => {
+    it("the README's example and a program of its own type-check in strict mode against the package's types", async () => {
       const blocks = libraryTestBlocks()
       for (const [name, code] of Object.entries(blocks)) Fs.writeFileSync(Path.join(project, name), code)
       Fs.writeFileSync(Path.join(project, "trap.mjs"), trap)
@@ -306,11 +306,11 @@ Effect.runPromise(program).then((result) => console.log(JSON.stringify(result)))
           include: ["fake.ts", ...Object.keys(blocks)]
         })
       )
-      run("npx", ["--no-install", "tsc", "-p", "tsconfig.testing.json"], project)
+      await run("npx", ["--no-install", "tsc", "-p", "tsconfig.testing.json"], project)
       expect(Fs.existsSync(Path.join(project, "out-testing", "fake.js"))).toBe(true)
     }, 120_000) // tsc on a busy machine
 
-    it("runs an idle stop to the millisecond on the fakes, and never loads the native addon", () => {
+    it("runs an idle stop to the millisecond on the fakes, and never loads the native addon", async () => {
       // the trap has teeth: a live layer does load it
       const live = ChildProcess.spawnSync(
         process.execPath,
@@ -320,7 +320,7 @@ Effect.runPromise(program).then((result) => console.log(JSON.stringify(result)))
       expect(live.status).not.toBe(0)
       expect(live.stderr).toContain("the native addon was loaded")
 
-      const result = run(process.execPath, ["--import", "./trap.mjs", "out-testing/fake.js"], project, 30_000)
+      const result = await run(process.execPath, ["--import", "./trap.mjs", "out-testing/fake.js"], project, 30_000)
       expect(JSON.parse(result.stdout)).toEqual({
         atIdle: ["SIGTERM"], // 60 s after the start
         before: ["SIGTERM"],
