@@ -11,7 +11,8 @@ import * as Path from "node:path"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Fields from "../config/fields.js"
-import { errnoName, type Native } from "./native.js"
+import type { Native } from "./native.js"
+import { errnoName } from "./nativeErrors.js"
 
 /**
  * Opening a listener failed; `message` says what is wrong and what to do. `usage`: the way soad was started is

@@ -11,16 +11,9 @@
  */
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Util from "node:util"
 import { fileURLToPath } from "node:url"
-
-/** An Error thrown by the binding: the failing syscall and its errno. */
-export interface NativeError extends Error {
-  readonly errno?: number
-  readonly syscall?: string
-}
+import { NativeBindingError, type NativeError } from "./nativeErrors.js"
 
 /** How spawn starts an app (beyond its command, environment and listener fds). */
 export interface SpawnOptions {
@@ -37,15 +30,6 @@ export interface SpawnOptions {
   readonly stderrFd?: number | undefined
   /** `--accept`: an accepted connection, the child's fd 0. */
   readonly stdinFd?: number | undefined
-}
-
-/** The errno name (ENOENT, ESTALE, …) of an error the binding threw; "UNKNOWN" if it carries none. */
-export const errnoName = (error: unknown): string => {
-  const errno = (error as NativeError).errno
-  if (typeof errno !== "number") return (error as NodeJS.ErrnoException).code ?? "UNKNOWN"
-  const name = Util.getSystemErrorName(-errno)
-  // libuv does not name every errno (ENOEXEC, ESTALE): the OS's own table does
-  return name.startsWith("Unknown") ? Object.entries(Os.constants.errno).find(([, n]) => n === errno)?.[0] ?? name : name
 }
 
 /** The functions of src/native/soad.c. */
@@ -268,11 +252,6 @@ const nativeDir = (): string => {
     if (parent === dir) throw new Error("soad: cannot find src/native/binding.gyp above " + fileURLToPath(import.meta.url))
     dir = parent
   }
-}
-
-/** The binding cannot be loaded here (no prebuild for this platform and no local build, or one that fails to load); the message says why, on one line. */
-export class NativeBindingError extends Error {
-  override readonly name = "NativeBindingError"
 }
 
 let loaded: Native | undefined
