@@ -1,11 +1,14 @@
 /**
  * Loads soad's native binding (src/native) and gives it types. The binding is loaded on the first call of
- * `native()`, and only live code calls it: the live layers (SocketService.layer, ProcessService.layer,
- * RelayService.layer, through os/listeners, sentinel and relay), and the command line's own edges, which
- * are not part of a service's lifecycle (the control socket and its peer check in observe/control.ts, the metrics
- * endpoint in observe/metrics.ts, user lookup in os/users.ts, sd_notify in observe/systemd.ts). The Activator,
- * proxy mode and the lifecycle core reach the OS only through the services, so a program that provides its own
- * layers (the unit tests' fakes) never loads the addon.
+ * `native()`, and only the OS drivers in src/os/ import this module (test/unit/structure.test.ts checks it): the
+ * live services (os/sockets.ts for SocketService.layer, os/processes.ts for ProcessService.layer, os/relay.ts for
+ * RelayService.layer, os/notifySockets.ts for AppNotify's live sockets, with os/listeners, sentinel, sockDiag),
+ * and the drivers of the command line's own edges, which are not part of a service's lifecycle (the control
+ * socket's file and its peer check in os/listeners.ts and os/peer.ts, the metrics endpoint's socket in
+ * os/listeners.ts, journald's socket in os/journal.ts, the apps' output pipes in os/outputPipes.ts, sd_notify in
+ * os/sdNotify.ts, user lookup in os/users.ts, V8's low-memory hint in os/gc.ts). The Activator, the modes and the
+ * lifecycle core reach the OS only through the services, so a program that provides its own layers (the unit
+ * tests' fakes) never loads the addon (test/integration/without-addon.test.ts runs one with the addon missing).
  *
  * @internal
  */
