@@ -35,7 +35,8 @@ import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as Monotonic from "../core/monotonic.js"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
-import { native } from "../os/native.js"
+import * as Journald from "../os/journal.js"
+import * as OutputPipes from "../os/outputPipes.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
 import { printable, stringify } from "./terminal.js"
 
@@ -406,13 +407,12 @@ export const make = (
         writeLine(batch.join(""), sink, stderrLimitBytes, () => target.dropped.unsafeUpdate(lines, []))
         batch = []
       }
-      const countLines = native().countLines
       let socket: Net.Socket
       try {
         socket = new Net.Socket({ fd, readable: true, writable: false })
       } catch {
         // Never thrown back into the spawn, whose app runs by now: its output is lost (it gets EPIPE), not the app.
-        return native().close(fd)
+        return OutputPipes.close(fd)
       }
       open.add(socket)
       socket.unref() // the app's output never keeps soad alive
@@ -447,7 +447,7 @@ export const make = (
         if (cut < chunk.length) {
           const rest = chunk.subarray(cut)
           if (reader.released) {
-            skip(service, target, countLines(rest))
+            skip(service, target, OutputPipes.countLines(rest))
             split.reset()
           } else hold(rest)
         }
@@ -530,26 +530,9 @@ export const journalEntry = (service: string, line: LogLine): string =>
 const openJournal = (path: string): Effect.Effect<Journal | undefined, never, Scope.Scope> =>
   Effect.gen(function*() {
     if (!toJournal()) return undefined
-    const fd = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        try {
-          return native().journalConnect(path)
-        } catch {
-          return undefined // no journald socket: the lines go to stderr, which journald reads
-        }
-      }),
-      (fd) => Effect.sync(() => fd !== undefined && native().close(fd))
-    )
-    if (fd === undefined) return undefined
-    return {
-      send: (service, line) => {
-        try {
-          return native().journalSend(fd, journalEntry(service, line))
-        } catch {
-          return false
-        }
-      }
-    }
+    const connection = yield* Journald.connect(path)
+    if (connection === undefined) return undefined
+    return { send: (service, line) => connection.send(journalEntry(service, line)) }
   })
 
 /**

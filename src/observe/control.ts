@@ -23,7 +23,8 @@ import * as Client from "./controlClient.js"
 import type { LogMessage, LogsRequest, ReloadOutcome, Request, Response, ServiceReport } from "./controlProtocol.js"
 import { lineReader, parseRequest } from "./controlRequest.js"
 import { idNames, type IdNames, socketFiles } from "./socketFiles.js"
-import { native } from "../os/native.js"
+import * as Listeners from "../os/listeners.js"
+import * as Peer from "../os/peer.js"
 import * as Procfs from "../os/procfs.js"
 import { closer } from "../os/serverClose.js"
 import { event } from "../Logging.js"
@@ -183,36 +184,21 @@ const serveLogs = (socket: Net.Socket, request: LogsRequest): Effect.Effect<void
     })
   })
 
-const fdOf = (socket: Net.Socket): number | undefined =>
-  (socket as unknown as { readonly _handle?: { readonly fd?: number } })._handle?.fd
-
 /** Who is at the other end of a control connection (SO_PEERCRED). */
-export interface PeerCredentials {
-  readonly pid: number
-  readonly uid: number
-  readonly gid: number
-}
+export type { PeerCredentials } from "../os/peer.js"
 
 /** Reads a control connection's peer; undefined when it cannot be read. */
-export type PeerReader = (socket: Net.Socket) => PeerCredentials | undefined
+export type PeerReader = (socket: Net.Socket) => Peer.PeerCredentials | undefined
 
 /** The peer as the kernel says (SO_PEERCRED on the accepted socket); undefined when that cannot be read. */
-const livePeer: PeerReader = (socket) => {
-  const fd = fdOf(socket)
-  if (fd === undefined) return undefined
-  try {
-    return native().peerCredentials(fd)
-  } catch {
-    return undefined
-  }
-}
+const livePeer: PeerReader = Peer.credentials
 
 /** May this peer use the control socket? Only soad's own user or root; never a peer that cannot be verified. */
-export const peerAllowed = (credentials: PeerCredentials | undefined, soadUid: number): boolean =>
+export const peerAllowed = (credentials: Peer.PeerCredentials | undefined, soadUid: number): boolean =>
   credentials !== undefined && (credentials.uid === soadUid || credentials.uid === 0)
 
 /** Why a peer is refused, as the client prints it. */
-const refusal = (credentials: PeerCredentials | undefined): string =>
+const refusal = (credentials: Peer.PeerCredentials | undefined): string =>
   credentials === undefined ? "permission denied: cannot verify the peer" : "permission denied: not soad's user"
 
 /**
@@ -227,7 +213,6 @@ export const serve = (
   reload?: Effect.Effect<ReloadOutcome>
 ): Effect.Effect<void, ControlError, Registry | Scope.Scope> =>
   Effect.gen(function*() {
-    const n = native()
     const fail = (message: string) =>
       explicit
         ? Effect.fail(new ControlError({ message: `--control ${path}: ${message}` }))
@@ -252,7 +237,7 @@ export const serve = (
       if (!existing.isSocket()) return yield* fail("it exists and is not a socket")
       let live = false
       try {
-        live = n.probeUnix(path, false)
+        live = Listeners.probeUnix(path)
       } catch {
         live = false
       }
@@ -261,7 +246,7 @@ export const serve = (
     }
     let created: { readonly fd: number; readonly dev: number; readonly ino: number }
     try {
-      created = n.listenUnix(path, false, 16, 0o600, null, null) // mode 0 until it is 0600: nobody else can connect
+      created = Listeners.listenUnixFile(path, 16, 0o600) // mode 0 until it is 0600: nobody else can connect
     } catch (error) {
       return yield* fail((error as Error).message)
     }

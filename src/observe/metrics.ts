@@ -16,7 +16,6 @@ import * as Monotonic from "../core/monotonic.js"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Listeners from "../os/listeners.js"
-import { native } from "../os/native.js"
 import * as Procfs from "../os/procfs.js"
 import { closer } from "../os/serverClose.js"
 import { droppedLines, event } from "../Logging.js"
@@ -216,11 +215,10 @@ export const serve = (
     if (address._tag === "Unix") {
       // The same rules as a listener: a stale socket is replaced, anything else stays and is an error; the file
       // appears complete, and is removed at exit only if it is still this socket.
-      const n = native()
-      const { fd } = yield* Listeners.openUnix(n, address.path, metricsSocket()).pipe(
+      const fd = yield* Listeners.openUnixServed(address.path, metricsSocket()).pipe(
         Effect.mapError((error) => new MetricsError({ message: `--metrics ${error.message}` }))
       )
-      target = { fd: n.dup(fd) } // node:http owns (and closes) the copy; the scope closes soad's fd
+      target = { fd } // node:http owns (and closes) this copy; the scope closes soad's fd
     } else if (address._tag === "Tcp") {
       target = { host: address.host, port: address.port }
     } else {

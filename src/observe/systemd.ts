@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
 import { Registry } from "../Registry.js"
-import { native } from "../os/native.js"
+import * as SdNotify from "../os/sdNotify.js"
 
 /** Sends `message` to $NOTIFY_SOCKET, if there is one. */
 export const notify = (message: string): Effect.Effect<void> =>
@@ -19,7 +19,7 @@ export const notify = (message: string): Effect.Effect<void> =>
     if (path === undefined || path === "") return Effect.void
     const shown = message.replaceAll("\n", " ")
     try {
-      native().notify(path, message)
+      SdNotify.send(path, message)
       return event("debug", "notify", `told systemd ${shown}`, { notify: shown })
     } catch (error) {
       return event("warn", "notify_failed", `cannot notify systemd at ${path}: ${(error as Error).message}`)

@@ -11,7 +11,8 @@ import * as Path from "node:path"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Fields from "../config/fields.js"
-import { errnoName, type Native } from "./native.js"
+import { type Native, native } from "./native.js"
+import { errnoName } from "./nativeErrors.js"
 
 /**
  * Opening a listener failed; `message` says what is wrong and what to do. `usage`: the way soad was started is
@@ -189,6 +190,35 @@ export const openUnix = (
     yield* Effect.addFinalizer(() => closeFd(n, fd).pipe(Effect.zipRight(removeOwnFile(path, file))))
     return { fd, file }
   })
+
+/**
+ * A listening UNIX socket file at `path` as `openUnix` makes it, for a server of soad's own that node:net serves
+ * (the metrics endpoint): a copy of its fd, which node:net owns (and closes); the scope closes soad's fd and
+ * removes the file if it is still the one soad created.
+ */
+export const openUnixServed = (
+  path: string,
+  options: ServiceConfig.SocketOptions
+): Effect.Effect<number, ListenError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const n = native()
+    const { fd } = yield* openUnix(n, path, options)
+    return n.dup(fd)
+  })
+
+/** Does a process listen on the UNIX socket file at `path` (the control socket's)? Throws if it cannot be told. */
+export const probeUnix = (path: string): boolean => native().probeUnix(path, false)
+
+/**
+ * A listening UNIX socket file at `path` owned by soad's user and group, for the control socket: it appears at
+ * `path` only once its mode is `mode`. Throws with errno.
+ */
+export const listenUnixFile = (
+  path: string,
+  backlog: number,
+  mode: number
+): { readonly fd: number; readonly dev: number; readonly ino: number } =>
+  native().listenUnix(path, false, backlog, mode, null, null)
 
 const openAbstract = (n: Native, name: string, options: ServiceConfig.SocketOptions) =>
   Effect.try({

@@ -1,26 +1,22 @@
 /**
  * Loads soad's native binding (src/native) and gives it types. The binding is loaded on the first call of
- * `native()`, and only live code calls it: the live layers (SocketService.layer, ProcessService.layer,
- * RelayService.layer, through os/listeners, sentinel and relay), and the command line's own edges, which
- * are not part of a service's lifecycle (the control socket and its peer check in observe/control.ts, the metrics
- * endpoint in observe/metrics.ts, user lookup in os/users.ts, sd_notify in observe/systemd.ts). The Activator,
- * proxy mode and the lifecycle core reach the OS only through the services, so a program that provides its own
- * layers (the unit tests' fakes) never loads the addon.
+ * `native()`, and only the OS drivers in src/os/ import this module (test/unit/structure.test.ts checks it): the
+ * live services (os/sockets.ts for SocketService.layer, os/processes.ts for ProcessService.layer, os/relay.ts for
+ * RelayService.layer, os/notifySockets.ts for AppNotify's live sockets, with os/listeners, sentinel, sockDiag),
+ * and the drivers of the command line's own edges, which are not part of a service's lifecycle (the control
+ * socket's file and its peer check in os/listeners.ts and os/peer.ts, the metrics endpoint's socket in
+ * os/listeners.ts, journald's socket in os/journal.ts, the apps' output pipes in os/outputPipes.ts, sd_notify in
+ * os/sdNotify.ts, user lookup in os/users.ts, V8's low-memory hint in os/gc.ts). The Activator, the modes and the
+ * lifecycle core reach the OS only through the services, so a program that provides its own layers (the unit
+ * tests' fakes) never loads the addon (test/integration/without-addon.test.ts runs one with the addon missing).
  *
  * @internal
  */
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Util from "node:util"
 import { fileURLToPath } from "node:url"
-
-/** An Error thrown by the binding: the failing syscall and its errno. */
-export interface NativeError extends Error {
-  readonly errno?: number
-  readonly syscall?: string
-}
+import { NativeBindingError, type NativeError } from "./nativeErrors.js"
 
 /** How spawn starts an app (beyond its command, environment and listener fds). */
 export interface SpawnOptions {
@@ -37,15 +33,6 @@ export interface SpawnOptions {
   readonly stderrFd?: number | undefined
   /** `--accept`: an accepted connection, the child's fd 0. */
   readonly stdinFd?: number | undefined
-}
-
-/** The errno name (ENOENT, ESTALE, …) of an error the binding threw; "UNKNOWN" if it carries none. */
-export const errnoName = (error: unknown): string => {
-  const errno = (error as NativeError).errno
-  if (typeof errno !== "number") return (error as NodeJS.ErrnoException).code ?? "UNKNOWN"
-  const name = Util.getSystemErrorName(-errno)
-  // libuv does not name every errno (ENOEXEC, ESTALE): the OS's own table does
-  return name.startsWith("Unknown") ? Object.entries(Os.constants.errno).find(([, n]) => n === errno)?.[0] ?? name : name
 }
 
 /** The functions of src/native/soad.c. */
@@ -268,11 +255,6 @@ const nativeDir = (): string => {
     if (parent === dir) throw new Error("soad: cannot find src/native/binding.gyp above " + fileURLToPath(import.meta.url))
     dir = parent
   }
-}
-
-/** The binding cannot be loaded here (no prebuild for this platform and no local build, or one that fails to load); the message says why, on one line. */
-export class NativeBindingError extends Error {
-  override readonly name = "NativeBindingError"
 }
 
 let loaded: Native | undefined

@@ -11,7 +11,8 @@ import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import { errnoName, type NativeError, native } from "./native.js"
+import { native } from "./native.js"
+import { errnoName, type NativeError } from "./nativeErrors.js"
 
 /** Where the app listens. */
 export type Target = { readonly host: string; readonly port: number } | { readonly path: string }

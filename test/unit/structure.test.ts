@@ -1,0 +1,102 @@
+/**
+ * The shape of src as its imports draw it: no module imports itself through others (a circle), and the native
+ * addon's loader (os/native.ts) is imported only by the OS drivers in src/os/. Read from the sources' static
+ * imports and re-exports (`import`, `import type`, `export … from`), as TypeScript parses them.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import ts from "typescript"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
+const src = Path.join(root, "src")
+
+const sources = (dir: string): Array<string> =>
+  Fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory()
+      ? sources(Path.join(dir, entry.name))
+      : entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")
+      ? [Path.join(dir, entry.name)]
+      : []
+  )
+
+/** The modules of src a file imports statically (relative specifiers, `.js` read as the `.ts` beside it). */
+const importsOf = (file: string): Array<string> => {
+  const parsed = ts.createSourceFile(file, Fs.readFileSync(file, "utf8"), ts.ScriptTarget.Latest, false)
+  const specifiers: Array<string> = []
+  for (const statement of parsed.statements) {
+    if (
+      (ts.isImportDeclaration(statement) || ts.isExportDeclaration(statement)) &&
+      statement.moduleSpecifier !== undefined && ts.isStringLiteral(statement.moduleSpecifier)
+    ) specifiers.push(statement.moduleSpecifier.text)
+  }
+  return specifiers
+    .filter((specifier) => specifier.startsWith("."))
+    .map((specifier) => Path.resolve(Path.dirname(file), specifier.replace(/\.js$/, ".ts")))
+    .filter((target) => Fs.existsSync(target))
+}
+
+/** Every file of src with the files it imports, paths relative to the repository. */
+const graph = (): Map<string, Array<string>> =>
+  new Map(
+    sources(src).map((file) => [
+      Path.relative(root, file),
+      [...new Set(importsOf(file).map((target) => Path.relative(root, target)))]
+    ])
+  )
+
+/** The strongly connected components of more than one file, or of one that imports itself (Tarjan). */
+const circles = (edges: Map<string, Array<string>>): Array<Array<string>> => {
+  let next = 0
+  const index = new Map<string, number>()
+  const low = new Map<string, number>()
+  const stack: Array<string> = []
+  const onStack = new Set<string>()
+  const found: Array<Array<string>> = []
+  const visit = (node: string): void => {
+    index.set(node, next)
+    low.set(node, next)
+    next += 1
+    stack.push(node)
+    onStack.add(node)
+    for (const target of edges.get(node) ?? []) {
+      if (!index.has(target)) {
+        visit(target)
+        low.set(node, Math.min(low.get(node)!, low.get(target)!))
+      } else if (onStack.has(target)) low.set(node, Math.min(low.get(node)!, index.get(target)!))
+    }
+    if (low.get(node) !== index.get(node)) return
+    const component: Array<string> = []
+    for (;;) {
+      const member = stack.pop()!
+      onStack.delete(member)
+      component.push(member)
+      if (member === node) break
+    }
+    if (component.length > 1 || (edges.get(node) ?? []).includes(node)) found.push(component.sort())
+  }
+  for (const node of [...edges.keys()].sort()) if (!index.has(node)) visit(node)
+  return found
+}
+
+describe("the shape of src", () => {
+  it("has no import circles", () => {
+    const edges = graph()
+    expect(edges.size).toBeGreaterThan(50) // the walk found the sources
+    expect(circles(edges)).toEqual([])
+  })
+
+  it("finds a circle when there is one (the check itself)", () => {
+    const edges = new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]], ["d", ["a"]], ["e", ["e"]]])
+    expect(circles(edges)).toEqual([["a", "b", "c"], ["e"]])
+  })
+
+  it("loads the native addon only from the OS drivers in src/os/", () => {
+    const importers = [...graph()]
+      .filter(([, targets]) => targets.includes("src/os/native.ts"))
+      .map(([file]) => file)
+    expect(importers.length).toBeGreaterThan(0)
+    expect(importers.filter((file) => !file.startsWith("src/os/")).sort()).toEqual([])
+  })
+})
