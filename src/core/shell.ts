@@ -11,11 +11,15 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Deferred from "effect/Deferred"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import type * as Either from "effect/Either"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
 import * as Format from "../observe/format.js"
 import type { SpawnError, Started } from "../ProcessService.js"
@@ -58,9 +62,10 @@ export interface Mode<R> {
   /**
    * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
    * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold
-   * path) lives in the scope given, the turn's.
+   * path) lives in `scope`, the turn's. (The scope is an argument, not a requirement: providing it would keep
+   * frames on every idle service's fiber while it waits.)
    */
-  readonly next: Effect.Effect<Trigger | undefined, never, R | Scope.Scope>
+  readonly next: (scope: Scope.Scope) => Effect.Effect<Trigger | undefined, never, R>
   /** Does a connection still wait (looked at after a backoff delay)? */
   readonly stillWaiting: Effect.Effect<boolean, never, R>
   /** Acts on a trigger, in the turn's scope: one run of the app (`runs`), or an instance for a connection. */
@@ -89,11 +94,22 @@ export const runs = <R>(
     yield* AppRun.run(service, yield* session(trigger, activity), activity, trigger, pendingSince)
   })).pipe(Effect.catchTag("RunFailed", () => Effect.void))
 
-/** One turn of the serve loop: a reason to act; refused while failed; the backoff for a connection; the mode acts. */
-const turn = <R>(service: Service, mode: Mode<R>) =>
+/**
+ * One turn of the serve loop: a reason to act; refused while failed; the backoff for a connection; the mode acts.
+ * The turn's scope is a child of the service's: closed when the turn ends, or with the service's when it is
+ * interrupted (it was added last, so it closes first). What waits for a connection is then one flatMap deep, not
+ * inside an Effect.scoped (seven frames, a scope's context and a copy of the fiber's FiberRefs per idle service).
+ */
+const turn = <R>(service: Service, mode: Mode<R>, serviceScope: Scope.Scope) =>
+  Effect.flatMap(Scope.fork(serviceScope, ExecutionStrategy.sequential), (scope) =>
+    Effect.flatMap(mode.next(scope), (trigger) =>
+      trigger === undefined
+        ? Scope.close(scope, Exit.void)
+        : Effect.zipRight(Scope.extend(actOn(service, mode, trigger), scope), Scope.close(scope, Exit.void))))
+
+/** What a turn does with a trigger: refused while failed; the backoff for a connection; the mode acts. */
+const actOn = <R>(service: Service, mode: Mode<R>, trigger: Trigger) =>
   Effect.gen(function*() {
-    const trigger = yield* mode.next
-    if (trigger === undefined) return
     // On the cold path the app started at the wake: the times are counted from it.
     const started = trigger._tag === "Connection" ? trigger.started : undefined
     let pendingSince = (yield* preciseNow) - (started !== undefined && started._tag === "Right" ? started.right.sinceWake() : 0)
@@ -116,7 +132,7 @@ const turn = <R>(service: Service, mode: Mode<R>) =>
       pendingSince = yield* preciseNow
     }
     yield* mode.act(trigger, pendingSince)
-  }).pipe(Effect.scoped)
+  })
 
 /**
  * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for
@@ -126,10 +142,31 @@ export const serve = <R, R2>(
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
-): Effect.Effect<never, never, Exclude<R | R2, Scope.Scope>> =>
+): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope>> =>
+  // The service's scope is made by hand and provided only while the service is set up: the serve loop runs outside
+  // it (Effect.scoped around it would keep seven frames on every idle service's fiber), and closes it when it ends.
+  Effect.flatMap(Scope.make(), (scope) =>
+    Effect.onExit(
+      Effect.flatMap(
+        Scope.extend(setUp(config, listeners, makeMode), scope),
+        ([service, mode]) => Effect.forever(turn(service, mode, scope))
+      ),
+      (exit) => Scope.close(scope, exit)
+    ))
+
+/** A service's shell: what it knows of itself, its mode, its registration; in the service's scope. */
+const setUp = <R, R2>(
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
+) =>
   Effect.gen(function*() {
-    // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber.
-    yield* Effect.annotateLogsScoped({ service: config.name })
+    // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber. Services
+    // annotates the fiber when it forks it: then there is nothing to add (nor a finalizer to keep).
+    const annotations = yield* Effect.logAnnotations
+    if (Option.getOrUndefined(HashMap.get(annotations, "service")) !== config.name) {
+      yield* Effect.annotateLogsScoped({ service: config.name })
+    }
     // The service's config as it is now: a reload may update what the running app does not see (inPlace), which
     // each use reads here (the next look, run or failure), so the app keeps running.
     let current = config
@@ -163,5 +200,5 @@ export const serve = <R, R2>(
       yield* failedWith(service.tracker, cannot)
       yield* service.backoff.giveUp
     }
-    return yield* Effect.forever(turn(service, mode))
-  }).pipe(Effect.scoped)
+    return [service, mode] as const
+  })
