@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import { event } from "../Logging.js"
@@ -286,7 +286,9 @@ export const register = (
     if (Option.isNone(registry)) return
     // A service that goes (a reload, a removal, soad's exit) takes its share of the saving out of the history. Its
     // runs have ended by then: each run's scope lies inside the service's, so no phase change comes after this.
-    yield* Effect.addFinalizer(() =>
+    // (Scope.addFinalizer: Effect.addFinalizer would keep a copy of the fiber's FiberRefs with every service.)
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
       Effect.flatMap(Ref.get(tracker.state), (known) => registry.value.record({ saving: -Saving.savingNow(known.memory) }))
     )
     const status = statusOf(config, listeners, tracker, backoff)
