@@ -169,7 +169,9 @@ export const start = (
           }).pipe(Effect.annotateLogs("service", config.name))
         }
         const cannot = problems.length === 0 ? undefined : problems.map(({ field, message }) => `${field}: ${message}`).join("; ")
-        const serve = restarting(Activator.serve(config, listenersOf(config)))
+        const listeners = listenersOf(config)
+        // Suspended: the loop keeps the effect it restarts, which is then one closure, not the mode's whole tree.
+        const serve = restarting(Effect.suspend(() => Activator.serve(config, listeners)))
         // The service's context is set around the fork, not inside the fiber: a forked fiber inherits it, and an
         // idle service's fiber then holds no frame for each (about 5 KB a service, measured with 1,000).
         const fiber = yield* Effect.forkIn(serve, outer).pipe(

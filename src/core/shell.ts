@@ -62,10 +62,10 @@ export interface Mode<R> {
   /**
    * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
    * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold
-   * path) lives in `scope`, the turn's. (The scope is an argument, not a requirement: providing it would keep
-   * frames on every idle service's fiber while it waits.)
+   * path) lives in the turn's scope, which `scope` makes when first run. (An argument, not a requirement:
+   * providing a scope would keep frames, and the scope itself, on every idle service's fiber while it waits.)
    */
-  readonly next: (scope: Scope.Scope) => Effect.Effect<Trigger | undefined, never, R>
+  readonly next: (scope: Effect.Effect<Scope.Scope>) => Effect.Effect<Trigger | undefined, never, R>
   /** Does a connection still wait (looked at after a backoff delay)? */
   readonly stillWaiting: Effect.Effect<boolean, never, R>
   /** Acts on a trigger, in the turn's scope: one run of the app (`runs`), or an instance for a connection. */
@@ -96,16 +96,27 @@ export const runs = <R>(
 
 /**
  * One turn of the serve loop: a reason to act; refused while failed; the backoff for a connection; the mode acts.
- * The turn's scope is a child of the service's: closed when the turn ends, or with the service's when it is
- * interrupted (it was added last, so it closes first). What waits for a connection is then one flatMap deep, not
- * inside an Effect.scoped (seven frames, a scope's context and a copy of the fiber's FiberRefs per idle service).
+ * The turn's scope is made when first asked for (by the cold path's start, or to act), as a child of the
+ * service's: closed when the turn ends, or with the service's when it is interrupted (it was added last, so it
+ * closes first). A service waiting for a connection then holds no scope of its own, and waits one flatMap deep,
+ * not inside an Effect.scoped (seven frames, a scope's context and a copy of the fiber's FiberRefs).
  */
 const turn = <R>(service: Service, mode: Mode<R>, serviceScope: Scope.Scope) =>
-  Effect.flatMap(Scope.fork(serviceScope, ExecutionStrategy.sequential), (scope) =>
-    Effect.flatMap(mode.next(scope), (trigger) =>
+  Effect.suspend(() => {
+    let made: Scope.CloseableScope | undefined
+    const scope = Effect.suspend(() =>
+      made !== undefined
+        ? Effect.succeed(made)
+        : Effect.tap(Scope.fork(serviceScope, ExecutionStrategy.sequential), (forked) => {
+          made = forked
+        })
+    )
+    const close = Effect.suspend(() => made === undefined ? Effect.void : Scope.close(made, Exit.void))
+    return Effect.flatMap(mode.next(scope), (trigger) =>
       trigger === undefined
-        ? Scope.close(scope, Exit.void)
-        : Effect.zipRight(Scope.extend(actOn(service, mode, trigger), scope), Scope.close(scope, Exit.void))))
+        ? close
+        : Effect.zipRight(Effect.flatMap(scope, (turnScope) => Scope.extend(actOn(service, mode, trigger), turnScope)), close))
+  })
 
 /** What a turn does with a trigger: refused while failed; the backoff for a connection; the mode acts. */
 const actOn = <R>(service: Service, mode: Mode<R>, trigger: Trigger) =>
@@ -145,11 +156,14 @@ export const serve = <R, R2>(
 ): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope>> =>
   // The service's scope is made by hand and provided only while the service is set up: the serve loop runs outside
   // it (Effect.scoped around it would keep seven frames on every idle service's fiber), and closes it when it ends.
+  // (Suspended: the onExit frame keeps the effect it runs, and the setup's would hold a Context of its own.)
   Effect.flatMap(Scope.make(), (scope) =>
     Effect.onExit(
-      Effect.flatMap(
-        Scope.extend(setUp(config, listeners, makeMode), scope),
-        ([service, mode]) => Effect.forever(turn(service, mode, scope))
+      Effect.suspend(() =>
+        Effect.flatMap(
+          Scope.extend(setUp(config, listeners, makeMode), scope),
+          ([service, mode]) => Effect.forever(turn(service, mode, scope))
+        )
       ),
       (exit) => Scope.close(scope, exit)
     ))

@@ -95,8 +95,9 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
   const { listeners, tracker } = service
   const spawnOnPending = processes.spawnOnPending
   if (spawnOnPending === undefined || service.config.ready === "notify") return undefined
-  const request = spawnRequest(service.config, listeners)
-  return Effect.gen(function*() {
+  // Made at each arming (an Effect.gen kept per service costs a generator's prototype once it has run).
+  return () => Effect.gen(function*() {
+    const request = spawnRequest(service.config, listeners)
     // Read at each arming: a reload may have changed the stop signal or timeout in place.
     const policy = stopPolicy(service.config)
     const budget = yield* Effect.serviceOption(Budget)
@@ -144,7 +145,7 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
       return woken === undefined ? Effect.succeed(trigger) : Effect.map(health.woke(woken), (listening) => listening ? trigger : undefined)
     }
     // flatMaps, not an Effect.gen: an idle service waits in here, and each generator frame stays on its fiber.
-    const next = (scope: Scope.Scope) =>
+    const next = (scope: Effect.Effect<Scope.Scope>) =>
       Effect.flatMap(
         Effect.flatMap(health.check, (live) =>
           live.length < listeners.length
@@ -153,7 +154,7 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
             : coldPath === undefined
             ? awaitAll
             : Effect.flatMap(
-              Scope.extend(coldPath, scope),
+              Effect.flatMap(scope, (turnScope) => Scope.extend(coldPath(), turnScope)),
               Option.match({ onNone: () => awaitAll, onSome: Effect.succeed })
             )),
         checked
