@@ -95,15 +95,18 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
   const { listeners, tracker } = service
   const spawnOnPending = processes.spawnOnPending
   if (spawnOnPending === undefined || service.config.ready === "notify") return undefined
-  // Made at each arming (an Effect.gen kept per service costs a generator's prototype once it has run).
-  return () => Effect.gen(function*() {
+  // Made at each arming (an Effect.gen kept per service costs a generator's prototype once it has run). The turn's
+  // scope is made only to arm (a service that is not armed waits without one).
+  return (scope: Effect.Effect<Scope.Scope>) => Effect.gen(function*() {
     const request = spawnRequest(service.config, listeners)
     // Read at each arming: a reload may have changed the stop signal or timeout in place.
     const policy = stopPolicy(service.config)
     const budget = yield* Effect.serviceOption(Budget)
     const { gaveUp, notBefore } = yield* service.backoff.state
     if (Option.isSome(budget) || gaveUp || notBefore > (yield* now)) return Option.none()
-    const pending = yield* Effect.either(spawnOnPending(request, policy, tracker.wake))
+    const pending = yield* Effect.either(
+      Effect.flatMap(scope, (turnScope) => Scope.extend(spawnOnPending(request, policy, tracker.wake), turnScope))
+    )
     if (Either.isLeft(pending)) return Option.some<Shell.Trigger | undefined>({ _tag: "Connection", started: Either.left(pending.left) })
     const outcome = pending.right
     switch (outcome._tag) {
@@ -147,14 +150,14 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
     // flatMaps, not an Effect.gen: an idle service waits in here, and each generator frame stays on its fiber.
     const next = (scope: Effect.Effect<Scope.Scope>) =>
       Effect.flatMap(
-        Effect.flatMap(health.check, (live) =>
+        Effect.flatMap(health.check(), (live) =>
           live.length < listeners.length
             // A listener is dead: wait on the others (never armed) until it is tried again.
             ? health.untilRetry(awaitConnection(live))
             : coldPath === undefined
             ? awaitAll
             : Effect.flatMap(
-              Effect.flatMap(scope, (turnScope) => Scope.extend(coldPath(), turnScope)),
+              coldPath(scope),
               Option.match({ onNone: () => awaitAll, onSome: Effect.succeed })
             )),
         checked
