@@ -9,7 +9,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Monotonic from "./core/monotonic.js"
 import * as History from "./observe/history.js"
 import type * as ServiceConfig from "./ServiceConfig.js"
@@ -101,11 +101,17 @@ export const make: Effect.Effect<Registry["Type"]> = Effect.gen(function*() {
   const changed = Queue.offer(changes, undefined).pipe(Effect.asVoid)
   const history = History.make(yield* Monotonic.now)
   return {
+    // Scope.addFinalizer, not Effect.acquireRelease: that keeps a copy of the fiber's FiberRefs with every
+    // service's registration, and taking a handle out needs none of them.
     register: (handle) =>
-      Effect.acquireRelease(
-        Effect.zipLeft(Effect.sync(() => handles.set(handle.name, handle)), changed),
-        () => Effect.zipLeft(Effect.sync(() => handles.get(handle.name) === handle && handles.delete(handle.name)), changed)
-      ),
+      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
+        Effect.zipRight(
+          Effect.zipLeft(Effect.sync(() => handles.set(handle.name, handle)), changed),
+          Scope.addFinalizer(
+            scope,
+            Effect.zipLeft(Effect.sync(() => handles.get(handle.name) === handle && handles.delete(handle.name)), changed)
+          )
+        ))),
     services: Effect.sync(() => [...handles.values()]),
     changed,
     nextChange: Queue.take(changes),

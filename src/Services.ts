@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
@@ -14,7 +15,6 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
 import * as Address from "./Address.js"
@@ -169,17 +169,9 @@ export const start = (
           }).pipe(Effect.annotateLogs("service", config.name))
         }
         const cannot = problems.length === 0 ? undefined : problems.map(({ field, message }) => `${field}: ${message}`).join("; ")
-        const serve = Activator.serve(config, listenersOf(config)).pipe(
-          // One service's defect never takes the others down: log it, start that service again.
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause)
-              ? Effect.failCause(cause)
-              : event("error", "internal_error", `internal error, restarting the service: ${Cause.pretty(cause)}`).pipe(
-                Effect.zipRight(Effect.fail(cause))
-              )
-          ),
-          Effect.retry(Schedule.spaced("1 second"))
-        )
+        const listeners = listenersOf(config)
+        // Suspended: the loop keeps the effect it restarts, which is then one closure, not the mode's whole tree.
+        const serve = restarting(Effect.suspend(() => Activator.serve(config, listeners)))
         // The service's context is set around the fork, not inside the fiber: a forked fiber inherits it, and an
         // idle service's fiber then holds no frame for each (about 5 KB a service, measured with 1,000).
         const fiber = yield* Effect.forkIn(serve, outer).pipe(
@@ -358,6 +350,19 @@ export const start = (
 
     return { apply }
   })
+
+/**
+ * One service's defect never takes the others down: it is logged, and the service starts again a second later.
+ * A loop by hand, not Effect.retry with a Schedule: that keeps a schedule driver on every idle service's fiber.
+ */
+const restarting = <R>(serve: Effect.Effect<never, never, R>): Effect.Effect<never, never, R> =>
+  Effect.catchAllCause(serve, (cause) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.failCause(cause)
+      : event("error", "internal_error", `internal error, restarting the service: ${Cause.pretty(cause)}`).pipe(
+        Effect.zipRight(Effect.sleep(Duration.seconds(1))),
+        Effect.zipRight(Effect.suspend(() => restarting(serve)))
+      ))
 
 /**
  * Services and what happened to each, for the reload's summary: each by name, or beyond 10, counted by what

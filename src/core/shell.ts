@@ -11,17 +11,21 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Deferred from "effect/Deferred"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
 import * as Format from "../observe/format.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener } from "../SocketService.js"
 import * as AppRun from "./appRun.js"
 import * as Backoff from "./backoff.js"
-import { cannotRun, failedWith, makeTracker, now, preciseNow, register, stopReason } from "./lifecycle.js"
+import { cannotRun, failedWith, makeTracker, now, preciseNow, register, stopReason, type Tracker } from "./lifecycle.js"
 import type { Mode, Service, Trigger } from "./service.js"
 
 
@@ -42,11 +46,33 @@ export const runs = <R>(
     yield* AppRun.run(service, yield* session(trigger, activity), activity, trigger, pendingSince)
   })).pipe(Effect.catchTag("RunFailed", () => Effect.void))
 
-/** One turn of the serve loop: a reason to act; refused while failed; the backoff for a connection; the mode acts. */
-const turn = <R>(service: Service, mode: Mode<R>) =>
+/**
+ * One turn of the serve loop: a reason to act; refused while failed; the backoff for a connection; the mode acts.
+ * The turn's scope is made when first asked for (by the cold path's start, or to act), as a child of the
+ * service's: closed when the turn ends, or with the service's when it is interrupted (it was added last, so it
+ * closes first). A service waiting for a connection then holds no scope of its own, and waits one flatMap deep,
+ * not inside an Effect.scoped (seven frames, a scope's context and a copy of the fiber's FiberRefs).
+ */
+const turn = <R>(service: Service, mode: Mode<R>, serviceScope: Scope.Scope) =>
+  Effect.suspend(() => {
+    let made: Scope.CloseableScope | undefined
+    const scope = Effect.suspend(() =>
+      made !== undefined
+        ? Effect.succeed(made)
+        : Effect.tap(Scope.fork(serviceScope, ExecutionStrategy.sequential), (forked) => {
+          made = forked
+        })
+    )
+    const close = Effect.suspend(() => made === undefined ? Effect.void : Scope.close(made, Exit.void))
+    return Effect.flatMap(mode.next(scope), (trigger) =>
+      trigger === undefined
+        ? close
+        : Effect.zipRight(Effect.flatMap(scope, (turnScope) => Scope.extend(actOn(service, mode, trigger), turnScope)), close))
+  })
+
+/** What a turn does with a trigger: refused while failed; the backoff for a connection; the mode acts. */
+const actOn = <R>(service: Service, mode: Mode<R>, trigger: Trigger) =>
   Effect.gen(function*() {
-    const trigger = yield* mode.next
-    if (trigger === undefined) return
     // On the cold path the app started at the wake: the times are counted from it.
     const started = trigger._tag === "Connection" ? trigger.started : undefined
     let pendingSince = (yield* preciseNow) - (started !== undefined && started._tag === "Right" ? started.right.sinceWake() : 0)
@@ -69,7 +95,7 @@ const turn = <R>(service: Service, mode: Mode<R>) =>
       pendingSince = yield* preciseNow
     }
     yield* mode.act(trigger, pendingSince)
-  }).pipe(Effect.scoped)
+  })
 
 /**
  * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for
@@ -79,42 +105,90 @@ export const serve = <R, R2>(
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
-): Effect.Effect<never, never, Exclude<R | R2, Scope.Scope>> =>
+): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope>> =>
+  // The service's scope is made by hand and provided only while the service is set up: the serve loop runs outside
+  // it (Effect.scoped around it would keep seven frames on every idle service's fiber), and closes it when it ends.
+  // (Suspended: the onExit frame keeps the effect it runs, and the setup's would hold a Context of its own.)
+  Effect.flatMap(Scope.make(), (scope) =>
+    Effect.onExit(
+      Effect.suspend(() =>
+        Effect.flatMap(
+          Scope.extend(setUp(config, listeners, makeMode), scope),
+          ([service, mode]) => Effect.forever(turn(service, mode, scope))
+        )
+      ),
+      (exit) => Scope.close(scope, exit)
+    ))
+
+/** A service's config as it is now, and what completes at its next update in place. */
+interface Settings {
+  current: ServiceConfig.ServiceConfig
+  updated: Deferred.Deferred<void>
+}
+
+/**
+ * A service being served. `config` and `updated` are getters on the class (shared by every instance): getters
+ * in an object literal give each object a dictionary of its properties (448 bytes with 1,000 services).
+ */
+class Served implements Service {
+  constructor(
+    private readonly settings: Settings,
+    readonly listeners: ReadonlyArray<Listener>,
+    readonly tracker: Tracker,
+    readonly stopReason: Ref.Ref<string | undefined>,
+    readonly backoff: Backoff.Backoff
+  ) {}
+  get config(): ServiceConfig.ServiceConfig {
+    return this.settings.current
+  }
+  get updated(): Effect.Effect<void> {
+    const settings = this.settings
+    return Effect.suspend(() => Deferred.await(settings.updated))
+  }
+}
+
+/** A service's shell: what it knows of itself, its mode, its registration; in the service's scope. */
+const setUp = <R, R2>(
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
+) =>
   Effect.gen(function*() {
-    // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber.
-    yield* Effect.annotateLogsScoped({ service: config.name })
+    // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber. Services
+    // annotates the fiber when it forks it: then there is nothing to add (nor a finalizer to keep).
+    const annotations = yield* Effect.logAnnotations
+    if (Option.getOrUndefined(HashMap.get(annotations, "service")) !== config.name) {
+      yield* Effect.annotateLogsScoped({ service: config.name })
+    }
     // The service's config as it is now: a reload may update what the running app does not see (inPlace), which
     // each use reads here (the next look, run or failure), so the app keeps running.
-    let current = config
-    let updated = Deferred.unsafeMake<void>(FiberId.none)
-    const service: Service = {
-      updated: Effect.suspend(() => Deferred.await(updated)),
-      get config() {
-        return current
-      },
+    const settings: Settings = { current: config, updated: Deferred.unsafeMake<void>(FiberId.none) }
+    const service = new Served(
+      settings,
       listeners,
-      tracker: yield* makeTracker(config.name),
-      stopReason: (yield* FiberRef.get(stopReason)) ?? (yield* Ref.make<string | undefined>(undefined)),
-      backoff: yield* Backoff.make(() => ({
-        initial: current.initialBackoff,
-        max: current.maxBackoff,
-        limit: { burst: current.startLimitBurst, interval: current.startLimitInterval }
+      yield* makeTracker(config.name),
+      (yield* FiberRef.get(stopReason)) ?? (yield* Ref.make<string | undefined>(undefined)),
+      yield* Backoff.make(() => ({
+        initial: settings.current.initialBackoff,
+        max: settings.current.maxBackoff,
+        limit: { burst: settings.current.startLimitBurst, interval: settings.current.startLimitInterval }
       }))
-    }
+    )
     const mode = yield* makeMode(service)
     const update = (next: ServiceConfig.ServiceConfig) =>
       Effect.suspend(() => {
-        current = next
-        const done = updated
-        updated = Deferred.unsafeMake<void>(FiberId.none)
+        settings.current = next
+        const done = settings.updated
+        settings.updated = Deferred.unsafeMake<void>(FiberId.none)
         return Deferred.succeed(done, undefined)
       })
-    yield* register(config, listeners, service.tracker, service.backoff, { ...mode, update })
+    // Not `{ ...mode }`: a spread would make (and keep) what the mode's getters make only when asked.
+    yield* register(config, listeners, service.tracker, service.backoff, { status: mode.status, wake: mode.wake, sleep: mode.sleep, update })
     // An app that can never start as configured: failed at once (the others run), not at its first connection.
     const cannot = yield* FiberRef.get(cannotRun)
     if (cannot !== undefined) {
       yield* failedWith(service.tracker, cannot)
       yield* service.backoff.giveUp
     }
-    return yield* Effect.forever(turn(service, mode))
-  }).pipe(Effect.scoped)
+    return [service, mode] as const
+  })

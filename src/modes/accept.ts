@@ -551,13 +551,15 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
       }
     )
 
+    // The lane while nothing has failed; after a failure, connection by connection until a start succeeds.
+    const next = Effect.suspend(() => {
+      const to = lane
+      if (to === undefined) return waitForConnection
+      return Effect.flatMap(backoff.state, (state) => state.failures > 0 || state.gaveUp ? waitForConnection : laneNext(to))
+    })
+
     return {
-      // The lane while nothing has failed; after a failure, connection by connection until a start succeeds.
-      next: Effect.suspend(() => {
-        const to = lane
-        if (to === undefined) return waitForConnection
-        return Effect.flatMap(backoff.state, (state) => state.failures > 0 || state.gaveUp ? waitForConnection : laneNext(to))
-      }),
+      next: () => next,
       stillWaiting: sockets.isPending(listeners),
       act,
       refuse: Refusals.closeWaiting(sockets, listeners, name),

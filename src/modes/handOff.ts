@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
 import { Budget } from "../Budget.js"
 import type * as AppRun from "../core/appRun.js"
 import * as Idle from "../core/idle.js"
@@ -94,14 +95,18 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
   const { listeners, tracker } = service
   const spawnOnPending = processes.spawnOnPending
   if (spawnOnPending === undefined || service.config.ready === "notify") return undefined
-  const request = spawnRequest(service.config, listeners)
-  return Effect.gen(function*() {
+  // Made at each arming (an Effect.gen kept per service costs a generator's prototype once it has run). The turn's
+  // scope is made only to arm (a service that is not armed waits without one).
+  return (scope: Effect.Effect<Scope.Scope>) => Effect.gen(function*() {
+    const request = spawnRequest(service.config, listeners)
     // Read at each arming: a reload may have changed the stop signal or timeout in place.
     const policy = stopPolicy(service.config)
     const budget = yield* Effect.serviceOption(Budget)
     const { gaveUp, notBefore } = yield* service.backoff.state
     if (Option.isSome(budget) || gaveUp || notBefore > (yield* now)) return Option.none()
-    const pending = yield* Effect.either(spawnOnPending(request, policy, tracker.wake))
+    const pending = yield* Effect.either(
+      Effect.flatMap(scope, (turnScope) => Scope.extend(spawnOnPending(request, policy, tracker.wake), turnScope))
+    )
     if (Either.isLeft(pending)) return Option.some<Shell.Trigger | undefined>({ _tag: "Connection", started: Either.left(pending.left) })
     const outcome = pending.right
     switch (outcome._tag) {
@@ -136,19 +141,27 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
       Effect.map(sockets.awaitReadable(watched, tracker.wake), (ready): Shell.Trigger =>
         ready === undefined ? { _tag: "Wake" } : { _tag: "Connection", listener: ready })
     const coldPath = coldStart(service, processes)
-    const next = Effect.gen(function*() {
-      const live = yield* health.check
-      const trigger = live.length < listeners.length
-        // A listener is dead: wait on the others (never armed) until it is tried again.
-        ? yield* health.untilRetry(awaitConnection(live))
-        : coldPath === undefined
-        ? yield* awaitConnection(listeners)
-        : yield* Effect.flatMap(coldPath, Option.match({ onNone: () => awaitConnection(listeners), onSome: Effect.succeed }))
-      // Woken by a listener that was shut down (POLLHUP), not by a connection: nothing starts; it is back now.
+    const awaitAll = awaitConnection(listeners)
+    // Woken by a listener that was shut down (POLLHUP), not by a connection: nothing starts; it is back now.
+    const checked = (trigger: Shell.Trigger | undefined): Effect.Effect<Shell.Trigger | undefined> => {
       const woken = trigger?._tag === "Connection" && trigger.started === undefined ? trigger.listener : undefined
-      if (woken !== undefined && !(yield* health.woke(woken))) return undefined
-      return trigger
-    })
+      return woken === undefined ? Effect.succeed(trigger) : Effect.map(health.woke(woken), (listening) => listening ? trigger : undefined)
+    }
+    // flatMaps, not an Effect.gen: an idle service waits in here, and each generator frame stays on its fiber.
+    const next = (scope: Effect.Effect<Scope.Scope>) =>
+      Effect.flatMap(
+        Effect.flatMap(health.check(), (live) =>
+          live.length < listeners.length
+            // A listener is dead: wait on the others (never armed) until it is tried again.
+            ? health.untilRetry(awaitConnection(live))
+            : coldPath === undefined
+            ? awaitAll
+            : Effect.flatMap(
+              coldPath(scope),
+              Option.match({ onNone: () => awaitAll, onSome: Effect.succeed })
+            )),
+        checked
+      )
     return {
       next,
       stillWaiting: sockets.isPending(listeners),

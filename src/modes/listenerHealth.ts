@@ -21,7 +21,7 @@ export interface Health {
    * Brings back the listeners that stopped listening (the dead ones only once the backoff allows); the listeners
    * that listen now.
    */
-  readonly check: Effect.Effect<ReadonlyArray<Listener>>
+  readonly check: () => Effect.Effect<ReadonlyArray<Listener>>
   /**
    * A listener woke a wait: is a connection pending on it (true), or did it wake because it no longer listens
    * (false: it is brought back, or found dead, now)?
@@ -72,7 +72,8 @@ export const make = (service: Service, sockets: SocketService["Type"]): Health =
       return how === undefined ? "listening" : "revived"
     })
 
-  const check = Effect.gen(function*() {
+  // Made at each use, not kept: a generator kept per service costs its prototype once it has run.
+  const check = () => Effect.gen(function*() {
     const t = yield* now
     const retry = dead.size === 0 || t >= retryAt
     const live: Array<Listener> = []

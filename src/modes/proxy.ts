@@ -375,14 +375,16 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
       if (kept.length > 0) yield* Effect.sleep(Duration.millis(50))
     })
 
+    // A held connection (or `soad wake`) starts the app; held ones left from the last run first.
+    const next: Effect.Effect<Shell.Trigger | undefined> = Effect.gen(function*() {
+      const polled = yield* Queue.poll(arrived)
+      const wake = Option.isSome(polled) ? polled.value : held.length > 0 ? false : yield* Queue.take(arrived)
+      if (!wake && (yield* waiting) === 0) return undefined // it went away while it waited
+      return wake ? { _tag: "Wake" as const } : { _tag: "Connection" as const }
+    })
+
     return {
-      // A held connection (or `soad wake`) starts the app; held ones left from the last run first.
-      next: Effect.gen(function*() {
-        const polled = yield* Queue.poll(arrived)
-        const wake = Option.isSome(polled) ? polled.value : held.length > 0 ? false : yield* Queue.take(arrived)
-        if (!wake && (yield* waiting) === 0) return undefined // it went away while it waited
-        return wake ? { _tag: "Wake" } : { _tag: "Connection" }
-      }),
+      next: () => next,
       stillWaiting: Effect.map(waiting, (count) => count > 0),
       act: Shell.runs(service, session),
       refuse,
