@@ -109,7 +109,9 @@ export const scale = async (b: Bench, app: string, count: number): Promise<Figur
     child.kill("SIGHUP")
     await b.sleep(50)
   }
-  const last = performance.now()
+  // Wall-clock time, as soad stamps its lines: the storm's end is read from the stamp of its last reload, not from
+  // when the bench happened to read that line (a line read after the wait below would seem 1.5 s late).
+  const last = Date.now()
   await b.sleep(100)
   await waitUntil(() => {
     const begun = count_(/reloading/) - stormFrom
@@ -119,7 +121,9 @@ export const scale = async (b: Bench, app: string, count: number): Promise<Figur
   await b.sleep(1_500) // one more, if one were still to come
   look()
   const reloads = lines.filter((line) => /reloaded |reload_failed/.test(line.text))
-  const storm = Math.max(0, reloads.at(-1)!.at - last)
+  const stamped = Date.parse(reloads.at(-1)!.text.slice(0, reloads.at(-1)!.text.indexOf(" ")))
+  if (Number.isNaN(stamped)) throw new Error(`scale ${count}: a reload line without a time stamp: ${reloads.at(-1)!.text}`)
+  const storm = Math.max(0, stamped - last)
   const stormReloads = count_(/reloading/) - stormFrom
   child.kill("SIGTERM")
   await new Promise((resolve) => child.once("exit", resolve))
