@@ -502,37 +502,13 @@ napi_value close_fd(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-/* What poll(2) says of a socket that was shut down (see listener_alive in sys.h). */
-#ifdef POLLRDHUP
-#define POLL_GONE (POLLHUP | POLLERR | POLLRDHUP)
-#else
-#define POLL_GONE (POLLHUP | POLLERR)
-#endif
-
-/* Is a connection waiting in fd's backlog (poll with no timeout)? *waiting. A listener an app shut down polls
- * POLLIN forever with POLLHUP or POLLRDHUP: nothing waits there (soad would never see it idle). 0, or -1 with errno
- * (of poll). */
-static int fd_pending(int fd, bool *waiting) {
-  struct pollfd p = {.fd = fd, .events = POLLIN | POLL_GONE, .revents = 0};
-  int r;
-  do r = poll(&p, 1, 0);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) return -1;
-  if (r > 0 && (p.revents & POLLNVAL)) {
-    errno = EBADF;
-    return -1;
-  }
-  *waiting = r > 0 && (p.revents & POLLIN) && !(p.revents & POLL_GONE);
-  return 0;
-}
-
 /* pending(fd) -> true if a connection waits to be accepted (poll with no timeout). */
 napi_value pending(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
   if (!get_int(env, argv[0], &fd)) return throw_type(env, "pending(fd)");
   bool waiting = false;
-  if (fd_pending(fd, &waiting) < 0) return throw_errno(env, "poll", errno);
+  if (listener_pending(fd, &waiting) < 0) return throw_errno(env, "poll", errno);
   return make_bool(env, waiting);
 }
 

@@ -15,10 +15,12 @@
  *              listening / relisten     does a listener still listen (an app may shut it down), listen() again
  *              replaceFd / releaseFd    a new socket put at a listener's fd number (a UNIX listener re-created)
  *   poll.c     watch / unwatch          one-shot readability watch on Node's own loop (uv_poll_t)
+ *              awaitDrained / cancel…   until no connection is pending on listeners (uv_timer_t)
  *   count.c    countStart / countRead / countStop / countOwner
  *                                       count every connection the kernel queues on a listener, with the time of
- *                                       the latest (Linux: O_ASYNC with F_SETSIG, one real-time signal per
- *                                       connection)
+ *                                       the latest (Linux: O_ASYNC with F_SETSIG: a real-time signal for the
+ *                                       first connection of each 100 ms, a blocked SIGURG's pending bit for the
+ *                                       rest)
  *              sentinelMemory / sentinelRead / sentinelFree
  *                                       the same, counted by helper/sentinel.c run as the app's user (a shared page)
  *   spawn.c    spawn                    fork/exec with the listeners at fds 3.. (blocking), LISTEN_PID = the child's
@@ -72,6 +74,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"releaseFd", NULL, release_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watch", NULL, watch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"awaitDrained", NULL, await_drained, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cancelDrained", NULL, cancel_drained, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countStart", NULL, count_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countRead", NULL, count_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"countStop", NULL, count_stop, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -68,6 +68,20 @@ int listener_alive(int fd, bool *alive, const char **failed) {
   return 0;
 }
 
+int listener_pending(int fd, bool *waiting) {
+  struct pollfd p = {.fd = fd, .events = POLLIN | SOAD_POLL_GONE, .revents = 0};
+  int r;
+  do r = poll(&p, 1, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return -1;
+  if (r > 0 && (p.revents & POLLNVAL)) {
+    errno = EBADF;
+    return -1;
+  }
+  *waiting = r > 0 && (p.revents & POLLIN) && !(p.revents & SOAD_POLL_GONE);
+  return 0;
+}
+
 long long monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

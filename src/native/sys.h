@@ -38,6 +38,11 @@ int inet_text(const struct sockaddr_storage *ss, bool unmap, char ip[INET6_ADDRS
  * pending connection. *alive; 0, or -1 with errno and *failed. */
 int listener_alive(int fd, bool *alive, const char **failed);
 
+/* Is a connection waiting in the listening socket fd's backlog (poll with no timeout)? A listener an app shut down
+ * polls POLLIN for ever with POLLHUP or POLLRDHUP: nothing waits there (soad would never see it idle). *waiting; 0,
+ * or -1 with errno (of poll; EBADF for an fd that is not open). */
+int listener_pending(int fd, bool *waiting);
+
 /* Who is at the other end of a UNIX socket: SO_PEERCRED on Linux, getpeereid elsewhere (pid -1: not known). */
 typedef struct {
   int64_t pid, uid, gid;

@@ -92,6 +92,13 @@ export interface Native {
   readonly releaseFd: (fd: number) => void
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void
+  /**
+   * Looks every `intervalMs` (in C, on Node's loop) whether a connection is pending on any of `fds`; `callback` runs
+   * once: null when none is, or what failed. Returns an id for `cancelDrained`.
+   */
+  readonly awaitDrained: (fds: ReadonlyArray<number>, intervalMs: number, callback: (error: string | null) => void) => number
+  /** Ends an `awaitDrained` that has not called back; nothing for one that has. */
+  readonly cancelDrained: (id: number) => void
   readonly countStart: (fd: number) => boolean
   readonly countRead: (fd: number) => { readonly ago: number; readonly rearmed: boolean }
   readonly countStop: (fd: number) => void

@@ -23,7 +23,11 @@ import { errnoName } from "./nativeErrors.js"
 import * as Sentinel from "./sentinel.js"
 import { AcceptError, type Arrivals, type Connection, type Listener, type SocketServiceApi, type Wakeup } from "./socketTypes.js"
 
-/** How often the live service looks whether a starting app has accepted (only while it starts). */
+/**
+ * How often the live service looks whether a starting app has accepted (only while it starts). The looks run in C
+ * (awaitDrained: a timer on Node's loop, no JavaScript per look); made from JS, a fiber's wake every 20 ms, they
+ * were most of soad's CPU while an app started.
+ */
 const readinessInterval = Duration.millis(20)
 
 /**
@@ -108,18 +112,29 @@ export const make: Effect.Effect<SocketServiceApi> = Effect.sync(() => {
   const isPending = (listeners: ReadonlyArray<Listener>) =>
     Effect.sync(() => listeners.some((listener) => n.pending(listener.fd)))
 
-  const awaitAccepting = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
-    Effect.flatMap(Monotonic.now, (startedAt) => {
-      let openLookedAt = startedAt
-      const accepting = Effect.gen(function*() {
-        if (!(yield* isPending(listeners))) return true
-        const now = yield* Monotonic.now
-        if (now - openLookedAt < openLookInterval) return false
-        openLookedAt = now
-        return (yield* openConnections(listeners)) > 0
-      })
-      return Effect.asVoid(Effect.repeat(accepting, { schedule: Schedule.spaced(readinessInterval), until: (ready) => ready }))
+  /** Until no connection is pending on `listeners`: looked at in C every readinessInterval (no JS per look). */
+  const drained = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
+    Effect.async<void>((resume) => {
+      const id = n.awaitDrained(
+        listeners.map((listener) => listener.fd),
+        Duration.toMillis(readinessInterval),
+        (error) => resume(error === null ? Effect.void : Effect.dieMessage(`looking for a pending connection failed: ${error}`))
+      )
+      return Effect.sync(() => n.cancelDrained(id))
     })
+
+  /** From a second after the start, once a second: an open connection says the app has begun to accept. */
+  const openSeen = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
+    Effect.sleep(Duration.millis(openLookInterval)).pipe(
+      Effect.zipRight(openConnections(listeners)),
+      Effect.repeat({ until: (open) => open > 0 }),
+      Effect.asVoid
+    )
+
+  const awaitAccepting = (listeners: ReadonlyArray<Listener>): Effect.Effect<void> =>
+    Effect.suspend(() =>
+      listeners.some((listener) => n.pending(listener.fd)) ? Effect.raceFirst(drained(listeners), openSeen(listeners)) : Effect.void
+    )
 
   const counted = (listeners: ReadonlyArray<Listener>): Effect.Effect<Arrivals, never, Scope.Scope> =>
     Effect.acquireRelease(
