@@ -179,7 +179,7 @@ describe("every rule across settings, from flags and from a file alike", () => {
     const table = { socket: "/tmp/soad-valid.sock", accept: true, "max-connections": 8, "max-connections-per-source": 2, "max-accept-rate": "10/s" }
     expect(viaFile(table)).toBe("ok")
     const [service] = Either.getOrThrow(ConfigFile.decode("/f.toml", { services: { a: { command: ["x"], ...table } } }, resolver)).services
-    expect([service!.maxConnectionsPerSource, service!.maxAcceptRate.count, service!.maxAcceptRate.per]).toEqual([2, 10, Duration.seconds(1)])
+    expect(service!.mode).toEqual({ _tag: "Accept", maxConnections: 8, maxConnectionsPerSource: 2, maxAcceptRate: { count: 10, per: Duration.seconds(1) } })
   })
 
   it("a per-source limit in [defaults] above a service's max-connections is lowered to it, not refused", () => {
@@ -188,7 +188,7 @@ describe("every rule across settings, from flags and from a file alike", () => {
       services: { small: { socket: "/tmp/s.sock", command: ["x"], accept: true, "max-connections": 4 } }
     }, resolver)
     const [small] = Either.getOrThrow(file).services
-    expect([small!.maxConnectionsPerSource, small!.maxAcceptRate.count]).toEqual([4, 5])
+    expect(small!.mode).toMatchObject({ _tag: "Accept", maxConnectionsPerSource: 4, maxAcceptRate: { count: 5 } })
   })
 
   it("a setting of one mode in [defaults] applies to that mode's services and leaves the others alone", () => {
@@ -212,9 +212,13 @@ describe("every rule across settings, from flags and from a file alike", () => {
       }
     }, resolver)
     const [plain, each, proxied] = Either.getOrThrow(file).services
-    expect([plain!.maxHeld, plain!.waitingPage, plain!.maxConnections, plain!.ready]).toEqual([undefined, undefined, 64, "notify"])
-    expect([each!.maxConnections, each!.maxConnectionsPerSource, each!.maxAcceptRate.count, each!.ready]).toEqual([4, 2, 10, "accept"])
-    expect([proxied!.maxHeld, proxied!.waitingPage?.after !== undefined, proxied!.ready]).toEqual([8, true, "notify"])
+    expect([plain!.mode, plain!.ready]).toEqual([{ _tag: "HandOff" }, "notify"])
+    expect([each!.mode, each!.ready]).toEqual([
+      { _tag: "Accept", maxConnections: 4, maxConnectionsPerSource: 2, maxAcceptRate: { count: 10, per: Duration.seconds(1) } },
+      "accept"
+    ])
+    expect(proxied!.mode).toMatchObject({ _tag: "Proxy", upstream: { _tag: "Auto" }, maxHeld: 8, waitingPage: { after: Duration.seconds(2) } })
+    expect(proxied!.ready).toBe("notify")
   })
 })
 
