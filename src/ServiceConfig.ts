@@ -1,6 +1,7 @@
 /**
  * The typed configuration of a service: what soad listens on, what it runs, and when it stops it.
- * The CLI and (later) the config file produce it; the Activator consumes it and never sees raw strings.
+ * The command line and the config file produce it (config/serviceInput.ts), a library with `make`; the Activator
+ * consumes it and never sees raw strings.
  *
  * @since 0.1.0
  */
@@ -98,7 +99,10 @@ export interface Accept {
   readonly maxAcceptRate: Rate
 }
 
-/** A service's mode: each carries the settings that mean something in it, and only those. */
+/**
+ * A service's mode, as its config chooses it: each carries the settings that mean something in it, and only those
+ * (modes/index.ts serves each; what a mode does in the service shell is core/service.ts Mode).
+ */
 export type Mode = HandOff | Proxy | Accept
 
 /** The default mode: the app gets the sockets. */
