@@ -273,36 +273,34 @@ const userOf = (user: RunAs | string | number | undefined): RunAs | undefined =>
 /** ModeFields' names, as make's refusals word them: `maxHeld`, `accept: true`. */
 const fieldWords: FieldParsers.ModeWords = {
   key: (key) => key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase()),
-  set: (key, value) => `${key}: ${value}`
+  set: (key: string, value: string | boolean) => `${key}: ${typeof value === "string" ? JSON.stringify(value) : value}`
 }
 
 /** The flat ModeFields `make` takes, by their names in ModeFields. */
 const flatModeKeys = ["upstream", ...FieldParsers.proxyKeys, "accept", ...FieldParsers.acceptKeys] as const
 
 /**
- * The mode ModeFields give, if its settings go together (config/fields.ts modeRules, the rules the flags and the
- * file go through); a per-source limit above `maxConnections` is lowered to it (it could never be reached).
+ * The mode ModeFields give (a built `mode`, or the flat settings), if its settings go together: config/fields.ts
+ * modeRules, the rules the flags and the file go through. A per-source limit above `maxConnections` is lowered to
+ * it (it could never be reached).
  */
 const modeOf = (fields: ModeFields, ready: Ready): Mode => {
-  const given = flatModeKeys.filter((key) => fields[fieldWords.key(key) as keyof ModeFields] !== undefined)
-  if (fields.mode !== undefined && given.length > 0) {
-    throw new ServiceConfigError(`mode cannot be combined with ${given.map(fieldWords.key).join(", ")}: give the mode one way`)
+  const flat = flatModeKeys.filter((key) => fields[fieldWords.key(key) as keyof ModeFields] !== undefined)
+  if (fields.mode !== undefined && flat.length > 0) {
+    throw new ServiceConfigError(`mode cannot be combined with ${flat.map(fieldWords.key).join(", ")}: give the mode one way`)
   }
+  const given = fields.mode === undefined
+    ? { accept: fields.accept === true, upstream: fields.upstream !== undefined, has: (key: FieldParsers.ModeKey) => flat.includes(key) }
+    : { accept: fields.mode._tag === "Accept", upstream: fields.mode._tag === "Proxy", has: () => false }
+  const broken = FieldParsers.modeRules({ ...given, notify: ready === "notify" }, fieldWords)
+  if (broken.length > 0) throw new ServiceConfigError(broken.map(({ message }) => message).join("; "))
   const mode = fields.mode ?? flatMode(fields)
-  if (mode._tag === "Accept" && ready === "notify") {
-    throw new ServiceConfigError(FieldParsers.acceptWithNotify(fieldWords.set("accept", true), `ready: "notify"`))
-  }
   if (mode._tag !== "Accept" || mode.maxConnectionsPerSource === undefined) return mode
   return { ...mode, maxConnectionsPerSource: Math.min(mode.maxConnections, mode.maxConnectionsPerSource) }
 }
 
+/** The mode flat ModeFields give, once they go together. */
 const flatMode = (fields: ModeFields): Mode => {
-  const broken = FieldParsers.modeRules({
-    accept: fields.accept === true,
-    upstream: fields.upstream !== undefined,
-    has: (key) => fields[fieldWords.key(key) as keyof ModeFields] !== undefined
-  }, fieldWords)
-  if (broken.length > 0) throw new ServiceConfigError(broken.map(({ message }) => message).join("; "))
   if (fields.upstream !== undefined) {
     return { _tag: "Proxy", upstream: fields.upstream, maxHeld: fields.maxHeld, waitingPage: fields.waitingPage }
   }

@@ -91,19 +91,28 @@ export const acceptKeys = ["max-connections", "max-connections-per-source", "max
 export interface ModeWords {
   /** The setting itself. */
   readonly key: (key: ModeKey) => string
-  /** The setting with a value: `--accept`, `accept = true`, `accept: true`. */
-  readonly set: (key: "accept", value: true) => string
+  /** The setting with a value: `--accept`, `accept = true`, `accept: true`; `--ready notify`, `ready = "notify"`. */
+  readonly set: {
+    (key: "accept", value: true): string
+    (key: "ready", value: "notify"): string
+  }
 }
 
 /**
  * The rules across a mode's settings, written once for the flags, the file (config/serviceInput.ts) and
- * ServiceConfig.make: a setting of proxy mode needs an upstream, one of accept mode needs accept, and the two modes
- * exclude each other. Each broken rule in the side's words, with the setting that breaks it (none: the two modes).
+ * ServiceConfig.make: a setting of proxy mode needs an upstream, one of accept mode needs accept, the two modes
+ * exclude each other, and accept mode has no `ready notify`. Each broken rule in the side's words, with the setting
+ * that breaks it (none: the two modes together).
  */
 export const modeRules = (
-  given: { readonly accept: boolean; readonly upstream: boolean; readonly has: (key: ModeKey) => boolean },
+  given: {
+    readonly accept: boolean
+    readonly upstream: boolean
+    readonly notify: boolean
+    readonly has: (key: ModeKey) => boolean
+  },
   words: ModeWords
-): ReadonlyArray<{ readonly key: ModeKey | undefined; readonly message: string }> => [
+): ReadonlyArray<{ readonly key: ModeKey | "ready" | undefined; readonly message: string }> => [
   ...(given.upstream ? [] : proxyKeys.filter(given.has).map((key) => ({
     key,
     message: `${words.key(key)} works in proxy mode only: add ${words.key("upstream")}`
@@ -114,6 +123,9 @@ export const modeRules = (
   }))),
   ...(given.accept && given.upstream
     ? [{ key: undefined, message: acceptWithUpstream(words.set("accept", true), words.key("upstream")) }]
+    : []),
+  ...(given.accept && given.notify
+    ? [{ key: "ready" as const, message: acceptWithNotify(words.set("accept", true), words.set("ready", "notify")) }]
     : [])
 ]
 

@@ -163,13 +163,10 @@ export const resolve = (
   const proxy = input.upstream !== undefined
   // A key of another mode: refused when the service set it itself, left out when it came from [defaults].
   const settings: ServiceInput = { ...input }
-  for (const { key, message } of Fields.modeRules({ accept, upstream: proxy, has: (key) => settings[key] !== undefined }, naming)) {
+  const given = { accept, upstream: proxy, notify: settings.ready === "notify", has: (key: Key) => settings[key] !== undefined }
+  for (const { key, message } of Fields.modeRules(given, naming)) {
     if (key === undefined || own.has(key)) invalid(undefined, message)
     if (key !== undefined) delete (settings as Record<string, unknown>)[key]
-  }
-  if (accept && settings.ready === "notify") {
-    if (own.has("ready")) invalid(undefined, Fields.acceptWithNotify(naming.set("accept", true), naming.set("ready", "notify")))
-    delete (settings as Record<string, unknown>).ready
   }
   if (settings["waiting-page-file"] !== undefined && settings["waiting-page"] === undefined) {
     if (own.has("waiting-page-file")) invalid(undefined, `${naming.key("waiting-page-file")} needs ${naming.key("waiting-page")} too`)
