@@ -79,8 +79,9 @@ export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.Ser
 
 /**
  * A config with its mode spread out into the settings the file names (`upstream`, `max-held`, `accept`,
- * `max-connections`, …; a setting of another mode as a service of that mode without it has it), so a reload
- * says which of them changed.
+ * `max-connections`, …), so a reload says which of them changed, as it said when they were fields of their own: a
+ * service outside accept mode counts as having accept mode's defaults (a move to accept mode with 64 connections
+ * changed `accept` alone).
  */
 const settings = (config: ServiceConfig.ServiceConfig): Record<string, unknown> => {
   const { mode, ...rest } = config

@@ -16,8 +16,7 @@ import * as Proxy from "./proxy.js"
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService | RelayService> =>
-{
+): Effect.Effect<never, never, SocketService | ProcessService | RelayService> => {
   const mode = config.mode
   switch (mode._tag) {
     case "HandOff":
