@@ -40,7 +40,7 @@ export const listen = (
       )
     }
     // Accept mode: each instance ends with its connection; there is no activity to watch.
-    if (config.accept) return listeners as ReadonlyArray<Listener>
+    if (config.mode._tag === "Accept") return listeners as ReadonlyArray<Listener>
     if (!config.idleIgnoresOpenConnections && !sockets.connectionAware) {
       yield* event(
         "warn",

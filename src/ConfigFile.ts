@@ -306,15 +306,16 @@ export const describe = (file: FileConfig): string => {
     }
     if (service.cwd !== undefined) lines.push(`  cwd      ${service.cwd}`)
     if (service.user !== undefined) lines.push(`  user     uid ${service.user.uid}, gid ${service.user.gid}`)
-    if (service.accept) {
-      const rate = service.maxAcceptRate
-      lines.push(`  accept   a process per connection, at most ${service.maxConnections} at once, ` +
-        `${ServiceConfig.perSourceText(service)}, ${rate.count} started per ${Duration.format(rate.per)}`)
+    const mode = service.mode
+    if (mode._tag === "Accept") {
+      const rate = mode.maxAcceptRate
+      lines.push(`  accept   a process per connection, at most ${mode.maxConnections} at once, ` +
+        `${ServiceConfig.perSourceText(mode)}, ${rate.count} started per ${Duration.format(rate.per)}`)
       lines.push(`  stop     each instance ends with its connection; on shutdown ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`)
       continue
     }
-    if (service.upstream !== undefined) lines.push(`  upstream ${upstreamText(service.upstream)}`)
+    if (mode._tag === "Proxy") lines.push(`  upstream ${upstreamText(mode.upstream)}`)
     if (service.ready === "notify") {
       lines.push(`  ready    when the app sends READY=1 (ready = "notify"), within ${Duration.format(service.startTimeout)}`)
     }
@@ -322,7 +323,7 @@ export const describe = (file: FileConfig): string => {
       `  stop     after ${Duration.format(service.idleTimeout)} idle with ${service.shutdownSignal.name}, ` +
         `SIGKILL after ${Duration.format(service.stopTimeout)}`
     )
-    const page = service.waitingPage
+    const page = mode._tag === "Proxy" ? mode.waitingPage : undefined
     if (page !== undefined) {
       lines.push(`  waiting  a page after ${Duration.format(page.after)}${page.file !== undefined ? ` (${page.file.path})` : ""}`)
     }

@@ -1,6 +1,7 @@
 /**
  * The typed configuration of a service: what soad listens on, what it runs, and when it stops it.
- * The CLI and (later) the config file produce it; the Activator consumes it and never sees raw strings.
+ * The command line and the config file produce it (config/serviceInput.ts), a library with `make`; the Activator
+ * consumes it and never sees raw strings.
  *
  * @since 0.1.0
  */
@@ -61,6 +62,52 @@ export type Ready = "accept" | "notify"
 /** The values `--ready` takes. */
 export const readyModes: ReadonlyArray<Ready> = ["accept", "notify"]
 
+/** The app gets the listening sockets (fds 3…) and accepts itself, as systemd's socket activation: the default mode. */
+export interface HandOff {
+  readonly _tag: "HandOff"
+}
+
+/** Proxy mode (`--upstream`): soad accepts and relays each connection to the app, which listens by itself. */
+export interface Proxy {
+  readonly _tag: "Proxy"
+  /** Where the app listens (`--upstream`). */
+  readonly upstream: Upstream
+  /**
+   * At most this many connections are held while the app starts (`--max-held`); more wait in the kernel's
+   * backlog. undefined: from RLIMIT_NOFILE (see os/relay.ts defaultMaxHeld).
+   */
+  readonly maxHeld: number | undefined
+  /** The waiting page (`--waiting-page`, `--waiting-page-file`); undefined: none, requests just wait. */
+  readonly waitingPage: WaitingPage | undefined
+}
+
+/**
+ * `--accept` (inetd, systemd Accept=yes): soad accepts each connection and runs the command for it alone, with
+ * the connection as its fds 0, 1 and 3; no idle timeout (each instance ends with its connection).
+ */
+export interface Accept {
+  readonly _tag: "Accept"
+  /** At most this many instances run at once; more connections wait in the backlog (`--max-connections`). */
+  readonly maxConnections: number
+  /**
+   * At most this many instances at once for one source, a client's IP address or a UNIX peer's uid
+   * (`--max-connections-per-source`); a connection beyond it is closed at once. At most `maxConnections`;
+   * undefined: the default, by the kind of source (`perSourceLimit`).
+   */
+  readonly maxConnectionsPerSource: number | undefined
+  /** The rate instances may start at (`--max-accept-rate`); beyond it connections wait in the backlog. */
+  readonly maxAcceptRate: Rate
+}
+
+/**
+ * A service's mode, as its config chooses it: each carries the settings that mean something in it, and only those
+ * (modes/index.ts serves each; what a mode does in the service shell is core/service.ts Mode).
+ */
+export type Mode = HandOff | Proxy | Accept
+
+/** The default mode: the app gets the sockets. */
+export const handOff: HandOff = { _tag: "HandOff" }
+
 /** One app soad activates. */
 export interface ServiceConfig {
   /** Shown in logs; the command's base name when not given. */
@@ -74,30 +121,8 @@ export interface ServiceConfig {
   /** Start from soad's own environment (true) or from `env` alone. */
   readonly inheritEnv: boolean
   readonly cwd: string | undefined
-  /** Proxy mode: soad accepts and relays to the app listening here; undefined: the app gets the sockets. */
-  readonly upstream: Upstream | undefined
-  /**
-   * Proxy mode: at most this many connections are held while the app starts (`--max-held`); more wait in the
-   * kernel's backlog. undefined: from RLIMIT_NOFILE (see os/relay.ts defaultMaxHeld).
-   */
-  readonly maxHeld: number | undefined
-  /** Proxy mode: the waiting page (`--waiting-page`, `--waiting-page-file`); undefined: none, requests just wait. */
-  readonly waitingPage: WaitingPage | undefined
-  /**
-   * `--accept` (inetd, systemd Accept=yes): soad accepts each connection and runs the command for it alone, with
-   * the connection as its fds 0, 1 and 3; no idle timeout (each instance ends with its connection).
-   */
-  readonly accept: boolean
-  /** `--accept`: at most this many instances run at once; more connections wait in the backlog (`--max-connections`). */
-  readonly maxConnections: number
-  /**
-   * `--accept`: at most this many instances at once for one source, a client's IP address or a UNIX peer's uid
-   * (`--max-connections-per-source`); a connection beyond it is closed at once. At most `maxConnections`;
-   * undefined: the default, by the kind of source (`perSourceLimit`).
-   */
-  readonly maxConnectionsPerSource: number | undefined
-  /** `--accept`: the rate instances may start at (`--max-accept-rate`); beyond it connections wait in the backlog. */
-  readonly maxAcceptRate: Rate
+  /** How connections reach the app: the sockets handed to it, relayed to its own address, or a process per connection. */
+  readonly mode: Mode
   /** Run the app as this user; undefined: as soad. */
   readonly user: RunAs | undefined
   /** Idle time before the app is stopped (`-t`). */
@@ -155,12 +180,12 @@ export const defaults = {
  * user, soad's own app: a limit per uid would only refuse them).
  */
 export const perSourceLimit = (
-  config: Pick<ServiceConfig, "maxConnections" | "maxConnectionsPerSource">,
+  config: Pick<Accept, "maxConnections" | "maxConnectionsPerSource">,
   kind: "ip" | "unix"
 ): number => config.maxConnectionsPerSource ?? (kind === "ip" ? Math.ceil(config.maxConnections / 2) : config.maxConnections)
 
 /** The per-source limits in words: "at most 2 per source", or the defaults by kind of source. */
-export const perSourceText = (config: Pick<ServiceConfig, "maxConnections" | "maxConnectionsPerSource">): string =>
+export const perSourceText = (config: Pick<Accept, "maxConnections" | "maxConnectionsPerSource">): string =>
   config.maxConnectionsPerSource !== undefined
     ? `at most ${config.maxConnectionsPerSource} per source`
     : `at most ${perSourceLimit(config, "ip")} per client address and ` +
@@ -176,15 +201,31 @@ type DurationField =
   | "startLimitInterval"
 
 /**
+ * The mode as `make` takes it, flat as the flags give it: `upstream` (with `maxHeld`, `waitingPage`) for proxy
+ * mode, `accept: true` (with `maxConnections`, `maxConnectionsPerSource`, `maxAcceptRate`) for a process per
+ * connection, neither for hand-off. Or `mode` itself, built: then none of these.
+ */
+export interface ModeFields {
+  readonly mode?: Mode | undefined
+  readonly upstream?: Upstream | undefined
+  readonly maxHeld?: number | undefined
+  readonly waitingPage?: WaitingPage | undefined
+  readonly accept?: boolean | undefined
+  readonly maxConnections?: number | undefined
+  readonly maxConnectionsPerSource?: number | undefined
+  readonly maxAcceptRate?: Rate | undefined
+}
+
+/**
  * What `make` takes: the listeners (as `-l` takes them: `"/run/app.sock"`, `"http=127.0.0.1:8080"`, `"fd:3"`, or
  * parsed) and the command; durations as any DurationInput (`"5 minutes"`, millis); `user` as a name, a uid or
- * resolved ids.
+ * resolved ids; the mode as ModeFields.
  */
 export type Fields =
   & Pick<ServiceConfig, "command">
   & { readonly listeners: ReadonlyArray<Address.ListenerConfig | string> }
-  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | "maxConnections" | "maxConnectionsPerSource" | DurationField>>
-  & { readonly maxConnections?: number | undefined; readonly maxConnectionsPerSource?: number | undefined }
+  & Partial<Omit<ServiceConfig, "listeners" | "command" | "user" | "mode" | DurationField>>
+  & ModeFields
   & { readonly user?: RunAs | string | number | undefined }
   & { readonly [K in DurationField]?: Duration.DurationInput }
 
@@ -229,13 +270,57 @@ const userOf = (user: RunAs | string | number | undefined): RunAs | undefined =>
   return found
 }
 
+/** ModeFields' names, as make's refusals word them: `maxHeld`, `accept: true`. */
+const fieldWords: FieldParsers.ModeWords = {
+  key: (key) => key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase()),
+  set: (key: string, value: string | boolean) => `${key}: ${typeof value === "string" ? JSON.stringify(value) : value}`
+}
+
+/** The flat ModeFields `make` takes, by their names in ModeFields. */
+const flatModeKeys = ["upstream", ...FieldParsers.proxyKeys, "accept", ...FieldParsers.acceptKeys] as const
+
+/**
+ * The mode ModeFields give (a built `mode`, or the flat settings), if its settings go together: config/fields.ts
+ * modeRules, the rules the flags and the file go through. A per-source limit above `maxConnections` is lowered to
+ * it (it could never be reached).
+ */
+const modeOf = (fields: ModeFields, ready: Ready): Mode => {
+  const flat = flatModeKeys.filter((key) => fields[fieldWords.key(key) as keyof ModeFields] !== undefined)
+  if (fields.mode !== undefined && flat.length > 0) {
+    throw new ServiceConfigError(`mode cannot be combined with ${flat.map(fieldWords.key).join(", ")}: give the mode one way`)
+  }
+  const given = fields.mode === undefined
+    ? { accept: fields.accept === true, upstream: fields.upstream !== undefined, has: (key: FieldParsers.ModeKey) => flat.includes(key) }
+    : { accept: fields.mode._tag === "Accept", upstream: fields.mode._tag === "Proxy", has: () => false }
+  const broken = FieldParsers.modeRules({ ...given, notify: ready === "notify" }, fieldWords)
+  if (broken.length > 0) throw new ServiceConfigError(broken.map(({ message }) => message).join("; "))
+  const mode = fields.mode ?? flatMode(fields)
+  if (mode._tag !== "Accept" || mode.maxConnectionsPerSource === undefined) return mode
+  return { ...mode, maxConnectionsPerSource: Math.min(mode.maxConnections, mode.maxConnectionsPerSource) }
+}
+
+/** The mode flat ModeFields give, once they go together. */
+const flatMode = (fields: ModeFields): Mode => {
+  if (fields.upstream !== undefined) {
+    return { _tag: "Proxy", upstream: fields.upstream, maxHeld: fields.maxHeld, waitingPage: fields.waitingPage }
+  }
+  if (fields.accept !== true) return handOff
+  return {
+    _tag: "Accept",
+    maxConnections: fields.maxConnections ?? defaults.maxConnections,
+    maxConnectionsPerSource: fields.maxConnectionsPerSource,
+    maxAcceptRate: fields.maxAcceptRate ?? defaults.maxAcceptRate
+  }
+}
+
 /**
  * Builds a ServiceConfig from the required fields, the rest from the defaults. Throws ServiceConfigError for a
- * listener string or a user name it cannot use (a user name is looked up with getpwnam, through the addon). A
- * `maxConnectionsPerSource` above `maxConnections` is lowered to it (it could never be reached).
+ * listener string or a user name it cannot use (a user name is looked up with getpwnam, through the addon), and
+ * for settings of two modes, or of a mode not chosen (`maxHeld` without `upstream`), as the flags and the file
+ * refuse them. A `maxConnectionsPerSource` above `maxConnections` is lowered to it (it could never be reached).
  */
 export const make = (fields: Fields): ServiceConfig => {
-  const maxConnections = fields.maxConnections ?? defaults.maxConnections
+  const ready = fields.ready ?? defaults.ready
   return {
     name: fields.name ?? baseName(fields.command[0]),
     listeners: distinct(fields.listeners.map(listenerOf)),
@@ -245,20 +330,12 @@ export const make = (fields: Fields): ServiceConfig => {
     inheritEnv: fields.inheritEnv ?? true,
     cwd: fields.cwd,
     user: userOf(fields.user),
-    upstream: fields.upstream,
-    maxHeld: fields.maxHeld,
-    waitingPage: fields.waitingPage,
-    accept: fields.accept ?? false,
-    maxConnections,
-    maxConnectionsPerSource: fields.maxConnectionsPerSource === undefined
-      ? undefined
-      : Math.min(maxConnections, fields.maxConnectionsPerSource),
-    maxAcceptRate: fields.maxAcceptRate ?? defaults.maxAcceptRate,
+    mode: modeOf(fields, ready),
     idleTimeout: Duration.decode(fields.idleTimeout ?? defaults.idleTimeout),
     shutdownSignal: fields.shutdownSignal ?? defaults.shutdownSignal,
     stopTimeout: Duration.decode(fields.stopTimeout ?? defaults.stopTimeout),
     startTimeout: Duration.decode(fields.startTimeout ?? defaults.startTimeout),
-    ready: fields.ready ?? "accept",
+    ready,
     idleIgnoresOpenConnections: fields.idleIgnoresOpenConnections ?? false,
     minUptime: Duration.decode(fields.minUptime ?? defaults.minUptime),
     initialBackoff: Duration.decode(fields.initialBackoff ?? defaults.initialBackoff),

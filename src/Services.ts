@@ -70,10 +70,34 @@ export const changedKeys = (a: ServiceConfig.ServiceConfig, b: ServiceConfig.Ser
     idleTimeout: "time-until-stop",
     user: "user"
   }
-  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])] as Array<keyof ServiceConfig.ServiceConfig>
+  const [flatA, flatB] = [settings(a), settings(b)]
+  const keys = [...new Set([...Object.keys(flatA), ...Object.keys(flatB)])]
   return keys
-    .filter((key) => !ServiceConfig.same(a[key], b[key]))
+    .filter((key) => !ServiceConfig.same(flatA[key], flatB[key]))
     .map((key) => names[key] ?? key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`))
+}
+
+/**
+ * A config with its mode spread out into the settings the file names (`upstream`, `max-held`, `accept`,
+ * `max-connections`, …), so a reload says which of them changed, as it said when they were fields of their own: a
+ * service outside accept mode counts as having accept mode's defaults (a move to accept mode with 64 connections
+ * changed `accept` alone).
+ */
+const settings = (config: ServiceConfig.ServiceConfig): Record<string, unknown> => {
+  const { mode, ...rest } = config
+  const { defaults } = ServiceConfig
+  const accept = mode._tag === "Accept" ? mode : undefined
+  const proxy = mode._tag === "Proxy" ? mode : undefined
+  return {
+    ...rest,
+    upstream: proxy?.upstream,
+    maxHeld: proxy?.maxHeld,
+    waitingPage: proxy?.waitingPage,
+    accept: accept !== undefined,
+    maxConnections: accept?.maxConnections ?? defaults.maxConnections,
+    maxConnectionsPerSource: accept?.maxConnectionsPerSource,
+    maxAcceptRate: accept?.maxAcceptRate ?? defaults.maxAcceptRate
+  }
 }
 
 const keyOf = (listener: Address.ListenerConfig) => Address.format(listener.address)

@@ -78,6 +78,57 @@ export const socketMode: Parse<number> = (input) => {
   return match !== null ? Either.right(parseInt(match[1]!, 8)) : Either.left(expecting(socketModeExpected))
 }
 
+/** The settings that choose a service's mode or mean something in one mode only, by their flag names. */
+export type ModeKey = "upstream" | "accept" | typeof proxyKeys[number] | typeof acceptKeys[number]
+
+/** The settings of proxy mode besides `upstream`. */
+export const proxyKeys = ["max-held", "waiting-page"] as const
+
+/** The settings of accept mode besides `accept`. */
+export const acceptKeys = ["max-connections", "max-connections-per-source", "max-accept-rate"] as const
+
+/** How a side words a mode's settings: the flags (`--max-held`), a file's keys (`max-held`), ServiceConfig.make's fields (`maxHeld`). */
+export interface ModeWords {
+  /** The setting itself. */
+  readonly key: (key: ModeKey) => string
+  /** The setting with a value: `--accept`, `accept = true`, `accept: true`; `--ready notify`, `ready = "notify"`. */
+  readonly set: {
+    (key: "accept", value: true): string
+    (key: "ready", value: "notify"): string
+  }
+}
+
+/**
+ * The rules across a mode's settings, written once for the flags, the file (config/serviceInput.ts) and
+ * ServiceConfig.make: a setting of proxy mode needs an upstream, one of accept mode needs accept, the two modes
+ * exclude each other, and accept mode has no `ready notify`. Each broken rule in the side's words, with the setting
+ * that breaks it (none: the two modes together).
+ */
+export const modeRules = (
+  given: {
+    readonly accept: boolean
+    readonly upstream: boolean
+    readonly notify: boolean
+    readonly has: (key: ModeKey) => boolean
+  },
+  words: ModeWords
+): ReadonlyArray<{ readonly key: ModeKey | "ready" | undefined; readonly message: string }> => [
+  ...(given.upstream ? [] : proxyKeys.filter(given.has).map((key) => ({
+    key,
+    message: `${words.key(key)} works in proxy mode only: add ${words.key("upstream")}`
+  }))),
+  ...(given.accept ? [] : acceptKeys.filter(given.has).map((key) => ({
+    key,
+    message: `${words.key(key)} works with ${words.set("accept", true)} only (a process per connection)`
+  }))),
+  ...(given.accept && given.upstream
+    ? [{ key: undefined, message: acceptWithUpstream(words.set("accept", true), words.key("upstream")) }]
+    : []),
+  ...(given.accept && given.notify
+    ? [{ key: "ready" as const, message: acceptWithNotify(words.set("accept", true), words.set("ready", "notify")) }]
+    : [])
+]
+
 /** Accept mode and proxy mode exclude each other: what to say, with the names of the two settings. */
 export const acceptWithUpstream = (accept: string, upstream: string): string =>
   `${accept} (a process per connection) cannot be combined with ${upstream} (proxy mode): choose one`

@@ -128,10 +128,6 @@ export interface Problem {
 const noCommand: Fields.Refusal = { _tag: "Expected", expected: `the app's program and arguments, e.g. command = ["gunicorn", "app:app"]` }
 const noListener: Fields.Refusal = { _tag: "Invalid", message: `expected at least one listener, e.g. listen = ["/run/app.sock"], found none` }
 
-/** Where a rule about a service's mode applies: the keys that mean something only in one mode. */
-const proxyOnly: ReadonlyArray<Key> = ["max-held", "waiting-page"]
-const acceptOnly: ReadonlyArray<Key> = ["max-connections", "max-connections-per-source", "max-accept-rate"]
-
 /** What `resolve` needs besides the settings. */
 export interface Context {
   /** The service's name; undefined: the command's base name (a single app on the command line). */
@@ -167,17 +163,10 @@ export const resolve = (
   const proxy = input.upstream !== undefined
   // A key of another mode: refused when the service set it itself, left out when it came from [defaults].
   const settings: ServiceInput = { ...input }
-  const drop = (key: Key, rule: string) => {
-    if (settings[key] === undefined) return
-    if (own.has(key)) invalid(undefined, `${naming.key(key)} ${rule}`)
-    delete (settings as Record<string, unknown>)[key]
-  }
-  if (!proxy) for (const key of proxyOnly) drop(key, `works in proxy mode only: add ${naming.key("upstream")}`)
-  if (!accept) for (const key of acceptOnly) drop(key, `works with ${naming.set("accept", true)} only (a process per connection)`)
-  if (accept && proxy) invalid(undefined, Fields.acceptWithUpstream(naming.set("accept", true), naming.key("upstream")))
-  if (accept && settings.ready === "notify") {
-    if (own.has("ready")) invalid(undefined, Fields.acceptWithNotify(naming.set("accept", true), naming.set("ready", "notify")))
-    delete (settings as Record<string, unknown>).ready
+  const given = { accept, upstream: proxy, notify: settings.ready === "notify", has: (key: Key) => settings[key] !== undefined }
+  for (const { key, message } of Fields.modeRules(given, naming)) {
+    if (key === undefined || own.has(key)) invalid(undefined, message)
+    if (key !== undefined) delete (settings as Record<string, unknown>)[key]
   }
   if (settings["waiting-page-file"] !== undefined && settings["waiting-page"] === undefined) {
     if (own.has("waiting-page-file")) invalid(undefined, `${naming.key("waiting-page-file")} needs ${naming.key("waiting-page")} too`)

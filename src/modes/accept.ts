@@ -90,10 +90,15 @@ interface LaneInstance {
  * for what the loop must decide: a failed start (act says it and the backoff moves; the next connections take the
  * path above until a start succeeds), a connection kept for lack of fds, an accept that failed, or a wait for a token.
  */
-const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["Type"]) => (service: Shell.Service) =>
+const acceptMode = (
+  sockets: SocketService["Type"],
+  processes: ProcessService["Type"],
+  mode: ServiceConfig.Accept
+) =>
+(service: Shell.Service) =>
   Effect.gen(function*() {
     const { backoff, config, listeners, tracker } = service
-    const permits = new AcceptLimits.Permits(config.maxConnections)
+    const permits = new AcceptLimits.Permits(mode.maxConnections)
     const instances = yield* FiberSet.make<void>()
     const laneInstances = new Map<number, LaneInstance>()
     let running = 0
@@ -102,9 +107,9 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
     const registry = yield* Effect.serviceOption(Registry)
     const name = config.name
     const sources = new AcceptLimits.Sources()
-    const limitOf = (source: AcceptLimits.Source) => ServiceConfig.perSourceLimit(config, source.kind)
-    const bucket = yield* AcceptLimits.bucket(config.maxAcceptRate)
-    const rate = `${config.maxAcceptRate.count}/${Duration.format(config.maxAcceptRate.per)}`
+    const limitOf = (source: AcceptLimits.Source) => ServiceConfig.perSourceLimit(mode, source.kind)
+    const bucket = yield* AcceptLimits.bucket(mode.maxAcceptRate)
+    const rate = `${mode.maxAcceptRate.count}/${Duration.format(mode.maxAcceptRate.per)}`
     const refusedPerSource = Metric.tagged(Counters.forService(Counters.acceptRefused, name), "reason", "per_source")
     // The lane's callbacks run outside any fiber: what they log or update in Effect runs on this runtime (this
     // fiber's logger, annotations and Clock), only where it must. A debug event that the level drops still cost
@@ -308,7 +313,7 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
     const rateLimited = event(
       "info",
       "accept_rate_limited",
-      `more than ${rate} connections: accepting one every ${Format.seconds(Duration.toMillis(config.maxAcceptRate.per) / config.maxAcceptRate.count)}, ` +
+      `more than ${rate} connections: accepting one every ${Format.seconds(Duration.toMillis(mode.maxAcceptRate.per) / mode.maxAcceptRate.count)}, ` +
         "the others wait in the backlog (--max-accept-rate; said once until the rate drops)",
       { max_accept_rate: rate }
     )
@@ -541,12 +546,12 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
     yield* event(
       "info",
       "accept_mode",
-      `a process per connection: at most ${config.maxConnections} at once, more wait in the backlog; ` +
-        `${ServiceConfig.perSourceText(config)}, more are refused; at most ${rate} started`,
+      `a process per connection: at most ${mode.maxConnections} at once, more wait in the backlog; ` +
+        `${ServiceConfig.perSourceText(mode)}, more are refused; at most ${rate} started`,
       {
-        max_connections: config.maxConnections,
-        max_connections_per_address: ServiceConfig.perSourceLimit(config, "ip"),
-        max_connections_per_uid: ServiceConfig.perSourceLimit(config, "unix"),
+        max_connections: mode.maxConnections,
+        max_connections_per_address: ServiceConfig.perSourceLimit(mode, "ip"),
+        max_connections_per_uid: ServiceConfig.perSourceLimit(mode, "unix"),
         max_accept_rate: rate
       }
     )
@@ -586,9 +591,10 @@ const acceptMode = (sockets: SocketService["Type"], processes: ProcessService["T
  */
 export const serve = (
   config: ServiceConfig.ServiceConfig,
-  listeners: ReadonlyArray<Listener>
+  listeners: ReadonlyArray<Listener>,
+  mode: ServiceConfig.Accept
 ): Effect.Effect<never, never, SocketService | ProcessService> =>
   Effect.flatMap(
     Effect.zip(SocketService, ProcessService),
-    ([sockets, processes]) => Shell.serve(config, listeners, acceptMode(sockets, processes))
+    ([sockets, processes]) => Shell.serve(config, listeners, acceptMode(sockets, processes, mode))
   )

@@ -16,9 +16,14 @@ import * as Proxy from "./proxy.js"
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService | RelayService> =>
-  config.accept
-    ? Accept.serve(config, listeners)
-    : config.upstream !== undefined
-    ? Proxy.serve(config, listeners, config.upstream)
-    : HandOff.serve(config, listeners)
+): Effect.Effect<never, never, SocketService | ProcessService | RelayService> => {
+  const mode = config.mode
+  switch (mode._tag) {
+    case "HandOff":
+      return HandOff.serve(config, listeners)
+    case "Proxy":
+      return Proxy.serve(config, listeners, mode)
+    case "Accept":
+      return Accept.serve(config, listeners, mode)
+  }
+}

@@ -236,7 +236,7 @@ const waitingPages = (options: {
  * ready once its upstream address listens; the held connections are relayed then, in arrival order; activity is
  * a connection opened or a byte relayed; on a failed start the held connections are closed.
  */
-const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig.Upstream) => (service: Shell.Service) =>
+const proxy = (relay: RelayService.RelayService["Type"], mode: ServiceConfig.Proxy) => (service: Shell.Service) =>
   Effect.gen(function*() {
     const { config, listeners, tracker } = service
     const relayer = yield* relay.relayer
@@ -247,7 +247,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
     const held: Array<Conn> = []
     /** Where connections go now; undefined while no app accepts (they are held). */
     let target: Target | undefined
-    const maxHeld = config.maxHeld ?? Relay.defaultMaxHeld(yield* relay.fdLimit)
+    const maxHeld = mode.maxHeld ?? Relay.defaultMaxHeld(yield* relay.fdLimit)
     /** What the relayer reports from its callbacks, logged by one fiber in order. */
     const notices = yield* Queue.unbounded<Notice>()
     /** Stops accepting while `maxHeld` connections are held, accepts again below. */
@@ -264,9 +264,9 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
       yield* report(config.name, Chunk.toReadonlyArray(batch), { held: held.length, relayed: stats.open, maxHeld })
     })))
     const onFail = (failure: Relay.Failure) => Queue.unsafeOffer(notices, { _tag: "Failed", ...failure })
-    const pages = config.waitingPage === undefined
+    const pages = mode.waitingPage === undefined
       ? undefined
-      : yield* waitingPages({ config, page: config.waitingPage, relayer, held, updateHold })
+      : yield* waitingPages({ config, page: mode.waitingPage, relayer, held, updateHold })
     /** A connection is held (false) or `soad wake` asked (true). */
     const arrived = yield* Queue.sliding<boolean>(2)
     yield* Effect.acquireRelease(
@@ -308,7 +308,7 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
 
     const session = (_trigger: Shell.Trigger, activity: Ref.Ref<number>) =>
       Effect.gen(function*() {
-        const { address, env } = yield* upstreamOf(relay, upstream)
+        const { address, env } = yield* upstreamOf(relay, mode.upstream)
         // When the run ends: the relays left are closed (the app has exited); if its app failed, the connections
         // that waited for it are closed too, with the reason.
         yield* Effect.addFinalizer((exit) =>
@@ -403,6 +403,6 @@ const proxy = (relay: RelayService.RelayService["Type"], upstream: ServiceConfig
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
-  upstream: ServiceConfig.Upstream
+  mode: ServiceConfig.Proxy
 ): Effect.Effect<never, never, RelayService.RelayService | ProcessService> =>
-  Effect.flatMap(RelayService.RelayService, (relay) => Shell.serve(config, listeners, proxy(relay, upstream)))
+  Effect.flatMap(RelayService.RelayService, (relay) => Shell.serve(config, listeners, proxy(relay, mode)))

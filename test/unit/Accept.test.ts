@@ -18,7 +18,7 @@ import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
-const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
+const setup = (fields: Partial<ServiceConfig.Fields> = {}) =>
   Effect.gen(function*() {
     const world = new World()
     const { events, layer } = captureEvents()
@@ -293,8 +293,10 @@ describe("Accept", () => {
     it("defaults to half of --max-connections (rounded up) per client address, and --max-connections per UNIX uid", () => {
       const make = (fields: Partial<ServiceConfig.Fields>) =>
         ServiceConfig.make({ listeners: ["/run/a.sock"], command: ["handler"], accept: true, ...fields })
-      const limits = (config: ServiceConfig.ServiceConfig) =>
-        [ServiceConfig.perSourceLimit(config, "ip"), ServiceConfig.perSourceLimit(config, "unix")]
+      const limits = ({ mode }: ServiceConfig.ServiceConfig) => {
+        if (mode._tag !== "Accept") throw new Error(`not accept mode: ${mode._tag}`)
+        return [ServiceConfig.perSourceLimit(mode, "ip"), ServiceConfig.perSourceLimit(mode, "unix")]
+      }
       expect(limits(make({}))).toEqual([32, 64])
       expect(limits(make({ maxConnections: 5 }))).toEqual([3, 5])
       expect(limits(make({ maxConnections: 1 }))).toEqual([1, 1])

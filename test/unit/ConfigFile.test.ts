@@ -95,8 +95,10 @@ describe("the config file", () => {
   })
 
   it("upstream: an address or auto", () => {
-    const one = (upstream: string) =>
-      Either.getOrThrow(decode({ services: { a: { listen: ["/x.sock"], command: ["x"], upstream } } })).services[0]!.upstream
+    const one = (upstream: string) => {
+      const { mode } = Either.getOrThrow(decode({ services: { a: { listen: ["/x.sock"], command: ["x"], upstream } } })).services[0]!
+      return mode._tag === "Proxy" ? mode.upstream : mode
+    }
     expect(one("127.0.0.1:3000")).toEqual({ _tag: "Tcp", host: "127.0.0.1", port: 3000 })
     expect(one("auto")).toEqual({ _tag: "Auto" })
     expect(one("/run/app-upstream.sock")).toEqual({ _tag: "Unix", path: "/run/app-upstream.sock" })

@@ -14,7 +14,7 @@ import { advance, captureEvents, nativeError, settle, supervised, World } from "
 
 const upstream = { host: "127.0.0.1", port: 8000 } as const
 
-const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
+const setup = (fields: Partial<ServiceConfig.Fields> = {}) =>
   Effect.gen(function*() {
     const world = new World()
     const { events, layer } = captureEvents()

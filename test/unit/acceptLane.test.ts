@@ -15,7 +15,7 @@ import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
-const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, before: (world: World) => void = () => {}) =>
+const setup = (fields: Partial<ServiceConfig.Fields> = {}, before: (world: World) => void = () => {}) =>
   Effect.gen(function*() {
     const world = new World()
     world.armable = true

@@ -15,6 +15,7 @@ import * as Cli from "../../src/cli/command.js"
 import * as ConfigFile from "../../src/ConfigFile.js"
 import * as CliFileSystem from "../../src/cli/fileSystem.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
+import * as Services from "../../src/Services.js"
 import { World } from "../../src/testing.js"
 
 const resolver: ConfigFile.Resolver = {
@@ -48,6 +49,8 @@ describe("every rule across settings, from flags and from a file alike", () => {
     readonly flags: ReadonlyArray<string>
     readonly table: Record<string, unknown>
     readonly said: RegExp
+    /** The same settings given to ServiceConfig.make, and what it throws, in its own field names. */
+    readonly made?: { readonly fields: Partial<ServiceConfig.Fields>; readonly said: RegExp }
   }> = [
     {
       rule: "the same listener twice",
@@ -77,31 +80,42 @@ describe("every rule across settings, from flags and from a file alike", () => {
       rule: "accept mode with an upstream",
       flags: ["-s", "/tmp/x.sock", "--accept", "--upstream", "127.0.0.1:3000"],
       table: { socket: "/tmp/x.sock", accept: true, upstream: "127.0.0.1:3000" },
-      said: /accept.* \(a process per connection\) cannot be combined with .*upstream \(proxy mode\): choose one/
+      said: /accept.* \(a process per connection\) cannot be combined with .*upstream \(proxy mode\): choose one/,
+      made: {
+        fields: { accept: true, upstream: { _tag: "Tcp", host: "127.0.0.1", port: 3000 } },
+        said: /^accept: true \(a process per connection\) cannot be combined with upstream \(proxy mode\): choose one$/
+      }
     },
     {
       rule: "accept mode with ready notify",
       flags: ["-s", "/tmp/x.sock", "--accept", "--ready", "notify"],
       table: { socket: "/tmp/x.sock", accept: true, ready: "notify" },
-      said: /ready.*notify.* has no meaning with .*accept/
+      said: /ready.*notify.* has no meaning with .*accept/,
+      made: { fields: { accept: true, ready: "notify" }, said: /^ready: "notify" has no meaning with accept: true/ }
     },
     {
       rule: "max-connections without accept mode",
       flags: ["-s", "/tmp/x.sock", "--max-connections", "4"],
       table: { socket: "/tmp/x.sock", "max-connections": 4 },
-      said: /max-connections works with .*accept.* only \(a process per connection\)/
+      said: /max-connections works with .*accept.* only \(a process per connection\)/,
+      made: { fields: { maxConnections: 4 }, said: /^maxConnections works with accept: true only \(a process per connection\)$/ }
     },
     {
       rule: "max-connections-per-source without accept mode",
       flags: ["-s", "/tmp/x.sock", "--max-connections-per-source", "2"],
       table: { socket: "/tmp/x.sock", "max-connections-per-source": 2 },
-      said: /max-connections-per-source works with .*accept.* only \(a process per connection\)/
+      said: /max-connections-per-source works with .*accept.* only \(a process per connection\)/,
+      made: { fields: { maxConnectionsPerSource: 2 }, said: /^maxConnectionsPerSource works with accept: true only/ }
     },
     {
       rule: "max-accept-rate without accept mode",
       flags: ["-s", "/tmp/x.sock", "--max-accept-rate", "10/1s"],
       table: { socket: "/tmp/x.sock", "max-accept-rate": "10/1s" },
-      said: /max-accept-rate works with .*accept.* only \(a process per connection\)/
+      said: /max-accept-rate works with .*accept.* only \(a process per connection\)/,
+      made: {
+        fields: { accept: false, maxAcceptRate: { count: 10, per: Duration.seconds(1) } },
+        said: /^maxAcceptRate works with accept: true only/
+      }
     },
     {
       rule: "max-connections-per-source above max-connections",
@@ -131,13 +145,15 @@ describe("every rule across settings, from flags and from a file alike", () => {
       rule: "max-held without proxy mode",
       flags: ["-s", "/tmp/x.sock", "--max-held", "4"],
       table: { socket: "/tmp/x.sock", "max-held": 4 },
-      said: /max-held works in proxy mode only: add .*upstream/
+      said: /max-held works in proxy mode only: add .*upstream/,
+      made: { fields: { maxHeld: 4 }, said: /^maxHeld works in proxy mode only: add upstream$/ }
     },
     {
       rule: "a waiting page without proxy mode",
       flags: ["-s", "/tmp/x.sock", "--waiting-page", "2"],
       table: { socket: "/tmp/x.sock", "waiting-page": 2 },
-      said: /waiting-page works in proxy mode only: add .*upstream/
+      said: /waiting-page works in proxy mode only: add .*upstream/,
+      made: { fields: { waitingPage: { after: Duration.seconds(2), file: undefined } }, said: /^waitingPage works in proxy mode only: add upstream$/ }
     },
     {
       rule: "a waiting page's file without the waiting page",
@@ -159,12 +175,16 @@ describe("every rule across settings, from flags and from a file alike", () => {
     }
   ]
 
-  it.each(rules)("$rule", async ({ flags, said, table }) => {
+  it.each(rules)("$rule", async ({ flags, made, said, table }) => {
     const fromFlags = await viaFlags(flags)
     const fromFile = viaFile(table)
     expect(fromFlags).toMatch(said)
     expect(fromFile).toMatch(said)
     expect(fromFile.split("\n")).toHaveLength(1)
+    if (made === undefined) return
+    const make = () => ServiceConfig.make({ listeners: ["/tmp/x.sock"], command: ["x"], ...made.fields })
+    expect(make).toThrow(ServiceConfig.ServiceConfigError)
+    expect(make).toThrow(made.said)
   })
 
   it("the same settings, valid, pass both ways", async () => {
@@ -179,7 +199,7 @@ describe("every rule across settings, from flags and from a file alike", () => {
     const table = { socket: "/tmp/soad-valid.sock", accept: true, "max-connections": 8, "max-connections-per-source": 2, "max-accept-rate": "10/s" }
     expect(viaFile(table)).toBe("ok")
     const [service] = Either.getOrThrow(ConfigFile.decode("/f.toml", { services: { a: { command: ["x"], ...table } } }, resolver)).services
-    expect([service!.maxConnectionsPerSource, service!.maxAcceptRate.count, service!.maxAcceptRate.per]).toEqual([2, 10, Duration.seconds(1)])
+    expect(service!.mode).toEqual({ _tag: "Accept", maxConnections: 8, maxConnectionsPerSource: 2, maxAcceptRate: { count: 10, per: Duration.seconds(1) } })
   })
 
   it("a per-source limit in [defaults] above a service's max-connections is lowered to it, not refused", () => {
@@ -188,7 +208,7 @@ describe("every rule across settings, from flags and from a file alike", () => {
       services: { small: { socket: "/tmp/s.sock", command: ["x"], accept: true, "max-connections": 4 } }
     }, resolver)
     const [small] = Either.getOrThrow(file).services
-    expect([small!.maxConnectionsPerSource, small!.maxAcceptRate.count]).toEqual([4, 5])
+    expect(small!.mode).toMatchObject({ _tag: "Accept", maxConnectionsPerSource: 4, maxAcceptRate: { count: 5 } })
   })
 
   it("a setting of one mode in [defaults] applies to that mode's services and leaves the others alone", () => {
@@ -212,9 +232,13 @@ describe("every rule across settings, from flags and from a file alike", () => {
       }
     }, resolver)
     const [plain, each, proxied] = Either.getOrThrow(file).services
-    expect([plain!.maxHeld, plain!.waitingPage, plain!.maxConnections, plain!.ready]).toEqual([undefined, undefined, 64, "notify"])
-    expect([each!.maxConnections, each!.maxConnectionsPerSource, each!.maxAcceptRate.count, each!.ready]).toEqual([4, 2, 10, "accept"])
-    expect([proxied!.maxHeld, proxied!.waitingPage?.after !== undefined, proxied!.ready]).toEqual([8, true, "notify"])
+    expect([plain!.mode, plain!.ready]).toEqual([{ _tag: "HandOff" }, "notify"])
+    expect([each!.mode, each!.ready]).toEqual([
+      { _tag: "Accept", maxConnections: 4, maxConnectionsPerSource: 2, maxAcceptRate: { count: 10, per: Duration.seconds(1) } },
+      "accept"
+    ])
+    expect(proxied!.mode).toMatchObject({ _tag: "Proxy", upstream: { _tag: "Auto" }, maxHeld: 8, waitingPage: { after: Duration.seconds(2) } })
+    expect(proxied!.ready).toBe("notify")
   })
 })
 
@@ -246,5 +270,61 @@ describe("comparing configs, as a reload does", () => {
     expect(ServiceConfig.equivalent(a, ServiceConfig.make({ ...base, env: { A: "2" } }))).toBe(false)
     expect(ServiceConfig.equivalent(a, ServiceConfig.make({ ...base, env: { A: "1" }, idleTimeout: "61 seconds" }))).toBe(false)
     expect(ServiceConfig.equivalent(a, ServiceConfig.make({ ...base, listeners: ["/tmp/y.sock"], env: { A: "1" } }))).toBe(false)
+  })
+  it("a reload names the mode's settings that changed, as the file names them", () => {
+    // Fault: the mode compared, or named, as one value ("mode changed"), where the log has always said which setting.
+    const make = (fields: Partial<ServiceConfig.Fields>) => ServiceConfig.make({ ...base, ...fields })
+    const proxied = make({ upstream: { _tag: "Auto" }, maxHeld: 2 })
+    expect(Services.changedKeys(proxied, make({ upstream: { _tag: "Auto" }, maxHeld: 4 }))).toEqual(["max-held"])
+    expect(Services.changedKeys(make({}), make({ accept: true }))).toEqual(["accept"])
+    expect(Services.changedKeys(make({ accept: true }), make({ accept: true, maxAcceptRate: { count: 1, per: Duration.seconds(1) } })))
+      .toEqual(["max-accept-rate"])
+    expect(Services.changedKeys(proxied, make({ accept: true, maxConnections: 8 }))).toEqual(["upstream", "max-held", "accept", "max-connections"])
+    expect(Services.changedKeys(proxied, make({ upstream: { _tag: "Auto" }, maxHeld: 2, idleTimeout: "1 second" }))).toEqual(["time-until-stop"])
+  })
+})
+
+describe("a service's mode carries its own settings, and only those", () => {
+  const fromFile = (table: Record<string, unknown>) =>
+    Either.getOrThrow(ConfigFile.decode("/f.toml", { services: { a: { command: ["x"], socket: "/tmp/m.sock", ...table } } }, resolver))
+      .services[0]!
+  const fromMake = (fields: Partial<ServiceConfig.Fields>) => ServiceConfig.make({ listeners: ["/tmp/m.sock"], command: ["x"], ...fields })
+  const flat = ["upstream", "maxHeld", "waitingPage", "accept", "maxConnections", "maxConnectionsPerSource", "maxAcceptRate"]
+  const rate = { count: 10, per: Duration.seconds(1) }
+  it.each([
+    { tag: "HandOff", table: {}, fields: {}, keys: ["_tag"] },
+    {
+      tag: "Proxy",
+      table: { upstream: "auto", "max-held": 4, "waiting-page": 2 },
+      fields: { upstream: { _tag: "Auto" }, maxHeld: 4, waitingPage: { after: Duration.seconds(2), file: undefined } },
+      keys: ["_tag", "maxHeld", "upstream", "waitingPage"]
+    },
+    {
+      tag: "Accept",
+      table: { accept: true, "max-connections": 8, "max-connections-per-source": 2, "max-accept-rate": "10/1s" },
+      fields: { accept: true, maxConnections: 8, maxConnectionsPerSource: 2, maxAcceptRate: rate },
+      keys: ["_tag", "maxAcceptRate", "maxConnections", "maxConnectionsPerSource"]
+    }
+  ] as const)("$tag, from a file and from make alike", ({ fields, keys, table, tag }) => {
+    const file = fromFile(table)
+    const made = fromMake(fields as Partial<ServiceConfig.Fields>)
+    for (const config of [file, made]) {
+      expect(config.mode._tag).toBe(tag)
+      expect(Object.keys(config.mode).sort()).toEqual(keys)
+      expect(Object.keys(config).filter((key) => flat.includes(key))).toEqual([])
+    }
+    expect(ServiceConfig.same(file.mode, made.mode)).toBe(true)
+  })
+
+  it("make takes a built mode too, as it is, but not with the flat settings", () => {
+    const accept: ServiceConfig.Accept = { _tag: "Accept", maxConnections: 4, maxConnectionsPerSource: 2, maxAcceptRate: rate }
+    expect(fromMake({ mode: accept }).mode).toEqual(accept)
+    expect(ServiceConfig.equivalent(fromMake({ mode: accept }), fromMake({ accept: true, maxConnections: 4, maxConnectionsPerSource: 2, maxAcceptRate: rate })))
+      .toBe(true)
+    // A per-source limit above maxConnections could never be reached: lowered, as with the flat settings.
+    expect(fromMake({ mode: { ...accept, maxConnectionsPerSource: 9 } }).mode).toMatchObject({ maxConnectionsPerSource: 4 })
+    expect(() => fromMake({ mode: ServiceConfig.handOff, maxHeld: 2, accept: false }))
+      .toThrow(/^mode cannot be combined with maxHeld, accept: give the mode one way$/)
+    expect(() => fromMake({ mode: accept, ready: "notify" })).toThrow(/^ready: "notify" has no meaning with accept: true/)
   })
 })
