@@ -39,7 +39,7 @@ const pdeathsig = () => {
   const help = ChildProcess.spawnSync("setpriv", ["--help"], { encoding: "utf8" })
   return help.status === 0 && help.stdout.includes("--pdeathsig")
 }
-const soadArgs = ["-l", `127.0.0.1:${port}`, "-t", idle, "--", process.execPath, Path.join(here, "app.mjs")]
+const soadArgs = ["--name", "demo", "-l", `127.0.0.1:${port}`, "-t", idle, "--", process.execPath, Path.join(here, "app.mjs")]
 const keeper = `trap '' INT TERM HUP; setpriv --pdeathsig TERM -- "$@"; exit $?` // `; exit`: sh must not exec soad
 const [command, args] = pdeathsig()
   ? ["setpriv", ["--pdeathsig", "KILL", "--", "/bin/sh", "-c", keeper, "soad-demo", bin, ...soadArgs]]
