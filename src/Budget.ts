@@ -15,6 +15,7 @@ import * as Monotonic from "./core/monotonic.js"
 import type { BudgetConfig } from "./ConfigFile.js"
 import * as Format from "./observe/format.js"
 import { event } from "./Logging.js"
+import type { Wakeup } from "./os/socketTypes.js"
 
 /** A running app, as the budget sees it. */
 export interface Entry {
@@ -39,7 +40,22 @@ export class Budget extends Context.Tag("soad/Budget")<Budget, {
   ) => Effect.Effect<void, never, Scope.Scope>
   /** New limits (a reloaded config file); they apply to the next admission. */
   readonly configure: (config: BudgetConfig) => Effect.Effect<void>
+  /**
+   * Is any limit set (max-running, min-available-memory)? Then a start waits for admission first, so a service is
+   * not armed with its start (the cold path starts at the connection without asking); without one, `reserve`
+   * admits at once and an armed start is booked after it happened.
+   */
+  readonly limited: Effect.Effect<boolean>
+  /**
+   * Calls back when a new config makes the budget limited or unlimited: an armed service stops waiting armed and
+   * looks again. A Wakeup (no fiber waits on it).
+   */
+  readonly changes: Wakeup
 }>() {}
+
+/** Does this config set a limit? */
+export const isLimited = (config: BudgetConfig): boolean =>
+  config.maxRunning !== undefined || config.minAvailableMemory !== undefined
 
 /** MemAvailable in bytes, from /proc/meminfo; undefined where it cannot be read. */
 const memAvailable: Effect.Effect<number | undefined> = Effect.sync(() => {
@@ -133,21 +149,37 @@ export const make = (
         }
       })
 
+    // The wait for room stays interruptible (only the booking is an acquire): a service that waits for room when
+    // soad shuts down, or when its service is stopped, stops waiting, and its app never starts.
     const reserve = (service: string, entry: Omit<Entry, "service" | "startedAt">) =>
-      Effect.acquireRelease(
-        lock.withPermits(1)(
-          Effect.gen(function*() {
-            yield* admit(service)
-            const startedAt = yield* Monotonic.now
-            running.set(service, { ...entry, service, startedAt, evicting: false })
-          })
-        ),
-        () => Effect.sync(() => running.delete(service))
+      lock.withPermits(1)(
+        Effect.zipRight(
+          admit(service),
+          Effect.acquireRelease(
+            Effect.map(Monotonic.now, (startedAt) => {
+              running.set(service, { ...entry, service, startedAt, evicting: false })
+            }),
+            () => Effect.sync(() => running.delete(service))
+          )
+        )
       )
 
+    const subscribers = new Set<() => void>()
     return {
       reserve,
-      configure: (next: BudgetConfig) => Effect.sync(() => (config = next))
+      configure: (next: BudgetConfig) =>
+        Effect.sync(() => {
+          const changed = isLimited(next) !== isLimited(config)
+          config = next
+          if (changed) for (const callback of [...subscribers]) callback()
+        }),
+      limited: Effect.sync(() => isLimited(config)),
+      changes: {
+        subscribe: (callback) => {
+          subscribers.add(callback)
+          return () => subscribers.delete(callback)
+        }
+      }
     }
   })
 
