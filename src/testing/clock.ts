@@ -5,9 +5,10 @@
  * TestClock.adjust moves time to each pending sleep in turn, but between two sleeps it cannot reliably tell
  * whether a woken fiber has already registered its next one (in Effect 3 it only sees fibers listed in a test
  * annotation, and a woken fiber still shows as suspended until the scheduler runs it). So the code under test
- * runs `supervised`, and `settle` runs real event-loop turns (no test time passes) until every one of its
- * fibers has been waiting on the same thing for several turns. `advance` then moves the clock one sleep at a
- * time, settling after each. A plain jump of 60 seconds may instead pass a deadline the code had not yet set, and
+ * runs `supervised`, and `settle` runs real event-loop turns (no test time passes) until none of its fibers
+ * has run for two turns (a supervisor hears each start, resume and suspension: reading each fiber's status
+ * instead cost a turn per fiber, as the fiber answers on its scheduler). `advance` then moves the clock one sleep
+ * at a time, settling after each. A plain jump of 60 seconds may instead pass a deadline the code had not yet set, and
  * the test then sees a stop late, or not at all.
  *
  * The clock `advance` moves is the harness's own (`SteppedClock`), not TestClock's: TestClock.adjust waits for
@@ -30,16 +31,30 @@ import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
-import * as FiberStatus from "effect/FiberStatus"
-import * as MutableRef from "effect/MutableRef"
 import * as Scheduler from "effect/Scheduler"
-import * as SortedSet from "effect/SortedSet"
 import * as Supervisor from "effect/Supervisor"
 import type * as TestClock from "effect/TestClock"
 
-const fibers = MutableRef.make(SortedSet.empty<Fiber.RuntimeFiber<unknown, unknown>>(Fiber.Order))
+/** Counts what the supervised fibers do: each start and end, each resume and suspension of any of them. */
+class Activity extends Supervisor.AbstractSupervisor<void> {
+  count = 0
+  readonly value: Effect.Effect<void> = Effect.void
+  override onStart(): void {
+    this.count++
+  }
+  override onEnd(): void {
+    this.count++
+  }
+  override onResume(): void {
+    this.count++
+  }
+  override onSuspend(): void {
+    this.count++
+  }
+}
+
+const activity = new Activity()
 
 /**
  * Runs `effect` with its fibers (and their children, forked ones too) watched by `settle`, on immediates, and on
@@ -47,10 +62,7 @@ const fibers = MutableRef.make(SortedSet.empty<Fiber.RuntimeFiber<unknown, unkno
  * (`Activator.start(config).pipe(supervised)`); the test's own fiber stays outside.
  */
 export const supervised = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.zipRight(
-    install,
-    Effect.flatMap(Supervisor.fibersIn(fibers), (supervisor) => Effect.supervised(effect, supervisor))
-  ).pipe(Effect.withScheduler(scheduler))
+  Effect.zipRight(install, Effect.supervised(effect, activity)).pipe(Effect.withScheduler(scheduler))
 
 /**
  * The code under test runs its fibers' turns on immediates, not on Effect's default timers (setTimeout(0) waits at
@@ -61,35 +73,17 @@ const scheduler = Scheduler.makeBatched((runBatch) => setImmediate(runBatch))
 /** One real turn of the event loop: what the fibers scheduled, and the I/O callbacks due. */
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
-/** Where every supervised fiber stands, as text (undefined while one runs); fibers that are done are forgotten. */
-const snapshot = Effect.gen(function*() {
-  const parts: Array<string> = []
-  const done: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
-  for (const fiber of MutableRef.get(fibers)) {
-    if (fiber.unsafePoll() !== null) {
-      done.push(fiber)
-      continue
-    }
-    const status = yield* Fiber.status(fiber)
-    if (FiberStatus.isRunning(status)) return undefined
-    parts.push(`${fiber.id().id}:${FiberStatus.isSuspended(status) ? String(status.blockingOn) : status._tag}`)
-  }
-  if (done.length > 0) MutableRef.update(fibers, (set) => done.reduce((rest, fiber) => SortedSet.remove(rest, fiber), set))
-  return parts.join(",")
-})
-
 /**
  * Lets every supervised fiber run until it waits on something (a sleep, a callback of the fakes), with no test time
  * passing: after a `world.connect`, say, soad has started the app once `settle` returns.
  */
 export const settle: Effect.Effect<void> = Effect.gen(function*() {
   let stable = 0
-  let last: string | undefined
+  let last = -1
   for (let i = 0; i < 200 && stable < 2; i++) {
     yield* turn
-    const now = yield* snapshot
-    stable = now !== undefined && now === last ? stable + 1 : 0
-    last = now
+    stable = activity.count === last ? stable + 1 : 0
+    last = activity.count
   }
 })
 
