@@ -75,7 +75,8 @@ const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(re
 
 /**
  * Lets every supervised fiber run until it waits on something (a sleep, a callback of the fakes), with no test time
- * passing: after a `world.connect`, say, soad has started the app once `settle` returns.
+ * passing: after a `world.connect`, say, soad has started the app once `settle` returns. Done when none of them has
+ * started, resumed or ended for two real turns of the event loop (at most 200 turns).
  */
 export const settle: Effect.Effect<void> = Effect.gen(function*() {
   let stable = 0
