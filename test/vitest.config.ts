@@ -25,9 +25,10 @@ export default defineConfig({
       {
         // The unit tests run against fakes (one loads the binding for real pipes): two processes for all of them,
         // the modules loaded once per process rather than once per file (most of their time was loading Effect).
-        // Vitest reuses its forks only when the run's own isolate is off: `npm run test:unit` says --isolate=false
-        // (the soad project, run apart, keeps a process per file). The lifecycle's suites run on both start paths
-        // in it (test/unit/startPaths.ts), not in a project of their own: each project is a phase, with its forks.
+        // Vitest reuses its forks only when the run's own isolate is off (the project's alone is not enough; it
+        // started a process per file, and Effect loaded in each): `npm run test:unit` says --isolate=false, and the
+        // soad project, run apart, keeps a process per file. The lifecycle's suites run on both start paths here
+        // (test/unit/startPaths.ts), not in a project of their own: each project is a phase, with its own forks.
         extends: true,
         test: {
           name: "unit",
