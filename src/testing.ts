@@ -1,12 +1,13 @@
 /**
- * `soad/testing`: the fake layers and the TestClock helpers soad's own unit tests run on, for testing programs that
+ * `soad/testing`: the fake layers and the clock helpers soad's own unit tests run on, for testing programs that
  * host services with soad (the Activator, Services) without sockets, processes or time passing. It depends on
  * `effect` alone (no test runner, no native addon): use it with @effect/vitest or any runner.
  *
  * A `World` is the fake OS; `world.layer` gives SocketService, ProcessService (the real one over a fake Driver),
  * RelayService and AppNotify over it. Run the code under test `supervised`, drive the world (`world.connect(fd)`,
  * `app.exit(1)`, `world.onTerm = "ignore"`), and move time with `advance`, which wakes every sleep on the way in
- * order (plain `TestClock.adjust` can jump past a deadline not yet set; see the clock module).
+ * order (plain `TestClock.adjust` can jump past a deadline not yet set; see the clock module, whose own clock then
+ * stands in for the TestClock).
  *
  * What a fake must do beyond its types, as the live layers do, because the core relies on it (the fakes here do
  * it; a fake of your own must too):
@@ -35,7 +36,7 @@ export { type FakeApp, type OnSignal, type Peer, quietMillis, World, type WorldO
 /** Proxy mode's fake relay (a `World` holds one as `relay`). */
 export { type FakeConn, RelayWorld } from "./testing/relayWorld.js"
 
-/** Deterministic time: run the code `supervised`, then `settle` (no time passes) or `advance` the TestClock. */
+/** Deterministic time: run the code `supervised`, then `settle` (no time passes) or `advance` the test's clock. */
 export { advance, settle, supervised } from "./testing/clock.js"
 
 /** soad's structured events as a test reads them, and errors shaped as the native binding throws them. */

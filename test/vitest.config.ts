@@ -1,4 +1,17 @@
 import { defineConfig } from "vitest/config"
+import { BaseSequencer, type TestSpecification } from "vitest/node"
+
+/**
+ * Proxy.test.ts first, so that it is the first file of a fresh fork: it checks that its tests never loaded the
+ * native binding, and the unit tests' forks run many files each (another file may load it).
+ */
+class ProxyFirst extends BaseSequencer {
+  override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
+    const sorted = await super.sort(files)
+    const isProxy = (file: TestSpecification) => file.moduleId.endsWith("/test/unit/Proxy.test.ts")
+    return [...sorted.filter(isProxy), ...sorted.filter((file) => !isProxy(file))]
+  }
+}
 
 export default defineConfig({
   test: {
@@ -7,10 +20,15 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     testTimeout: 30_000,
     hookTimeout: 30_000,
+    sequence: { sequencer: ProxyFirst },
     projects: [
       {
         // The unit tests run against fakes (one loads the binding for real pipes): two processes for all of them,
         // the modules loaded once per process rather than once per file (most of their time was loading Effect).
+        // Vitest reuses its forks only when the run's own isolate is off (the project's alone is not enough; it
+        // started a process per file, and Effect loaded in each): `npm run test:unit` says --isolate=false, and the
+        // soad project, run apart, keeps a process per file. The lifecycle's suites run on both start paths here
+        // (test/unit/startPaths.ts), not in a project of their own: each project is a phase, with its own forks.
         extends: true,
         test: {
           name: "unit",
@@ -28,24 +46,6 @@ export default defineConfig({
             "test/faults/**/*.test.ts",
             "test/e2e/**/*.test.ts"
           ]
-        }
-      },
-      {
-        // The lifecycle's unit tests again with a driver that cannot arm starts (the fakes' SOAD_FAKE_ARM=0): the
-        // path that waits for the connection and then spawns, which platforms without the cold path take.
-        extends: true,
-        test: {
-          name: "slow path",
-          include: [
-            "test/unit/Activator.test.ts",
-            "test/unit/run.test.ts",
-            "test/unit/Budget.test.ts",
-            "test/unit/listenerHealth.test.ts",
-            // accept mode without the lane: each connection accepted and its instance started by the serve loop
-            "test/unit/Accept.test.ts"
-          ],
-          env: { SOAD_FAKE_ARM: "0" },
-          poolOptions: { forks: { isolate: false } }
         }
       }
     ]

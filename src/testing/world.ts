@@ -108,7 +108,7 @@ interface AppState {
  * The world the fakes share: listeners with backlogs, apps, relayed connections, notify sockets. Provide `layer` to
  * the code under test (the Activator, Services) and drive the world from the test; run the code `supervised` and
  * move time with `advance` (`soad/testing`'s clock helpers). Everything happens at Clock time and nothing waits on
- * a real timer, so TestClock decides every moment.
+ * a real timer, so the test's clock (`advance`) decides every moment.
  */
 export class World {
   /** Every connection is counted (see `WorldOptions`); read by the SocketService when soad asks. */

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -10,6 +10,7 @@ import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import * as Signal from "../../src/Signal.js"
 import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
+import { onBothPaths } from "./startPaths.js"
 
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, exactCounting = true) =>
@@ -30,7 +31,7 @@ const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {
     return { world, events, named, listeners, fiber, fd: listeners[0]!.fd }
   })
 
-describe("Activator", () => {
+onBothPaths("Activator", () => {
   it.scoped("starts the app on the first connection with the listeners and their names", () =>
     Effect.gen(function*() {
       const { fd, world } = yield* setup({

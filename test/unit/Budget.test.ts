@@ -1,7 +1,7 @@
 /**
  * The RAM budget's decisions, with several Activators on fake layers under TestClock.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -11,6 +11,7 @@ import * as Budget from "../../src/Budget.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import type { BudgetConfig } from "../../src/ConfigFile.js"
 import { advance, settle, supervised, World } from "../../src/testing.js"
+import { onBothPaths } from "./startPaths.js"
 
 const setup = (budget: Partial<BudgetConfig>, names: ReadonlyArray<string>, memory = { available: 1e12 }) =>
   Effect.gen(function*() {
@@ -47,7 +48,7 @@ const setup = (budget: Partial<BudgetConfig>, names: ReadonlyArray<string>, memo
     return { world, logs, fds, app, budgetService }
   })
 
-describe("Budget", () => {
+onBothPaths("Budget", () => {
   it.scoped("max-running: starting one more first stops a running app that is warm", () =>
     Effect.gen(function*() {
       const { app, fds, world } = yield* setup({ maxRunning: 1 }, ["blog", "wiki"])

@@ -153,6 +153,7 @@ describe("Proxy", () => {
     }))
 
   it("runs on the fakes alone: the native binding is never loaded", () => {
+    // this file runs first in its fork (test/vitest.config.ts's sequencer), so anything loaded is from its tests
     const addons = Object.keys(createRequire(import.meta.url).cache).filter((path) => path.endsWith(".node"))
     expect(addons).toEqual([])
   })

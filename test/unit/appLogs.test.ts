@@ -94,10 +94,7 @@ describe("splitter: properties", () => {
       fc.property(output.chain((bytes) => fc.tuple(fc.constant(bytes), cutsOf(bytes))), fc.integer({ min: 4, max: 24 }), ([bytes, cuts], max) => {
         const whole = pieces(bytes, [], max)
         expect(pieces(bytes, cuts, max)).toEqual(whole)
-        for (const [piece] of whole) {
-          expect(piece.length).toBeLessThanOrEqual(max)
-          expect(piece.includes(10)).toBe(false)
-        }
+        expect(whole.filter(([piece]) => piece.length > max || piece.includes(10))).toEqual([]) // none too long, none with \n
         // The framing is the input's: pieces joined, a newline after each line's last piece (none after the last).
         const rebuilt = Buffer.concat(whole.flatMap(([piece, continued]) => continued ? [piece] : [piece, Buffer.from("\n")]))
         const expected = bytes.length > 0 && bytes[bytes.length - 1] !== 10 ? Buffer.concat([bytes, Buffer.from("\n")]) : bytes

@@ -3,16 +3,17 @@
  * graceful stop, as many C, C++ and Rust servers do): the listener then refuses every connection and reads as
  * readable forever, with nothing pending. soad brings it back before it waits again, says so once, and never takes
  * that readability for a connection; one it cannot bring back is said once, makes the service failing, and is tried
- * again with the backoff, with no start loop. Under TestClock against the fakes, on the cold path and (project
- * "slow path") without it.
+ * again with the backoff, with no start loop. Under TestClock against the fakes, on the cold path and (the same
+ * tests again, "slow path") without it.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Activator from "../../src/Activator.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { advance, captureEvents, settle, supervised, World } from "../../src/testing.js"
+import { onBothPaths } from "./startPaths.js"
 
 const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}) =>
   Effect.gen(function*() {
@@ -32,7 +33,7 @@ const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {
     return { world, named, listeners, fd: listeners[0]!.fd }
   })
 
-describe("a listener an app shut down", () => {
+onBothPaths("a listener an app shut down", () => {
   it.scoped("at its stop: soad brings it back once, says so once, and starts nothing until a real connection", () =>
     Effect.gen(function*() {
       const { fd, named, world } = yield* setup({ minUptime: Duration.zero })

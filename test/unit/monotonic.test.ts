@@ -50,7 +50,7 @@ describe("one clock for durations", () => {
     const readers = sources(Path.join(root, "src"))
       .filter((file) => /[Cc]urrentTimeMillis|[Cc]urrentTimeNanos/.test(Fs.readFileSync(file, "utf8")))
       .map((file) => Path.relative(root, file))
-    // (and the TestClock harness of soad/testing, which moves TestClock itself: its sleeps are in its millis)
+    // (and the clock harness of soad/testing, a TestClock of its own: its sleeps are in its millis)
     expect(readers).toEqual(["src/core/monotonic.ts", "src/testing/clock.ts"])
   })
 })

@@ -2,7 +2,7 @@
  * The lifecycle core's phases: the pure table, and the phases a run goes through on the fake layers (seen as
  * `soad status` sees them), with the events each transition logs.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -11,11 +11,12 @@ import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { idlePhase, type Phase, type PhaseEvent, transition } from "../../src/core/lifecycle.js"
 import * as Registry from "../../src/Registry.js"
 import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
+import { onBothPaths } from "./startPaths.js"
 
 const spawned: PhaseEvent = { _tag: "Spawned", pid: 42, startedAt: 1000 }
 const run = (events: ReadonlyArray<PhaseEvent>, from: Phase = idlePhase) => events.reduce(transition, from)
 
-describe("phase table", () => {
+onBothPaths("phase table", () => {
   it("start → ready → stop → exit, with the pid and start time from the spawn until the exit", () => {
     const starting = transition(idlePhase, spawned)
     expect(starting).toEqual({ phase: "starting", pid: 42, startedAt: 1000 })
@@ -61,7 +62,7 @@ const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {
     return { world, events, names, state, fd: listeners[0]!.fd }
   })
 
-describe("a run through the core (hand-off mode)", () => {
+onBothPaths("a run through the core (hand-off mode)", () => {
   it.scoped("stopped → starting → running → stopping → stopped, one event per transition", () =>
     Effect.gen(function*() {
       const { fd, names, state, world } = yield* setup({ idleTimeout: Duration.seconds(10), stopTimeout: Duration.seconds(5) })
