@@ -15,7 +15,6 @@ import * as Monotonic from "./core/monotonic.js"
 import type { BudgetConfig } from "./ConfigFile.js"
 import * as Format from "./observe/format.js"
 import { event } from "./Logging.js"
-import type { Wakeup } from "./os/socketTypes.js"
 
 /** A running app, as the budget sees it. */
 export interface Entry {
@@ -40,22 +39,7 @@ export class Budget extends Context.Tag("soad/Budget")<Budget, {
   ) => Effect.Effect<void, never, Scope.Scope>
   /** New limits (a reloaded config file); they apply to the next admission. */
   readonly configure: (config: BudgetConfig) => Effect.Effect<void>
-  /**
-   * Is any limit set (max-running, min-available-memory)? Then a start waits for admission first, so a service is
-   * not armed with its start (the cold path starts at the connection without asking); without one, `reserve`
-   * admits at once and an armed start is booked after it happened.
-   */
-  readonly limited: Effect.Effect<boolean>
-  /**
-   * Calls back when a new config makes the budget limited or unlimited: an armed service stops waiting armed and
-   * looks again. A Wakeup (no fiber waits on it).
-   */
-  readonly changes: Wakeup
 }>() {}
-
-/** Does this config set a limit? */
-export const isLimited = (config: BudgetConfig): boolean =>
-  config.maxRunning !== undefined || config.minAvailableMemory !== undefined
 
 /** MemAvailable in bytes, from /proc/meminfo; undefined where it cannot be read. */
 const memAvailable: Effect.Effect<number | undefined> = Effect.sync(() => {
@@ -164,22 +148,9 @@ export const make = (
         )
       )
 
-    const subscribers = new Set<() => void>()
     return {
       reserve,
-      configure: (next: BudgetConfig) =>
-        Effect.sync(() => {
-          const changed = isLimited(next) !== isLimited(config)
-          config = next
-          if (changed) for (const callback of [...subscribers]) callback()
-        }),
-      limited: Effect.sync(() => isLimited(config)),
-      changes: {
-        subscribe: (callback) => {
-          subscribers.add(callback)
-          return () => subscribers.delete(callback)
-        }
-      }
+      configure: (next: BudgetConfig) => Effect.sync(() => (config = next))
     }
   })
 

@@ -22,7 +22,7 @@ import * as Format from "../observe/format.js"
 import * as AppListening from "../os/appListening.js"
 import { ProcessService } from "../ProcessService.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
-import type { Arrivals, Listener, Wakeup } from "../SocketService.js"
+import type { Arrivals, Listener } from "../SocketService.js"
 import { SocketService } from "../SocketService.js"
 import * as ListenerHealth from "./listenerHealth.js"
 import * as Refusals from "./refusals.js"
@@ -87,8 +87,8 @@ const lookAtActivity = (
 /**
  * The cold path, where the platform has it: the listeners armed with the app's start, which the first connection
  * fires natively (no JS between the wake and the fork). Used when nothing has to be decided at the connection:
- * no backoff pending, no RAM budget limit to make room under (a budget without one admits every start, booked
- * after it), readiness by accepting (`--ready notify` needs a notify socket of the run's own). None: wait for the connection, then start (the same run either way). Some(undefined): a
+ * no backoff pending, no RAM budget to make room in, readiness by accepting (`--ready notify` needs a notify socket
+ * of the run's own). None: wait for the connection, then start (the same run either way). Some(undefined): a
  * listener woke it only because it no longer listens (nothing started; the next turn brings it back).
  */
 const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) => {
@@ -102,27 +102,10 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
     // Read at each arming: a reload may have changed the stop signal or timeout in place.
     const policy = stopPolicy(service.config)
     const budget = yield* Effect.serviceOption(Budget)
-    const limited = Option.isSome(budget) && (yield* budget.value.limited)
     const { gaveUp, notBefore } = yield* service.backoff.state
-    if (limited || gaveUp || notBefore > (yield* now)) return Option.none()
-    // Armed, the wait also ends when a reload gives the budget a limit (or takes it away): nothing starts, and the
-    // next turn looks again.
-    let budgetChanged = false
-    const wakeup: Wakeup = Option.isNone(budget) ? tracker.wake : {
-      subscribe: (callback) => {
-        const unwake = tracker.wake.subscribe(callback)
-        const unchange = budget.value.changes.subscribe(() => {
-          budgetChanged = true
-          callback()
-        })
-        return () => {
-          unwake()
-          unchange()
-        }
-      }
-    }
+    if (Option.isSome(budget) || gaveUp || notBefore > (yield* now)) return Option.none()
     const pending = yield* Effect.either(
-      Effect.flatMap(scope, (turnScope) => Scope.extend(spawnOnPending(request, policy, wakeup), turnScope))
+      Effect.flatMap(scope, (turnScope) => Scope.extend(spawnOnPending(request, policy, tracker.wake), turnScope))
     )
     if (Either.isLeft(pending)) return Option.some<Shell.Trigger | undefined>({ _tag: "Connection", started: Either.left(pending.left) })
     const outcome = pending.right
@@ -135,7 +118,7 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
       case "NotListening":
         return Option.some(undefined)
       case "Woken":
-        return Option.some<Shell.Trigger | undefined>(budgetChanged ? undefined : { _tag: "Wake" })
+        return Option.some<Shell.Trigger | undefined>({ _tag: "Wake" })
       case "Started":
         return Option.some<Shell.Trigger | undefined>({ _tag: "Connection", listener: listeners[outcome.index], started: Either.right(outcome) })
     }

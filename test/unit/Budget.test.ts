@@ -152,48 +152,4 @@ onBothPaths("Budget", () => {
       // The scope of the test closes here, with wiki still waiting: before, the wait was an uninterruptible acquire
       // and the close (soad's shutdown) hung until min-warm had passed and wiki had been started.
     }))
-
-  // A budget without a limit admits every start at once: a service under it is armed with its start (the cold path,
-  // where the driver arms) and its start is booked after it happened. A limit must admit first: nothing is armed.
-  const limits = { maxRunning: undefined, minAvailableMemory: undefined, minWarm: Duration.seconds(30) }
-
-  it.scoped("no limit: the services are armed (where the driver arms), and a connection starts the app at once", () =>
-    Effect.gen(function*() {
-      const { app, fds, world } = yield* setup({}, ["blog", "wiki"])
-      expect(world.armed).toBe(world.armable ? 2 : 0)
-      yield* world.connect(fds.blog!)
-      yield* settle
-      expect(app("blog")).toBeDefined()
-      expect(world.armed).toBe(world.armable ? 1 : 0) // wiki's start still armed
-    }))
-
-  it.scoped("a reload that sets a limit disarms every service: the next start is admitted first", () =>
-    Effect.gen(function*() {
-      const { app, budgetService, fds, logs, world } = yield* setup({}, ["blog", "wiki"])
-      yield* budgetService.configure({ ...limits, maxRunning: 1 })
-      yield* settle
-      expect(world.armed).toBe(0)
-      yield* world.connect(fds.blog!)
-      yield* settle
-      expect(app("blog")).toBeDefined()
-      yield* advance("10 seconds")
-      yield* world.connect(fds.wiki!) // blog is younger than min-warm: wiki waits, it is not started armed
-      yield* settle
-      expect(app("wiki")).toBeUndefined()
-      expect(logs.some((line) => line.includes("wiki waits: max-running is 1"))).toBe(true)
-      expect(world.apps.filter((a) => a.request.command[0] === "wiki")).toHaveLength(0)
-    }))
-
-  it.scoped("a reload that takes the limits away arms the services again; a change that keeps them limited does not wake them", () =>
-    Effect.gen(function*() {
-      const { budgetService, world } = yield* setup({ maxRunning: 1 }, ["blog", "wiki"])
-      expect(world.armed).toBe(0)
-      yield* budgetService.configure({ ...limits, maxRunning: 2 })
-      yield* settle
-      expect(world.armed).toBe(0)
-      yield* budgetService.configure(limits)
-      yield* settle
-      // Waiting unarmed, a service looks again at its next turn: a wake of the service, or its next connection.
-      expect(world.apps).toHaveLength(0)
-    }))
 })
