@@ -6,7 +6,9 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
 import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
@@ -17,6 +19,7 @@ import * as Address from "../Address.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Listeners from "../os/listeners.js"
 import * as Procfs from "../os/procfs.js"
+import * as Gc from "../os/gc.js"
 import { closer } from "../os/serverClose.js"
 import { droppedLines, event } from "../Logging.js"
 import { Registry, states, type Status } from "../Registry.js"
@@ -35,9 +38,11 @@ export {
   relayFailures,
   waitingPages
 } from "./counters.js"
-import { acceptRefused, activations, coldStart, crashes, failedStarts, forService, idleStops, refusalReasons, relayFailures, waitingPages } from "./counters.js"
+import * as Counters from "./counters.js"
+import { refusalReasons } from "./counters.js"
 
-const escape = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
+const escape = (value: string) =>
+  /[\\"\n]/.test(value) ? value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n") : value
 
 const labels = (tags: ReadonlyArray<readonly [string, string]>) =>
   tags.length === 0 ? "" : `{${tags.map(([key, value]) => `${key}="${escape(value)}"`).join(",")}}`
@@ -46,7 +51,7 @@ const number = (value: number | bigint) =>
   typeof value === "bigint" ? value.toString() : Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : "-Inf"
 
 /** The counters every service has, at 0 until their first event. */
-const perService = [activations, idleStops, crashes, failedStarts]
+const perService = [Counters.series.activations, Counters.series.idleStops, Counters.series.crashes, Counters.series.failedStarts]
 
 /** soad's own process, named as Prometheus client libraries name it (process_…). */
 const processMetrics = (): Array<string> => {
@@ -75,44 +80,62 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
   }
   yield* Metric.value(droppedLines) // registers it, so that it reads 0 before any line is dropped
-  // Every service's counters exist (at 0) before their first event, so rate() and alerts see them from the start.
   const registry = yield* Registry
   const services = yield* registry.services
   const statuses: Array<Status> = []
   for (const handle of services) statuses.push(yield* handle.status)
-  for (const status of statuses) {
-    const proxied = status.relayedBytes === undefined ? [] : [relayFailures]
-    const pages = status.waitingPages === undefined ? [] : [waitingPages]
-    for (const metric of [...perService, ...proxied, ...pages]) {
-      yield* Metric.value(forService(metric, status.name))
-    }
-    if (status.instances !== undefined) {
-      for (const reason of refusalReasons) yield* Metric.value(Metric.tagged(forService(acceptRefused, status.name), "reason", reason))
-    }
-    yield* Metric.value(forService(coldStart, status.name))
+  // Only soad's own (the Effect runtime keeps some of its own too), by family: a family's lines stay together.
+  const families = new Map<string, { readonly type: string; readonly help: string; readonly lines: Array<string> }>()
+  const family = (name: string, type: string, help: string) => {
+    let found = families.get(name)
+    if (found === undefined) families.set(name, found = { type, help, lines: [] })
+    return found
   }
-  // Only soad's own (the Effect runtime keeps some of its own too).
-  const pairs = [...(yield* Metric.snapshot)]
-    .filter((pair) => pair.metricKey.name.startsWith("soad_"))
-    .sort((a, b) => a.metricKey.name.localeCompare(b.metricKey.name))
-  for (const pair of pairs) {
+  /** Which services a family has a series for already: (family, service) pairs, and the accept reason's too. */
+  const present = new Set<string>()
+  for (const pair of yield* Metric.snapshot) {
     const name = pair.metricKey.name
+    if (!name.startsWith("soad_")) continue
     const help = Option.getOrElse(pair.metricKey.description, () => name)
     const tags = pair.metricKey.tags.map((tag) => [tag.key, tag.value] as const)
+    present.add(`${name}\n${tags.map(([key, value]) => `${key}=${value}`).join("\n")}`)
     const state = pair.metricState
     if (MetricState.isCounterState(state)) {
-      header(name, "counter", help)
-      lines.push(`${name}${labels(tags)} ${number(state.count)}`)
+      family(name, "counter", help).lines.push(`${name}${labels(tags)} ${number(state.count)}`)
     } else if (MetricState.isHistogramState(state)) {
-      header(name, "histogram", help)
-      for (const [bound, count] of state.buckets) {
-        lines.push(`${name}_bucket${labels([...tags, ["le", number(bound)]])} ${count}`)
-      }
-      lines.push(`${name}_sum${labels(tags)} ${number(state.sum)}`, `${name}_count${labels(tags)} ${state.count}`)
+      const { lines: out } = family(name, "histogram", help)
+      for (const [bound, count] of state.buckets) out.push(`${name}_bucket${labels([...tags, ["le", number(bound)]])} ${count}`)
+      out.push(`${name}_sum${labels(tags)} ${number(state.sum)}`, `${name}_count${labels(tags)} ${state.count}`)
     } else if (MetricState.isGaugeState(state)) {
-      header(name, "gauge", help)
-      lines.push(`${name}${labels(tags)} ${number(state.value)}`)
+      family(name, "gauge", help).lines.push(`${name}${labels(tags)} ${number(state.value)}`)
     }
+  }
+  // Every service's counters exist (at 0) before their first event, so rate() and alerts see them from the start:
+  // written here, not read from their metrics (which would make a hook for each that Effect's registry keeps).
+  const zero = (of: Counters.Series, tags: ReadonlyArray<readonly [string, string]>) => {
+    if (present.has(`${of.name}\n${tags.map(([key, value]) => `${key}=${value}`).join("\n")}`)) return
+    if (of.bounds === undefined) {
+      family(of.name, "counter", of.help).lines.push(`${of.name}${labels(tags)} 0`)
+      return
+    }
+    const { lines: out } = family(of.name, "histogram", of.help)
+    for (const bound of [...of.bounds, Infinity]) out.push(`${of.name}_bucket${labels([...tags, ["le", number(bound)]])} 0`)
+    out.push(`${of.name}_sum${labels(tags)} 0`, `${of.name}_count${labels(tags)} 0`)
+  }
+  for (const status of statuses) {
+    const service = [["service", status.name]] as const
+    for (const of of perService) zero(of, service)
+    if (status.relayedBytes !== undefined) zero(Counters.series.relayFailures, service)
+    if (status.waitingPages !== undefined) zero(Counters.series.waitingPages, service)
+    if (status.instances !== undefined) {
+      for (const reason of refusalReasons) zero(Counters.series.acceptRefused, [...service, ["reason", reason]])
+    }
+    zero(Counters.series.coldStart, service)
+  }
+  for (const name of [...families.keys()].sort((a, b) => a < b ? -1 : a > b ? 1 : 0)) {
+    const { help, lines: out, type } = families.get(name)!
+    header(name, type, help)
+    for (const line of out) lines.push(line)
   }
   // Read at scrape time: where each service stands.
   const sockets = yield* SocketService
@@ -164,6 +187,9 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   return lines.join("\n") + "\n"
 })
 
+/** How long after a scrape (or a status page) its garbage is given back to the system. */
+const scrapeSettle = Duration.seconds(5)
+
 /** The metrics socket file: mode 0666 less soad's umask (unlike an app's socket: the figures are soad's own), soad's owner. */
 const metricsSocket = (): ServiceConfig.SocketOptions => ({ backlog: 511, mode: 0o666 & ~process.umask(), uid: undefined, gid: undefined })
 
@@ -194,6 +220,18 @@ export const serve = (
     const Http = yield* Effect.promise(() => import("node:http"))
     const StatusPage = yield* Effect.promise(() => import("./statusPage.js"))
     const runtime = yield* Effect.runtime<Registry | SocketService>()
+    // An answer of many services leaves MB of garbage that V8 keeps for a long while: the memory is given back a few
+    // seconds after a scrape (at most once per scrapeSettle, in a fiber of this scope).
+    const fork = yield* FiberSet.makeRuntime<never, void, never>()
+    let settling = false
+    const settleLater = () => {
+      if (settling) return
+      settling = true
+      void fork(Effect.delay(Effect.sync(() => {
+        settling = false
+        Gc.collectGarbageNow()
+      }), scrapeSettle))
+    }
     const server = Http.createServer((request, response) => {
       // HEAD answers as GET does, without the body (node:http leaves it out).
       if ((request.method !== "GET" && request.method !== "HEAD") || (request.url !== "/metrics" && request.url !== "/")) {
@@ -208,6 +246,7 @@ export const serve = (
           if (Exit.isSuccess(exit)) {
             response.writeHead(200, { ...headers, "content-length": Buffer.byteLength(exit.value) }).end(exit.value)
           } else response.writeHead(500).end("internal error\n")
+          settleLater()
         }
       })
     })

@@ -12,9 +12,12 @@ import { event } from "../Logging.js"
 import { native } from "./native.js"
 
 /** Asks V8 for a full, memory-reducing GC and the C library to trim its heap; nothing where Node lacks it. */
-export const collectGarbage: Effect.Effect<void> = Effect.sync(() => {
+export const collectGarbageNow = (): void => {
   native().lowMemory()
-})
+}
+
+/** The same, as an Effect. */
+export const collectGarbage: Effect.Effect<void> = Effect.sync(collectGarbageNow)
 
 /** The same, said at debug level once done (`settled`): a test that measures soad's CPU waits for it. */
 export const settle: Effect.Effect<void> = Effect.zipRight(

@@ -30,6 +30,9 @@ export interface Figures {
   readonly metrics: number
   /** soad's CPU per page, ms. */
   readonly cpu: number
+  /** soad's RSS (MB) before the first GET, and 8 s after the last of them (its garbage given back meanwhile). */
+  readonly rssBefore: number
+  readonly rssAfter: number
 }
 
 const fetch = (port: number, path: string): Promise<{ ms: number; bytes: number }> =>
@@ -47,6 +50,9 @@ const cpuMs = (pid: number): number => {
   const fields = Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
+
+/** soad's resident memory, MB. */
+const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024
 
 export const page = async (b: Bench, services = 1000, running = 10, rounds = 30): Promise<Figures> => {
   const dir = Path.join(b.work, "page")
@@ -77,6 +83,8 @@ export const page = async (b: Bench, services = 1000, running = 10, rounds = 30)
       }).on("error", () => resolve()))
     }
     await lines.waitFor(/the app accepts/, running, 60_000)
+    await new Promise((resolve) => setTimeout(resolve, 3_000)) // soad's settle after the start (1 s), done
+    const rssBefore = rssMb(child.pid!)
     for (let i = 0; i < 5; i++) await fetch(port, "/") // warm-up
     const pages: Array<number> = []
     let bytes = 0
@@ -89,7 +97,8 @@ export const page = async (b: Bench, services = 1000, running = 10, rounds = 30)
     const cpu = (cpuMs(child.pid!) - before) / rounds
     const metrics: Array<number> = []
     for (let i = 0; i < rounds; i++) metrics.push((await fetch(port, "/metrics")).ms)
-    return { services, bytes, page: b.median(pages), metrics: b.median(metrics), cpu }
+    await new Promise((resolve) => setTimeout(resolve, 8_000))
+    return { services, bytes, page: b.median(pages), metrics: b.median(metrics), cpu, rssBefore, rssAfter: rssMb(child.pid!) }
   } finally {
     child.kill("SIGTERM")
     await new Promise((resolve) => child.once("exit", resolve))
