@@ -12,20 +12,9 @@ import * as Counters from "../../src/observe/counters.js"
 import * as Metrics from "../../src/observe/metrics.js"
 import * as Registry from "../../src/Registry.js"
 import { World } from "../../src/testing.js"
+import { stoppedStatus } from "./statuses.js"
 
-const status = (name: string, extra: Partial<Registry.Status> = {}): Registry.Status => ({
-  name,
-  state: "stopped",
-  pid: undefined,
-  startedAt: undefined,
-  lastActivity: undefined,
-  activations: 0,
-  idleStops: 0,
-  crashes: 0,
-  failedStarts: 0,
-  listeners: [],
-  ...extra
-})
+const status = stoppedStatus
 
 /** A registry of these services, and the exposition read with it (and the fake sockets for open connections). */
 const scrape = (statuses: ReadonlyArray<Registry.Status>) =>

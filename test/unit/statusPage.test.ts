@@ -14,22 +14,11 @@ import * as History from "../../src/observe/history.js"
 import * as StatusPage from "../../src/observe/statusPage.js"
 import * as Registry from "../../src/Registry.js"
 import { advance, captureEvents, settle, supervised, World } from "../../src/testing.js"
+import { stoppedStatus } from "./statuses.js"
 
 const now = 50 * 3_600_000
 
-const status = (name: string, fields: Partial<Registry.Status> = {}): Registry.Status => ({
-  name,
-  state: "stopped",
-  pid: undefined,
-  startedAt: undefined,
-  lastActivity: undefined,
-  activations: 0,
-  idleStops: 0,
-  crashes: 0,
-  failedStarts: 0,
-  listeners: [],
-  ...fields
-})
+const status = stoppedStatus
 
 const emptyHistory = History.make(now - 3_600_000).snapshot(now)
 
