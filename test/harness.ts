@@ -36,10 +36,13 @@ const running = new Set<ChildProcess.ChildProcess>()
 /** Starts soad with these arguments. */
 export const soad = (
   args: ReadonlyArray<string>,
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; setpriv?: ReadonlyArray<string>; stderrFile?: string } = {}
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; setpriv?: ReadonlyArray<string>; stderrFile?: string; launcher?: string } = {}
 ): Soad => {
-  // setpriv (util-linux) runs soad as another user; it execs, so the pid is soad's own.
-  const [program, argv] = options.setpriv === undefined
+  // setpriv (util-linux) runs soad as another user; it execs, so the pid is soad's own. `launcher`: a `soad` script
+  // (src/soad.sh) to run instead of node and bin.js; it execs node, so the pid is soad's own too.
+  const [program, argv] = options.launcher !== undefined
+    ? [options.launcher, args]
+    : options.setpriv === undefined
     ? [process.execPath, [bin, ...args]]
     : ["setpriv", [...options.setpriv, process.execPath, bin, ...args]]
   // stderrFile: soad's stderr is that file (its lines are then not seen by waitFor)

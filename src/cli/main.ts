@@ -19,6 +19,7 @@ import * as Cli from "./command.js"
 import { NativeBindingError } from "../os/nativeErrors.js"
 import * as Logging from "../Logging.js"
 import * as ProcessService from "../ProcessService.js"
+import * as RunDefaults from "../os/runDefaults.js"
 import * as RelayService from "../RelayService.js"
 import * as SocketService from "../SocketService.js"
 
@@ -35,7 +36,7 @@ const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTermina
 export const main = (args: ReadonlyArray<string>): void => {
   // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
   Logging.guard(process.stderr)
-  NodeRuntime.runMain(Cli.run(args, RunLive).pipe(Effect.provide(MainLive)), {
+  NodeRuntime.runMain(Cli.run(args, RunLive).pipe(Effect.provide(MainLive), RunDefaults.provide), {
     disableErrorReporting: true,
     teardown: (exit, onExit) => {
       if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)

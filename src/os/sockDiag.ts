@@ -246,10 +246,11 @@ export type Kind = "tcp" | "unix"
  * does not ask again (a kernel without inet_diag or unix_diag loads the module anew at each request, and the
  * answer does not change).
  */
-export const makeAsker = (switchedOff: boolean) => {
-  const failed: Record<Kind, boolean> = { tcp: switchedOff, unix: switchedOff }
+export const makeAsker = (switchedOff: () => boolean) => {
+  let failed: Record<Kind, boolean> | undefined
   return <A>(kind: Kind, ask: () => Either.Either<A, SockDiagError>): Effect.Effect<A | undefined> =>
     Effect.suspend(() => {
+      failed ??= { tcp: switchedOff(), unix: switchedOff() }
       if (failed[kind]) return Effect.succeed(undefined)
       const answer = ask()
       if (Either.isRight(answer)) return Effect.succeed(answer.right)
@@ -268,6 +269,7 @@ export const makeAsker = (switchedOff: boolean) => {
 
 /**
  * soad's asker. SOAD_SOCK_DIAG=0 makes soad read /proc/net as before sock_diag was used (the benchmark measures
- * both in one run).
+ * both in one run). Read at the first question, not when this module is evaluated (the startup snapshot evaluates it
+ * at build time).
  */
-export const fromKernel = makeAsker(process.env.SOAD_SOCK_DIAG === "0")
+export const fromKernel = makeAsker(() => process.env.SOAD_SOCK_DIAG === "0")

@@ -45,5 +45,8 @@ export const resolver: Resolver = {
     if (Either.isLeft(ref)) return undefined
     return typeof ref.right === "number" ? ref.right : native().lookupGroup(ref.right) ?? undefined
   },
-  root: process.getuid?.() === 0
+  // A getter: read when asked, not when this module is evaluated (the startup snapshot evaluates it at build time).
+  get root() {
+    return process.getuid?.() === 0
+  }
 }

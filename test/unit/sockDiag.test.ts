@@ -196,7 +196,7 @@ describe("what soad makes of them", () => {
 
   it.effect("falls back to /proc once sock_diag fails, and says so once, at debug", () => {
     const { events, layer } = captureEvents()
-    const ask = makeAsker(false)
+    const ask = makeAsker(() => false)
     let asked = 0
     const failing = () => {
       asked++
@@ -210,7 +210,7 @@ describe("what soad makes of them", () => {
       expect(events.filter((e) => e.name === "sock_diag_fallback")).toEqual([
         expect.objectContaining({ level: "DEBUG", fields: expect.objectContaining({ sockets: "unix", errno: 93 }) })
       ])
-      expect(yield* makeAsker(true)("tcp", () => Either.right(7))).toBeUndefined() // SOAD_SOCK_DIAG=0
+      expect(yield* makeAsker(() => true)("tcp", () => Either.right(7))).toBeUndefined() // SOAD_SOCK_DIAG=0
     }).pipe(Effect.provide(layer))
   })
 })
