@@ -1,6 +1,6 @@
 /**
  * What the service shell (shell.ts), one run of an app (appRun.ts) and the modes (modes/) say to each other: why
- * the shell wakes, the service being served, a mode, and what a mode gives one run of its app. Types only, so
+ * the shell wakes, the service being served, a mode's hooks, and what a mode gives one run of its app. Types only, so
  * that each of those modules imports this one and none of them the other's.
  *
  * @internal
@@ -45,8 +45,11 @@ export interface Service {
   readonly updated: Effect.Effect<void>
 }
 
-/** A way of serving a service: what it waits for, how it acts on it, how it refuses while the service is failed. */
-export interface Mode<R> {
+/**
+ * What a mode plugs into the shell, the hooks the serve loop calls: what it waits for, how it acts on it, how it
+ * refuses while the service is failed (the config's choice of mode is `ServiceConfig.Mode`; this is what it does).
+ */
+export interface ModeHooks<R> {
   /**
    * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
    * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold

@@ -582,7 +582,7 @@ const acceptMode = (
         yield* Effect.ensuring(stopAll, Ref.set(service.stopReason, undefined))
         return `stopped ${count} instance${count === 1 ? "" : "s"}`
       })
-    } satisfies Shell.Mode<never>
+    } satisfies Shell.ModeHooks<never>
   })
 
 /**

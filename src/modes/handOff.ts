@@ -133,7 +133,7 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
  * no connection.
  */
 const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type"]) =>
-(service: Shell.Service): Effect.Effect<Shell.Mode<ProcessService>> =>
+(service: Shell.Service): Effect.Effect<Shell.ModeHooks<ProcessService>> =>
   Effect.sync(() => {
     const { config, listeners, tracker } = service
     const health = ListenerHealth.make(service, sockets)

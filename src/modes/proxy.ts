@@ -393,7 +393,7 @@ const proxy = (relay: RelayService.RelayService["Type"], mode: ServiceConfig.Pro
         relayedBytes: { in: stats.bytesIn, out: stats.bytesOut },
         ...(pages !== undefined ? { waitingPages: pages.served() } : {})
       }))
-    } satisfies Shell.Mode<ProcessService>
+    } satisfies Shell.ModeHooks<ProcessService>
   })
 
 /**
