@@ -9,6 +9,7 @@ import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import type { Budget } from "../Budget.js"
 import type { Fields } from "../Logging.js"
 import type { App, SpawnError, SpawnRequest, Started } from "../ProcessService.js"
 import type { Status } from "../Registry.js"
@@ -30,12 +31,17 @@ export type Trigger =
   }
   | { readonly _tag: "Wake" }
 
-/** A service being served: its config, what it knows of itself, its backoff, why its apps are stopped. */
+/**
+ * A service being served: its config, what it knows of itself, its backoff, the budget its apps start under, why
+ * its apps are stopped.
+ */
 export interface Service {
   readonly config: ServiceConfig.ServiceConfig
   readonly listeners: ReadonlyArray<Listener>
   readonly tracker: Tracker
   readonly backoff: Backoff.Backoff
+  /** Admission of its apps (Services: the RAM budget they share; one service alone: unlimited). */
+  readonly budget: Budget["Type"]
   /**
    * Why the service's apps are stopped when it is interrupted (a reload's reason, `soad sleep`); unset, soad is
    * shutting down. The one stop channel of every mode: the run's own stop request (core/appRun.ts) says it too.

@@ -19,7 +19,9 @@ import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
+import { Budget } from "../Budget.js"
 import { event } from "../Logging.js"
+import type { Registry } from "../Registry.js"
 import * as Format from "../observe/format.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener } from "../SocketService.js"
@@ -98,14 +100,14 @@ const actOn = <R>(service: Service, hooks: ModeHooks<R>, trigger: Trigger) =>
   })
 
 /**
- * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for
- * a reason to act and lets the mode act, again and again. Interrupting it stops what runs gracefully first.
+ * Serves a service in a mode, forever: registers it with the Registry (status, wake, sleep), its apps admitted by
+ * the Budget, then waits for a reason to act and lets the mode act, again and again. Interrupting it stops what runs gracefully first.
  */
 export const serve = <R, R2>(
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   makeHooks: (service: Service) => Effect.Effect<ModeHooks<R>, never, R2 | Scope.Scope>
-): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope>> =>
+): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope> | Budget | Registry> =>
   // The service's scope is made by hand and provided only while the service is set up: the serve loop runs outside
   // it (Effect.scoped around it would keep seven frames on every idle service's fiber), and closes it when it ends.
   // (Suspended: the onExit frame keeps the effect it runs, and the setup's would hold a Context of its own.)
@@ -136,7 +138,8 @@ class Served implements Service {
     readonly listeners: ReadonlyArray<Listener>,
     readonly tracker: Tracker,
     readonly stopReason: Ref.Ref<string | undefined>,
-    readonly backoff: Backoff.Backoff
+    readonly backoff: Backoff.Backoff,
+    readonly budget: Budget["Type"]
   ) {}
   get config(): ServiceConfig.ServiceConfig {
     return this.settings.current
@@ -172,7 +175,8 @@ const setUp = <R, R2>(
         initial: settings.current.initialBackoff,
         max: settings.current.maxBackoff,
         limit: { burst: settings.current.startLimitBurst, interval: settings.current.startLimitInterval }
-      }))
+      })),
+      yield* Budget
     )
     const hooks = yield* makeHooks(service)
     const update = (next: ServiceConfig.ServiceConfig) =>

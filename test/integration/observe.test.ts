@@ -8,7 +8,9 @@ import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { afterEach, describe, expect, it } from "vitest"
+import * as AppLogs from "../../src/observe/appLogs.js"
 import * as Control from "../../src/observe/control.js"
 import * as Registry from "../../src/Registry.js"
 import { alive, appFixture, bin, eventually, freePort, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
@@ -190,7 +192,7 @@ describe("the control socket", () => {
       Effect.runPromise(
         Effect.scoped(
           Control.serve(control, true, peer).pipe(Effect.zipRight(Control.request(control, { command: "status" })))
-        ).pipe(Effect.provide(Registry.layer))
+        ).pipe(Effect.provide(Layer.merge(Registry.layer, AppLogs.layerInherit)))
       )
     expect(await ask(() => undefined)).toEqual({ ok: false, error: "permission denied: cannot verify the peer" })
     expect(await ask()).toEqual({ ok: true, services: [] }) // the live reader lets soad's own user in
@@ -239,7 +241,7 @@ describe("the control socket", () => {
         const nested = yield* Effect.promise(() => peer(`${"[".repeat(4000)}\n`))
         expect(JSON.parse(nested)).toEqual({ ok: false, error: "bad request" })
         expect(wakes).toBe(1)
-      })).pipe(Effect.provide(Registry.layer))
+      })).pipe(Effect.provide(Layer.merge(Registry.layer, AppLogs.layerInherit)))
     )
   })
 
