@@ -198,6 +198,20 @@ describe("the control socket", () => {
     expect(await ask()).toEqual({ ok: true, services: [] }) // the live reader lets soad's own user in
   })
 
+  it("a soad that does not capture its apps' output (AppLogs.inherit, SoadContext's default) refuses `logs` and says why", async () => {
+    // The default AppLogs leaves each app soad's stdout and stderr: there are no lines to give, as when soad ran
+    // without an AppLogs at all. The server, socket and client are real.
+    const control = Path.join(dir(), "control.sock")
+    const refused = await Effect.runPromise(
+      Effect.scoped(
+        Control.serve(control, true).pipe(
+          Effect.zipRight(Effect.flip(Control.logs(control, { command: "logs", lines: 10, follow: false }, { out: process.stdout, err: process.stderr })))
+        )
+      ).pipe(Effect.provide(Layer.merge(Registry.layer, AppLogs.layerInherit)))
+    )
+    expect(refused.message).toContain("this soad does not capture its apps' output")
+  })
+
   it("reads one request per connection, at most 4 KiB: what a peer sends after it is never parsed again", async () => {
     // Fault: each chunk was appended to the request and the whole request parsed again: a peer that kept sending
     // after `wake` woke the service once per chunk and piled its bytes up in soad's memory; and a line past the
