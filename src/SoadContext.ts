@@ -7,8 +7,8 @@
  * @since 0.1.0
  */
 import * as Layer from "effect/Layer"
+import * as AppLogs from "./AppLogs.js"
 import * as Budget from "./Budget.js"
-import * as AppLogs from "./observe/appLogs.js"
 import * as ProcessService from "./ProcessService.js"
 import * as Registry from "./Registry.js"
 import * as RelayService from "./RelayService.js"
