@@ -435,8 +435,8 @@ export interface Hosted {
 /**
  * Hosts every service for the lifetime of the layer, as `soad -c` does: their listeners are open when the layer is
  * built (it fails with every listener error otherwise), their apps run on demand, and releasing the layer stops
- * them all. The services register with the Registry provided (`Layer.provideMerge(Registry.layer)` to read their
- * `status`, `wake` and `sleep` them); their budget is `hosted.budget`'s, whatever Budget the context holds.
+ * them all. The services register with the Registry provided (`Layer.provideMerge(Registry.layer)` keeps it, for
+ * their `status`, `wake` and `sleep`); their budget is `hosted.budget`'s, whatever Budget the context holds.
  */
 export const layer = (hosted: Hosted): Layer.Layer<never, ListenError, Requirements> =>
   Layer.scopedDiscard(start({

@@ -999,5 +999,8 @@ export const forwardSignals = (
   )
 })
 
-/** The services a run needs (SoadContext provides them; bin.ts adds killOnSecondSignal). */
+/**
+ * The OS services a run needs (main.ts builds them, with killOnSecondSignal); a run provides the rest itself: the
+ * Registry the control socket reads, the AppLogs that capture the apps' output, one app's unlimited Budget.
+ */
 export type Requirements = SocketService | ProcessService | RelayService

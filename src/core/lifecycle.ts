@@ -69,7 +69,7 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
 }
 
 /**
- * Moves the service's phase by `event` and tells the Registry, if there is one (systemd's STATUS= line); a start or
+ * Moves the service's phase by `event` and tells its tracker's Registry (systemd's STATUS= line); a start or
  * a stop also opens or closes a stopped period of the memory account.
  */
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
