@@ -2,7 +2,9 @@
  * One service: open its listeners, and serve it in the mode its config asks for (modes/index.ts: socket hand-off,
  * proxy, a process per connection), on the one service shell (core/shell.ts): wait for a connection, start the app,
  * watch its activity against the Clock, stop it when idle, and again. Built only from SocketService,
- * ProcessService, RelayService and the Clock, so tests run it against fake layers under TestClock.
+ * ProcessService, RelayService, the Registry it registers with, the Budget its apps start under, the AppLogs their
+ * output goes to, and the Clock, so tests run it against fake layers under TestClock. `SoadContext.layer` provides
+ * them all (`SoadContext.defaults` the Registry, an unlimited Budget and AppLogs that capture nothing).
  *
  * @since 0.1.0
  */
@@ -10,9 +12,12 @@ import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import { unitOf } from "./core/lifecycle.js"
+import type { Budget } from "./Budget.js"
 import { event } from "./Logging.js"
 import * as Modes from "./modes/index.js"
+import type { AppLogs } from "./observe/appLogs.js"
 import { ProcessService } from "./ProcessService.js"
+import type { Registry } from "./Registry.js"
 import type { RelayService } from "./RelayService.js"
 import type * as ServiceConfig from "./ServiceConfig.js"
 import type { ListenError, Listener } from "./SocketService.js"
@@ -62,14 +67,17 @@ export const listen = (
     return listeners as ReadonlyArray<Listener>
   })
 
+/** What serving a service needs of its context: `SoadContext.layer` provides all of it. */
+export type Requirements = SocketService | ProcessService | RelayService | Registry | Budget | AppLogs
+
 /**
  * Serves the service on listeners already open: waits for a connection (or a `wake`), runs the app, forever.
- * Registers with the Registry if there is one. Interrupting it stops a running app gracefully first.
+ * Registers with the Registry. Interrupting it stops a running app gracefully first.
  */
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService | RelayService> =>
+): Effect.Effect<never, never, Requirements> =>
   // Not an Effect.fn: a span with its captured stack would stay with each service's fiber (7 KB each).
   Modes.serve(config, listeners)
 
@@ -79,7 +87,7 @@ export const serve = (
  */
 export const start = (
   config: ServiceConfig.ServiceConfig
-): Effect.Effect<Fiber.RuntimeFiber<never>, ListenError, SocketService | ProcessService | RelayService | Scope.Scope> =>
+): Effect.Effect<Fiber.RuntimeFiber<never>, ListenError, Requirements | Scope.Scope> =>
   Effect.flatMap(
     listen(config).pipe(Effect.annotateLogs("service", config.name)),
     (listeners) => Effect.forkScoped(serve(config, listeners))

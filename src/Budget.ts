@@ -30,6 +30,12 @@ export interface Entry {
 /** Admission of apps under the budget. */
 export class Budget extends Context.Tag("soad/Budget")<Budget, {
   /**
+   * Does admission decide anything (every budget `make` gives, whose limits a reload may change)? false for
+   * `unlimited`: `reserve` never waits nor stops another app, so an idle hand-off service may be armed (its app
+   * started by the connection itself, with no admission in between).
+   */
+  readonly limited: boolean
+  /**
    * Waits until `service` may start an app, stopping others to make room; the app counts against the budget
    * until the scope closes.
    */
@@ -149,6 +155,7 @@ export const make = (
       )
 
     return {
+      limited: true,
       reserve,
       configure: (next: BudgetConfig) => Effect.sync(() => (config = next))
     }
@@ -156,3 +163,13 @@ export const make = (
 
 /** A budget over these limits. */
 export const layer = (config: BudgetConfig): Layer.Layer<Budget> => Layer.effect(Budget, make(config))
+
+/** No budget: every app starts when asked, none is stopped to make room (one service, or a library's own). */
+export const unlimited: Budget["Type"] = {
+  limited: false,
+  reserve: () => Effect.void,
+  configure: () => Effect.void
+}
+
+/** The unlimited budget as a layer: what `SoadContext` provides where no `Services` sets a budget. */
+export const layerUnlimited: Layer.Layer<Budget> = Layer.succeed(Budget, unlimited)

@@ -128,8 +128,11 @@ export interface Lane {
 
 /** The process operations the Activator needs. */
 export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessService, {
-  /** Starts the app; closing the scope stops it by `stop` and waits for it. */
-  readonly spawn: (request: SpawnRequest, stop: StopPolicy) => Effect.Effect<App, SpawnError, Scope.Scope>
+  /**
+   * Starts the app, its output where the context's AppLogs says (`AppLogs.inherit`: soad's stdout and stderr);
+   * closing the scope stops it by `stop` and waits for it.
+   */
+  readonly spawn: (request: SpawnRequest, stop: StopPolicy) => Effect.Effect<App, SpawnError, Scope.Scope | AppLogs.AppLogs>
   /**
    * The cold path: starts the app as soon as a connection is pending on one of `request.fds` (its listeners), with
    * no JS between the wake and the fork (Linux); as `spawn` then, and fails as it does if the start fails. Ends
@@ -140,7 +143,7 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
     request: SpawnRequest,
     stop: StopPolicy,
     wakeup: Wakeup
-  ) => Effect.Effect<Pending, SpawnError, Scope.Scope>
+  ) => Effect.Effect<Pending, SpawnError, Scope.Scope | AppLogs.AppLogs>
   /**
    * `--accept`'s lane: `request` is an instance's (its connection a placeholder), and the driver polls `listeners`
    * itself; while a start is given, it takes a connection, asks `events.admit`, starts its instance and only then
@@ -152,7 +155,7 @@ export class ProcessService extends Context.Tag("soad/ProcessService")<ProcessSe
     request: SpawnRequest,
     stop: StopPolicy,
     events: LaneEvents
-  ) => Effect.Effect<Lane, SpawnError, Scope.Scope>
+  ) => Effect.Effect<Lane, SpawnError, Scope.Scope | AppLogs.AppLogs>
   /** Sends SIGKILL to every running app's process group now (a second Ctrl-C). */
   readonly killAll: Effect.Effect<void>
   /** Sends a signal to every running app's process group (SIGHUP and others soad passes on). */
@@ -215,10 +218,9 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
 
     const killGroup = (pid: number, signal: Signal.Signal) => Effect.sync(() => driver.killGroup(pid, signal))
 
-    /** With an AppLogs in the context, where the app's stdout and stderr go. */
+    /** Where the app's stdout and stderr go, as the context's AppLogs says (undefined: soad's own, inherited). */
     const outputOf = (request: SpawnRequest) =>
-      Effect.map(Effect.serviceOption(AppLogs.AppLogs), (logs) =>
-        Option.isSome(logs) ? logs.value.output(request.service ?? request.unit ?? request.command[0]) : undefined)
+      Effect.map(AppLogs.AppLogs, (logs) => logs.output(request.service ?? request.unit ?? request.command[0]))
 
     /**
      * The stop policy applied to a running app: its exit status once it (and its group, its cgroup) are gone. Its
@@ -256,7 +258,7 @@ export const make = (driver: Driver): Effect.Effect<ProcessService["Type"]> =>
         return status
       })
 
-    const spawn = (request: SpawnRequest, policy: StopPolicy): Effect.Effect<App, SpawnError, Scope.Scope> =>
+    const spawn = (request: SpawnRequest, policy: StopPolicy): Effect.Effect<App, SpawnError, Scope.Scope | AppLogs.AppLogs> =>
       Effect.gen(function*() {
         const exited = yield* Deferred.make<ExitStatus>()
         const exit = Deferred.await(exited)

@@ -1,7 +1,7 @@
 /**
  * Where each running service can be seen and steered: its state and figures for `soad status` and the metrics,
- * and `wake`/`sleep` to start or stop its app by hand. Activators register themselves when a Registry is in
- * their context.
+ * and `wake`/`sleep` to start or stop its app by hand. Activators register themselves with the Registry of their
+ * context (each needs one: `layer`, which `SoadContext.defaults` provides too).
  *
  * @since 0.1.0
  */

@@ -101,7 +101,7 @@ export interface Accept {
 
 /**
  * A service's mode, as its config chooses it: each carries the settings that mean something in it, and only those
- * (modes/index.ts serves each; what a mode does in the service shell is core/service.ts Mode).
+ * (modes/index.ts serves each; what a mode does in the service shell is core/service.ts ModeHooks).
  */
 export type Mode = HandOff | Proxy | Accept
 

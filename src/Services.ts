@@ -7,13 +7,13 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Activator from "./Activator.js"
@@ -26,7 +26,6 @@ import { cannotRun, stopReason, unitOf } from "./core/lifecycle.js"
 import { ListenError } from "./os/listeners.js"
 import { ProcessService } from "./ProcessService.js"
 import { type Handle, Registry } from "./Registry.js"
-import type { RelayService } from "./RelayService.js"
 import { type Listener, SocketService } from "./SocketService.js"
 
 /** An open listener shared by whichever services use its address. */
@@ -109,6 +108,12 @@ export interface Applied {
   readonly complete: boolean
 }
 
+/**
+ * What hosting services needs of its context: the Activator's, less the Budget (the file's own is made here and
+ * given to each service).
+ */
+export type Requirements = Exclude<Activator.Requirements, Budget.Budget>
+
 /** The services of one config file, running: apply a new config to them. */
 export interface Services {
   /** Applies a new config: start, stop, restart what changed; says what it did. */
@@ -122,14 +127,15 @@ export interface Services {
  */
 export const start = (
   file: ConfigFile.FileConfig
-): Effect.Effect<Services, ListenError, SocketService | ProcessService | RelayService | Scope.Scope> =>
+): Effect.Effect<Services, ListenError, Requirements | Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = yield* SocketService
     const processes = yield* ProcessService
     const outer = yield* Effect.scope
-    const context = yield* Effect.context<SocketService | ProcessService | RelayService>()
     const budget = yield* Budget.make(file.budget)
-    const registry = yield* Effect.serviceOption(Registry)
+    // Every service's context: this one, and the budget they share (one Context for all, not a copy each).
+    const context = Context.add(yield* Effect.context<Requirements>(), Budget.Budget, budget)
+    const registry = yield* Registry
     const pool = new Map<string, Pooled>()
     const running = new Map<string, Running>()
 
@@ -200,7 +206,6 @@ export const start = (
         // idle service's fiber then holds no frame for each (about 5 KB a service, measured with 1,000).
         const fiber = yield* Effect.forkIn(serve, outer).pipe(
           Effect.annotateLogs("service", config.name),
-          Effect.provideService(Budget.Budget, budget),
           Effect.provide(context),
           Effect.locally(stopReason, reason),
           Effect.locally(cannotRun, cannot)
@@ -254,7 +259,7 @@ export const start = (
         // What the running app does not see (how long it may idle, how it is stopped, the backoff) is applied in
         // place: its app keeps running; the rest restarts the service.
         const handles = new Map<string, Handle>(
-          Option.isSome(registry) ? (yield* registry.value.services).map((handle) => [handle.name, handle] as const) : []
+          (yield* registry.services).map((handle) => [handle.name, handle] as const)
         )
         const updated: Array<{ readonly config: ServiceConfig.ServiceConfig; readonly keys: ReadonlyArray<string> }> = []
         for (const config of differing) {
@@ -330,16 +335,14 @@ export const start = (
         // A failed service that the reload leaves as it is starts over (a reload is what an operator does once the
         // cause is fixed).
         const reset: Array<string> = []
-        if (Option.isSome(registry)) {
-          const unchanged = new Set(unchangedNames)
-          for (const handle of yield* registry.value.services) {
-            if (!unchanged.has(handle.name) || handle.reset === undefined) continue
-            if (handle.failed !== undefined && !(yield* handle.failed)) continue
-            // One that still cannot run stays failed.
-            const config = wanted.get(handle.name)
-            if (config !== undefined && ConfigFile.runProblems(config).some(({ field }) => field === "command")) continue
-            if (yield* handle.reset) reset.push(handle.name)
-          }
+        const leftAlone = new Set(unchangedNames)
+        for (const handle of yield* registry.services) {
+          if (!leftAlone.has(handle.name) || handle.reset === undefined) continue
+          if (handle.failed !== undefined && !(yield* handle.failed)) continue
+          // One that still cannot run stays failed.
+          const config = wanted.get(handle.name)
+          if (config !== undefined && ConfigFile.runProblems(config).some(({ field }) => field === "command")) continue
+          if (yield* handle.reset) reset.push(handle.name)
         }
         const unchanged = next.services.length - changed.length - added.length
         // What it did, service by service: "blog restarted (command changed), api added, old removed, shop unchanged";
@@ -432,9 +435,10 @@ export interface Hosted {
 /**
  * Hosts every service for the lifetime of the layer, as `soad -c` does: their listeners are open when the layer is
  * built (it fails with every listener error otherwise), their apps run on demand, and releasing the layer stops
- * them all. Provide `Registry.layer` as well to get `status`, `wake` and `sleep` for each service.
+ * them all. The services register with the Registry provided (`Layer.provideMerge(Registry.layer)` keeps it, for
+ * their `status`, `wake` and `sleep`); their budget is `hosted.budget`'s, whatever Budget the context holds.
  */
-export const layer = (hosted: Hosted): Layer.Layer<never, ListenError, SocketService | ProcessService | RelayService> =>
+export const layer = (hosted: Hosted): Layer.Layer<never, ListenError, Requirements> =>
   Layer.scopedDiscard(start({
     path: "(library)",
     services: hosted.services,

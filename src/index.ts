@@ -15,6 +15,12 @@ export * as Services from "./Services.js"
 /** Each hosted service's status, and `wake`/`sleep` by name. */
 export * as Registry from "./Registry.js"
 
+/** Admission of apps under a RAM budget (`Services` makes one per config); `layerUnlimited` admits every start. */
+export * as Budget from "./Budget.js"
+
+/** Where the apps' output goes: inherited by default, or captured and kept for `soad logs`. */
+export * as AppLogs from "./AppLogs.js"
+
 /** The typed service configuration, and `make` from address strings and user names. */
 export * as ServiceConfig from "./ServiceConfig.js"
 

@@ -4,7 +4,7 @@
  * `effect` alone (no test runner, no native addon): use it with @effect/vitest or any runner.
  *
  * A `World` is the fake OS; `world.layer` gives SocketService, ProcessService (the real one over a fake Driver),
- * RelayService and AppNotify over it. Run the code under test `supervised`, drive the world (`world.connect(fd)`,
+ * RelayService and AppNotify over it, and `SoadContext.defaults` (Registry, Budget, AppLogs). Run the code under test `supervised`, drive the world (`world.connect(fd)`,
  * `app.exit(1)`, `world.onTerm = "ignore"`), and move time with `advance`, which wakes every sleep on the way in
  * order (plain `TestClock.adjust` can jump past a deadline not yet set; see the clock module, whose own clock then
  * stands in for the TestClock).

@@ -33,6 +33,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Activator from "../Activator.js"
+import * as Budget from "../Budget.js"
 import * as ServiceConfig from "../ServiceConfig.js"
 import * as Control from "../observe/control.js"
 import * as ControlPaths from "../observe/controlPaths.js"
@@ -626,7 +627,8 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
       ))
     }
     const config = yield* toConfig(parsed, appCommand, Users.resolver)
-    return yield* provide(Effect.scoped(
+    // One app: no budget to start it under (config mode's services have the file's, from Services).
+    return yield* provide(Effect.provideService(Effect.scoped(
       Effect.gen(function*() {
         yield* forwardSignals(forwardedSignals)
         const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
@@ -636,7 +638,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
         yield* ready
         return yield* Fiber.join(serving)
       })
-    ))
+    ), Budget.Budget, Budget.unlimited))
   })
 
 /** Calls `handler` each time the signal comes, until the scope closes. */
@@ -997,5 +999,8 @@ export const forwardSignals = (
   )
 })
 
-/** The services a run needs (SoadContext provides them; bin.ts adds killOnSecondSignal). */
+/**
+ * The OS services a run needs (main.ts builds them, with killOnSecondSignal); a run provides the rest itself: the
+ * Registry the control socket reads, the AppLogs that capture the apps' output, one app's unlimited Budget.
+ */
 export type Requirements = SocketService | ProcessService | RelayService

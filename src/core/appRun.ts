@@ -16,10 +16,10 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import { Budget } from "../Budget.js"
 import { event } from "../Logging.js"
 import * as Counters from "../observe/counters.js"
 import * as Format from "../observe/format.js"
+import type { AppLogs } from "../observe/appLogs.js"
 import { type App, ProcessService, SpawnError } from "../ProcessService.js"
 import * as Idle from "./idle.js"
 import {
@@ -116,13 +116,12 @@ const untilIdle = (service: Service, look: Effect.Effect<Idle.Decision>): Effect
     Option.match({ onNone: () => untilIdle(service, look), onSome: Effect.succeed })
   )
 
-/** Asks the budget for room, if there is one; `stop` is how it evicts this run. */
+/** Asks the service's budget for room (an unlimited one gives it at once); `stop` is how it evicts this run. */
 const reserve = (service: Service, lastActivity: Effect.Effect<number>, stop: Deferred.Deferred<string>, done: Deferred.Deferred<void>) =>
-  Effect.flatMap(Effect.serviceOption(Budget), (budget) =>
-    Option.isNone(budget) ? Effect.void : budget.value.reserve(service.config.name, {
-      lastActivity,
-      evict: (reason) => Deferred.succeed(stop, reason).pipe(Effect.zipRight(Deferred.await(done)))
-    }))
+  service.budget.reserve(service.config.name, {
+    lastActivity,
+    evict: (reason) => Deferred.succeed(stop, reason).pipe(Effect.zipRight(Deferred.await(done)))
+  })
 
 /**
  * One run of the app, in the current scope: start it, wait until it is ready, watch it until it is idle, exits or
@@ -135,7 +134,7 @@ export const run = (
   activity: Ref.Ref<number>,
   trigger: Trigger,
   pendingSince: number
-): Effect.Effect<void, RunFailed, ProcessService | Scope.Scope> =>
+): Effect.Effect<void, RunFailed, ProcessService | AppLogs | Scope.Scope> =>
   Effect.gen(function*() {
     const { backoff, config, tracker } = service
     const processes = yield* ProcessService

@@ -9,7 +9,6 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
-import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
@@ -70,7 +69,7 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
 }
 
 /**
- * Moves the service's phase by `event` and tells the Registry, if there is one (systemd's STATUS= line); a start or
+ * Moves the service's phase by `event` and tells its tracker's Registry (systemd's STATUS= line); a start or
  * a stop also opens or closes a stopped period of the memory account.
  */
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
@@ -86,12 +85,10 @@ export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> 
       return [[known.phase, next, Saving.savingNow(memory) - Saving.savingNow(known.memory)], { ...known, phase: next, memory }]
     })
     if (before === after) return
-    const registry = yield* Effect.serviceOption(Registry)
-    if (Option.isNone(registry)) return
-    yield* registry.value.changed
+    yield* tracker.registry.changed
     // A start or a stop goes into the history (the status page's charts): a start, the change in RAM saved.
     if ((before.phase === "idle") !== (after.phase === "idle")) {
-      yield* registry.value.record({ starts: after.phase === "idle" ? 0 : 1, saving })
+      yield* tracker.registry.record({ starts: after.phase === "idle" ? 0 : 1, saving })
     }
   })
 
@@ -160,6 +157,8 @@ export interface Tracker {
   readonly state: Ref.Ref<Known>
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
+  /** Where its phase changes go (`soad status`, the history), and where it registers. */
+  readonly registry: Registry["Type"]
 }
 
 /** Counts one activation, idle stop, crash or failed start: the service's counter, which status reads back. */
@@ -246,8 +245,8 @@ const makeWakeSignal = (): WakeSignal => {
   }
 }
 
-/** A fresh tracker for `service`. */
-export const makeTracker = (service: string): Effect.Effect<Tracker> =>
+/** A fresh tracker for `service`, reporting to the Registry. */
+export const makeTracker = (service: string): Effect.Effect<Tracker, never, Registry> =>
   Effect.gen(function*() {
     return {
       service,
@@ -260,7 +259,8 @@ export const makeTracker = (service: string): Effect.Effect<Tracker> =>
         lastStart: undefined,
         counts: Counters.zero
       }),
-      wake: makeWakeSignal()
+      wake: makeWakeSignal(),
+      registry: yield* Registry
     }
   })
 
@@ -273,7 +273,7 @@ export interface Registered {
   readonly sleep?: Effect.Effect<string> | undefined
 }
 
-/** Registers the service for status, wake and sleep, if a Registry is there. */
+/** Registers the service with its tracker's Registry, for status, wake and sleep. */
 export const register = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
@@ -282,16 +282,15 @@ export const register = (
   mode: Registered = {}
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const registry = yield* Effect.serviceOption(Registry)
-    if (Option.isNone(registry)) return
+    const registry = tracker.registry
     // A service that goes (a reload, a removal, soad's exit) takes its share of the saving out of the history. Its
     // runs have ended by then: each run's scope lies inside the service's, so no phase change comes after this.
     // (Scope.addFinalizer: Effect.addFinalizer would keep a copy of the fiber's FiberRefs with every service.)
     yield* Scope.addFinalizer(
       yield* Effect.scope,
-      Effect.flatMap(Ref.get(tracker.state), (known) => registry.value.record({ saving: -Saving.savingNow(known.memory) }))
+      Effect.flatMap(Ref.get(tracker.state), (known) => registry.record({ saving: -Saving.savingNow(known.memory) }))
     )
-    yield* registry.value.register(new Registration(config, listeners, tracker, backoff, mode))
+    yield* registry.register(new Registration(config, listeners, tracker, backoff, mode))
   })
 
 /**

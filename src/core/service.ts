@@ -1,6 +1,6 @@
 /**
  * What the service shell (shell.ts), one run of an app (appRun.ts) and the modes (modes/) say to each other: why
- * the shell wakes, the service being served, a mode, and what a mode gives one run of its app. Types only, so
+ * the shell wakes, the service being served, a mode's hooks, and what a mode gives one run of its app. Types only, so
  * that each of those modules imports this one and none of them the other's.
  *
  * @internal
@@ -9,6 +9,7 @@ import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import type { Budget } from "../Budget.js"
 import type { Fields } from "../Logging.js"
 import type { App, SpawnError, SpawnRequest, Started } from "../ProcessService.js"
 import type { Status } from "../Registry.js"
@@ -30,12 +31,17 @@ export type Trigger =
   }
   | { readonly _tag: "Wake" }
 
-/** A service being served: its config, what it knows of itself, its backoff, why its apps are stopped. */
+/**
+ * A service being served: its config, what it knows of itself, its backoff, the budget its apps start under, why
+ * its apps are stopped.
+ */
 export interface Service {
   readonly config: ServiceConfig.ServiceConfig
   readonly listeners: ReadonlyArray<Listener>
   readonly tracker: Tracker
   readonly backoff: Backoff.Backoff
+  /** Admission of its apps (Services: the RAM budget they share; one service alone: unlimited). */
+  readonly budget: Budget["Type"]
   /**
    * Why the service's apps are stopped when it is interrupted (a reload's reason, `soad sleep`); unset, soad is
    * shutting down. The one stop channel of every mode: the run's own stop request (core/appRun.ts) says it too.
@@ -45,8 +51,11 @@ export interface Service {
   readonly updated: Effect.Effect<void>
 }
 
-/** A way of serving a service: what it waits for, how it acts on it, how it refuses while the service is failed. */
-export interface Mode<R> {
+/**
+ * What a mode plugs into the shell, the hooks the serve loop calls: what it waits for, how it acts on it, how it
+ * refuses while the service is failed (the config's choice of mode is `ServiceConfig.Mode`; this is what it does).
+ */
+export interface ModeHooks<R> {
   /**
    * The next reason to act: a connection or a wake; undefined if there is none after all (the connection went away
    * meanwhile, or a listener woke the wait only because an app had shut it down). An app it started (the cold

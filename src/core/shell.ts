@@ -19,17 +19,19 @@ import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
+import { Budget } from "../Budget.js"
 import { event } from "../Logging.js"
+import type { Registry } from "../Registry.js"
 import * as Format from "../observe/format.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener } from "../SocketService.js"
 import * as AppRun from "./appRun.js"
 import * as Backoff from "./backoff.js"
 import { cannotRun, failedWith, makeTracker, now, preciseNow, register, stopReason, type Tracker } from "./lifecycle.js"
-import type { Mode, Service, Trigger } from "./service.js"
+import type { ModeHooks, Service, Trigger } from "./service.js"
 
 
-export type { Mode, Service, Trigger } from "./service.js"
+export type { ModeHooks, Service, Trigger } from "./service.js"
 
 /**
  * `act` for the modes that run one app at a time: each trigger is one run of the app (core/appRun.ts) with the
@@ -53,7 +55,7 @@ export const runs = <R>(
  * closes first). A service waiting for a connection then holds no scope of its own, and waits one flatMap deep,
  * not inside an Effect.scoped (seven frames, a scope's context and a copy of the fiber's FiberRefs).
  */
-const turn = <R>(service: Service, mode: Mode<R>, serviceScope: Scope.Scope) =>
+const turn = <R>(service: Service, hooks: ModeHooks<R>, serviceScope: Scope.Scope) =>
   Effect.suspend(() => {
     let made: Scope.CloseableScope | undefined
     const scope = Effect.suspend(() =>
@@ -64,21 +66,21 @@ const turn = <R>(service: Service, mode: Mode<R>, serviceScope: Scope.Scope) =>
         })
     )
     const close = Effect.suspend(() => made === undefined ? Effect.void : Scope.close(made, Exit.void))
-    return Effect.flatMap(mode.next(scope), (trigger) =>
+    return Effect.flatMap(hooks.next(scope), (trigger) =>
       trigger === undefined
         ? close
-        : Effect.zipRight(Effect.flatMap(scope, (turnScope) => Scope.extend(actOn(service, mode, trigger), turnScope)), close))
+        : Effect.zipRight(Effect.flatMap(scope, (turnScope) => Scope.extend(actOn(service, hooks, trigger), turnScope)), close))
   })
 
 /** What a turn does with a trigger: refused while failed; the backoff for a connection; the mode acts. */
-const actOn = <R>(service: Service, mode: Mode<R>, trigger: Trigger) =>
+const actOn = <R>(service: Service, hooks: ModeHooks<R>, trigger: Trigger) =>
   Effect.gen(function*() {
     // On the cold path the app started at the wake: the times are counted from it.
     const started = trigger._tag === "Connection" ? trigger.started : undefined
     let pendingSince = (yield* preciseNow) - (started !== undefined && started._tag === "Right" ? started.right.sinceWake() : 0)
     const { failures, gaveUp, notBefore } = yield* service.backoff.state
     // Failed (a wake by hand resets it before it fires): what waits is refused, at once.
-    if (gaveUp && trigger._tag === "Connection") return yield* mode.refuse
+    if (gaveUp && trigger._tag === "Connection") return yield* hooks.refuse
     const t = yield* now
     // A wake by hand does not wait for the backoff.
     if (trigger._tag === "Connection" && started === undefined && notBefore > t) {
@@ -91,21 +93,21 @@ const actOn = <R>(service: Service, mode: Mode<R>, trigger: Trigger) =>
       )
       yield* Effect.sleep(Duration.millis(notBefore - t))
       // The connection may have given up meanwhile: act only for one still waiting.
-      if (!(yield* mode.stillWaiting)) return
+      if (!(yield* hooks.stillWaiting)) return
       pendingSince = yield* preciseNow
     }
-    yield* mode.act(trigger, pendingSince)
+    yield* hooks.act(trigger, pendingSince)
   })
 
 /**
- * Serves a service in a mode, forever: registers it (status, wake, sleep) if there is a Registry, then waits for
- * a reason to act and lets the mode act, again and again. Interrupting it stops what runs gracefully first.
+ * Serves a service in a mode, forever: registers it with the Registry (status, wake, sleep), its apps admitted by
+ * the Budget, then waits for a reason to act and lets the mode act, again and again. Interrupting it stops what runs gracefully first.
  */
 export const serve = <R, R2>(
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
-  makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
-): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope>> =>
+  makeHooks: (service: Service) => Effect.Effect<ModeHooks<R>, never, R2 | Scope.Scope>
+): Effect.Effect<never, never, R | Exclude<R2, Scope.Scope> | Budget | Registry> =>
   // The service's scope is made by hand and provided only while the service is set up: the serve loop runs outside
   // it (Effect.scoped around it would keep seven frames on every idle service's fiber), and closes it when it ends.
   // (Suspended: the onExit frame keeps the effect it runs, and the setup's would hold a Context of its own.)
@@ -113,8 +115,8 @@ export const serve = <R, R2>(
     Effect.onExit(
       Effect.suspend(() =>
         Effect.flatMap(
-          Scope.extend(setUp(config, listeners, makeMode), scope),
-          ([service, mode]) => Effect.forever(turn(service, mode, scope))
+          Scope.extend(setUp(config, listeners, makeHooks), scope),
+          ([service, hooks]) => Effect.forever(turn(service, hooks, scope))
         )
       ),
       (exit) => Scope.close(scope, exit)
@@ -136,7 +138,8 @@ class Served implements Service {
     readonly listeners: ReadonlyArray<Listener>,
     readonly tracker: Tracker,
     readonly stopReason: Ref.Ref<string | undefined>,
-    readonly backoff: Backoff.Backoff
+    readonly backoff: Backoff.Backoff,
+    readonly budget: Budget["Type"]
   ) {}
   get config(): ServiceConfig.ServiceConfig {
     return this.settings.current
@@ -147,11 +150,11 @@ class Served implements Service {
   }
 }
 
-/** A service's shell: what it knows of itself, its mode, its registration; in the service's scope. */
+/** A service's shell: what it knows of itself, its mode's hooks, its registration; in the service's scope. */
 const setUp = <R, R2>(
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
-  makeMode: (service: Service) => Effect.Effect<Mode<R>, never, R2 | Scope.Scope>
+  makeHooks: (service: Service) => Effect.Effect<ModeHooks<R>, never, R2 | Scope.Scope>
 ) =>
   Effect.gen(function*() {
     // Scoped, not Effect.annotateLogs around it: that would keep frames on every idle service's fiber. Services
@@ -172,9 +175,10 @@ const setUp = <R, R2>(
         initial: settings.current.initialBackoff,
         max: settings.current.maxBackoff,
         limit: { burst: settings.current.startLimitBurst, interval: settings.current.startLimitInterval }
-      }))
+      })),
+      yield* Budget
     )
-    const mode = yield* makeMode(service)
+    const hooks = yield* makeHooks(service)
     const update = (next: ServiceConfig.ServiceConfig) =>
       Effect.suspend(() => {
         settings.current = next
@@ -182,13 +186,13 @@ const setUp = <R, R2>(
         settings.updated = Deferred.unsafeMake<void>(FiberId.none)
         return Deferred.succeed(done, undefined)
       })
-    // Not `{ ...mode }`: a spread would make (and keep) what the mode's getters make only when asked.
-    yield* register(config, listeners, service.tracker, service.backoff, { status: mode.status, wake: mode.wake, sleep: mode.sleep, update })
+    // Not `{ ...hooks }`: a spread would make (and keep) what the mode's getters make only when asked.
+    yield* register(config, listeners, service.tracker, service.backoff, { status: hooks.status, wake: hooks.wake, sleep: hooks.sleep, update })
     // An app that can never start as configured: failed at once (the others run), not at its first connection.
     const cannot = yield* FiberRef.get(cannotRun)
     if (cannot !== undefined) {
       yield* failedWith(service.tracker, cannot)
       yield* service.backoff.giveUp
     }
-    return [service, mode] as const
+    return [service, hooks] as const
   })

@@ -23,11 +23,12 @@ import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import type { Budget } from "../Budget.js"
+import type { AppLogs } from "../observe/appLogs.js"
 import * as ServiceConfig from "../ServiceConfig.js"
 import * as AcceptLimits from "./acceptLimits.js"
 import { count, failedWith, logFailing, now, spawnRequest, stopPolicy } from "../core/lifecycle.js"
@@ -48,7 +49,7 @@ import {
   type SpawnError,
   type SpawnRequest
 } from "../ProcessService.js"
-import { Registry, type Status } from "../Registry.js"
+import type { Registry, Status } from "../Registry.js"
 import type { AcceptError, Connection, Listener } from "../SocketService.js"
 import { SocketService } from "../SocketService.js"
 
@@ -104,7 +105,7 @@ const acceptMode = (
     let running = 0
     let lastAccepted: number | undefined
     let lastStarted: number | undefined
-    const registry = yield* Effect.serviceOption(Registry)
+    const registry = tracker.registry
     const name = config.name
     const sources = new AcceptLimits.Sources()
     const limitOf = (source: AcceptLimits.Source) => ServiceConfig.perSourceLimit(mode, source.kind)
@@ -124,9 +125,7 @@ const acceptMode = (
     const debug = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
     // One Effect run a start from the lane: the service's count (status reads it back, with its metric) and the
     // registry's.
-    const booked = Option.isSome(registry)
-      ? Effect.zipRight(count(tracker, "activations"), registry.value.record({ starts: 1 }))
-      : count(tracker, "activations")
+    const booked = Effect.zipRight(count(tracker, "activations"), registry.record({ starts: 1 }))
     // A client that keeps connecting while its source has its share could write a line per connection: at most one
     // a second, with the count.
     const sayRefused = yield* AcceptLimits.throttled(Duration.seconds(1), (count, source: AcceptLimits.Source) => {
@@ -241,7 +240,7 @@ const acceptMode = (
     const takeOne = (
       listener: Listener,
       obtain: Effect.Effect<Connection | undefined, AcceptError, Scope.Scope>
-    ): Effect.Effect<void, AcceptError> =>
+    ): Effect.Effect<void, AcceptError, AppLogs> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           yield* permits.take
@@ -280,8 +279,7 @@ const acceptMode = (
           yield* backoff.reset
           running++
           lastStarted = at
-          yield* count(tracker, "activations")
-          if (Option.isSome(registry)) yield* registry.value.record({ starts: 1 })
+          yield* booked
           yield* event("debug", "instance_started", `instance started (pid ${app.pid}) for a connection ${from(connection, listener)}`, {
             pid: app.pid,
             remote_addr: connection.remote?.ip,
@@ -521,7 +519,7 @@ const acceptMode = (
       Effect.acquireRelease(Effect.succeed(taken.connection), () => Effect.sync(taken.close))
 
     /** The rate, then the connection and its instance; out of fds, paused and tried again until it works. */
-    const act = (trigger: Shell.Trigger): Effect.Effect<void> => {
+    const act = (trigger: Shell.Trigger): Effect.Effect<void, never, AppLogs> => {
       if (trigger._tag === "Wake") return Effect.void
       const keep = kept
       const failed = failure
@@ -582,7 +580,7 @@ const acceptMode = (
         yield* Effect.ensuring(stopAll, Ref.set(service.stopReason, undefined))
         return `stopped ${count} instance${count === 1 ? "" : "s"}`
       })
-    } satisfies Shell.Mode<never>
+    } satisfies Shell.ModeHooks<AppLogs>
   })
 
 /**
@@ -593,7 +591,7 @@ export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   mode: ServiceConfig.Accept
-): Effect.Effect<never, never, SocketService | ProcessService> =>
+): Effect.Effect<never, never, SocketService | ProcessService | Registry | Budget | AppLogs> =>
   Effect.flatMap(
     Effect.zip(SocketService, ProcessService),
     ([sockets, processes]) => Shell.serve(config, listeners, acceptMode(sockets, processes, mode))

@@ -12,15 +12,17 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
-import { Budget } from "../Budget.js"
+import type { Budget } from "../Budget.js"
 import type * as AppRun from "../core/appRun.js"
 import * as Idle from "../core/idle.js"
 import { now, spawnRequest, stopPolicy } from "../core/lifecycle.js"
 import * as Shell from "../core/shell.js"
 import { event } from "../Logging.js"
+import type { AppLogs } from "../observe/appLogs.js"
 import * as Format from "../observe/format.js"
 import * as AppListening from "../os/appListening.js"
 import { ProcessService } from "../ProcessService.js"
+import type { Registry } from "../Registry.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Arrivals, Listener } from "../SocketService.js"
 import { SocketService } from "../SocketService.js"
@@ -101,9 +103,8 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
     const request = spawnRequest(service.config, listeners)
     // Read at each arming: a reload may have changed the stop signal or timeout in place.
     const policy = stopPolicy(service.config)
-    const budget = yield* Effect.serviceOption(Budget)
     const { gaveUp, notBefore } = yield* service.backoff.state
-    if (Option.isSome(budget) || gaveUp || notBefore > (yield* now)) return Option.none()
+    if (service.budget.limited || gaveUp || notBefore > (yield* now)) return Option.none()
     const pending = yield* Effect.either(
       Effect.flatMap(scope, (turnScope) => Scope.extend(spawnOnPending(request, policy, tracker.wake), turnScope))
     )
@@ -133,7 +134,7 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
  * no connection.
  */
 const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type"]) =>
-(service: Shell.Service): Effect.Effect<Shell.Mode<ProcessService>> =>
+(service: Shell.Service): Effect.Effect<Shell.ModeHooks<ProcessService | AppLogs>> =>
   Effect.sync(() => {
     const { config, listeners, tracker } = service
     const health = ListenerHealth.make(service, sockets)
@@ -197,7 +198,7 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService> =>
+): Effect.Effect<never, never, SocketService | ProcessService | Registry | Budget | AppLogs> =>
   Effect.flatMap(
     Effect.zip(SocketService, ProcessService),
     ([sockets, processes]) => Shell.serve(config, listeners, handOff(sockets, processes))

@@ -4,7 +4,10 @@
  * @internal
  */
 import type * as Effect from "effect/Effect"
+import type { Budget } from "../Budget.js"
+import type { AppLogs } from "../observe/appLogs.js"
 import type { ProcessService } from "../ProcessService.js"
+import type { Registry } from "../Registry.js"
 import type { RelayService } from "../RelayService.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import type { Listener, SocketService } from "../SocketService.js"
@@ -16,7 +19,7 @@ import * as Proxy from "./proxy.js"
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService | RelayService> => {
+): Effect.Effect<never, never, SocketService | ProcessService | RelayService | Registry | Budget | AppLogs> => {
   const mode = config.mode
   switch (mode._tag) {
     case "HandOff":

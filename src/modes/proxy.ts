@@ -19,6 +19,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Address from "../Address.js"
+import type { Budget } from "../Budget.js"
 import type * as ServiceConfig from "../ServiceConfig.js"
 import * as Idle from "../core/idle.js"
 import * as Monotonic from "../core/monotonic.js"
@@ -29,8 +30,10 @@ import * as Shell from "../core/shell.js"
 import * as Refusals from "./refusals.js"
 import * as WaitingPage from "./waitingPage.js"
 import { event } from "../Logging.js"
+import type { AppLogs } from "../observe/appLogs.js"
 import * as Metrics from "../observe/metrics.js"
 import type { ProcessService } from "../ProcessService.js"
+import type { Registry } from "../Registry.js"
 import * as RelayService from "../RelayService.js"
 import type { Conn, Target } from "../RelayService.js"
 import type { Listener } from "../SocketService.js"
@@ -393,7 +396,7 @@ const proxy = (relay: RelayService.RelayService["Type"], mode: ServiceConfig.Pro
         relayedBytes: { in: stats.bytesIn, out: stats.bytesOut },
         ...(pages !== undefined ? { waitingPages: pages.served() } : {})
       }))
-    } satisfies Shell.Mode<ProcessService>
+    } satisfies Shell.ModeHooks<ProcessService | AppLogs>
   })
 
 /**
@@ -404,5 +407,5 @@ export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   mode: ServiceConfig.Proxy
-): Effect.Effect<never, never, RelayService.RelayService | ProcessService> =>
+): Effect.Effect<never, never, RelayService.RelayService | ProcessService | Registry | Budget | AppLogs> =>
   Effect.flatMap(RelayService.RelayService, (relay) => Shell.serve(config, listeners, proxy(relay, mode)))

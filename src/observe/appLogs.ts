@@ -237,8 +237,10 @@ export const jsonLine = (service: string, line: LogLine, time: string): string =
 
 /** The apps' output, per service. */
 export class AppLogs extends Context.Tag("soad/AppLogs")<AppLogs, {
-  /** Where the output of an app of this service goes. */
-  readonly output: (service: string) => Output
+  /** Does soad capture the apps' output? false (`inherit`): `output` is undefined, and `soad logs` is refused. */
+  readonly captures: boolean
+  /** Where the output of an app of this service goes; undefined: the app writes to soad's own stdout and stderr. */
+  readonly output: (service: string) => Output | undefined
   /** The latest `n` lines of a service, oldest first (none if it has written nothing yet). */
   readonly tail: (service: string, n: number) => ReadonlyArray<LogLine>
   /** Calls `follower` with each new line of the service until the returned function is called. */
@@ -273,6 +275,9 @@ interface Channel {
   noticing: boolean
 }
 
+/** AppLogs that capture: every service's output has somewhere to go. */
+export type Capturing = Omit<AppLogs["Type"], "output"> & { readonly output: (service: string) => Output }
+
 /**
  * The apps' output written to `sink` (soad's stderr) as `format` says; the pipes are closed when the scope
  * closes.
@@ -281,7 +286,7 @@ export const make = (
   format: Format,
   sink: LineSink = process.stderr,
   journal: Journal | undefined = undefined
-): Effect.Effect<AppLogs["Type"], never, Scope.Scope> =>
+): Effect.Effect<Capturing, never, Scope.Scope> =>
   Effect.gen(function*() {
     const channels = new Map<string, Channel>()
     const open = new Set<Net.Socket>()
@@ -500,6 +505,7 @@ export const make = (
     }
 
     return {
+      captures: true,
       output: (service) => ({
         capture: (pid, stream, fd) => capture(service, pid, stream, fd),
         release: (pid) => release(service, pid)
@@ -541,3 +547,14 @@ const openJournal = (path: string): Effect.Effect<Journal | undefined, never, Sc
  */
 export const layer = (format: Format, journalPath: string = journalSocket): Layer.Layer<AppLogs> =>
   Layer.scoped(AppLogs, Effect.flatMap(openJournal(journalPath), (journal) => make(format, process.stderr, journal)))
+
+/** Nothing captured: each app inherits soad's stdout and stderr, and keeps no lines for `soad logs`. */
+export const inherit: AppLogs["Type"] = {
+  captures: false,
+  output: () => undefined,
+  tail: () => [],
+  follow: () => () => {}
+}
+
+/** `inherit` as a layer: what `SoadContext` provides where soad's command line does not set up the apps' logs. */
+export const layerInherit: Layer.Layer<AppLogs> = Layer.succeed(AppLogs, inherit)

@@ -11,7 +11,6 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -154,26 +153,26 @@ export const latest = <T extends { readonly time: number }>(
  * the request names none), then, when following, each new line until the client closes; a client that reads too
  * slowly misses lines (told as `{"dropped":N}`), soad never queues more for it than `followLimitBytes`.
  */
-const serveLogs = (socket: Net.Socket, request: LogsRequest): Effect.Effect<void, never, Registry> =>
+const serveLogs = (socket: Net.Socket, request: LogsRequest): Effect.Effect<void, never, Registry | AppLogs.AppLogs> =>
   Effect.gen(function*() {
     const services = yield* (yield* Registry).services
-    const logs = yield* Effect.serviceOption(AppLogs.AppLogs)
+    const logs = yield* AppLogs.AppLogs
     const refuse = (response: Response) => Effect.sync(() => socket.end(JSON.stringify(response) + "\n"))
     const one = request.service
     if (one !== undefined && !services.some((service) => service.name === one)) return yield* refuse(noService(one, services))
-    if (Option.isNone(logs)) return yield* refuse({ ok: false, error: "this soad does not capture its apps' output" })
+    if (!logs.captures) return yield* refuse({ ok: false, error: "this soad does not capture its apps' output" })
     const names = one === undefined ? services.map((service) => service.name) : [one]
     const prefixed = one === undefined
     const n = Math.min(request.lines, AppLogs.ringLines)
     yield* Effect.sync(() => {
       socket.write(JSON.stringify({ ok: true } satisfies Response) + "\n")
-      for (const [i, line] of latest(names.map((name) => logs.value.tail(name, n)), n)) {
+      for (const [i, line] of latest(names.map((name) => logs.tail(name, n)), n)) {
         socket.write(logMessage(line, prefixed ? names[i] : undefined))
       }
       if (!request.follow) return socket.end()
       let dropped = 0
       const unfollow = names.map((name) =>
-        logs.value.follow(name, (line) => {
+        logs.follow(name, (line) => {
           if (socket.writableLength > followLimitBytes) return void dropped++
           if (dropped > 0) socket.write(JSON.stringify({ dropped } satisfies LogMessage) + "\n")
           dropped = 0
@@ -211,7 +210,7 @@ export const serve = (
   explicit: boolean,
   peer: PeerReader = livePeer,
   reload?: Effect.Effect<ReloadOutcome>
-): Effect.Effect<void, ControlError, Registry | Scope.Scope> =>
+): Effect.Effect<void, ControlError, Registry | AppLogs.AppLogs | Scope.Scope> =>
   Effect.gen(function*() {
     const fail = (message: string) =>
       explicit
@@ -251,7 +250,7 @@ export const serve = (
       return yield* fail((error as Error).message)
     }
     const fd = created.fd
-    const runtime = yield* Effect.runtime<Registry>()
+    const runtime = yield* Effect.runtime<Registry | AppLogs.AppLogs>()
     const myUid = process.getuid?.() ?? 0
     const server = Net.createServer((socket) => {
       socket.on("error", () => {})

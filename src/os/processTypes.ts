@@ -38,8 +38,8 @@ export interface SpawnRequest {
    */
   readonly unit?: string | undefined
   /**
-   * The service's name: with an AppLogs in the context, the app's stdout and stderr are pipes soad reads, and
-   * each line is logged and kept under this name (observe/appLogs.ts).
+   * The service's name: with AppLogs that capture (the command's), the app's stdout and stderr are pipes soad
+   * reads, and each line is logged and kept under this name (observe/appLogs.ts).
    */
   readonly service?: string | undefined
   /**

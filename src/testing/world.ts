@@ -1,6 +1,7 @@
 /**
  * The fake OS of `soad/testing`: one `World` holds listeners with backlogs, apps, relayed connections and notify
- * sockets, and gives the SocketService, ProcessService, RelayService and AppNotify over them (`world.layer`). A test
+ * sockets, and gives the SocketService, ProcessService, RelayService and AppNotify over them, with
+ * `SoadContext.defaults` (`world.layer`). A test
  * drives it by hand (a client connects, an app exits, ignores SIGTERM, shuts its socket down) and reads what soad
  * did (the apps it started, the signals it sent). The ProcessService is the real one (`ProcessService.make`) over a
  * fake `Driver`, so its stop logic (the signal, the stop timeout, SIGKILL) runs under test to the millisecond.
@@ -17,6 +18,7 @@ import type { Endpoint } from "../os/connections.js"
 import * as ProcessService from "../ProcessService.js"
 import { RelayService } from "../RelayService.js"
 import type * as Signal from "../Signal.js"
+import * as SoadContext from "../SoadContext.js"
 import { AcceptError, type Connection, type Listener, ListenError, SocketService } from "../SocketService.js"
 import { RelayWorld } from "./relayWorld.js"
 
@@ -564,14 +566,17 @@ export class World {
 
   /**
    * The layers the code under test needs, over this world: SocketService, ProcessService (the real one over
-   * `driver`, made anew at each build), RelayService, AppNotify. Take it after setting `armable`.
+   * `driver`, made anew at each build), RelayService, AppNotify, and `SoadContext.defaults` (a Registry, no
+   * budget, no capture of the apps' output), as `SoadContext.layer` gives them with the live ones; a layer merged
+   * after it replaces any of those. Take it after setting `armable`.
    */
-  get layer(): Layer.Layer<SocketService | ProcessService.ProcessService | RelayService | AppNotify> {
+  get layer(): Layer.Layer<SoadContext.SoadContext | AppNotify> {
     return Layer.mergeAll(
       Layer.succeed(SocketService, this.sockets),
       Layer.succeed(AppNotify, this.appNotify),
       Layer.effect(ProcessService.ProcessService, ProcessService.make(this.driver)),
-      Layer.succeed(RelayService, this.relay.service)
+      Layer.succeed(RelayService, this.relay.service),
+      SoadContext.defaults
     )
   }
 }

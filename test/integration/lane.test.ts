@@ -17,6 +17,7 @@ import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { unitOf } from "../../src/core/lifecycle.js"
 import * as Accept from "../../src/modes/accept.js"
+import * as AppLogs from "../../src/observe/appLogs.js"
 import * as Cgroup from "../../src/os/cgroup.js"
 import { native } from "../../src/os/native.js"
 import * as ProcessService from "../../src/ProcessService.js"
@@ -72,7 +73,7 @@ const arm = async (listeners: ReadonlyArray<number>, command: readonly [string, 
       exited: (app, status) => void seen.exited.push({ pid: app.pid, status })
     }),
     scope
-  ))
+  ).pipe(Effect.provideService(AppLogs.AppLogs, AppLogs.inherit)))
   return { config, lane, seen }
 }
 

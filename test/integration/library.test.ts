@@ -28,7 +28,7 @@ it("runs an activator inside another program's scope; closing the scope stops th
     idleTimeout: "1 minute"
   })
   const scope = Effect.runSync(Scope.make())
-  const live = Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer)
+  const live = Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer, SoadContext.defaults)
   await Effect.runPromise(Activator.start(config).pipe(Scope.extend(scope), Effect.provide(live)))
   expect(Fs.statSync(socketPath).isSocket()).toBe(true)
 

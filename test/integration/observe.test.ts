@@ -8,7 +8,9 @@ import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { afterEach, describe, expect, it } from "vitest"
+import * as AppLogs from "../../src/observe/appLogs.js"
 import * as Control from "../../src/observe/control.js"
 import * as Registry from "../../src/Registry.js"
 import { alive, appFixture, bin, eventually, freePort, get, sleep, soad, soadRun, tempDirs } from "../harness.js"
@@ -190,10 +192,24 @@ describe("the control socket", () => {
       Effect.runPromise(
         Effect.scoped(
           Control.serve(control, true, peer).pipe(Effect.zipRight(Control.request(control, { command: "status" })))
-        ).pipe(Effect.provide(Registry.layer))
+        ).pipe(Effect.provide(Layer.merge(Registry.layer, AppLogs.layerInherit)))
       )
     expect(await ask(() => undefined)).toEqual({ ok: false, error: "permission denied: cannot verify the peer" })
     expect(await ask()).toEqual({ ok: true, services: [] }) // the live reader lets soad's own user in
+  })
+
+  it("a soad that does not capture its apps' output (AppLogs.inherit, SoadContext's default) refuses `logs` and says why", async () => {
+    // The default AppLogs leaves each app soad's stdout and stderr: there are no lines to give, as when soad ran
+    // without an AppLogs at all. The server, socket and client are real.
+    const control = Path.join(dir(), "control.sock")
+    const refused = await Effect.runPromise(
+      Effect.scoped(
+        Control.serve(control, true).pipe(
+          Effect.zipRight(Effect.flip(Control.logs(control, { command: "logs", lines: 10, follow: false }, { out: process.stdout, err: process.stderr })))
+        )
+      ).pipe(Effect.provide(Layer.merge(Registry.layer, AppLogs.layerInherit)))
+    )
+    expect(refused.message).toContain("this soad does not capture its apps' output")
   })
 
   it("reads one request per connection, at most 4 KiB: what a peer sends after it is never parsed again", async () => {
@@ -239,7 +255,7 @@ describe("the control socket", () => {
         const nested = yield* Effect.promise(() => peer(`${"[".repeat(4000)}\n`))
         expect(JSON.parse(nested)).toEqual({ ok: false, error: "bad request" })
         expect(wakes).toBe(1)
-      })).pipe(Effect.provide(Registry.layer))
+      })).pipe(Effect.provide(Layer.merge(Registry.layer, AppLogs.layerInherit)))
     )
   })
 

@@ -3,6 +3,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as AppLogs from "../../src/observe/appLogs.js"
 import * as ProcessService from "../../src/ProcessService.js"
 import * as Signal from "../../src/Signal.js"
 import { captureEvents, World } from "../../src/testing.js"
@@ -40,7 +41,7 @@ describe("ProcessService", () => {
       expect(world.apps).toHaveLength(1)
       expect(world.apps[0]!.signals).toEqual(["SIGTERM"])
       expect(world.apps[0]!.running).toBe(false)
-    }))
+    }).pipe(Effect.provideService(AppLogs.AppLogs, AppLogs.inherit)))
 
   it.scoped("accept's lane: an instance that exits is reaped in its exit's own call; one that left processes by the fiber path, which kills and says them", () => {
     const { events, layer } = captureEvents()
@@ -105,6 +106,6 @@ describe("ProcessService", () => {
       expect(events.filter((event) => event.name === "leftovers_killed").map((event) => event.fields)).toEqual([
         { pid: b!.pid, count: 1 }
       ])
-    }).pipe(Effect.provide(layer))
+    }).pipe(Effect.provide(layer), Effect.provideService(AppLogs.AppLogs, AppLogs.inherit))
   })
 })

@@ -15,15 +15,17 @@ import * as Registry from "../../src/Registry.js"
 import * as ServiceConfig from "../../src/ServiceConfig.js"
 import { advance, captureEvents, nativeError, settle, supervised, World } from "../../src/testing.js"
 
-const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, budget = false) =>
+/** A RAM budget as a config file's `[budget]` makes one (`Services` gives it to each service). */
+const budgetOf = (maxRunning: number | undefined) =>
+  Layer.effect(Budget.Budget, Budget.make({ maxRunning, minAvailableMemory: undefined, minWarm: Duration.zero }, Effect.succeed(0)))
+
+/** The service on the fakes; its budget is the world's (unlimited) unless `budget` gives another. */
+const setup = (fields: Partial<Omit<ServiceConfig.ServiceConfig, "command">> = {}, budget?: Layer.Layer<Budget.Budget>) =>
   Effect.gen(function*() {
     const world = new World()
     world.armable = true
     const { events, layer } = captureEvents()
-    const budgetLayer = budget
-      ? Layer.effect(Budget.Budget, Budget.make({ maxRunning: 4, minAvailableMemory: undefined, minWarm: Duration.zero }, Effect.succeed(0)))
-      : Layer.empty
-    const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer, budgetLayer))
+    const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer, budget ?? Layer.empty))
     const config = ServiceConfig.make({
       listeners: [{ name: "soad", address: { _tag: "Unix", path: "/run/test.sock" } }],
       command: ["app"],
@@ -169,11 +171,27 @@ describe("the cold path", () => {
 
   it.scoped("with a RAM budget the service is never armed: room is made before each start", () =>
     Effect.gen(function*() {
-      const { fd, world } = yield* setup({}, true)
+      const { fd, world } = yield* setup({}, budgetOf(4))
       expect(world.armed).toBe(0)
       yield* world.connect(fd)
       yield* settle
       expect(world.coldStarts).toBe(0)
+      expect(world.apps[0]!.running).toBe(true)
+    }))
+
+  it.scoped("a config file's budget arms nothing even without limits: a reload may set them (config mode waits unarmed)", () =>
+    Effect.gen(function*() {
+      const { world } = yield* setup({}, budgetOf(undefined))
+      expect(world.armed).toBe(0)
+    }))
+
+  it.scoped("an unlimited budget (one service's, SoadContext's default) is armed: its admission never waits", () =>
+    Effect.gen(function*() {
+      const { fd, world } = yield* setup({}, Budget.layerUnlimited)
+      expect(world.armed).toBe(1)
+      yield* world.connect(fd)
+      yield* settle
+      expect(world.coldStarts).toBe(1)
       expect(world.apps[0]!.running).toBe(true)
     }))
 

@@ -24,7 +24,7 @@ const scrape = (statuses: ReadonlyArray<Registry.Status>) =>
       yield* registry.register({ name: known.name, status: Effect.succeed(known), wake: Effect.succeed(""), sleep: Effect.succeed("") })
     }
     return yield* Metrics.exposition.pipe(
-      Effect.provide(Layer.merge(Layer.succeed(Registry.Registry, registry), new World().layer))
+      Effect.provide(Layer.merge(new World().layer, Layer.succeed(Registry.Registry, registry)))
     )
   })
 

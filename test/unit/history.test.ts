@@ -151,10 +151,10 @@ describe("the Registry's history under TestClock", () => {
   it.effect("a start and a stop of a service go in: one start; its peak saved from the stop; taken out when it goes", () =>
     Effect.gen(function*() {
       const registry = yield* Registry.make
-      const tracker = yield* Lifecycle.makeTracker("blog")
+      const inRegistry = <A, R>(effect: Effect.Effect<A, never, R>) => Effect.provideService(effect, Registry.Registry, registry)
+      const tracker = yield* inRegistry(Lifecycle.makeTracker("blog"))
       const backoff = yield* Backoff.make({ initial: Duration.seconds(1), max: Duration.seconds(10) })
       const scope = yield* Scope.make()
-      const inRegistry = <A, R>(effect: Effect.Effect<A, never, R>) => Effect.provideService(effect, Registry.Registry, registry)
       yield* inRegistry(Lifecycle.register(config, [], tracker, backoff)).pipe(Scope.extend(scope))
       yield* inRegistry(Lifecycle.enter(tracker, { _tag: "Spawned", pid: 4242, startedAt: 0 }))
       yield* Ref.update(tracker.state, (known) => ({ ...known, memory: Saving.sampled(known.memory, 80e6) })) // what a sample of the app saw

@@ -78,16 +78,13 @@ describe("the STATUS= line", () => {
   it("a phase change is a Registry change, heard by whoever waits", async () => {
     await Effect.runPromise(Effect.gen(function*() {
       const registry = yield* Registry.make
-      const tracker = yield* Lifecycle.makeTracker("blog")
+      // The tracker reports to the Registry of the context it is made in.
+      const tracker = yield* Lifecycle.makeTracker("blog").pipe(Effect.provideService(Registry.Registry, registry))
       const waiting = yield* Effect.fork(registry.nextChange)
       yield* Effect.yieldNow()
       expect(waiting.unsafePoll()).toBeNull()
-      yield* Lifecycle.enter(tracker, { _tag: "Spawned", pid: 42, startedAt: 0 }).pipe(
-        Effect.provideService(Registry.Registry, registry)
-      )
+      yield* Lifecycle.enter(tracker, { _tag: "Spawned", pid: 42, startedAt: 0 })
       yield* Fiber.join(waiting)
-      // without a Registry, a phase change is only that
-      yield* Lifecycle.enter(tracker, { _tag: "Exited" })
     }))
   })
 })
