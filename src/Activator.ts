@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type { AppNotify } from "./AppNotify.js"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
@@ -68,7 +69,7 @@ export const listen = (
   })
 
 /** What serving a service needs of its context: `SoadContext.layer` provides all of it. */
-export type Requirements = SocketService | ProcessService | RelayService | Registry | Budget | AppLogs
+export type Requirements = SocketService | ProcessService | RelayService | AppNotify | Registry | Budget | AppLogs
 
 /**
  * Serves the service on listeners already open: waits for a connection (or a `wake`), runs the app, forever.

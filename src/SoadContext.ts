@@ -1,6 +1,7 @@
 /**
  * Every service soad's lifecycles need, as one layer: the live SocketService (listeners over the addon),
- * ProcessService (apps, their cgroups and the guard) and RelayService (proxy mode), and the defaults of the
+ * ProcessService (apps, their cgroups and the guard), RelayService (proxy mode) and AppNotify (`--ready notify`'s
+ * sockets), and the defaults of the
  * rest (`defaults`): a Registry, an unlimited Budget, and AppLogs that leave each app soad's own stdout and stderr.
  * Provide it to run `Activator.start` or `Services.layer` for real; tests provide fakes of the same tags instead.
  *
@@ -8,6 +9,7 @@
  */
 import * as Layer from "effect/Layer"
 import * as AppLogs from "./AppLogs.js"
+import * as AppNotify from "./AppNotify.js"
 import * as Budget from "./Budget.js"
 import * as ProcessService from "./ProcessService.js"
 import * as Registry from "./Registry.js"
@@ -18,7 +20,12 @@ import * as SocketService from "./SocketService.js"
 export type Defaults = Registry.Registry | Budget.Budget | AppLogs.AppLogs
 
 /** The services in the context. */
-export type SoadContext = SocketService.SocketService | ProcessService.ProcessService | RelayService.RelayService | Defaults
+export type SoadContext =
+  | SocketService.SocketService
+  | ProcessService.ProcessService
+  | RelayService.RelayService
+  | AppNotify.AppNotify
+  | Defaults
 
 /**
  * The neutral ones, which change nothing a service does: an empty Registry (`Registry.layer`), no budget
@@ -32,5 +39,6 @@ export const layer: Layer.Layer<SoadContext> = Layer.mergeAll(
   SocketService.layer,
   ProcessService.layer,
   RelayService.layer,
+  AppNotify.layer,
   defaults
 )

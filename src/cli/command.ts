@@ -60,6 +60,7 @@ import { ProcessService } from "../ProcessService.js"
 import * as Signal from "../Signal.js"
 import * as Services from "../Services.js"
 import type { RelayService } from "../RelayService.js"
+import type { AppNotify } from "../AppNotify.js"
 import type { SocketService } from "../SocketService.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
@@ -1003,4 +1004,4 @@ export const forwardSignals = (
  * The OS services a run needs (main.ts builds them, with killOnSecondSignal); a run provides the rest itself: the
  * Registry the control socket reads, the AppLogs that capture the apps' output, one app's unlimited Budget.
  */
-export type Requirements = SocketService | ProcessService | RelayService
+export type Requirements = SocketService | ProcessService | RelayService | AppNotify

@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as AppNotify from "../AppNotify.js"
 import * as Cli from "./command.js"
 import { NativeBindingError } from "../os/nativeErrors.js"
 import * as Logging from "../Logging.js"
@@ -27,7 +28,8 @@ import * as SocketService from "../SocketService.js"
 const RunLive = Layer.mergeAll(
   Layer.provideMerge(Cli.killOnSecondSignal, ProcessService.layer),
   SocketService.layer,
-  RelayService.layer
+  RelayService.layer,
+  AppNotify.layer
 )
 
 const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer)

@@ -19,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
 import * as Counters from "../observe/counters.js"
 import * as Format from "../observe/format.js"
+import type { AppNotify } from "../AppNotify.js"
 import type { AppLogs } from "../observe/appLogs.js"
 import { type App, ProcessService, SpawnError } from "../ProcessService.js"
 import * as Idle from "./idle.js"
@@ -134,7 +135,7 @@ export const run = (
   activity: Ref.Ref<number>,
   trigger: Trigger,
   pendingSince: number
-): Effect.Effect<void, RunFailed, ProcessService | AppLogs | Scope.Scope> =>
+): Effect.Effect<void, RunFailed, ProcessService | AppLogs | AppNotify | Scope.Scope> =>
   Effect.gen(function*() {
     const { backoff, config, tracker } = service
     const processes = yield* ProcessService

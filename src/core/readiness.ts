@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import { AppNotify, type NotifyError, type NotifySocket } from "../AppNotify.js"
+import { AppNotify, type AppNotifyApi, type NotifyError, type NotifySocket } from "../AppNotify.js"
 import { event } from "../Logging.js"
 import * as Counters from "../observe/counters.js"
 import * as Format from "../observe/format.js"
@@ -121,9 +121,16 @@ const ignoredNotices = (service: string) =>
  * as fast as it can): reading on at once cost soad 4.3 s of CPU per 10 s, the pause 0.4 s; the app's READY=1 got
  * through in 26 ms and in 60-110 ms.
  */
-const listenNotify = (service: string, tracker: Tracker, socket: NotifySocket, app: App, appUid: number | undefined, heard: Heard) =>
+const listenNotify = (
+  notify: AppNotifyApi,
+  service: string,
+  tracker: Tracker,
+  socket: NotifySocket,
+  app: App,
+  appUid: number | undefined,
+  heard: Heard
+) =>
   Effect.gen(function*() {
-    const notify = yield* AppNotify
     const ignore = yield* ignoredNotices(service)
     yield* Effect.gen(function*() {
       const messages = yield* socket.receive
@@ -192,16 +199,17 @@ const bySign = (config: ServiceConfig.ServiceConfig): Readiness => ({
 export const prepare = (
   config: ServiceConfig.ServiceConfig,
   tracker: Tracker
-): Effect.Effect<Readiness, NotifyError, Scope.Scope> =>
+): Effect.Effect<Readiness, NotifyError, AppNotify | Scope.Scope> =>
   config.ready !== "notify" ? Effect.succeed(bySign(config)) : Effect.gen(function*() {
-    const socket = yield* (yield* AppNotify).open(config.name)
+    const notify = yield* AppNotify
+    const socket = yield* notify.open(config.name)
     return {
       env: { NOTIFY_SOCKET: socket.path },
       watch: (app, startedAt) =>
         Effect.gen(function*() {
           const heard: Heard = { ready: yield* Deferred.make<void>(), deadline: yield* Ref.make(startedAt + Duration.toMillis(config.startTimeout)) }
           const appUid = config.user?.uid ?? process.getuid?.()
-          yield* Effect.forkScoped(listenNotify(config.name, tracker, socket, app, appUid, heard))
+          yield* Effect.forkScoped(listenNotify(notify, config.name, tracker, socket, app, appUid, heard))
           return {
             ready: Deferred.await(heard.ready),
             deadline: untilDeadline(heard.deadline),

@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import type { AppNotify } from "../AppNotify.js"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -134,7 +135,7 @@ const coldStart = (service: Shell.Service, processes: ProcessService["Type"]) =>
  * no connection.
  */
 const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type"]) =>
-(service: Shell.Service): Effect.Effect<Shell.ModeHooks<ProcessService | AppLogs>> =>
+(service: Shell.Service): Effect.Effect<Shell.ModeHooks<ProcessService | AppLogs | AppNotify>> =>
   Effect.sync(() => {
     const { config, listeners, tracker } = service
     const health = ListenerHealth.make(service, sockets)
@@ -198,7 +199,7 @@ const handOff = (sockets: SocketService["Type"], processes: ProcessService["Type
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService | Registry | Budget | AppLogs> =>
+): Effect.Effect<never, never, SocketService | ProcessService | Registry | Budget | AppLogs | AppNotify> =>
   Effect.flatMap(
     Effect.zip(SocketService, ProcessService),
     ([sockets, processes]) => Shell.serve(config, listeners, handOff(sockets, processes))

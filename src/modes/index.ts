@@ -3,6 +3,7 @@
  *
  * @internal
  */
+import type { AppNotify } from "../AppNotify.js"
 import type * as Effect from "effect/Effect"
 import type { Budget } from "../Budget.js"
 import type { AppLogs } from "../observe/appLogs.js"
@@ -19,7 +20,7 @@ import * as Proxy from "./proxy.js"
 export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>
-): Effect.Effect<never, never, SocketService | ProcessService | RelayService | Registry | Budget | AppLogs> => {
+): Effect.Effect<never, never, SocketService | ProcessService | RelayService | Registry | Budget | AppLogs | AppNotify> => {
   const mode = config.mode
   switch (mode._tag) {
     case "HandOff":

@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import type { AppNotify } from "../AppNotify.js"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -396,7 +397,7 @@ const proxy = (relay: RelayService.RelayService["Type"], mode: ServiceConfig.Pro
         relayedBytes: { in: stats.bytesIn, out: stats.bytesOut },
         ...(pages !== undefined ? { waitingPages: pages.served() } : {})
       }))
-    } satisfies Shell.ModeHooks<ProcessService | AppLogs>
+    } satisfies Shell.ModeHooks<ProcessService | AppLogs | AppNotify>
   })
 
 /**
@@ -407,5 +408,5 @@ export const serve = (
   config: ServiceConfig.ServiceConfig,
   listeners: ReadonlyArray<Listener>,
   mode: ServiceConfig.Proxy
-): Effect.Effect<never, never, RelayService.RelayService | ProcessService | Registry | Budget | AppLogs> =>
+): Effect.Effect<never, never, RelayService.RelayService | ProcessService | Registry | Budget | AppLogs | AppNotify> =>
   Effect.flatMap(RelayService.RelayService, (relay) => Shell.serve(config, listeners, proxy(relay, mode)))

@@ -570,7 +570,7 @@ export class World {
    * budget, no capture of the apps' output), as `SoadContext.layer` gives them with the live ones; a layer merged
    * after it replaces any of those. Take it after setting `armable`.
    */
-  get layer(): Layer.Layer<SoadContext.SoadContext | AppNotify> {
+  get layer(): Layer.Layer<SoadContext.SoadContext> {
     return Layer.mergeAll(
       Layer.succeed(SocketService, this.sockets),
       Layer.succeed(AppNotify, this.appNotify),

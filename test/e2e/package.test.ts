@@ -187,9 +187,8 @@ describe("the package", () => {
     )
     Fs.writeFileSync(
       Path.join(project, "main.ts"),
-      `import { Activator, ProcessService, RelayService, ServiceConfig, SocketService } from "soad"
+      `import { Activator, ServiceConfig, SoadContext } from "soad"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Http from "node:http"
 import * as Path from "node:path"
 
@@ -214,7 +213,7 @@ const program = Effect.scoped(
     const body = yield* get
     console.log("library: " + body)
   })
-).pipe(Effect.provide(Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer)))
+).pipe(Effect.provide(SoadContext.layer))
 
 Effect.runPromise(program).then(() => console.log("library: scope closed"))
 `

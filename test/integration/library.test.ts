@@ -10,7 +10,7 @@ import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, expect, it } from "vitest"
-import { Activator, ProcessService, Registry, RelayService, ServiceConfig, Services, SoadContext, SocketService } from "../../src/index.js"
+import { Activator, AppNotify, ProcessService, Registry, RelayService, ServiceConfig, Services, SoadContext, SocketService } from "../../src/index.js"
 import { alive, appFixture, get, tempDir } from "../harness.js"
 
 const dirs: Array<string> = []
@@ -28,7 +28,7 @@ it("runs an activator inside another program's scope; closing the scope stops th
     idleTimeout: "1 minute"
   })
   const scope = Effect.runSync(Scope.make())
-  const live = Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer, SoadContext.defaults)
+  const live = Layer.mergeAll(SocketService.layer, ProcessService.layer, RelayService.layer, AppNotify.layer, SoadContext.defaults)
   await Effect.runPromise(Activator.start(config).pipe(Scope.extend(scope), Effect.provide(live)))
   expect(Fs.statSync(socketPath).isSocket()).toBe(true)
 
