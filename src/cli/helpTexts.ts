@@ -6,7 +6,7 @@
  * @internal
  */
 import * as NodePath from "@effect/platform-node/NodePath"
-import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as CliTerminal from "./terminal.js"
 import * as Console from "effect/Console"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -29,7 +29,7 @@ const render = (args: ReadonlyArray<string>): Promise<string> => {
             log: (...text: ReadonlyArray<unknown>) => Effect.sync(() => void printed.push(text.map(String).join(" ")))
           })
         ),
-      Effect.provide(Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer))
+      Effect.provide(Layer.mergeAll(CliFileSystem.layer, NodePath.layer, CliTerminal.layer))
     )
   ).then(() => printed.join("\n"))
 }

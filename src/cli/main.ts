@@ -8,7 +8,7 @@
 import * as CliFileSystem from "./fileSystem.js"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as CliTerminal from "./terminal.js"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -32,7 +32,7 @@ const RunLive = Layer.mergeAll(
   AppNotify.layer
 )
 
-const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, NodeTerminal.layer)
+const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, CliTerminal.layer)
 
 /** Runs soad on `args` (argv without node and the script) until it ends, and exits with its code. */
 export const main = (args: ReadonlyArray<string>): void => {

@@ -1,0 +1,43 @@
+/**
+ * The terminal @effect/cli asks for. Its size and output are read from stdout as NodeTerminal reads them; reading
+ * keys and lines (only `--wizard` does) loads NodeTerminal then. NodeTerminal imports `node:readline`, about 0.5 MB
+ * of RSS that a sleeping soad would keep for a prompt it never shows (measured by hand, RSS of `node -e` with and
+ * without it; `npm run bench` has soad's own idle figure).
+ *
+ * @internal
+ */
+import * as PlatformError from "@effect/platform/Error"
+import * as Terminal from "@effect/platform/Terminal"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+
+/** Writes `text` to stdout, failing as NodeTerminal's `display` does. */
+const display = (text: string): Effect.Effect<void, PlatformError.PlatformError> =>
+  Effect.uninterruptible(Effect.async<void, PlatformError.PlatformError>((resume) => {
+    process.stdout.write(text, (error) =>
+      resume(
+        error === null || error === undefined ? Effect.void : Effect.fail(
+          new PlatformError.BadArgument({ module: "Terminal", method: "display", description: "Failed to write prompt to stdout", cause: error })
+        )
+      ))
+  }))
+
+/** The terminal, for as long as the layer's scope: NodeTerminal is made in it the first time keys or a line are read. */
+export const layer: Layer.Layer<Terminal.Terminal> = Layer.scoped(
+  Terminal.Terminal,
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const node = yield* Effect.cached(
+      Effect.flatMap(Effect.promise(() => import("@effect/platform-node/NodeTerminal")), (NodeTerminal) => Scope.extend(NodeTerminal.make(), scope))
+    )
+    return Terminal.Terminal.of({
+      columns: Effect.sync(() => process.stdout.columns ?? 0),
+      rows: Effect.sync(() => process.stdout.rows ?? 0),
+      isTTY: Effect.sync(() => Boolean(process.stdout.isTTY)),
+      readInput: Effect.flatMap(node, (terminal) => terminal.readInput),
+      readLine: Effect.flatMap(node, (terminal) => terminal.readLine),
+      display
+    })
+  })
+)

@@ -1,0 +1,38 @@
+/**
+ * What a sleeping soad has loaded of Node: each builtin module stays for good (its code and objects, some 0.25 MB
+ * for readline, measured by hand). soad reads no keys unless `--wizard` asks it to, so node:readline is loaded
+ * then (cli/terminal.ts), not by every run.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterEach, expect, it } from "vitest"
+import { bin, killAll, soad, tempDirs } from "../harness.js"
+
+const dir = tempDirs()
+afterEach(killAll)
+
+it("a soad that listens has not loaded node:readline; --wizard loads it and prompts", async () => {
+  const d = dir()
+  const list = Path.join(d, "modules.txt")
+  // Preloaded: writes the builtin modules loaded so far when soad settles (SIGUSR2 is not soad's).
+  const preload = Path.join(d, "preload.cjs")
+  Fs.writeFileSync(
+    preload,
+    `process.on("SIGUSR2", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join("\\n")))\n`
+  )
+  const s = soad(["--log-format", "json", "--log-level", "debug", "-s", Path.join(d, "app.sock"), "--", "true"], {
+    env: { ...process.env, NODE_OPTIONS: `--require ${preload}` }
+  })
+  await s.waitFor(/"event":"settled"/)
+  s.process.kill("SIGUSR2")
+  for (let i = 0; i < 100 && !Fs.existsSync(list); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  const loaded = Fs.readFileSync(list, "utf8").split("\n")
+  expect(loaded).toContain("NativeModule net")
+  expect(loaded).not.toContain("NativeModule readline")
+
+  // The wizard reads keys: it shows its first prompt and waits for an answer (ended here after 3 s).
+  const wizard = ChildProcess.spawnSync(process.execPath, [bin, "--wizard"], { encoding: "utf8", input: "", timeout: 3_000 })
+  expect(wizard.stdout).toMatch(/Wizard Mode for CLI Application/)
+  expect(wizard.stdout).toMatch(/This option is optional - use the default\?/)
+})
