@@ -1,8 +1,51 @@
 #!/usr/bin/env node
 /**
- * The `soad` command as an ES module: what `soad` runs when there is no startup snapshot for the node that runs it
- * (cli/snapshot.ts). The full command tree (cli/main.ts) is a chunk of its own that only a run loads.
+ * The `soad` command. Control commands, `--version` and help take the light path (cli/light.ts: no Effect, no
+ * command tree, answered in about Node's own start-up); anything else, a run above all, loads the full command
+ * tree (cli/main.ts). The build makes this file dist/bin.cjs and the tree a CommonJS file of its own
+ * (dist/program.cjs, cli/program.ts), loaded with V8's code cache (cli/codeCache.ts) unless SOAD_CODE_CACHE=0: no
+ * ES module loader, which costs start-up and memory. It runs only as built (tsc's dist/bin.js is removed).
  */
-import * as Entry from "./cli/entry.js"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Light from "./cli/light.js"
 
-await Entry.run(() => import("./cli/main.js"))
+/** dist/program.cjs's content hash, defined by the build (cli/bundle.mjs). */
+declare const SOAD_PROGRAM_HASH: string
+/** This file's directory, defined by the build (dist/bin.cjs: its __dirname). */
+declare const SOAD_DIST: string
+
+/** The full way: the build's program.cjs, with its code cache. */
+const full = async (args: ReadonlyArray<string>): Promise<void> => {
+  const CodeCache = await import("./cli/codeCache.js")
+  const program = await CodeCache.load(Path.join(SOAD_DIST, "program.cjs"), SOAD_PROGRAM_HASH, process.env["SOAD_CODE_CACHE"] !== "0")
+  ;(program.exports as typeof import("./cli/program.js")).main(args, program.save)
+}
+
+const run = async (): Promise<void> => {
+  // soad is `soad` in ps, top, pidof and pgrep, not `node`: the command line shows as `soad ARGS…`, and the process
+  // name (what top, pgrep and pidof read; the title sets it to 15 bytes of the whole line) as `soad` alone.
+  process.title = ["soad", ...process.argv.slice(2)].join(" ")
+  try {
+    Fs.writeFileSync("/proc/self/comm", "soad")
+  } catch {
+    // not Linux: the title is all there is
+  }
+  const args = process.argv.slice(2)
+  // `soad status | head -1`: a reader that goes away ends the output, not with an unhandled EPIPE.
+  process.stdout.on("error", () => {})
+  const interrupted = new AbortController()
+  const interrupt = () => interrupted.abort()
+  process.once("SIGINT", interrupt)
+  process.once("SIGTERM", interrupt)
+  const code = await Light.main(args, { out: process.stdout, err: process.stderr, env: process.env, signal: interrupted.signal })
+  process.off("SIGINT", interrupt)
+  process.off("SIGTERM", interrupt)
+  if (code !== undefined) process.exitCode = code
+  else await full(args)
+}
+
+run().catch((error: unknown) => {
+  process.stderr.write(`soad: internal error: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+  process.exitCode = 70
+})

@@ -1,5 +1,5 @@
 /**
- * Integration-test helpers: run the built soad (dist/bin.js) as a real process, talk to it over real sockets,
+ * Integration-test helpers: run the built soad (dist/bin.cjs) as a real process, talk to it over real sockets,
  * and look at real processes.
  */
 import * as ChildProcess from "node:child_process"
@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url"
 import { afterEach, describe } from "vitest"
 
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
-export const bin = Path.join(root, "dist", "bin.js")
+export const bin = Path.join(root, "dist", "bin.cjs")
 export const appFixture = Path.join(root, "test", "fixtures", "app.mjs")
 
 /** A fresh temporary directory, removed by `cleanup`. */
@@ -39,7 +39,7 @@ export const soad = (
   options: { env?: NodeJS.ProcessEnv; cwd?: string; setpriv?: ReadonlyArray<string>; stderrFile?: string; launcher?: string } = {}
 ): Soad => {
   // setpriv (util-linux) runs soad as another user; it execs, so the pid is soad's own. `launcher`: a `soad` script
-  // (src/soad.sh) to run instead of node and bin.js; it execs node, so the pid is soad's own too.
+  // (src/soad.sh) to run instead of node and bin.cjs; it execs node, so the pid is soad's own too.
   const [program, argv] = options.launcher !== undefined
     ? [options.launcher, args]
     : options.setpriv === undefined

@@ -1,15 +1,16 @@
-// Builds the `soad` command (npm run build:bin): renders the command tree's help and version texts (helpTexts.ts),
-// then bundles src/bin.ts with them baked in as SOAD_HELP, split so that the light path (bin.js) loads no Effect:
-// the full command tree is a chunk (dist/chunks/) that bin.js imports only for a run and what the light path leaves.
-// Then the same program as one CommonJS file (dist/snapshot.cjs, from cli/snapshot.ts), audited (snapshotAudit.mjs)
-// and made into this node's startup snapshot (snapshot.mjs), which the `soad` script runs when it can.
+// Builds the `soad` command (npm run build:bin): renders the command tree's help and version texts (helpTexts.ts);
+// bundles the full way (cli/program.ts) as one CommonJS file, dist/program.cjs, which bin.js loads with V8's code
+// cache (cli/codeCache.ts); then src/bin.ts as dist/bin.cjs, the light path, with the texts baked in as SOAD_HELP
+// and program.cjs's content hash as SOAD_PROGRAM_HASH, so that the control commands load no Effect. Both CommonJS:
+// Node's ES module loader costs start-up and memory. Last, one run of soad makes the code cache for this node, as
+// any run does where it may write.
 import * as esbuild from "esbuild"
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import * as Audit from "./snapshotAudit.mjs"
-import * as Snapshot from "./snapshot.mjs"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 // package.json's version is soad's (cli/command.ts reads SOAD_VERSION): the one place it is written.
@@ -30,38 +31,51 @@ try {
   await esbuild.build({ ...common, entryPoints: [Path.join(root, "src/cli/helpTexts.ts")], outfile: renderer })
   const { helpTexts } = await import(pathToFileURL(renderer).href)
   const texts = await helpTexts()
-  Fs.rmSync(Path.join(root, "dist/chunks"), { recursive: true, force: true })
+  const dist = Path.join(root, "dist")
+  Fs.rmSync(Path.join(dist, "chunks"), { recursive: true, force: true })
+  for (const old of Fs.readdirSync(dist).filter((name) => /^program\.cjs\..*\.cache$/.test(name))) Fs.rmSync(Path.join(dist, old))
+  // import.meta.url (os/native.ts finds the addon from it) is program.cjs's own.
+  const program = Path.join(dist, "program.cjs")
   await esbuild.build({
     ...common,
-    entryPoints: [Path.join(root, "src/bin.ts")],
-    outdir: Path.join(root, "dist"),
-    splitting: true,
-    chunkNames: "chunks/[name]-[hash]",
+    format: "cjs",
+    entryPoints: [Path.join(root, "src/cli/program.ts")],
+    outfile: program,
     minify: true,
-    define: { ...common.define, SOAD_HELP: JSON.stringify(texts) }
+    banner: { js: 'var SOAD_IMPORT_META_URL = require("node:url").pathToFileURL(__filename).href;' },
+    define: { ...common.define, "import.meta.url": "SOAD_IMPORT_META_URL" }
   })
-  Fs.copyFileSync(Path.join(root, "src/soad.sh"), Path.join(root, "dist/soad"))
-  Fs.chmodSync(Path.join(root, "dist/soad"), 0o755)
-
-  // The snapshot's program: one file (a snapshot is made from one script), where import.meta.url (os/native.ts finds
-  // the addon from it) is bin.js's, which cli/snapshot.ts sets once restored.
-  const snapshot = {
+  const hash = Crypto.createHash("sha256").update(Fs.readFileSync(program)).digest("hex").slice(0, 16)
+  Fs.rmSync(Path.join(dist, "bin.js"), { force: true }) // tsc's, from the sources: not the command
+  await esbuild.build({
     ...common,
     format: "cjs",
-    entryPoints: [Path.join(root, "src/cli/snapshot.ts")],
-    absWorkingDir: root,
-    define: { ...common.define, SOAD_HELP: JSON.stringify(texts), "import.meta.url": "globalThis.SOAD_IMPORT_META_URL" }
-  }
-  const wrong = await Audit.audit(esbuild, snapshot, Path.join(root, "dist"), work)
-  if (wrong.length > 0) {
-    throw new Error(
-      "a module reads its process while it is evaluated, which the startup snapshot would freeze at build time " +
-        "(read it when it is used instead, or allow it in src/cli/snapshotAudit.mjs with why a restored soad is right):\n" +
-        wrong.map(({ read, module, frame }) => `  ${read} in ${module} (${frame})`).join("\n")
-    )
-  }
-  await esbuild.build({ ...snapshot, outfile: Path.join(root, "dist/snapshot.cjs"), minify: true })
-  Snapshot.buildSnapshot(Path.join(root, "dist"))
+    entryPoints: [Path.join(root, "src/bin.ts")],
+    outfile: Path.join(dist, "bin.cjs"),
+    minify: true,
+    define: { ...common.define, SOAD_HELP: JSON.stringify(texts), SOAD_PROGRAM_HASH: JSON.stringify(hash), SOAD_DIST: "__dirname" }
+  })
+  Fs.copyFileSync(Path.join(root, "src/soad.sh"), Path.join(dist, "soad"))
+  Fs.chmodSync(Path.join(dist, "soad"), 0o755)
+  await makeCodeCache(dist, work, hash)
 } finally {
   Fs.rmSync(work, { recursive: true, force: true })
+}
+
+/** Runs soad once, until it has started and written the code cache of program.cjs (`hash`) for this node. */
+async function makeCodeCache(dist, work, hash) {
+  const cached = () => Fs.readdirSync(dist).some((name) => name.startsWith(`program.cjs.${hash}.${process.version}-`))
+  const soad = ChildProcess.spawn(Path.join(dist, "soad"), ["-s", Path.join(work, "cache.sock"), "--", "true"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, PATH: `${Path.dirname(process.execPath)}:${process.env.PATH ?? "/usr/bin:/bin"}` }
+  })
+  let said = ""
+  soad.stderr.on("data", (chunk) => (said += chunk))
+  const ended = new Promise((resolve) => soad.on("exit", resolve))
+  for (let waited = 0; !cached() && soad.exitCode === null && waited < 20_000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  soad.kill("SIGTERM")
+  await ended
+  if (!cached()) throw new Error(`soad made no code cache in ${dist}: ${said}`)
 }

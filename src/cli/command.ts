@@ -559,18 +559,20 @@ const observability = (parsed: Parsed, single: string, reload?: Effect.Effect<Re
 
 /**
  * READY=1 now (every listener is bound), then STATUS= kept current; STOPPING=1 first thing when the scope begins
- * to close; and, a moment later, one full GC so the memory start-up used goes back to the system before soad sleeps.
+ * to close; and, a moment later, one full GC so the memory start-up used goes back to the system before soad
+ * sleeps, then `afterStart` (bin.ts saves the code cache of what the start compiled).
  */
-const ready = Effect.zipRight(
-  notify("READY=1"),
+const ready = (afterStart: () => void) =>
   Effect.zipRight(
-    Effect.addFinalizer(() => notify("STOPPING=1")),
-    Effect.zipRight(keepStatus, Effect.forkScoped(Effect.delay(settle, "1 second")))
+    notify("READY=1"),
+    Effect.zipRight(
+      Effect.addFinalizer(() => notify("STOPPING=1")),
+      Effect.zipRight(keepStatus, Effect.forkScoped(Effect.delay(Effect.zipRight(settle, Effect.sync(afterStart)), "1 second")))
+    )
   )
-)
 
 /** Runs soad on parsed flags: one Activator, or the Services of a config file, until interrupted. */
-const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
+const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined, afterStart: () => void) =>
   Effect.gen(function*() {
     const registry = yield* Registry.make
     const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -622,7 +624,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
           yield* Deferred.succeed(started, yield* Services.start(file))
           yield* (yield* ProcessService).announce
           yield* observability(parsed, ControlPaths.instanceOf(path), reloader.request)
-          yield* ready
+          yield* ready(afterStart)
           return yield* Effect.never
         })
       ))
@@ -636,7 +638,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined) =>
         yield* (yield* ProcessService).announce
         const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
         yield* observability(parsed, singleInstance(config))
-        yield* ready
+        yield* ready(afterStart)
         return yield* Fiber.join(serving)
       })
     ), Budget.Budget, Budget.unlimited))
@@ -728,9 +730,10 @@ const description = "Socket activator/deactivator: holds the listening sockets, 
 export const make = (
   appCommand: ReadonlyArray<string> | undefined,
   live: Layer.Layer<Requirements>,
-  control: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported> = runVerbs
+  control: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported> = runVerbs,
+  afterStart: () => void = () => {}
 ) => {
-  const root = Command.make("soad", options, (parsed) => Effect.provide(serve(parsed, appCommand), live)).pipe(
+  const root = Command.make("soad", options, (parsed) => Effect.provide(serve(parsed, appCommand, afterStart), live)).pipe(
     Command.withDescription(description)
   )
   /**
@@ -909,6 +912,8 @@ export interface RunOptions {
   /** Default: when stdout is no terminal, or NO_COLOR is set. */
   readonly plain?: () => boolean
   readonly control?: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported>
+  /** Called once a run has started and settled (os/gc.ts), after its first full GC. */
+  readonly started?: () => void
 }
 
 /**
@@ -918,7 +923,7 @@ export interface RunOptions {
  */
 export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>, options: RunOptions = {}) => {
   const { command: appCommand, own } = splitArgv(args)
-  const soad = make(appCommand, live, options.control)
+  const soad = make(appCommand, live, options.control, options.started)
   const cli = Command.run(soad, { name: "soad", version })
   return builtIn(soad, own, (options.plain ?? plainOutput)()).pipe(
     Effect.flatMap((printed) => printed ? Effect.void : withoutLibraryErrors(cli(["node", "soad", ...own]))),

@@ -20,7 +20,6 @@ import * as Cli from "./command.js"
 import { NativeBindingError } from "../os/nativeErrors.js"
 import * as Logging from "../Logging.js"
 import * as ProcessService from "../ProcessService.js"
-import * as RunDefaults from "../os/runDefaults.js"
 import * as RelayService from "../RelayService.js"
 import * as SocketService from "../SocketService.js"
 
@@ -34,11 +33,14 @@ const RunLive = Layer.mergeAll(
 
 const MainLive = Layer.mergeAll(CliFileSystem.layer, NodePath.layer, CliTerminal.layer)
 
-/** Runs soad on `args` (argv without node and the script) until it ends, and exits with its code. */
-export const main = (args: ReadonlyArray<string>): void => {
+/**
+ * Runs soad on `args` (argv without node and the script) until it ends, and exits with its code; `started` is
+ * called once a run has started and settled.
+ */
+export const main = (args: ReadonlyArray<string>, started?: () => void): void => {
   // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
   Logging.guard(process.stderr)
-  NodeRuntime.runMain(Cli.run(args, RunLive).pipe(Effect.provide(MainLive), RunDefaults.provide), {
+  NodeRuntime.runMain(Cli.run(args, RunLive, started === undefined ? {} : { started }).pipe(Effect.provide(MainLive)), {
     disableErrorReporting: true,
     teardown: (exit, onExit) => {
       if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)

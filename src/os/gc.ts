@@ -19,15 +19,8 @@ export const collectGarbageNow = (): void => {
 /** The same, as an Effect. */
 export const collectGarbage: Effect.Effect<void> = Effect.sync(collectGarbageNow)
 
-/**
- * The same, said at debug level once done (`settled`): a test that measures soad's CPU waits for it. Its `snapshot`
- * says whether this soad started from the startup snapshot (cli/snapshot.ts; SOAD_SNAPSHOT=1), which costs memory.
- */
+/** The same, said at debug level once done (`settled`): a test that measures soad's CPU waits for it. */
 export const settle: Effect.Effect<void> = Effect.zipRight(
   collectGarbage,
-  Effect.suspend(() =>
-    event("debug", "settled", "gave the memory start-up used back to the system", {
-      snapshot: process.execArgv.includes("--snapshot-blob")
-    })
-  )
+  event("debug", "settled", "gave the memory start-up used back to the system")
 )

@@ -37,8 +37,8 @@ import * as Scale from "./scale.js"
 import { hostSockets } from "../hostSockets.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..") // dist/bench.js
-const bin = Path.join(root, "dist", "bin.js")
-/** The command as installed (`dist/soad`: the launcher with its V8 flags, then bin.js). */
+const bin = Path.join(root, "dist", "bin.cjs")
+/** The command as installed (`dist/soad`: the launcher with its V8 flags, then bin.cjs). */
 const command = Path.join(root, "dist", "soad")
 const app = Path.join(root, "test", "bench", "app.mjs")
 const runs = Number(process.env.BENCH_RUNS ?? 7)
@@ -147,8 +147,7 @@ const memory = (pid: number) => {
     private: (Number(/^Private_Clean:\s+(\d+)/m.exec(rollup)![1]) + Number(/^Private_Dirty:\s+(\d+)/m.exec(rollup)![1])) / 1024
   }
 }
-/** The environment that starts soad from its startup snapshot (src/soad.sh). */
-const snapshot = { SOAD_SNAPSHOT: "1" }
+
 
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -383,15 +382,11 @@ const idle = async () => {
   const soad = start(command, ["-s", socketPath, "-t", "300", "--", process.execPath, app])
   // The reference: an empty Node process, started at the same moment and measured at the same moments.
   const empty = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"])
-  // And soad started from its startup snapshot (SOAD_SNAPSHOT=1; the build made the snapshot).
-  const fromSnapshot = start(command, ["-s", Path.join(work, "idle-snapshot.sock"), "-t", "300", "--", process.execPath, app], snapshot)
   const launched = (await soad.waitFor(/listening on/)).at
-  await fromSnapshot.waitFor(/listening on/)
   await sleep(Math.max(0, 5_000 - (performance.now() - launched)))
   const pid = soad.child.pid!
-  const at5 = { soad: memory(pid), empty: memory(empty.child.pid!), snapshot: memory(fromSnapshot.child.pid!) }
+  const at5 = { soad: memory(pid), empty: memory(empty.child.pid!) }
   const startups: Array<number> = []
-  const snapshotStartups: Array<number> = []
   const versions: Array<number> = []
   const nodes: Array<number> = []
   const startup = async (path: string, extraEnv: Record<string, string> = {}) => {
@@ -403,14 +398,12 @@ const idle = async () => {
   }
   for (let i = 0; i < runs; i++) {
     startups.push(await startup(Path.join(work, `startup-${i}.sock`)))
-    snapshotStartups.push(await startup(Path.join(work, `startup-snapshot-${i}.sock`), snapshot))
     versions.push(timeRun(command, ["--version"]))
     nodes.push(timeRun(process.execPath, ["-e", "0"]))
   }
   await sleep(Math.max(0, 15_000 - (performance.now() - launched)))
-  const at15 = { soad: memory(pid), empty: memory(empty.child.pid!), snapshot: memory(fromSnapshot.child.pid!) }
+  const at15 = { soad: memory(pid), empty: memory(empty.child.pid!) }
   await stop(empty)
-  await stop(fromSnapshot)
   const before = { ...procStat(pid), switches: contextSwitches(pid) }
   await sleep(10_000)
   const after = { ...procStat(pid), switches: contextSwitches(pid) }
@@ -428,7 +421,6 @@ const idle = async () => {
   await stop(soad)
   return {
     startup: median(startups),
-    snapshotStartup: median(snapshotStartups),
     version: median(versions),
     node: median(nodes),
     at5,
@@ -966,13 +958,11 @@ const reportIdle = (idleFigures: Awaited<ReturnType<typeof idle>>) => {
   row("soad's memory while idle, 1 service, 5 s after listening (RSS / PSS)", mb(idleFigures.at5.soad), `an empty Node process: ${mb(idleFigures.at5.empty)}`)
   row("the same, 15 s after listening", mb(idleFigures.at15.soad), `an empty Node process: ${mb(idleFigures.at15.empty)}`)
   row(
-    "soad's private memory 5 s after listening: as it starts / from the startup snapshot (SOAD_SNAPSHOT=1)",
-    `${idleFigures.at5.soad.private.toFixed(1)} MB / ${idleFigures.at5.snapshot.private.toFixed(1)} MB`,
+    "soad's private memory (pages no other process shares), 5 s after listening",
+    `${idleFigures.at5.soad.private.toFixed(1)} MB`,
     `an empty Node process: ${idleFigures.at5.empty.private.toFixed(1)} MB`
   )
-  row("the same started from the startup snapshot (SOAD_SNAPSHOT=1), 15 s after listening", mb(idleFigures.at15.snapshot), `as it starts: ${mb(idleFigures.at15.soad)}`)
   row("soad's start-up to listening", ms(idleFigures.startup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
-  row("soad's start-up to listening, from the startup snapshot (SOAD_SNAPSHOT=1)", ms(idleFigures.snapshotStartup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
   row("soad --version", ms(idleFigures.version, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
   row(
     "soad's CPU over 10 s, no app running (from 15 s after start)",
@@ -1100,7 +1090,7 @@ const reportPrecision = async () => {
 
 /** soad's V8 flags, as its launcher passes them (the `exec "$node" --…` line of dist/soad). */
 const launcherFlags = (): Array<string> =>
-  (Fs.readFileSync(command, "utf8").split("\n").map((line) => line.trim()).find((line) => line.startsWith("exec ") && line.includes("bin.js")) ?? "")
+  (Fs.readFileSync(command, "utf8").split("\n").map((line) => line.trim()).find((line) => line.startsWith("exec ") && line.includes("bin.cjs")) ?? "")
     .split(" ")
     .filter((word) => word.startsWith("--"))
 

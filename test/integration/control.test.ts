@@ -251,18 +251,13 @@ describe("soad status of 1,000 services", () => {
 
 describe("the light path", () => {
   it("runs help, --version and the control commands with neither Effect nor the command tree", async () => {
-    // The full command tree is a chunk of its own (dist/chunks/main-*.js): without it, the light path still runs
+    // The full command tree is a file of its own (dist/program.cjs): without it, the light path still runs
     // everything it takes, and only what it leaves to the tree (soad check) fails.
     const d = dir()
     const light = Path.join(d, "light")
-    Fs.mkdirSync(Path.join(light, "chunks"), { recursive: true })
-    Fs.copyFileSync(bin, Path.join(light, "bin.js"))
-    const chunks = Fs.readdirSync(Path.join(root, "dist", "chunks"))
-    expect(chunks.filter((name) => name.startsWith("main-"))).toHaveLength(1)
-    for (const chunk of chunks.filter((name) => !name.startsWith("main-"))) {
-      Fs.copyFileSync(Path.join(root, "dist", "chunks", chunk), Path.join(light, "chunks", chunk))
-    }
-    const program = Path.join(light, "bin.js")
+    Fs.mkdirSync(light)
+    Fs.copyFileSync(bin, Path.join(light, "bin.cjs"))
+    const program = Path.join(light, "bin.cjs")
     const { env } = controlDir(d)
     const control = Path.join(d, "control.sock")
     soad(["-s", Path.join(d, "a.sock"), "--control", control, "--", "node", appFixture], { env })
@@ -273,7 +268,7 @@ describe("the light path", () => {
     expect((await cli(["wake", "node", "--control", control], env, program)).stdout).toBe("node: starting\n")
     const check = await cli(["check", Path.join(d, "x.toml")], env, program)
     expect(check.code).not.toBe(0)
-    expect(check.stderr).toMatch(/main-/) // it needed the tree's chunk
+    expect(check.stderr).toMatch(/program\.cjs/) // it needed the tree
   })
 
   it("prints the help the command tree renders, for soad and every subcommand it knows", async () => {

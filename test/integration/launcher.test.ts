@@ -14,7 +14,7 @@ const dir = tempDirs()
 const version = (JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")) as { version: string }).version
 
 /**
- * PREFIX/lib/node_modules/soad/dist holds a copy of the launcher and this build's bin.js (a link: node runs the
+ * PREFIX/lib/node_modules/soad/dist holds a copy of the launcher and this build's bin.cjs (a link: node runs the
  * file it resolves to, which finds the native addon of this build); PREFIX/bin/soad links to the launcher, as
  * `npm install -g` makes it. `withNode` also puts a node in PREFIX/bin. A tools dir holds what the launcher runs
  * besides node (readlink, dirname), so PATH can be made to lack node.
@@ -26,7 +26,7 @@ const layout = (withNode: boolean) => {
   Fs.mkdirSync(dist, { recursive: true })
   Fs.copyFileSync(Path.join(root, "dist", "soad"), Path.join(dist, "soad"))
   Fs.chmodSync(Path.join(dist, "soad"), 0o755)
-  Fs.symlinkSync(Path.join(root, "dist", "bin.js"), Path.join(dist, "bin.js"))
+  Fs.symlinkSync(Path.join(root, "dist", "bin.cjs"), Path.join(dist, "bin.cjs"))
   Fs.mkdirSync(Path.join(prefix, "bin"))
   Fs.symlinkSync("../lib/node_modules/soad/dist/soad", Path.join(prefix, "bin", "soad"))
   if (withNode) Fs.symlinkSync(process.execPath, Path.join(prefix, "bin", "node"))

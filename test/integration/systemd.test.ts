@@ -116,7 +116,7 @@ describe("journald priority prefixes", () => {
     const log = Path.join(d, "stderr")
     const fd = Fs.openSync(log, "w")
     const stat = Fs.fstatSync(fd, { bigint: true })
-    const child = ChildProcess.spawn(process.execPath, [Path.join(root, "dist", "bin.js"), ...args], {
+    const child = ChildProcess.spawn(process.execPath, [Path.join(root, "dist", "bin.cjs"), ...args], {
       stdio: ["ignore", "ignore", fd],
       env: { ...process.env, XDG_RUNTIME_DIR: d, JOURNAL_STREAM: stream ?? `${stat.dev}:${stat.ino}` },
       cwd: d

@@ -40,10 +40,10 @@ const sources = (at: string): Array<string> =>
     entry.isDirectory() ? sources(Path.join(at, entry.name)) : entry.name.endsWith(".ts") ? [Path.join(at, entry.name)] : []
   )
 
-/** The built module of every source outside src/os/, but the entry points bin.ts and cli/snapshot.ts (they run the command line). */
+/** The built module of every source outside src/os/, but bin.ts (it runs the command line). */
 const modules = sources(Path.join(root, "src"))
   .map((file) => Path.relative(Path.join(root, "src"), file))
-  .filter((file) => !file.startsWith(`os${Path.sep}`) && file !== "bin.ts" && file !== Path.join("cli", "snapshot.ts") && !file.endsWith(".d.ts"))
+  .filter((file) => !file.startsWith(`os${Path.sep}`) && file !== "bin.ts" && !file.endsWith(".d.ts"))
   .map((file) => Path.join(root, "dist", file.replace(/\.ts$/, ".js")))
 
 const dist = (file: string) => JSON.stringify(pathToFileURL(Path.join(root, "dist", file)).href)

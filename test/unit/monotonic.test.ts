@@ -50,8 +50,7 @@ describe("one clock for durations", () => {
     const readers = sources(Path.join(root, "src"))
       .filter((file) => /[Cc]urrentTimeMillis|[Cc]urrentTimeNanos/.test(Fs.readFileSync(file, "utf8")))
       .map((file) => Path.relative(root, file))
-    // (and the clocks that implement the Clock: the harness of soad/testing, a TestClock of its own whose sleeps are
-    // in its millis, and the live one a run makes, os/runDefaults.ts)
-    expect(readers.sort()).toEqual(["src/core/monotonic.ts", "src/os/runDefaults.ts", "src/testing/clock.ts"])
+    // (and the clock harness of soad/testing, a TestClock of its own: its sleeps are in its millis)
+    expect(readers).toEqual(["src/core/monotonic.ts", "src/testing/clock.ts"])
   })
 })

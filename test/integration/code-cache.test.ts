@@ -1,0 +1,65 @@
+/**
+ * The command's code cache as installed: the first run of a `soad` whose dist/ has none makes one for its node and
+ * V8 flags once it has started, the next runs use it and leave it as it is, and SOAD_CODE_CACHE=0 neither reads nor
+ * writes one. Each test runs the launcher from a copy of dist/ (beside links to the build's addon and
+ * node_modules), so the build's own cache is never touched.
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterEach, expect, it } from "vitest"
+import { appFixture, get, killAll, root, soad, tempDirs } from "../harness.js"
+
+const dir = tempDirs()
+afterEach(killAll)
+
+/** D/dist with the launcher and the two bundles, D/src/native and D/node_modules linked to the build's. */
+const layout = () => {
+  const d = dir()
+  const dist = Path.join(d, "dist")
+  Fs.mkdirSync(dist)
+  for (const file of ["soad", "bin.cjs", "program.cjs"]) Fs.copyFileSync(Path.join(root, "dist", file), Path.join(dist, file))
+  Fs.chmodSync(Path.join(dist, "soad"), 0o755)
+  Fs.mkdirSync(Path.join(d, "src"))
+  Fs.symlinkSync(Path.join(root, "src", "native"), Path.join(d, "src", "native"))
+  Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(d, "node_modules"))
+  return { d, dist, launcher: Path.join(dist, "soad") }
+}
+
+const caches = (dist: string) => Fs.readdirSync(dist).filter((name) => name.endsWith(".cache"))
+
+/** Runs soad through the launcher until it has settled and served one request. */
+const runOnce = async (launcher: string, d: string, more: Record<string, string> = {}) => {
+  const socketPath = Path.join(d, "app.sock")
+  const s = soad(["--log-format", "json", "--log-level", "debug", "-s", socketPath, "--", process.execPath, appFixture], {
+    launcher,
+    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: process.env["HOME"] ?? "/", ...more }
+  })
+  await s.waitFor(/"event":"settled"/, 20_000)
+  const answer = await get({ socketPath })
+  s.process.kill("SIGTERM")
+  expect(await s.exited).toBe(0)
+  return answer
+}
+
+it("the first run makes the code cache for its node and flags once started, the next uses it as it is", async () => {
+  const { d, dist, launcher } = layout()
+  expect(caches(dist)).toEqual([])
+  expect((await runOnce(launcher, d))["listenFds"]).toBe(1)
+  await new Promise((resolve) => setTimeout(resolve, 200)) // the cache is written just after `settled`
+  const made = caches(dist)
+  expect(made).toEqual([expect.stringMatching(new RegExp(`^program\\.cjs\\.[0-9a-f]{16}\\.${process.version.replace(/\./g, "\\.")}-${process.arch}-[0-9a-f]{8}\\.cache$`))])
+  const first = Fs.statSync(Path.join(dist, made[0]!))
+  expect(first.size).toBeGreaterThan(100_000)
+  expect((await runOnce(launcher, d))["listenFds"]).toBe(1)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  expect(caches(dist)).toEqual(made)
+  const second = Fs.statSync(Path.join(dist, made[0]!))
+  expect([second.ino, second.mtimeMs]).toEqual([first.ino, first.mtimeMs])
+})
+
+it("SOAD_CODE_CACHE=0: soad runs without one and writes none", async () => {
+  const { d, dist, launcher } = layout()
+  expect((await runOnce(launcher, d, { SOAD_CODE_CACHE: "0" }))["listenFds"]).toBe(1)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  expect(caches(dist)).toEqual([])
+})
