@@ -387,6 +387,7 @@ const idle = async () => {
   const pid = soad.child.pid!
   const at5 = { soad: memory(pid), empty: memory(empty.child.pid!) }
   const startups: Array<number> = []
+  const uncachedStartups: Array<number> = []
   const versions: Array<number> = []
   const nodes: Array<number> = []
   const startup = async (path: string, extraEnv: Record<string, string> = {}) => {
@@ -398,6 +399,7 @@ const idle = async () => {
   }
   for (let i = 0; i < runs; i++) {
     startups.push(await startup(Path.join(work, `startup-${i}.sock`)))
+    uncachedStartups.push(await startup(Path.join(work, `startup-uncached-${i}.sock`), { SOAD_CODE_CACHE: "0" }))
     versions.push(timeRun(command, ["--version"]))
     nodes.push(timeRun(process.execPath, ["-e", "0"]))
   }
@@ -421,6 +423,7 @@ const idle = async () => {
   await stop(soad)
   return {
     startup: median(startups),
+    uncachedStartup: median(uncachedStartups),
     version: median(versions),
     node: median(nodes),
     at5,
@@ -963,6 +966,7 @@ const reportIdle = (idleFigures: Awaited<ReturnType<typeof idle>>) => {
     `an empty Node process: ${idleFigures.at5.empty.private.toFixed(1)} MB`
   )
   row("soad's start-up to listening", ms(idleFigures.startup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
+  row("the same without its code cache (SOAD_CODE_CACHE=0: a first start, a dist/ soad may not write)", ms(idleFigures.uncachedStartup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
   row("soad --version", ms(idleFigures.version, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
   row(
     "soad's CPU over 10 s, no app running (from 15 s after start)",
