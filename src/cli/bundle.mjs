@@ -43,6 +43,8 @@ try {
     outfile: program,
     minify: true,
     banner: { js: 'var SOAD_IMPORT_META_URL = require("node:url").pathToFileURL(__filename).href;' },
+    // It runs as a vm.Script (cli/codeCache.ts), which has no loader for import(): a builtin is required instead.
+    supported: { "dynamic-import": false },
     define: { ...common.define, "import.meta.url": "SOAD_IMPORT_META_URL" }
   })
   const hash = Crypto.createHash("sha256").update(Fs.readFileSync(program)).digest("hex").slice(0, 16)

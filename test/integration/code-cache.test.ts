@@ -57,6 +57,10 @@ it("the first run makes the code cache for its node and flags once started, the 
   expect([second.ino, second.mtimeMs]).toEqual([first.ino, first.mtimeMs])
 })
 
+it("program.cjs has no import(): a vm.Script has no loader for one (it failed GET /metrics: node:http)", () => {
+  expect(Fs.readFileSync(Path.join(root, "dist", "program.cjs"), "utf8")).not.toMatch(/\bimport\(/)
+})
+
 it("SOAD_CODE_CACHE=0: soad runs without one and writes none", async () => {
   const { d, dist, launcher } = layout()
   expect((await runOnce(launcher, d, { SOAD_CODE_CACHE: "0" }))["listenFds"]).toBe(1)
