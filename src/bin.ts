@@ -9,6 +9,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Light from "./cli/light.js"
+import { stdout } from "./cli/stdout.js"
 
 /** dist/program.cjs's content hash, defined by the build (cli/bundle.mjs). */
 declare const SOAD_PROGRAM_HASH: string
@@ -32,13 +33,22 @@ const run = async (): Promise<void> => {
     // not Linux: the title is all there is
   }
   const args = process.argv.slice(2)
-  // `soad status | head -1`: a reader that goes away ends the output, not with an unhandled EPIPE.
-  process.stdout.on("error", () => {})
   const interrupted = new AbortController()
   const interrupt = () => interrupted.abort()
   process.once("SIGINT", interrupt)
   process.once("SIGTERM", interrupt)
-  const code = await Light.main(args, { out: process.stdout, err: process.stderr, env: process.env, signal: interrupted.signal })
+  // process.stdout and process.stderr are made when first read: a run must not make stdout here, which for a pipe
+  // or a terminal loads node:net and its streams (a run writes to stderr alone).
+  const code = await Light.main(args, {
+    get out() {
+      return stdout()
+    },
+    get err() {
+      return process.stderr
+    },
+    env: process.env,
+    signal: interrupted.signal
+  })
   process.off("SIGINT", interrupt)
   process.off("SIGTERM", interrupt)
   if (code !== undefined) process.exitCode = code

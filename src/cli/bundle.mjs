@@ -55,6 +55,8 @@ try {
     entryPoints: [Path.join(root, "src/bin.ts")],
     outfile: Path.join(dist, "bin.cjs"),
     minify: true,
+    // import() of a builtin (node:vm, in cli/codeCache.ts) would start Node's ES module loader: a require instead.
+    supported: { "dynamic-import": false },
     define: { ...common.define, SOAD_HELP: JSON.stringify(texts), SOAD_PROGRAM_HASH: JSON.stringify(hash), SOAD_DIST: "__dirname" }
   })
   Fs.copyFileSync(Path.join(root, "src/soad.sh"), Path.join(dist, "soad"))

@@ -62,6 +62,7 @@ import * as Services from "../Services.js"
 import type { RelayService } from "../RelayService.js"
 import type { AppNotify } from "../AppNotify.js"
 import type { SocketService } from "../SocketService.js"
+import { stdout } from "./stdout.js"
 
 /** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -665,7 +666,7 @@ export const check = (path: string) =>
 const runVerbs = (command: ControlArgs.ControlCommand): Effect.Effect<void, Reported> =>
   Effect.flatMap(
     Effect.promise((signal) =>
-      ControlVerbs.run(command, { out: process.stdout, err: process.stderr, env: process.env, signal })
+      ControlVerbs.run(command, { out: stdout(), err: process.stderr, env: process.env, signal })
     ),
     (code) => code === 0 ? Effect.void : Effect.fail(new Reported({ code }))
   )
@@ -840,7 +841,7 @@ const examples = HelpDoc.blocks([
 ])
 
 /** Whether to print plain text: stdout is no terminal, or NO_COLOR is set to something (no-color.org). */
-const plainOutput = (): boolean => process.stdout.isTTY !== true || (process.env.NO_COLOR ?? "") !== ""
+const plainOutput = (): boolean => stdout().isTTY !== true || (process.env.NO_COLOR ?? "") !== ""
 
 /** The names of the built-in options whose output soad prints itself. */
 const builtInNames: ReadonlySet<string> = new Set(["--help", "-h", "--completions", "--version"])

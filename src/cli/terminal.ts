@@ -11,11 +11,12 @@ import * as Terminal from "@effect/platform/Terminal"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import { stdout } from "./stdout.js"
 
 /** Writes `text` to stdout, failing as NodeTerminal's `display` does. */
 const display = (text: string): Effect.Effect<void, PlatformError.PlatformError> =>
   Effect.uninterruptible(Effect.async<void, PlatformError.PlatformError>((resume) => {
-    process.stdout.write(text, (error) =>
+    stdout().write(text, (error) =>
       resume(
         error === null || error === undefined ? Effect.void : Effect.fail(
           new PlatformError.BadArgument({ module: "Terminal", method: "display", description: "Failed to write prompt to stdout", cause: error })
@@ -32,9 +33,9 @@ export const layer: Layer.Layer<Terminal.Terminal> = Layer.scoped(
       Effect.flatMap(Effect.promise(() => import("@effect/platform-node/NodeTerminal")), (NodeTerminal) => Scope.extend(NodeTerminal.make(), scope))
     )
     return Terminal.Terminal.of({
-      columns: Effect.sync(() => process.stdout.columns ?? 0),
-      rows: Effect.sync(() => process.stdout.rows ?? 0),
-      isTTY: Effect.sync(() => Boolean(process.stdout.isTTY)),
+      columns: Effect.sync(() => stdout().columns ?? 0),
+      rows: Effect.sync(() => stdout().rows ?? 0),
+      isTTY: Effect.sync(() => Boolean(stdout().isTTY)),
       readInput: Effect.flatMap(node, (terminal) => terminal.readInput),
       readLine: Effect.flatMap(node, (terminal) => terminal.readLine),
       display

@@ -1,7 +1,7 @@
 /**
  * What a sleeping soad has loaded of Node: each builtin module stays for good (its code and objects, some 0.25 MB
  * for readline, measured by hand). soad reads no keys unless `--wizard` asks it to, so node:readline is loaded
- * then (cli/terminal.ts), not by every run.
+ * then (cli/terminal.ts), not by every run. Nor does it start Node's ES module loader (some 4 ms of start-up).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -12,7 +12,7 @@ import { bin, killAll, soad, tempDirs } from "../harness.js"
 const dir = tempDirs()
 afterEach(killAll)
 
-it("a soad that listens has not loaded node:readline; --wizard loads it and prompts", async () => {
+it("a soad that listens has not loaded node:readline nor the ES module loader; --wizard loads readline and prompts", async () => {
   const d = dir()
   const list = Path.join(d, "modules.txt")
   // Preloaded: writes the builtin modules loaded so far when soad settles (SIGUSR2 is not soad's).
@@ -30,9 +30,25 @@ it("a soad that listens has not loaded node:readline; --wizard loads it and prom
   const loaded = Fs.readFileSync(list, "utf8").split("\n")
   expect(loaded).toContain("NativeModule net")
   expect(loaded).not.toContain("NativeModule readline")
+  // No ES module loader at work (Node's bootstrap loads its first parts in every process): bin.cjs loads
+  // program.cjs (and node:vm) by require, not import().
+  for (const part of ["module_job", "module_map", "translators", "resolve"]) {
+    expect(loaded).not.toContain(`NativeModule internal/modules/esm/${part}`)
+  }
 
   // The wizard reads keys: it shows its first prompt and waits for an answer (ended here after 3 s).
   const wizard = ChildProcess.spawnSync(process.execPath, [bin, "--wizard"], { encoding: "utf8", input: "", timeout: 3_000 })
   expect(wizard.stdout).toMatch(/Wizard Mode for CLI Application/)
   expect(wizard.stdout).toMatch(/This option is optional - use the default\?/)
+})
+
+// bin.cjs makes process.stdout only when the light path writes to it (cli/stdout.ts); its EPIPE guard comes with it.
+it("soad --help whose stdout reader has gone exits 0, without an EPIPE", async () => {
+  const child = ChildProcess.spawn(process.execPath, [bin, "--help"], { stdio: ["ignore", "pipe", "pipe"] })
+  child.stdout.destroy() // the reader goes before soad writes
+  let said = ""
+  child.stderr.on("data", (chunk) => (said += chunk))
+  const code = await new Promise((resolve) => child.on("exit", resolve))
+  expect(said).toBe("")
+  expect(code).toBe(0)
 })
