@@ -23,6 +23,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
+import { isoTime } from "./observe/isoTime.js"
 import { printable, stringify } from "./observe/terminal.js"
 
 /** The levels `--log-level` takes, quietest first. */
@@ -163,7 +164,7 @@ const textLogger = (journal: boolean): Logger.Logger<unknown, void> =>
     const prefix = Option.isSome(service) ? `[${String(service.value)}] ` : ""
     const detail = Cause.isEmpty(cause) ? "" : ` ${Cause.pretty(cause).split("\n")[0]}`
     const line = `${levelLabel(logLevel)} ${printable(`${prefix}${text(message)}${detail}`)}\n`
-    writeLine(journal ? prioritized(logLevel, line) : `${date.toISOString()} ${line}`)
+    writeLine(journal ? prioritized(logLevel, line) : `${isoTime(date)} ${line}`)
   })
 
 /** Human lines on stderr. */
@@ -176,7 +177,7 @@ export const journalHuman: Logger.Logger<unknown, void> = textLogger(true)
 const jsonLogger = (journal: boolean): Logger.Logger<unknown, void> =>
   Logger.make(({ annotations, cause, date, logLevel, message }) => {
     const line: Record<string, unknown> = {
-      time: date.toISOString(),
+      time: isoTime(date),
       level: logLevel._tag === "Warning" ? "warn" : logLevel.label.toLowerCase()
     }
     for (const key of ["service", "event", "pid"]) {

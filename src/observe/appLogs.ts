@@ -37,6 +37,7 @@ import * as Monotonic from "../core/monotonic.js"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import * as Journald from "../os/journal.js"
 import * as OutputPipes from "../os/outputPipes.js"
+import { isoTime } from "./isoTime.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
 import { printable, stringify } from "./terminal.js"
 
@@ -423,7 +424,7 @@ export const make = (
       socket.unref() // the app's output never keeps soad alive
       const stamp = () => {
         now = Monotonic.unsafeNow(clock)
-        time = new Date(now).toISOString()
+        time = isoTime(new Date(now))
       }
       /** Over the rate: the pipe is left unread until the second is over, with the rest of its chunk held. */
       const hold = (rest: Buffer) => {

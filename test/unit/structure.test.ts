@@ -99,4 +99,13 @@ describe("the shape of src", () => {
     expect(importers.length).toBeGreaterThan(0)
     expect(importers.filter((file) => !file.startsWith("src/os/")).sort()).toEqual([])
   })
+
+  // Date.prototype.toISOString maps ICU's time-zone data (about 1 MB of RSS): times are written by isoTime.
+  it("writes times with observe/isoTime.ts, not toISOString", () => {
+    const users = sources(src)
+      .filter((file) => !file.endsWith("isoTime.ts"))
+      .filter((file) => /\.toISOString\(|\.toJSON\(\)/.test(Fs.readFileSync(file, "utf8").replace(/^\s*(\/\/|\*).*$/gm, "")))
+      .map((file) => Path.relative(root, file))
+    expect(users).toEqual([])
+  })
 })
