@@ -3,7 +3,8 @@
  *
  * - cold activation (connect() to the full response): soad, systemd-socket-activate, the app already running;
  * - with the app running: latency and requests/s through soad's socket vs. the app started directly;
- * - soad's own memory while idle, its start-up time, and its CPU use (idle, and one request every 100 ms);
+ * - soad's own memory while idle, its start-up time, and its CPU use (idle, and one request every 100 ms); beside
+ *   it, the stack's floor: a minimal Effect program, and one with @effect/cli (test/bench/floor/);
  * - the warm path: new connections to a running app through soad's listener vs systemd-socket-activate's, and
  *   soad's CPU (with its counting sentinel's) under that load;
  * - idle-stop precision: last request to the shutdown signal, against -t;
@@ -379,13 +380,23 @@ const reportWarm = async () => {
  */
 const idle = async () => {
   const socketPath = Path.join(work, "idle.sock")
+  const [effectFloor, cliFloor] = [floor("effect"), floor("cli")]
   const soad = start(command, ["-s", socketPath, "-t", "300", "--", process.execPath, app])
-  // The reference: an empty Node process, started at the same moment and measured at the same moments.
+  // The reference: an empty Node process, started at the same moment and measured at the same moments; and the
+  // floors of soad's stack (test/bench/floor/), likewise.
   const empty = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"])
+  const floors = [start(process.execPath, [...soadFlags(), effectFloor]), start(process.execPath, [...soadFlags(), cliFloor, "-s", socketPath])]
   const launched = (await soad.waitFor(/listening on/)).at
+  for (const floor of floors) await floor.waitFor(/^ready$/)
   await sleep(Math.max(0, 5_000 - (performance.now() - launched)))
   const pid = soad.child.pid!
-  const at5 = { soad: memory(pid), empty: memory(empty.child.pid!) }
+  const at5 = {
+    soad: memory(pid),
+    empty: memory(empty.child.pid!),
+    effect: memory(floors[0]!.child.pid!),
+    cli: memory(floors[1]!.child.pid!)
+  }
+  for (const floor of floors) await stop(floor)
   const startups: Array<number> = []
   const uncachedStartups: Array<number> = []
   const versions: Array<number> = []
@@ -433,6 +444,30 @@ const idle = async () => {
     idleSwitches: after.switches - before.switches,
     busyCpu: (busyAfter.ticks - busyBefore.ticks) * 10
   }
+}
+
+/** The V8 flags the `soad` command gives node (src/soad.sh's last line), for programs measured beside it. */
+const soadFlags = (): Array<string> => {
+  const exec = /exec "\$node" (.*) "\$\(dirname/.exec(Fs.readFileSync(Path.join(root, "src", "soad.sh"), "utf8"))
+  if (exec === null) throw new Error("src/soad.sh: no exec line with node's flags")
+  return exec[1]!.split(" ")
+}
+
+/** test/bench/floor/NAME.ts bundled as soad's program is (one minified CommonJS file): its path. */
+const floor = (name: string): string => {
+  const out = Path.join(work, `floor-${name}.cjs`)
+  const built = ChildProcess.spawnSync(Path.join(root, "node_modules", ".bin", "esbuild"), [
+    Path.join(root, "test", "bench", "floor", `${name}.ts`),
+    "--bundle",
+    "--platform=node",
+    "--format=cjs",
+    "--target=node20",
+    "--minify",
+    `--outfile=${out}`,
+    "--log-level=warning"
+  ], { stdio: "inherit" })
+  if (built.status !== 0) throw new Error(`esbuild of test/bench/floor/${name}.ts failed`)
+  return out
 }
 
 /** Wall time of a command that exits by itself, in milliseconds (same small environment as the rest, plus `more`). */
@@ -964,6 +999,16 @@ const reportIdle = (idleFigures: Awaited<ReturnType<typeof idle>>) => {
     "soad's private memory (pages no other process shares), 5 s after listening",
     `${idleFigures.at5.soad.private.toFixed(1)} MB`,
     `an empty Node process: ${idleFigures.at5.empty.private.toFixed(1)} MB`
+  )
+  row(
+    "the stack's floor: a minimal Effect program (Effect.never), bundled, soad's V8 flags (RSS / private)",
+    `${idleFigures.at5.effect.rss.toFixed(1)} MB / ${idleFigures.at5.effect.private.toFixed(1)} MB`,
+    "test/bench/floor/effect.ts, measured with soad"
+  )
+  row(
+    "the same with @effect/cli parsing one option (and @effect/platform-node's context)",
+    `${idleFigures.at5.cli.rss.toFixed(1)} MB / ${idleFigures.at5.cli.private.toFixed(1)} MB`,
+    "test/bench/floor/cli.ts, measured with soad"
   )
   row("soad's start-up to listening", ms(idleFigures.startup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
   row("the same without its code cache (SOAD_CODE_CACHE=0: a first start, a dist/ soad may not write)", ms(idleFigures.uncachedStartup, 0), `node -e 0: ${ms(idleFigures.node, 0)}`)
