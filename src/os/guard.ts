@@ -17,10 +17,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Monotonic from "../core/monotonic.js"
 import { event } from "../Logging.js"
 import * as Format from "../observe/format.js"
+import { native } from "./native.js"
+import { errnoName } from "./nativeErrors.js"
 
 /** How a guard process ended. */
 export interface Exited {
@@ -195,50 +198,72 @@ export const make = (spawn: Spawner): Effect.Effect<Guard | undefined, never, Sc
   })
 
 /**
- * soad-guard at `path`, started in its own session, with stdin a pipe only soad writes to (close-on-exec, so no
- * app inherits it). Succeeds once the process runs ('spawn'), fails with the errno if it cannot.
+ * soad-guard at `path`, started by the binding's spawn in its own session, with stdin a pipe only soad writes to
+ * (close-on-exec, so no app inherits it), stdout /dev/null and soad's stderr. Not node:child_process: it would
+ * load child_process and dgram into every soad (about 0.5 MB kept) and cost some 4 ms of start-up (a profile of
+ * soad's start; `npm run bench` has the figures).
+ *
+ * The pipe is blocking: a line is written at once, or soad waits for the guard to read. The guard reads all the
+ * time, and 64 KiB of lines (over a thousand entries) wait in the pipe before soad would: only a guard stopped on
+ * purpose (SIGSTOP, by root or soad's own user, who could stop soad itself) makes soad wait.
  */
 export const spawner = (path: string): Spawner =>
   Effect.flatMap(Deferred.make<Exited>(), (exited) =>
-    Effect.async<Child, GuardStartError>((resume) => {
-      let child: ChildProcess.ChildProcess
-      try {
-        child = ChildProcess.spawn(path, [], { stdio: ["pipe", "ignore", "inherit"], detached: true })
-      } catch (cause) {
-        resume(Effect.fail(startError(path, cause)))
-        return
-      }
-      let started = false
-      child.on("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
-      child.on("error", (cause) => {
-        if (!started) resume(Effect.fail(startError(path, cause)))
-        started = true // an error after the start (a failed kill) changes nothing
-      })
-      child.once("spawn", () => {
-        const stdin = child.stdin
-        if (started || child.pid === undefined || stdin === null) return
-        started = true
-        stdin.on("error", () => {}) // EPIPE: the guard is gone; `exited` says so, and the next one gets the list
-        child.unref()
-        resume(Effect.succeed({
-          pid: child.pid,
-          write: (line) => {
-            if (stdin.writable) stdin.write(line + "\n")
-          },
-          close: () => stdin.end(),
-          exited: Deferred.await(exited)
-        }))
-      })
-      // Interrupted before it ran: nothing was given to it yet.
-      return Effect.sync(() => {
-        if (!started) child.kill("SIGKILL")
-      })
+    Effect.try({
+      try: () => {
+        const n = native()
+        const pipe = n.outputPipe()
+        let devNull: number | undefined
+        try {
+          devNull = Fs.openSync("/dev/null", "w")
+          const pid = n.spawn(path, ["soad-guard"], [], [], {
+            listenPid: false,
+            pdeathsig: false,
+            stdinFd: pipe.read,
+            stdoutFd: devNull
+          }, (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal: signalName(signal) })))
+          return child(pid, pipe.write, Deferred.await(exited))
+        } catch (cause) {
+          n.close(pipe.write)
+          throw cause
+        } finally {
+          n.close(pipe.read) // the guard has its copy
+          if (devNull !== undefined) Fs.closeSync(devNull)
+        }
+      },
+      catch: (cause) => startError(path, cause)
     }))
 
-const startError = (path: string, cause: unknown): GuardStartError => {
-  const code = (cause as NodeJS.ErrnoException).code ?? "EUNKNOWN"
-  return new GuardStartError({ code, message: `spawn ${path}: ${(cause as Error).message ?? String(cause)}` })
+/** The guard `pid`, whose stdin soad writes to through `fd`. */
+const child = (pid: number, fd: number, exited: Effect.Effect<Exited>): Child => {
+  let open = true
+  return {
+    pid,
+    write: (line) => {
+      if (!open) return
+      try {
+        Fs.writeSync(fd, line + "\n")
+      } catch {
+        // EPIPE: the guard is gone; `exited` says so, and the next one gets the list
+      }
+    },
+    close: () => {
+      if (!open) return
+      open = false
+      Fs.closeSync(fd)
+    },
+    exited
+  }
 }
+
+/** A signal's name (SIGKILL) from its number, as node:child_process gives it. */
+const signalName = (signal: number | null): NodeJS.Signals | null =>
+  signal === null
+    ? null
+    : (Object.entries(Os.constants.signals).find(([, number]) => number === signal)?.[0] as NodeJS.Signals | undefined) ?? null
+
+const startError = (path: string, cause: unknown): GuardStartError =>
+  new GuardStartError({ code: errnoName(cause), message: `spawn ${path}: ${cause instanceof Error ? cause.message : String(cause)}` })
 
 /** Starts soad-guard at `path` (see `make`); undefined if it cannot be started. */
 export const start = (path: string): Effect.Effect<Guard | undefined, never, Scope.Scope> => make(spawner(path))
