@@ -14,7 +14,7 @@ import * as Exit from "effect/Exit"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import * as Path from "node:path"
 import * as Monotonic from "../core/monotonic.js"
 import * as AppLogs from "./appLogs.js"
@@ -25,7 +25,7 @@ import { idNames, type IdNames, socketFiles } from "./socketFiles.js"
 import * as Listeners from "../os/listeners.js"
 import * as Peer from "../os/peer.js"
 import * as Procfs from "../os/procfs.js"
-import { closer } from "../os/serverClose.js"
+import * as UnixServer from "../os/unixServer.js"
 import { event } from "../Logging.js"
 import { type Handle, Registry, type Status } from "../Registry.js"
 
@@ -252,11 +252,11 @@ export const serve = (
     const fd = created.fd
     const runtime = yield* Effect.runtime<Registry | AppLogs.AppLogs>()
     const myUid = process.getuid?.() ?? 0
-    const server = Net.createServer((socket) => {
+    const onSocket = (socket: Net.Socket) => {
       socket.on("error", () => {})
       const credentials = peer(socket)
       if (!peerAllowed(credentials, myUid)) {
-        // Read and drop what it sends, so its close is seen: an unread socket stays open and holds server.close.
+        // Read and drop what it sends, so its close is seen: an unread socket would stay open until soad ends.
         socket.resume()
         socket.end(JSON.stringify({ ok: false, error: refusal(credentials) }) + "\n")
         return
@@ -289,26 +289,19 @@ export const serve = (
         })
       }
       socket.on("data", onData)
-    })
-    // An idle client must not hold shutdown: the release ends every open connection (see serverClose.ts).
-    const close = closer(server)
-    yield* Effect.acquireRelease(
-      Effect.async<void, ControlError>((resume) => {
-        server.once("error", (error) => resume(Effect.fail(new ControlError({ message: `${path}: ${error.message}` }))))
-        server.listen({ fd }, () => resume(Effect.void))
-      }),
-      () =>
-        Effect.zipRight(
-          Effect.sync(() => {
-            try {
-              const now = Fs.lstatSync(path)
-              if (now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
-            } catch {
-              // gone already
-            }
-          }),
-          close
-        )
+    }
+    // At the end, the path goes first (finalizers run last to first), then the server: its end destroys every open
+    // connection, so an idle client never holds shutdown.
+    yield* UnixServer.serve(fd, `the control socket ${path}`, onSocket)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        try {
+          const now = Fs.lstatSync(path)
+          if (now.ino === created.ino && now.dev === created.dev) Fs.unlinkSync(path)
+        } catch {
+          // gone already
+        }
+      })
     )
     yield* event("debug", "control", `control socket: ${path}`, { path })
   })
