@@ -563,14 +563,27 @@ const observability = (parsed: Parsed, single: string, reload?: Effect.Effect<Re
  * to close; and, a moment later, one full GC so the memory start-up used goes back to the system before soad
  * sleeps, then `afterStart` (bin.ts saves the code cache of what the start compiled).
  */
-const ready = (afterStart: () => void) =>
+const ready = (afterStart: () => void, services: number) =>
   Effect.zipRight(
     notify("READY=1"),
     Effect.zipRight(
       Effect.addFinalizer(() => notify("STOPPING=1")),
-      Effect.zipRight(keepStatus, Effect.forkScoped(Effect.delay(Effect.zipRight(settle, Effect.sync(afterStart)), "1 second")))
+      Effect.zipRight(
+        Effect.zipRight(registered(services), keepStatus),
+        Effect.forkScoped(Effect.delay(Effect.zipRight(settle, Effect.sync(afterStart)), "1 second"))
+      )
     )
   )
+
+/**
+ * Until `count` services are in the Registry, at most 1 s: each registers from its own fiber once its mode is set
+ * up, so the first STATUS= would otherwise count only those that had ("0 of 0 apps running").
+ */
+const registered = (count: number): Effect.Effect<void, never, Registry.Registry> =>
+  Effect.flatMap(Registry.Registry, (registry) =>
+    Effect.gen(function*() {
+      while ((yield* registry.services).length < count) yield* registry.nextChange
+    })).pipe(Effect.timeoutOption("1 second"), Effect.asVoid)
 
 /** Runs soad on parsed flags: one Activator, or the Services of a config file, until interrupted. */
 const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined, afterStart: () => void) =>
@@ -625,7 +638,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined, af
           yield* Deferred.succeed(started, yield* Services.start(file))
           yield* (yield* ProcessService).announce
           yield* observability(parsed, ControlPaths.instanceOf(path), reloader.request)
-          yield* ready(afterStart)
+          yield* ready(afterStart, file.services.length)
           return yield* Effect.never
         })
       ))
@@ -639,7 +652,7 @@ const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined, af
         yield* (yield* ProcessService).announce
         const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
         yield* observability(parsed, singleInstance(config))
-        yield* ready(afterStart)
+        yield* ready(afterStart, 1)
         return yield* Fiber.join(serving)
       })
     ), Budget.Budget, Budget.unlimited))
