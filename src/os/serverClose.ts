@@ -1,7 +1,8 @@
 /**
- * Closing soad's own node:net servers (the metrics endpoint; the control socket has os/unixServer.ts) at shutdown without waiting for their
- * clients: net.Server.close only stops accepting and then waits for every open connection to end, so one silent
- * client would hold shutdown (and the apps' stop, whose finalizer runs after) for ever.
+ * Closing soad's own node:net servers (the metrics endpoint; the control socket has os/unixServer.ts) at shutdown
+ * without waiting for their clients: net.Server.close only stops accepting and then waits for every open
+ * connection to end, so one silent client would hold shutdown (and the apps' stop, whose finalizer runs after) for
+ * ever.
  *
  * @internal
  */
