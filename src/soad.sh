@@ -4,7 +4,16 @@
 # compilers buy nothing (--lite-mode; it turns WebAssembly off, which soad does not use: --no-expose-wasm says so
 # instead of a warning), and garbage collection on the main thread alone frees pages at once
 # (--single-threaded-gc). Measured with `npm run bench` (README, "Figures").
-self=$(readlink -f "$0" 2>/dev/null) || self=$0
+# Where this file really is (bin.cjs sits beside it): through a link (npm's PREFIX/bin/soad) readlink says; a
+# path that is no link is already that, without the ~1 ms a readlink costs (as dirname would: ${self%/*} instead).
+self=$0
+if [ -h "$0" ]; then
+  self=$(readlink -f "$0" 2>/dev/null) || self=$0
+fi
+case $self in
+  */*) here=${self%/*} ;;
+  *) here=. ;;
+esac
 # Which node: the first Node.js 20 or newer of: a node on PATH, in PATH's order (as npm's own commands find it, but
 # past an older one); the one beside this command, where a global install put both (PREFIX/bin/soad and
 # PREFIX/bin/node: nvm, a Node unpacked in /opt), reached through the link npm made or through this file's own path
@@ -34,4 +43,4 @@ set +f
   echo "soad: cannot find node (Node.js 20 or newer) on PATH=$PATH nor beside $0$found: install Node.js 20 or newer, or put the directory of its node in PATH (in a systemd unit: Environment=PATH=/that/dir:/usr/bin:/bin)" >&2
   exit 127
 }
-exec "$node" --lite-mode --no-expose-wasm --single-threaded-gc "$(dirname "$self")/bin.cjs" "$@"
+exec "$node" --lite-mode --no-expose-wasm --single-threaded-gc "$here/bin.cjs" "$@"

@@ -65,6 +65,19 @@ describe("the launcher", () => {
     expect(result.status).toBe(0)
   })
 
+  it("finds bin.cjs beside itself when started as `sh soad` from its own directory (a $0 without a slash)", () => {
+    const { launcher } = layout(true)
+    const result = ChildProcess.spawnSync("sh", ["soad", "--version"], {
+      encoding: "utf8",
+      timeout: 30_000,
+      cwd: Path.dirname(launcher),
+      env: { PATH: `${Path.dirname(process.execPath)}:/usr/bin:/bin`, HOME: process.env["HOME"] ?? "/" }
+    })
+    expect(result.stderr).toBe("")
+    expect(result.stdout.trim()).toBe(version)
+    expect(result.status).toBe(0)
+  })
+
   it("prefers the node on PATH to the one beside it", () => {
     const { linked, prefix, tools } = layout(false)
     // beside it, a "node" that is not one
