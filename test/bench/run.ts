@@ -448,7 +448,7 @@ const idle = async () => {
 
 /** The V8 flags the `soad` command gives node (src/soad.sh's last line), for programs measured beside it. */
 const soadFlags = (): Array<string> => {
-  const exec = /exec "\$node" (.*) "\$\(dirname/.exec(Fs.readFileSync(Path.join(root, "src", "soad.sh"), "utf8"))
+  const exec = /^exec "\$node" ([^"]*) "/m.exec(Fs.readFileSync(Path.join(root, "src", "soad.sh"), "utf8"))
   if (exec === null) throw new Error("src/soad.sh: no exec line with node's flags")
   return exec[1]!.split(" ")
 }
