@@ -56,7 +56,13 @@ export const serve = (
         for (let i = 0; i < acceptBatch; i++) {
           const taken = n.acceptConnection(fd)
           if (taken === null) return
-          const socket = new Net.Socket({ fd: taken.fd, readable: true, writable: true })
+          let socket: Net.Socket
+          try {
+            socket = new Net.Socket({ fd: taken.fd, readable: true, writable: true })
+          } catch (cause) {
+            n.close(taken.fd) // never handed over: nobody else would close it
+            throw cause
+          }
           open.add(socket)
           socket.once("close", () => open.delete(socket))
           onSocket(socket)
