@@ -2,9 +2,10 @@
  * The command line as an @effect/cli Command tree: `soad` runs one app (`soad -s /run/app.sock -t 240 -S TERM --
  * gunicorn app:app`) or every service of a config file (`soad -c FILE`), and its subcommands `check` (validates a
  * file) and `status`, `wake`/`start`, `sleep`/`stop`, `restart`, `reload` and `logs` (talk to a running soad; the
- * light path, cli/light.ts, runs the usual lines of these without this tree, and both run cli/controlVerbs.ts). A service's flags are taken as typed and resolved by
- * the same function as a config file's table (config/serviceInput.ts: one parser per field, every rule across
- * fields written once), so the core sees only a typed ServiceConfig.
+ * light path, cli/light.ts, runs the usual lines of these without this tree, and both run cli/controlVerbs.ts). A
+ * run's usual lines (`soad -s PATH -- app`, `soad -c FILE`) are parsed without this tree too (cli/runArgs.ts), and
+ * both parsers' runs are cli/serve.ts's; the program loads this module only for the lines that need it
+ * (cli/main.ts).
  *
  * @since 0.1.0
  */
@@ -16,56 +17,33 @@ import * as CommandDirective from "@effect/cli/CommandDirective"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Span from "@effect/cli/HelpDoc/Span"
 import * as Options from "@effect/cli/Options"
-import type * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
-import * as Fiber from "effect/Fiber"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
-import * as Path from "node:path"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
-import type * as Scope from "effect/Scope"
-import * as Activator from "../Activator.js"
-import * as Budget from "../Budget.js"
 import * as ServiceConfig from "../ServiceConfig.js"
-import * as Control from "../observe/control.js"
-import * as ControlPaths from "../observe/controlPaths.js"
-import type { ReloadOutcome } from "../observe/controlProtocol.js"
 import type * as ControlArgs from "./controlArgs.js"
 import { defaultLines } from "./controlArgs.js"
 import * as ControlVerbs from "./controlVerbs.js"
 import * as Help from "./help.js"
-import { unitOf } from "../core/lifecycle.js"
 import * as ConfigFile from "../ConfigFile.js"
 import * as AppLogs from "../observe/appLogs.js"
 import * as Durations from "../config/durations.js"
 import * as Fields from "../config/fields.js"
-import * as ServiceInput from "../config/serviceInput.js"
-import { settle } from "../os/gc.js"
-import { keepStatus, notify, reloading } from "../observe/systemd.js"
-import * as Reloads from "../core/reloads.js"
 import * as Users from "../os/users.js"
 import * as Logging from "../Logging.js"
-import * as Metrics from "../observe/metrics.js"
-import * as Registry from "../Registry.js"
-import { event } from "../Logging.js"
-import { ProcessService } from "../ProcessService.js"
-import * as Signal from "../Signal.js"
-import * as Services from "../Services.js"
-import type { RelayService } from "../RelayService.js"
-import type { AppNotify } from "../AppNotify.js"
-import type { SocketService } from "../SocketService.js"
+import * as RunArgs from "./runArgs.js"
+import * as Serve from "./serve.js"
 import { stdout } from "./stdout.js"
 
-/** The command line is wrong; `message` says what and how to fix it. Exit code 2. */
-export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+export { UsageError } from "./serve.js"
+export type { Requirements } from "./serve.js"
 
 /** A control command failed and has said why (cli/controlVerbs.ts); exit `code`. */
 export class Reported extends Data.TaggedError("Reported")<{ readonly code: number }> {}
@@ -81,7 +59,7 @@ export const version: string = typeof SOAD_VERSION === "string"
   ? SOAD_VERSION
   : (JSON.parse(Fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { readonly version: string }).version
 
-const usage = (message: string) => new UsageError({ message })
+const usage = Serve.usage
 
 /** A flag's value refused by its field's parser, as @effect/cli reports a bad value (exit 2). */
 const refuse = (flag: string, input: string | number, refusal: Fields.Refusal) =>
@@ -305,18 +283,13 @@ const control = Options.text("control").pipe(
   ),
   Options.optional
 )
-/** A `--name` value, as ControlPaths.instanceName allows. */
-const instanceRef: Fields.Parse<string> = (input) =>
-  ControlPaths.instanceName.test(String(input))
-    ? Either.right(String(input))
-    : Either.left({ _tag: "Expected", expected: "letters, digits, _ . @ -, starting with a letter or digit, at most 64" })
 /** `--name`, named `pseudo` in the usage. */
 const instanceOption = (pseudo: string, description: string) =>
   Options.text("name").pipe(
     Options.withPseudoName(pseudo),
     Options.withDescription(description),
     Options.optional,
-    checkedOptional("--name", instanceRef)
+    checkedOptional("--name", RunArgs.instanceRef)
   )
 const instance = instanceOption(
   "NAME",
@@ -369,131 +342,20 @@ const options = {
   command
 }
 
-/** The names of options that take a value (`-t`, `--time-until-stop`, …), as their usage gives them. */
-const takingValue = (usage: Usage.Usage): ReadonlyArray<string> => {
-  switch (usage._tag) {
-    case "Named":
-      return Option.isSome(usage.acceptedValues) ? usage.names : []
-    case "Optional":
-    case "Repeated":
-      return takingValue(usage.usage)
-    case "Alternation":
-    case "Concat":
-      return [...takingValue(usage.left), ...takingValue(usage.right)]
-    default:
-      return []
-  }
-}
+/** The options of a run, as the tree defines them (test/unit/runArgs.test.ts compares RunArgs.flags with them). */
+export const runOptions = options
 
-/** Every name of soad's options that take a value. */
-const valueFlags: ReadonlySet<string> = new Set(
-  (Object.values(options) as ReadonlyArray<unknown>).flatMap((option) => Options.isOptions(option) ? takingValue(Options.getUsage(option)) : [])
-)
+/** What the tree parses of a run's flags: the light run path's Parsed (cli/runArgs.ts), checked equal below. */
+export type Parsed = RunArgs.Parsed
 
-/** What @effect/cli parsed: the run's own flags checked, a service's settings as typed (resolved by toConfig). */
-export type Parsed = Command.Command.ParseConfig<typeof options>
+/** The two types are one: a flag added to one of them and not the other fails to compile here. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+const parsedAgrees: Same<Command.Command.ParseConfig<typeof options>, RunArgs.Parsed> = true
+void parsedAgrees
 
-/** The service's settings the flags give, keyed as a config file's (only those given). */
-export const serviceInput = (parsed: Parsed, argv: ReadonlyArray<string>): ServiceInput.ServiceInput => {
-  const given: Record<string, unknown> = {
-    socket: parsed.socket.length > 0 ? parsed.socket : undefined,
-    listen: parsed.listen.length > 0 ? parsed.listen : undefined,
-    command: argv,
-    upstream: parsed.upstream,
-    "max-held": parsed.maxHeld,
-    "waiting-page": parsed.waitingPage,
-    "waiting-page-file": parsed.waitingPageFile,
-    accept: parsed.accept ? true : undefined,
-    "max-connections": parsed.maxConnections,
-    "max-connections-per-source": parsed.maxConnectionsPerSource,
-    "max-accept-rate": parsed.maxAcceptRate,
-    "time-until-stop": parsed.timeUntilStop,
-    "shutdown-signal": parsed.shutdownSignal,
-    "stop-timeout": parsed.stopTimeout,
-    "start-timeout": parsed.startTimeout,
-    ready: parsed.ready,
-    "idle-ignores-open-connections": parsed.idleIgnoresOpenConnections ? true : undefined,
-    "min-uptime": parsed.minUptime,
-    "max-backoff": parsed.maxBackoff,
-    "start-limit-burst": parsed.startLimitBurst,
-    "start-limit-interval": parsed.startLimitInterval,
-    backlog: parsed.backlog,
-    "socket-mode": parsed.socketMode,
-    "socket-user": parsed.socketUser,
-    "socket-group": parsed.socketGroup,
-    user: parsed.user,
-    group: parsed.group
-  }
-  const input: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(given)) {
-    const plain = Option.isOption(value) ? Option.getOrUndefined(value) : value
-    if (plain !== undefined) input[key] = plain
-  }
-  return input as ServiceInput.ServiceInput
-}
+export const splitArgv = RunArgs.splitArgv
 
-/**
- * Turns parsed flags into a ServiceConfig, by the rules a config file's service goes through
- * (config/serviceInput.ts): the first problem is the usage error. `appCommand` is what came after `--`.
- */
-export const toConfig = (
-  parsed: Parsed,
-  appCommand: ReadonlyArray<string> | undefined,
-  resolver: ServiceInput.Resolver
-): Either.Either<ServiceConfig.ServiceConfig, UsageError> =>
-  Either.gen(function*() {
-    const before = parsed.command
-    // A flag that was not taken as one: its value is missing (it ends soad's part of the line), or it is unknown.
-    if (before.length > 0 && valueFlags.has(before[0]!)) return yield* Either.left(usage(`option ${before[0]} needs a value`))
-    if (before.length > 0 && (appCommand !== undefined || before[0]!.startsWith("-"))) {
-      return yield* Either.left(
-        usage(
-          before[0]!.startsWith("-")
-            ? `unknown option '${before[0]}'`
-            : `unexpected argument '${before[0]}' before --: the app's command goes after --`
-        )
-      )
-    }
-    const input = serviceInput(parsed, appCommand ?? before)
-    return yield* Either.mapLeft(
-      ServiceInput.resolve(input, {
-        // --name names the service (logs, journal, status, metrics) as well as this soad; else the command's name.
-        name: Option.getOrUndefined(parsed.instance),
-        own: new Set(Object.keys(input)),
-        naming: ServiceInput.flagNaming,
-        resolver,
-        baseDir: process.cwd()
-      }),
-      (problems) => usage(ServiceInput.flagMessage(problems[0]!))
-    )
-  })
-
-/** Short options whose value may be attached (`-t5`, `-S15`, `-s/run/a.sock`): @effect/cli wants them apart. */
-const shortWithValue = new Set([...valueFlags].filter((name) => /^-[a-zA-Z]$/.test(name)).map((name) => name.slice(1)))
-
-/**
- * Splits argv at the first `--`: what follows is the app's command, verbatim, never seen by the parser (a command
- * such as `sleep 30` would otherwise be taken for the subcommand). Before it, attached values are separated
- * (`--socket=PATH` → `--socket PATH`, which @effect/cli does only for options that are not repeated; `-t5` → `-t 5`),
- * and a leading `--log-level` moves to the end: @effect/cli's built-in `--log-level` (which no setting turns off)
- * takes the option only when it comes first, and would then drop it and any `--log-level` after `--` too.
- */
-export const splitArgv = (args: ReadonlyArray<string>): {
-  readonly own: ReadonlyArray<string>
-  readonly command: ReadonlyArray<string> | undefined
-} => {
-  const dashes = args.indexOf("--")
-  const own: Array<string> = []
-  for (const arg of dashes >= 0 ? args.slice(0, dashes) : args) {
-    const long = /^(--[a-z][a-z-]*)=(.*)$/s.exec(arg)
-    const short = /^-([a-zA-Z])(.+)$/s.exec(arg)
-    if (long !== null) own.push(long[1]!, long[2]!)
-    else if (short !== null && shortWithValue.has(short[1]!)) own.push(`-${short[1]}`, short[2]!)
-    else own.push(arg)
-  }
-  if (own[0] === "--log-level") own.push(...own.splice(0, 2))
-  return { own, command: dashes >= 0 ? args.slice(dashes + 1) : undefined }
-}
+const valueFlags = RunArgs.valueFlags
 
 /** The options whose choices @effect/cli checks itself, to name them in its refusals (explain). */
 const choiceFlags: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
@@ -524,146 +386,6 @@ export const explain = (error: ValidationError.ValidationError, own: ReadonlyArr
   return text === "" ? undefined : text
 }
 
-/**
- * A single app's instance name when --name does not give one: its cgroup's (the app's name and a hash of its first
- * listener, `gunicorn-5d41c0a2`), the same at every start of the same soad, and another for each listener, so
- * two single-app soads never share a control socket.
- */
-const singleInstance = (config: ServiceConfig.ServiceConfig): string => {
-  const unit = unitOf(config)
-  return ControlPaths.instanceName.test(unit) ? unit : `soad-${unit}`.slice(0, 64)
-}
-
-/**
- * Where this soad's control socket is: --control PATH, else its instance's in the directory every soad's is in
- * (where the control commands look): the instance is --name, else derived from -c FILE, else `single`'s.
- */
-const controlSocket = (parsed: Parsed, single: string): string =>
-  Option.match(parsed.control, {
-    onSome: (path) => Path.resolve(path),
-    onNone: () =>
-      ControlPaths.socketOf(
-        Option.getOrElse(Option.orElse(parsed.instance, () => Option.map(parsed.configFile, ControlPaths.instanceOf)), () => single)
-      )
-  })
-
-/**
- * The control socket (answering `soad reload` with `reload`, in config mode) and the metrics endpoint, as the flags
- * ask, until the scope closes.
- */
-const observability = (parsed: Parsed, single: string, reload?: Effect.Effect<ReloadOutcome>) =>
-  Effect.gen(function*() {
-    const explicit = Option.isSome(parsed.control)
-    yield* Control.serve(controlSocket(parsed, single), explicit, undefined, reload)
-    if (Option.isSome(parsed.metrics)) yield* Metrics.serve(parsed.metrics.value)
-  })
-
-/**
- * READY=1 now (every listener is bound), then STATUS= kept current; STOPPING=1 first thing when the scope begins
- * to close; and, a moment later, one full GC so the memory start-up used goes back to the system before soad
- * sleeps, then `afterStart` (bin.ts saves the code cache of what the start compiled).
- */
-const ready = (afterStart: () => void, services: number) =>
-  Effect.zipRight(
-    notify("READY=1"),
-    Effect.zipRight(
-      Effect.addFinalizer(() => notify("STOPPING=1")),
-      Effect.zipRight(
-        Effect.zipRight(registered(services), keepStatus),
-        Effect.forkScoped(Effect.delay(Effect.zipRight(settle, Effect.sync(afterStart)), "1 second"))
-      )
-    )
-  )
-
-/**
- * Until `count` services are in the Registry, at most 1 s: each registers from its own fiber once its mode is set
- * up, so the first STATUS= would otherwise count only those that had ("0 of 0 apps running").
- */
-const registered = (count: number): Effect.Effect<void, never, Registry.Registry> =>
-  Effect.flatMap(Registry.Registry, (registry) =>
-    Effect.gen(function*() {
-      while ((yield* registry.services).length < count) yield* registry.nextChange
-    })).pipe(Effect.timeoutOption("1 second"), Effect.asVoid)
-
-/** Runs soad on parsed flags: one Activator, or the Services of a config file, until interrupted. */
-const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefined, afterStart: () => void) =>
-  Effect.gen(function*() {
-    const registry = yield* Registry.make
-    const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      effect.pipe(
-        Effect.provideService(Registry.Registry, registry),
-        Effect.provide(AppLogs.layer(parsed.logFormat)),
-        Effect.provide(Logging.layer(parsed.logLevel, parsed.logFormat))
-      )
-    if (Option.isSome(parsed.configFile)) {
-      const path = parsed.configFile.value
-      const extra = [
-        parsed.socket.length > 0 ? "-s" : undefined,
-        parsed.listen.length > 0 ? "-l" : undefined,
-        (appCommand ?? parsed.command).length > 0 ? "a command" : undefined
-      ].filter((flag) => flag !== undefined)
-      if (extra.length > 0) {
-        return yield* Effect.fail(usage(`-c takes the services from the file: give no ${extra.join(" or ")} with it`))
-      }
-      const file = yield* ConfigFile.load(path, Users.resolver)
-      return yield* provide(Effect.scoped(
-        Effect.gen(function*() {
-          yield* forwardSignals(configSignals)
-          // SIGHUP is caught before anything listens (its default action would end soad); a reload asked for
-          // while the services start runs once they have.
-          const started = yield* Deferred.make<Services.Services>()
-          // systemd sees the reload from RELOADING=1 to READY=1, whether the new config applies or not. What it
-          // did goes to `soad reload`.
-          const reload = Effect.gen(function*() {
-            const supervisor = yield* Deferred.await(started)
-            yield* reloading
-            yield* event("info", "reloading", `reloading ${path} (SIGHUP or soad reload)`)
-            const next = yield* Effect.either(ConfigFile.load(path, Users.resolver))
-            let outcome: ReloadOutcome
-            if (Either.isRight(next)) {
-              const applied = yield* supervisor.apply(next.right)
-              yield* Effect.forkScoped(Effect.delay(settle, "1 second"))
-              outcome = { applied: applied.complete, summary: applied.summary, errors: [] }
-            } else {
-              const summary = "the reload failed: soad keeps running the config it had"
-              for (const error of next.left.errors) yield* event("error", "config_error", error)
-              yield* event("error", "reload_failed", summary)
-              outcome = { applied: false, summary, errors: next.left.errors }
-            }
-            yield* notify("READY=1")
-            return outcome
-          })
-          const reloader = yield* Reloads.make(reload)
-          yield* onSignal("SIGHUP", reloader.unsafeRequest)
-          yield* Deferred.succeed(started, yield* Services.start(file))
-          yield* (yield* ProcessService).announce
-          yield* observability(parsed, ControlPaths.instanceOf(path), reloader.request)
-          yield* ready(afterStart, file.services.length)
-          return yield* Effect.never
-        })
-      ))
-    }
-    const config = yield* toConfig(parsed, appCommand, Users.resolver)
-    // One app: no budget to start it under (config mode's services have the file's, from Services).
-    return yield* provide(Effect.provideService(Effect.scoped(
-      Effect.gen(function*() {
-        yield* forwardSignals(forwardedSignals)
-        const listeners = yield* Activator.listen(config).pipe(Effect.annotateLogs("service", config.name))
-        yield* (yield* ProcessService).announce
-        const serving = yield* Effect.forkScoped(Activator.serve(config, listeners))
-        yield* observability(parsed, singleInstance(config))
-        yield* ready(afterStart, 1)
-        return yield* Fiber.join(serving)
-      })
-    ), Budget.Budget, Budget.unlimited))
-  })
-
-/** Calls `handler` each time the signal comes, until the scope closes. */
-const onSignal = (name: NodeJS.Signals, handler: () => void): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => process.on(name, handler)),
-    () => Effect.sync(() => process.off(name, handler))
-  )
 
 /** `soad check FILE`: validates the file and what it names on this machine, prints what would run; exit 0 or 1. */
 export const check = (path: string) =>
@@ -739,13 +461,15 @@ const description = "Socket activator/deactivator: holds the listening sockets, 
  * `soad` as an @effect/cli Command tree: run (the root), check, status, wake/start, sleep/stop, restart, reload
  * and logs. `appCommand` is the app's command, split off after `--` by splitArgv. `live` provides the services a
  * run needs: only the run builds it, so help, versions, check and the control subcommands never load the native
- * binding or start a guard. `control` runs a parsed control command (tests pass one that records it).
+ * binding or start a guard. `control` runs a parsed control command, `serve` a parsed run (tests pass ones that
+ * record them).
  */
 export const make = (
   appCommand: ReadonlyArray<string> | undefined,
-  live: Layer.Layer<Requirements>,
+  live: Layer.Layer<Serve.Requirements>,
   control: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported> = runVerbs,
-  afterStart: () => void = () => {}
+  afterStart: () => void = () => {},
+  serve: typeof Serve.serve = Serve.serve
 ) => {
   const root = Command.make("soad", options, (parsed) => Effect.provide(serve(parsed, appCommand, afterStart), live)).pipe(
     Command.withDescription(description)
@@ -928,6 +652,8 @@ export interface RunOptions {
   readonly control?: (command: ControlArgs.ControlCommand) => Effect.Effect<void, Reported>
   /** Called once a run has started and settled (os/gc.ts), after its first full GC. */
   readonly started?: () => void
+  /** What runs a parsed run (tests pass one that records it). Default: Serve.serve. */
+  readonly serve?: typeof Serve.serve
 }
 
 /**
@@ -935,9 +661,9 @@ export interface RunOptions {
  * a run). Fails with UsageError or a ValidationError (exit 2), ConfigError, ControlError or ListenError (exit 1),
  * or Reported (a control command's code); the message has been printed.
  */
-export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>, options: RunOptions = {}) => {
+export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Serve.Requirements>, options: RunOptions = {}) => {
   const { command: appCommand, own } = splitArgv(args)
-  const soad = make(appCommand, live, options.control, options.started)
+  const soad = make(appCommand, live, options.control, options.started, options.serve)
   const cli = Command.run(soad, { name: "soad", version })
   return builtIn(soad, own, (options.plain ?? plainOutput)()).pipe(
     Effect.flatMap((printed) => printed ? Effect.void : withoutLibraryErrors(cli(["node", "soad", ...own]))),
@@ -946,13 +672,7 @@ export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>
         const line = explain(error, own)
         return line === undefined ? Effect.void : Console.error(`soad: ${line} (see soad --help)`)
       }
-      return error._tag === "Reported"
-        ? Effect.void
-        : error._tag === "UsageError"
-        ? Console.error(`soad: ${error.message} (see soad --help)`)
-        : error._tag === "ConfigError"
-        ? Effect.forEach(error.errors, (line) => Console.error(`soad: ${line}`), { discard: true })
-        : Console.error(`soad: ${error.message}`)
+      return error._tag === "Reported" ? Effect.void : Serve.report(error)
     }),
     Effect.provide(CliConfig.layer({ isCaseSensitive: true, showBuiltIns: false, showTypes: false }))
   )
@@ -960,67 +680,5 @@ export const run = (args: ReadonlyArray<string>, live: Layer.Layer<Requirements>
 
 /** The exit code for a failure of `run`. */
 export const exitCode = (error: unknown): number =>
-  error instanceof Reported
-    ? error.code
-    : ValidationError.isValidationError(error) || (error as { _tag?: string })._tag === "UsageError" ||
-    (error as { usage?: boolean }).usage === true
-    ? 2
-    : 1
+  error instanceof Reported ? error.code : ValidationError.isValidationError(error) ? 2 : Serve.exitCode(error)
 
-/** Second SIGINT/SIGTERM while stopping: SIGKILL to every app group now (the first is runMain's). */
-export const killOnSecondSignal: Layer.Layer<never, never, ProcessService> = Layer.scopedDiscard(
-  Effect.gen(function*() {
-    const processes = yield* ProcessService
-    let received = 0
-    const onSignal = () => {
-      received += 1
-      if (received >= 2) Effect.runFork(processes.killAll)
-    }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        process.on("SIGINT", onSignal)
-        process.on("SIGTERM", onSignal)
-      }),
-      () =>
-        Effect.sync(() => {
-          process.off("SIGINT", onSignal)
-          process.off("SIGTERM", onSignal)
-        })
-    )
-  })
-)
-
-/** Signals soad passes on to the running apps' process groups (apps use them to reload or reopen logs). */
-export const forwardedSignals = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const
-
-/** In config mode SIGHUP is soad's own (reload); the others are still passed on. */
-export const configSignals = ["SIGUSR1", "SIGUSR2", "SIGWINCH"] as const
-
-/** Passes these signals on to every running app's process group, until the scope closes. */
-export const forwardSignals = (
-  signals: ReadonlyArray<NodeJS.Signals>
-): Effect.Effect<void, never, ProcessService | Scope.Scope> => Effect.gen(function*() {
-  const processes = yield* ProcessService
-  const runtime = yield* Effect.runtime<never>()
-  const handlers = signals.map((name) => {
-    const signal = Either.getOrThrow(Signal.parse(name))
-    const handler = () => {
-      Runtime.runFork(runtime)(
-        event("info", "signal", `passing ${name} on to the app`, { signal: name }).pipe(
-          Effect.zipRight(processes.signalAll(signal))
-        )
-      )
-    }
-    return [name, handler] as const
-  })
-  yield* Effect.acquireRelease(
-    Effect.sync(() => handlers.forEach(([name, handler]) => process.on(name, handler))),
-    () => Effect.sync(() => handlers.forEach(([name, handler]) => process.off(name, handler)))
-  )
-})
-
-/**
- * The OS services a run needs (main.ts builds them, with killOnSecondSignal); a run provides the rest itself: the
- * Registry the control socket reads, the AppLogs that capture the apps' output, one app's unlimited Budget.
- */
-export type Requirements = SocketService | ProcessService | RelayService | AppNotify

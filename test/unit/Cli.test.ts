@@ -24,6 +24,7 @@ import { describe, expect, it } from "vitest"
 import type * as ControlArgs from "../../src/cli/controlArgs.js"
 import { recognize } from "../../src/cli/controlArgs.js"
 import * as Cli from "../../src/cli/command.js"
+import * as Serve from "../../src/cli/serve.js"
 import * as CliFileSystem from "../../src/cli/fileSystem.js"
 import * as Users from "../../src/os/users.js"
 
@@ -157,7 +158,7 @@ describe("help: the library's documents, less its faults", () => {
     }
     const directive = await parse(["-s", "/run/a.sock"])
     if (directive._tag !== "UserDefined") throw new Error("not a run")
-    const config = Either.getOrThrow(Cli.toConfig(directive.value, ["app"], Users.resolver))
+    const config = Either.getOrThrow(Serve.toConfig(directive.value, ["app"], Users.resolver))
     const seconds = (duration: Duration.Duration) => String(Duration.toSeconds(duration))
     expect(stated("--time-until-stop")).toBe(seconds(config.idleTimeout))
     expect(stated("--stop-timeout")).toBe(seconds(config.stopTimeout))
@@ -171,7 +172,7 @@ describe("help: the library's documents, less its faults", () => {
     expect(stated("--backlog")).toBe(String(config.socket.backlog))
     const accepting = await parse(["-s", "/run/a.sock", "--accept"])
     if (accepting._tag !== "UserDefined") throw new Error("not a run")
-    const { mode } = Either.getOrThrow(Cli.toConfig(accepting.value, ["app"], Users.resolver))
+    const { mode } = Either.getOrThrow(Serve.toConfig(accepting.value, ["app"], Users.resolver))
     if (mode._tag !== "Accept") throw new Error(`--accept gave ${mode._tag}`)
     expect(stated("--max-connections")).toBe(String(mode.maxConnections))
     expect(stated("--max-accept-rate")).toBe(`${mode.maxAcceptRate.count}/${seconds(mode.maxAcceptRate.per)}s`)

@@ -1,6 +1,6 @@
 /**
  * One validator: every rule across a service's settings, tried both ways, through the real command line (argv
- * parsed by @effect/cli, then Cli.toConfig) and through a config file's table (ConfigFile.decode), with the same
+ * parsed by @effect/cli, then Serve.toConfig) and through a config file's table (ConfigFile.decode), with the same
  * verdict. The library's ServiceConfig.make refuses what can never work, too.
  */
 import * as NodePath from "@effect/platform-node/NodePath"

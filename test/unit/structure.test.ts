@@ -1,6 +1,7 @@
 /**
- * The shape of src as its imports draw it: no module imports itself through others (a circle), and the native
- * addon's loader (os/native.ts) is imported only by the OS drivers in src/os/. Read from the sources' static
+ * The shape of src as its imports draw it: no module imports itself through others (a circle), the native
+ * addon's loader (os/native.ts) is imported only by the OS drivers in src/os/, and a run's program does not
+ * evaluate the command tree. Read from the sources' static
  * imports and re-exports (`import`, `import type`, `export … from`), as TypeScript parses them.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -35,6 +36,49 @@ const importsOf = (file: string): Array<string> => {
     .filter((specifier) => specifier.startsWith("."))
     .map((specifier) => Path.resolve(Path.dirname(file), specifier.replace(/\.js$/, ".ts")))
     .filter((target) => Fs.existsSync(target))
+}
+
+/**
+ * What a file's evaluation loads: the specifiers of its value imports (not `import type`, not an import or
+ * re-export whose every name is a type), relative ones resolved as importsOf does, packages as written.
+ */
+const valueImportsOf = (file: string): { readonly local: Array<string>; readonly packages: Array<string> } => {
+  const parsed = ts.createSourceFile(file, Fs.readFileSync(file, "utf8"), ts.ScriptTarget.Latest, false)
+  const specifiers: Array<string> = []
+  for (const statement of parsed.statements) {
+    if (ts.isImportDeclaration(statement) && ts.isStringLiteral(statement.moduleSpecifier)) {
+      const clause = statement.importClause
+      const bindings = clause?.namedBindings
+      const typesOnly = clause !== undefined && (clause.isTypeOnly ||
+        (clause.name === undefined && bindings !== undefined && ts.isNamedImports(bindings) &&
+          bindings.elements.length > 0 && bindings.elements.every((element) => element.isTypeOnly)))
+      if (!typesOnly) specifiers.push(statement.moduleSpecifier.text)
+    } else if (
+      ts.isExportDeclaration(statement) && !statement.isTypeOnly && statement.moduleSpecifier !== undefined &&
+      ts.isStringLiteral(statement.moduleSpecifier)
+    ) specifiers.push(statement.moduleSpecifier.text)
+  }
+  return {
+    local: specifiers.filter((specifier) => specifier.startsWith("."))
+      .map((specifier) => Path.resolve(Path.dirname(file), specifier.replace(/\.js$/, ".ts")))
+      .filter((target) => Fs.existsSync(target)),
+    packages: specifiers.filter((specifier) => !specifier.startsWith("."))
+  }
+}
+
+/** The files of src and the packages that evaluating `entry` evaluates (static value imports, transitively). */
+const evaluatedBy = (entry: string): { readonly files: Set<string>; readonly packages: Set<string> } => {
+  const files = new Set<string>()
+  const packages = new Set<string>()
+  const visit = (file: string): void => {
+    if (files.has(file)) return
+    files.add(file)
+    const { local, packages: used } = valueImportsOf(file)
+    for (const name of used) packages.add(name)
+    for (const target of local) visit(target)
+  }
+  visit(Path.join(root, entry))
+  return { files: new Set([...files].map((file) => Path.relative(root, file))), packages }
 }
 
 /** Every file of src with the files it imports, paths relative to the repository. */
@@ -98,6 +142,17 @@ describe("the shape of src", () => {
       .map(([file]) => file)
     expect(importers.length).toBeGreaterThan(0)
     expect(importers.filter((file) => !file.startsWith("src/os/")).sort()).toEqual([])
+  })
+
+  // The command tree costs a run ~7 ms to build and parse and its heap for as long as soad runs (cli/runArgs.ts):
+  // the program's module (what dist/program.cjs evaluates before a line is parsed) reaches it only by import().
+  it("evaluates no @effect/cli until a line needs the command tree", () => {
+    const { files, packages } = evaluatedBy("src/cli/program.ts")
+    expect(files.has("src/cli/serve.ts")).toBe(true) // the walk went through the run
+    expect([...packages].filter((name) => name.startsWith("@effect/cli"))).toEqual([])
+    expect([...files].filter((file) => ["src/cli/command.ts", "src/cli/tree.ts", "src/cli/help.ts"].includes(file))).toEqual([])
+    // the check itself: the tree's module does reach it
+    expect([...evaluatedBy("src/cli/tree.ts").packages].some((name) => name.startsWith("@effect/cli"))).toBe(true)
   })
 
   // Date.prototype.toISOString maps ICU's time-zone data (about 1 MB of RSS): times are written by isoTime.
