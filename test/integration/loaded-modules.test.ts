@@ -2,7 +2,8 @@
  * What a sleeping soad has loaded of Node: each builtin module stays for good (its code and objects, some 0.25 MB
  * for readline, measured by hand). soad reads no keys unless `--wizard` asks it to, so node:readline is loaded
  * then (cli/terminal.ts), not by every run; nor node:cluster, node:child_process and node:dgram (os/unixServer.ts,
- * os/guard.ts). Nor does it start Node's ES module loader (some 4 ms of start-up).
+ * os/guard.ts). Nor does it start Node's ES module loader (some 4 ms of start-up). Its bundles hold one object for
+ * each builtin (cli/bundle.mjs).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -55,4 +56,15 @@ it("soad --help whose stdout reader has gone exits 0, without an EPIPE", async (
   const code = await new Promise((resolve) => child.on("exit", resolve))
   expect(said).toBe("")
   expect(code).toBe(0)
+})
+
+// esbuild bundles `import * as Fs from "node:fs"` as a copy of the module with a getter per export, made again in
+// each module that imports it: ~0.5 MB of heap for good (cli/bundle.mjs's builtinsOnce gives each one object).
+it("the bundles hold one object for each builtin soad's modules import, not a copy per importer", () => {
+  for (const file of ["program.cjs", "bin.cjs"]) {
+    const text = Fs.readFileSync(Path.join(Path.dirname(bin), file), "utf8")
+    for (const name of ["node:fs", "node:net", "node:os"]) {
+      expect(text.split(`require("${name}")`).length - 1, `${file}: ${name}`).toBe(1)
+    }
+  }
 })
