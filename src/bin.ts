@@ -16,10 +16,29 @@ declare const SOAD_PROGRAM_HASH: string
 /** This file's directory, defined by the build (dist/bin.cjs: its __dirname). */
 declare const SOAD_DIST: string
 
+/**
+ * Runs `load` with globalThis.performance hidden. Effect's clock reads it once, when its module is evaluated, for
+ * its time origin (without it: Date.now()'s, to the millisecond; durations still come from process.hrtime), and
+ * the first read of it loads Node's perf_hooks, some 0.7 MB a sleeping soad would keep for nothing: soad measures
+ * with process.hrtime (os/procfs.ts realNow).
+ */
+const withoutPerformance = async <A>(load: () => Promise<A>): Promise<A> => {
+  const performance = Object.getOwnPropertyDescriptor(globalThis, "performance")
+  if (performance?.configurable !== true) return load()
+  Object.defineProperty(globalThis, "performance", { configurable: true, writable: true, value: undefined })
+  try {
+    return await load()
+  } finally {
+    Object.defineProperty(globalThis, "performance", performance)
+  }
+}
+
 /** The full way: the build's program.cjs, with its code cache. */
 const full = async (args: ReadonlyArray<string>): Promise<void> => {
   const CodeCache = await import("./cli/codeCache.js")
-  const program = await CodeCache.load(Path.join(SOAD_DIST, "program.cjs"), SOAD_PROGRAM_HASH, process.env["SOAD_CODE_CACHE"] !== "0")
+  const program = await withoutPerformance(() =>
+    CodeCache.load(Path.join(SOAD_DIST, "program.cjs"), SOAD_PROGRAM_HASH, process.env["SOAD_CODE_CACHE"] !== "0")
+  )
   ;(program.exports as typeof import("./cli/program.js")).main(args, program.save)
 }
 

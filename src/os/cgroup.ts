@@ -8,6 +8,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { realNow } from "./procfs.js"
 
 /** Where soad may create cgroups, or why it may not. */
 export type Root = { readonly _tag: "Root"; readonly dir: string } | { readonly _tag: "Unusable"; readonly reason: string }
@@ -157,13 +158,13 @@ export const leftoverIndex = (root: string, ownPid: number): Map<string, Array<s
 
 /**
  * The index, read at most once a second: a start or a reload of 1,000 services asks for each (once a listing each).
- * Real time (performance.now), not the Clock: it bounds how old a listing of the cgroup tree may be.
+ * Real time (realNow), not the Clock: it bounds how old a listing of the cgroup tree may be.
  */
 let remembered: { readonly root: string; readonly at: number; readonly index: Map<string, Array<string>> } | undefined
 
 /** Cgroups of this unit that another soad, now dead, left under `root`. */
 export const leftovers = (root: string, unit: string, ownPid: number): Array<string> => {
-  const now = performance.now()
+  const now = realNow()
   if (remembered === undefined || remembered.root !== root || now - remembered.at > 1000) {
     remembered = { root, at: now, index: leftoverIndex(root, ownPid) }
   }

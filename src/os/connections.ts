@@ -12,7 +12,7 @@ import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import { freshFor, memo, readFresh } from "./procfs.js"
+import { freshFor, memo, readFresh, realNow } from "./procfs.js"
 import * as SockDiag from "./sockDiag.js"
 
 /** What a listener is bound to, as getsockname says. */
@@ -178,7 +178,7 @@ export const makeEstablished = (
 // Real time, not the Clock: it bounds how old an answer of the kernel may be, which no TestClock moves.
 const established = makeEstablished(
   (family, ranges) => SockDiag.inetSockets(family, 1 << SockDiag.TCP_ESTABLISHED, ranges),
-  () => performance.now()
+  realNow
 )
 
 /**

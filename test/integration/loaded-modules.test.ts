@@ -2,8 +2,8 @@
  * What a sleeping soad has loaded of Node: each builtin module stays for good (its code and objects, some 0.25 MB
  * for readline, measured by hand). soad reads no keys unless `--wizard` asks it to, so node:readline is loaded
  * then (cli/terminal.ts), not by every run; nor node:cluster, node:child_process and node:dgram (os/unixServer.ts,
- * os/guard.ts). Nor does it start Node's ES module loader (some 4 ms of start-up). Its bundles hold one object for
- * each builtin (cli/bundle.mjs).
+ * os/guard.ts), nor perf_hooks (bin.ts). Nor does it start Node's ES module loader (some 4 ms of start-up). Its
+ * bundles hold one object for each builtin (cli/bundle.mjs).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -14,7 +14,7 @@ import { bin, killAll, soad, tempDirs } from "../harness.js"
 const dir = tempDirs()
 afterEach(killAll)
 
-it("a soad that listens has not loaded node:readline, child_process, cluster nor the ES module loader; --wizard loads readline and prompts", async () => {
+it("a soad that listens has not loaded node:readline, child_process, cluster, perf_hooks nor the ES module loader; --wizard loads readline and prompts", async () => {
   const d = dir()
   const list = Path.join(d, "modules.txt")
   // Preloaded: writes the builtin modules loaded so far when soad settles (SIGUSR2 is not soad's).
@@ -35,6 +35,9 @@ it("a soad that listens has not loaded node:readline, child_process, cluster nor
   // soad-guard is started by the binding (os/guard.ts), not node:child_process (which brings node:dgram), and
   // the control socket is served without net.Server.listen (os/unixServer.ts), which loads node:cluster and both.
   for (const name of ["child_process", "dgram", "cluster"]) expect(loaded).not.toContain(`NativeModule ${name}`)
+  // Nor perf_hooks (~0.3 MB kept): Effect's clock reads globalThis.performance when evaluated, which bin.ts hides
+  // then, and soad measures with process.hrtime.
+  for (const name of ["perf_hooks", "internal/perf/performance"]) expect(loaded).not.toContain(`NativeModule ${name}`)
   // No ES module loader at work (Node's bootstrap loads its first parts in every process): bin.cjs loads
   // program.cjs (and node:vm) by require, not import().
   for (const part of ["module_job", "module_map", "translators", "resolve"]) {
