@@ -5,8 +5,8 @@
  * @since 0.1.0
  */
 import * as Either from "effect/Either"
-import * as Net from "node:net"
 import * as Path from "node:path"
+import { isIPv4, isIPv6 } from "./config/ip.js"
 
 /** A UNIX socket at a path in the file system. */
 export interface UnixAddress {
@@ -105,14 +105,14 @@ export const parseAddress = (input: string, cwd: string = process.cwd()): Either
   const v6 = /^\[([^\]]*)\]:(.*)$/.exec(text)
   if (v6 !== null) {
     const host = v6[1]!
-    if (Net.isIPv6(host) === false) return Either.left(`'${input}': '${host}' is not an IPv6 address`)
+    if (isIPv6(host) === false) return Either.left(`'${input}': '${host}' is not an IPv6 address`)
     return Either.map(parsePort(v6[2]!, input), (port): Address => ({ _tag: "Tcp", host, port }))
   }
   const colon = text.lastIndexOf(":")
   if (colon >= 0 && !text.slice(0, colon).includes(":")) {
     const hostText = text.slice(0, colon)
     const host = hostText === "" || hostText === "*" ? "::" : hostText === "localhost" ? "127.0.0.1" : hostText
-    if (host !== "::" && !Net.isIPv4(host)) {
+    if (host !== "::" && !isIPv4(host)) {
       return Either.left(`'${input}': '${hostText}' is not an IP address (write an IP, or [IPV6]:PORT)`)
     }
     return Either.map(parsePort(text.slice(colon + 1), input), (port): Address => ({ _tag: "Tcp", host, port }))
@@ -171,7 +171,7 @@ export const overlaps = (a: Address, b: Address): boolean => {
     case "Tcp": {
       if (b._tag !== "Tcp" || a.port !== b.port || a.port === 0) return false
       if (a.host === b.host || a.host === "::" || b.host === "::") return true
-      return (a.host === "0.0.0.0" || b.host === "0.0.0.0") && Net.isIPv4(a.host) && Net.isIPv4(b.host)
+      return (a.host === "0.0.0.0" || b.host === "0.0.0.0") && isIPv4(a.host) && isIPv4(b.host)
     }
   }
 }

@@ -24,6 +24,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
 import { isoTime } from "./observe/isoTime.js"
+import * as Stderr from "./os/stderr.js"
 import { printable, stringify } from "./observe/terminal.js"
 
 /** The levels `--log-level` takes, quietest first. */
@@ -67,12 +68,8 @@ export const droppedLines = Metric.counter("soad_log_lines_dropped_total", {
  */
 export const queueLimitBytes = 256 * 1024
 
-/** A stream soad writes its lines to (process.stderr, or whatever stands for it). */
-export interface LineSink {
-  readonly writableLength: number
-  write(chunk: string, callback: (error?: Error | null) => void): boolean
-  on(event: "error", listener: (error: Error) => void): unknown
-}
+/** A stream soad writes its lines to (its stderr, os/stderr.ts, or whatever stands for it). */
+export type LineSink = Stderr.LineSink
 
 const guarded = new WeakSet<LineSink>()
 const ignore = () => {}
@@ -97,7 +94,7 @@ const countDropped = () => droppedLines.unsafeUpdate(1, [])
  */
 export const writeLine = (
   line: string,
-  sink: LineSink = process.stderr,
+  sink: LineSink = Stderr.stderr(),
   limit: number = queueLimitBytes,
   onDrop: () => void = countDropped
 ): void => {

@@ -10,9 +10,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import * as Connections from "./os/connections.js"
 import * as Relay from "./os/relay.js"
+import { net } from "./os/lazyNet.js"
 
 /** Where the app listens. */
 export type Target = Relay.Target
@@ -46,7 +47,7 @@ const isListening = (target: Target): Effect.Effect<boolean> =>
   Connections.available()
     ? Connections.listening(target)
     : Effect.async<boolean>((resume) => {
-      const probe = Net.connect(target)
+      const probe = net().connect(target)
       probe.once("connect", () => {
         probe.destroy()
         resume(Effect.succeed(true))
@@ -56,7 +57,7 @@ const isListening = (target: Target): Effect.Effect<boolean> =>
     })
 
 const freePort = Effect.async<number, Error>((resume) => {
-  const server = Net.createServer()
+  const server = net().createServer()
   server.once("error", (error) => resume(Effect.fail(error)))
   server.listen(0, "127.0.0.1", () => {
     const port = (server.address() as Net.AddressInfo).port

@@ -17,26 +17,35 @@ declare const SOAD_PROGRAM_HASH: string
 declare const SOAD_DIST: string
 
 /**
- * Runs `load` with globalThis.performance hidden. Effect's clock reads it once, when its module is evaluated, for
- * its time origin (without it: Date.now()'s, to the millisecond; durations still come from process.hrtime), and
- * the first read of it loads Node's perf_hooks, some 0.7 MB a sleeping soad would keep for nothing: soad measures
- * with process.hrtime (os/procfs.ts realNow).
+ * Runs `load` with two of Node's lazy globals hidden, each read once by Effect when its module is evaluated, and
+ * each costly to make for a sleeping soad that never uses it (`npm run bench`, README "Figures"):
+ * - globalThis.performance, for its clock's time origin (without it: Date.now()'s, to the millisecond; durations
+ *   still come from process.hrtime): it loads Node's perf_hooks, and soad measures with process.hrtime (os/procfs.ts
+ *   realNow);
+ * - process.stdout, to know whether its pretty logger (which soad does not use) writes to a terminal: under systemd
+ *   it is the journal's socket, made as a net.Socket with node:net and Node's streams (soad writes its stderr
+ *   without them, os/stderr.ts, and stdout only for what a subcommand prints).
  */
-const withoutPerformance = async <A>(load: () => Promise<A>): Promise<A> => {
-  const performance = Object.getOwnPropertyDescriptor(globalThis, "performance")
-  if (performance?.configurable !== true) return load()
-  Object.defineProperty(globalThis, "performance", { configurable: true, writable: true, value: undefined })
+const hiddenWhileLoading = async <A>(load: () => Promise<A>): Promise<A> => {
+  const hidden = [[globalThis, "performance"], [process, "stdout"]] as const
+  const descriptors = hidden.map(([owner, name]) => Object.getOwnPropertyDescriptor(owner, name))
+  hidden.forEach(([owner, name], i) => {
+    if (descriptors[i]?.configurable === true) Object.defineProperty(owner, name, { configurable: true, writable: true, value: undefined })
+  })
   try {
     return await load()
   } finally {
-    Object.defineProperty(globalThis, "performance", performance)
+    hidden.forEach(([owner, name], i) => {
+      const descriptor = descriptors[i]
+      if (descriptor?.configurable === true) Object.defineProperty(owner, name, descriptor)
+    })
   }
 }
 
 /** The full way: the build's program.cjs, with its code cache. */
 const full = async (args: ReadonlyArray<string>): Promise<void> => {
   const CodeCache = await import("./cli/codeCache.js")
-  const program = await withoutPerformance(() =>
+  const program = await hiddenWhileLoading(() =>
     CodeCache.load(Path.join(SOAD_DIST, "program.cjs"), SOAD_PROGRAM_HASH, process.env["SOAD_CODE_CACHE"] !== "0")
   )
   ;(program.exports as typeof import("./cli/program.js")).main(args, program.save)

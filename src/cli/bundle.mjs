@@ -50,6 +50,13 @@ const common = {
   define: { SOAD_VERSION: JSON.stringify(version) }
 }
 
+/**
+ * What stands for import.meta.url in a CommonJS bundle (`define`d as SOAD_IMPORT_META_URL): the file's own URL. Its
+ * "use strict" comes first, so that the bundle (ES modules, strict) stays strict: esbuild's own directive follows
+ * this banner, where it is no directive.
+ */
+const importMetaUrl = '"use strict";\nvar SOAD_IMPORT_META_URL = require("node:url").pathToFileURL(__filename).href;'
+
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bundle-"))
 try {
   const renderer = Path.join(work, "helpTexts.mjs")
@@ -68,7 +75,7 @@ try {
     entryPoints: [Path.join(root, "src/cli/program.ts")],
     outfile: program,
     minify: true,
-    banner: { js: 'var SOAD_IMPORT_META_URL = require("node:url").pathToFileURL(__filename).href;' },
+    banner: { js: importMetaUrl },
     // It runs as a vm.Script (cli/codeCache.ts), which has no loader for import(): a builtin is required instead.
     supported: { "dynamic-import": false },
     define: { ...common.define, "import.meta.url": "SOAD_IMPORT_META_URL" }
@@ -84,7 +91,15 @@ try {
     minify: true,
     // import() of a builtin (node:vm, in cli/codeCache.ts) would start Node's ES module loader: a require instead.
     supported: { "dynamic-import": false },
-    define: { ...common.define, SOAD_HELP: JSON.stringify(texts), SOAD_PROGRAM_HASH: JSON.stringify(hash), SOAD_DIST: "__dirname" }
+    // import.meta.url (os/lazyNet.ts requires node:net from it) is bin.cjs's own, as program.cjs's is.
+    banner: { js: importMetaUrl },
+    define: {
+      ...common.define,
+      SOAD_HELP: JSON.stringify(texts),
+      SOAD_PROGRAM_HASH: JSON.stringify(hash),
+      SOAD_DIST: "__dirname",
+      "import.meta.url": "SOAD_IMPORT_META_URL"
+    }
   })
   Fs.copyFileSync(Path.join(root, "src/soad.sh"), Path.join(dist, "soad"))
   Fs.chmodSync(Path.join(dist, "soad"), 0o755)

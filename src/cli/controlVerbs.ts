@@ -7,7 +7,6 @@
  * @internal
  */
 import { setMaxListeners } from "node:events"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import type { ControlCommand, Which } from "./controlArgs.js"
 import { asAppHint, looksLikeArgument } from "./controlArgs.js"
@@ -16,6 +15,7 @@ import * as Paths from "../observe/controlPaths.js"
 import type { Request, Response, ServiceReport } from "../observe/controlProtocol.js"
 import * as StatusTable from "../observe/statusTable.js"
 import { stringify } from "../observe/terminal.js"
+import { net } from "../os/lazyNet.js"
 
 /** Where a control command writes, and the environment it finds soads by. */
 export interface Io {
@@ -60,7 +60,7 @@ const forget = (path: string): void => void Paths.removeStale(path, process.getu
  */
 const probe = (path: string): Promise<"live" | "none" | "denied" | "other"> =>
   new Promise((resolve) => {
-    const socket = Net.connect(path)
+    const socket = net().connect(path)
     socket.on("connect", () => {
       socket.destroy()
       resolve("live")

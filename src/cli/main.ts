@@ -9,6 +9,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -19,8 +20,13 @@ import * as Logging from "../Logging.js"
 import * as ProcessService from "../ProcessService.js"
 import * as RelayService from "../RelayService.js"
 import * as SocketService from "../SocketService.js"
+import * as Stderr from "../os/stderr.js"
 import * as RunArgs from "./runArgs.js"
 import * as Serve from "./serve.js"
+
+/** Console.error as soad's own lines on its stderr, one queue with its log (os/stderr.ts). */
+const stderrLine = (...words: ReadonlyArray<unknown>): Effect.Effect<void> =>
+  Effect.sync(() => Logging.writeLine(`${words.map(String).join(" ")}\n`))
 
 // What a run needs, built only by a run: help, check and the control subcommands load no native binding.
 const RunLive = Layer.mergeAll(
@@ -36,7 +42,9 @@ const RunLive = Layer.mergeAll(
  */
 export const main = (args: ReadonlyArray<string>, started: () => void = () => {}): void => {
   // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
-  Logging.guard(process.stderr)
+  // soad writes its stderr through os/stderr.ts (its errors too, below); process.stderr, if something makes it, is
+  // guarded when made.
+  Stderr.onStderrError(() => {})
   const line = RunArgs.recognize(args)
   let exitCode: (error: unknown) => number = Serve.exitCode
   const program = line !== undefined
@@ -45,7 +53,7 @@ export const main = (args: ReadonlyArray<string>, started: () => void = () => {}
       exitCode = Tree.exitCode
       return Tree.run(args, RunLive, started)
     })
-  NodeRuntime.runMain(program, {
+  NodeRuntime.runMain(Console.consoleWith((console) => Effect.withConsole(program, { ...console, error: stderrLine })), {
     disableErrorReporting: true,
     teardown: (exit, onExit) => {
       if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)

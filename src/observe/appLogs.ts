@@ -32,14 +32,16 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import * as Monotonic from "../core/monotonic.js"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import * as Journald from "../os/journal.js"
 import * as OutputPipes from "../os/outputPipes.js"
+import * as Stderr from "../os/stderr.js"
 import { isoTime } from "./isoTime.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
 import { printable, stringify } from "./terminal.js"
+import { net } from "../os/lazyNet.js"
 
 /** Which of the app's streams a line came from. */
 export type Stream = "stdout" | "stderr"
@@ -285,7 +287,7 @@ export type Capturing = Omit<AppLogs["Type"], "output"> & { readonly output: (se
  */
 export const make = (
   format: Format,
-  sink: LineSink = process.stderr,
+  sink: LineSink = Stderr.stderr(),
   journal: Journal | undefined = undefined
 ): Effect.Effect<Capturing, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -415,7 +417,7 @@ export const make = (
       }
       let socket: Net.Socket
       try {
-        socket = new Net.Socket({ fd, readable: true, writable: false })
+        socket = new (net().Socket)({ fd, readable: true, writable: false })
       } catch {
         // Never thrown back into the spawn, whose app runs by now: its output is lost (it gets EPIPE), not the app.
         return OutputPipes.close(fd)
@@ -547,7 +549,7 @@ const openJournal = (path: string): Effect.Effect<Journal | undefined, never, Sc
  * instead when soad runs under systemd (`journalPath` is journald's socket; tests give another).
  */
 export const layer = (format: Format, journalPath: string = journalSocket): Layer.Layer<AppLogs> =>
-  Layer.scoped(AppLogs, Effect.flatMap(openJournal(journalPath), (journal) => make(format, process.stderr, journal)))
+  Layer.scoped(AppLogs, Effect.flatMap(openJournal(journalPath), (journal) => make(format, Stderr.stderr(), journal)))
 
 /** Nothing captured: each app inherits soad's stdout and stderr, and keeps no lines for `soad logs`. */
 export const inherit: AppLogs["Type"] = {

@@ -5,9 +5,9 @@
  *
  * @internal
  */
-import * as Net from "node:net"
 import type { LogMessage, LogsRequest, Request, Response } from "./controlProtocol.js"
 import { printable } from "./terminal.js"
+import { net } from "../os/lazyNet.js"
 
 /** Why a control socket did not answer: no soad behind it (`none`), not ours to use (`denied`), or another fault. */
 export class ControlFailure extends Error {
@@ -31,7 +31,7 @@ export const connectionFailure = (path: string, error: NodeJS.ErrnoException): C
 export const request = (path: string, body: Request, signal?: AbortSignal): Promise<Response> =>
   new Promise((resolve, reject) => {
     if (signal?.aborted === true) return reject(new ControlFailure(`${path}: interrupted`))
-    const socket = Net.connect(path)
+    const socket = net().connect(path)
     const chunks: Array<string> = []
     const abort = () => {
       socket.destroy()
@@ -83,7 +83,7 @@ export const shownLine = (
 export const logs = (path: string, body: LogsRequest, output: LogsOutput, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
     if (signal?.aborted === true) return resolve()
-    const socket = Net.connect(path)
+    const socket = net().connect(path)
     let buffer = ""
     let answered = false
     let finished = false

@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
+import { isIPv6 } from "../config/ip.js"
 import { freshFor, memo, readFresh, realNow } from "./procfs.js"
 import * as SockDiag from "./sockDiag.js"
 
@@ -53,7 +53,7 @@ export const decodeIp = (hex: string): string => {
 export const normalizeIp = (ip: string): string => {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)
   if (mapped !== null) return mapped[1]!
-  if (!Net.isIPv6(ip)) return ip
+  if (!isIPv6(ip)) return ip
   const [head, tail] = ip.includes("::") ? ip.split("::") as [string, string] : [ip, undefined]
   const left = head === "" ? [] : head.split(":")
   const right = tail === undefined || tail === "" ? [] : tail.split(":")

@@ -10,9 +10,10 @@ import * as Monotonic from "../core/monotonic.js"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import { native } from "./native.js"
 import { errnoName, type NativeError } from "./nativeErrors.js"
+import { net } from "./lazyNet.js"
 
 /** Where the app listens. */
 export type Target = { readonly host: string; readonly port: number } | { readonly path: string }
@@ -198,7 +199,7 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
     // Node's libuv already keeps a spare fd to get out of EMFILE: no pressure is reported here.
     listen: (fds, onArrive, _onPressure) =>
       Effect.forEach(fds, (listenerFd) => {
-        const server = Net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
+        const server = net().createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
           touch()
           client.on("error", () => client.destroy())
           client.once("close", () => gone.add(client))
@@ -214,7 +215,7 @@ const nodeRelayer = (clock: Clock.Clock): Relayer => {
       }, { discard: true }),
     connect: (conn, target, onFail) => {
       const client = conn as Net.Socket
-      const upstream = Net.connect({ ...target, allowHalfOpen: true })
+      const upstream = net().connect({ ...target, allowHalfOpen: true })
       let connected = false
       upstream.once("connect", () => (connected = true))
       upstream.once("error", (error: NodeJS.ErrnoException) => {

@@ -13,9 +13,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import { event } from "../Logging.js"
 import { native } from "./native.js"
+import { net } from "./lazyNet.js"
 
 /** At most this many connections are accepted per readiness, so that a flood cannot hold the loop. */
 const acceptBatch = 64
@@ -58,7 +59,7 @@ export const serve = (
           if (taken === null) return
           let socket: Net.Socket
           try {
-            socket = new Net.Socket({ fd: taken.fd, readable: true, writable: true })
+            socket = new (net().Socket)({ fd: taken.fd, readable: true, writable: true })
           } catch (cause) {
             n.close(taken.fd) // never handed over: nobody else would close it
             throw cause

@@ -12,11 +12,12 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { PassThrough } from "node:stream"
-import { describe, expect, it, vi } from "vitest"
+import { describe, expect, it } from "vitest"
 import * as Control from "../../src/observe/control.js"
 import { jsonLine, type LogLine, textLine } from "../../src/observe/appLogs.js"
 import { printable, stringify } from "../../src/observe/terminal.js"
 import * as Logging from "../../src/Logging.js"
+import * as Stderr from "../../src/os/stderr.js"
 
 /** A control character other than TAB, raw. */
 // eslint-disable-next-line no-control-regex
@@ -112,11 +113,14 @@ describe("soad's own log lines", () => {
   it("text: what an app chose in an event's message (its STATUS=) cannot drive the terminal; JSON keeps it exact", () => {
     const status = "\u001b]0;owned\u0007\r[other] forged"
     const written: Array<string> = []
-    const write = vi.spyOn(process.stderr, "write").mockImplementation((chunk: unknown, ...rest: Array<unknown>) => {
-      written.push(String(chunk))
-      const callback = rest.find((arg) => typeof arg === "function") as (() => void) | undefined
-      callback?.()
-      return true
+    Stderr.useSink({
+      writableLength: 0,
+      write: (chunk, callback) => {
+        written.push(chunk)
+        callback(null)
+        return true
+      },
+      on: () => undefined
     })
     try {
       const log = Logging.event("info", "app_notify", `the app's status: ${status}`, { app_status: status }).pipe(
@@ -125,7 +129,7 @@ describe("soad's own log lines", () => {
       Effect.runSync(Effect.provide(log, Logger.replace(Logger.defaultLogger, Logging.human)))
       Effect.runSync(Effect.provide(log, Logger.replace(Logger.defaultLogger, Logging.json)))
     } finally {
-      write.mockRestore()
+      Stderr.useSink(undefined)
     }
     expect(written).toHaveLength(2)
     const [text, json] = written as [string, string]
