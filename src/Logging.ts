@@ -24,7 +24,6 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
 import { isoTime } from "./observe/isoTime.js"
-import * as Stderr from "./os/stderr.js"
 import { printable, stringify } from "./observe/terminal.js"
 
 /** The levels `--log-level` takes, quietest first. */
@@ -68,8 +67,27 @@ export const droppedLines = Metric.counter("soad_log_lines_dropped_total", {
  */
 export const queueLimitBytes = 256 * 1024
 
-/** A stream soad writes its lines to (its stderr, os/stderr.ts, or whatever stands for it). */
-export type LineSink = Stderr.LineSink
+/** A stream soad writes its lines to (process.stderr, or whatever stands for it: os/stderr.ts in the program). */
+export interface LineSink {
+  readonly writableLength: number
+  write(chunk: string, callback: (error?: Error | null) => void): boolean
+  on(event: "error", listener: (error: Error) => void): unknown
+}
+
+let stderrSink: () => LineSink = () => process.stderr
+
+/** Where soad's lines and its apps' output go by default: process.stderr unless `useStderr` said otherwise. */
+export const stderr = (): LineSink => stderrSink()
+
+/**
+ * Sends soad's lines to `sink` from now on (the program: its own writer of fd 2, os/stderr.ts; a test: a
+ * recorder); the sink used until now, to put it back.
+ */
+export const useStderr = (sink: () => LineSink): (() => LineSink) => {
+  const before = stderrSink
+  stderrSink = sink
+  return before
+}
 
 const guarded = new WeakSet<LineSink>()
 const ignore = () => {}
@@ -94,7 +112,7 @@ const countDropped = () => droppedLines.unsafeUpdate(1, [])
  */
 export const writeLine = (
   line: string,
-  sink: LineSink = Stderr.stderr(),
+  sink: LineSink = stderr(),
   limit: number = queueLimitBytes,
   onDrop: () => void = countDropped
 ): void => {

@@ -26,12 +26,13 @@ const plainOutput = (out: NodeJS.WritableStream, env: NodeJS.ProcessEnv): boolea
 
 /**
  * Runs `argv` (without node and the script) if it is for the light path: its exit code, or undefined when the full
- * command tree must run it. `texts` are the baked help and version texts (the bundle's by default).
+ * command tree must run it. `texts` gives the baked help and version texts (the bundle's by default), asked for
+ * only by help and `--version`: a run does not make their strings.
  */
 export const main = async (
   argv: ReadonlyArray<string>,
   io: ControlVerbs.Io,
-  texts: Readonly<Record<string, string>> | undefined = baked()
+  texts: () => Readonly<Record<string, string>> | undefined = baked
 ): Promise<number | undefined> => {
   const line = recognize(argv)
   switch (line._tag) {
@@ -42,7 +43,7 @@ export const main = async (
       return 2
     case "Version":
     case "Help": {
-      const text = texts?.[line._tag === "Version" ? "version" : `help${line.topic === "" ? "" : ` ${line.topic}`}`]
+      const text = texts()?.[line._tag === "Version" ? "version" : `help${line.topic === "" ? "" : ` ${line.topic}`}`]
       if (text === undefined) return undefined
       io.out.write(`${plainOutput(io.out, io.env) ? text.replace(ansi, "") : text}\n`)
       return 0

@@ -45,6 +45,7 @@ export const main = (args: ReadonlyArray<string>, started: () => void = () => {}
   // soad writes its stderr through os/stderr.ts (its errors too, below); process.stderr, if something makes it, is
   // guarded when made.
   Stderr.onStderrError(() => {})
+  Logging.useStderr(Stderr.stderr)
   const line = RunArgs.recognize(args)
   let exitCode: (error: unknown) => number = Serve.exitCode
   const program = line !== undefined

@@ -34,10 +34,10 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type * as Net from "node:net"
 import * as Monotonic from "../core/monotonic.js"
+import * as Logging from "../Logging.js"
 import { event, type Format, type LineSink, queueLimitBytes, toJournal, writeLine } from "../Logging.js"
 import * as Journald from "../os/journal.js"
 import * as OutputPipes from "../os/outputPipes.js"
-import * as Stderr from "../os/stderr.js"
 import { isoTime } from "./isoTime.js"
 import { cutAfter, OutputRate, windowMs } from "./outputRate.js"
 import { printable, stringify } from "./terminal.js"
@@ -287,7 +287,7 @@ export type Capturing = Omit<AppLogs["Type"], "output"> & { readonly output: (se
  */
 export const make = (
   format: Format,
-  sink: LineSink = Stderr.stderr(),
+  sink: LineSink = Logging.stderr(),
   journal: Journal | undefined = undefined
 ): Effect.Effect<Capturing, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -549,7 +549,7 @@ const openJournal = (path: string): Effect.Effect<Journal | undefined, never, Sc
  * instead when soad runs under systemd (`journalPath` is journald's socket; tests give another).
  */
 export const layer = (format: Format, journalPath: string = journalSocket): Layer.Layer<AppLogs> =>
-  Layer.scoped(AppLogs, Effect.flatMap(openJournal(journalPath), (journal) => make(format, Stderr.stderr(), journal)))
+  Layer.scoped(AppLogs, Effect.flatMap(openJournal(journalPath), (journal) => make(format, Logging.stderr(), journal)))
 
 /** Nothing captured: each app inherits soad's stdout and stderr, and keeps no lines for `soad logs`. */
 export const inherit: AppLogs["Type"] = {

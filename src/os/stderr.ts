@@ -1,7 +1,8 @@
 /**
- * soad's stderr, written without process.stderr. Under systemd (the journal's socket) or a supervisor (a pipe),
- * process.stderr is a net.Socket: node:net and Node's streams, some 1 MB a sleeping soad would keep for its log
- * lines alone (measured with `npm run bench`, README "Figures"). Lines go to fd 2 instead:
+ * soad's stderr, written without process.stderr (the program sends its lines here: Logging.useStderr in
+ * cli/main.ts). Under systemd (the journal's socket) or a supervisor (a pipe), process.stderr is a net.Socket:
+ * node:net and Node's streams, some 1 MB a sleeping soad would keep for its log lines alone (measured with
+ * `npm run bench`, README "Figures"). Lines go to fd 2 instead:
  * - a file, a terminal, /dev/null: written at once, as Node writes its own stderr to them;
  * - a pipe or a socket: made non-blocking (as libuv makes it for process.stderr) and written as far as the kernel
  *   takes them; the rest waits in memory, in order, until fd 2 can be written to (a one-shot watch on Node's loop).
@@ -12,14 +13,8 @@
  * @internal
  */
 import * as Fs from "node:fs"
+import type { LineSink } from "../Logging.js"
 import { nativeIfLoaded } from "./native.js"
-
-/** A stream lines are written to: process.stderr, or what stands for it. */
-export interface LineSink {
-  readonly writableLength: number
-  write(chunk: string, callback: (error?: Error | null) => void): boolean
-  on(event: "error", listener: (error: Error) => void): unknown
-}
 
 interface Waiting {
   data: Buffer
@@ -124,11 +119,6 @@ export const onStderrError = (listener: (error: Error) => void): void => {
 }
 
 let made: LineSink | undefined
-
-/** Makes `stderr()` return `sink` (a test's recorder), or fd 2's sink again when undefined. */
-export const useSink = (sink: LineSink | undefined): void => {
-  made = sink
-}
 
 /**
  * soad's stderr (fd 2): a file or a terminal written at once, a pipe or socket without blocking. It needs the

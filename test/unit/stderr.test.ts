@@ -8,6 +8,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { native } from "../../src/os/native.js"
+import type { LineSink } from "../../src/Logging.js"
 import * as Stderr from "../../src/os/stderr.js"
 
 /** A pipe made non-blocking at its write end, as stderr() makes fd 2 when it is one, and a sink writing to it. */
@@ -21,7 +22,7 @@ const pipeSink = () => {
 }
 
 /** Writes `line` to `sink`; resolves with its callback's error (null: written). */
-const send = (sink: Stderr.LineSink, line: string): Promise<Error | null> =>
+const send = (sink: LineSink, line: string): Promise<Error | null> =>
   new Promise((resolve) => void sink.write(line, (error) => resolve(error ?? null)))
 
 /** What the pipe holds now, read without blocking. */

@@ -17,7 +17,6 @@ import * as Control from "../../src/observe/control.js"
 import { jsonLine, type LogLine, textLine } from "../../src/observe/appLogs.js"
 import { printable, stringify } from "../../src/observe/terminal.js"
 import * as Logging from "../../src/Logging.js"
-import * as Stderr from "../../src/os/stderr.js"
 
 /** A control character other than TAB, raw. */
 // eslint-disable-next-line no-control-regex
@@ -113,7 +112,7 @@ describe("soad's own log lines", () => {
   it("text: what an app chose in an event's message (its STATUS=) cannot drive the terminal; JSON keeps it exact", () => {
     const status = "\u001b]0;owned\u0007\r[other] forged"
     const written: Array<string> = []
-    Stderr.useSink({
+    const before = Logging.useStderr(() => ({
       writableLength: 0,
       write: (chunk, callback) => {
         written.push(chunk)
@@ -121,7 +120,7 @@ describe("soad's own log lines", () => {
         return true
       },
       on: () => undefined
-    })
+    }))
     try {
       const log = Logging.event("info", "app_notify", `the app's status: ${status}`, { app_status: status }).pipe(
         Effect.annotateLogs("service", "evil")
@@ -129,7 +128,7 @@ describe("soad's own log lines", () => {
       Effect.runSync(Effect.provide(log, Logger.replace(Logger.defaultLogger, Logging.human)))
       Effect.runSync(Effect.provide(log, Logger.replace(Logger.defaultLogger, Logging.json)))
     } finally {
-      Stderr.useSink(undefined)
+      Logging.useStderr(before)
     }
     expect(written).toHaveLength(2)
     const [text, json] = written as [string, string]
