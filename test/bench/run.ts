@@ -380,12 +380,16 @@ const reportWarm = async () => {
  */
 const idle = async () => {
   const socketPath = Path.join(work, "idle.sock")
-  const [effectFloor, cliFloor] = [floor("effect"), floor("cli")]
+  const [effectFloor, cliFloor, hiddenFloor] = [floor("effect"), floor("cli"), floor("effect", true)]
   const soad = start(command, ["-s", socketPath, "-t", "300", "--", process.execPath, app])
   // The reference: an empty Node process, started at the same moment and measured at the same moments; and the
   // floors of soad's stack (test/bench/floor/), likewise.
   const empty = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"])
-  const floors = [start(process.execPath, [...soadFlags(), effectFloor]), start(process.execPath, [...soadFlags(), cliFloor, "-s", socketPath])]
+  const floors = [
+    start(process.execPath, [...soadFlags(), effectFloor]),
+    start(process.execPath, [...soadFlags(), cliFloor, "-s", socketPath]),
+    start(process.execPath, [...soadFlags(), hiddenFloor])
+  ]
   const launched = (await soad.waitFor(/listening on/)).at
   for (const floor of floors) await floor.waitFor(/^ready$/)
   await sleep(Math.max(0, 5_000 - (performance.now() - launched)))
@@ -394,7 +398,8 @@ const idle = async () => {
     soad: memory(pid),
     empty: memory(empty.child.pid!),
     effect: memory(floors[0]!.child.pid!),
-    cli: memory(floors[1]!.child.pid!)
+    cli: memory(floors[1]!.child.pid!),
+    hidden: memory(floors[2]!.child.pid!)
   }
   for (const floor of floors) await stop(floor)
   const startups: Array<number> = []
@@ -453,9 +458,23 @@ const soadFlags = (): Array<string> => {
   return exec[1]!.split(" ")
 }
 
-/** test/bench/floor/NAME.ts bundled as soad's program is (one minified CommonJS file): its path. */
-const floor = (name: string): string => {
-  const out = Path.join(work, `floor-${name}.cjs`)
+/**
+ * What soad's bin.ts does around the evaluation of its bundle (hiddenWhileLoading): process.stdout and
+ * globalThis.performance hidden, so that Effect's logger and clock, which read them when evaluated, make neither
+ * (node:net and Node's streams for a pipe, perf_hooks). As a banner and a footer of a floor's bundle.
+ */
+const hidden = {
+  banner: "var floorHidden=[[globalThis,'performance'],[process,'stdout']].map(([o,n])=>{const d=Object.getOwnPropertyDescriptor(o,n);" +
+    "Object.defineProperty(o,n,{configurable:true,writable:true,value:undefined});return [o,n,d]});",
+  footer: "for(const [o,n,d] of floorHidden)Object.defineProperty(o,n,d);"
+}
+
+/**
+ * test/bench/floor/NAME.ts bundled as soad's program is (one minified CommonJS file): its path. `asSoadLoads`: with
+ * what soad hides while its bundle is evaluated hidden too.
+ */
+const floor = (name: string, asSoadLoads = false): string => {
+  const out = Path.join(work, `floor-${name}${asSoadLoads ? "-hidden" : ""}.cjs`)
   const built = ChildProcess.spawnSync(Path.join(root, "node_modules", ".bin", "esbuild"), [
     Path.join(root, "test", "bench", "floor", `${name}.ts`),
     "--bundle",
@@ -464,7 +483,8 @@ const floor = (name: string): string => {
     "--target=node20",
     "--minify",
     `--outfile=${out}`,
-    "--log-level=warning"
+    "--log-level=warning",
+    ...(asSoadLoads ? [`--banner:js=${hidden.banner}`, `--footer:js=${hidden.footer}`] : [])
   ], { stdio: "inherit" })
   if (built.status !== 0) throw new Error(`esbuild of test/bench/floor/${name}.ts failed`)
   return out
@@ -1004,6 +1024,11 @@ const reportIdle = (idleFigures: Awaited<ReturnType<typeof idle>>) => {
     "the stack's floor: a minimal Effect program (Effect.never), bundled, soad's V8 flags (RSS / private)",
     `${idleFigures.at5.effect.rss.toFixed(1)} MB / ${idleFigures.at5.effect.private.toFixed(1)} MB`,
     "test/bench/floor/effect.ts, measured with soad"
+  )
+  row(
+    "the same, evaluated as soad evaluates its bundle (process.stdout and performance hidden from Effect)",
+    `${idleFigures.at5.hidden.rss.toFixed(1)} MB / ${idleFigures.at5.hidden.private.toFixed(1)} MB`,
+    "test/bench/floor/effect.ts: Effect's logger and clock then make neither, as in soad"
   )
   row(
     "the same with @effect/cli parsing one option (and @effect/platform-node's context)",
