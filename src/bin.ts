@@ -23,8 +23,8 @@ declare const SOAD_DIST: string
  *   still come from process.hrtime): it loads Node's perf_hooks, and soad measures with process.hrtime (os/procfs.ts
  *   realNow);
  * - process.stdout, to know whether its pretty logger (which soad does not use) writes to a terminal: under systemd
- *   it is the journal's socket, made as a net.Socket with node:net and Node's streams (soad writes its stderr
- *   without them, os/stderr.ts, and stdout only for what a subcommand prints).
+ *   it is the journal's socket, made as a net.Socket with node:net and Node's streams (soad writes to stdout only
+ *   what a subcommand prints).
  */
 const hiddenWhileLoading = async <A>(load: () => Promise<A>): Promise<A> => {
   const hidden = [[globalThis, "performance"], [process, "stdout"]] as const
