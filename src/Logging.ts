@@ -67,7 +67,7 @@ export const droppedLines = Metric.counter("soad_log_lines_dropped_total", {
  */
 export const queueLimitBytes = 256 * 1024
 
-/** A stream soad writes its lines to (process.stderr, or whatever stands for it). */
+/** A stream soad writes its lines to (process.stderr, or whatever stands for it: os/stderr.ts in the program). */
 export interface LineSink {
   readonly writableLength: number
   write(chunk: string, callback: (error?: Error | null) => void): boolean
@@ -80,7 +80,8 @@ let stderrSink: () => LineSink = () => process.stderr
 export const stderr = (): LineSink => stderrSink()
 
 /**
- * Sends soad's lines to `sink` from now on (a test: a recorder); the sink used until now, to put it back.
+ * Sends soad's lines to `sink` from now on (the program: its own writer of fd 2, os/stderr.ts; a test: a
+ * recorder); the sink used until now, to put it back.
  */
 export const useStderr = (sink: () => LineSink): (() => LineSink) => {
   const before = stderrSink

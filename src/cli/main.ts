@@ -20,10 +20,11 @@ import * as Logging from "../Logging.js"
 import * as ProcessService from "../ProcessService.js"
 import * as RelayService from "../RelayService.js"
 import * as SocketService from "../SocketService.js"
+import * as Stderr from "../os/stderr.js"
 import * as RunArgs from "./runArgs.js"
 import * as Serve from "./serve.js"
 
-/** Console.error as soad's own lines on its stderr, through the same writer as its log (Logging.writeLine). */
+/** Console.error as soad's own lines on its stderr, one queue with its log (os/stderr.ts). */
 const stderrLine = (...words: ReadonlyArray<unknown>): Effect.Effect<void> =>
   Effect.sync(() => Logging.writeLine(`${words.map(String).join(" ")}\n`))
 
@@ -41,7 +42,10 @@ const RunLive = Layer.mergeAll(
  */
 export const main = (args: ReadonlyArray<string>, started: () => void = () => {}): void => {
   // A write to stderr that fails (its reader gone, a full disk) must not end soad: lines are dropped and counted.
-  Logging.guard(process.stderr)
+  // soad writes its stderr through os/stderr.ts (its errors too, below); process.stderr, if something makes it, is
+  // guarded when made.
+  Stderr.onStderrError(() => {})
+  Logging.useStderr(Stderr.stderr)
   const line = RunArgs.recognize(args)
   let exitCode: (error: unknown) => number = Serve.exitCode
   const program = line !== undefined

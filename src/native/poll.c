@@ -1,10 +1,12 @@
 /*
  * poll.c: waits on Node's own loop. watch / unwatch, a one-shot readability watch (uv_poll_t), so soad learns of the
- * first connection on a listener without accepting it; awaitDrained / cancelDrained, until no connection is pending
+ * first connection on a listener without accepting it (watchWritable: until an fd can be written to, for soad's
+ * own stderr, os/stderr.ts); awaitDrained / cancelDrained, until no connection is pending
  * on a set of listeners (uv_timer_t), so soad learns that a started app has accepted. A watcher or a drain is freed
  * only in its uv_close callback.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +72,7 @@ static void watcher_fired(uv_poll_t *handle, int status, int events) {
 
 /* Polls fd for w and lists it under a new id; 0, or -1 with errno and *failed (w->closing: it is being closed and
  * freed by libuv; else it was never initialised and is the caller's to free). */
-static int watcher_start(watcher *w, uv_loop_t *loop, int fd, const char **failed) {
+static int watcher_start(watcher *w, uv_loop_t *loop, int fd, int events, const char **failed) {
   w->poll.data = w;
   int r = uv_poll_init(loop, &w->poll, fd);
   if (r < 0) {
@@ -78,7 +80,7 @@ static int watcher_start(watcher *w, uv_loop_t *loop, int fd, const char **faile
     *failed = "uv_poll_init";
     return -1;
   }
-  r = uv_poll_start(&w->poll, UV_READABLE, watcher_fired);
+  r = uv_poll_start(&w->poll, events, watcher_fired);
   if (r < 0) {
     w->closing = true;
     uv_close((uv_handle_t *)&w->poll, watcher_closed);
@@ -93,22 +95,22 @@ static int watcher_start(watcher *w, uv_loop_t *loop, int fd, const char **faile
   return 0;
 }
 
-/* watch(fd, callback(error | null)) -> id. The callback runs once, when the fd is readable. */
-napi_value watch(napi_env env, napi_callback_info info) {
+/* A one-shot watch of fd for `events` (UV_READABLE or UV_WRITABLE): argv[0] fd, argv[1] callback. */
+static napi_value watch_for(napi_env env, napi_callback_info info, int events, const char *usage) {
   ARGS(2);
   int32_t fd;
-  if (!get_int(env, argv[0], &fd)) return throw_type(env, "watch(fd, callback)");
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, usage);
   uv_loop_t *loop;
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
   watcher *w = calloc(1, sizeof *w);
   if (w == NULL) return throw_errno(env, "calloc", ENOMEM);
   if (!callback_init(env, argv[1], "soad:watch", &w->cb)) {
     free(w);
-    return throw_type(env, "watch: callback must be a function");
+    return throw_type(env, usage);
   }
   w->env = env;
   const char *failed = NULL;
-  if (watcher_start(w, loop, fd, &failed) < 0) {
+  if (watcher_start(w, loop, fd, events, &failed) < 0) {
     int err = errno;
     if (!w->closing) {
       callback_free(env, &w->cb);
@@ -117,6 +119,27 @@ napi_value watch(napi_env env, napi_callback_info info) {
     return throw_errno(env, failed, err);
   }
   return make_int(env, w->id);
+}
+
+/* watch(fd, callback(error | null)) -> id. The callback runs once, when the fd is readable. */
+napi_value watch(napi_env env, napi_callback_info info) {
+  return watch_for(env, info, UV_READABLE, "watch(fd, callback)");
+}
+
+/* watchWritable(fd, callback(error | null)) -> id. The callback runs once, when the fd can be written to. */
+napi_value watch_writable(napi_env env, napi_callback_info info) {
+  return watch_for(env, info, UV_WRITABLE, "watchWritable(fd, callback)");
+}
+
+/* nonBlocking(fd): sets O_NONBLOCK on fd's file description (as libuv does to a pipe or socket it writes to). */
+napi_value non_blocking(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t fd;
+  if (!get_int(env, argv[0], &fd)) return throw_type(env, "nonBlocking(fd)");
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return throw_errno(env, "fcntl(F_GETFL)", errno);
+  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return throw_errno(env, "fcntl(F_SETFL)", errno);
+  return make_undefined(env);
 }
 
 /* unwatch(id): stops a watch that has not fired; does nothing for one that has. */

@@ -73,6 +73,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"replaceFd", NULL, replace_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"releaseFd", NULL, release_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watch", NULL, watch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watchWritable", NULL, watch_writable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nonBlocking", NULL, non_blocking, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unwatch", NULL, unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"awaitDrained", NULL, await_drained, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cancelDrained", NULL, cancel_drained, NULL, NULL, NULL, napi_enumerable, NULL},

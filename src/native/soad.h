@@ -26,6 +26,8 @@ napi_value release_fd(napi_env env, napi_callback_info info);
 /* poll.c */
 napi_value watch(napi_env env, napi_callback_info info);
 napi_value unwatch(napi_env env, napi_callback_info info);
+napi_value watch_writable(napi_env env, napi_callback_info info);
+napi_value non_blocking(napi_env env, napi_callback_info info);
 napi_value await_drained(napi_env env, napi_callback_info info);
 napi_value cancel_drained(napi_env env, napi_callback_info info);
 

@@ -92,6 +92,10 @@ export interface Native {
   readonly releaseFd: (fd: number) => void
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void
+  /** A one-shot watch until `fd` can be written to; its id (for unwatch). */
+  readonly watchWritable: (fd: number, callback: (error: string | null) => void) => number
+  /** Sets O_NONBLOCK on `fd`'s file description. */
+  readonly nonBlocking: (fd: number) => void
   /**
    * Looks every `intervalMs` (in C, on Node's loop) whether a connection is pending on any of `fds`; `callback` runs
    * once: null when none is, or what failed. Returns an id for `cancelDrained`.
@@ -292,6 +296,9 @@ export const native = (): Native => {
   }
   return loaded
 }
+
+/** The binding if something has loaded it already, else undefined (and no attempt to load it). */
+export const nativeIfLoaded = (): Native | undefined => loaded
 
 /**
  * The path of one of soad's small helper programs (built beside the addon from src/native/helper/), or undefined

@@ -2,9 +2,8 @@
  * What a sleeping soad has loaded of Node: each builtin module stays for good (its code and objects, some 0.25 MB
  * for readline, measured by hand). soad reads no keys unless `--wizard` asks it to, so node:readline is loaded
  * then (cli/terminal.ts), not by every run; nor node:cluster, node:child_process and node:dgram (os/unixServer.ts,
- * os/guard.ts), nor perf_hooks (bin.ts), nor node:net unless its stderr needs it or it makes a socket. Nor does it
- * start Node's ES module loader (some 4 ms of start-up). Its bundles hold one object for each builtin
- * (cli/bundle.mjs).
+ * os/guard.ts), nor perf_hooks (bin.ts). Nor does it start Node's ES module loader (some 4 ms of start-up). Its
+ * bundles hold one object for each builtin (cli/bundle.mjs).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -15,7 +14,7 @@ import { bin, killAll, soad, tempDirs } from "../harness.js"
 const dir = tempDirs()
 afterEach(killAll)
 
-it("a soad that listens has not loaded node:readline, child_process, cluster, perf_hooks nor the ES module loader; --wizard loads readline and prompts", async () => {
+it("a soad that listens has not loaded node:net, streams, readline, child_process, cluster, perf_hooks nor the ES module loader; --wizard loads readline and prompts", async () => {
   const d = dir()
   const list = Path.join(d, "modules.txt")
   // Preloaded: writes the builtin modules loaded so far when soad settles (SIGUSR2 is not soad's).
@@ -31,7 +30,11 @@ it("a soad that listens has not loaded node:readline, child_process, cluster, pe
   s.process.kill("SIGUSR2")
   for (let i = 0; i < 100 && !Fs.existsSync(list); i++) await new Promise((resolve) => setTimeout(resolve, 50))
   const loaded = Fs.readFileSync(list, "utf8").split("\n")
-  expect(loaded).toContain("NativeModule net") // its stderr is a pipe here: process.stderr is a net.Socket
+  // Nor node:net and Node's streams, though its stderr and stdout are pipes here (process.stderr and stdout would
+  // be net.Sockets): soad writes its stderr itself (os/stderr.ts), hides process.stdout from Effect's logger while
+  // its bundle is evaluated (bin.ts), and loads node:net where it makes a socket (os/lazyNet.ts).
+  expect(loaded).toContain("NativeModule fs")
+  for (const name of ["net", "stream", "internal/streams/writable"]) expect(loaded).not.toContain(`NativeModule ${name}`)
   expect(loaded).not.toContain("NativeModule readline")
   // soad-guard is started by the binding (os/guard.ts), not node:child_process (which brings node:dgram), and
   // the control socket is served without net.Server.listen (os/unixServer.ts), which loads node:cluster and both.
@@ -62,8 +65,8 @@ it("soad --help whose stdout reader has gone exits 0, without an EPIPE", async (
   expect(code).toBe(0)
 })
 
-// With its stderr a file, nothing of soad needs node:net until it makes a socket: process.stdout (a pipe here) is
-// hidden from Effect's logger while the bundle is evaluated (bin.ts), node:net loads where a socket is first made
+// Nor on TCP, whatever its stderr is (a file here; a pipe above): process.stdout (a pipe here) is hidden from
+// Effect's logger while the bundle is evaluated (bin.ts), node:net loads where a socket is first made
 // (os/lazyNet.ts), and listeners' hosts are checked without it (config/ip.ts).
 it("a soad whose stderr is a file and stdout a pipe, listening on TCP, has not loaded node:net", async () => {
   const d = dir()
