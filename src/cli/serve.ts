@@ -162,8 +162,9 @@ const observability = (parsed: Parsed, single: string, reload?: Effect.Effect<Re
 
 /**
  * READY=1 now (every listener is bound), then STATUS= kept current; STOPPING=1 first thing when the scope begins
- * to close; and, a moment later, one full GC so the memory start-up used goes back to the system before soad
- * sleeps, then `afterStart` (bin.ts saves the code cache of what the start compiled).
+ * to close; and, a moment later, `afterStart` (bin.ts saves the code cache of what the start compiled), then one
+ * full GC that also drops the start's bytecode (the cache is made from it first), so the memory start-up used goes
+ * back to the system before soad sleeps.
  */
 const ready = (afterStart: () => void, services: number) =>
   Effect.zipRight(
@@ -172,7 +173,7 @@ const ready = (afterStart: () => void, services: number) =>
       Effect.addFinalizer(() => notify("STOPPING=1")),
       Effect.zipRight(
         Effect.zipRight(registered(services), keepStatus),
-        Effect.forkScoped(Effect.delay(Effect.zipRight(settle, Effect.sync(afterStart)), "1 second"))
+        Effect.forkScoped(Effect.delay(Effect.zipRight(Effect.sync(afterStart), settle(true)), "1 second"))
       )
     )
   )
@@ -224,7 +225,7 @@ export const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefi
             let outcome: ReloadOutcome
             if (Either.isRight(next)) {
               const applied = yield* supervisor.apply(next.right)
-              yield* Effect.forkScoped(Effect.delay(settle, "1 second"))
+              yield* Effect.forkScoped(Effect.delay(settle(), "1 second"))
               outcome = { applied: applied.complete, summary: applied.summary, errors: [] }
             } else {
               const summary = "the reload failed: soad keeps running the config it had"

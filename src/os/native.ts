@@ -190,8 +190,11 @@ export interface Native {
   readonly outputPipe: () => { readonly read: number; readonly write: number }
   /** The newlines in a buffer. */
   readonly countLines: (buffer: Buffer) => number
-  /** Asks V8 to give back what it can (node::LowMemoryNotification); false where the runtime lacks it. */
-  readonly lowMemory: () => boolean
+  /**
+   * Asks V8 to give back what it can (node::LowMemoryNotification); false where the runtime lacks it. `flushCode`:
+   * that GC also drops the bytecode of every function not running (memory.c).
+   */
+  readonly lowMemory: (flushCode?: boolean) => boolean
   readonly lookupUser: (nameOrUid: string | number) => {
     readonly uid: number
     readonly gid: number
