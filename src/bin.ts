@@ -61,8 +61,14 @@ const run = async (): Promise<void> => {
     // not Linux: the title is all there is
   }
   const args = process.argv.slice(2)
-  const interrupted = new AbortController()
-  const interrupt = () => interrupted.abort()
+  // Made only for a control command that reads it: Node's AbortController (internal/abort_controller, event
+  // targets) is some 15 KB of source compiled that a run would keep.
+  let interrupted: AbortController | undefined
+  let interruptedBefore = false
+  const interrupt = () => {
+    interruptedBefore = true
+    interrupted?.abort()
+  }
   process.once("SIGINT", interrupt)
   process.once("SIGTERM", interrupt)
   // process.stdout and process.stderr are made when first read: a run must not make stdout here, which for a pipe
@@ -75,7 +81,13 @@ const run = async (): Promise<void> => {
       return process.stderr
     },
     env: process.env,
-    signal: interrupted.signal
+    get signal() {
+      if (interrupted === undefined) {
+        interrupted = new AbortController()
+        if (interruptedBefore) interrupted.abort()
+      }
+      return interrupted.signal
+    }
   })
   process.off("SIGINT", interrupt)
   process.off("SIGTERM", interrupt)

@@ -40,6 +40,24 @@ const builtinsOnce = {
   }
 }
 
+/**
+ * node:module in a bundle: `createRequire` gives the bundle's own `require` (each bundle is a CommonJS file in dist/,
+ * so its require resolves from where createRequire(import.meta.url) would). Requiring node:module itself would
+ * load Node's ES module loader and source maps (internal/modules/esm/loader, source_map: some 90 KB of source
+ * compiled, and the pages of node's binary that hold it), which a soad that only runs never needs.
+ */
+const moduleAsRequire = {
+  name: "module-as-require",
+  setup(build) {
+    build.onResolve({ filter: /^node:module$/ }, (args) =>
+      /[\\/]src[\\/]/.test(args.importer) ? { path: "node:module", namespace: "module-as-require" } : undefined)
+    build.onLoad({ filter: /.*/, namespace: "module-as-require" }, () => ({
+      contents: "export const createRequire = () => require\nexport default { createRequire }",
+      loader: "js"
+    }))
+  }
+}
+
 const common = {
   bundle: true,
   platform: "node",
@@ -51,11 +69,13 @@ const common = {
 }
 
 /**
- * What stands for import.meta.url in a CommonJS bundle (`define`d as SOAD_IMPORT_META_URL): the file's own URL. Its
- * "use strict" comes first, so that the bundle (ES modules, strict) stays strict: esbuild's own directive follows
- * this banner, where it is no directive.
+ * What stands for import.meta.url in a CommonJS bundle (`define`d as SOAD_IMPORT_META.url): the file's own URL,
+ * made when first read (node:url's pathToFileURL, which a run does not otherwise need). Its "use strict" comes
+ * first, so that the bundle (ES modules, strict) stays strict: esbuild's own directive follows this banner, where
+ * it is no directive.
  */
-const importMetaUrl = '"use strict";\nvar SOAD_IMPORT_META_URL = require("node:url").pathToFileURL(__filename).href;'
+const importMetaUrl =
+  '"use strict";\nvar SOAD_IMPORT_META = { get url() { return require("node:url").pathToFileURL(__filename).href } };'
 
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bundle-"))
 try {
@@ -71,21 +91,21 @@ try {
   await esbuild.build({
     ...common,
     format: "cjs",
-    plugins: [builtinsOnce],
+    plugins: [builtinsOnce, moduleAsRequire],
     entryPoints: [Path.join(root, "src/cli/program.ts")],
     outfile: program,
     minify: true,
     banner: { js: importMetaUrl },
     // It runs as a vm.Script (cli/codeCache.ts), which has no loader for import(): a builtin is required instead.
     supported: { "dynamic-import": false },
-    define: { ...common.define, "import.meta.url": "SOAD_IMPORT_META_URL" }
+    define: { ...common.define, "import.meta.url": "SOAD_IMPORT_META.url", SOAD_FILENAME: "__filename" }
   })
   const hash = Crypto.createHash("sha256").update(Fs.readFileSync(program)).digest("hex").slice(0, 16)
   Fs.rmSync(Path.join(dist, "bin.js"), { force: true }) // tsc's, from the sources: not the command
   await esbuild.build({
     ...common,
     format: "cjs",
-    plugins: [builtinsOnce],
+    plugins: [builtinsOnce, moduleAsRequire],
     entryPoints: [Path.join(root, "src/bin.ts")],
     outfile: Path.join(dist, "bin.cjs"),
     minify: true,
@@ -98,7 +118,7 @@ try {
       SOAD_HELP: JSON.stringify(texts),
       SOAD_PROGRAM_HASH: JSON.stringify(hash),
       SOAD_DIST: "__dirname",
-      "import.meta.url": "SOAD_IMPORT_META_URL"
+      "import.meta.url": "SOAD_IMPORT_META.url", SOAD_FILENAME: "__filename"
     }
   })
   Fs.copyFileSync(Path.join(root, "src/soad.sh"), Path.join(dist, "soad"))

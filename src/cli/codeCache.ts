@@ -27,6 +27,10 @@ const fnv = (text: string): string => {
 export const cachePath = (file: string, hash: string): string =>
   `${file}.${hash}.${process.version}-${process.arch}-${fnv(process.execArgv.join(" "))}.cache`
 
+/** Node's CommonJS wrapper (Module.wrap's), written out: node:module would bring Node's ES module loader. */
+const wrapperHead = "(function (exports, require, module, __filename, __dirname) { "
+const wrapperTail = "\n});"
+
 /** A loaded file: its exports, whether V8 took its cache, and how to save one. */
 export interface Loaded {
   readonly exports: unknown
@@ -37,12 +41,12 @@ export interface Loaded {
 }
 
 /**
- * Loads the CommonJS `file` (content hash `hash`) as `require` would, with its cache when `useCache`. (node:vm and
- * node:module are imported here, when a run needs them, not by every control command.)
+ * Loads the CommonJS `file` (content hash `hash`) as `require` would, with its cache when `useCache`. (node:vm is
+ * imported here, when a run needs it, not by every control command.)
  */
 export const load = async (file: string, hash: string, useCache = true): Promise<Loaded> => {
   const Vm = await import("node:vm")
-  const { default: Module } = await import("node:module")
+  const { createRequire } = await import("node:module") // in the bundle: bin.cjs's own require (cli/bundle.mjs)
   const source = Fs.readFileSync(file, "utf8")
   const cacheFile = cachePath(file, hash)
   let cachedData: Buffer | undefined
@@ -53,7 +57,7 @@ export const load = async (file: string, hash: string, useCache = true): Promise
       // none yet
     }
   }
-  const script = new Vm.Script(Module.wrap(source), { filename: file, ...(cachedData === undefined ? {} : { cachedData }) })
+  const script = new Vm.Script(wrapperHead + source + wrapperTail, { filename: file, ...(cachedData === undefined ? {} : { cachedData }) })
   const module = { exports: {} as unknown }
   const wrapper = script.runInThisContext() as (
     exports: unknown,
@@ -62,7 +66,7 @@ export const load = async (file: string, hash: string, useCache = true): Promise
     filename: string,
     dirname: string
   ) => void
-  wrapper(module.exports, Module.createRequire(file), module, file, Path.dirname(file))
+  wrapper(module.exports, createRequire(file), module, file, Path.dirname(file))
   const cache = cachedData === undefined ? "none" : script.cachedDataRejected === true ? "refused" : "used"
   return {
     exports: module.exports,

@@ -259,14 +259,18 @@ export interface Native {
   }
 }
 
+/** This file's path: in soad's bundles (cli/bundle.mjs), the bundle's own, which needs no node:url. */
+declare const SOAD_FILENAME: string | undefined
+const thisFile = (): string => typeof SOAD_FILENAME === "string" ? SOAD_FILENAME : fileURLToPath(import.meta.url)
+
 /** The directory holding binding.gyp, found upwards from this file (src/internal, dist/internal or dist). */
 const nativeDir = (): string => {
-  let dir = Path.dirname(fileURLToPath(import.meta.url))
+  let dir = Path.dirname(thisFile())
   for (;;) {
     const candidate = Path.join(dir, "src", "native")
     if (Fs.existsSync(Path.join(candidate, "binding.gyp"))) return candidate
     const parent = Path.dirname(dir)
-    if (parent === dir) throw new Error("soad: cannot find src/native/binding.gyp above " + fileURLToPath(import.meta.url))
+    if (parent === dir) throw new Error("soad: cannot find src/native/binding.gyp above " + thisFile())
     dir = parent
   }
 }
@@ -283,7 +287,7 @@ interface NodeGypBuild {
 export const native = (): Native => {
   if (loaded !== undefined) return loaded
   const dir = nativeDir()
-  const require = createRequire(import.meta.url)
+  const require = createRequire(thisFile())
   const load = require("node-gyp-build") as NodeGypBuild
   try {
     loadedFrom = load.resolve(dir)

@@ -47,6 +47,12 @@ it("a soad that listens has not loaded node:net, streams, readline, child_proces
   for (const part of ["module_job", "module_map", "translators", "resolve"]) {
     expect(loaded).not.toContain(`NativeModule internal/modules/esm/${part}`)
   }
+  // Nor node:module, which brings the ES module loader and source maps: each bundle's createRequire is its own
+  // require, and codeCache.ts writes Node's CommonJS wrapper out (cli/bundle.mjs). Nor an AbortController, made
+  // only for a control command (bin.ts).
+  for (const name of ["module", "internal/modules/esm/loader", "internal/source_map/source_map", "internal/abort_controller"]) {
+    expect(loaded).not.toContain(`NativeModule ${name}`)
+  }
 
   // The wizard reads keys: it shows its first prompt and waits for an answer (ended here after 3 s).
   const wizard = ChildProcess.spawnSync(process.execPath, [bin, "--wizard"], { encoding: "utf8", input: "", timeout: 3_000 })
