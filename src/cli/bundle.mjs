@@ -1,6 +1,6 @@
 // Builds the `soad` command (npm run build:bin): renders the command tree's help and version texts (helpTexts.ts);
 // bundles the full way (cli/program.ts) as one CommonJS file, dist/program.cjs, which bin.js loads with V8's code
-// cache (cli/codeCache.ts); then src/bin.ts as dist/bin.cjs, the light path, with the texts baked in as SOAD_HELP
+// cache (cli/codeCache.ts); then src/bin.ts as dist/bin.cjs, the light path, with the texts beside it (help.json)
 // and program.cjs's content hash as SOAD_PROGRAM_HASH, so that the control commands load no Effect. Both CommonJS:
 // Node's ES module loader costs start-up and memory. Last, one run of soad makes the code cache for this node, as
 // any run does where it may write.
@@ -8,6 +8,7 @@ import * as esbuild from "esbuild"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
@@ -63,7 +64,6 @@ const common = {
   platform: "node",
   format: "esm",
   target: "node20",
-  external: ["node-gyp-build"],
   logLevel: "warning",
   define: { SOAD_VERSION: JSON.stringify(version) }
 }
@@ -80,7 +80,18 @@ const importMetaUrl =
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "soad-bundle-"))
 try {
   const renderer = Path.join(work, "helpTexts.mjs")
-  await esbuild.build({ ...common, entryPoints: [Path.join(root, "src/cli/helpTexts.ts")], outfile: renderer })
+  // An ES module run from a temporary directory: node-gyp-build (CommonJS, requiring builtins) stays outside it,
+  // imported from where it is installed. The bundles take it in.
+  const gypBuild = {
+    name: "node-gyp-build-outside",
+    setup(build) {
+      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({
+        path: pathToFileURL(createRequire(import.meta.url).resolve("node-gyp-build")).href,
+        external: true
+      }))
+    }
+  }
+  await esbuild.build({ ...common, plugins: [gypBuild], entryPoints: [Path.join(root, "src/cli/helpTexts.ts")], outfile: renderer })
   const { helpTexts } = await import(pathToFileURL(renderer).href)
   const texts = await helpTexts()
   const dist = Path.join(root, "dist")
@@ -115,12 +126,13 @@ try {
     banner: { js: importMetaUrl },
     define: {
       ...common.define,
-      SOAD_HELP: JSON.stringify(texts),
       SOAD_PROGRAM_HASH: JSON.stringify(hash),
       SOAD_DIST: "__dirname",
       "import.meta.url": "SOAD_IMPORT_META.url", SOAD_FILENAME: "__filename"
     }
   })
+  // The help and version texts, read by the light path when asked for (cli/light.ts).
+  Fs.writeFileSync(Path.join(dist, "help.json"), `${JSON.stringify(texts)}\n`)
   Fs.copyFileSync(Path.join(root, "src/soad.sh"), Path.join(dist, "soad"))
   Fs.chmodSync(Path.join(dist, "soad"), 0o755)
   await makeCodeCache(dist, work, hash)

@@ -3,18 +3,29 @@
  * help are what people type most, and evaluating the bundle of Effect, @effect/cli and Schema cost ~100 ms before
  * any of them could answer (measured, `BENCH_ONLY=control npm run bench`); here they answer in about what Node
  * itself takes to start. The help and version texts are the command tree's own, rendered at build time
- * (cli/helpTexts.ts, baked into the bundle as SOAD_HELP): without them (from the sources), help goes the full way.
+ * (cli/helpTexts.ts) into dist/help.json beside the bundle, and read only by help and `--version`: in the bundle
+ * they would be some 55 KB of source and strings that every soad keeps. Without them (from the sources, or a
+ * dist/ without the file), help goes the full way.
  *
  * @internal
  */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { recognize } from "./controlArgs.js"
 import * as ControlVerbs from "./controlVerbs.js"
 
-/** The help and version texts of the command tree, keyed `help`, `help TOPIC`, `version`: defined by the build. */
-declare const SOAD_HELP: Readonly<Record<string, string>> | undefined
+/** The bundle's directory (dist/), defined by the build; undefined from the sources. */
+declare const SOAD_DIST: string | undefined
 
-/** The baked texts, if this is the built bundle. */
-const baked = (): Readonly<Record<string, string>> | undefined => typeof SOAD_HELP === "undefined" ? undefined : SOAD_HELP
+/** The texts rendered at build time, keyed `help`, `help TOPIC`, `version`, if this is the built bundle. */
+const baked = (): Readonly<Record<string, string>> | undefined => {
+  if (typeof SOAD_DIST === "undefined") return undefined
+  try {
+    return JSON.parse(Fs.readFileSync(Path.join(SOAD_DIST, "help.json"), "utf8")) as Readonly<Record<string, string>>
+  } catch {
+    return undefined // none here: the command tree renders them
+  }
+}
 
 /** ANSI colour and style sequences, which help has only on a terminal (as cli/command.ts prints it). */
 // eslint-disable-next-line no-control-regex

@@ -13,6 +13,7 @@
  * @internal
  */
 import * as Fs from "node:fs"
+import NodeGypBuild from "node-gyp-build" // bundled (cli/bundle.mjs): no module lookup, nor a source of its own to keep
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -278,19 +279,13 @@ const nativeDir = (): string => {
 let loaded: Native | undefined
 let loadedFrom: string | undefined
 
-interface NodeGypBuild {
-  (dir: string): Native
-  readonly resolve: (dir: string) => string
-}
-
 /** The binding, loaded once: a prebuild for this platform first, else a local build. */
 export const native = (): Native => {
   if (loaded !== undefined) return loaded
   const dir = nativeDir()
   const require = createRequire(thisFile())
-  const load = require("node-gyp-build") as NodeGypBuild
   try {
-    loadedFrom = load.resolve(dir)
+    loadedFrom = NodeGypBuild.resolve(dir)
     loaded = require(loadedFrom) as Native
   } catch (cause) {
     const said = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, " ").trim()

@@ -98,6 +98,7 @@ describe("the package", () => {
       const file of [
         "dist/bin.cjs",
         "dist/program.cjs",
+        "dist/help.json",
         "dist/soad",
         "dist/index.js",
         "dist/index.d.ts",

@@ -251,12 +251,14 @@ describe("soad status of 1,000 services", () => {
 
 describe("the light path", () => {
   it("runs help, --version and the control commands with neither Effect nor the command tree", async () => {
-    // The full command tree is a file of its own (dist/program.cjs): without it, the light path still runs
-    // everything it takes, and only what it leaves to the tree (soad check) fails.
+    // The full command tree is a file of its own (dist/program.cjs): without it, the light path (bin.cjs and the
+    // texts beside it, help.json) still runs everything it takes, and only what it leaves to the tree (soad check)
+    // fails.
     const d = dir()
     const light = Path.join(d, "light")
     Fs.mkdirSync(light)
     Fs.copyFileSync(bin, Path.join(light, "bin.cjs"))
+    Fs.copyFileSync(Path.join(Path.dirname(bin), "help.json"), Path.join(light, "help.json"))
     const program = Path.join(light, "bin.cjs")
     const { env } = controlDir(d)
     const control = Path.join(d, "control.sock")
@@ -269,6 +271,20 @@ describe("the light path", () => {
     const check = await cli(["check", Path.join(d, "x.toml")], env, program)
     expect(check.code).not.toBe(0)
     expect(check.stderr).toMatch(/program\.cjs/) // it needed the tree
+  })
+
+  it("without the texts beside bin.cjs (help.json), help and --version come from the command tree, the same", async () => {
+    const d = dir()
+    const dist = Path.join(d, "dist")
+    Fs.mkdirSync(dist)
+    for (const file of ["bin.cjs", "program.cjs"]) Fs.copyFileSync(Path.join(Path.dirname(bin), file), Path.join(dist, file))
+    Fs.mkdirSync(Path.join(d, "src"))
+    Fs.symlinkSync(Path.join(root, "src", "native"), Path.join(d, "src", "native"))
+    const program = Path.join(dist, "bin.cjs")
+    for (const args of [["--help"], ["status", "--help"], ["--version"]]) {
+      const tree = await cli(args, { ...process.env, SOAD_CODE_CACHE: "0" }, program)
+      expect(tree).toEqual({ code: 0, stdout: soadRun(args).stdout, stderr: "" })
+    }
   })
 
   it("prints the help the command tree renders, for soad and every subcommand it knows", async () => {
