@@ -69,6 +69,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pending", NULL, pending, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listening", NULL, listening, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lstatPaths", NULL, lstat_paths, NULL, NULL, NULL, napi_enumerable, NULL},
       {"relisten", NULL, relisten, NULL, NULL, NULL, napi_enumerable, NULL},
       {"replaceFd", NULL, replace_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"releaseFd", NULL, release_fd, NULL, NULL, NULL, napi_enumerable, NULL},

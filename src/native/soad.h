@@ -19,6 +19,7 @@ napi_value set_cloexec(napi_env env, napi_callback_info info);
 napi_value close_fd(napi_env env, napi_callback_info info);
 napi_value pending(napi_env env, napi_callback_info info);
 napi_value listening(napi_env env, napi_callback_info info);
+napi_value lstat_paths(napi_env env, napi_callback_info info);
 napi_value relisten(napi_env env, napi_callback_info info);
 napi_value replace_fd(napi_env env, napi_callback_info info);
 napi_value release_fd(napi_env env, napi_callback_info info);

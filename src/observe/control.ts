@@ -21,8 +21,9 @@ import * as AppLogs from "./appLogs.js"
 import * as Client from "./controlClient.js"
 import type { LogMessage, LogsRequest, ReloadOutcome, Request, Response, ServiceReport } from "./controlProtocol.js"
 import { lineReader, parseRequest } from "./controlRequest.js"
-import { idNames, type IdNames, socketFiles } from "./socketFiles.js"
+import { idNames, type IdNames, socketFiles, socketPaths } from "./socketFiles.js"
 import * as Listeners from "../os/listeners.js"
+import * as PathStats from "../os/pathStats.js"
 import * as Peer from "../os/peer.js"
 import * as Procfs from "../os/procfs.js"
 import * as UnixServer from "../os/unixServer.js"
@@ -39,7 +40,7 @@ export { bytes, ramTime, seconds, shownAppStatus, table } from "./statusTable.js
 /** The most a `soad logs -f` client may leave unread in soad before its lines are dropped (and counted to it). */
 export const followLimitBytes = 256 * 1024
 
-const report = (status: Status, now: number, names: IdNames): ServiceReport => {
+const report = (status: Status, now: number, names: IdNames, stats: ReadonlyMap<string, PathStats.PathStat | undefined>): ServiceReport => {
   const running = status.pid !== undefined && status.startedAt !== undefined
   return {
     name: status.name,
@@ -53,7 +54,7 @@ const report = (status: Status, now: number, names: IdNames): ServiceReport => {
     crashes: status.crashes,
     failed_starts: status.failedStarts,
     listeners: status.listeners.map((listener) => listener.description),
-    sockets: socketFiles(status.listeners, names),
+    sockets: socketFiles(status.listeners, names, stats),
     peak_memory_bytes: status.peakMemory ?? null,
     saved_byte_seconds: status.savedByteSeconds ?? 0,
     last_error: status.lastError?.message ?? null,
@@ -92,9 +93,12 @@ export const handle = (request: Request, reload?: Effect.Effect<ReloadOutcome>):
     if (request.command === "status") {
       const now = yield* Monotonic.now
       const names = idNames()
-      const reports: Array<ServiceReport> = []
-      for (const service of services) reports.push(report(yield* service.status, now, names))
-      return { ok: true, services: reports }
+      const statuses: Array<Status> = []
+      for (const service of services) statuses.push(yield* service.status)
+      const paths = statuses.flatMap((status) => socketPaths(status.listeners))
+      const found = PathStats.lstatAll(paths)
+      const stats = new Map(paths.map((path, i) => [path, found[i]]))
+      return { ok: true, services: statuses.map((status) => report(status, now, names, stats)) }
     }
     if (request.command === "reload") {
       if (reload === undefined) {

@@ -1,11 +1,12 @@
 /**
- * A service's UNIX socket files as they are now, for `soad status`: each path's mode and owner read (lstat) when
- * asked, not what the config said, so what a reverse proxy's user meets is what the operator sees: a file
+ * A service's UNIX socket files as they are now, for `soad status`: each path's mode and owner read (lstat, every
+ * service's at once: os/pathStats.ts) when asked, not what the config said, so what a reverse proxy's user meets is what the operator sees: a file
  * chmod'ed by hand, a socket systemd made (`-l fd:NAME`), a file removed or replaced since.
  *
  * @internal
  */
 import * as Fs from "node:fs"
+import type { PathStat } from "../os/pathStats.js"
 import type { SocketFileReport } from "./controlProtocol.js"
 import type { Listener } from "../SocketService.js"
 
@@ -52,19 +53,30 @@ const pathOf = (listener: Listener): string | undefined => {
   return local?.family === "unix" && local.path.startsWith("/") ? local.path : undefined
 }
 
-/** Each UNIX socket file of these listeners: its mode and owner now, or why there is none to show. */
-export const socketFiles = (listeners: ReadonlyArray<Listener>, names: IdNames): ReadonlyArray<SocketFileReport> =>
+/** The paths of these listeners' UNIX socket files, to be read at once (os/pathStats.ts's lstatAll). */
+export const socketPaths = (listeners: ReadonlyArray<Listener>): ReadonlyArray<string> =>
+  listeners.flatMap((listener) => pathOf(listener) ?? [])
+
+/** The type bits of a mode, and a socket's. */
+const typeBits = 0o170000
+const socketType = 0o140000
+
+/**
+ * Each UNIX socket file of these listeners: its mode and owner now (`stats`: lstat of every path `socketPaths`
+ * gave, read at the request), or why there is none to show.
+ */
+export const socketFiles = (
+  listeners: ReadonlyArray<Listener>,
+  names: IdNames,
+  stats: ReadonlyMap<string, PathStat | undefined>
+): ReadonlyArray<SocketFileReport> =>
   listeners.flatMap((listener): ReadonlyArray<SocketFileReport> => {
     const path = pathOf(listener)
     if (path === undefined) return []
-    let stat: Fs.Stats
-    try {
-      stat = Fs.lstatSync(path)
-    } catch {
-      return [{ path, problem: "gone" }]
-    }
+    const stat = stats.get(path)
+    if (stat === undefined) return [{ path, problem: "gone" }]
     const file = listener.file
-    if (!stat.isSocket() || (file !== undefined && (stat.ino !== file.ino || stat.dev !== file.dev))) {
+    if ((stat.mode & typeBits) !== socketType || (file !== undefined && (stat.ino !== file.ino || stat.dev !== file.dev))) {
       return [{ path, problem: "replaced" }]
     }
     const user = names.user(stat.uid)

@@ -91,6 +91,8 @@ export interface Native {
    * name) can be bound again once nobody else holds the old socket.
    */
   readonly releaseFd: (fd: number) => void
+  /** lstat(2) of each path: 6 numbers a path (0 or the errno, mode, uid, gid, dev, ino). */
+  readonly lstatPaths: (paths: ReadonlyArray<string>) => Float64Array
   readonly watch: (fd: number, callback: (error: string | null) => void) => number
   readonly unwatch: (id: number) => void
   /** A one-shot watch until `fd` can be written to; its id (for unwatch). */
