@@ -37,7 +37,8 @@ import {
   type Run,
   setAppStatus,
   setRun,
-  stopPolicy
+  stopPolicy,
+  updateKnown
 } from "./lifecycle.js"
 import * as Readiness from "./readiness.js"
 import type { Service, Session, Trigger } from "./service.js"
@@ -76,7 +77,7 @@ const startFailed = (service: Service, error: SpawnError) =>
 const spawned = (service: Service, session: Session, app: App, trigger: Trigger, startedAt: number, spawnMs: number) =>
   Effect.gen(function*() {
     yield* enter(service.tracker, { _tag: "Spawned", pid: app.pid, startedAt })
-    yield* Ref.update(service.tracker.state, (known) => ({ ...known, lastStart: { at: startedAt, coldStartMs: undefined } }))
+    yield* updateKnown(service.tracker, (known) => ({ ...known, lastStart: { at: startedAt, coldStartMs: undefined } }))
     yield* count(service.tracker, "activations")
     const after = trigger._tag === "Wake"
       ? "on request"
@@ -97,7 +98,7 @@ const ready = (service: Service, session: Session, app: App, trigger: Trigger, p
   Effect.gen(function*() {
     yield* enter(service.tracker, { _tag: "Ready" })
     const coldStart = (yield* preciseNow) - pendingSince
-    yield* Ref.update(service.tracker.state, (known) =>
+    yield* updateKnown(service.tracker, (known) =>
       known.lastStart === undefined ? known : { ...known, lastStart: { ...known.lastStart, coldStartMs: coldStart } })
     if (trigger._tag === "Connection") {
       yield* Metric.update(Counters.forService(Counters.coldStart, service.config.name), coldStart / 1000)

@@ -9,6 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import * as MutableRef from "effect/MutableRef"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
@@ -75,7 +76,7 @@ export const transition = (phase: Phase, event: PhaseEvent): Phase => {
 export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> =>
   Effect.gen(function*() {
     const at = yield* now
-    const [before, after, saving] = yield* Ref.modify(tracker.state, (known): [readonly [Phase, Phase, number], Known] => {
+    const [before, after, saving] = yield* modifyKnown(tracker, (known): [readonly [Phase, Phase, number], Known] => {
       const next = transition(known.phase, event)
       const memory = (known.phase.phase === "idle") === (next.phase === "idle")
         ? known.memory
@@ -92,25 +93,44 @@ export const enter = (tracker: Tracker, event: PhaseEvent): Effect.Effect<void> 
     }
   })
 
+/** The tracker's state changed by `f`, which also gives what the change returns. */
+const modifyKnown = <B>(tracker: Tracker, f: (known: Known) => readonly [B, Known]): Effect.Effect<B> =>
+  Effect.sync(() => {
+    const [result, next] = f(MutableRef.get(tracker.state))
+    MutableRef.set(tracker.state, next)
+    return result
+  })
+
+/** The tracker's state changed by `f`. */
+export const updateKnown = (tracker: Tracker, f: (known: Known) => Known): Effect.Effect<void> =>
+  Effect.sync(() => void MutableRef.update(tracker.state, f))
+
+/** Samples the running app's memory into the account, at once; the state after. */
+const sampleNow = (tracker: Tracker): Known => {
+  const known = MutableRef.get(tracker.state)
+  if (known.phase.pid === undefined) return known
+  const sampled = { ...known, memory: Saving.sampled(known.memory, Saving.sample(known.phase.pid)) }
+  MutableRef.set(tracker.state, sampled)
+  return sampled
+}
+
 /** Samples the running app's memory into the account (status and metrics reads, and each stop). */
-export const sampleMemory = (tracker: Tracker): Effect.Effect<void> =>
-  Ref.update(tracker.state, (known) =>
-    known.phase.pid === undefined ? known : { ...known, memory: Saving.sampled(known.memory, Saving.sample(known.phase.pid)) })
+export const sampleMemory = (tracker: Tracker): Effect.Effect<void> => Effect.sync(() => void sampleNow(tracker))
 
 /** Keeps why the app last failed (a start that failed, a crash), for `soad status` and `soad wake`. */
 export const failedWith = (tracker: Tracker, message: string): Effect.Effect<void> =>
-  Effect.flatMap(now, (at) => Ref.update(tracker.state, (known) => ({ ...known, lastError: { message, at } })))
+  Effect.flatMap(now, (at) => updateKnown(tracker, (known) => ({ ...known, lastError: { message, at } })))
 
 /** The app's STATUS= (`--ready notify`), or undefined when a run begins or ends. */
 export const setAppStatus = (tracker: Tracker, text: string | undefined): Effect.Effect<void> =>
-  Ref.update(tracker.state, (known) => ({ ...known, appStatus: text }))
+  updateKnown(tracker, (known) => ({ ...known, appStatus: text }))
 
 /** The current run (undefined: none), for `soad sleep` and the budget. */
 export const setRun = (tracker: Tracker, run: CurrentRun | undefined): Effect.Effect<void> =>
-  Ref.update(tracker.state, (known) => ({ ...known, run }))
+  updateKnown(tracker, (known) => ({ ...known, run }))
 
 /** What the service knows of itself now. */
-export const known = (tracker: Tracker): Effect.Effect<Known> => Ref.get(tracker.state)
+export const known = (tracker: Tracker): Effect.Effect<Known> => Effect.sync(() => MutableRef.get(tracker.state))
 
 /**
  * Why a service's apps are stopped when it is interrupted: unset, soad is shutting down; whoever interrupts a
@@ -154,7 +174,8 @@ export interface Known {
 /** What a service knows of itself, for `soad status`, the metrics and `wake`/`sleep`. */
 export interface Tracker {
   readonly service: string
-  readonly state: Ref.Ref<Known>
+  /** Read and changed at once (no effect of its own: a status of 1,000 services reads 1,000 of them). */
+  readonly state: MutableRef.MutableRef<Known>
   /** `wake` requests, for whoever waits for them. */
   readonly wake: WakeSignal
   /** Where its phase changes go (`soad status`, the history), and where it registers. */
@@ -164,7 +185,7 @@ export interface Tracker {
 /** Counts one activation, idle stop, crash or failed start: the service's counter, which status reads back. */
 export const count = (tracker: Tracker, key: keyof Counters.Counts): Effect.Effect<void> =>
   Effect.zipRight(
-    Ref.update(tracker.state, (known) => ({ ...known, counts: { ...known.counts, [key]: known.counts[key] + 1 } })),
+    updateKnown(tracker, (known) => ({ ...known, counts: { ...known.counts, [key]: known.counts[key] + 1 } })),
     Counters.count(tracker.service, key)
   )
 
@@ -192,16 +213,17 @@ export const logFailing = (state: Backoff.BackoffState, at: number, config?: Ser
       { failures: state.failures, next_try_ms: Math.max(0, state.notBefore - at) }
     )
 
-/** The service's status, as `soad status` and the metrics see it. */
+/**
+ * The service's status, as `soad status` and the metrics see it: read at once, with an effect only for a running
+ * app's latest activity (a status of 1,000 services, mostly stopped, is 1,000 reads, not 1,000 small programs).
+ */
 const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
-  Effect.gen(function*() {
-    yield* sampleMemory(tracker)
-    const known = yield* Ref.get(tracker.state)
+  Effect.flatMap(now, (at): Effect.Effect<Status> => {
+    const known = sampleNow(tracker)
     const { appStatus, lastError, lastStart, memory, phase: { phase, pid, startedAt }, run } = known
-    const { failures, gaveUp } = yield* backoff.state
+    const { failures, gaveUp } = backoff.current()
     const state: State = phase === "idle" ? (gaveUp ? "failed" : failures > 0 ? "failing" : "stopped") : phase
-    const lastActivity = run !== undefined && pid !== undefined ? yield* run.lastActivity : undefined
-    return {
+    const status = (lastActivity: number | undefined): Status => ({
       name: config.name,
       state,
       pid,
@@ -210,11 +232,12 @@ const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<
       ...known.counts,
       listeners,
       peakMemory: Saving.peak(memory, pid !== undefined),
-      savedByteSeconds: Saving.savedAt(memory, yield* now) / 1000,
+      savedByteSeconds: Saving.savedAt(memory, at) / 1000,
       lastError,
       appStatus,
       lastStart
-    } satisfies Status
+    })
+    return run !== undefined && pid !== undefined ? Effect.map(run.lastActivity, status) : Effect.succeed(status(undefined))
   })
 
 /** `soad wake` requests: fired by the control socket, heard by the service's wait (a Wakeup). */
@@ -250,7 +273,7 @@ export const makeTracker = (service: string): Effect.Effect<Tracker, never, Regi
   Effect.gen(function*() {
     return {
       service,
-      state: yield* Ref.make<Known>({
+      state: MutableRef.make<Known>({
         phase: idlePhase,
         run: undefined,
         memory: Saving.empty,
@@ -288,7 +311,7 @@ export const register = (
     // (Scope.addFinalizer: Effect.addFinalizer would keep a copy of the fiber's FiberRefs with every service.)
     yield* Scope.addFinalizer(
       yield* Effect.scope,
-      Effect.flatMap(Ref.get(tracker.state), (known) => registry.record({ saving: -Saving.savingNow(known.memory) }))
+      Effect.flatMap(known(tracker), (state) => registry.record({ saving: -Saving.savingNow(state.memory) }))
     )
     yield* registry.register(new Registration(config, listeners, tracker, backoff, mode))
   })
@@ -340,7 +363,7 @@ class Registration implements Handle {
 /** `soad wake` of a mode that runs one app at a time: start it now, even while it backs off. */
 const wake = (tracker: Tracker, backoff: Backoff.Backoff, reset: Effect.Effect<boolean>) =>
   Effect.gen(function*() {
-    if ((yield* Ref.get(tracker.state)).phase.phase !== "idle") return "already running"
+    if ((yield* known(tracker)).phase.phase !== "idle") return "already running"
     if (yield* reset) {
       yield* Effect.sync(() => tracker.wake.fire())
       return "failed; trying again, as asked"
@@ -350,7 +373,7 @@ const wake = (tracker: Tracker, backoff: Backoff.Backoff, reset: Effect.Effect<b
     const at = yield* now
     if (failures === 0 || notBefore <= at) return "starting"
     // Backing off: say so, and why; the wake itself does not wait for the backoff.
-    const last = (yield* Ref.get(tracker.state)).lastError
+    const last = (yield* known(tracker)).lastError
     return `failing: next try in ${Format.seconds(notBefore - at)} (${failures} failure${failures === 1 ? "" : "s"} in a row` +
       `${last === undefined ? "" : `; last: ${last.message}`}); trying now, as asked`
   })
@@ -358,7 +381,7 @@ const wake = (tracker: Tracker, backoff: Backoff.Backoff, reset: Effect.Effect<b
 /** `soad sleep` of a mode that runs one app at a time: stop its app now. */
 const sleep = (tracker: Tracker) =>
   Effect.gen(function*() {
-    const { phase, run } = yield* Ref.get(tracker.state)
+    const { phase, run } = yield* known(tracker)
     if (run === undefined || phase.pid === undefined) return "not running"
     yield* Deferred.succeed(run.stop, "on request (soad sleep)")
     yield* Deferred.await(run.done)

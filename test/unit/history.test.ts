@@ -7,7 +7,6 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import fc from "fast-check"
@@ -157,7 +156,7 @@ describe("the Registry's history under TestClock", () => {
       const scope = yield* Scope.make()
       yield* inRegistry(Lifecycle.register(config, [], tracker, backoff)).pipe(Scope.extend(scope))
       yield* inRegistry(Lifecycle.enter(tracker, { _tag: "Spawned", pid: 4242, startedAt: 0 }))
-      yield* Ref.update(tracker.state, (known) => ({ ...known, memory: Saving.sampled(known.memory, 80e6) })) // what a sample of the app saw
+      yield* Lifecycle.updateKnown(tracker, (known) => ({ ...known, memory: Saving.sampled(known.memory, 80e6) })) // what a sample of the app saw
       yield* TestClock.adjust(Duration.minutes(1))
       yield* inRegistry(Lifecycle.enter(tracker, { _tag: "Exited" }))
       yield* TestClock.adjust(Duration.minutes(10))
