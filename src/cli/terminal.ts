@@ -9,9 +9,23 @@
 import * as PlatformError from "@effect/platform/Error"
 import * as Terminal from "@effect/platform/Terminal"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
 import { stdout } from "./stdout.js"
+
+/**
+ * Once stdin has ended (at once if it has). NodeTerminal hears only keys: at the end of a stdin that is no terminal
+ * (`soad --wizard < /dev/null`, a script's pipe) no key ever comes, and the wizard waited for ever. The end of input
+ * is taken as Ctrl-D: the wizard quits.
+ */
+const stdinEnded: Effect.Effect<void> = Effect.async<void>((resume) => {
+  if (process.stdin.readableEnded) return resume(Effect.void)
+  const onEnd = () => resume(Effect.void)
+  process.stdin.once("end", onEnd)
+  return Effect.sync(() => void process.stdin.off("end", onEnd))
+})
 
 /** Writes `text` to stdout, failing as NodeTerminal's `display` does. */
 const display = (text: string): Effect.Effect<void, PlatformError.PlatformError> =>
@@ -36,8 +50,11 @@ export const layer: Layer.Layer<Terminal.Terminal> = Layer.scoped(
       columns: Effect.sync(() => stdout().columns ?? 0),
       rows: Effect.sync(() => stdout().rows ?? 0),
       isTTY: Effect.sync(() => Boolean(stdout().isTTY)),
-      readInput: Effect.flatMap(node, (terminal) => terminal.readInput),
-      readLine: Effect.flatMap(node, (terminal) => terminal.readLine),
+      readInput: Effect.flatMap(node, (terminal) =>
+        Effect.tap(terminal.readInput, (input) =>
+          Effect.forkScoped(Effect.zipRight(stdinEnded, Effect.sync(() => Mailbox.isMailbox(input) && input.unsafeDone(Exit.void)))))),
+      readLine: Effect.flatMap(node, (terminal) =>
+        Effect.raceFirst(terminal.readLine, Effect.zipRight(stdinEnded, Effect.fail(new Terminal.QuitException())))),
       display
     })
   })

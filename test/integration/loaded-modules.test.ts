@@ -54,10 +54,13 @@ it("a soad that listens has not loaded node:net, streams, readline, child_proces
     expect(loaded).not.toContain(`NativeModule ${name}`)
   }
 
-  // The wizard reads keys: it shows its first prompt and waits for an answer (ended here after 3 s).
-  const wizard = ChildProcess.spawnSync(process.execPath, [bin, "--wizard"], { encoding: "utf8", input: "", timeout: 3_000 })
+  // The wizard reads keys: it shows its first prompt and waits for an answer. Its stdin here is empty: the end of
+  // input is Ctrl-D, and it quits at once (it waited for ever: cli/terminal.ts).
+  const wizard = ChildProcess.spawnSync(process.execPath, [bin, "--wizard"], { encoding: "utf8", input: "", timeout: 10_000 })
   expect(wizard.stdout).toMatch(/Wizard Mode for CLI Application/)
   expect(wizard.stdout).toMatch(/This option is optional - use the default\?/)
+  expect(wizard.stdout).toMatch(/Quitting wizard mode/)
+  expect([wizard.signal, wizard.status]).toEqual([null, 0])
 })
 
 // bin.cjs makes process.stdout only when the light path writes to it (cli/stdout.ts); its EPIPE guard comes with it.
