@@ -109,6 +109,7 @@ try {
     banner: { js: importMetaUrl },
     // It runs as a vm.Script (cli/codeCache.ts), which has no loader for import(): a builtin is required instead.
     supported: { "dynamic-import": false },
+    // import.meta.url made when read (SOAD_IMPORT_META, above); os/native.ts finds itself by __filename.
     define: { ...common.define, "import.meta.url": "SOAD_IMPORT_META.url", SOAD_FILENAME: "__filename" }
   })
   const hash = Crypto.createHash("sha256").update(Fs.readFileSync(program)).digest("hex").slice(0, 16)
@@ -128,7 +129,8 @@ try {
       ...common.define,
       SOAD_PROGRAM_HASH: JSON.stringify(hash),
       SOAD_DIST: "__dirname",
-      "import.meta.url": "SOAD_IMPORT_META.url", SOAD_FILENAME: "__filename"
+      "import.meta.url": "SOAD_IMPORT_META.url",
+      SOAD_FILENAME: "__filename"
     }
   })
   // The help and version texts, read by the light path when asked for (cli/light.ts).
