@@ -43,4 +43,25 @@ set +f
   echo "soad: cannot find node (Node.js 20 or newer) on PATH=$PATH nor beside $0$found: install Node.js 20 or newer, or put the directory of its node in PATH (in a systemd unit: Environment=PATH=/that/dir:/usr/bin:/bin)" >&2
   exit 127
 }
+# A control command, --version or help (the light path, cli/controlArgs.ts: its verb first, after any flags that
+# pick a soad) runs for a moment and loads some of Node's builtins (node:net for the control socket): Node's code
+# cache of its builtins holds only under its default V8 flags, so under --lite-mode each is compiled from source
+# (node:net: 7 ms here). Those commands run without soad's flags; anything else (a run above all) keeps them.
+light=
+skip=
+for arg do
+  if [ -n "$skip" ]; then
+    skip=
+    continue
+  fi
+  case $arg in
+    --control | --name | -c | --config) skip=1 ;;
+    --control=* | --name=* | --config=*) ;;
+    status | wake | start | sleep | stop | restart | reload | logs | --version | --help | -h) light=1 && break ;;
+    *) break ;;
+  esac
+done
+if [ -n "$light" ]; then
+  exec "$node" "$here/bin.cjs" "$@"
+fi
 exec "$node" --lite-mode --no-expose-wasm --single-threaded-gc "$here/bin.cjs" "$@"

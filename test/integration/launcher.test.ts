@@ -107,6 +107,40 @@ describe("the launcher", () => {
     expect(result.status).toBe(0)
   })
 
+  it("runs a run under soad's V8 flags, and a control command, --version or help under Node's own", () => {
+    const { linked, tools } = layout(false)
+    // A node that prints what it was asked to run: the flags before bin.cjs, then the line.
+    Fs.writeFileSync(
+      Path.join(tools, "node"),
+      `#!/bin/sh\nif [ "$1" = --version ]; then echo v20.0.0; exit 0; fi\necho "$@"\n`,
+      { mode: 0o755 }
+    )
+    const flagsOf = (...args: ReadonlyArray<string>): string => {
+      const result = ChildProcess.spawnSync(linked, args, { encoding: "utf8", timeout: 30_000, env: { PATH: tools } })
+      expect(result.status).toBe(0)
+      const words = result.stdout.trim().split(" ")
+      const script = words.findIndex((word) => word.endsWith("/bin.cjs"))
+      expect(script).toBeGreaterThanOrEqual(0)
+      expect(words.slice(script + 1)).toEqual(args)
+      return words.slice(0, script).join(" ")
+    }
+    const soads = "--lite-mode --no-expose-wasm --single-threaded-gc"
+    // runs, and what the full command tree parses
+    expect(flagsOf("-s", "/run/app.sock", "--", "app")).toBe(soads)
+    expect(flagsOf("-c", "soad.toml")).toBe(soads)
+    expect(flagsOf("-c", "status")).toBe(soads) // a config file named status
+    expect(flagsOf("--name", "web", "-s", "/run/app.sock", "--", "status")).toBe(soads)
+    expect(flagsOf("check", "-c", "soad.toml")).toBe(soads)
+    expect(flagsOf()).toBe(soads)
+    // the light path's commands
+    for (const line of [["status"], ["status", "--json"], ["logs", "-f", "web"], ["wake", "web"], ["stop", "web"], ["reload"], ["--version"], ["--help"], ["-h"], ["restart", "--help"]]) {
+      expect(flagsOf(...line)).toBe("")
+    }
+    expect(flagsOf("--name", "web", "status")).toBe("")
+    expect(flagsOf("--control=/run/soad.sock", "wake", "blog")).toBe("")
+    expect(flagsOf("-c", "soad.toml", "reload")).toBe("")
+  })
+
   const advice =
     "install Node.js 20 or newer, or put the directory of its node in PATH (in a systemd unit: Environment=PATH=/that/dir:/usr/bin:/bin)"
 

@@ -21,8 +21,13 @@ const copyHelpers = (folder) => {
     if (!name.startsWith("soad-")) continue
     const source = Path.join(from, name)
     if (!Fs.statSync(source).isFile()) continue
-    Fs.copyFileSync(source, Path.join(to, name))
-    Fs.chmodSync(Path.join(to, name), 0o755)
+    // A new file renamed over the old one: a soad running the old helper keeps it (copying over a running
+    // program fails with ETXTBSY), and no soad ever finds a half-written one.
+    const target = Path.join(to, name)
+    const partial = `${target}.${process.pid}.partial`
+    Fs.copyFileSync(source, partial)
+    Fs.chmodSync(partial, 0o755)
+    Fs.renameSync(partial, target)
   }
 }
 
