@@ -63,6 +63,11 @@ export interface Status {
 export interface Handle {
   readonly name: string
   readonly status: Effect.Effect<Status>
+  /**
+   * The status at Clock ms `now` when it can be read at once, without an effect (a service whose app is not
+   * running, as most of a thousand are); undefined: read `status`. See `statusesOf`.
+   */
+  readonly statusAt?: (now: number) => Status | undefined
   /** Starts the app now, if it is not running; says what happened. */
   readonly wake: Effect.Effect<string>
   /** Stops the app now, if it runs; the next connection starts it again. Says what happened. */
@@ -93,6 +98,24 @@ export class Registry extends Context.Tag("soad/Registry")<Registry, {
   /** That history, brought up to the Clock's time. */
   readonly history: Effect.Effect<History.Snapshot>
 }>() {}
+
+/**
+ * The status of each of `handles`, in their order, read at one Clock time: at once where a handle can
+ * (`statusAt`), through its `status` effect where it cannot (a running app's latest activity, a mode's figures).
+ * A status of 1,000 services is then a thousand reads, not a thousand effects run one after another.
+ */
+export const statusesOf = (handles: ReadonlyArray<Handle>): Effect.Effect<ReadonlyArray<Status>> =>
+  Effect.flatMap(Monotonic.now, (now) => {
+    const read: Array<Status> = new Array(handles.length)
+    const pending: Array<number> = []
+    for (let i = 0; i < handles.length; i++) {
+      const status = handles[i]!.statusAt?.(now)
+      if (status === undefined) pending.push(i)
+      else read[i] = status
+    }
+    if (pending.length === 0) return Effect.succeed(read)
+    return Effect.as(Effect.forEach(pending, (i) => Effect.map(handles[i]!.status, (status) => void (read[i] = status)), { discard: true }), read)
+  })
 
 /** An empty registry, its history beginning now. */
 export const make: Effect.Effect<Registry["Type"]> = Effect.gen(function*() {

@@ -214,30 +214,51 @@ export const logFailing = (state: Backoff.BackoffState, at: number, config?: Ser
     )
 
 /**
- * The service's status, as `soad status` and the metrics see it: read at once, with an effect only for a running
- * app's latest activity (a status of 1,000 services, mostly stopped, is 1,000 reads, not 1,000 small programs).
+ * The service's status at Clock ms `at`, as `soad status` and the metrics see it, with the running app's latest
+ * activity (`lastActivity`, an effect of the run: read by statusOf). Read at once: a status of 1,000 services,
+ * mostly stopped, is 1,000 reads, not 1,000 small programs.
  */
+const statusAt = (
+  config: ServiceConfig.ServiceConfig,
+  listeners: ReadonlyArray<Listener>,
+  tracker: Tracker,
+  backoff: Backoff.Backoff,
+  at: number,
+  lastActivity: number | undefined
+): Status => {
+  const known = sampleNow(tracker)
+  const { appStatus, lastError, lastStart, memory, phase: { phase, pid, startedAt } } = known
+  const { failures, gaveUp } = backoff.current()
+  const state: State = phase === "idle" ? (gaveUp ? "failed" : failures > 0 ? "failing" : "stopped") : phase
+  return {
+    name: config.name,
+    state,
+    pid,
+    startedAt,
+    lastActivity,
+    ...known.counts,
+    listeners,
+    peakMemory: Saving.peak(memory, pid !== undefined),
+    savedByteSeconds: Saving.savedAt(memory, at) / 1000,
+    lastError,
+    appStatus,
+    lastStart
+  }
+}
+
+/** The run whose latest activity a status needs (the app runs), or undefined. */
+const activeRun = (tracker: Tracker): CurrentRun | undefined => {
+  const { phase, run } = MutableRef.get(tracker.state)
+  return phase.pid !== undefined ? run : undefined
+}
+
+/** The service's status now: statusAt, with the running app's latest activity read from its run. */
 const statusOf = (config: ServiceConfig.ServiceConfig, listeners: ReadonlyArray<Listener>, tracker: Tracker, backoff: Backoff.Backoff) =>
   Effect.flatMap(now, (at): Effect.Effect<Status> => {
-    const known = sampleNow(tracker)
-    const { appStatus, lastError, lastStart, memory, phase: { phase, pid, startedAt }, run } = known
-    const { failures, gaveUp } = backoff.current()
-    const state: State = phase === "idle" ? (gaveUp ? "failed" : failures > 0 ? "failing" : "stopped") : phase
-    const status = (lastActivity: number | undefined): Status => ({
-      name: config.name,
-      state,
-      pid,
-      startedAt,
-      lastActivity,
-      ...known.counts,
-      listeners,
-      peakMemory: Saving.peak(memory, pid !== undefined),
-      savedByteSeconds: Saving.savedAt(memory, at) / 1000,
-      lastError,
-      appStatus,
-      lastStart
-    })
-    return run !== undefined && pid !== undefined ? Effect.map(run.lastActivity, status) : Effect.succeed(status(undefined))
+    const run = activeRun(tracker)
+    return run !== undefined
+      ? Effect.map(run.lastActivity, (activity) => statusAt(config, listeners, tracker, backoff, at, activity))
+      : Effect.sync(() => statusAt(config, listeners, tracker, backoff, at, undefined))
   })
 
 /** `soad wake` requests: fired by the control socket, heard by the service's wait (a Wakeup). */
@@ -351,6 +372,12 @@ class Registration implements Handle {
     const { backoff, config, listeners, mode, tracker } = this
     const status = statusOf(config, listeners, tracker, backoff)
     return mode.status === undefined ? status : Effect.zipWith(status, mode.status, (status, more) => ({ ...status, ...more }))
+  }
+  statusAt(at: number): Status | undefined {
+    const { backoff, config, listeners, mode, tracker } = this
+    return mode.status === undefined && activeRun(tracker) === undefined
+      ? statusAt(config, listeners, tracker, backoff, at, undefined)
+      : undefined
   }
   get wake(): Effect.Effect<string> {
     return this.mode.wake !== undefined ? Effect.zipRight(this.reset, this.mode.wake) : wake(this.tracker, this.backoff, this.reset)

@@ -28,7 +28,7 @@ import * as Peer from "../os/peer.js"
 import * as Procfs from "../os/procfs.js"
 import * as UnixServer from "../os/unixServer.js"
 import { event } from "../Logging.js"
-import { type Handle, Registry, type Status } from "../Registry.js"
+import { type Handle, Registry, type Status, statusesOf } from "../Registry.js"
 
 /** The control socket cannot be used; `message` says why. */
 export class ControlError extends Data.TaggedError("ControlError")<{ readonly message: string }> {}
@@ -93,8 +93,7 @@ export const handle = (request: Request, reload?: Effect.Effect<ReloadOutcome>):
     if (request.command === "status") {
       const now = yield* Monotonic.now
       const names = idNames()
-      const statuses: Array<Status> = []
-      for (const service of services) statuses.push(yield* service.status)
+      const statuses = yield* statusesOf(services)
       const paths = statuses.flatMap((status) => socketPaths(status.listeners))
       const found = PathStats.lstatAll(paths)
       const stats = new Map(paths.map((path, i) => [path, found[i]]))

@@ -22,7 +22,7 @@ import * as Procfs from "../os/procfs.js"
 import * as Gc from "../os/gc.js"
 import { closer } from "../os/serverClose.js"
 import { droppedLines, event } from "../Logging.js"
-import { Registry, states, type Status } from "../Registry.js"
+import { Registry, states, statusesOf } from "../Registry.js"
 import { SocketService } from "../SocketService.js"
 
 export {
@@ -82,8 +82,7 @@ export const exposition: Effect.Effect<string, never, Registry | SocketService> 
   yield* Metric.value(droppedLines) // registers it, so that it reads 0 before any line is dropped
   const registry = yield* Registry
   const services = yield* registry.services
-  const statuses: Array<Status> = []
-  for (const handle of services) statuses.push(yield* handle.status)
+  const statuses = yield* statusesOf(services)
   // Only soad's own (the Effect runtime keeps some of its own too), by family: a family's lines stay together.
   const families = new Map<string, { readonly type: string; readonly help: string; readonly lines: Array<string> }>()
   const family = (name: string, type: string, help: string) => {

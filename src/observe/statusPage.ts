@@ -15,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Os from "node:os"
 import * as Monotonic from "../core/monotonic.js"
 import { bytes, ramTime, seconds } from "./control.js"
-import { Registry, type State, type Status } from "../Registry.js"
+import { Registry, type State, type Status, statusesOf } from "../Registry.js"
 import * as Format from "./format.js"
 import type * as History from "./history.js"
 import { printable } from "./terminal.js"
@@ -241,7 +241,6 @@ ${rows.join("")}</tbody>
 /** The page now, from the Registry: every service's status, the history, the Clock's time and the host's name. */
 export const page: Effect.Effect<string, never, Registry> = Effect.gen(function*() {
   const registry = yield* Registry
-  const statuses: Array<Status> = []
-  for (const handle of yield* registry.services) statuses.push(yield* handle.status)
+  const statuses = yield* statusesOf(yield* registry.services)
   return render({ statuses, history: yield* registry.history, now: yield* Monotonic.now, host: Os.hostname() })
 })

@@ -9,7 +9,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { event } from "../Logging.js"
-import { Registry } from "../Registry.js"
+import { Registry, statusesOf } from "../Registry.js"
 import * as SdNotify from "../os/sdNotify.js"
 
 /** Sends `message` to $NOTIFY_SOCKET, if there is one. */
@@ -45,8 +45,7 @@ export const statusText = (running: number, total: number): string =>
 const summary = Effect.gen(function*() {
   const registry = yield* Registry
   const services = yield* registry.services
-  let running = 0
-  for (const service of services) if ((yield* service.status).state === "running") running += 1
+  const running = (yield* statusesOf(services)).filter((status) => status.state === "running").length
   return statusText(running, services.length)
 })
 

@@ -257,6 +257,31 @@ onBothPaths("Activator", () => {
       expect(world.apps[0]!.running).toBe(true)
     }))
 
+  it.scoped("a service's status is read at once while its app is stopped, the same as its effect says; not while it runs", () =>
+    Effect.gen(function*() {
+      const world = new World()
+      const { layer } = captureEvents()
+      const context = yield* Layer.build(Layer.mergeAll(world.layer, layer, Registry.layer))
+      const config = ServiceConfig.make({ listeners: ["/run/test.sock"], command: ["app"] })
+      const listeners = yield* Activator.listen(config).pipe(Effect.provide(context))
+      yield* Activator.serve(config, listeners).pipe(Effect.provide(context), Effect.forkScoped, supervised)
+      yield* settle
+      const registry = Context.get(context, Registry.Registry)
+      const service = (yield* registry.services)[0]!
+      yield* advance("5 seconds")
+      const at = 5_000
+      expect(service.statusAt?.(at)).toEqual(yield* service.status)
+      expect(service.statusAt?.(at)).toMatchObject({ state: "stopped", pid: undefined, activations: 0 })
+      yield* world.connect(listeners[0]!.fd)
+      yield* settle
+      yield* advance("2 seconds")
+      // Running: its latest activity is its run's, an effect; statusesOf reads it so.
+      expect(service.statusAt?.(7_000)).toBeUndefined()
+      const [running] = yield* Registry.statusesOf([service])
+      expect(running).toEqual(yield* service.status)
+      expect(running).toMatchObject({ state: "running", activations: 1, lastActivity: expect.any(Number) })
+    }))
+
   it.scoped("the start limit: 5 failed starts within 10 s and the service is failed; what waits is refused at once until soad wake", () =>
     Effect.gen(function*() {
       const world = new World()
