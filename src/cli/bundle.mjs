@@ -105,7 +105,9 @@ try {
     plugins: [builtinsOnce, moduleAsRequire],
     entryPoints: [Path.join(root, "src/cli/program.ts")],
     outfile: program,
-    minify: true,
+    // SOAD_NO_MINIFY=1: names a CPU profile can be read by (each module's top level is then a function named
+    // by its path); never for a release: the minified source is what V8 keeps in memory.
+    minify: process.env.SOAD_NO_MINIFY !== "1",
     banner: { js: importMetaUrl },
     // It runs as a vm.Script (cli/codeCache.ts), which has no loader for import(): a builtin is required instead.
     supported: { "dynamic-import": false },
