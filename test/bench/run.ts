@@ -917,9 +917,9 @@ const controlRoundTrip = (path: string, body: object): Promise<number> =>
 
 /**
  * The control commands as people type them: `soad --version`, `--help`, and `soad status` of a soad with one
- * service and of one with 1,000 (the folded table, one service by name, `--json`), each with no flag (found in
- * SOAD_CONTROL_DIR), beside `node -e 0` in the same rounds; and soad's own share of a status of 1,000 (a request's
- * round trip from this process).
+ * service and of one with 1,000 (the folded table, one service by name, `--json`), and `wake`, `sleep` and `logs`
+ * of one of the 1,000, each with no flag (found in SOAD_CONTROL_DIR), beside `node -e 0` in the same rounds; and
+ * soad's own share of a status of 1,000 (a request's round trip from this process).
  */
 const controlCommands = async () => {
   const ctl = Path.join(work, "ctl")
@@ -948,7 +948,11 @@ const controlCommands = async () => {
     ["status, 1 service", ["status"], { SOAD_CONTROL_DIR: one }],
     ["status, 1,000 services", ["status"], { SOAD_CONTROL_DIR: many }],
     ["status NAME, 1,000 services", ["status", "s500"], { SOAD_CONTROL_DIR: many }],
-    ["status --json, 1,000 services", ["status", "--json"], { SOAD_CONTROL_DIR: many }]
+    ["status --json, 1,000 services", ["status", "--json"], { SOAD_CONTROL_DIR: many }],
+    // s1's app is started by the first wake and runs on (the later ones answer "already running"); s2's never runs
+    ["wake NAME, 1,000 services", ["wake", "s1"], { SOAD_CONTROL_DIR: many }],
+    ["sleep NAME (not running), 1,000 services", ["sleep", "s2"], { SOAD_CONTROL_DIR: many }],
+    ["logs -n 10 NAME, 1,000 services", ["logs", "-n", "10", "s1"], { SOAD_CONTROL_DIR: many }]
   ]
   const times = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))
   const server: Array<number> = []
@@ -962,7 +966,7 @@ const controlCommands = async () => {
 }
 
 const reportControl = async () => {
-  console.error("control commands: soad --version, --help, status (1 and 1,000 services) against node -e 0")
+  console.error("control commands: soad --version, --help, status (1 and 1,000 services), wake, sleep, logs against node -e 0")
   const { server, times } = await controlCommands()
   const node = times.get("node -e 0")!
   for (const [name, value] of times) {
