@@ -26,6 +26,7 @@ import * as Address from "./Address.js"
 import * as ServiceConfig from "./ServiceConfig.js"
 import * as Fields from "./config/fields.js"
 import * as ServiceInput from "./config/serviceInput.js"
+import * as ServiceSchema from "./config/serviceSchema.js"
 
 /** The config file cannot be used; `errors` lists every problem, one line each. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -57,10 +58,10 @@ export interface FileConfig {
 /** The default `min-warm`. */
 export const defaultMinWarm = Duration.seconds(30)
 
-const { Count, Seconds, expecting } = ServiceInput
+const { Count, Seconds, expecting } = ServiceSchema
 
 /** One service's table (and the defaults table): the keys flags and files share (config/serviceInput.ts). */
-export const Service = ServiceInput.ServiceInput
+export const Service = ServiceSchema.ServiceInput
 type Service = ServiceInput.ServiceInput
 
 /** The top level of the file. */

@@ -22,7 +22,6 @@ import * as Path from "node:path"
 import * as Activator from "../Activator.js"
 import type { AppNotify } from "../AppNotify.js"
 import * as Budget from "../Budget.js"
-import * as ConfigFile from "../ConfigFile.js"
 import * as ServiceInput from "../config/serviceInput.js"
 import { unitOf } from "../core/lifecycle.js"
 import * as Reloads from "../core/reloads.js"
@@ -40,7 +39,7 @@ import { ProcessService } from "../ProcessService.js"
 import * as Registry from "../Registry.js"
 import type { RelayService } from "../RelayService.js"
 import * as ServiceConfig from "../ServiceConfig.js"
-import * as Services from "../Services.js"
+import type * as Services from "../Services.js"
 import * as Signal from "../Signal.js"
 import type { SocketService } from "../SocketService.js"
 import { type Parsed, valueFlags } from "./runArgs.js"
@@ -208,6 +207,8 @@ export const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefi
       if (extra.length > 0) {
         return yield* Effect.fail(usage(`-c takes the services from the file: give no ${extra.join(" or ")} with it`))
       }
+      // Loaded for config mode only: a run from flags never builds the file's schemas (effect/Schema).
+      const [ConfigFile, ServicesModule] = yield* Effect.promise(() => Promise.all([import("../ConfigFile.js"), import("../Services.js")]))
       const file = yield* ConfigFile.load(path, Users.resolver)
       return yield* provide(Effect.scoped(
         Effect.gen(function*() {
@@ -238,7 +239,7 @@ export const serve = (parsed: Parsed, appCommand: ReadonlyArray<string> | undefi
           })
           const reloader = yield* Reloads.make(reload)
           yield* onSignal("SIGHUP", reloader.unsafeRequest)
-          yield* Deferred.succeed(started, yield* Services.start(file))
+          yield* Deferred.succeed(started, yield* ServicesModule.start(file))
           yield* (yield* ProcessService).announce
           yield* observability(parsed, ControlPaths.instanceOf(path), reloader.request)
           yield* ready(afterStart, file.services.length)

@@ -155,6 +155,17 @@ describe("the shape of src", () => {
     expect([...evaluatedBy("src/cli/tree.ts").packages].some((name) => name.startsWith("@effect/cli"))).toBe(true)
   })
 
+  // The config file's schemas (effect/Schema, ParseResult, SchemaAST, and the 30-odd fields built with them) cost a
+  // start ~2 ms to evaluate (`npm run bench`): a run from flags reaches them only by import(), in config mode.
+  it("evaluates no effect/Schema, nor the config file's modules, for a run from flags", () => {
+    const { files, packages } = evaluatedBy("src/cli/program.ts")
+    expect(files.has("src/config/serviceInput.ts")).toBe(true) // flags are resolved by the same rules
+    expect([...packages].filter((name) => /^effect\/(Schema|ParseResult|SchemaAST)$/.test(name))).toEqual([])
+    expect([...files].filter((file) => ["src/ConfigFile.ts", "src/Services.ts", "src/config/serviceSchema.ts"].includes(file))).toEqual([])
+    // the check itself: the config file's module does reach it
+    expect(evaluatedBy("src/ConfigFile.ts").packages.has("effect/Schema")).toBe(true)
+  })
+
   // Date.prototype.toISOString maps ICU's time-zone data (about 1 MB of RSS): times are written by isoTime.
   it("writes times with observe/isoTime.ts, not toISOString", () => {
     const users = sources(src)
